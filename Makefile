@@ -1,0 +1,127 @@
+# progressive-servers: six HTTP servers, one endpoint, six concurrency models.
+#
+#   make                 build everything into build/
+#   make test            unit + integration tests (Check + libcurl)
+#   make test SAN=1      the same under AddressSanitizer + UBSan (build/asan)
+#   make test SAN=thread ThreadSanitizer over the threaded parts (build/tsan)
+#   make run STAGE=4     run one stage in the foreground (Ctrl-C stops it)
+#   make demo            the instructor demo, side by side
+#   make bench           the benchmarks (tables + CSV under bench/results)
+#   make deps            install missing libraries (Debian/Ubuntu)
+#   make fuzz            libFuzzer targets (clang)
+#   make clean
+
+PKGS := libcjson libcurl check
+
+# Missing libraries are installed before anything is compiled, so a fresh
+# machine needs nothing but make and a compiler (tools/deps.sh says more).
+ifeq ($(filter clean deps help,$(MAKECMDGOALS)),)
+  ifneq ($(shell pkg-config --exists $(PKGS) 2>/dev/null && echo ok),ok)
+    $(info make: libraries missing ($(PKGS)); running tools/deps.sh)
+    DEPS_RC := $(shell ./tools/deps.sh 1>&2; echo $$?)
+    ifneq ($(DEPS_RC),0)
+      $(error could not install the libraries; see the message above)
+    endif
+  endif
+endif
+
+CC      ?= cc
+SAN     ?=
+ifeq ($(SAN),)
+  B        := build
+  OPT      := -O2
+  SANFLAGS :=
+else ifeq ($(SAN),thread)
+  B        := build/tsan
+  OPT      := -O1
+  SANFLAGS := -fsanitize=thread
+else
+  B        := build/asan
+  OPT      := -O1
+  SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
+              -fno-omit-frame-pointer
+endif
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs libcjson libcurl 2>/dev/null)
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
+
+CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror \
+           -Icommon $(PKG_CFLAGS) $(SANFLAGS) -MMD -MP $(EXTRA_CFLAGS)
+LDFLAGS := $(SANFLAGS) -pthread
+LDLIBS  := $(PKG_LIBS) -lm
+
+STAGES  := $(sort $(patsubst %/,%,$(wildcard 0[1-6]-*/)))
+TOOLS   := main-service loadgen
+TESTS   := $(sort $(basename $(notdir $(wildcard tests/test_*.c))))
+
+COMMON_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(wildcard common/*.c))
+HARNESS_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(filter-out tests/test_%.c,$(wildcard tests/*.c)))
+
+STAGE_BINS := $(addprefix $(B)/,$(STAGES))
+TOOL_BINS  := $(addprefix $(B)/,$(filter $(TOOLS),$(basename $(notdir $(wildcard tools/*.c)))))
+TEST_BINS  := $(addprefix $(B)/tests/,$(TESTS))
+
+.PHONY: all test unit integration run demo bench deps fuzz clean help
+all: $(STAGE_BINS) $(TOOL_BINS)
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(B)/libcommon.a: $(COMMON_OBJ)
+	$(AR) rcs $@ $^
+
+# A stage is every .c file in its folder, linked with common/.
+objs_of = $(patsubst %.c,$(B)/obj/%.o,$(wildcard $(1)/*.c))
+.SECONDEXPANSION:
+$(STAGE_BINS): $(B)/%: $$(call objs_of,$$*) $(B)/libcommon.a
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(TOOL_BINS): $(B)/%: $(B)/obj/tools/%.o $(B)/libcommon.a
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# Test programs may need a stage's own library file (06's coro.c, 05's loop.c).
+TEST_EXTRA_test_coro := $(B)/obj/06-coroutines/coro.o
+TEST_EXTRA_test_loop := $(B)/obj/05-epoll-callbacks/loop.o
+$(TEST_BINS): $(B)/tests/%: $(B)/obj/tests/%.o $$(TEST_EXTRA_$$*) $(HARNESS_OBJ) $(B)/libcommon.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) $(CHECK_LIBS) -o $@
+
+# Unit tests first (fast, pinpoint failures), then the stages end to end.
+# STAGE_BIN_DIR tells the integration tests which build to start.
+test: all $(TEST_BINS)
+	@failed=0; for t in $(TEST_BINS); do \
+	    echo "== $$t"; \
+	    STAGE_BIN_DIR=$(B) $$t || failed=1; \
+	done; \
+	if [ $$failed -ne 0 ]; then echo "make test: FAILED"; exit 1; fi; \
+	echo "make test: all passed ($(B))"
+
+STAGE ?= 1
+run: all
+	@bin=$$(ls -d $(B)/0$(STAGE)-* 2>/dev/null | head -1); \
+	if [ -z "$$bin" ]; then echo "no stage $(STAGE) built; stages: $(STAGES)"; exit 2; fi; \
+	echo "running $$bin (Ctrl-C to stop; try: curl http://127.0.0.1:800$(STAGE)/)"; \
+	exec $$bin $(ARGS)
+
+demo: all
+	@./tools/demo.sh $(B)
+
+bench: all
+	@./tools/deps.sh --optional || true
+	@./tools/bench.sh $(B)
+
+deps:
+	@./tools/deps.sh --optional
+
+fuzz:
+	@$(MAKE) -f tests/fuzz/fuzz.mk
+
+clean:
+	rm -rf build
+
+help:
+	@sed -n '2,12p' Makefile | sed 's/^# \{0,1\}//'
+
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

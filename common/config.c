@@ -1,0 +1,168 @@
+/* config: see config.h. */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define DEFAULT_TOKEN "MY_SECRET_TOKEN"
+#define DEFAULT_MAIN_SERVICE "http://localhost:3001"
+
+enum { OPT_PORT = 256, OPT_HOST, OPT_DELAY, OPT_JITTER, OPT_IDLE, OPT_MAIN,
+       OPT_QUIET, OPT_HELP, OPT_MAX_CHILDREN, OPT_MAX_THREADS,
+       OPT_BLOCKING_BUG, OPT_CPU_MS, OPT_OFFLOAD, OPT_STACK_KB };
+
+static void config_usage(FILE *out, const struct config *cfg, int default_port,
+                         unsigned extras, const char *description)
+{
+    fprintf(out,
+        "usage: %s [options]\n"
+        "%s\n\n"
+        "Serves GET /, POST /api/exchange_sync and POST /api/exchange_async\n"
+        "(see README.md). Once listening it prints one line to stdout:\n"
+        "\"listening on http://HOST:PORT\". Logs go to stderr.\n\n"
+        "options:\n"
+        "  --port N            TCP port (default %d; 0 = any free port)\n"
+        "  --host ADDR         address to bind (default 127.0.0.1)\n"
+        "  --delay-ms N        simulated external call per bill (default 2000)\n"
+        "  --jitter-ms N       plus a random 0..N ms per bill (default 0)\n"
+        "  --idle-timeout-ms N close a client idle or stalled this long\n"
+        "                      (default 10000)\n"
+        "  --main-service URL  where async results are PUT (default\n"
+        "                      $MAIN_SERVICE_URL or " DEFAULT_MAIN_SERVICE ")\n"
+        "  --quiet             log only warnings and errors\n"
+        "  --help              this text\n",
+        cfg->stage, description, default_port);
+    if (extras & CONFIG_MAX_CHILDREN)
+        fprintf(out, "  --max-children N    busy answer (503) past N child "
+                     "processes (default 256)\n");
+    if (extras & CONFIG_MAX_THREADS)
+        fprintf(out, "  --max-threads N     busy answer (503) past N "
+                     "connection threads (default 1024)\n");
+    if (extras & CONFIG_CORO)
+        fprintf(out,
+            "  --blocking-bug      wait for bills with nanosleep instead of\n"
+            "                      co_sleep: the time.sleep-in-async mistake\n"
+            "  --cpu-ms N          each bill also burns N ms of CPU\n"
+            "  --offload           run that CPU work on the worker pool\n"
+            "                      (co_run_blocking) instead of the loop\n"
+            "  --stack-kb N        coroutine stack size (default 64)\n");
+    fprintf(out,
+        "\nenvironment:\n"
+        "  SECRET_TOKEN        token sent with callbacks (default "
+        DEFAULT_TOKEN ")\n"
+        "  MAIN_SERVICE_URL    as --main-service\n");
+}
+
+/* Parses a whole decimal number in [min, max], or exits with a message. */
+static int config_int(const char *stage, const char *opt, const char *s,
+                      long min, long max)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max) {
+        fprintf(stderr, "%s: --%s wants a whole number from %ld to %ld, "
+                        "got '%s'\n", stage, opt, min, max, s);
+        exit(2);
+    }
+    return (int)v;
+}
+
+void config_parse(struct config *cfg, int argc, char **argv,
+                  const char *stage, int default_port, unsigned extras,
+                  const char *description)
+{
+    const char *env_url = getenv("MAIN_SERVICE_URL");
+    const char *env_token = getenv("SECRET_TOKEN");
+    *cfg = (struct config){
+        .stage = stage, .host = "127.0.0.1", .port = default_port,
+        .delay_ms = 2000, .jitter_ms = 0, .idle_timeout_ms = 10000,
+        .main_service = env_url && *env_url ? env_url : DEFAULT_MAIN_SERVICE,
+        .token = env_token && *env_token ? env_token : DEFAULT_TOKEN,
+        .max_children = 256, .max_threads = 1024, .stack_kb = 64,
+    };
+    cfg->token_is_default = strcmp(cfg->token, DEFAULT_TOKEN) == 0;
+
+    struct option all[] = {
+        {"port", required_argument, 0, OPT_PORT},
+        {"host", required_argument, 0, OPT_HOST},
+        {"delay-ms", required_argument, 0, OPT_DELAY},
+        {"jitter-ms", required_argument, 0, OPT_JITTER},
+        {"idle-timeout-ms", required_argument, 0, OPT_IDLE},
+        {"main-service", required_argument, 0, OPT_MAIN},
+        {"quiet", no_argument, 0, OPT_QUIET},
+        {"help", no_argument, 0, OPT_HELP},
+        {"max-children", required_argument, 0, OPT_MAX_CHILDREN},
+        {"max-threads", required_argument, 0, OPT_MAX_THREADS},
+        {"blocking-bug", no_argument, 0, OPT_BLOCKING_BUG},
+        {"cpu-ms", required_argument, 0, OPT_CPU_MS},
+        {"offload", no_argument, 0, OPT_OFFLOAD},
+        {"stack-kb", required_argument, 0, OPT_STACK_KB},
+        {0, 0, 0, 0},
+    };
+    /* Keep only the options this stage takes, so --help and getopt agree. */
+    struct option opts[sizeof all / sizeof all[0]];
+    size_t n = 0;
+    for (size_t i = 0; all[i].name; i++) {
+        int v = all[i].val;
+        if ((v == OPT_MAX_CHILDREN && !(extras & CONFIG_MAX_CHILDREN)) ||
+            (v == OPT_MAX_THREADS && !(extras & CONFIG_MAX_THREADS)) ||
+            (v >= OPT_BLOCKING_BUG && !(extras & CONFIG_CORO)))
+            continue;
+        opts[n++] = all[i];
+    }
+    opts[n] = (struct option){0, 0, 0, 0};
+
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_PORT: cfg->port = config_int(stage, "port", optarg, 0, 65535); break;
+        case OPT_HOST: cfg->host = optarg; break;
+        case OPT_DELAY: cfg->delay_ms = config_int(stage, "delay-ms", optarg, 0, 600000); break;
+        case OPT_JITTER: cfg->jitter_ms = config_int(stage, "jitter-ms", optarg, 0, 600000); break;
+        case OPT_IDLE: cfg->idle_timeout_ms = config_int(stage, "idle-timeout-ms", optarg, 1, 3600000); break;
+        case OPT_MAIN: cfg->main_service = optarg; break;
+        case OPT_QUIET: cfg->quiet = true; break;
+        case OPT_MAX_CHILDREN: cfg->max_children = config_int(stage, "max-children", optarg, 1, 100000); break;
+        case OPT_MAX_THREADS: cfg->max_threads = config_int(stage, "max-threads", optarg, 1, 100000); break;
+        case OPT_BLOCKING_BUG: cfg->blocking_bug = true; break;
+        case OPT_CPU_MS: cfg->cpu_ms = config_int(stage, "cpu-ms", optarg, 0, 60000); break;
+        case OPT_OFFLOAD: cfg->offload = true; break;
+        case OPT_STACK_KB: cfg->stack_kb = config_int(stage, "stack-kb", optarg, 16, 65536); break;
+        case OPT_HELP:
+            config_usage(stdout, cfg, default_port, extras, description);
+            exit(0);
+        default:
+            fprintf(stderr, "try '%s --help'\n", argv[0]);
+            exit(2);
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "%s: unexpected argument '%s'; try '%s --help'\n",
+                stage, argv[optind], argv[0]);
+        exit(2);
+    }
+}
+
+void config_log(const struct config *cfg)
+{
+    log_info("delay %d ms + jitter 0..%d ms per bill, idle timeout %d ms, "
+             "callbacks to %s", cfg->delay_ms, cfg->jitter_ms,
+             cfg->idle_timeout_ms, cfg->main_service);
+    if (cfg->token_is_default)
+        log_warn("SECRET_TOKEN is not set: callbacks carry the default "
+                 "token; set SECRET_TOKEN outside a classroom");
+}
+
+int config_bill_delay_ms(const struct config *cfg, unsigned *seed)
+{
+    if (cfg->jitter_ms <= 0)
+        return cfg->delay_ms;
+    return cfg->delay_ms + (int)(rand_r(seed) % (unsigned)(cfg->jitter_ms + 1));
+}

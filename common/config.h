@@ -1,0 +1,49 @@
+/* config: the command line and environment every server shares (DESIGN.md),
+ * plus the few options one stage adds. --help prints them and exits 0; a bad
+ * option prints why and exits 2. */
+#ifndef COMMON_CONFIG_H
+#define COMMON_CONFIG_H
+
+#include <stdbool.h>
+
+/* Options only some stages take; a stage passes the ones it uses. */
+enum config_extra {
+    CONFIG_MAX_CHILDREN = 1 << 0, /* 02: --max-children */
+    CONFIG_MAX_THREADS = 1 << 1,  /* 03: --max-threads */
+    CONFIG_CORO = 1 << 2,         /* 06: --blocking-bug --cpu-ms --offload
+                                         --stack-kb */
+};
+
+struct config {
+    const char *stage;        /* "01-blocking" */
+    const char *host;         /* --host, default 127.0.0.1 */
+    int port;                 /* --port, default 800N; 0 = any free port */
+    int delay_ms;             /* --delay-ms, default 2000 */
+    int jitter_ms;            /* --jitter-ms, default 0 */
+    int idle_timeout_ms;      /* --idle-timeout-ms, default 10000 */
+    const char *main_service; /* --main-service / MAIN_SERVICE_URL */
+    const char *token;        /* SECRET_TOKEN */
+    bool token_is_default;
+    bool quiet;               /* --quiet */
+    int max_children;         /* 02, default 256 */
+    int max_threads;          /* 03, default 1024 */
+    bool blocking_bug;        /* 06 */
+    int cpu_ms;               /* 06 */
+    bool offload;             /* 06 */
+    int stack_kb;             /* 06, default 64 */
+};
+
+/* Fills cfg from defaults, the environment, then argv. Exits on --help or
+ * on a bad option. description is one sentence for --help. */
+void config_parse(struct config *cfg, int argc, char **argv,
+                  const char *stage, int default_port, unsigned extras,
+                  const char *description);
+
+/* Logs the settings and warns when the default SECRET_TOKEN is in use. */
+void config_log(const struct config *cfg);
+
+/* One bill's simulated external call: delay_ms plus a random 0..jitter_ms.
+ * seed is the caller's own (rand_r), so threads never share it. */
+int config_bill_delay_ms(const struct config *cfg, unsigned *seed);
+
+#endif

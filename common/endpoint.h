@@ -1,0 +1,56 @@
+/* endpoint: the routes of DESIGN.md, decided once for every stage. Given a
+ * parsed request it says which route it is and prepares everything that does
+ * not wait: GET /, 404, 405 and 400 are answered here; the two exchange
+ * routes come back as a validated job for the stage to wait on its own way.
+ *
+ * A stage's handler is therefore:
+ *     switch (endpoint_route(&req, stage, &job, &reply)) {
+ *     case ENDPOINT_REPLY: send reply;                         break;
+ *     case ENDPOINT_SYNC:  wait each bill; send sync response; break;
+ *     case ENDPOINT_ASYNC: send reply ({"status":"ok"}); wait bills; PUT;
+ *     } */
+#ifndef COMMON_ENDPOINT_H
+#define COMMON_ENDPOINT_H
+
+#include "exchange.h"
+#include "http.h"
+
+enum endpoint_route { ENDPOINT_REPLY, ENDPOINT_SYNC, ENDPOINT_ASYNC };
+
+struct endpoint_reply {
+    int status;
+    char *body;      /* malloc'd JSON; endpoint_reply_free releases it */
+};
+
+/* Routes req. REPLY: *reply is the whole answer. SYNC: *job is filled.
+ * ASYNC: *job is filled and *reply is the immediate 200 {"status":"ok"}.
+ * On ENOMEM the reply is a 500. */
+enum endpoint_route endpoint_route(const struct http_request *req,
+                                   const char *stage,
+                                   struct exchange_request *job,
+                                   struct endpoint_reply *reply);
+
+/* The reply for a request the parser rejected (p->error_status/detail). */
+void endpoint_parse_error(int status, const char *detail,
+                          struct endpoint_reply *reply);
+
+/* The sync route's 200 once every subtotal is known. */
+void endpoint_sync_done(const struct exchange_request *job,
+                        const double *subtotals,
+                        struct endpoint_reply *reply);
+
+/* A 503 {"detail":"server busy: ..."} for a server at its limit. */
+void endpoint_busy(const char *why, struct endpoint_reply *reply);
+
+/* Formats reply as a full HTTP response (http_response_build). */
+char *endpoint_reply_render(const struct endpoint_reply *reply,
+                            bool keep_alive, size_t *out_len);
+
+void endpoint_reply_free(struct endpoint_reply *reply);
+
+/* Logs one computed bill the way the lecture prints it:
+ * "bill 1: 3775.00 RUB (request sync_test)". */
+void endpoint_log_bill(const struct exchange_request *job, size_t i,
+                       double subtotal);
+
+#endif

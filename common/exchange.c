@@ -1,0 +1,303 @@
+/* exchange: request validation, subtotals and the JSON answers. See
+ * exchange.h. Pure functions: no I/O, no globals, no waiting. */
+#include "exchange.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Enough for "%.2f" of any finite double: DBL_MAX has 309 integer digits. */
+#define MONEY_BUF 400
+
+/* The largest integer a double holds exactly together with all smaller ones
+ * (JavaScript's Number.MAX_SAFE_INTEGER). 2^53 itself is refused, because
+ * "9007199254740993" parses to it too: beyond this, ids would change. */
+#define MAX_SAFE_INTEGER 9007199254740991.0
+
+#define MAX_COUNT 1e9
+
+/* ---- validation --------------------------------------------------------- */
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+/* A JSON number with no fraction within the exact range of a double. JSON
+ * has one number type, so 5.0 counts as the integer 5. */
+static bool json_integer(const cJSON *item, double min, double max,
+                         long long *out)
+{
+    if (!cJSON_IsNumber(item))
+        return false;
+    double d = item->valuedouble;
+    if (!isfinite(d) || d != floor(d) || d < min || d > max)
+        return false;
+    *out = (long long)d;
+    return true;
+}
+
+static bool json_positive(const cJSON *item, double *out)
+{
+    if (!cJSON_IsNumber(item))
+        return false;
+    double d = item->valuedouble;
+    if (!isfinite(d) || !(d > 0))
+        return false;
+    *out = d;
+    return true;
+}
+
+/* True if bytes [from, len) are only JSON whitespace: cJSON on its own
+ * accepts "{} trailing garbage", which no JSON parser should. */
+static bool only_whitespace(const char *s, size_t from, size_t len)
+{
+    for (size_t i = from; i < len; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r')
+            return false;
+    return true;
+}
+
+static int parse_bill(const cJSON *item, size_t i, struct exchange_bill *b,
+                      char *err, size_t errlen)
+{
+    if (!cJSON_IsObject(item))
+        return fail(err, errlen, "bills[%zu] must be an object", i);
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(item, "denomination_id");
+    if (!json_integer(id, -MAX_SAFE_INTEGER, MAX_SAFE_INTEGER,
+                      &b->denomination_id))
+        return fail(err, errlen, "bills[%zu].denomination_id must be an integer",
+                    i);
+    const cJSON *den = cJSON_GetObjectItemCaseSensitive(item, "denomination");
+    if (!json_positive(den, &b->denomination))
+        return fail(err, errlen,
+                    "bills[%zu].denomination must be a positive number", i);
+    const cJSON *count = cJSON_GetObjectItemCaseSensitive(item, "count");
+    if (!json_integer(count, 0, MAX_COUNT, &b->count))
+        return fail(err, errlen,
+                    "bills[%zu].count must be a non-negative integer", i);
+    return 0;
+}
+
+static int parse_bills(const cJSON *bills, struct exchange_request *out,
+                       char *err, size_t errlen)
+{
+    if (!cJSON_IsArray(bills) || bills->child == NULL)
+        return fail(err, errlen, "bills must be a non-empty array");
+    size_t n = 0;
+    for (const cJSON *it = bills->child; it; it = it->next)
+        if (++n > EXCHANGE_MAX_BILLS)
+            return fail(err, errlen, "bills must have at most %d items",
+                        EXCHANGE_MAX_BILLS);
+    n = 0;
+    for (const cJSON *it = bills->child; it; it = it->next, n++)
+        if (parse_bill(it, n, &out->bills[n], err, errlen) < 0)
+            return -1;
+    out->num_bills = n;
+    return 0;
+}
+
+/* Each field is checked on its own above; this refuses the rare request
+ * whose valid fields multiply past the largest double, because "inf" cannot
+ * be written as a JSON number. */
+static int check_results_finite(const struct exchange_request *req,
+                                char *err, size_t errlen)
+{
+    double total = 0;
+    for (size_t i = 0; i < req->num_bills; i++) {
+        double s = exchange_subtotal(&req->bills[i], req->exchange_rate);
+        if (!isfinite(s))
+            return fail(err, errlen, "bills[%zu] subtotal is too large", i);
+        total += s;
+    }
+    if (!isfinite(total))
+        return fail(err, errlen, "total_rub is too large");
+    return 0;
+}
+
+static int parse_fields(const cJSON *root, struct exchange_request *out,
+                        char *err, size_t errlen)
+{
+    if (!cJSON_IsObject(root))
+        return fail(err, errlen, "body must be a JSON object");
+
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "request_id");
+    size_t id_len = cJSON_IsString(id) && id->valuestring
+                        ? strlen(id->valuestring) : 0;
+    if (id_len == 0 || id_len > EXCHANGE_MAX_ID_LEN)
+        return fail(err, errlen, "request_id must be a non-empty string of "
+                                 "at most %d characters", EXCHANGE_MAX_ID_LEN);
+    memcpy(out->request_id, id->valuestring, id_len + 1);
+
+    const cJSON *rate = cJSON_GetObjectItemCaseSensitive(root, "exchange_rate");
+    if (!json_positive(rate, &out->exchange_rate))
+        return fail(err, errlen, "exchange_rate must be a positive number");
+
+    const cJSON *bills = cJSON_GetObjectItemCaseSensitive(root, "bills");
+    if (parse_bills(bills, out, err, errlen) < 0)
+        return -1;
+    return check_results_finite(out, err, errlen);
+}
+
+int exchange_parse_request(const char *json, size_t len,
+                           struct exchange_request *out,
+                           char *err, size_t errlen)
+{
+    if (err && errlen > 0)
+        err[0] = '\0';
+    out->request_id[0] = '\0';
+    out->exchange_rate = 0;
+    out->num_bills = 0;
+    if (json == NULL || len == 0)
+        return fail(err, errlen, "body is not valid JSON");
+
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, false);
+    if (root == NULL || end == NULL || end < json ||
+        !only_whitespace(json, (size_t)(end - json), len)) {
+        cJSON_Delete(root);
+        return fail(err, errlen, "body is not valid JSON");
+    }
+    int rc = parse_fields(root, out, err, errlen);
+    cJSON_Delete(root);
+    if (rc < 0)
+        out->num_bills = 0;
+    return rc;
+}
+
+/* ---- numbers ------------------------------------------------------------ */
+
+/* The value "%.2f" prints, read back: Python's round(x, 2) gives the same,
+ * both being correctly rounded from the double's exact decimal value. */
+static double round_cents(double v)
+{
+    char buf[MONEY_BUF];
+    snprintf(buf, sizeof buf, "%.2f", v);
+    return strtod(buf, NULL);
+}
+
+double exchange_subtotal(const struct exchange_bill *bill, double rate)
+{
+    double v = bill->denomination * (double)bill->count * rate;
+    return round_cents(v);
+}
+
+void exchange_format_money(double value, char *out, size_t outlen)
+{
+    if (out == NULL || outlen == 0)
+        return;
+    char buf[MONEY_BUF];
+    if (!isfinite(value)) {
+        /* Never produced for a validated request; keeps the JSON valid. */
+        snprintf(out, outlen, "null");
+        return;
+    }
+    int n = snprintf(buf, sizeof buf, "%.2f", value);
+    /* "%.2f" always has a point and two decimals: drop trailing zeros but
+     * keep one digit after the point, as Python's repr does. */
+    while (n >= 2 && buf[n - 1] == '0' && buf[n - 2] != '.')
+        buf[--n] = '\0';
+    snprintf(out, outlen, "%s", buf);
+}
+
+/* ---- JSON out ----------------------------------------------------------- */
+
+static bool add_money(cJSON *obj, const char *key, double value)
+{
+    char buf[MONEY_BUF];
+    exchange_format_money(value, buf, sizeof buf);
+    return cJSON_AddRawToObject(obj, key, buf) != NULL;
+}
+
+static bool add_breakdown(cJSON *root, const struct exchange_request *req,
+                          const double *subtotals)
+{
+    cJSON *arr = cJSON_AddArrayToObject(root, "breakdown");
+    if (arr == NULL)
+        return false;
+    for (size_t i = 0; i < req->num_bills; i++) {
+        cJSON *item = cJSON_CreateObject();
+        if (item == NULL)
+            return false;
+        if (!cJSON_AddItemToArray(arr, item)) {
+            cJSON_Delete(item);
+            return false;
+        }
+        char id[32];
+        snprintf(id, sizeof id, "%lld", req->bills[i].denomination_id);
+        if (!cJSON_AddRawToObject(item, "denomination_id", id) ||
+            !add_money(item, "subtotal_rub", subtotals[i]))
+            return false;
+    }
+    return true;
+}
+
+/* Prints root unformatted and frees it; NULL if root is NULL or on ENOMEM. */
+static char *print_and_delete(cJSON *root, bool ok)
+{
+    char *s = (ok && root) ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    return s;
+}
+
+char *exchange_sync_response(const struct exchange_request *req,
+                             const double *subtotals)
+{
+    double total = 0;
+    for (size_t i = 0; i < req->num_bills; i++)
+        total += subtotals[i];
+    total = round_cents(total);
+
+    cJSON *root = cJSON_CreateObject();
+    bool ok = root &&
+              cJSON_AddStringToObject(root, "status", "completed") &&
+              cJSON_AddStringToObject(root, "request_id", req->request_id) &&
+              add_breakdown(root, req, subtotals) &&
+              add_money(root, "total_rub", total);
+    return print_and_delete(root, ok);
+}
+
+char *exchange_callback_body(const char *token,
+                             const struct exchange_request *req,
+                             const double *subtotals)
+{
+    cJSON *root = cJSON_CreateObject();
+    bool ok = root &&
+              cJSON_AddStringToObject(root, "token", token ? token : "") &&
+              cJSON_AddStringToObject(root, "request_id", req->request_id) &&
+              add_breakdown(root, req, subtotals);
+    return print_and_delete(root, ok);
+}
+
+char *exchange_error_body(const char *detail)
+{
+    return exchange_json_object("detail", detail ? detail : "", (char *)NULL);
+}
+
+char *exchange_json_object(const char *key, ...)
+{
+    cJSON *root = cJSON_CreateObject();
+    bool ok = root != NULL;
+    va_list ap;
+    va_start(ap, key);
+    for (const char *k = key; ok && k; k = va_arg(ap, const char *)) {
+        const char *v = va_arg(ap, const char *);
+        ok = v ? cJSON_AddStringToObject(root, k, v) != NULL
+               : cJSON_AddNullToObject(root, k) != NULL;
+    }
+    va_end(ap);
+    return print_and_delete(root, ok);
+}

@@ -1,0 +1,381 @@
+/* harness: see harness.h. */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <check.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define START_TIMEOUT_MS 20000 /* sanitizer builds start slowly */
+
+double harness_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void harness_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+const char *harness_bin(const char *name)
+{
+    static char path[512];
+    const char *dir = getenv("STAGE_BIN_DIR");
+    snprintf(path, sizeof path, "%s/%s", dir && *dir ? dir : "build", name);
+    return path;
+}
+
+/* Tests open thousands of sockets; so do the servers they start. */
+static void harness_raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static void harness_curl_init(void)
+{
+    static int done;
+    if (!done) {
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        harness_raise_fd_limit();
+        signal(SIGPIPE, SIG_IGN);
+        done = 1;
+    }
+}
+
+/* Reads stdout until the listening line; returns the port or -1. */
+static int harness_wait_listening(int fd, pid_t pid, char *line, size_t cap)
+{
+    size_t len = 0;
+    double deadline = harness_now() + START_TIMEOUT_MS / 1000.0;
+    while (harness_now() < deadline && len < cap - 1) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int r = poll(&pfd, 1, 100);
+        if (r < 0 && errno != EINTR)
+            return -1;
+        if (r <= 0) {
+            if (waitpid(pid, NULL, WNOHANG) == pid)
+                return -1; /* it died before listening */
+            continue;
+        }
+        ssize_t n = read(fd, line + len, cap - 1 - len);
+        if (n <= 0)
+            return -1;
+        len += (size_t)n;
+        line[len] = '\0';
+        char *nl = strchr(line, '\n');
+        if (nl) {
+            *nl = '\0';
+            char *colon = strrchr(line, ':');
+            if (strncmp(line, "listening on http://", 20) != 0 || !colon)
+                return -1;
+            return atoi(colon + 1);
+        }
+    }
+    return -1;
+}
+
+void proc_start(struct proc *p, const char *name, const char *const *args,
+                const char *const *env)
+{
+    harness_curl_init();
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    const char *bin = harness_bin(name);
+    ck_assert_msg(access(bin, X_OK) == 0, "%s is not built", bin);
+
+    int out[2];
+    ck_assert(pipe2(out, O_CLOEXEC) == 0);
+    /* The log goes to a memory file, never a pipe: a pipe nobody drains
+     * would block a chatty server once 64 KiB of log piled up. */
+    p->log_fd = memfd_create("server-log", 0);
+    ck_assert(p->log_fd >= 0);
+
+    char *argv[64];
+    int argc = 0;
+    argv[argc++] = (char *)bin;
+    argv[argc++] = "--port";
+    argv[argc++] = "0";
+    for (int i = 0; args && args[i] && argc < 62; i++)
+        argv[argc++] = (char *)args[i];
+    argv[argc] = NULL;
+
+    pid_t parent = getpid();
+    p->pid = fork();
+    ck_assert(p->pid >= 0);
+    if (p->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        dup2(out[1], STDOUT_FILENO);
+        dup2(p->log_fd, STDERR_FILENO);
+        setpgid(0, 0); /* signals to the test's group do not reach it */
+        for (int i = 0; env && env[i]; i++)
+            putenv((char *)env[i]);
+        signal(SIGPIPE, SIG_DFL);
+        execv(bin, argv);
+        _exit(127);
+    }
+    close(out[1]);
+    char line[256];
+    p->port = harness_wait_listening(out[0], p->pid, line, sizeof line);
+    close(out[0]);
+    if (p->port <= 0) {
+        fprintf(stderr, "%s did not start; its log:\n%s\n", name,
+                harness_read_log(p));
+        kill(p->pid, SIGKILL);
+        waitpid(p->pid, NULL, 0);
+        ck_abort_msg("%s did not print its listening line", name);
+    }
+}
+
+int proc_stop(struct proc *p, int timeout_ms)
+{
+    if (p->pid <= 0)
+        return -1;
+    kill(p->pid, SIGTERM);
+    int status = 0, rc = -1;
+    double deadline = harness_now() + timeout_ms / 1000.0;
+    for (;;) {
+        pid_t r = waitpid(p->pid, &status, WNOHANG);
+        if (r == p->pid) {
+            rc = WIFEXITED(status) ? WEXITSTATUS(status)
+                                   : 128 + WTERMSIG(status);
+            break;
+        }
+        if (harness_now() > deadline) {
+            kill(p->pid, SIGKILL);
+            waitpid(p->pid, &status, 0);
+            rc = -1;
+            break;
+        }
+        harness_sleep_ms(10);
+    }
+    p->pid = 0;
+    if (rc != 0 || getenv("HARNESS_VERBOSE"))
+        fprintf(stderr, "--- %s exited with %d; its log:\n%s\n", p->name, rc,
+                harness_read_log(p));
+    if (p->log_fd >= 0)
+        close(p->log_fd);
+    p->log_fd = -1;
+    return rc;
+}
+
+const char *harness_read_log(struct proc *p)
+{
+    static char *buf;
+    free(buf);
+    buf = NULL;
+    off_t size = p->log_fd >= 0 ? lseek(p->log_fd, 0, SEEK_END) : 0;
+    if (size < 0)
+        size = 0;
+    buf = malloc((size_t)size + 1);
+    if (!buf)
+        return "";
+    ssize_t n = size > 0 ? pread(p->log_fd, buf, (size_t)size, 0) : 0;
+    buf[n > 0 ? n : 0] = '\0';
+    return buf;
+}
+
+/* ---- HTTP through libcurl ---- */
+
+struct sink {
+    char *data;
+    size_t len;
+};
+
+static size_t sink_write(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct sink *s = userdata;
+    size_t n = size * nmemb;
+    char *d = realloc(s->data, s->len + n + 1);
+    if (!d)
+        return 0;
+    memcpy(d + s->len, ptr, n);
+    s->data = d;
+    s->len += n;
+    d[s->len] = '\0';
+    return n;
+}
+
+static CURL *harness_easy(const char *method, int port, const char *path,
+                          const char *body, struct sink *sink,
+                          struct curl_slist **hdrs)
+{
+    char url[1024];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    CURL *e = curl_easy_init();
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 120000L);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sink_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, sink);
+    curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+    curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+    *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, *hdrs);
+    if (body) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    }
+    return e;
+}
+
+static void harness_finish(CURL *e, CURLcode rc, struct sink *sink,
+                           struct http_result *r)
+{
+    r->end = harness_now();
+    r->seconds = r->end - r->start;
+    r->status = 0;
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &r->status);
+    r->body = sink->data ? sink->data : strdup("");
+}
+
+void http_request(const char *method, int port, const char *path,
+                  const char *body, struct http_result *r)
+{
+    harness_curl_init();
+    struct sink sink = {0};
+    struct curl_slist *hdrs;
+    CURL *e = harness_easy(method, port, path, body, &sink, &hdrs);
+    r->start = harness_now();
+    CURLcode rc = curl_easy_perform(e);
+    harness_finish(e, rc, &sink, r);
+    curl_easy_cleanup(e);
+    curl_slist_free_all(hdrs);
+}
+
+void http_parallel(const char *method, int port, const char *path,
+                   const char *body, int n, struct http_result *out)
+{
+    harness_curl_init();
+    CURLM *m = curl_multi_init();
+    CURL **easy = calloc((size_t)n, sizeof *easy);
+    struct sink *sinks = calloc((size_t)n, sizeof *sinks);
+    struct curl_slist **hdrs = calloc((size_t)n, sizeof *hdrs);
+    ck_assert(m && easy && sinks && hdrs);
+    for (int i = 0; i < n; i++) {
+        easy[i] = harness_easy(method, port, path, body, &sinks[i], &hdrs[i]);
+        curl_easy_setopt(easy[i], CURLOPT_PRIVATE, (void *)(long)i);
+        out[i].start = harness_now();
+        curl_multi_add_handle(m, easy[i]);
+    }
+    int running = n;
+    while (running > 0) {
+        curl_multi_perform(m, &running);
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(m, &left)) != NULL) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            void *priv;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+            int i = (int)(long)priv;
+            harness_finish(msg->easy_handle, msg->data.result, &sinks[i], &out[i]);
+        }
+        if (running > 0)
+            curl_multi_poll(m, NULL, 0, 100, NULL);
+    }
+    for (int i = 0; i < n; i++) {
+        curl_multi_remove_handle(m, easy[i]);
+        curl_easy_cleanup(easy[i]);
+        curl_slist_free_all(hdrs[i]);
+    }
+    curl_multi_cleanup(m);
+    free(easy);
+    free(sinks);
+    free(hdrs);
+}
+
+void http_result_free(struct http_result *r)
+{
+    free(r->body);
+    r->body = NULL;
+}
+
+/* ---- raw sockets, for what curl would never send ---- */
+
+int raw_connect(int port)
+{
+    harness_curl_init();
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+char *raw_exchange(int port, const void *bytes, size_t len, int timeout_ms)
+{
+    struct sink sink = {0};
+    int fd = raw_connect(port);
+    if (fd >= 0) {
+        const char *p = bytes;
+        while (len > 0) {
+            ssize_t w = send(fd, p, len, MSG_NOSIGNAL);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                break; /* the server may close early: read what it said */
+            p += w;
+            len -= (size_t)w;
+        }
+        double deadline = harness_now() + timeout_ms / 1000.0;
+        char buf[4096];
+        while (harness_now() < deadline) {
+            struct pollfd pfd = {.fd = fd, .events = POLLIN};
+            int left = (int)((deadline - harness_now()) * 1000) + 1;
+            int r = poll(&pfd, 1, left);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0)
+                break;
+            ssize_t n = recv(fd, buf, sizeof buf, 0);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                break;
+            sink_write(buf, 1, (size_t)n, &sink);
+        }
+        close(fd);
+    }
+    return sink.data ? sink.data : strdup("");
+}
+
+int raw_status(const char *response)
+{
+    int status = 0;
+    if (sscanf(response, "HTTP/1.%*d %d", &status) != 1)
+        return 0;
+    return status;
+}

@@ -1,0 +1,473 @@
+/* Integration tests: every stage, started for real, driven over HTTP.
+ *
+ * One table, one row per stage. A row says how its model is expected to
+ * differ (do requests overlap? does it keep connections alive?); every test
+ * runs once per row (Check loop tests), so a new stage is one new row. */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+struct stage_row {
+    const char *name;       /* binary in build/, and "stage" in GET / */
+    bool overlaps;          /* concurrent requests run at the same time */
+    bool keep_alive;        /* honours keep-alive (01 always closes) */
+};
+
+static const struct stage_row stages[] = {
+    {"01-blocking", .overlaps = false, .keep_alive = false},
+    {"02-fork", .overlaps = true, .keep_alive = true},
+    {"03-threads", .overlaps = true, .keep_alive = true},
+    {"04-select", .overlaps = true, .keep_alive = true},
+    {"05-epoll-callbacks", .overlaps = true, .keep_alive = true},
+    {"06-coroutines", .overlaps = true, .keep_alive = true},
+};
+#define NUM_STAGES ((int)(sizeof stages / sizeof stages[0]))
+
+/* A row runs when its stage's folder is in the tree (then its binary must
+ * be built and pass). STAGES=02-fork,03-threads limits a run to some rows
+ * while working on them; make test leaves it unset. */
+static bool row_selected(int i)
+{
+    const char *only = getenv("STAGES");
+    if (only && *only && !strstr(only, stages[i].name))
+        return false;
+    return access(stages[i].name, F_OK) == 0;
+}
+
+#define DELAY_MS 300
+#define DELAY_S (DELAY_MS / 1000.0)
+
+static const char *const lecture_body =
+    "{\"request_id\": \"sync_test\", \"exchange_rate\": 75.5, \"bills\": ["
+    "{\"denomination_id\": 1, \"denomination\": 10.0, \"count\": 5},"
+    "{\"denomination_id\": 2, \"denomination\": 20.0, \"count\": 3}]}";
+
+static const char *const one_bill_body =
+    "{\"request_id\": \"one\", \"exchange_rate\": 2, \"bills\": ["
+    "{\"denomination_id\": 7, \"denomination\": 1.5, \"count\": 2}]}";
+
+/* Starts stage row i with the test delay and any extra arguments. */
+static void start_stage(struct proc *p, int i, const char *main_url,
+                        const char *const *extra)
+{
+    const char *args[24] = {"--delay-ms", "300", "--idle-timeout-ms", "2000"};
+    int n = 4;
+    if (main_url) {
+        args[n++] = "--main-service";
+        args[n++] = main_url;
+    }
+    for (int k = 0; extra && extra[k] && n < 22; k++)
+        args[n++] = extra[k];
+    args[n] = NULL;
+    static const char *const env[] = {"SECRET_TOKEN=test-token", NULL};
+    proc_start(p, stages[i].name, args, env);
+}
+
+static void stop_stage(struct proc *p)
+{
+    ck_assert_int_eq(proc_stop(p, 20000), 0);
+}
+
+static void expect_get_root(int port, const char *stage)
+{
+    struct http_result r;
+    http_request("GET", port, "/", NULL, &r);
+    char want[256];
+    snprintf(want, sizeof want,
+             "{\"message\":\"Exchange service is running\",\"stage\":\"%s\"}",
+             stage);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, want);
+    http_result_free(&r);
+}
+
+START_TEST(get_root_names_the_stage)
+{
+    if (!row_selected(_i))
+        return;
+    struct proc s;
+    start_stage(&s, _i, NULL, NULL);
+    expect_get_root(s.port, stages[_i].name);
+    stop_stage(&s);
+}
+END_TEST
+
+START_TEST(sync_route_computes_the_lecture_example)
+{
+    if (!row_selected(_i))
+        return;
+    struct proc s;
+    start_stage(&s, _i, NULL, NULL);
+    struct http_result r;
+    http_request("POST", s.port, "/api/exchange_sync", lecture_body, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body,
+        "{\"status\":\"completed\",\"request_id\":\"sync_test\",\"breakdown\":["
+        "{\"denomination_id\":1,\"subtotal_rub\":3775.0},"
+        "{\"denomination_id\":2,\"subtotal_rub\":4530.0}],"
+        "\"total_rub\":8305.0}");
+    /* Two bills, waited one after the other. */
+    ck_assert_double_ge(r.seconds, 2 * DELAY_S * 0.95);
+    http_result_free(&r);
+    const char *log = harness_read_log(&s);
+    ck_assert_ptr_nonnull(strstr(log, "bill 1: 3775.00 RUB"));
+    ck_assert_ptr_nonnull(strstr(log, "bill 2: 4530.00 RUB"));
+    stop_stage(&s);
+}
+END_TEST
+
+/* The async route answers at once; the breakdown reaches the main service
+ * later, with the shared token (the main service rejects any other). */
+START_TEST(async_route_calls_back_the_main_service)
+{
+    if (!row_selected(_i))
+        return;
+    struct proc main_svc, s;
+    static const char *const env[] = {"SECRET_TOKEN=test-token", NULL};
+    proc_start(&main_svc, "main-service", NULL, env);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", main_svc.port);
+    start_stage(&s, _i, url, NULL);
+
+    const char *body =
+        "{\"request_id\": \"async_test\", \"exchange_rate\": 75.5, \"bills\": ["
+        "{\"denomination_id\": 1, \"denomination\": 1.0, \"count\": 5},"
+        "{\"denomination_id\": 2, \"denomination\": 2.0, \"count\": 3}]}";
+    struct http_result r;
+    http_request("POST", s.port, "/api/exchange_async", body, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "{\"status\":\"ok\"}");
+    ck_assert_double_lt(r.seconds, DELAY_S);
+    http_result_free(&r);
+
+    http_request("GET", main_svc.port,
+                 "/api/exchange_result/async_test?wait_ms=10000", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body,
+        "{\"request_id\":\"async_test\",\"breakdown\":["
+        "{\"denomination_id\":1,\"subtotal_rub\":377.5},"
+        "{\"denomination_id\":2,\"subtotal_rub\":453.0}]}");
+    http_result_free(&r);
+    stop_stage(&s);
+    ck_assert_int_eq(proc_stop(&main_svc, 5000), 0);
+}
+END_TEST
+
+START_TEST(callback_with_a_wrong_token_is_refused)
+{
+    if (!row_selected(_i))
+        return;
+    struct proc main_svc, s;
+    static const char *const env[] = {"SECRET_TOKEN=other-token", NULL};
+    proc_start(&main_svc, "main-service", NULL, env);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", main_svc.port);
+    start_stage(&s, _i, url, NULL);
+    struct http_result r;
+    http_request("POST", s.port, "/api/exchange_async", one_bill_body, &r);
+    ck_assert_int_eq(r.status, 200);
+    http_result_free(&r);
+    /* 403 is a 4xx: the stage must give up at once, not retry. */
+    http_request("GET", main_svc.port,
+                 "/api/exchange_result/one?wait_ms=1500", NULL, &r);
+    ck_assert_int_eq(r.status, 404);
+    http_result_free(&r);
+    harness_sleep_ms(200);
+    ck_assert_ptr_nonnull(strstr(harness_read_log(&s), "rejected"));
+    stop_stage(&s);
+    ck_assert_int_eq(proc_stop(&main_svc, 5000), 0);
+}
+END_TEST
+
+/* Bad input of every kind in DESIGN.md gets its status, and the server
+ * goes on serving. */
+struct bad_case {
+    const char *what;
+    const char *request;
+    int status;
+};
+
+#define POST_JSON(path, json) \
+    "POST " path " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" \
+    "Content-Length: %zu\r\n\r\n" json
+
+static const struct bad_case bad_cases[] = {
+    {"malformed request line", "GARBAGE\r\n\r\n", 400},
+    {"missing version", "GET /\r\n\r\n", 400},
+    {"HTTP/2.0 version", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505},
+    {"header without colon", "GET / HTTP/1.1\r\nHost x\r\n\r\n", 400},
+    {"POST without Content-Length",
+     "POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\n\r\n", 411},
+    {"Transfer-Encoding",
+     "POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\n"
+     "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501},
+    {"body over 64 KiB",
+     "POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\n"
+     "Content-Length: 70000\r\n\r\n", 413},
+    {"unknown path", "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", 404},
+    {"wrong method", "DELETE / HTTP/1.1\r\nHost: x\r\n\r\n", 405},
+    {"GET on the sync route",
+     "GET /api/exchange_sync HTTP/1.1\r\nHost: x\r\n\r\n", 405},
+    {"invalid JSON", POST_JSON("/api/exchange_sync", "{not json"), 400},
+    {"JSON not an object", POST_JSON("/api/exchange_async", "[1,2]"), 400},
+    {"missing request_id",
+     POST_JSON("/api/exchange_sync", "{\"exchange_rate\":1,\"bills\":"
+               "[{\"denomination_id\":1,\"denomination\":1,\"count\":1}]}"), 400},
+    {"negative count",
+     POST_JSON("/api/exchange_async", "{\"request_id\":\"x\",\"exchange_rate\""
+               ":1,\"bills\":[{\"denomination_id\":1,\"denomination\":1,"
+               "\"count\":-1}]}"), 400},
+};
+#define NUM_BAD ((int)(sizeof bad_cases / sizeof bad_cases[0]))
+
+/* Fills in the %zu of POST_JSON cases with the real body length. */
+static char *bad_case_text(const struct bad_case *c)
+{
+    const char *fmt = c->request;
+    if (!strstr(fmt, "%zu"))
+        return strdup(fmt);
+    const char *body = strstr(fmt, "\r\n\r\n") + 4;
+    size_t len = strlen(body);
+    char *out;
+    if (asprintf(&out, fmt, len) < 0)
+        return NULL;
+    return out;
+}
+
+START_TEST(bad_input_gets_its_status_and_the_server_goes_on)
+{
+    if (!row_selected(_i))
+        return;
+    struct proc s;
+    start_stage(&s, _i, NULL, NULL);
+    for (int k = 0; k < NUM_BAD; k++) {
+        char *req = bad_case_text(&bad_cases[k]);
+        char *resp = raw_exchange(s.port, req, strlen(req), 3000);
+        ck_assert_msg(raw_status(resp) == bad_cases[k].status,
+                      "%s: expected %d, got: %.200s", bad_cases[k].what,
+                      bad_cases[k].status, resp);
+        ck_assert_msg(strstr(resp, "{\"detail\":\"") != NULL,
+                      "%s: no detail in %.200s", bad_cases[k].what, resp);
+        free(resp);
+        free(req);
+        expect_get_root(s.port, stages[_i].name);
+    }
+    /* The detail names the bad field. */
+    const char *bad_count =
+        "{\"request_id\":\"x\",\"exchange_rate\":1,\"bills\":["
+        "{\"denomination_id\":1,\"denomination\":1,\"count\":1},"
+        "{\"denomination_id\":2,\"denomination\":1,\"count\":1.5}]}";
+    struct http_result r;
+    http_request("POST", s.port, "/api/exchange_sync", bad_count, &r);
+    ck_assert_int_eq(r.status, 400);
+    ck_assert_str_eq(r.body, "{\"detail\":\"bills[1].count must be a "
+                             "non-negative integer\"}");
+    http_result_free(&r);
+    stop_stage(&s);
+}
+END_TEST
+
+START_TEST(headers_over_8k_get_431)
+{
+    if (!row_selected(_i))
+        return;
+    struct proc s;
+    start_stage(&s, _i, NULL, NULL);
+    size_t n = 9000;
+    char *req = malloc(n + 64);
+    int k = snprintf(req, n + 64, "GET / HTTP/1.1\r\nX-Big: ");
+    memset(req + k, 'a', n);
+    strcpy(req + k + n, "\r\n\r\n");
+    char *resp = raw_exchange(s.port, req, strlen(req), 3000);
+    ck_assert_int_eq(raw_status(resp), 431);
+    free(resp);
+    free(req);
+    expect_get_root(s.port, stages[_i].name);
+    stop_stage(&s);
+}
+END_TEST
+
+START_TEST(more_than_100_bills_get_400)
+{
+    if (!row_selected(_i))
+        return;
+    struct proc s;
+    start_stage(&s, _i, NULL, NULL);
+    char *body = malloc(16384);
+    int n = sprintf(body, "{\"request_id\":\"x\",\"exchange_rate\":1,\"bills\":[");
+    for (int b = 0; b < 101; b++)
+        n += sprintf(body + n, "%s{\"denomination_id\":%d,\"denomination\":1,"
+                     "\"count\":1}", b ? "," : "", b);
+    strcpy(body + n, "]}");
+    struct http_result r;
+    http_request("POST", s.port, "/api/exchange_sync", body, &r);
+    ck_assert_int_eq(r.status, 400);
+    ck_assert_str_eq(r.body, "{\"detail\":\"bills must have at most 100 items\"}");
+    http_result_free(&r);
+    free(body);
+    stop_stage(&s);
+}
+END_TEST
+
+/* The heart of the lecture: do two requests wait side by side? */
+START_TEST(concurrent_sync_requests_overlap_or_queue)
+{
+    if (!row_selected(_i))
+        return;
+    struct proc s;
+    start_stage(&s, _i, NULL, NULL);
+    struct http_result r[2];
+    http_parallel("POST", s.port, "/api/exchange_sync", one_bill_body, 2, r);
+    double wall = (r[0].end > r[1].end ? r[0].end : r[1].end) - r[0].start;
+    for (int k = 0; k < 2; k++) {
+        ck_assert_int_eq(r[k].status, 200);
+        http_result_free(&r[k]);
+    }
+    if (stages[_i].overlaps)
+        ck_assert_msg(wall < 1.8 * DELAY_S, "took %.3f s, expected ~%.1f",
+                      wall, DELAY_S);
+    else
+        ck_assert_msg(wall >= 2 * DELAY_S * 0.95, "took %.3f s, expected "
+                      "twice %.1f", wall, DELAY_S);
+    stop_stage(&s);
+}
+END_TEST
+
+START_TEST(connection_header_follows_the_model)
+{
+    if (!row_selected(_i))
+        return;
+    struct proc s;
+    start_stage(&s, _i, NULL, NULL);
+    const char *two = "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+                      "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    char *resp = raw_exchange(s.port, two, strlen(two), 1500);
+    ck_assert_int_eq(raw_status(resp), 200);
+    const char *second = strstr(resp + 1, "HTTP/1.1 200");
+    if (stages[_i].keep_alive) {
+        ck_assert_ptr_nonnull(strstr(resp, "Connection: keep-alive"));
+        ck_assert_ptr_nonnull(second); /* pipelined, answered in order */
+    } else {
+        ck_assert_ptr_nonnull(strstr(resp, "Connection: close"));
+        ck_assert_ptr_null(second);
+    }
+    free(resp);
+    stop_stage(&s);
+}
+END_TEST
+
+/* A client that sends half a request: concurrent stages keep serving
+ * others; 01 is held until its idle timeout, which is the lesson. */
+START_TEST(stalled_client_and_others)
+{
+    if (!row_selected(_i))
+        return;
+    struct proc s;
+    start_stage(&s, _i, NULL, NULL);
+    int fd = raw_connect(s.port);
+    ck_assert_int_ge(fd, 0);
+    const char *half = "POST /api/exchange_sync HTTP/1.1\r\nContent-Le";
+    ck_assert_int_eq(write(fd, half, strlen(half)), (ssize_t)strlen(half));
+    harness_sleep_ms(100);
+    struct http_result r;
+    http_request("GET", s.port, "/", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    if (stages[_i].overlaps)
+        ck_assert_double_lt(r.seconds, 0.5);
+    else /* held until the stalled client timed out (2 s) */
+        ck_assert_double_ge(r.seconds, 1.5);
+    http_result_free(&r);
+    close(fd);
+    stop_stage(&s);
+}
+END_TEST
+
+START_TEST(sigterm_exits_cleanly)
+{
+    if (!row_selected(_i))
+        return;
+    struct proc s;
+    start_stage(&s, _i, NULL, NULL);
+    expect_get_root(s.port, stages[_i].name);
+    ck_assert_int_eq(proc_stop(&s, 10000), 0);
+}
+END_TEST
+
+START_TEST(sigterm_finishes_the_request_in_flight)
+{
+    if (!row_selected(_i))
+        return;
+    struct proc s;
+    start_stage(&s, _i, NULL, NULL);
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        harness_sleep_ms(100);
+        kill(s.pid, SIGTERM);
+        _exit(0);
+    }
+    struct http_result r;
+    http_request("POST", s.port, "/api/exchange_sync", one_bill_body, &r);
+    ck_assert_int_eq(r.status, 200);
+    http_result_free(&r);
+    waitpid(child, NULL, 0);
+    ck_assert_int_eq(proc_stop(&s, 10000), 0);
+}
+END_TEST
+
+START_TEST(blocking_stage_logs_its_stall)
+{
+    if (!row_selected(0))
+        return;
+    struct proc s;
+    start_stage(&s, 0, "http://127.0.0.1:9", NULL); /* nobody listens */
+    struct http_result r;
+    http_request("POST", s.port, "/api/exchange_async", one_bill_body, &r);
+    ck_assert_int_eq(r.status, 200);
+    http_result_free(&r);
+    harness_sleep_ms(50);
+    ck_assert_ptr_nonnull(strstr(harness_read_log(&s), "server stalled"));
+    /* While stalled (bill wait + callback retries), GET / waits. */
+    http_request("GET", s.port, "/", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_double_ge(r.seconds, DELAY_S * 0.8);
+    http_result_free(&r);
+    ck_assert_ptr_nonnull(strstr(harness_read_log(&s), "stall over"));
+    stop_stage(&s);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *suite = suite_create("stages");
+    TCase *tc = tcase_create("every stage");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, get_root_names_the_stage, 0, NUM_STAGES);
+    tcase_add_loop_test(tc, sync_route_computes_the_lecture_example, 0, NUM_STAGES);
+    tcase_add_loop_test(tc, async_route_calls_back_the_main_service, 0, NUM_STAGES);
+    tcase_add_loop_test(tc, callback_with_a_wrong_token_is_refused, 0, NUM_STAGES);
+    tcase_add_loop_test(tc, bad_input_gets_its_status_and_the_server_goes_on, 0, NUM_STAGES);
+    tcase_add_loop_test(tc, headers_over_8k_get_431, 0, NUM_STAGES);
+    tcase_add_loop_test(tc, more_than_100_bills_get_400, 0, NUM_STAGES);
+    tcase_add_loop_test(tc, concurrent_sync_requests_overlap_or_queue, 0, NUM_STAGES);
+    tcase_add_loop_test(tc, connection_header_follows_the_model, 0, NUM_STAGES);
+    tcase_add_loop_test(tc, stalled_client_and_others, 0, NUM_STAGES);
+    tcase_add_loop_test(tc, sigterm_exits_cleanly, 0, NUM_STAGES);
+    tcase_add_loop_test(tc, sigterm_finishes_the_request_in_flight, 0, NUM_STAGES);
+    suite_add_tcase(suite, tc);
+    TCase *one = tcase_create("01-blocking only");
+    tcase_set_timeout(one, 120);
+    tcase_add_test(one, blocking_stage_logs_its_stall);
+    suite_add_tcase(suite, one);
+    SRunner *sr = srunner_create(suite);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
