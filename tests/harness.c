@@ -112,6 +112,10 @@ void proc_start(struct proc *p, const char *name, const char *const *args,
      * would block a chatty server once 64 KiB of log piled up. */
     p->log_fd = memfd_create("server-log", 0);
     ck_assert(p->log_fd >= 0);
+    /* O_APPEND: a memfd's file offset is not updated atomically, so lines
+     * written at once by several threads or forked children would land on
+     * the same offset and overwrite each other. Appends never do. */
+    ck_assert(fcntl(p->log_fd, F_SETFL, O_APPEND) == 0);
 
     char *argv[64];
     int argc = 0;

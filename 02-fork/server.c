@@ -1,0 +1,522 @@
+/* 02-fork: a process per connection.
+ *
+ * The model: the parent process only accepts. For every connection it
+ * fork()s a child, closes its own copy of the socket and goes straight back
+ * to accept. The child is a copy of the parent at that instant; it serves
+ * its one connection with the same blocking calls as 01 (read, nanosleep,
+ * write, curl), as many keep-alive requests as the client sends, and exits.
+ * The kernel schedules the processes, so a child asleep in nanosleep costs
+ * the other clients nothing: twenty clients that each wait 2 s all get
+ * their answers after 2 s, not 40.
+ *
+ * What it costs: a process per connection. fork copies the page tables and
+ * every page the child then writes (copy-on-write), each child holds a pid
+ * and a scheduler slot, and a thousand sleeping clients are a thousand
+ * processes. --max-children (default 256) caps that: past it the parent
+ * answers 503 itself and closes. Processes share no memory, which costs
+ * twice more:
+ * - The parent must wait() for every child, or the dead child stays a
+ *   zombie (a process table entry holding its exit status). A SIGCHLD
+ *   handler writes a byte to a pipe, the accept loop poll()s that pipe
+ *   beside the listening socket, and reap_children() calls waitpid(WNOHANG)
+ *   in a loop: signals of one kind merge while pending, so one SIGCHLD may
+ *   stand for several dead children. The handler itself only writes the
+ *   byte; counting and logging happen in the loop, where any call is safe.
+ * - The async route waits its bills one after another, not together. To
+ *   wait three bills at once the child would need three more waiters (three
+ *   more processes), and each subtotal would then live in another process's
+ *   memory: getting it back needs inter-process communication, a pipe per
+ *   bill or a MAP_SHARED page plus a waitpid per helper. Threads (03) share
+ *   memory and get this for free; LECTURE.md has the pipe version as an
+ *   exercise.
+ *
+ * Stopping (SIGINT/SIGTERM): the parent stops accepting, closes the
+ * listening socket and waits for its children (SHUTDOWN_GRACE_MS at most).
+ * The children learn of the stop through the shutdown pipe they inherited:
+ * the parent's handler writes one byte to it and nobody ever reads it, so
+ * it stays readable in every process at once. A child between requests
+ * polls that pipe beside its socket and closes its idle connection at once;
+ * a child inside a request finishes it, answers "Connection: close", and
+ * finishes its callback. The children ignore SIGINT/SIGTERM themselves:
+ * the stop is the parent's decision (Ctrl-C in a terminal signals the whole
+ * process group, and a child killed one by one must not stop the server).
+ * A child still busy when the grace period ends dies with the parent
+ * (PR_SET_PDEATHSIG), so a stopped server leaves no orphans.
+ *
+ * What to notice in the log: the pid on every line says who wrote it. The
+ * parent (the pid of the first lines) writes "forked child 4122 for
+ * 127.0.0.1:53000"; then pid 4122 serves that connection; then the parent
+ * writes "child 4122 exited (status 0)". Start two slow curls at once and
+ * see two children sleep through the same two seconds.
+ *
+ * Simplifications, on purpose:
+ * - The idle timeout is per wait, not per request: a client that sends a
+ *   byte just before each timeout keeps its child alive. Here that costs one
+ *   process, not the server, which is the point of the model.
+ * - Past --max-children the parent writes the 503 without reading the
+ *   request: it cannot afford to wait for a slow client. It drops what has
+ *   already arrived and shuts its side first, so the answer is not lost to
+ *   a reset; bytes that arrive later may still meet a reset. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "callback.h"
+#include "config.h"
+#include "endpoint.h"
+#include "http.h"
+#include "log.h"
+#include "net.h"
+#include "shutdown.h"
+#include "timer.h"
+
+#define STAGE "02-fork"
+#define BUSY_SEND_TIMEOUT_MS 100 /* the parent never waits long on a 503 */
+
+static struct config cfg;
+static unsigned jitter_seed = 1; /* reseeded in each child, see child_main */
+
+/* ---- The parent's side: who is alive ---- */
+
+static int live_children;          /* touched by the accept loop only */
+static int sigchld_pipe[2] = {-1, -1};
+
+/* Runs whenever a child dies. Only async-signal-safe work here: one write
+ * to wake the loop, which does the reaping. */
+static void on_sigchld(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    ssize_t ignored = write(sigchld_pipe[1], "c", 1); /* full pipe: awake */
+    (void)ignored;
+    errno = saved;
+}
+
+static int sigchld_init(void)
+{
+    if (pipe2(sigchld_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+        return -1;
+    /* SA_RESTART: a child dying must not make the parent's other calls
+     * fail with EINTR. SA_NOCLDSTOP: a stopped child is not a dead one. */
+    struct sigaction sa = {.sa_handler = on_sigchld,
+                           .sa_flags = SA_RESTART | SA_NOCLDSTOP};
+    sigemptyset(&sa.sa_mask);
+    return sigaction(SIGCHLD, &sa, NULL);
+}
+
+static void log_child_status(pid_t pid, int status)
+{
+    if (WIFEXITED(status))
+        log_info("child %d exited (status %d); %d live", (int)pid,
+                 WEXITSTATUS(status), live_children);
+    else if (WIFSIGNALED(status))
+        log_warn("child %d exited: killed by signal %d (%s); %d live",
+                 (int)pid, WTERMSIG(status),
+                 strsignal(WTERMSIG(status)), live_children);
+}
+
+/* Collects every dead child, so none stays a zombie. The pipe is drained
+ * first: a child dying during the loop then leaves a byte for next time. */
+static void reap_children(void)
+{
+    char buf[64];
+    while (read(sigchld_pipe[0], buf, sizeof buf) > 0)
+        ;
+    for (;;) {
+        int status;
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        if (pid < 0 && errno == EINTR)
+            continue;
+        if (pid <= 0)
+            return; /* 0: the rest are alive; -1 ECHILD: there are none */
+        live_children--;
+        log_child_status(pid, status);
+    }
+}
+
+/* True once a stop was asked, in the parent and in every child alike: the
+ * shutdown pipe is shared and stays readable (shutdown.h). */
+static bool server_stopping(void)
+{
+    struct pollfd p = {.fd = shutdown_fd(), .events = POLLIN};
+    return poll(&p, 1, 0) > 0;
+}
+
+/* ---- The child's side: one connection, blocking calls ---- */
+
+/* Waits for the client's next bytes, at most the idle timeout. Between
+ * requests (nothing buffered) a stop also ends the wait: an idle keep-alive
+ * connection is closed at once instead of holding the stop for the whole
+ * timeout. Inside a request only the client or the timeout ends it: that
+ * request is in flight. */
+static bool wait_for_bytes(int fd, const struct http_parser *p)
+{
+    bool idle = http_parser_empty(p);
+    struct pollfd fds[2] = {{.fd = fd, .events = POLLIN},
+                            {.fd = shutdown_fd(), .events = POLLIN}};
+    for (;;) {
+        int n = poll(fds, idle ? 2 : 1, cfg.idle_timeout_ms);
+        if (n > 0 && fds[0].revents)
+            return true; /* data, end of stream or error: read() tells */
+        if (n > 0) {
+            log_info("server stopping: closing an idle connection");
+            return false;
+        }
+        if (n == 0) {
+            log_info("client %s past %d ms; closing",
+                     idle ? "idle" : "stalled", cfg.idle_timeout_ms);
+            return false;
+        }
+        if (errno != EINTR) {
+            log_warn("poll: %s", strerror(errno));
+            return false;
+        }
+    }
+}
+
+/* Reads until one whole request is parsed. HTTP_DONE, HTTP_ERROR
+ * (p->error_status says which), or HTTP_NEED_MORE when the connection is
+ * over: the client left, went quiet, or the server is stopping. */
+static enum http_parse_status read_request(int fd, struct http_parser *p)
+{
+    for (;;) {
+        enum http_parse_status st = http_parser_parse(p);
+        if (st != HTTP_NEED_MORE)
+            return st;
+        if (http_parser_take_continue(p) &&
+            net_write_all(fd, HTTP_CONTINUE_RESPONSE,
+                          strlen(HTTP_CONTINUE_RESPONSE)) < 0)
+            return HTTP_NEED_MORE;
+        size_t avail;
+        char *space = http_parser_space(p, &avail);
+        if (!space || !wait_for_bytes(fd, p))
+            return HTTP_NEED_MORE;
+        ssize_t n = net_read_some(fd, space, avail);
+        if (n <= 0)
+            return HTTP_NEED_MORE; /* closed, reset, or timed out */
+        http_parser_commit(p, (size_t)n);
+    }
+}
+
+static bool send_reply(int fd, const struct endpoint_reply *reply,
+                       bool keep_alive)
+{
+    size_t len;
+    char *text = endpoint_reply_render(reply, keep_alive, &len);
+    bool ok = text && net_write_all(fd, text, len) == 0;
+    if (text && !ok)
+        log_info("client left before the answer was written: %s",
+                 strerror(errno));
+    free(text);
+    return ok;
+}
+
+/* After an error reply the stream cannot be trusted, so the connection
+ * ends; closing with unread bytes would reset it and could destroy the
+ * reply. So: shut our side, then drop what still comes for a moment. The
+ * child can afford that wait; the parent (refuse_busy) cannot. */
+static void drain_before_close(int fd)
+{
+    if (shutdown(fd, SHUT_WR) < 0 || net_set_timeouts(fd, 1000) < 0)
+        return;
+    char buf[4096];
+    for (size_t total = 0; total < HTTP_PARSER_MAX_BUFFER;) {
+        ssize_t n = net_read_some(fd, buf, sizeof buf);
+        if (n <= 0)
+            break;
+        total += (size_t)n;
+    }
+}
+
+/* The simulated external call, once per bill, one after another. Only this
+ * process sleeps; the parent and the other children go on. */
+static void compute_bills(const struct exchange_request *job, double *subtotals)
+{
+    for (size_t i = 0; i < job->num_bills; i++) {
+        timer_nanosleep_ms(config_bill_delay_ms(&cfg, &jitter_seed));
+        subtotals[i] = exchange_subtotal(&job->bills[i], job->exchange_rate);
+        endpoint_log_bill(job, i, subtotals[i]);
+    }
+}
+
+/* The async route's second half, once the client has its answer and its
+ * connection is closed. Sequential on purpose: see the header (IPC). */
+static void finish_async_job(const struct exchange_request *job)
+{
+    log_info("job %s: waiting %zu bills one after another in this process, "
+             "then the callback", job->request_id, job->num_bills);
+    double subtotals[EXCHANGE_MAX_BILLS];
+    compute_bills(job, subtotals);
+    char *body = exchange_callback_body(cfg.token, job, subtotals);
+    struct callback *cb = body ? callback_new(cfg.main_service, body,
+                                              job->request_id) : NULL;
+    if (cb)
+        callback_send_blocking(cb);
+    else
+        log_warn("callback %s: out of memory", job->request_id);
+    callback_free(cb);
+}
+
+/* What the connection loop does after a request. */
+enum next_step { NEXT_REQUEST, CLOSE_CONNECTION, CLOSE_THEN_ASYNC_JOB };
+
+/* Answers one parsed request. On the async route *job is left filled in
+ * for finish_async_job. */
+static enum next_step handle_request(int fd, const struct http_request *req,
+                                     struct exchange_request *job)
+{
+    log_info("%s %s", req->method, req->path);
+    struct endpoint_reply reply;
+    bool async_job = false;
+    switch (endpoint_route(req, STAGE, job, &reply)) {
+    case ENDPOINT_REPLY:
+        break;
+    case ENDPOINT_SYNC: {
+        double subtotals[EXCHANGE_MAX_BILLS];
+        compute_bills(job, subtotals);
+        endpoint_sync_done(job, subtotals, &reply);
+        break;
+    }
+    case ENDPOINT_ASYNC:
+        async_job = true; /* the child goes on to the job: last answer */
+        break;
+    }
+    /* Decided after the wait: once the server is stopping, this answer is
+     * the connection's last. */
+    bool keep_alive = !async_job && req->keep_alive && !server_stopping();
+    bool sent = send_reply(fd, &reply, keep_alive);
+    endpoint_reply_free(&reply);
+    if (async_job)
+        return CLOSE_THEN_ASYNC_JOB;
+    return sent && keep_alive ? NEXT_REQUEST : CLOSE_CONNECTION;
+}
+
+/* Serves requests until the connection is over. True if an async job
+ * (*job) is left to do after closing it. */
+static bool serve_requests(int fd, struct exchange_request *job)
+{
+    struct http_parser parser;
+    http_parser_init(&parser);
+    enum next_step next = NEXT_REQUEST;
+    while (next == NEXT_REQUEST) {
+        enum http_parse_status st = read_request(fd, &parser);
+        if (st == HTTP_NEED_MORE)
+            break;
+        if (st == HTTP_ERROR) {
+            log_info("bad request: %d %s", parser.error_status,
+                     parser.error_detail);
+            struct endpoint_reply reply;
+            endpoint_parse_error(parser.error_status, parser.error_detail,
+                                 &reply);
+            if (send_reply(fd, &reply, false))
+                drain_before_close(fd);
+            endpoint_reply_free(&reply);
+            break;
+        }
+        next = handle_request(fd, &parser.req, job);
+        http_parser_consume(&parser);
+    }
+    http_parser_free(&parser);
+    return next == CLOSE_THEN_ASYNC_JOB;
+}
+
+/* The child was born a copy of the accept loop; it drops that role before
+ * doing anything else: no listening socket, no SIGCHLD pipe, and SIGINT/
+ * SIGTERM ignored (the stop arrives through the shutdown pipe instead).
+ * The parent blocked those two signals around fork, so none can run the
+ * parent's handler in here before they are ignored. */
+static void child_leave_parent_role(int listen_fd, pid_t parent)
+{
+    close(listen_fd);
+    close(sigchld_pipe[0]);
+    close(sigchld_pipe[1]);
+    signal(SIGCHLD, SIG_DFL);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    sigprocmask(SIG_UNBLOCK, &stop_signals, NULL);
+    /* If the parent gives up on us (grace period over), we go with it. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+        _exit(1);
+}
+
+static void __attribute__((noreturn)) child_main(int fd, const char *peer)
+{
+    /* The child inherited the parent's random state: without this, every
+     * child would draw the same jitter. */
+    jitter_seed = (unsigned)getpid();
+    log_info("child serving %s", peer);
+    if (net_set_timeouts(fd, cfg.idle_timeout_ms) < 0)
+        log_warn("setting timeouts: %s", strerror(errno));
+    struct exchange_request job;
+    bool async_job = serve_requests(fd, &job);
+    /* Close before the async work, so the client is not kept waiting. */
+    close(fd);
+    log_info("closed %s", peer);
+    if (async_job)
+        finish_async_job(&job);
+    callback_global_cleanup();
+    exit(0);
+}
+
+/* ---- The parent's side: accept, fork, refuse, reap ---- */
+
+/* The parent's 503. The socket is fresh, so the short send timeout only
+ * guards against the impossible; the drain is non-blocking (see header). */
+static void refuse_busy(int fd, const char *why)
+{
+    struct endpoint_reply reply;
+    endpoint_busy(why, &reply);
+    net_set_timeouts(fd, BUSY_SEND_TIMEOUT_MS);
+    send_reply(fd, &reply, false);
+    endpoint_reply_free(&reply);
+    shutdown(fd, SHUT_WR);
+    char buf[4096];
+    for (size_t total = 0; total < HTTP_PARSER_MAX_BUFFER;) {
+        ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n <= 0)
+            break;
+        total += (size_t)n;
+    }
+    close(fd);
+}
+
+static void fork_child(int listen_fd, int fd)
+{
+    char peer[64];
+    net_peer_name(fd, peer, sizeof peer);
+    if (live_children >= cfg.max_children) {
+        log_warn("%d children already: refusing %s with 503", live_children,
+                 peer);
+        refuse_busy(fd, "too many child processes");
+        return;
+    }
+    sigset_t stop_signals, old;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    sigprocmask(SIG_BLOCK, &stop_signals, &old);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        child_leave_parent_role(listen_fd, parent);
+        child_main(fd, peer);
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL); /* a pending stop runs now */
+    if (pid < 0) {
+        log_warn("fork: %s; refusing %s with 503", strerror(errno), peer);
+        refuse_busy(fd, "cannot start a process");
+        return;
+    }
+    live_children++;
+    /* The child has its own copy of the socket; ours would only keep the
+     * connection open after the child closes it. */
+    close(fd);
+    log_info("forked child %d for %s (%d live)", (int)pid, peer,
+             live_children);
+}
+
+static void accept_one(int listen_fd)
+{
+    int fd = net_accept(listen_fd, false);
+    if (fd >= 0) {
+        fork_child(listen_fd, fd);
+    } else if (errno == EMFILE || errno == ENFILE) {
+        log_warn("accept: %s; pausing 100 ms", strerror(errno));
+        timer_nanosleep_ms(100);
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        log_warn("accept: %s", strerror(errno));
+    }
+}
+
+/* The parent waits on three things: a new client, a dead child, a stop.
+ * Returns false once a stop was asked. */
+static bool parent_wait(int listen_fd)
+{
+    struct pollfd fds[3] = {{.fd = listen_fd, .events = POLLIN},
+                            {.fd = sigchld_pipe[0], .events = POLLIN},
+                            {.fd = shutdown_fd(), .events = POLLIN}};
+    for (;;) {
+        if (shutdown_requested())
+            return false;
+        int n = poll(fds, 3, -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            log_warn("poll: %s; stopping", strerror(errno));
+            return false;
+        }
+        if (fds[2].revents)
+            return false;
+        if (fds[1].revents)
+            reap_children();
+        if (fds[0].revents)
+            return true;
+    }
+}
+
+/* Lets the children finish, at most SHUTDOWN_GRACE_MS. */
+static void wait_for_children(void)
+{
+    uint64_t give_up = timer_now_ms() + SHUTDOWN_GRACE_MS;
+    reap_children();
+    while (live_children > 0) {
+        uint64_t now = timer_now_ms();
+        if (now >= give_up) {
+            log_warn("%d children still busy after %d ms; they die with the "
+                     "parent", live_children, SHUTDOWN_GRACE_MS);
+            return;
+        }
+        struct pollfd p = {.fd = sigchld_pipe[0], .events = POLLIN};
+        if (poll(&p, 1, (int)(give_up - now)) < 0 && errno != EINTR)
+            log_warn("poll: %s", strerror(errno));
+        reap_children();
+    }
+}
+
+int main(int argc, char **argv)
+{
+    config_parse(&cfg, argc, argv, STAGE, 8002, CONFIG_MAX_CHILDREN,
+                 "Stage 02: forks a child process for every connection.");
+    log_init(STAGE, cfg.quiet);
+    net_ignore_sigpipe();
+    if (shutdown_init() < 0 || sigchld_init() < 0) {
+        perror("signal setup");
+        return 1;
+    }
+    /* Once, before any fork: the children inherit it and create their own
+     * curl handles. */
+    callback_global_init();
+    int port;
+    int lfd = net_listen(cfg.host, cfg.port, &port);
+    if (lfd < 0)
+        return 1;
+    /* Non-blocking only so that a client who gives up between poll and
+     * accept cannot block us in accept; every client socket blocks. */
+    net_set_nonblocking(lfd);
+    config_log(&cfg);
+    net_announce(cfg.host, port);
+
+    while (parent_wait(lfd))
+        accept_one(lfd);
+
+    close(lfd); /* new clients are refused from now on */
+    log_info("stop requested: not accepting; waiting for %d children",
+             live_children);
+    wait_for_children();
+    log_info("exiting");
+    callback_global_cleanup();
+    return 0;
+}

@@ -1,0 +1,564 @@
+/* 03-threads: a thread per connection.
+ *
+ * The model: the main thread only accepts. For every connection it starts
+ * a detached thread that serves it with the same blocking calls as 01 and
+ * 02 (read, nanosleep, write, curl), keep-alive included, and ends when the
+ * connection does. The kernel schedules the threads as it scheduled 02's
+ * processes, so twenty clients that each wait 2 s are answered after 2 s.
+ * Unlike processes, threads share the address space: the async route can
+ * wait its bills together, one thread per bill, and pick up the subtotals
+ * straight from memory. That is the C form of asyncio.gather:
+ * pthread_create is create_task, pthread_join is await.
+ *
+ * What it costs: a thread per connection, and per bill in flight. A thread
+ * is cheaper than a process (no page tables to copy, no pid of its own)
+ * but each has a stack and a scheduler slot, and a thousand sleeping
+ * clients are a thousand threads. --max-threads (default 1024) caps the
+ * connection threads: past it the main thread answers 503 itself. Sharing
+ * memory is also the new danger: anything two threads touch needs a lock.
+ * Here that is only the live counters (one mutex, one condition variable);
+ * everything else a thread uses is its own (its socket, its parser, its
+ * copy of the job, its random seed) or read-only after main starts them
+ * (the configuration). ThreadSanitizer checks that claim (make SAN=thread).
+ *
+ * Stack size: THREAD_STACK_BYTES, 256 KiB, set explicitly for every thread.
+ * The parser's buffer is on the heap; what sits on a thread's stack is a
+ * job (~2.5 KB for 100 bills), its subtotals (800 B), one log line (1 KB),
+ * and, in a job thread, libcurl's transfer (tens of KB at most). 256 KiB
+ * leaves room for all that several times over, sanitizer builds included.
+ * The default, RLIMIT_STACK (usually 8 MiB), would reserve 8 MiB of address
+ * space per thread: 8 GiB for a thousand connections that use a few KB
+ * each.
+ *
+ * Stopping (SIGINT/SIGTERM): the main thread stops accepting, closes the
+ * listening socket and waits, at most SHUTDOWN_GRACE_MS, until the live
+ * counters fall to zero: every connection thread and every async job has
+ * finished. A connection thread between requests polls the shutdown pipe
+ * beside its socket (shutdown.h: it stays readable once a stop is asked),
+ * so an idle keep-alive connection is closed at once instead of holding
+ * the stop for its whole idle timeout. That is simpler than tracking every
+ * socket to shut them down from outside, and it is the same wait as 02's.
+ * A thread inside a request finishes it and answers "Connection: close".
+ * Only the main thread takes SIGINT/SIGTERM (thread_start blocks them in
+ * every other thread), so the handler never interrupts a worker.
+ *
+ * What to notice in the log: each line carries "tid N". A connection's
+ * lines share a tid; an async job's bills come from as many tids as bills,
+ * all within a few milliseconds of each other, one delay after the job
+ * started: the bills were waited together.
+ *
+ * Simplifications, on purpose:
+ * - The idle timeout is per wait, not per request: a client that sends a
+ *   byte just before each timeout keeps its thread. That costs one thread.
+ * - Bill threads and job threads are not counted against --max-threads
+ *   (which caps connections, as its help says). A bill thread that cannot
+ *   be created is waited in the job thread itself, one after another: slower
+ *   but correct.
+ * - Past --max-threads the main thread writes the 503 without reading the
+ *   request: it cannot afford to wait for a slow client. */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "callback.h"
+#include "config.h"
+#include "endpoint.h"
+#include "http.h"
+#include "log.h"
+#include "net.h"
+#include "shutdown.h"
+#include "timer.h"
+
+#define STAGE "03-threads"
+#define THREAD_STACK_BYTES (256 * 1024) /* why: see the header */
+#define BUSY_SEND_TIMEOUT_MS 100        /* the acceptor never waits long */
+
+/* Filled by main before the first thread starts, read-only afterwards. */
+static struct config cfg;
+
+/* ---- What is shared: the live counts, under one lock ---- */
+
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t live_changed; /* on CLOCK_MONOTONIC, set up in main */
+static int live_connections;        /* connection threads running */
+static int live_jobs;               /* async jobs running, bills included */
+
+/* Counts one more in *count unless it is at limit. Returns the new count,
+ * or -1 when full. */
+static int live_enter(int *count, int limit)
+{
+    pthread_mutex_lock(&live_lock);
+    int n = *count < limit ? ++*count : -1;
+    pthread_mutex_unlock(&live_lock);
+    return n;
+}
+
+static void live_leave(int *count)
+{
+    pthread_mutex_lock(&live_lock);
+    --*count;
+    pthread_cond_broadcast(&live_changed); /* main may be waiting to exit */
+    pthread_mutex_unlock(&live_lock);
+}
+
+/* True once a stop was asked. A poll of the shutdown pipe rather than
+ * shutdown_requested(): that flag is written by the signal handler on the
+ * main thread, and reading it from another thread would be a data race. */
+static bool server_stopping(void)
+{
+    struct pollfd p = {.fd = shutdown_fd(), .events = POLLIN};
+    return poll(&p, 1, 0) > 0;
+}
+
+/* pthread_create with our small stack. SIGINT/SIGTERM are blocked while
+ * the thread is created, so it starts (and stays) with them blocked and
+ * only the main thread runs the handler. 0, or an errno value. */
+static int thread_start(pthread_t *t, bool detached, void *(*fn)(void *),
+                        void *arg)
+{
+    pthread_attr_t attr;
+    int err = pthread_attr_init(&attr);
+    if (err)
+        return err;
+    err = pthread_attr_setstacksize(&attr, THREAD_STACK_BYTES);
+    if (!err && detached)
+        err = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (!err) {
+        sigset_t stop_signals, old;
+        sigemptyset(&stop_signals);
+        sigaddset(&stop_signals, SIGINT);
+        sigaddset(&stop_signals, SIGTERM);
+        pthread_sigmask(SIG_BLOCK, &stop_signals, &old);
+        err = pthread_create(t, &attr, fn, arg);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    pthread_attr_destroy(&attr);
+    return err;
+}
+
+/* ---- An async job: its bills waited together, then the callback ---- */
+
+struct bill_task {
+    const struct exchange_request *job;
+    size_t index;
+    int delay_ms;
+    double *subtotal;   /* where the result goes: the joiner's array */
+    pthread_t thread;
+    bool started;
+};
+
+/* One bill's simulated external call, alone in its thread. */
+static void *bill_thread(void *arg)
+{
+    struct bill_task *b = arg;
+    timer_nanosleep_ms(b->delay_ms);
+    *b->subtotal = exchange_subtotal(&b->job->bills[b->index],
+                                     b->job->exchange_rate);
+    endpoint_log_bill(b->job, b->index, *b->subtotal);
+    return NULL;
+}
+
+/* asyncio.gather in C: a thread per bill, then join them all. Each thread
+ * writes only its own subtotals[i], and pthread_join makes those writes
+ * visible here, so no lock is needed. */
+static void gather_bills(const struct exchange_request *job, double *subtotals)
+{
+    struct bill_task tasks[EXCHANGE_MAX_BILLS];
+    unsigned seed = (unsigned)timer_now_ms() ^ (unsigned)(uintptr_t)job;
+    for (size_t i = 0; i < job->num_bills; i++) {
+        tasks[i] = (struct bill_task){
+            .job = job, .index = i, .subtotal = &subtotals[i],
+            .delay_ms = config_bill_delay_ms(&cfg, &seed)};
+        int err = thread_start(&tasks[i].thread, false, bill_thread,
+                               &tasks[i]);
+        tasks[i].started = err == 0;
+        if (err) {
+            log_warn("bill thread: %s; waiting bill %zu here", strerror(err),
+                     i + 1);
+            bill_thread(&tasks[i]);
+        }
+    }
+    for (size_t i = 0; i < job->num_bills; i++)
+        if (tasks[i].started)
+            pthread_join(tasks[i].thread, NULL);
+}
+
+static void send_callback(const struct exchange_request *job,
+                          const double *subtotals)
+{
+    char *body = exchange_callback_body(cfg.token, job, subtotals);
+    struct callback *cb = body ? callback_new(cfg.main_service, body,
+                                              job->request_id) : NULL;
+    if (cb)
+        callback_send_blocking(cb);
+    else
+        log_warn("callback %s: out of memory", job->request_id);
+    callback_free(cb);
+}
+
+/* The background thread of one async job; it owns the job (malloc'd). */
+static void *job_thread(void *arg)
+{
+    struct exchange_request *job = arg;
+    double started = log_elapsed();
+    log_info("job %s: waiting %zu bills at once, a thread each",
+             job->request_id, job->num_bills);
+    double subtotals[EXCHANGE_MAX_BILLS];
+    gather_bills(job, subtotals);
+    log_info("job %s: all %zu bills in after %.3f s; sending the callback",
+             job->request_id, job->num_bills, log_elapsed() - started);
+    send_callback(job, subtotals);
+    free(job);
+    live_leave(&live_jobs);
+    return NULL;
+}
+
+/* Hands a copy of the job to a background thread, so the connection
+ * thread can go on with its client. False if that thread cannot start. */
+static bool start_async_job(const struct exchange_request *job)
+{
+    struct exchange_request *copy = malloc(sizeof *copy);
+    if (!copy)
+        return false;
+    *copy = *job;
+    live_enter(&live_jobs, INT_MAX);
+    pthread_t t;
+    int err = thread_start(&t, true, job_thread, copy);
+    if (err) {
+        log_warn("job thread: %s", strerror(err));
+        live_leave(&live_jobs);
+        free(copy);
+        return false;
+    }
+    return true;
+}
+
+/* ---- A connection thread: one client, blocking calls ---- */
+
+/* Waits for the client's next bytes, at most the idle timeout. Between
+ * requests (nothing buffered) a stop also ends the wait: an idle keep-alive
+ * connection is closed at once instead of holding the stop for the whole
+ * timeout. Inside a request only the client or the timeout ends it: that
+ * request is in flight. */
+static bool wait_for_bytes(int fd, const struct http_parser *p)
+{
+    bool idle = http_parser_empty(p);
+    struct pollfd fds[2] = {{.fd = fd, .events = POLLIN},
+                            {.fd = shutdown_fd(), .events = POLLIN}};
+    for (;;) {
+        int n = poll(fds, idle ? 2 : 1, cfg.idle_timeout_ms);
+        if (n > 0 && fds[0].revents)
+            return true; /* data, end of stream or error: read() tells */
+        if (n > 0) {
+            log_info("server stopping: closing an idle connection");
+            return false;
+        }
+        if (n == 0) {
+            log_info("client %s past %d ms; closing",
+                     idle ? "idle" : "stalled", cfg.idle_timeout_ms);
+            return false;
+        }
+        if (errno != EINTR) {
+            log_warn("poll: %s", strerror(errno));
+            return false;
+        }
+    }
+}
+
+/* Reads until one whole request is parsed. HTTP_DONE, HTTP_ERROR
+ * (p->error_status says which), or HTTP_NEED_MORE when the connection is
+ * over: the client left, went quiet, or the server is stopping. */
+static enum http_parse_status read_request(int fd, struct http_parser *p)
+{
+    for (;;) {
+        enum http_parse_status st = http_parser_parse(p);
+        if (st != HTTP_NEED_MORE)
+            return st;
+        if (http_parser_take_continue(p) &&
+            net_write_all(fd, HTTP_CONTINUE_RESPONSE,
+                          strlen(HTTP_CONTINUE_RESPONSE)) < 0)
+            return HTTP_NEED_MORE;
+        size_t avail;
+        char *space = http_parser_space(p, &avail);
+        if (!space || !wait_for_bytes(fd, p))
+            return HTTP_NEED_MORE;
+        ssize_t n = net_read_some(fd, space, avail);
+        if (n <= 0)
+            return HTTP_NEED_MORE; /* closed, reset, or timed out */
+        http_parser_commit(p, (size_t)n);
+    }
+}
+
+static bool send_reply(int fd, const struct endpoint_reply *reply,
+                       bool keep_alive)
+{
+    size_t len;
+    char *text = endpoint_reply_render(reply, keep_alive, &len);
+    bool ok = text && net_write_all(fd, text, len) == 0;
+    if (text && !ok)
+        log_info("client left before the answer was written: %s",
+                 strerror(errno));
+    free(text);
+    return ok;
+}
+
+/* After an error reply the stream cannot be trusted, so the connection
+ * ends; closing with unread bytes would reset it and could destroy the
+ * reply. So: shut our side, then drop what still comes for a moment. A
+ * connection thread can afford that wait; the acceptor cannot. */
+static void drain_before_close(int fd)
+{
+    if (shutdown(fd, SHUT_WR) < 0 || net_set_timeouts(fd, 1000) < 0)
+        return;
+    char buf[4096];
+    for (size_t total = 0; total < HTTP_PARSER_MAX_BUFFER;) {
+        ssize_t n = net_read_some(fd, buf, sizeof buf);
+        if (n <= 0)
+            break;
+        total += (size_t)n;
+    }
+}
+
+/* The sync route: the bills one after another, in this thread. Only this
+ * thread sleeps; the others go on. */
+static void compute_bills(const struct exchange_request *job,
+                          double *subtotals, unsigned *seed)
+{
+    for (size_t i = 0; i < job->num_bills; i++) {
+        timer_nanosleep_ms(config_bill_delay_ms(&cfg, seed));
+        subtotals[i] = exchange_subtotal(&job->bills[i], job->exchange_rate);
+        endpoint_log_bill(job, i, subtotals[i]);
+    }
+}
+
+/* Answers one parsed request. True if the connection goes on. */
+static bool handle_request(int fd, const struct http_request *req,
+                           unsigned *seed)
+{
+    log_info("%s %s", req->method, req->path);
+    struct exchange_request job; /* ~2.5 KB: the stack is sized for it */
+    struct endpoint_reply reply;
+    switch (endpoint_route(req, STAGE, &job, &reply)) {
+    case ENDPOINT_REPLY:
+        break;
+    case ENDPOINT_SYNC: {
+        double subtotals[EXCHANGE_MAX_BILLS];
+        compute_bills(&job, subtotals, seed);
+        endpoint_sync_done(&job, subtotals, &reply);
+        break;
+    }
+    case ENDPOINT_ASYNC:
+        /* The job runs beside this connection, which stays open. */
+        if (!start_async_job(&job)) {
+            endpoint_reply_free(&reply);
+            endpoint_busy("cannot start the job", &reply);
+        }
+        break;
+    }
+    /* Decided after the wait: once the server is stopping, this answer is
+     * the connection's last. */
+    bool keep_alive = req->keep_alive && !server_stopping();
+    bool sent = send_reply(fd, &reply, keep_alive);
+    endpoint_reply_free(&reply);
+    return sent && keep_alive;
+}
+
+static void serve_requests(int fd)
+{
+    unsigned seed = (unsigned)timer_now_ms() ^ (unsigned)fd;
+    struct http_parser parser;
+    http_parser_init(&parser);
+    for (bool more = true; more;) {
+        enum http_parse_status st = read_request(fd, &parser);
+        if (st == HTTP_NEED_MORE)
+            break;
+        if (st == HTTP_ERROR) {
+            log_info("bad request: %d %s", parser.error_status,
+                     parser.error_detail);
+            struct endpoint_reply reply;
+            endpoint_parse_error(parser.error_status, parser.error_detail,
+                                 &reply);
+            if (send_reply(fd, &reply, false))
+                drain_before_close(fd);
+            endpoint_reply_free(&reply);
+            break;
+        }
+        more = handle_request(fd, &parser.req, &seed);
+        http_parser_consume(&parser);
+    }
+    http_parser_free(&parser);
+}
+
+struct connection {
+    int fd;
+    char peer[64];
+};
+
+static void *connection_thread(void *arg)
+{
+    struct connection *c = arg;
+    log_info("thread serving %s", c->peer);
+    if (net_set_timeouts(c->fd, cfg.idle_timeout_ms) < 0)
+        log_warn("setting timeouts: %s", strerror(errno));
+    serve_requests(c->fd);
+    close(c->fd);
+    log_info("closed %s", c->peer);
+    free(c);
+    live_leave(&live_connections);
+    return NULL;
+}
+
+/* ---- The main thread: accept, start, refuse ---- */
+
+/* The acceptor's 503. The socket is fresh, so the short send timeout only
+ * guards against the impossible. What already arrived is dropped and our
+ * side shut before closing, so the answer is not lost to a reset. */
+static void refuse_busy(int fd, const char *why)
+{
+    struct endpoint_reply reply;
+    endpoint_busy(why, &reply);
+    net_set_timeouts(fd, BUSY_SEND_TIMEOUT_MS);
+    send_reply(fd, &reply, false);
+    endpoint_reply_free(&reply);
+    shutdown(fd, SHUT_WR);
+    char buf[4096];
+    for (size_t total = 0; total < HTTP_PARSER_MAX_BUFFER;) {
+        ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n <= 0)
+            break;
+        total += (size_t)n;
+    }
+    close(fd);
+}
+
+static void start_connection(int fd)
+{
+    struct connection *c = malloc(sizeof *c);
+    if (!c) {
+        refuse_busy(fd, "out of memory");
+        return;
+    }
+    c->fd = fd;
+    net_peer_name(fd, c->peer, sizeof c->peer);
+    int n = live_enter(&live_connections, cfg.max_threads);
+    if (n < 0) {
+        log_warn("%d connection threads already: refusing %s with 503",
+                 cfg.max_threads, c->peer);
+        refuse_busy(fd, "too many connection threads");
+        free(c);
+        return;
+    }
+    log_info("connection from %s: starting its thread (%d live)", c->peer,
+             n);
+    /* From pthread_create on, c belongs to the new thread, which may
+     * already have freed it by the time pthread_create returns here. */
+    pthread_t t;
+    int err = thread_start(&t, true, connection_thread, c);
+    if (err) {
+        log_warn("pthread_create: %s; refusing with 503", strerror(err));
+        live_leave(&live_connections);
+        refuse_busy(fd, "cannot start a thread");
+        free(c);
+    }
+}
+
+/* Waits until every connection thread and job is done, at most
+ * SHUTDOWN_GRACE_MS. True if they all finished. */
+static bool wait_for_threads(void)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += SHUTDOWN_GRACE_MS / 1000;
+    deadline.tv_nsec += (SHUTDOWN_GRACE_MS % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&live_lock);
+    log_info("stop requested: not accepting; waiting for %d connections "
+             "and %d jobs", live_connections, live_jobs);
+    int err = 0;
+    while ((live_connections > 0 || live_jobs > 0) && err != ETIMEDOUT)
+        err = pthread_cond_timedwait(&live_changed, &live_lock, &deadline);
+    bool done = live_connections == 0 && live_jobs == 0;
+    if (!done)
+        log_warn("%d connections and %d jobs still busy after %d ms; "
+                 "leaving them", live_connections, live_jobs,
+                 SHUTDOWN_GRACE_MS);
+    pthread_mutex_unlock(&live_lock);
+    return done;
+}
+
+/* live_changed waits on CLOCK_MONOTONIC: a wall-clock jump must not
+ * stretch or cut the grace period. */
+static int live_changed_init(void)
+{
+    pthread_condattr_t attr;
+    int err = pthread_condattr_init(&attr);
+    if (!err)
+        err = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    if (!err)
+        err = pthread_cond_init(&live_changed, &attr);
+    pthread_condattr_destroy(&attr);
+    return err;
+}
+
+int main(int argc, char **argv)
+{
+    config_parse(&cfg, argc, argv, STAGE, 8003, CONFIG_MAX_THREADS,
+                 "Stage 03: starts a thread for every connection.");
+    log_init(STAGE, cfg.quiet);
+    log_show_threads(true);
+    net_ignore_sigpipe();
+    if (shutdown_init() < 0) {
+        perror("shutdown_init");
+        return 1;
+    }
+    int err = live_changed_init();
+    if (err) {
+        fprintf(stderr, "pthread_cond_init: %s\n", strerror(err));
+        return 1;
+    }
+    callback_global_init(); /* once, before any thread starts */
+    int port;
+    int lfd = net_listen(cfg.host, cfg.port, &port);
+    if (lfd < 0)
+        return 1;
+    /* Non-blocking only so that a client who gives up between poll and
+     * accept cannot block us in accept; every client socket blocks. */
+    net_set_nonblocking(lfd);
+    config_log(&cfg);
+    net_announce(cfg.host, port);
+
+    while (shutdown_wait_accept(lfd)) {
+        int fd = net_accept(lfd, false);
+        if (fd >= 0) {
+            start_connection(fd);
+        } else if (errno == EMFILE || errno == ENFILE) {
+            log_warn("accept: %s; pausing 100 ms", strerror(errno));
+            timer_nanosleep_ms(100);
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            log_warn("accept: %s", strerror(errno));
+        }
+    }
+    close(lfd); /* new clients are refused from now on */
+    if (!wait_for_threads()) {
+        /* Threads still run: exit()'s cleanup (curl, stdio, atexit) would
+         * pull the ground from under them. Leave at once instead. */
+        _exit(0);
+    }
+    log_info("exiting");
+    callback_global_cleanup();
+    pthread_cond_destroy(&live_changed);
+    return 0;
+}

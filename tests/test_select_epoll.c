@@ -1,0 +1,768 @@
+/* Integration tests specific to the one-thread stages, 04-select and
+ * 05-epoll-callbacks: what a single thread must survive without blocking.
+ *
+ * Most tests run once per row (Check loop tests); STAGES=04-select limits a
+ * run to some rows, as in test_stages. Timing margins are generous: the
+ * machine is shared and sanitizer builds are slow. */
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+struct row {
+    const char *name;
+    int load;       /* concurrent sync requests the stage must take at once */
+};
+
+static const struct row rows[] = {
+    {"04-select", 500},
+    {"05-epoll-callbacks", 2000},
+};
+#define NUM_ROWS ((int)(sizeof rows / sizeof rows[0]))
+
+static bool row_selected(int i)
+{
+    const char *only = getenv("STAGES");
+    return !only || !*only || strstr(only, rows[i].name) != NULL;
+}
+
+static const char *const one_bill_body =
+    "{\"request_id\": \"one\", \"exchange_rate\": 2, \"bills\": ["
+    "{\"denomination_id\": 7, \"denomination\": 1.5, \"count\": 2}]}";
+static const char *const one_bill_answer =
+    "{\"status\":\"completed\",\"request_id\":\"one\",\"breakdown\":["
+    "{\"denomination_id\":7,\"subtotal_rub\":6.0}],\"total_rub\":6.0}";
+
+/* Starts a stage with a bill delay, an idle timeout and optionally a main
+ * service URL. */
+static void start_stage(struct proc *p, const char *name, int delay_ms,
+                        int idle_ms, const char *main_url)
+{
+    char delay[16], idle[16];
+    snprintf(delay, sizeof delay, "%d", delay_ms);
+    snprintf(idle, sizeof idle, "%d", idle_ms);
+    const char *args[10] = {"--delay-ms", delay, "--idle-timeout-ms", idle};
+    int n = 4;
+    if (main_url) {
+        args[n++] = "--main-service";
+        args[n++] = main_url;
+    }
+    args[n] = NULL;
+    static const char *const env[] = {"SECRET_TOKEN=test-token", NULL};
+    proc_start(p, name, args, env);
+}
+
+static void stop_stage(struct proc *p)
+{
+    ck_assert_int_eq(proc_stop(p, 25000), 0);
+}
+
+/* Waits until the server's log contains needle. */
+static bool wait_for_log(struct proc *p, const char *needle, int timeout_ms)
+{
+    double deadline = harness_now() + timeout_ms / 1000.0;
+    do {
+        if (strstr(harness_read_log(p), needle))
+            return true;
+        harness_sleep_ms(20);
+    } while (harness_now() < deadline);
+    return strstr(harness_read_log(p), needle) != NULL;
+}
+
+static void expect_quick_get_root(int port, double max_s)
+{
+    struct http_result r;
+    http_request("GET", port, "/", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_msg(r.seconds < max_s, "GET / took %.3f s (limit %.2f s)",
+                  r.seconds, max_s);
+    http_result_free(&r);
+}
+
+/* ---- the server's threads, from /proc ---- */
+
+static int threads_of(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    int n = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Threads: %d", &n) == 1)
+            break;
+    fclose(f);
+    return n;
+}
+
+/* Samples the thread count every 10 ms on a helper thread while the test
+ * thread drives the load. */
+struct thread_probe {
+    pid_t pid;
+    pthread_t th;
+    atomic_bool stop;
+    int max, samples;
+};
+
+static void *probe_main(void *arg)
+{
+    struct thread_probe *tp = arg;
+    while (!atomic_load(&tp->stop)) {
+        int n = threads_of(tp->pid);
+        if (n > 0) {
+            tp->samples++;
+            if (n > tp->max)
+                tp->max = n;
+        }
+        harness_sleep_ms(10);
+    }
+    return NULL;
+}
+
+static void probe_start(struct thread_probe *tp, pid_t pid)
+{
+    tp->pid = pid;
+    tp->max = tp->samples = 0;
+    atomic_store(&tp->stop, false);
+    ck_assert_int_eq(pthread_create(&tp->th, NULL, probe_main, tp), 0);
+}
+
+static void probe_stop(struct thread_probe *tp)
+{
+    atomic_store(&tp->stop, true);
+    pthread_join(tp->th, NULL);
+}
+
+/* ---- raw HTTP over one connection ---- */
+
+struct reader {
+    int fd;
+    char buf[1 << 16];
+    size_t len;
+};
+
+static size_t content_length(const char *head, size_t head_len)
+{
+    char *copy = strndup(head, head_len);
+    const char *cl = strcasestr(copy, "\r\nContent-Length:");
+    size_t n = cl ? strtoul(cl + 17, NULL, 10) : 0;
+    free(copy);
+    return n;
+}
+
+/* One whole response (head + Content-Length body), malloc'd; NULL if the
+ * server closed or timeout_ms passed first. Bytes after it stay buffered
+ * (pipelined answers). */
+static char *read_response(struct reader *r, int timeout_ms)
+{
+    double deadline = harness_now() + timeout_ms / 1000.0;
+    for (;;) {
+        char *end = memmem(r->buf, r->len, "\r\n\r\n", 4);
+        if (end) {
+            size_t head = (size_t)(end + 4 - r->buf);
+            size_t total = head + content_length(r->buf, head);
+            if (r->len >= total) {
+                char *out = strndup(r->buf, total);
+                memmove(r->buf, r->buf + total, r->len - total);
+                r->len -= total;
+                return out;
+            }
+        }
+        int left = (int)((deadline - harness_now()) * 1000);
+        if (left <= 0 || r->len == sizeof r->buf)
+            return NULL;
+        struct pollfd pfd = {.fd = r->fd, .events = POLLIN};
+        int pr = poll(&pfd, 1, left);
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0)
+            return NULL;
+        ssize_t n = recv(r->fd, r->buf + r->len, sizeof r->buf - r->len, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return NULL;
+        r->len += (size_t)n;
+    }
+}
+
+static void send_all(int fd, const char *text)
+{
+    size_t len = strlen(text);
+    while (len > 0) {
+        ssize_t w = send(fd, text, len, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        ck_assert_msg(w > 0, "send: %s", strerror(errno));
+        text += w;
+        len -= (size_t)w;
+    }
+}
+
+/* Seconds until the server closes fd (recv 0 or an error), or -1. */
+static double seconds_until_closed(int fd, int timeout_ms)
+{
+    double start = harness_now(), deadline = start + timeout_ms / 1000.0;
+    char buf[512];
+    while (harness_now() < deadline) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int pr = poll(&pfd, 1, (int)((deadline - harness_now()) * 1000) + 1);
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0)
+            break;
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n <= 0)
+            return harness_now() - start;
+    }
+    return -1;
+}
+
+static char *post_sync_text(const char *extra_headers)
+{
+    char *text;
+    ck_assert_int_ge(asprintf(&text,
+        "POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\n"
+        "Content-Type: application/json\r\nContent-Length: %zu\r\n%s\r\n%s",
+        strlen(one_bill_body), extra_headers, one_bill_body), 0);
+    return text;
+}
+
+/* ---- fake main services ---- */
+
+/* A listening socket nobody accepts from: connections complete in the
+ * kernel's backlog, requests are sent, and no answer ever comes. */
+static int silent_listener(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(listen(fd, 16), 0);
+    socklen_t sl = sizeof sa;
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
+/* A main service that answers every request with 500, on a thread. */
+struct failing_service {
+    int fd, port;
+    pthread_t th;
+    atomic_bool stop;
+    atomic_int requests;
+};
+
+static void failing_serve_one(struct failing_service *fs, int c)
+{
+    struct reader *r = calloc(1, sizeof *r);
+    r->fd = c;
+    /* The request: head, then Content-Length bytes of body. */
+    double deadline = harness_now() + 5;
+    for (;;) {
+        char *end = memmem(r->buf, r->len, "\r\n\r\n", 4);
+        if (end) {
+            size_t head = (size_t)(end + 4 - r->buf);
+            if (r->len >= head + content_length(r->buf, head))
+                break;
+        }
+        struct pollfd pfd = {.fd = c, .events = POLLIN};
+        if (harness_now() > deadline || poll(&pfd, 1, 100) < 0)
+            goto out;
+        if (!pfd.revents)
+            continue;
+        ssize_t n = recv(c, r->buf + r->len, sizeof r->buf - r->len, 0);
+        if (n <= 0)
+            goto out;
+        r->len += (size_t)n;
+    }
+    atomic_fetch_add(&fs->requests, 1);
+    const char *answer = "HTTP/1.1 500 Internal Server Error\r\n"
+                         "Content-Type: application/json\r\n"
+                         "Content-Length: 2\r\nConnection: close\r\n\r\n{}";
+    ssize_t ignored = send(c, answer, strlen(answer), MSG_NOSIGNAL);
+    (void)ignored;
+out:
+    free(r);
+    close(c);
+}
+
+static void *failing_main(void *arg)
+{
+    struct failing_service *fs = arg;
+    while (!atomic_load(&fs->stop)) {
+        struct pollfd pfd = {.fd = fs->fd, .events = POLLIN};
+        if (poll(&pfd, 1, 50) <= 0)
+            continue;
+        int c = accept(fs->fd, NULL, NULL);
+        if (c >= 0)
+            failing_serve_one(fs, c);
+    }
+    return NULL;
+}
+
+static void failing_start(struct failing_service *fs)
+{
+    fs->fd = silent_listener(&fs->port);
+    atomic_store(&fs->stop, false);
+    atomic_store(&fs->requests, 0);
+    ck_assert_int_eq(pthread_create(&fs->th, NULL, failing_main, fs), 0);
+}
+
+static void failing_stop(struct failing_service *fs)
+{
+    atomic_store(&fs->stop, true);
+    pthread_join(fs->th, NULL);
+    close(fs->fd);
+}
+
+/* ---- the tests ---- */
+
+/* The lecture's point: one thread, hundreds or thousands of clients
+ * waiting at once, all answered after about one delay. */
+START_TEST(many_sync_requests_one_thread_one_delay)
+{
+    if (!row_selected(_i))
+        return;
+    const int delay_ms = 1000;
+    int n = rows[_i].load;
+    struct proc s;
+    start_stage(&s, rows[_i].name, delay_ms, 30000, NULL);
+    struct http_result *r = calloc((size_t)n, sizeof *r);
+    ck_assert_ptr_nonnull(r);
+    struct thread_probe tp;
+    probe_start(&tp, s.pid);
+    http_parallel("POST", s.port, "/api/exchange_sync", one_bill_body, n, r);
+    probe_stop(&tp);
+
+    double first = r[0].start, last = r[0].end;
+    int ok = 0;
+    for (int k = 0; k < n; k++) {
+        if (r[k].status == 200 && strcmp(r[k].body, one_bill_answer) == 0)
+            ok++;
+        if (r[k].start < first)
+            first = r[k].start;
+        if (r[k].end > last)
+            last = r[k].end;
+        http_result_free(&r[k]);
+    }
+    free(r);
+    ck_assert_msg(ok == n, "%d of %d requests answered 200 with the sum", ok, n);
+    double wall = last - first;
+    ck_assert_msg(wall >= delay_ms / 1000.0 * 0.95, "too fast: %.3f s", wall);
+    ck_assert_msg(wall < 3.0 * delay_ms / 1000.0,
+                  "%d requests took %.3f s; one delay is %.1f s", n, wall,
+                  delay_ms / 1000.0);
+    ck_assert_int_gt(tp.samples, 0);
+    ck_assert_msg(tp.max == 1, "the server ran %d threads", tp.max);
+    stop_stage(&s);
+}
+END_TEST
+
+/* 04 only: select() cannot watch descriptor FD_SETSIZE or above. Hold more
+ * connections than that; the excess must get a 503 at once, and the server
+ * must go on serving once there is room again. */
+#define HOLD 1100
+
+START_TEST(select_answers_503_past_fd_setsize_and_goes_on)
+{
+    if (!row_selected(0))
+        return;
+    struct rlimit rl;
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    ck_assert_msg(rl.rlim_max >= HOLD + 256,
+                  "RLIMIT_NOFILE hard limit is %llu; this test needs %d "
+                  "descriptors in the test and in the server. Raise it "
+                  "(ulimit -Hn, or LimitNOFILE= for a service) and rerun.",
+                  (unsigned long long)rl.rlim_max, HOLD + 256);
+    rl.rlim_cur = rl.rlim_max; /* the server inherits it */
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+
+    struct proc s;
+    start_stage(&s, rows[0].name, 100, 30000, NULL);
+    static int fds[HOLD];
+    static bool done[HOLD];
+    for (int k = 0; k < HOLD; k++) {
+        fds[k] = raw_connect(s.port);
+        ck_assert_msg(fds[k] >= 0, "connect %d: %s", k, strerror(errno));
+        done[k] = false;
+    }
+    /* Collect the 503s: each refused connection gets its answer and EOF;
+     * the held ones stay silent. Stop after a quiet second. */
+    static struct pollfd pfds[HOLD];
+    int refused = 0, other = 0;
+    double deadline = harness_now() + 20;
+    for (;;) {
+        int m = 0;
+        static int which[HOLD];
+        for (int k = 0; k < HOLD; k++)
+            if (!done[k]) {
+                pfds[m] = (struct pollfd){.fd = fds[k], .events = POLLIN};
+                which[m++] = k;
+            }
+        int pr = poll(pfds, (nfds_t)m, 1000);
+        if (pr <= 0 || harness_now() > deadline)
+            break;
+        for (int j = 0; j < m; j++) {
+            if (!pfds[j].revents)
+                continue;
+            int k = which[j];
+            char buf[1024];
+            ssize_t n = recv(fds[k], buf, sizeof buf - 1, 0);
+            buf[n > 0 ? n : 0] = '\0';
+            if (raw_status(buf) == 503 && strstr(buf, "FD_SETSIZE"))
+                refused++;
+            else
+                other++;
+            done[k] = true;
+        }
+    }
+    ck_assert_msg(other == 0, "%d connections got something else", other);
+    ck_assert_msg(refused >= HOLD - FD_SETSIZE,
+                  "only %d of %d connections were refused", refused, HOLD);
+    ck_assert_msg(refused < HOLD, "no connection was kept");
+    ck_assert_ptr_nonnull(strstr(harness_read_log(&s), "FD_SETSIZE"));
+
+    /* While full, a newcomer is refused too, at once. */
+    struct http_result r;
+    http_request("GET", s.port, "/", NULL, &r);
+    ck_assert_int_eq(r.status, 503);
+    ck_assert_double_lt(r.seconds, 2.0);
+    http_result_free(&r);
+
+    /* Let go of everything: the server notices, closes, and serves again. */
+    for (int k = 0; k < HOLD; k++)
+        close(fds[k]);
+    harness_sleep_ms(500);
+    expect_quick_get_root(s.port, 2.0);
+    stop_stage(&s);
+}
+END_TEST
+
+/* A callback PUT is in flight against a main service that never answers:
+ * the one thread must not be waiting for it. */
+START_TEST(get_root_answered_while_a_callback_hangs)
+{
+    if (!row_selected(_i))
+        return;
+    int silent_port;
+    int silent = silent_listener(&silent_port);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", silent_port);
+    struct proc s;
+    start_stage(&s, rows[_i].name, 50, 30000, url);
+    struct http_result r;
+    http_request("POST", s.port, "/api/exchange_async", one_bill_body, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "{\"status\":\"ok\"}");
+    http_result_free(&r);
+    ck_assert(wait_for_log(&s, "callback one: PUT, try 1", 5000));
+    harness_sleep_ms(300); /* connected, request sent, waiting for nothing */
+    for (int k = 0; k < 5; k++)
+        expect_quick_get_root(s.port, 0.3);
+    int threads = threads_of(s.pid);
+    ck_assert_msg(threads >= 1 && threads <= 2,
+                  "%d threads (one, plus perhaps curl's resolver)", threads);
+    ck_assert_ptr_null(strstr(harness_read_log(&s), "delivered"));
+    /* Closing the silent listener resets the hanging PUT; the retries meet
+     * a closed port and the job gives up. */
+    close(silent);
+    ck_assert(wait_for_log(&s, "callback one failed after 3 tries", 20000));
+    expect_quick_get_root(s.port, 0.3);
+    stop_stage(&s);
+}
+END_TEST
+
+/* The main service answers 500: retried with backoff (timers, not sleeps),
+ * and everyone else is served meanwhile. */
+START_TEST(main_service_500_is_retried_and_the_loop_serves)
+{
+    if (!row_selected(_i))
+        return;
+    struct failing_service fs;
+    failing_start(&fs);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", fs.port);
+    struct proc s;
+    start_stage(&s, rows[_i].name, 50, 30000, url);
+    struct http_result r;
+    http_request("POST", s.port, "/api/exchange_async", one_bill_body, &r);
+    ck_assert_int_eq(r.status, 200);
+    http_result_free(&r);
+    double deadline = harness_now() + 20;
+    int served = 0;
+    while (!strstr(harness_read_log(&s), "failed after 3 tries") &&
+           harness_now() < deadline) {
+        expect_quick_get_root(s.port, 0.3);
+        served++;
+        harness_sleep_ms(50);
+    }
+    const char *log = harness_read_log(&s);
+    ck_assert_ptr_nonnull(strstr(log, "callback one failed after 3 tries"));
+    ck_assert_ptr_nonnull(strstr(log, "HTTP 500; retry 1/2"));
+    ck_assert_ptr_nonnull(strstr(log, "HTTP 500; retry 2/2"));
+    ck_assert_int_eq(atomic_load(&fs.requests), 3);
+    ck_assert_int_ge(served, 5); /* the backoffs (0.5 s + 1 s) were served */
+    stop_stage(&s);
+    failing_stop(&fs);
+}
+END_TEST
+
+/* Keep-alive: several requests on one connection; then a pipeline of
+ * three (GET, POST that waits a bill, GET) in one write, answered in
+ * order. */
+START_TEST(keep_alive_and_a_three_request_pipeline)
+{
+    if (!row_selected(_i))
+        return;
+    struct proc s;
+    start_stage(&s, rows[_i].name, 200, 30000, NULL);
+    struct reader *r = calloc(1, sizeof *r);
+    r->fd = raw_connect(s.port);
+    ck_assert_int_ge(r->fd, 0);
+    const char *get = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (int k = 0; k < 3; k++) {
+        send_all(r->fd, get);
+        char *resp = read_response(r, 5000);
+        ck_assert_ptr_nonnull(resp);
+        ck_assert_int_eq(raw_status(resp), 200);
+        ck_assert_ptr_nonnull(strstr(resp, "Connection: keep-alive"));
+        free(resp);
+    }
+    char *post = post_sync_text("");
+    send_all(r->fd, post);
+    char *resp = read_response(r, 5000);
+    ck_assert_ptr_nonnull(resp);
+    ck_assert_ptr_nonnull(strstr(resp, one_bill_answer));
+    free(resp);
+
+    char *pipeline;
+    ck_assert_int_ge(asprintf(&pipeline, "%s%s%s", get, post,
+                              "GET / HTTP/1.1\r\nHost: x\r\n"
+                              "Connection: close\r\n\r\n"), 0);
+    send_all(r->fd, pipeline);
+    char *a = read_response(r, 5000);
+    char *b = read_response(r, 5000);
+    char *c = read_response(r, 5000);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_ptr_nonnull(strstr(a, "Exchange service is running"));
+    ck_assert_ptr_nonnull(strstr(b, one_bill_answer));
+    ck_assert_ptr_nonnull(strstr(c, "Exchange service is running"));
+    ck_assert_ptr_nonnull(strstr(c, "Connection: close"));
+    ck_assert_msg(seconds_until_closed(r->fd, 3000) >= 0,
+                  "not closed after Connection: close");
+    free(a);
+    free(b);
+    free(c);
+    free(pipeline);
+    free(post);
+    close(r->fd);
+    free(r);
+    /* All of it on one connection. */
+    const char *log = harness_read_log(&s);
+    const char *first = strstr(log, "connection from");
+    ck_assert_ptr_nonnull(first);
+    ck_assert_ptr_null(strstr(first + 1, "connection from"));
+    stop_stage(&s);
+}
+END_TEST
+
+START_TEST(expect_100_continue_gets_the_go_ahead)
+{
+    if (!row_selected(_i))
+        return;
+    struct proc s;
+    start_stage(&s, rows[_i].name, 50, 30000, NULL);
+    struct reader *r = calloc(1, sizeof *r);
+    r->fd = raw_connect(s.port);
+    char head[256];
+    snprintf(head, sizeof head,
+             "POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\n"
+             "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+             "Expect: 100-continue\r\n\r\n", strlen(one_bill_body));
+    send_all(r->fd, head);
+    char *interim = read_response(r, 5000);
+    ck_assert_ptr_nonnull(interim);
+    ck_assert_int_eq(raw_status(interim), 100);
+    send_all(r->fd, one_bill_body);
+    char *resp = read_response(r, 5000);
+    ck_assert_ptr_nonnull(resp);
+    ck_assert_int_eq(raw_status(resp), 200);
+    ck_assert_ptr_nonnull(strstr(resp, one_bill_answer));
+    free(interim);
+    free(resp);
+    close(r->fd);
+    free(r);
+    stop_stage(&s);
+}
+END_TEST
+
+/* An idle client is closed after the idle timeout; so is one that trickles
+ * a request a byte at a time (slowloris): its timeout counts from the
+ * first byte, not from the last. */
+START_TEST(idle_and_trickling_clients_are_closed)
+{
+    if (!row_selected(_i))
+        return;
+    struct proc s;
+    start_stage(&s, rows[_i].name, 50, 600, NULL);
+    int idle = raw_connect(s.port);
+    double t = seconds_until_closed(idle, 5000);
+    ck_assert_msg(t >= 0.4 && t < 2.0, "idle client closed after %.3f s", t);
+    close(idle);
+
+    int slow = raw_connect(s.port);
+    const char *req = "GET / HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    double start = harness_now();
+    bool closed = false;
+    for (size_t k = 0; k < strlen(req) && !closed; k++) {
+        if (send(slow, req + k, 1, MSG_NOSIGNAL) != 1)
+            break; /* reset: closed already */
+        struct pollfd pfd = {.fd = slow, .events = POLLIN};
+        if (poll(&pfd, 1, 100) > 0) {
+            char buf[256];
+            closed = recv(slow, buf, sizeof buf, 0) <= 0;
+        }
+    }
+    double took = harness_now() - start;
+    ck_assert_msg(took < 2.0, "a trickling client was kept %.3f s", took);
+    close(slow);
+    expect_quick_get_root(s.port, 0.5);
+    const char *log = harness_read_log(&s);
+    ck_assert_ptr_nonnull(strstr(log, "idle for 600 ms"));
+    ck_assert_ptr_nonnull(strstr(log, "sent no whole request in 600 ms"));
+    stop_stage(&s);
+}
+END_TEST
+
+static long cpu_ticks(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    long utime = -1, stime = -1;
+    /* Fields 14 and 15; the command (field 2) has no spaces here. */
+    int got = fscanf(f, "%*d %*s %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+                        "%ld %ld", &utime, &stime);
+    fclose(f);
+    return got == 2 ? utime + stime : -1;
+}
+
+/* Out of descriptors: accept fails with EMFILE while the listener stays
+ * readable. The server must pause accepting, not spin, and recover. */
+START_TEST(emfile_pauses_accepting_without_spinning)
+{
+    if (!row_selected(_i))
+        return;
+    struct proc s;
+    start_stage(&s, rows[_i].name, 50, 30000, NULL);
+    struct rlimit low = {.rlim_cur = 40, .rlim_max = 40};
+    ck_assert_int_eq(prlimit(s.pid, RLIMIT_NOFILE, &low, NULL), 0);
+    enum { N = 60 };
+    int fds[N];
+    for (int k = 0; k < N; k++) {
+        fds[k] = raw_connect(s.port);
+        ck_assert_int_ge(fds[k], 0); /* the kernel's backlog takes them */
+    }
+    ck_assert(wait_for_log(&s, "Too many open files; not accepting for 100 ms",
+                           5000));
+    long before = cpu_ticks(s.pid);
+    harness_sleep_ms(1000);
+    long used = cpu_ticks(s.pid) - before;
+    long hz = sysconf(_SC_CLK_TCK);
+    ck_assert_msg(before >= 0 && used < hz / 4,
+                  "the server used %ld ticks of CPU in a second (%ld/s): "
+                  "spinning", used, hz);
+    for (int k = 0; k < N; k++)
+        close(fds[k]);
+    harness_sleep_ms(500);
+    expect_quick_get_root(s.port, 2.0);
+    ck_assert_ptr_nonnull(strstr(harness_read_log(&s), "accepting again"));
+    stop_stage(&s);
+}
+END_TEST
+
+/* SIGTERM: an idle keep-alive connection is closed at once, while an async
+ * job's bills and callback still finish before the exit. */
+START_TEST(sigterm_closes_idle_and_finishes_pending_callbacks)
+{
+    if (!row_selected(_i))
+        return;
+    struct proc main_svc, s;
+    static const char *const env[] = {"SECRET_TOKEN=test-token", NULL};
+    proc_start(&main_svc, "main-service", NULL, env);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", main_svc.port);
+    start_stage(&s, rows[_i].name, 700, 30000, url);
+
+    struct reader *idle = calloc(1, sizeof *idle);
+    idle->fd = raw_connect(s.port);
+    send_all(idle->fd, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    char *resp = read_response(idle, 5000);
+    ck_assert_ptr_nonnull(resp);
+    free(resp);
+
+    struct http_result r;
+    http_request("POST", s.port, "/api/exchange_async", one_bill_body, &r);
+    ck_assert_int_eq(r.status, 200);
+    http_result_free(&r);
+    double start = harness_now();
+    kill(s.pid, SIGTERM);
+    double closed_after = seconds_until_closed(idle->fd, 3000);
+    ck_assert_msg(closed_after >= 0 && closed_after < 0.5,
+                  "idle keep-alive connection closed after %.3f s",
+                  closed_after);
+    int rc = proc_stop(&s, 25000);
+    double took = harness_now() - start;
+    ck_assert_int_eq(rc, 0);
+    ck_assert_msg(took >= 0.5, "exited after %.3f s, before its job", took);
+    http_request("GET", main_svc.port, "/api/exchange_result/one", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    http_result_free(&r);
+    close(idle->fd);
+    free(idle);
+    ck_assert_int_eq(proc_stop(&main_svc, 5000), 0);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *suite = suite_create("select_epoll");
+    TCase *tc = tcase_create("one thread");
+    tcase_set_timeout(tc, 180);
+    tcase_add_loop_test(tc, many_sync_requests_one_thread_one_delay, 0, NUM_ROWS);
+    tcase_add_test(tc, select_answers_503_past_fd_setsize_and_goes_on);
+    tcase_add_loop_test(tc, get_root_answered_while_a_callback_hangs, 0, NUM_ROWS);
+    tcase_add_loop_test(tc, main_service_500_is_retried_and_the_loop_serves, 0, NUM_ROWS);
+    tcase_add_loop_test(tc, keep_alive_and_a_three_request_pipeline, 0, NUM_ROWS);
+    tcase_add_loop_test(tc, expect_100_continue_gets_the_go_ahead, 0, NUM_ROWS);
+    tcase_add_loop_test(tc, idle_and_trickling_clients_are_closed, 0, NUM_ROWS);
+    tcase_add_loop_test(tc, emfile_pauses_accepting_without_spinning, 0, NUM_ROWS);
+    tcase_add_loop_test(tc, sigterm_closes_idle_and_finishes_pending_callbacks, 0, NUM_ROWS);
+    suite_add_tcase(suite, tc);
+    SRunner *sr = srunner_create(suite);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
