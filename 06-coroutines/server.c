@@ -1,0 +1,575 @@
+/* 06-coroutines: one coroutine per connection, all on one thread.
+ *
+ * The model: put serve_connection below next to 01-blocking's. It is the
+ * same straight-line code (read a request, handle it, write the answer,
+ * loop for keep-alive), and the bills are again waited one after another
+ * in a plain for loop. What changed is only how the code waits: co_read,
+ * co_write and co_sleep (coro.h) do not block the thread; they park this
+ * coroutine and let the scheduler run another one until the socket is
+ * ready or the deadline is due. So one thread serves thousands of clients
+ * the way 04 and 05 do, without a state machine or a callback in sight:
+ * the "state" of each connection is simply where its coroutine stands in
+ * its own code, kept on its own stack.
+ *
+ * The async route is asyncio's create_task + gather + await: the handler
+ * answers {"status":"ok"} and spawns a background coroutine, which spawns
+ * one coroutine per bill, gathers them (they wait side by side and finish
+ * together) and then awaits the callback PUT through libcurl, driven by
+ * the same epoll (co_curl_perform), retrying after a co_sleep.
+ *
+ * What it costs: a stack per coroutine (64 KiB reserved by default,
+ * --stack-kb; only the pages touched are real memory, a few KiB for a
+ * connection) and a context switch per wait. And one core: every
+ * coroutine shares this thread, so a coroutine that computes or calls a
+ * blocking function stops all the others. That is the lesson of the flags:
+ *   --blocking-bug   a bill waits with nanosleep instead of co_sleep, the C
+ *                    twin of time.sleep() inside `async def`. Everything
+ *                    still works, one request at a time: 10 concurrent
+ *                    requests take ten delays instead of one.
+ *   --cpu-ms N       every bill also computes for N ms of CPU (counting
+ *                    primes). Coroutines do not help with CPU-bound work:
+ *                    while one computes, even GET / waits.
+ *   --offload        ...unless that work goes to a worker thread with
+ *                    co_run_blocking (run_in_executor): the loop keeps
+ *                    serving while up to 4 bills compute in parallel.
+ *
+ * What to notice in the log: every line says which coroutine wrote it
+ * ("co 12"). Start several sync requests at once: their bill lines come
+ * out together, after one delay. An async request with three bills logs
+ * its three bills within a millisecond of each other, from three
+ * coroutines, then one "callback ... delivered". With --blocking-bug the
+ * same requests finish one delay apart.
+ *
+ * Simplifications, on purpose:
+ * - A connection's whole request must arrive within --idle-timeout-ms of
+ *   the moment we start waiting for it; an idle keep-alive connection is
+ *   closed after the same time. A real server would count these apart.
+ * - The stop sequence polls the lists of connections and jobs every 25 ms
+ *   instead of being woken by the last one to finish: simpler to read.
+ * - Nothing limits how many connections we accept except the descriptor
+ *   limit (EMFILE makes the acceptor back off for 100 ms). */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "callback.h"
+#include "config.h"
+#include "coro.h"
+#include "endpoint.h"
+#include "http.h"
+#include "log.h"
+#include "net.h"
+#include "shutdown.h"
+#include "timer.h"
+
+#define STAGE "06-coroutines"
+#define ACCEPT_BATCH 64     /* accepts per wake-up, then others get a turn */
+#define EMFILE_PAUSE_MS 100
+#define STOP_POLL_MS 25
+
+static struct config cfg;
+static unsigned jitter_seed = 1; /* one thread: one seed is enough */
+static int listen_fd = -1;
+static bool stopping;            /* SIGINT/SIGTERM seen: finish, then exit */
+
+/* Every connection and background job, so that a stop can find them.
+ * A task removes itself from its list just before its coroutine returns,
+ * so a handle found in a list is always alive. */
+struct task {
+    struct co *co;
+    bool idle;                   /* a connection waiting for a new request */
+    struct task *prev, *next;
+};
+
+struct task_list {
+    struct task head;            /* circular, with a sentinel */
+    size_t count;
+};
+
+static struct task_list connections = {
+    .head = {.prev = &connections.head, .next = &connections.head}};
+static struct task_list jobs = {
+    .head = {.prev = &jobs.head, .next = &jobs.head}};
+
+static void task_add(struct task_list *l, struct task *t)
+{
+    t->next = &l->head;
+    t->prev = l->head.prev;
+    l->head.prev->next = t;
+    l->head.prev = t;
+    l->count++;
+}
+
+static void task_remove(struct task_list *l, struct task *t)
+{
+    t->prev->next = t->next;
+    t->next->prev = t->prev;
+    l->count--;
+}
+
+struct conn {
+    struct task task;            /* in `connections` */
+    int fd;
+    char peer[64];
+};
+
+struct async_job {
+    struct task task;            /* in `jobs` */
+    struct exchange_request req;
+};
+
+/* ---- the bills -------------------------------------------------------- */
+
+struct cpu_work {
+    int ms;
+    long primes, largest;
+};
+
+/* Real work, not a sleep: counts primes by trial division until `ms` of
+ * this thread's CPU time are spent. It runs on whichever thread calls it:
+ * the loop's (inline) or a worker's (--offload). */
+static void *count_primes(void *arg)
+{
+    struct cpu_work *w = arg;
+    struct timespec start, now;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &start);
+    long n = 1;
+    for (;;) {
+        for (int k = 0; k < 512; k++) {
+            n++;
+            bool prime = n % 2 != 0 || n == 2;
+            for (long d = 3; prime && d * d <= n; d += 2)
+                prime = n % d != 0;
+            if (prime) {
+                w->primes++;
+                w->largest = n;
+            }
+        }
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+        long spent_ms = (now.tv_sec - start.tv_sec) * 1000 +
+                        (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (spent_ms >= w->ms)
+            return w;
+    }
+}
+
+/* --cpu-ms: the CPU-bound half of a bill. Inline it holds the whole loop;
+ * offloaded it holds one worker thread and only this coroutine waits. */
+static int bill_cpu_work(void)
+{
+    struct cpu_work w = {.ms = cfg.cpu_ms};
+    int rc = 0;
+    if (cfg.offload)
+        rc = co_run_blocking(count_primes, &w, NULL);
+    else
+        count_primes(&w); /* no wait in here: nobody else runs meanwhile */
+    if (rc == 0)
+        log_info("cpu work: %d ms %s, %ld primes (largest %ld)", w.ms,
+                 cfg.offload ? "on a worker thread" : "on the loop thread",
+                 w.primes, w.largest);
+    return rc;
+}
+
+/* The simulated external call for one bill. This is the line 01 spends in
+ * nanosleep; here the coroutine parks and the thread serves others.
+ * 0, or -ECANCELED when the server gave up on the request. */
+static int bill_wait(void)
+{
+    int ms = config_bill_delay_ms(&cfg, &jitter_seed);
+    int rc = 0;
+    if (cfg.blocking_bug)
+        timer_nanosleep_ms(ms); /* the bug, on purpose: the thread sleeps,
+                                   and with it every coroutine */
+    else
+        rc = co_sleep(ms);
+    if (rc == 0 && cfg.cpu_ms > 0)
+        rc = bill_cpu_work();
+    return rc;
+}
+
+/* The sync route: one bill after another, exactly as 01 does it. */
+static int compute_bills(const struct exchange_request *job, double *subtotals)
+{
+    for (size_t i = 0; i < job->num_bills; i++) {
+        int rc = bill_wait();
+        if (rc < 0)
+            return rc;
+        subtotals[i] = exchange_subtotal(&job->bills[i], job->exchange_rate);
+        endpoint_log_bill(job, i, subtotals[i]);
+    }
+    return 0;
+}
+
+struct bill_task {
+    const struct exchange_request *job;
+    size_t index;
+    double subtotal;
+};
+
+/* One bill of an async job, as its own coroutine. */
+static void *bill_task(void *arg)
+{
+    struct bill_task *b = arg;
+    int rc = bill_wait();
+    if (rc == 0) {
+        b->subtotal = exchange_subtotal(&b->job->bills[b->index],
+                                        b->job->exchange_rate);
+        endpoint_log_bill(b->job, b->index, b->subtotal);
+    }
+    return (void *)(intptr_t)rc;
+}
+
+/* The async route: asyncio.gather over one coroutine per bill, so all the
+ * bills wait at the same time and the job takes one delay, not n. */
+static int gather_bills(const struct exchange_request *job, double *subtotals)
+{
+    struct bill_task bills[EXCHANGE_MAX_BILLS];
+    struct co *tasks[EXCHANGE_MAX_BILLS];
+    void *results[EXCHANGE_MAX_BILLS];
+    size_t n = job->num_bills;
+    for (size_t i = 0; i < n; i++) {
+        bills[i] = (struct bill_task){.job = job, .index = i};
+        tasks[i] = co_spawn(bill_task, &bills[i]);
+    }
+    int rc = co_gather(tasks, n, -1, results);
+    for (size_t i = 0; i < n; i++) {
+        if (rc == 0 && !tasks[i])
+            rc = -ENOMEM; /* that bill never ran */
+        else if (rc == 0)
+            rc = (int)(intptr_t)results[i];
+        subtotals[i] = bills[i].subtotal;
+    }
+    return rc;
+}
+
+/* `await client.put(...)`: the PUT runs on the loop's curl multi handle
+ * while this coroutine is parked; retries wait with co_sleep. */
+static void send_callback(const struct exchange_request *job,
+                          const double *subtotals)
+{
+    char *body = exchange_callback_body(cfg.token, job, subtotals);
+    struct callback *cb = body ? callback_new(cfg.main_service, body,
+                                              job->request_id) : NULL;
+    if (!cb) {
+        log_warn("callback %s: out of memory", job->request_id);
+        return;
+    }
+    for (;;) {
+        int rc = co_curl_perform(cb->easy); /* parks until curl is done */
+        long retry_in_ms = 0;
+        if (rc >= 0 && callback_after_attempt(cb, (CURLcode)rc,
+                                              &retry_in_ms) != CALLBACK_RETRY)
+            break; /* delivered, or given up (callback_after_attempt logs) */
+        if (rc >= 0)
+            rc = co_sleep((int)retry_in_ms);
+        if (rc < 0) { /* cancelled: the stop's grace period is over */
+            log_warn("callback %s abandoned: %s", job->request_id,
+                     strerror(-rc));
+            break;
+        }
+    }
+    callback_free(cb);
+}
+
+/* The async route's second half, a background coroutine of its own: the
+ * client already has its answer, and the loop goes on serving others. */
+static void *finish_async_job(void *arg)
+{
+    struct async_job *aj = arg;
+    const struct exchange_request *job = &aj->req;
+    log_info("job %s: %zu bill(s), gathered in the background",
+             job->request_id, job->num_bills);
+    double subtotals[EXCHANGE_MAX_BILLS];
+    int rc = gather_bills(job, subtotals);
+    if (rc == 0)
+        send_callback(job, subtotals);
+    else
+        log_warn("job %s abandoned: %s", job->request_id, strerror(-rc));
+    task_remove(&jobs, &aj->task);
+    free(aj);
+    return NULL;
+}
+
+static void start_async_job(struct async_job *aj)
+{
+    aj->task.co = co_spawn(finish_async_job, aj); /* asyncio.create_task */
+    if (!aj->task.co) {
+        log_warn("job %s: cannot start it: %s", aj->req.request_id,
+                 strerror(errno));
+        free(aj);
+        return;
+    }
+    co_detach(aj->task.co); /* fire and forget; the jobs list tracks it */
+    task_add(&jobs, &aj->task);
+}
+
+/* ---- one connection --------------------------------------------------- */
+
+/* Reads until one whole request is parsed: 01's read_request with co_read
+ * in place of read. Returns HTTP_DONE, HTTP_ERROR, or HTTP_NEED_MORE if
+ * the client went away, was too slow, or the server is stopping. */
+static enum http_parse_status read_request(struct conn *c,
+                                           struct http_parser *p)
+{
+    uint64_t deadline = timer_now_ms() + (uint64_t)cfg.idle_timeout_ms;
+    for (;;) {
+        enum http_parse_status st = http_parser_parse(p);
+        if (st != HTTP_NEED_MORE)
+            return st;
+        if (http_parser_take_continue(p) &&
+            co_write(c->fd, HTTP_CONTINUE_RESPONSE,
+                     strlen(HTTP_CONTINUE_RESPONSE), cfg.idle_timeout_ms) < 0)
+            return HTTP_NEED_MORE;
+        size_t avail;
+        char *space = http_parser_space(p, &avail);
+        if (!space)
+            return HTTP_NEED_MORE;
+        uint64_t now = timer_now_ms();
+        int left = now < deadline ? (int)(deadline - now) : 0;
+        c->task.idle = http_parser_empty(p); /* a stop may cancel us here */
+        ssize_t n = co_read(c->fd, space, avail, left); /* parks right here */
+        c->task.idle = false;
+        if (n > 0) {
+            http_parser_commit(p, (size_t)n);
+            continue;
+        }
+        if (n == -ETIMEDOUT)
+            log_info("%s idle or too slow for %d ms; closing", c->peer,
+                     cfg.idle_timeout_ms);
+        else if (n == -ECANCELED)
+            log_info("%s idle while the server stops; closing", c->peer);
+        return HTTP_NEED_MORE;
+    }
+}
+
+static bool send_reply(struct conn *c, const struct endpoint_reply *reply,
+                       bool keep_alive)
+{
+    size_t len;
+    char *text = endpoint_reply_render(reply, keep_alive, &len);
+    ssize_t rc = text ? co_write(c->fd, text, len, cfg.idle_timeout_ms)
+                      : -ENOMEM;
+    if (rc < 0)
+        log_info("could not answer %s: %s", c->peer, strerror((int)-rc));
+    free(text);
+    return rc >= 0;
+}
+
+/* Routes one request and answers it. Returns false if the connection
+ * cannot go on (the client left, or the server gave up on the request). */
+static bool handle_request(struct conn *c, const struct http_request *req,
+                           bool keep_alive)
+{
+    struct endpoint_reply reply = {0};
+    struct async_job *aj = malloc(sizeof *aj);
+    if (!aj) {
+        endpoint_busy("out of memory", &reply);
+        send_reply(c, &reply, false);
+        endpoint_reply_free(&reply);
+        return false;
+    }
+    bool ok = true;
+    log_info("%s %s", req->method, req->path);
+    switch (endpoint_route(req, STAGE, &aj->req, &reply)) {
+    case ENDPOINT_REPLY:
+        ok = send_reply(c, &reply, keep_alive);
+        break;
+    case ENDPOINT_SYNC: {
+        double subtotals[EXCHANGE_MAX_BILLS];
+        ok = compute_bills(&aj->req, subtotals) == 0;
+        if (ok) {
+            endpoint_sync_done(&aj->req, subtotals, &reply);
+            ok = send_reply(c, &reply, keep_alive);
+        }
+        break;
+    }
+    case ENDPOINT_ASYNC:
+        ok = send_reply(c, &reply, keep_alive); /* {"status":"ok"} at once */
+        start_async_job(aj);
+        aj = NULL; /* the background coroutine owns it now */
+        break;
+    }
+    endpoint_reply_free(&reply);
+    free(aj);
+    return ok;
+}
+
+/* A connection's coroutine: the whole life of one client, top to bottom. */
+static void *serve_connection(void *arg)
+{
+    struct conn *c = arg;
+    log_info("connection from %s", c->peer);
+    struct http_parser parser;
+    http_parser_init(&parser);
+    /* A stopping server finishes the request in hand, starts no new one. */
+    while (!(stopping && http_parser_empty(&parser))) {
+        enum http_parse_status st = read_request(c, &parser);
+        if (st == HTTP_NEED_MORE)
+            break;
+        if (st == HTTP_ERROR) {
+            log_info("bad request from %s: %d %s", c->peer,
+                     parser.error_status, parser.error_detail);
+            struct endpoint_reply reply = {0};
+            endpoint_parse_error(parser.error_status, parser.error_detail,
+                                 &reply);
+            send_reply(c, &reply, false);
+            endpoint_reply_free(&reply);
+            break; /* the stream cannot be resynchronised */
+        }
+        bool keep_alive = parser.req.keep_alive && !stopping;
+        bool ok = handle_request(c, &parser.req, keep_alive);
+        http_parser_consume(&parser);
+        if (!ok || !keep_alive)
+            break;
+    }
+    http_parser_free(&parser);
+    co_close(c->fd);
+    log_info("closed %s", c->peer);
+    task_remove(&connections, &c->task);
+    free(c);
+    return NULL;
+}
+
+static void start_connection(int fd)
+{
+    struct conn *c = calloc(1, sizeof *c);
+    if (c) {
+        c->fd = fd;
+        net_peer_name(fd, c->peer, sizeof c->peer);
+        c->task.co = co_spawn(serve_connection, c);
+    }
+    if (!c || !c->task.co) {
+        log_warn("cannot start a coroutine for a connection: %s",
+                 strerror(errno));
+        close(fd);
+        free(c);
+        return;
+    }
+    co_detach(c->task.co);
+    task_add(&connections, &c->task);
+}
+
+/* ---- accepting and stopping ----------------------------------------- */
+
+/* The acceptor is a coroutine like the others: it parks until the
+ * listening socket is readable, accepts what is queued, spawns a
+ * coroutine per connection. A stop cancels it. */
+static void *accept_loop(void *arg)
+{
+    (void)arg;
+    int rc;
+    while ((rc = co_wait_readable(listen_fd, -1)) == 0) {
+        for (int i = 0; i < ACCEPT_BATCH; i++) {
+            int fd = net_accept(listen_fd, true);
+            if (fd >= 0) {
+                start_connection(fd);
+                continue;
+            }
+            if (errno == EMFILE || errno == ENFILE) {
+                log_warn("accept: %s; pausing %d ms", strerror(errno),
+                         EMFILE_PAUSE_MS);
+                if (co_sleep(EMFILE_PAUSE_MS) < 0)
+                    return NULL;
+            } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                log_warn("accept: %s", strerror(errno));
+            }
+            break;
+        }
+    }
+    if (rc != -ECANCELED)
+        log_warn("accept loop: %s; no more connections", strerror(-rc));
+    return NULL;
+}
+
+static void cancel_tasks(struct task_list *l, bool only_idle)
+{
+    for (struct task *t = l->head.next; t != &l->head; t = t->next)
+        if (!only_idle || t->idle)
+            co_cancel(t->co); /* never switches: the list stays as it is */
+}
+
+/* SIGINT/SIGTERM: the handler writes to a pipe; this coroutine waits for
+ * it like for any socket, then winds the server down. */
+static void *watch_for_stop(void *arg)
+{
+    struct co *acceptor = arg;
+    int rc = co_wait_readable(shutdown_fd(), -1);
+    if (rc < 0) {
+        log_warn("cannot watch for SIGTERM: %s", strerror(-rc));
+        return NULL;
+    }
+    stopping = true;
+    log_info("stop requested: no new connections; %zu connections and %zu "
+             "background jobs to finish", connections.count, jobs.count);
+    co_cancel(acceptor);
+    co_join(acceptor, -1, NULL);
+    co_close(listen_fd);
+    cancel_tasks(&connections, true); /* idle keep-alive readers */
+
+    uint64_t deadline = timer_now_ms() + SHUTDOWN_GRACE_MS;
+    while ((connections.count > 0 || jobs.count > 0) &&
+           timer_now_ms() < deadline)
+        co_sleep(STOP_POLL_MS);
+    if (connections.count > 0 || jobs.count > 0) {
+        log_warn("%d ms passed: cancelling %zu connections and %zu jobs",
+                 SHUTDOWN_GRACE_MS, connections.count, jobs.count);
+        cancel_tasks(&connections, false);
+        cancel_tasks(&jobs, false);
+    }
+    return NULL; /* co_sched_run returns once the cancelled ones unwind */
+}
+
+int main(int argc, char **argv)
+{
+    config_parse(&cfg, argc, argv, STAGE, 8006, CONFIG_CORO,
+                 "Stage 06: one thread, a coroutine per connection "
+                 "(ucontext scheduler over epoll).");
+    log_init(STAGE, cfg.quiet);
+    net_ignore_sigpipe();
+    if (shutdown_init() < 0) {
+        perror("shutdown_init");
+        return 1;
+    }
+    callback_global_init();
+    struct co_options opts = {.stack_size = (size_t)cfg.stack_kb * 1024};
+    int rc = co_sched_init(&opts);
+    if (rc < 0) {
+        fprintf(stderr, "co_sched_init: %s\n", strerror(-rc));
+        return 1;
+    }
+    log_set_coroutine_id_fn(co_current_id);
+    int port;
+    listen_fd = net_listen(cfg.host, cfg.port, &port);
+    if (listen_fd < 0)
+        return 1;
+    net_set_nonblocking(listen_fd);
+    config_log(&cfg);
+    log_info("coroutine stacks %d KiB%s%s", cfg.stack_kb,
+             cfg.blocking_bug ? "; --blocking-bug: bills call nanosleep, "
+                                "so the whole loop stops during each" : "",
+             cfg.cpu_ms > 0 ? (cfg.offload ? "; cpu work offloaded to "
+                                             "worker threads"
+                                           : "; cpu work on the loop thread")
+                            : "");
+    net_announce(cfg.host, port);
+
+    struct co *acceptor = co_spawn(accept_loop, NULL);
+    struct co *watcher = acceptor ? co_spawn(watch_for_stop, acceptor) : NULL;
+    if (!watcher) {
+        fprintf(stderr, "co_spawn: %s\n", strerror(errno));
+        return 1;
+    }
+    co_detach(watcher);
+    rc = co_sched_run(); /* the whole server lives inside this call */
+    if (rc < 0)
+        log_warn("scheduler: %s", strerror(-rc));
+    log_info("every coroutine has finished; exiting");
+    co_sched_free();
+    callback_global_cleanup();
+    return rc < 0 ? 1 : 0;
+}

@@ -1,0 +1,949 @@
+/* Unit tests for 06-coroutines/coro: the scheduler on its own, without the
+ * server. Each test creates a scheduler, spawns coroutines, runs the loop
+ * and checks what happened and when. Check forks for every test, so a
+ * crash or a leftover scheduler never leaks into the next one. */
+#include <check.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../06-coroutines/coro.h"
+#include "callback.h"
+#include "harness.h"
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define UNDER_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define UNDER_SANITIZER 1
+#endif
+#endif
+
+#define INT_RESULT(p) ((int)(intptr_t)(p))
+#define AS_PTR(n) ((void *)(intptr_t)(n))
+
+static void init_sched(void)
+{
+    ck_assert_int_eq(co_sched_init(NULL), 0);
+}
+
+static void run_and_free(void)
+{
+    ck_assert_int_eq(co_sched_run(), 0);
+    co_sched_free();
+}
+
+static void nonblocking_pipe(int p[2])
+{
+    ck_assert_int_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+}
+
+/* ---- sleeping and yielding ---- */
+
+static int wake_order[8];
+static int num_woken;
+
+static void *sleeper(void *arg)
+{
+    int ms = INT_RESULT(arg);
+    ck_assert_int_eq(co_sleep(ms), 0);
+    wake_order[num_woken++] = ms;
+    return arg;
+}
+
+START_TEST(sleeps_wake_in_deadline_order)
+{
+    init_sched();
+    int delays[] = {100, 40, 70, 0};
+    struct co *cs[4];
+    for (int i = 0; i < 4; i++)
+        ck_assert_ptr_nonnull(cs[i] = co_spawn(sleeper, AS_PTR(delays[i])));
+    double t0 = harness_now();
+    ck_assert_int_eq(co_sched_run(), 0);
+    double took = harness_now() - t0;
+    ck_assert_int_eq(num_woken, 4);
+    int expect[] = {0, 40, 70, 100};
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(wake_order[i], expect[i]);
+    /* Side by side: about the longest sleep, not the sum (210 ms). */
+    ck_assert_double_ge(took, 0.098);
+    ck_assert_double_lt(took, 0.180);
+    /* main may join coroutines that have finished. */
+    for (int i = 0; i < 4; i++) {
+        void *r = NULL;
+        ck_assert_int_eq(co_join(cs[i], -1, &r), 0);
+        ck_assert_int_eq(INT_RESULT(r), delays[i]);
+    }
+    co_sched_free();
+}
+END_TEST
+
+static char trace[32];
+static int trace_len;
+
+static void *yielder(void *arg)
+{
+    for (int i = 0; i < 3; i++) {
+        trace[trace_len++] = *(const char *)arg;
+        ck_assert_int_eq(co_yield(), 0);
+    }
+    return NULL;
+}
+
+START_TEST(yield_lets_the_others_run)
+{
+    init_sched();
+    ck_assert_int_eq(co_detach(co_spawn(yielder, "A")), 0);
+    ck_assert_int_eq(co_detach(co_spawn(yielder, "B")), 0);
+    run_and_free();
+    ck_assert_str_eq(trace, "ABABAB");
+}
+END_TEST
+
+/* ---- join and gather ---- */
+
+static void *square_later(void *arg)
+{
+    int n = INT_RESULT(arg);
+    co_sleep(n);
+    return AS_PTR(n * n);
+}
+
+static void *joiner(void *arg)
+{
+    (void)arg;
+    struct co *slow = co_spawn(square_later, AS_PTR(30));
+    struct co *fast = co_spawn(square_later, AS_PTR(0));
+    ck_assert_int_eq(co_sleep(10), 0); /* fast is done before it is joined */
+    void *r = NULL;
+    ck_assert_int_eq(co_join(slow, -1, &r), 0);
+    ck_assert_int_eq(INT_RESULT(r), 900);
+    ck_assert_int_eq(co_join(fast, -1, &r), 0);
+    ck_assert_int_eq(INT_RESULT(r), 0);
+    /* What cannot be joined says why and leaves the handle alone. */
+    ck_assert_int_eq(co_join(co_self(), -1, NULL), -EDEADLK);
+    struct co *gone = co_spawn(square_later, AS_PTR(1));
+    ck_assert_int_eq(co_detach(gone), 0);
+    ck_assert_int_eq(co_join(gone, -1, NULL), -EINVAL);
+    return AS_PTR(7);
+}
+
+START_TEST(join_returns_results)
+{
+    init_sched();
+    struct co *j = co_spawn(joiner, NULL);
+    ck_assert_int_eq(co_join(j, -1, NULL), -EPERM); /* main cannot wait */
+    ck_assert_int_eq(co_sched_run(), 0);
+    void *r;
+    ck_assert_int_eq(co_join(j, -1, &r), 0);
+    ck_assert_int_eq(INT_RESULT(r), 7);
+    co_sched_free();
+}
+END_TEST
+
+static bool cleanup_ran;
+static int victim_rc;
+
+/* Sleeps "forever"; whatever ends the sleep, it cleans up and says how. */
+static void *long_sleeper(void *arg)
+{
+    (void)arg;
+    victim_rc = co_sleep(10000);
+    cleanup_ran = true;
+    return AS_PTR(victim_rc);
+}
+
+static void *wait_for_with_timeout(void *arg)
+{
+    (void)arg;
+    struct co *victim = co_spawn(long_sleeper, NULL);
+    double t0 = harness_now();
+    void *r = NULL;
+    ck_assert_int_eq(co_join(victim, 50, &r), -ETIMEDOUT);
+    ck_assert_double_lt(harness_now() - t0, 1.0);
+    ck_assert_double_ge(harness_now() - t0, 0.045);
+    /* asyncio.wait_for semantics: the task was cancelled and awaited. */
+    ck_assert(cleanup_ran);
+    ck_assert_int_eq(INT_RESULT(r), -ECANCELED);
+    return NULL;
+}
+
+START_TEST(join_with_a_timeout_cancels_the_task)
+{
+    init_sched();
+    ck_assert_int_eq(co_detach(co_spawn(wait_for_with_timeout, NULL)), 0);
+    run_and_free();
+}
+END_TEST
+
+static void *gatherer(void *arg)
+{
+    (void)arg;
+    int delays[] = {100, 20, 80, 40, 60};
+    struct co *cs[6];
+    for (int i = 0; i < 5; i++)
+        cs[i] = co_spawn(square_later, AS_PTR(delays[i]));
+    cs[5] = NULL; /* a failed spawn: skipped */
+    void *results[6];
+    double t0 = harness_now();
+    ck_assert_int_eq(co_gather(cs, 6, -1, results), 0);
+    double took = harness_now() - t0;
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(INT_RESULT(results[i]), delays[i] * delays[i]);
+    ck_assert_ptr_null(results[5]);
+    ck_assert_double_ge(took, 0.098);
+    ck_assert_double_lt(took, 0.200); /* together: not 300 ms */
+    return NULL;
+}
+
+START_TEST(gather_collects_every_result)
+{
+    init_sched();
+    ck_assert_int_eq(co_detach(co_spawn(gatherer, NULL)), 0);
+    run_and_free();
+}
+END_TEST
+
+static void *sleep_then_report(void *arg)
+{
+    return AS_PTR(co_sleep(INT_RESULT(arg)));
+}
+
+static void *gatherer_with_timeout(void *arg)
+{
+    (void)arg;
+    struct co *cs[3] = {co_spawn(sleep_then_report, AS_PTR(10)),
+                        co_spawn(sleep_then_report, AS_PTR(5000)),
+                        co_spawn(sleep_then_report, AS_PTR(5000))};
+    void *results[3];
+    double t0 = harness_now();
+    ck_assert_int_eq(co_gather(cs, 3, 100, results), -ETIMEDOUT);
+    ck_assert_double_lt(harness_now() - t0, 1.0);
+    ck_assert_int_eq(INT_RESULT(results[0]), 0);
+    ck_assert_int_eq(INT_RESULT(results[1]), -ECANCELED);
+    ck_assert_int_eq(INT_RESULT(results[2]), -ECANCELED);
+    return NULL;
+}
+
+START_TEST(gather_with_a_timeout_cancels_the_rest)
+{
+    init_sched();
+    ck_assert_int_eq(co_detach(co_spawn(gatherer_with_timeout, NULL)), 0);
+    run_and_free();
+}
+END_TEST
+
+/* ---- cancellation ---- */
+
+static void *cancel_soon(void *arg)
+{
+    struct co *victim = arg;
+    ck_assert_int_eq(co_sleep(20), 0);
+    ck_assert_int_eq(co_cancel(victim), 0);
+    double t0 = harness_now();
+    ck_assert_int_eq(co_join(victim, -1, NULL), 0);
+    ck_assert_double_lt(harness_now() - t0, 0.5);
+    /* A cancel of ourselves is seen by our own next wait. */
+    ck_assert_int_eq(co_cancel(co_self()), 0);
+    ck_assert_int_eq(co_sleep(1), -ECANCELED);
+    ck_assert_int_eq(co_sleep(1), 0); /* one-shot, as in asyncio */
+    return NULL;
+}
+
+START_TEST(cancel_during_a_sleep)
+{
+    init_sched();
+    struct co *victim = co_spawn(long_sleeper, NULL);
+    ck_assert_int_eq(co_detach(co_spawn(cancel_soon, victim)), 0);
+    double t0 = harness_now();
+    run_and_free();
+    ck_assert_double_lt(harness_now() - t0, 1.0);
+    ck_assert_int_eq(victim_rc, -ECANCELED);
+    ck_assert(cleanup_ran);
+}
+END_TEST
+
+static int fd_victim_pipe[2];
+
+static void *fd_waiter(void *arg)
+{
+    (void)arg;
+    char buf[8];
+    victim_rc = (int)co_read(fd_victim_pipe[0], buf, sizeof buf, -1);
+    ck_assert_int_eq(co_close(fd_victim_pipe[0]), 0); /* the cleanup */
+    cleanup_ran = true;
+    return NULL;
+}
+
+START_TEST(cancel_during_an_fd_wait)
+{
+    init_sched();
+    nonblocking_pipe(fd_victim_pipe);
+    struct co *victim = co_spawn(fd_waiter, NULL);
+    ck_assert_int_eq(co_detach(co_spawn(cancel_soon, victim)), 0);
+    run_and_free();
+    ck_assert_int_eq(victim_rc, -ECANCELED);
+    ck_assert(cleanup_ran);
+    close(fd_victim_pipe[1]);
+}
+END_TEST
+
+static void *sleeps_twice(void *arg)
+{
+    (void)arg;
+    ck_assert_int_eq(co_sleep(5), -ECANCELED); /* cancelled before it ran */
+    ck_assert_int_eq(co_sleep(5), 0);
+    cleanup_ran = true;
+    return NULL;
+}
+
+START_TEST(cancel_before_the_first_run_hits_the_first_wait)
+{
+    init_sched();
+    struct co *c = co_spawn(sleeps_twice, NULL);
+    ck_assert_int_eq(co_cancel(c), 0);
+    ck_assert_int_eq(co_sched_run(), 0);
+    ck_assert(cleanup_ran);
+    ck_assert_int_eq(co_cancel(c), -ESRCH); /* finished: nothing to cancel */
+    ck_assert_int_eq(co_join(c, -1, NULL), 0);
+    co_sched_free();
+}
+END_TEST
+
+/* ---- fd waits ---- */
+
+static void *timing_out(void *arg)
+{
+    (void)arg;
+    int p[2];
+    nonblocking_pipe(p);
+    double t0 = harness_now();
+    ck_assert_int_eq(co_wait_readable(p[0], 50), -ETIMEDOUT);
+    double took = harness_now() - t0;
+    ck_assert_double_ge(took, 0.045);
+    ck_assert_double_lt(took, 0.5);
+    char buf[4];
+    ck_assert_int_eq(co_read(p[0], buf, sizeof buf, 20), -ETIMEDOUT);
+    ck_assert_int_eq(co_wait_readable(p[0], 0), -ETIMEDOUT); /* just a look */
+    /* Writable has a timeout too: fill the pipe, then wait for room. */
+    char chunk[4096] = {0};
+    while (write(p[1], chunk, sizeof chunk) > 0)
+        ;
+    ck_assert_int_eq(co_wait_writable(p[1], 30), -ETIMEDOUT);
+    ck_assert_int_eq(co_wait_readable(p[0], 0), 0); /* full: readable now */
+    co_close(p[0]);
+    co_close(p[1]);
+    return NULL;
+}
+
+START_TEST(a_wait_times_out)
+{
+    init_sched();
+    ck_assert_int_eq(co_detach(co_spawn(timing_out, NULL)), 0);
+    run_and_free();
+}
+END_TEST
+
+#define STREAM_BYTES (4 * 1024 * 1024)
+static int pair[2];
+
+static void *stream_writer(void *arg)
+{
+    (void)arg;
+    char *data = malloc(STREAM_BYTES);
+    for (size_t i = 0; i < STREAM_BYTES; i++)
+        data[i] = (char)(i * 7);
+    ck_assert_int_eq(co_write(pair[0], data, STREAM_BYTES, 5000), STREAM_BYTES);
+    free(data);
+    co_close(pair[0]); /* end of stream for the reader */
+    return NULL;
+}
+
+static void *stream_reader(void *arg)
+{
+    (void)arg;
+    char buf[8192]; /* a coroutine's stack is 64 KiB: keep frames small */
+    size_t total = 0;
+    bool intact = true;
+    for (;;) {
+        ssize_t n = co_read(pair[1], buf, sizeof buf, 5000);
+        ck_assert_int_ge(n, 0);
+        if (n == 0)
+            break;
+        for (ssize_t i = 0; i < n; i++)
+            intact &= buf[i] == (char)((total + (size_t)i) * 7);
+        total += (size_t)n;
+    }
+    ck_assert(intact);
+    co_close(pair[1]);
+    return AS_PTR((int)total);
+}
+
+START_TEST(read_and_write_suspend_on_eagain)
+{
+    init_sched();
+    ck_assert_int_eq(
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, pair), 0);
+    ck_assert_int_eq(co_detach(co_spawn(stream_writer, NULL)), 0);
+    struct co *r = co_spawn(stream_reader, NULL);
+    ck_assert_int_eq(co_sched_run(), 0);
+    void *total;
+    ck_assert_int_eq(co_join(r, -1, &total), 0);
+    ck_assert_int_eq(INT_RESULT(total), STREAM_BYTES);
+    co_sched_free();
+}
+END_TEST
+
+static int busy_pipe[2];
+
+static void *second_reader(void *arg)
+{
+    (void)arg;
+    ck_assert_int_eq(co_wait_readable(busy_pipe[0], 100), -EBUSY);
+    ck_assert_int_eq(co_wait_writable(busy_pipe[1], 100), 0);
+    ck_assert_int_eq(write(busy_pipe[1], "x", 1), 1);
+    return NULL;
+}
+
+static void *first_reader(void *arg)
+{
+    (void)arg;
+    ck_assert_int_eq(co_wait_readable(busy_pipe[0], 1000), 0);
+    return NULL;
+}
+
+START_TEST(one_waiter_per_fd_and_direction)
+{
+    init_sched();
+    nonblocking_pipe(busy_pipe);
+    ck_assert_int_eq(co_detach(co_spawn(first_reader, NULL)), 0);
+    ck_assert_int_eq(co_detach(co_spawn(second_reader, NULL)), 0);
+    run_and_free();
+}
+END_TEST
+
+/* The stale-event trap (STYLE #5). Two readers are woken by one epoll
+ * batch. Whichever runs first closes the other's fd with co_close and puts
+ * a fresh, empty pipe under the same number, as accept() would. The second
+ * reader must learn that its fd is gone (-EBADF), not believe it is
+ * readable; and a new waiter on the reused number must not be woken by the
+ * old event. */
+static int pa[2], pb[2];
+static int guard_rc[2];
+static int fresh_rc = 1;
+static int fresh_write_end = -1;
+
+static void *fresh_waiter(void *arg)
+{
+    fresh_rc = co_wait_readable(INT_RESULT(arg), 100);
+    return NULL;
+}
+
+static void *guarded_reader(void *arg)
+{
+    int me = INT_RESULT(arg);
+    int mine = me ? pb[0] : pa[0], other = me ? pa[0] : pb[0];
+    guard_rc[me] = co_wait_readable(mine, 1000);
+    if (guard_rc[me] == 0 && guard_rc[!me] == 1) {
+        ck_assert_int_eq(co_close(other), 0);
+        int np[2];
+        nonblocking_pipe(np);
+        if (np[0] != other) { /* the number may already have been reused */
+            ck_assert_int_eq(dup3(np[0], other, O_CLOEXEC), other);
+            close(np[0]);
+        }
+        fresh_write_end = np[1]; /* open, unused: the new pipe stays empty */
+        ck_assert_int_eq(co_detach(co_spawn(fresh_waiter, AS_PTR(other))), 0);
+    }
+    return NULL;
+}
+
+START_TEST(stale_events_do_not_wake_the_wrong_waiter)
+{
+    init_sched();
+    nonblocking_pipe(pa);
+    nonblocking_pipe(pb);
+    ck_assert_int_eq(write(pa[1], "a", 1), 1);
+    ck_assert_int_eq(write(pb[1], "b", 1), 1);
+    guard_rc[0] = guard_rc[1] = 1;
+    ck_assert_int_eq(co_detach(co_spawn(guarded_reader, AS_PTR(0))), 0);
+    ck_assert_int_eq(co_detach(co_spawn(guarded_reader, AS_PTR(1))), 0);
+    run_and_free();
+    /* One was first and got its data; the other learned its fd was closed. */
+    ck_assert_int_eq(guard_rc[0] + guard_rc[1], -EBADF);
+    ck_assert(guard_rc[0] == 0 || guard_rc[1] == 0);
+    ck_assert_int_eq(fresh_rc, -ETIMEDOUT);
+    close(fresh_write_end);
+}
+END_TEST
+
+/* ---- many coroutines ---- */
+
+/* ThreadSanitizer makes every coroutine a fiber, and a fiber is a TSan
+ * thread with its own trace; its runtime cannot hold 10,000 of them alive
+ * at once (about 8,000 is the ceiling), so that one build runs fewer. */
+#if defined(__SANITIZE_THREAD__)
+#define MANY 5000
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MANY 5000
+#endif
+#endif
+#ifndef MANY
+#define MANY 10000
+#endif
+
+static void *many_parent(void *arg)
+{
+    (void)arg;
+    struct co **cs = malloc(MANY * sizeof *cs);
+    void **results = malloc(MANY * sizeof *results);
+    for (int i = 0; i < MANY; i++) {
+        cs[i] = co_spawn(square_later, AS_PTR(i % 10));
+        ck_assert_ptr_nonnull(cs[i]);
+    }
+    ck_assert_int_eq(co_gather(cs, MANY, -1, results), 0);
+    for (int i = 0; i < MANY; i++)
+        ck_assert_int_eq(INT_RESULT(results[i]), (i % 10) * (i % 10));
+    free(cs);
+    free(results);
+    return NULL;
+}
+
+START_TEST(ten_thousand_coroutines_spawned_and_joined)
+{
+    init_sched();
+    ck_assert_int_eq(co_detach(co_spawn(many_parent, NULL)), 0);
+    double t0 = harness_now();
+    run_and_free();
+    ck_assert_double_lt(harness_now() - t0, 20.0);
+}
+END_TEST
+
+/* ---- the worker pool ---- */
+
+static void *blocking_increment(void *arg)
+{
+    harness_sleep_ms(200); /* a blocking call: only a thread can wait so */
+    return AS_PTR(INT_RESULT(arg) + 1);
+}
+
+static int ticks;
+static bool offloaded_done;
+
+static void *ticker(void *arg)
+{
+    (void)arg;
+    while (!offloaded_done) {
+        co_sleep(10);
+        ticks++;
+    }
+    return NULL;
+}
+
+static void *offloader(void *arg)
+{
+    (void)arg;
+    void *r = NULL;
+    ck_assert_int_eq(co_run_blocking(blocking_increment, AS_PTR(41), &r), 0);
+    ck_assert_int_eq(INT_RESULT(r), 42);
+    offloaded_done = true;
+    return NULL;
+}
+
+START_TEST(run_blocking_returns_while_others_run)
+{
+    init_sched();
+    ck_assert_int_eq(co_detach(co_spawn(ticker, NULL)), 0);
+    ck_assert_int_eq(co_detach(co_spawn(offloader, NULL)), 0);
+    run_and_free();
+    ck_assert_int_ge(ticks, 10); /* the loop kept going for ~200 ms */
+}
+END_TEST
+
+static void *sleep_ms_on_thread(void *arg)
+{
+    harness_sleep_ms(INT_RESULT(arg));
+    return arg;
+}
+
+static void *offload_one(void *arg)
+{
+    void *r = NULL;
+    ck_assert_int_eq(co_run_blocking(sleep_ms_on_thread, arg, &r), 0);
+    return r;
+}
+
+START_TEST(run_blocking_calls_run_in_parallel)
+{
+    struct co_options opts = {.workers = 4};
+    ck_assert_int_eq(co_sched_init(&opts), 0);
+    struct co *cs[8];
+    for (int i = 0; i < 8; i++)
+        cs[i] = co_spawn(offload_one, AS_PTR(100));
+    double t0 = harness_now();
+    ck_assert_int_eq(co_sched_run(), 0);
+    double took = harness_now() - t0;
+    for (int i = 0; i < 8; i++) {
+        void *r;
+        ck_assert_int_eq(co_join(cs[i], -1, &r), 0);
+        ck_assert_int_eq(INT_RESULT(r), 100);
+    }
+    /* Eight 100 ms calls on four threads: two rounds (one thread: 0.8 s). */
+    ck_assert_double_ge(took, 0.195);
+    ck_assert_double_lt(took, 0.600);
+    co_sched_free();
+}
+END_TEST
+
+static void *offloaded_then_cancelled(void *arg)
+{
+    (void)arg;
+    void *r = NULL;
+    double t0 = harness_now();
+    ck_assert_int_eq(co_run_blocking(sleep_ms_on_thread, AS_PTR(150), &r),
+                     -ECANCELED);
+    /* The function was not abandoned halfway: it ran to its end. */
+    ck_assert_double_ge(harness_now() - t0, 0.145);
+    ck_assert_int_eq(INT_RESULT(r), 150);
+    cleanup_ran = true;
+    return NULL;
+}
+
+START_TEST(run_blocking_reports_a_cancel_after_the_function)
+{
+    init_sched();
+    struct co *victim = co_spawn(offloaded_then_cancelled, NULL);
+    ck_assert_int_eq(co_detach(co_spawn(cancel_soon, victim)), 0);
+    run_and_free();
+    ck_assert(cleanup_ran);
+}
+END_TEST
+
+/* ---- what the loop reports ---- */
+
+static struct co *ha, *hb;
+
+static void *join_the_other(void *arg)
+{
+    return AS_PTR(co_join(*(struct co **)arg, -1, NULL));
+}
+
+START_TEST(a_deadlock_is_reported_not_slept_through)
+{
+    init_sched();
+    ha = co_spawn(join_the_other, &hb);
+    hb = co_spawn(join_the_other, &ha);
+    ck_assert_int_eq(co_sched_run(), -EDEADLK);
+    co_sched_free(); /* frees both suspended coroutines */
+}
+END_TEST
+
+static long seen_ids[3];
+
+static void *say_id(void *arg)
+{
+    seen_ids[INT_RESULT(arg)] = co_current_id();
+    ck_assert_int_eq(co_current_id(), co_id(co_self()));
+    return NULL;
+}
+
+START_TEST(ids_count_up_and_main_has_none)
+{
+    ck_assert_int_eq(co_current_id(), -1);
+    init_sched();
+    ck_assert_int_eq(co_current_id(), -1);
+    ck_assert_ptr_null(co_self());
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(co_detach(co_spawn(say_id, AS_PTR(i))), 0);
+    ck_assert_int_eq(co_sleep(1), -EPERM); /* main is not a coroutine */
+    run_and_free();
+    ck_assert_int_eq(seen_ids[0], 1);
+    ck_assert_int_eq(seen_ids[1], 2);
+    ck_assert_int_eq(seen_ids[2], 3);
+}
+END_TEST
+
+/* ---- the guard page ---- */
+
+static char *stack_top_probe;
+
+static int recurse(int depth)
+{
+    volatile char pad[256];
+    pad[0] = (char)depth;
+    pad[255] = (char)depth;
+    if (depth > 100000000) /* never: keeps the recursion finite on paper */
+        return pad[0];
+    return recurse(depth + 1) + pad[0] + pad[255];
+}
+
+static void *overflow(void *arg)
+{
+    (void)arg;
+    char here;
+    stack_top_probe = &here;
+    return AS_PTR(recurse(0));
+}
+
+/* Exit 42 if the fault address lies in the page just below the stack: the
+ * guard page, PROT_NONE. */
+static void on_segv(int sig, siginfo_t *si, void *ctx)
+{
+    (void)sig;
+    (void)ctx;
+    char *bottom = stack_top_probe - CO_DEFAULT_STACK_SIZE;
+    char *addr = si->si_addr;
+    bool in_guard = addr >= bottom - 4096 - 2048 && addr < bottom + 2048;
+    _exit(in_guard ? 42 : 43);
+}
+
+START_TEST(a_stack_overflow_dies_on_the_guard_page)
+{
+    int err[2];
+    ck_assert_int_eq(pipe(err), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(err[1], STDERR_FILENO);
+        stack_t ss = {.ss_sp = malloc(1 << 16), .ss_size = 1 << 16};
+        sigaltstack(&ss, NULL);
+        struct sigaction sa = {.sa_sigaction = on_segv,
+                               .sa_flags = SA_SIGINFO | SA_ONSTACK};
+        sigaction(SIGSEGV, &sa, NULL);
+        co_sched_init(NULL);
+        co_spawn(overflow, NULL);
+        co_sched_run();
+        _exit(0); /* survived: the test fails below */
+    }
+    close(err[1]);
+    char report[8192];
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof report - 1 &&
+           (n = read(err[0], report + len, sizeof report - 1 - len)) > 0)
+        len += (size_t)n;
+    report[len] = '\0';
+    close(err[0]);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+#ifdef UNDER_SANITIZER
+    /* A sanitizer may catch the fault before our handler does; then it
+     * must at least have killed the child and said so. */
+    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 42)) {
+        ck_assert_msg(WIFSIGNALED(status) ||
+                          (WIFEXITED(status) && WEXITSTATUS(status) != 0 &&
+                           WEXITSTATUS(status) != 43),
+                      "child survived the overflow: %s", report);
+        ck_assert_msg(strstr(report, "stack-overflow") ||
+                          strstr(report, "SEGV"),
+                      "no sanitizer report: %s", report);
+        return;
+    }
+#endif
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 42,
+                  "expected a fault on the guard page, got status %#x: %s",
+                  status, report);
+}
+END_TEST
+
+/* ---- awaiting libcurl ---- */
+
+static int main_port;
+
+static size_t drop_body(char *p, size_t size, size_t n, void *ud)
+{
+    (void)p;
+    (void)ud;
+    return size * n;
+}
+
+static CURL *easy_get(const char *path)
+{
+    char url[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", main_port, path);
+    CURL *e = curl_easy_init();
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, drop_body);
+    return e;
+}
+
+static long status_of(CURL *e)
+{
+    long code = 0;
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+    return code;
+}
+
+static void start_main_service(struct proc *p)
+{
+    static const char *const env[] = {"SECRET_TOKEN=test-token", NULL};
+    proc_start(p, "main-service", NULL, env);
+    main_port = p->port;
+}
+
+static void *put_result(void *arg)
+{
+    struct callback *cb = arg;
+    ck_assert_int_eq(co_curl_perform(cb->easy), CURLE_OK);
+    ck_assert_int_eq(status_of(cb->easy), 200);
+    return NULL;
+}
+
+START_TEST(a_curl_put_is_awaited)
+{
+    struct proc ms;
+    start_main_service(&ms);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", ms.port);
+    char *body = strdup("{\"token\":\"test-token\","
+                        "\"request_id\":\"coro_unit\","
+                        "\"breakdown\":[{\"denomination_id\":1,"
+                        "\"subtotal_rub\":3775.0}]}");
+    struct callback *cb = callback_new(url, body, "coro_unit");
+    ck_assert_ptr_nonnull(cb);
+    init_sched();
+    ck_assert_int_eq(co_detach(co_spawn(put_result, cb)), 0);
+    run_and_free();
+    callback_free(cb);
+    struct http_result r;
+    http_request("GET", ms.port, "/api/exchange_result/coro_unit", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "{\"request_id\":\"coro_unit\",\"breakdown\":["
+                             "{\"denomination_id\":1,"
+                             "\"subtotal_rub\":3775.0}]}");
+    http_result_free(&r);
+    ck_assert_int_eq(proc_stop(&ms, 5000), 0);
+}
+END_TEST
+
+/* A long poll for a result that never comes: the main service answers 404
+ * after wait_ms. Two of them awaited at once take one wait, not two. */
+static void *long_poll(void *arg)
+{
+    CURL *e = easy_get(arg);
+    int rc = co_curl_perform(e);
+    long code = status_of(e);
+    curl_easy_cleanup(e);
+    return AS_PTR(rc == CURLE_OK ? (int)code : rc);
+}
+
+static void *two_long_polls(void *arg)
+{
+    (void)arg;
+    struct co *cs[2] = {
+        co_spawn(long_poll, "/api/exchange_result/nothing1?wait_ms=400"),
+        co_spawn(long_poll, "/api/exchange_result/nothing2?wait_ms=400")};
+    void *r[2];
+    double t0 = harness_now();
+    ck_assert_int_eq(co_gather(cs, 2, -1, r), 0);
+    double took = harness_now() - t0;
+    ck_assert_int_eq(INT_RESULT(r[0]), 404);
+    ck_assert_int_eq(INT_RESULT(r[1]), 404);
+    ck_assert_double_ge(took, 0.39);
+    ck_assert_double_lt(took, 0.75);
+    offloaded_done = true; /* stops the ticker */
+    return NULL;
+}
+
+START_TEST(curl_transfers_overlap_and_the_loop_keeps_running)
+{
+    struct proc ms;
+    start_main_service(&ms);
+    init_sched();
+    ck_assert_int_eq(co_detach(co_spawn(ticker, NULL)), 0);
+    ck_assert_int_eq(co_detach(co_spawn(two_long_polls, NULL)), 0);
+    run_and_free();
+    ck_assert_int_ge(ticks, 20);
+    ck_assert_int_eq(proc_stop(&ms, 5000), 0);
+}
+END_TEST
+
+static void *cancel_a_transfer(void *arg)
+{
+    (void)arg;
+    struct co *poll = co_spawn(long_poll,
+                               "/api/exchange_result/never?wait_ms=5000");
+    co_sleep(100);
+    double t0 = harness_now();
+    ck_assert_int_eq(co_cancel(poll), 0);
+    void *r;
+    ck_assert_int_eq(co_join(poll, -1, &r), 0);
+    ck_assert_int_eq(INT_RESULT(r), -ECANCELED);
+    ck_assert_double_lt(harness_now() - t0, 0.5);
+    /* The multi handle is still fine for the next transfer. */
+    CURL *e = easy_get("/");
+    ck_assert_int_eq(co_curl_perform(e), CURLE_OK);
+    ck_assert_int_eq(status_of(e), 200);
+    curl_easy_cleanup(e);
+    return NULL;
+}
+
+START_TEST(a_curl_transfer_can_be_cancelled)
+{
+    struct proc ms;
+    start_main_service(&ms);
+    init_sched();
+    ck_assert_int_eq(co_detach(co_spawn(cancel_a_transfer, NULL)), 0);
+    run_and_free();
+    ck_assert_int_eq(proc_stop(&ms, 5000), 0);
+}
+END_TEST
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    Suite *s = suite_create("coro");
+    TCase *basics = tcase_create("scheduler");
+    tcase_set_timeout(basics, 60);
+    tcase_add_test(basics, sleeps_wake_in_deadline_order);
+    tcase_add_test(basics, yield_lets_the_others_run);
+    tcase_add_test(basics, join_returns_results);
+    tcase_add_test(basics, join_with_a_timeout_cancels_the_task);
+    tcase_add_test(basics, gather_collects_every_result);
+    tcase_add_test(basics, gather_with_a_timeout_cancels_the_rest);
+    tcase_add_test(basics, cancel_during_a_sleep);
+    tcase_add_test(basics, cancel_during_an_fd_wait);
+    tcase_add_test(basics, cancel_before_the_first_run_hits_the_first_wait);
+    tcase_add_test(basics, a_wait_times_out);
+    tcase_add_test(basics, read_and_write_suspend_on_eagain);
+    tcase_add_test(basics, one_waiter_per_fd_and_direction);
+    tcase_add_test(basics, stale_events_do_not_wake_the_wrong_waiter);
+    tcase_add_test(basics, ten_thousand_coroutines_spawned_and_joined);
+    tcase_add_test(basics, a_deadlock_is_reported_not_slept_through);
+    tcase_add_test(basics, ids_count_up_and_main_has_none);
+    tcase_add_test(basics, a_stack_overflow_dies_on_the_guard_page);
+    suite_add_tcase(s, basics);
+
+    TCase *pool = tcase_create("worker pool");
+    tcase_set_timeout(pool, 60);
+    tcase_add_test(pool, run_blocking_returns_while_others_run);
+    tcase_add_test(pool, run_blocking_calls_run_in_parallel);
+    tcase_add_test(pool, run_blocking_reports_a_cancel_after_the_function);
+    suite_add_tcase(s, pool);
+
+    TCase *curl = tcase_create("libcurl");
+    tcase_set_timeout(curl, 60);
+    tcase_add_test(curl, a_curl_put_is_awaited);
+    tcase_add_test(curl, curl_transfers_overlap_and_the_loop_keeps_running);
+    tcase_add_test(curl, a_curl_transfer_can_be_cancelled);
+    suite_add_tcase(s, curl);
+
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    curl_global_cleanup();
+    return failed ? 1 : 0;
+}

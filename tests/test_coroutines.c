@@ -1,0 +1,380 @@
+/* Integration tests for 06-coroutines: what only this stage promises (the
+ * shared table in test_stages.c covers the endpoint itself). Thousands of
+ * clients on one thread; the blocking call that ruins it (--blocking-bug);
+ * CPU-bound work on the loop or offloaded (--cpu-ms, --offload); async
+ * bills gathered side by side; a stop that cancels idle readers but lets
+ * callbacks finish; EMFILE without spinning. */
+#include <check.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define STAGE "06-coroutines"
+
+static const char *const one_bill_body =
+    "{\"request_id\": \"one\", \"exchange_rate\": 2, \"bills\": ["
+    "{\"denomination_id\": 7, \"denomination\": 1.5, \"count\": 2}]}";
+
+static const char *const three_bills_body =
+    "{\"request_id\": \"three\", \"exchange_rate\": 75.5, \"bills\": ["
+    "{\"denomination_id\": 1, \"denomination\": 10.0, \"count\": 5},"
+    "{\"denomination_id\": 2, \"denomination\": 20.0, \"count\": 3},"
+    "{\"denomination_id\": 3, \"denomination\": 50.0, \"count\": 1}]}";
+
+static const char *const env[] = {"SECRET_TOKEN=test-token", NULL};
+
+static void start(struct proc *p, const char *const *args)
+{
+    proc_start(p, STAGE, args, env);
+}
+
+static void stop(struct proc *p)
+{
+    ck_assert_int_eq(proc_stop(p, 20000), 0);
+}
+
+/* Wall time of a batch from http_parallel: first start to last end. */
+static double batch_wall(struct http_result *r, int n)
+{
+    double first = r[0].start, last = r[0].end;
+    for (int i = 0; i < n; i++) {
+        if (r[i].start < first)
+            first = r[i].start;
+        if (r[i].end > last)
+            last = r[i].end;
+    }
+    return last - first;
+}
+
+static void expect_all_ok(struct http_result *r, int n)
+{
+    for (int i = 0; i < n; i++) {
+        ck_assert_msg(r[i].status == 200, "request %d: status %ld", i,
+                      r[i].status);
+        http_result_free(&r[i]);
+    }
+}
+
+/* A POST on its own raw connection, sent but not yet read: a client that
+ * is waiting for its answer. Returns the fd. */
+static int post_raw(int port, const char *path, const char *body)
+{
+    int fd = raw_connect(port);
+    ck_assert_int_ge(fd, 0);
+    char req[1024];
+    int n = snprintf(req, sizeof req,
+                     "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                     "application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                     path, strlen(body), body);
+    ck_assert_int_eq(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
+    return fd;
+}
+
+/* Reads one response's status from fd within timeout_ms (0 if none). */
+static int read_status(int fd, int timeout_ms)
+{
+    char buf[2048] = "";
+    size_t len = 0;
+    double deadline = harness_now() + timeout_ms / 1000.0;
+    while (len < sizeof buf - 1 && !strstr(buf, "\r\n\r\n")) {
+        int left = (int)((deadline - harness_now()) * 1000);
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (left <= 0 || poll(&pfd, 1, left) <= 0)
+            break;
+        ssize_t n = recv(fd, buf + len, sizeof buf - 1 - len, 0);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        buf[len] = '\0';
+    }
+    buf[len] = '\0';
+    return raw_status(buf);
+}
+
+/* Timestamp ("+   1.234s") of the first log line containing needle. */
+static double log_time_of(const char *log, const char *needle, long *co)
+{
+    const char *hit = strstr(log, needle);
+    ck_assert_msg(hit != NULL, "no \"%s\" in the log:\n%s", needle, log);
+    const char *line = hit;
+    while (line > log && line[-1] != '\n')
+        line--;
+    double t = -1;
+    ck_assert_int_eq(sscanf(line, "+%lfs", &t), 1);
+    const char *c = strstr(line, " co ");
+    ck_assert_msg(c != NULL && c < hit, "no coroutine id on: %.120s", line);
+    *co = atol(c + 4);
+    return t;
+}
+
+/* ---- thousands of clients ---- */
+
+/* A ThreadSanitizer build of the server (make test SAN=thread) makes each
+ * coroutine a TSan fiber, and creating one costs the runtime about 2 ms of
+ * kernel time: 2000 of them alone would eat the margin. That build gets
+ * fewer clients; every other build gets the full 2000. */
+static int thousands_of_clients(void)
+{
+    const char *dir = getenv("STAGE_BIN_DIR");
+    return dir && strstr(dir, "tsan") ? 400 : 2000;
+}
+
+START_TEST(two_thousand_sync_requests_take_about_one_delay)
+{
+    static const char *const args[] = {"--delay-ms", "1000", "--quiet", NULL};
+    struct proc s;
+    start(&s, args);
+    const int N = thousands_of_clients();
+    struct http_result *r = calloc((size_t)N, sizeof *r);
+    http_parallel("POST", s.port, "/api/exchange_sync", one_bill_body, N, r);
+    double wall = batch_wall(r, N);
+    expect_all_ok(r, N);
+    free(r);
+    /* One thread, N coroutines parked in co_sleep at the same time. */
+    ck_assert_msg(wall < 3.0, "%d requests took %.3f s", N, wall);
+    stop(&s);
+}
+END_TEST
+
+/* ---- the blocking call inside a coroutine ---- */
+
+static double ten_concurrent_sync(const char *const *args)
+{
+    struct proc s;
+    start(&s, args);
+    struct http_result r[10];
+    http_parallel("POST", s.port, "/api/exchange_sync", one_bill_body, 10, r);
+    double wall = batch_wall(r, 10);
+    expect_all_ok(r, 10);
+    stop(&s);
+    return wall;
+}
+
+START_TEST(blocking_bug_makes_ten_requests_take_ten_delays)
+{
+    static const char *const bug[] = {"--delay-ms", "200", "--blocking-bug",
+                                      NULL};
+    static const char *const fine[] = {"--delay-ms", "200", NULL};
+    double slow = ten_concurrent_sync(bug);
+    ck_assert_msg(slow >= 1.9, "--blocking-bug: 10 requests in %.3f s", slow);
+    double fast = ten_concurrent_sync(fine);
+    ck_assert_msg(fast < 0.8, "co_sleep: 10 requests in %.3f s", fast);
+}
+END_TEST
+
+/* ---- CPU-bound work ---- */
+
+/* Four sync requests whose bills each compute 300 ms of CPU after a
+ * 100 ms wait; while they compute, how long does GET / take? */
+static double get_root_while_bills_compute(bool offload)
+{
+    const char *args[] = {"--delay-ms", "100", "--cpu-ms", "300",
+                          offload ? "--offload" : NULL, NULL};
+    struct proc s;
+    start(&s, args);
+    enum { N = 4 };
+    int fds[N];
+    for (int i = 0; i < N; i++)
+        fds[i] = post_raw(s.port, "/api/exchange_sync", one_bill_body);
+    harness_sleep_ms(200); /* the bills are computing now */
+    struct http_result r;
+    http_request("GET", s.port, "/", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    double took = r.seconds;
+    http_result_free(&r);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(read_status(fds[i], 20000), 200);
+        close(fds[i]);
+    }
+    const char *log = harness_read_log(&s);
+    ck_assert_ptr_nonnull(strstr(log, offload ? "300 ms on a worker thread"
+                                              : "300 ms on the loop thread"));
+    stop(&s);
+    return took;
+}
+
+START_TEST(offloaded_cpu_work_keeps_the_loop_responsive)
+{
+    double fast = get_root_while_bills_compute(true);
+    ck_assert_msg(fast < 0.2, "GET / with --offload took %.3f s", fast);
+}
+END_TEST
+
+START_TEST(cpu_work_on_the_loop_stalls_everyone)
+{
+    /* The lesson: coroutines do nothing for CPU-bound work. The loop
+     * computes ~1.2 s of bills back to back, and GET / waits for them. */
+    double slow = get_root_while_bills_compute(false);
+    ck_assert_msg(slow >= 0.5, "GET / without --offload took only %.3f s",
+                  slow);
+}
+END_TEST
+
+/* ---- the async route ---- */
+
+START_TEST(async_bills_finish_together)
+{
+    struct proc ms, s;
+    proc_start(&ms, "main-service", NULL, env);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", ms.port);
+    const char *args[] = {"--delay-ms", "600", "--main-service", url, NULL};
+    start(&s, args);
+
+    struct http_result r;
+    http_request("POST", s.port, "/api/exchange_async", three_bills_body, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "{\"status\":\"ok\"}");
+    double posted = r.start;
+    http_result_free(&r);
+    http_request("GET", ms.port, "/api/exchange_result/three?wait_ms=10000",
+                 NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    /* Gathered: about one delay (0.6 s) from the POST to the result at the
+     * main service, where one after another would take three. */
+    double took = r.end - posted;
+    ck_assert_msg(took < 1.5 * 0.6, "callback arrived after %.3f s", took);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"subtotal_rub\":3775.0"));
+    http_result_free(&r);
+
+    harness_sleep_ms(100);
+    const char *log = harness_read_log(&s);
+    long co[3];
+    static const char *const lines[3] = {
+        "bill 1: 3775.00 RUB (request three)",
+        "bill 2: 4530.00 RUB (request three)",
+        "bill 3: 3775.00 RUB (request three)"};
+    double t[3];
+    for (int i = 0; i < 3; i++)
+        t[i] = log_time_of(log, lines[i], &co[i]);
+    /* Three coroutines, done within the same few milliseconds. */
+    ck_assert(co[0] != co[1] && co[1] != co[2] && co[0] != co[2]);
+    for (int i = 1; i < 3; i++)
+        ck_assert_msg(t[i] - t[0] < 0.1 && t[0] - t[i] < 0.1,
+                      "bills at %.3f and %.3f s", t[0], t[i]);
+    ck_assert_ptr_nonnull(strstr(log, "callback three delivered"));
+    stop(&s);
+    ck_assert_int_eq(proc_stop(&ms, 5000), 0);
+}
+END_TEST
+
+/* ---- stopping ---- */
+
+START_TEST(stop_cancels_idle_keep_alive_connections)
+{
+    static const char *const args[] = {"--idle-timeout-ms", "10000", NULL};
+    struct proc s;
+    start(&s, args);
+    int fd = raw_connect(s.port);
+    ck_assert_int_ge(fd, 0);
+    const char *get = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    ck_assert_int_eq(send(fd, get, strlen(get), MSG_NOSIGNAL),
+                     (ssize_t)strlen(get));
+    ck_assert_int_eq(read_status(fd, 5000), 200);
+    /* The connection is idle and kept alive; the server must not wait the
+     * 10 s idle timeout for it, but cancel its reader and exit. */
+    double t0 = harness_now();
+    ck_assert_int_eq(proc_stop(&s, 20000), 0);
+    ck_assert_double_lt(harness_now() - t0, 2.0);
+    close(fd);
+}
+END_TEST
+
+START_TEST(stop_lets_a_pending_callback_finish)
+{
+    struct proc ms, s;
+    proc_start(&ms, "main-service", NULL, env);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", ms.port);
+    const char *args[] = {"--delay-ms", "500", "--main-service", url, NULL};
+    start(&s, args);
+    struct http_result r;
+    http_request("POST", s.port, "/api/exchange_async", one_bill_body, &r);
+    ck_assert_int_eq(r.status, 200);
+    http_result_free(&r);
+    double t0 = harness_now();
+    ck_assert_int_eq(proc_stop(&s, 20000), 0); /* SIGTERM at once */
+    ck_assert_double_ge(harness_now() - t0, 0.4); /* it waited for the job */
+    http_request("GET", ms.port, "/api/exchange_result/one", NULL, &r);
+    ck_assert_int_eq(r.status, 200); /* and the callback got there */
+    http_result_free(&r);
+    ck_assert_int_eq(proc_stop(&ms, 5000), 0);
+}
+END_TEST
+
+/* ---- limits ---- */
+
+START_TEST(out_of_descriptors_backs_off_and_recovers)
+{
+    struct proc s;
+    start(&s, NULL);
+    /* Leave the server a handful of descriptors; then flood it. */
+    struct rlimit few = {24, 24};
+    ck_assert_int_eq(prlimit(s.pid, RLIMIT_NOFILE, &few, NULL), 0);
+    enum { N = 40 };
+    int fds[N];
+    for (int i = 0; i < N; i++)
+        fds[i] = raw_connect(s.port); /* the kernel queues them all */
+    harness_sleep_ms(400);
+    ck_assert_ptr_nonnull(strstr(harness_read_log(&s), "pausing 100 ms"));
+    for (int i = 0; i < N; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    /* Once descriptors are free again, the server serves as before. */
+    struct http_result r;
+    http_request("GET", s.port, "/", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    http_result_free(&r);
+    stop(&s);
+}
+END_TEST
+
+START_TEST(a_smaller_stack_still_serves_the_lecture_example)
+{
+    static const char *const args[] = {"--delay-ms", "50", "--stack-kb", "32",
+                                       NULL};
+    struct proc s;
+    start(&s, args);
+    const char *body =
+        "{\"request_id\": \"sync_test\", \"exchange_rate\": 75.5, \"bills\": ["
+        "{\"denomination_id\": 1, \"denomination\": 10.0, \"count\": 5},"
+        "{\"denomination_id\": 2, \"denomination\": 20.0, \"count\": 3}]}";
+    struct http_result r;
+    http_request("POST", s.port, "/api/exchange_sync", body, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"total_rub\":8305.0"));
+    http_result_free(&r);
+    ck_assert_ptr_nonnull(strstr(harness_read_log(&s),
+                                 "coroutine stacks 32 KiB"));
+    stop(&s);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *suite = suite_create("coroutines");
+    TCase *tc = tcase_create("06-coroutines");
+    tcase_set_timeout(tc, 180);
+    tcase_add_test(tc, two_thousand_sync_requests_take_about_one_delay);
+    tcase_add_test(tc, blocking_bug_makes_ten_requests_take_ten_delays);
+    tcase_add_test(tc, offloaded_cpu_work_keeps_the_loop_responsive);
+    tcase_add_test(tc, cpu_work_on_the_loop_stalls_everyone);
+    tcase_add_test(tc, async_bills_finish_together);
+    tcase_add_test(tc, stop_cancels_idle_keep_alive_connections);
+    tcase_add_test(tc, stop_lets_a_pending_callback_finish);
+    tcase_add_test(tc, out_of_descriptors_backs_off_and_recovers);
+    tcase_add_test(tc, a_smaller_stack_still_serves_the_lecture_example);
+    suite_add_tcase(suite, tc);
+    SRunner *sr = srunner_create(suite);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
