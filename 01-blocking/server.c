@@ -19,16 +19,20 @@
  * - Every response says "Connection: close". A kept-alive connection would
  *   hold the only worker while that client thinks, starving everyone else.
  * - A client that connects and sends nothing holds the server until the
- *   idle timeout (SO_RCVTIMEO): the model cannot do better. */
-#include <errno.h>
+ *   idle timeout (--idle-timeout-ms, the wait in conn_io_read_request): the
+ *   model cannot do better. Only a stop request ends that wait early.
+ *
+ * Reading a request, writing an answer, listening and the callback PUT are
+ * the same in 02 and 03, so they live in common/conn_io; what is left here
+ * is the model, and a comment marks each call that blocks. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
 #include "callback.h"
 #include "config.h"
+#include "conn_io.h"
 #include "endpoint.h"
 #include "http.h"
 #include "log.h"
@@ -41,51 +45,12 @@
 static struct config cfg;
 static unsigned jitter_seed = 1;
 
-/* Reads until one whole request is parsed. Returns HTTP_DONE, HTTP_ERROR
- * (p->error_status says which), or HTTP_NEED_MORE if the client went away
- * or stalled past the idle timeout. */
-static enum http_parse_status read_request(int fd, struct http_parser *p)
-{
-    for (;;) {
-        enum http_parse_status st = http_parser_parse(p);
-        if (st != HTTP_NEED_MORE)
-            return st;
-        if (http_parser_take_continue(p) &&
-            net_write_all(fd, HTTP_CONTINUE_RESPONSE,
-                          strlen(HTTP_CONTINUE_RESPONSE)) < 0)
-            return HTTP_NEED_MORE;
-        size_t avail;
-        char *space = http_parser_space(p, &avail);
-        if (!space)
-            return HTTP_NEED_MORE;
-        ssize_t n = net_read_some(fd, space, avail); /* blocks right here */
-        if (n == 0)
-            return HTTP_NEED_MORE; /* the client closed */
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                log_info("client stalled past %d ms; dropping it",
-                         cfg.idle_timeout_ms);
-            return HTTP_NEED_MORE;
-        }
-        http_parser_commit(p, (size_t)n);
-    }
-}
-
-static void send_reply(int fd, const struct endpoint_reply *reply)
-{
-    size_t len;
-    char *text = endpoint_reply_render(reply, false, &len);
-    if (text && net_write_all(fd, text, len) < 0)
-        log_info("client left before the answer was written: %s",
-                 strerror(errno));
-    free(text);
-}
-
 /* The simulated external call, once per bill, one after another. The whole
  * process sleeps: this is what "blocking" means. */
 static void compute_bills(const struct exchange_request *job, double *subtotals)
 {
     for (size_t i = 0; i < job->num_bills; i++) {
+        /* Blocks here until the delay has passed. */
         timer_nanosleep_ms(config_bill_delay_ms(&cfg, &jitter_seed));
         subtotals[i] = exchange_subtotal(&job->bills[i], job->exchange_rate);
         endpoint_log_bill(job, i, subtotals[i]);
@@ -102,14 +67,8 @@ static void finish_async_job(const struct exchange_request *job)
              job->request_id, job->num_bills);
     double subtotals[EXCHANGE_MAX_BILLS];
     compute_bills(job, subtotals);
-    char *body = exchange_callback_body(cfg.token, job, subtotals);
-    struct callback *cb = body ? callback_new(cfg.main_service, body,
-                                              job->request_id) : NULL;
-    if (cb)
-        callback_send_blocking(cb);
-    else
-        log_warn("callback %s: out of memory", job->request_id);
-    callback_free(cb);
+    /* Blocks here until the main service answers (retries included). */
+    conn_io_send_callback(&cfg, job, subtotals);
     log_info("stall over after %.3f s; accepting again",
              log_elapsed() - started);
 }
@@ -119,7 +78,7 @@ static void serve_connection(int fd)
     char peer[64];
     net_peer_name(fd, peer, sizeof peer);
     log_info("connection from %s", peer);
-    net_set_timeouts(fd, cfg.idle_timeout_ms);
+    net_set_timeouts(fd, cfg.idle_timeout_ms); /* bounds the write too */
 
     struct http_parser parser;
     http_parser_init(&parser);
@@ -127,33 +86,32 @@ static void serve_connection(int fd)
     struct endpoint_reply reply = {0};
     bool async_job = false;
 
-    enum http_parse_status st = read_request(fd, &parser);
+    /* Blocks here until the whole request has arrived, the client leaves,
+     * or it stays silent past the idle timeout. */
+    enum http_parse_status st =
+        conn_io_read_request(fd, &parser, cfg.idle_timeout_ms);
     if (st == HTTP_ERROR) {
-        log_info("bad request from %s: %d %s", peer, parser.error_status,
-                 parser.error_detail);
-        endpoint_parse_error(parser.error_status, parser.error_detail, &reply);
-        send_reply(fd, &reply);
+        conn_io_reject(fd, &parser);
     } else if (st == HTTP_DONE && !job) {
         endpoint_busy("out of memory", &reply);
-        send_reply(fd, &reply);
+        conn_io_send_reply(fd, &reply, false);
     } else if (st == HTTP_DONE) {
         log_info("%s %s", parser.req.method, parser.req.path);
         switch (endpoint_route(&parser.req, STAGE, job, &reply)) {
         case ENDPOINT_REPLY:
-            send_reply(fd, &reply);
             break;
         case ENDPOINT_SYNC: {
             double subtotals[EXCHANGE_MAX_BILLS];
             compute_bills(job, subtotals);
             endpoint_sync_done(job, subtotals, &reply);
-            send_reply(fd, &reply);
             break;
         }
         case ENDPOINT_ASYNC:
-            send_reply(fd, &reply); /* {"status":"ok"} right away */
-            async_job = true;
+            async_job = true; /* {"status":"ok"} right away, the job later */
             break;
         }
+        /* Blocks here until the kernel has taken the whole answer. */
+        conn_io_send_reply(fd, &reply, false);
     }
     /* Close before the async work, so the client is not kept waiting. */
     close(fd);
@@ -177,26 +135,17 @@ int main(int argc, char **argv)
         return 1;
     }
     callback_global_init();
-    int port;
-    int lfd = net_listen(cfg.host, cfg.port, &port);
+    int lfd = conn_io_listen(&cfg); /* then "listening on ..." on stdout */
     if (lfd < 0)
         return 1;
-    /* Non-blocking only so that a client who gives up between poll and
-     * accept cannot block us in accept; every client socket blocks. */
-    net_set_nonblocking(lfd);
-    config_log(&cfg);
-    net_announce(cfg.host, port);
 
+    /* The whole model: take one client, serve it to the end, close it, and
+     * only then take the next. shutdown_wait_accept blocks here until a
+     * client connects or a stop is asked. */
     while (shutdown_wait_accept(lfd)) {
-        int fd = net_accept(lfd, false);
-        if (fd >= 0) {
+        int fd = conn_io_accept(lfd);
+        if (fd >= 0)
             serve_connection(fd);
-        } else if (errno == EMFILE || errno == ENFILE) {
-            log_warn("accept: %s; pausing 100 ms", strerror(errno));
-            timer_nanosleep_ms(100);
-        } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            log_warn("accept: %s", strerror(errno));
-        }
     }
     /* Whatever was in flight finished inside serve_connection. */
     log_info("stop requested; exiting");

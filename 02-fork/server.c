@@ -35,9 +35,9 @@
  * The children learn of the stop through the shutdown pipe they inherited:
  * the parent's handler writes one byte to it and nobody ever reads it, so
  * it stays readable in every process at once. A child between requests
- * polls that pipe beside its socket and closes its idle connection at once;
- * a child inside a request finishes it, answers "Connection: close", and
- * finishes its callback. The children ignore SIGINT/SIGTERM themselves:
+ * polls that pipe beside its socket (conn_io_read_request) and closes its
+ * idle connection at once; a child inside a request finishes it, answers
+ * "Connection: close", and finishes its callback. The children ignore SIGINT/SIGTERM themselves:
  * the stop is the parent's decision (Ctrl-C in a terminal signals the whole
  * process group, and a child killed one by one must not stop the server).
  * A child still busy when the grace period ends dies with the parent
@@ -56,7 +56,11 @@
  * - Past --max-children the parent writes the 503 without reading the
  *   request: it cannot afford to wait for a slow client. It drops what has
  *   already arrived and shuts its side first, so the answer is not lost to
- *   a reset; bytes that arrive later may still meet a reset. */
+ *   a reset; bytes that arrive later may still meet a reset
+ *   (conn_io_refuse_busy).
+ *
+ * Reading and answering a connection's requests is the same in 01 and 03,
+ * so it lives in common/conn_io (conn_io_serve); this file is the model. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -66,12 +70,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "callback.h"
 #include "config.h"
+#include "conn_io.h"
 #include "endpoint.h"
 #include "http.h"
 #include "log.h"
@@ -80,7 +84,6 @@
 #include "timer.h"
 
 #define STAGE "02-fork"
-#define BUSY_SEND_TIMEOUT_MS 100 /* the parent never waits long on a 503 */
 
 static struct config cfg;
 static unsigned jitter_seed = 1; /* reseeded in each child, see child_main */
@@ -143,99 +146,7 @@ static void reap_children(void)
     }
 }
 
-/* True once a stop was asked, in the parent and in every child alike: the
- * shutdown pipe is shared and stays readable (shutdown.h). */
-static bool server_stopping(void)
-{
-    struct pollfd p = {.fd = shutdown_fd(), .events = POLLIN};
-    return poll(&p, 1, 0) > 0;
-}
-
 /* ---- The child's side: one connection, blocking calls ---- */
-
-/* Waits for the client's next bytes, at most the idle timeout. Between
- * requests (nothing buffered) a stop also ends the wait: an idle keep-alive
- * connection is closed at once instead of holding the stop for the whole
- * timeout. Inside a request only the client or the timeout ends it: that
- * request is in flight. */
-static bool wait_for_bytes(int fd, const struct http_parser *p)
-{
-    bool idle = http_parser_empty(p);
-    struct pollfd fds[2] = {{.fd = fd, .events = POLLIN},
-                            {.fd = shutdown_fd(), .events = POLLIN}};
-    for (;;) {
-        int n = poll(fds, idle ? 2 : 1, cfg.idle_timeout_ms);
-        if (n > 0 && fds[0].revents)
-            return true; /* data, end of stream or error: read() tells */
-        if (n > 0) {
-            log_info("server stopping: closing an idle connection");
-            return false;
-        }
-        if (n == 0) {
-            log_info("client %s past %d ms; closing",
-                     idle ? "idle" : "stalled", cfg.idle_timeout_ms);
-            return false;
-        }
-        if (errno != EINTR) {
-            log_warn("poll: %s", strerror(errno));
-            return false;
-        }
-    }
-}
-
-/* Reads until one whole request is parsed. HTTP_DONE, HTTP_ERROR
- * (p->error_status says which), or HTTP_NEED_MORE when the connection is
- * over: the client left, went quiet, or the server is stopping. */
-static enum http_parse_status read_request(int fd, struct http_parser *p)
-{
-    for (;;) {
-        enum http_parse_status st = http_parser_parse(p);
-        if (st != HTTP_NEED_MORE)
-            return st;
-        if (http_parser_take_continue(p) &&
-            net_write_all(fd, HTTP_CONTINUE_RESPONSE,
-                          strlen(HTTP_CONTINUE_RESPONSE)) < 0)
-            return HTTP_NEED_MORE;
-        size_t avail;
-        char *space = http_parser_space(p, &avail);
-        if (!space || !wait_for_bytes(fd, p))
-            return HTTP_NEED_MORE;
-        ssize_t n = net_read_some(fd, space, avail);
-        if (n <= 0)
-            return HTTP_NEED_MORE; /* closed, reset, or timed out */
-        http_parser_commit(p, (size_t)n);
-    }
-}
-
-static bool send_reply(int fd, const struct endpoint_reply *reply,
-                       bool keep_alive)
-{
-    size_t len;
-    char *text = endpoint_reply_render(reply, keep_alive, &len);
-    bool ok = text && net_write_all(fd, text, len) == 0;
-    if (text && !ok)
-        log_info("client left before the answer was written: %s",
-                 strerror(errno));
-    free(text);
-    return ok;
-}
-
-/* After an error reply the stream cannot be trusted, so the connection
- * ends; closing with unread bytes would reset it and could destroy the
- * reply. So: shut our side, then drop what still comes for a moment. The
- * child can afford that wait; the parent (refuse_busy) cannot. */
-static void drain_before_close(int fd)
-{
-    if (shutdown(fd, SHUT_WR) < 0 || net_set_timeouts(fd, 1000) < 0)
-        return;
-    char buf[4096];
-    for (size_t total = 0; total < HTTP_PARSER_MAX_BUFFER;) {
-        ssize_t n = net_read_some(fd, buf, sizeof buf);
-        if (n <= 0)
-            break;
-        total += (size_t)n;
-    }
-}
 
 /* The simulated external call, once per bill, one after another. Only this
  * process sleeps; the parent and the other children go on. */
@@ -256,77 +167,37 @@ static void finish_async_job(const struct exchange_request *job)
              "then the callback", job->request_id, job->num_bills);
     double subtotals[EXCHANGE_MAX_BILLS];
     compute_bills(job, subtotals);
-    char *body = exchange_callback_body(cfg.token, job, subtotals);
-    struct callback *cb = body ? callback_new(cfg.main_service, body,
-                                              job->request_id) : NULL;
-    if (cb)
-        callback_send_blocking(cb);
-    else
-        log_warn("callback %s: out of memory", job->request_id);
-    callback_free(cb);
+    conn_io_send_callback(&cfg, job, subtotals);
 }
 
-/* What the connection loop does after a request. */
-enum next_step { NEXT_REQUEST, CLOSE_CONNECTION, CLOSE_THEN_ASYNC_JOB };
+/* What a child's connection leaves behind: the async job, if any, to do
+ * once the client is gone. */
+struct child_conn {
+    struct exchange_request job;
+    bool async_job;
+};
 
-/* Answers one parsed request. On the async route *job is left filled in
- * for finish_async_job. */
-static enum next_step handle_request(int fd, const struct http_request *req,
-                                     struct exchange_request *job)
+/* Answers one parsed request (a conn_io_handler). True if the connection
+ * goes on. The async route's answer is the last: the child then closes
+ * the connection and does the job (child_main). */
+static bool handle_request(int fd, const struct http_request *req, void *arg)
 {
-    log_info("%s %s", req->method, req->path);
+    struct child_conn *conn = arg;
     struct endpoint_reply reply;
-    bool async_job = false;
-    switch (endpoint_route(req, STAGE, job, &reply)) {
+    switch (endpoint_route(req, STAGE, &conn->job, &reply)) {
     case ENDPOINT_REPLY:
         break;
     case ENDPOINT_SYNC: {
         double subtotals[EXCHANGE_MAX_BILLS];
-        compute_bills(job, subtotals);
-        endpoint_sync_done(job, subtotals, &reply);
+        compute_bills(&conn->job, subtotals);
+        endpoint_sync_done(&conn->job, subtotals, &reply);
         break;
     }
     case ENDPOINT_ASYNC:
-        async_job = true; /* the child goes on to the job: last answer */
+        conn->async_job = true;
         break;
     }
-    /* Decided after the wait: once the server is stopping, this answer is
-     * the connection's last. */
-    bool keep_alive = !async_job && req->keep_alive && !server_stopping();
-    bool sent = send_reply(fd, &reply, keep_alive);
-    endpoint_reply_free(&reply);
-    if (async_job)
-        return CLOSE_THEN_ASYNC_JOB;
-    return sent && keep_alive ? NEXT_REQUEST : CLOSE_CONNECTION;
-}
-
-/* Serves requests until the connection is over. True if an async job
- * (*job) is left to do after closing it. */
-static bool serve_requests(int fd, struct exchange_request *job)
-{
-    struct http_parser parser;
-    http_parser_init(&parser);
-    enum next_step next = NEXT_REQUEST;
-    while (next == NEXT_REQUEST) {
-        enum http_parse_status st = read_request(fd, &parser);
-        if (st == HTTP_NEED_MORE)
-            break;
-        if (st == HTTP_ERROR) {
-            log_info("bad request: %d %s", parser.error_status,
-                     parser.error_detail);
-            struct endpoint_reply reply;
-            endpoint_parse_error(parser.error_status, parser.error_detail,
-                                 &reply);
-            if (send_reply(fd, &reply, false))
-                drain_before_close(fd);
-            endpoint_reply_free(&reply);
-            break;
-        }
-        next = handle_request(fd, &parser.req, job);
-        http_parser_consume(&parser);
-    }
-    http_parser_free(&parser);
-    return next == CLOSE_THEN_ASYNC_JOB;
+    return conn_io_answer(fd, req, &reply, conn->async_job);
 }
 
 /* The child was born a copy of the accept loop; it drops that role before
@@ -358,40 +229,20 @@ static void __attribute__((noreturn)) child_main(int fd, const char *peer)
      * child would draw the same jitter. */
     jitter_seed = (unsigned)getpid();
     log_info("child serving %s", peer);
-    if (net_set_timeouts(fd, cfg.idle_timeout_ms) < 0)
-        log_warn("setting timeouts: %s", strerror(errno));
-    struct exchange_request job;
-    bool async_job = serve_requests(fd, &job);
+    /* Every request of this connection, keep-alive included, blocking in
+     * each read, sleep and write: only this process waits. */
+    struct child_conn conn = {.async_job = false};
+    conn_io_serve(fd, cfg.idle_timeout_ms, handle_request, &conn);
     /* Close before the async work, so the client is not kept waiting. */
     close(fd);
     log_info("closed %s", peer);
-    if (async_job)
-        finish_async_job(&job);
+    if (conn.async_job)
+        finish_async_job(&conn.job);
     callback_global_cleanup();
     exit(0);
 }
 
 /* ---- The parent's side: accept, fork, refuse, reap ---- */
-
-/* The parent's 503. The socket is fresh, so the short send timeout only
- * guards against the impossible; the drain is non-blocking (see header). */
-static void refuse_busy(int fd, const char *why)
-{
-    struct endpoint_reply reply;
-    endpoint_busy(why, &reply);
-    net_set_timeouts(fd, BUSY_SEND_TIMEOUT_MS);
-    send_reply(fd, &reply, false);
-    endpoint_reply_free(&reply);
-    shutdown(fd, SHUT_WR);
-    char buf[4096];
-    for (size_t total = 0; total < HTTP_PARSER_MAX_BUFFER;) {
-        ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-        if (n <= 0)
-            break;
-        total += (size_t)n;
-    }
-    close(fd);
-}
 
 static void fork_child(int listen_fd, int fd)
 {
@@ -400,7 +251,7 @@ static void fork_child(int listen_fd, int fd)
     if (live_children >= cfg.max_children) {
         log_warn("%d children already: refusing %s with 503", live_children,
                  peer);
-        refuse_busy(fd, "too many child processes");
+        conn_io_refuse_busy(fd, "too many child processes");
         return;
     }
     sigset_t stop_signals, old;
@@ -417,7 +268,7 @@ static void fork_child(int listen_fd, int fd)
     sigprocmask(SIG_SETMASK, &old, NULL); /* a pending stop runs now */
     if (pid < 0) {
         log_warn("fork: %s; refusing %s with 503", strerror(errno), peer);
-        refuse_busy(fd, "cannot start a process");
+        conn_io_refuse_busy(fd, "cannot start a process");
         return;
     }
     live_children++;
@@ -426,19 +277,6 @@ static void fork_child(int listen_fd, int fd)
     close(fd);
     log_info("forked child %d for %s (%d live)", (int)pid, peer,
              live_children);
-}
-
-static void accept_one(int listen_fd)
-{
-    int fd = net_accept(listen_fd, false);
-    if (fd >= 0) {
-        fork_child(listen_fd, fd);
-    } else if (errno == EMFILE || errno == ENFILE) {
-        log_warn("accept: %s; pausing 100 ms", strerror(errno));
-        timer_nanosleep_ms(100);
-    } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        log_warn("accept: %s", strerror(errno));
-    }
 }
 
 /* The parent waits on three things: a new client, a dead child, a stop.
@@ -499,18 +337,15 @@ int main(int argc, char **argv)
     /* Once, before any fork: the children inherit it and create their own
      * curl handles. */
     callback_global_init();
-    int port;
-    int lfd = net_listen(cfg.host, cfg.port, &port);
+    int lfd = conn_io_listen(&cfg); /* then "listening on ..." on stdout */
     if (lfd < 0)
         return 1;
-    /* Non-blocking only so that a client who gives up between poll and
-     * accept cannot block us in accept; every client socket blocks. */
-    net_set_nonblocking(lfd);
-    config_log(&cfg);
-    net_announce(cfg.host, port);
 
-    while (parent_wait(lfd))
-        accept_one(lfd);
+    while (parent_wait(lfd)) {
+        int fd = conn_io_accept(lfd);
+        if (fd >= 0)
+            fork_child(lfd, fd);
+    }
 
     close(lfd); /* new clients are refused from now on */
     log_info("stop requested: not accepting; waiting for %d children",

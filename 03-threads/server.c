@@ -34,9 +34,9 @@
  * listening socket and waits, at most SHUTDOWN_GRACE_MS, until the live
  * counters fall to zero: every connection thread and every async job has
  * finished. A connection thread between requests polls the shutdown pipe
- * beside its socket (shutdown.h: it stays readable once a stop is asked),
- * so an idle keep-alive connection is closed at once instead of holding
- * the stop for its whole idle timeout. That is simpler than tracking every
+ * beside its socket (conn_io_read_request; shutdown.h: the pipe stays
+ * readable once a stop is asked), so an idle keep-alive connection is
+ * closed at once instead of holding the stop for its whole idle timeout. That is simpler than tracking every
  * socket to shut them down from outside, and it is the same wait as 02's.
  * A thread inside a request finishes it and answers "Connection: close".
  * Only the main thread takes SIGINT/SIGTERM (thread_start blocks them in
@@ -55,9 +55,12 @@
  *   be created is waited in the job thread itself, one after another: slower
  *   but correct.
  * - Past --max-threads the main thread writes the 503 without reading the
- *   request: it cannot afford to wait for a slow client. */
+ *   request: it cannot afford to wait for a slow client
+ *   (conn_io_refuse_busy).
+ *
+ * Reading and answering a connection's requests is the same in 01 and 02,
+ * so it lives in common/conn_io (conn_io_serve); this file is the model. */
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -66,12 +69,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "callback.h"
 #include "config.h"
+#include "conn_io.h"
 #include "endpoint.h"
 #include "http.h"
 #include "log.h"
@@ -81,7 +84,6 @@
 
 #define STAGE "03-threads"
 #define THREAD_STACK_BYTES (256 * 1024) /* why: see the header */
-#define BUSY_SEND_TIMEOUT_MS 100        /* the acceptor never waits long */
 
 /* Filled by main before the first thread starts, read-only afterwards. */
 static struct config cfg;
@@ -109,15 +111,6 @@ static void live_leave(int *count)
     --*count;
     pthread_cond_broadcast(&live_changed); /* main may be waiting to exit */
     pthread_mutex_unlock(&live_lock);
-}
-
-/* True once a stop was asked. A poll of the shutdown pipe rather than
- * shutdown_requested(): that flag is written by the signal handler on the
- * main thread, and reading it from another thread would be a data race. */
-static bool server_stopping(void)
-{
-    struct pollfd p = {.fd = shutdown_fd(), .events = POLLIN};
-    return poll(&p, 1, 0) > 0;
 }
 
 /* pthread_create with our small stack. SIGINT/SIGTERM are blocked while
@@ -193,19 +186,6 @@ static void gather_bills(const struct exchange_request *job, double *subtotals)
             pthread_join(tasks[i].thread, NULL);
 }
 
-static void send_callback(const struct exchange_request *job,
-                          const double *subtotals)
-{
-    char *body = exchange_callback_body(cfg.token, job, subtotals);
-    struct callback *cb = body ? callback_new(cfg.main_service, body,
-                                              job->request_id) : NULL;
-    if (cb)
-        callback_send_blocking(cb);
-    else
-        log_warn("callback %s: out of memory", job->request_id);
-    callback_free(cb);
-}
-
 /* The background thread of one async job; it owns the job (malloc'd). */
 static void *job_thread(void *arg)
 {
@@ -217,7 +197,7 @@ static void *job_thread(void *arg)
     gather_bills(job, subtotals);
     log_info("job %s: all %zu bills in after %.3f s; sending the callback",
              job->request_id, job->num_bills, log_elapsed() - started);
-    send_callback(job, subtotals);
+    conn_io_send_callback(&cfg, job, subtotals);
     free(job);
     live_leave(&live_jobs);
     return NULL;
@@ -245,90 +225,6 @@ static bool start_async_job(const struct exchange_request *job)
 
 /* ---- A connection thread: one client, blocking calls ---- */
 
-/* Waits for the client's next bytes, at most the idle timeout. Between
- * requests (nothing buffered) a stop also ends the wait: an idle keep-alive
- * connection is closed at once instead of holding the stop for the whole
- * timeout. Inside a request only the client or the timeout ends it: that
- * request is in flight. */
-static bool wait_for_bytes(int fd, const struct http_parser *p)
-{
-    bool idle = http_parser_empty(p);
-    struct pollfd fds[2] = {{.fd = fd, .events = POLLIN},
-                            {.fd = shutdown_fd(), .events = POLLIN}};
-    for (;;) {
-        int n = poll(fds, idle ? 2 : 1, cfg.idle_timeout_ms);
-        if (n > 0 && fds[0].revents)
-            return true; /* data, end of stream or error: read() tells */
-        if (n > 0) {
-            log_info("server stopping: closing an idle connection");
-            return false;
-        }
-        if (n == 0) {
-            log_info("client %s past %d ms; closing",
-                     idle ? "idle" : "stalled", cfg.idle_timeout_ms);
-            return false;
-        }
-        if (errno != EINTR) {
-            log_warn("poll: %s", strerror(errno));
-            return false;
-        }
-    }
-}
-
-/* Reads until one whole request is parsed. HTTP_DONE, HTTP_ERROR
- * (p->error_status says which), or HTTP_NEED_MORE when the connection is
- * over: the client left, went quiet, or the server is stopping. */
-static enum http_parse_status read_request(int fd, struct http_parser *p)
-{
-    for (;;) {
-        enum http_parse_status st = http_parser_parse(p);
-        if (st != HTTP_NEED_MORE)
-            return st;
-        if (http_parser_take_continue(p) &&
-            net_write_all(fd, HTTP_CONTINUE_RESPONSE,
-                          strlen(HTTP_CONTINUE_RESPONSE)) < 0)
-            return HTTP_NEED_MORE;
-        size_t avail;
-        char *space = http_parser_space(p, &avail);
-        if (!space || !wait_for_bytes(fd, p))
-            return HTTP_NEED_MORE;
-        ssize_t n = net_read_some(fd, space, avail);
-        if (n <= 0)
-            return HTTP_NEED_MORE; /* closed, reset, or timed out */
-        http_parser_commit(p, (size_t)n);
-    }
-}
-
-static bool send_reply(int fd, const struct endpoint_reply *reply,
-                       bool keep_alive)
-{
-    size_t len;
-    char *text = endpoint_reply_render(reply, keep_alive, &len);
-    bool ok = text && net_write_all(fd, text, len) == 0;
-    if (text && !ok)
-        log_info("client left before the answer was written: %s",
-                 strerror(errno));
-    free(text);
-    return ok;
-}
-
-/* After an error reply the stream cannot be trusted, so the connection
- * ends; closing with unread bytes would reset it and could destroy the
- * reply. So: shut our side, then drop what still comes for a moment. A
- * connection thread can afford that wait; the acceptor cannot. */
-static void drain_before_close(int fd)
-{
-    if (shutdown(fd, SHUT_WR) < 0 || net_set_timeouts(fd, 1000) < 0)
-        return;
-    char buf[4096];
-    for (size_t total = 0; total < HTTP_PARSER_MAX_BUFFER;) {
-        ssize_t n = net_read_some(fd, buf, sizeof buf);
-        if (n <= 0)
-            break;
-        total += (size_t)n;
-    }
-}
-
 /* The sync route: the bills one after another, in this thread. Only this
  * thread sleeps; the others go on. */
 static void compute_bills(const struct exchange_request *job,
@@ -341,11 +237,10 @@ static void compute_bills(const struct exchange_request *job,
     }
 }
 
-/* Answers one parsed request. True if the connection goes on. */
-static bool handle_request(int fd, const struct http_request *req,
-                           unsigned *seed)
+/* Answers one parsed request (a conn_io_handler). True if the connection
+ * goes on. arg is this thread's random seed. */
+static bool handle_request(int fd, const struct http_request *req, void *arg)
 {
-    log_info("%s %s", req->method, req->path);
     struct exchange_request job; /* ~2.5 KB: the stack is sized for it */
     struct endpoint_reply reply;
     switch (endpoint_route(req, STAGE, &job, &reply)) {
@@ -353,7 +248,7 @@ static bool handle_request(int fd, const struct http_request *req,
         break;
     case ENDPOINT_SYNC: {
         double subtotals[EXCHANGE_MAX_BILLS];
-        compute_bills(&job, subtotals, seed);
+        compute_bills(&job, subtotals, arg);
         endpoint_sync_done(&job, subtotals, &reply);
         break;
     }
@@ -365,38 +260,7 @@ static bool handle_request(int fd, const struct http_request *req,
         }
         break;
     }
-    /* Decided after the wait: once the server is stopping, this answer is
-     * the connection's last. */
-    bool keep_alive = req->keep_alive && !server_stopping();
-    bool sent = send_reply(fd, &reply, keep_alive);
-    endpoint_reply_free(&reply);
-    return sent && keep_alive;
-}
-
-static void serve_requests(int fd)
-{
-    unsigned seed = (unsigned)timer_now_ms() ^ (unsigned)fd;
-    struct http_parser parser;
-    http_parser_init(&parser);
-    for (bool more = true; more;) {
-        enum http_parse_status st = read_request(fd, &parser);
-        if (st == HTTP_NEED_MORE)
-            break;
-        if (st == HTTP_ERROR) {
-            log_info("bad request: %d %s", parser.error_status,
-                     parser.error_detail);
-            struct endpoint_reply reply;
-            endpoint_parse_error(parser.error_status, parser.error_detail,
-                                 &reply);
-            if (send_reply(fd, &reply, false))
-                drain_before_close(fd);
-            endpoint_reply_free(&reply);
-            break;
-        }
-        more = handle_request(fd, &parser.req, &seed);
-        http_parser_consume(&parser);
-    }
-    http_parser_free(&parser);
+    return conn_io_answer(fd, req, &reply, false);
 }
 
 struct connection {
@@ -408,9 +272,10 @@ static void *connection_thread(void *arg)
 {
     struct connection *c = arg;
     log_info("thread serving %s", c->peer);
-    if (net_set_timeouts(c->fd, cfg.idle_timeout_ms) < 0)
-        log_warn("setting timeouts: %s", strerror(errno));
-    serve_requests(c->fd);
+    unsigned seed = (unsigned)timer_now_ms() ^ (unsigned)c->fd; /* its own */
+    /* Every request of this connection, keep-alive included, blocking in
+     * each read, sleep and write: only this thread waits. */
+    conn_io_serve(c->fd, cfg.idle_timeout_ms, handle_request, &seed);
     close(c->fd);
     log_info("closed %s", c->peer);
     free(c);
@@ -420,32 +285,11 @@ static void *connection_thread(void *arg)
 
 /* ---- The main thread: accept, start, refuse ---- */
 
-/* The acceptor's 503. The socket is fresh, so the short send timeout only
- * guards against the impossible. What already arrived is dropped and our
- * side shut before closing, so the answer is not lost to a reset. */
-static void refuse_busy(int fd, const char *why)
-{
-    struct endpoint_reply reply;
-    endpoint_busy(why, &reply);
-    net_set_timeouts(fd, BUSY_SEND_TIMEOUT_MS);
-    send_reply(fd, &reply, false);
-    endpoint_reply_free(&reply);
-    shutdown(fd, SHUT_WR);
-    char buf[4096];
-    for (size_t total = 0; total < HTTP_PARSER_MAX_BUFFER;) {
-        ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-        if (n <= 0)
-            break;
-        total += (size_t)n;
-    }
-    close(fd);
-}
-
 static void start_connection(int fd)
 {
     struct connection *c = malloc(sizeof *c);
     if (!c) {
-        refuse_busy(fd, "out of memory");
+        conn_io_refuse_busy(fd, "out of memory");
         return;
     }
     c->fd = fd;
@@ -454,7 +298,7 @@ static void start_connection(int fd)
     if (n < 0) {
         log_warn("%d connection threads already: refusing %s with 503",
                  cfg.max_threads, c->peer);
-        refuse_busy(fd, "too many connection threads");
+        conn_io_refuse_busy(fd, "too many connection threads");
         free(c);
         return;
     }
@@ -467,7 +311,7 @@ static void start_connection(int fd)
     if (err) {
         log_warn("pthread_create: %s; refusing with 503", strerror(err));
         live_leave(&live_connections);
-        refuse_busy(fd, "cannot start a thread");
+        conn_io_refuse_busy(fd, "cannot start a thread");
         free(c);
     }
 }
@@ -530,26 +374,14 @@ int main(int argc, char **argv)
         return 1;
     }
     callback_global_init(); /* once, before any thread starts */
-    int port;
-    int lfd = net_listen(cfg.host, cfg.port, &port);
+    int lfd = conn_io_listen(&cfg); /* then "listening on ..." on stdout */
     if (lfd < 0)
         return 1;
-    /* Non-blocking only so that a client who gives up between poll and
-     * accept cannot block us in accept; every client socket blocks. */
-    net_set_nonblocking(lfd);
-    config_log(&cfg);
-    net_announce(cfg.host, port);
 
     while (shutdown_wait_accept(lfd)) {
-        int fd = net_accept(lfd, false);
-        if (fd >= 0) {
+        int fd = conn_io_accept(lfd);
+        if (fd >= 0)
             start_connection(fd);
-        } else if (errno == EMFILE || errno == ENFILE) {
-            log_warn("accept: %s; pausing 100 ms", strerror(errno));
-            timer_nanosleep_ms(100);
-        } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            log_warn("accept: %s", strerror(errno));
-        }
     }
     close(lfd); /* new clients are refused from now on */
     if (!wait_for_threads()) {

@@ -71,11 +71,98 @@ static bool only_whitespace(const char *s, size_t from, size_t len)
     return true;
 }
 
+/* RFC 8259 8.1: JSON exchanged between systems is UTF-8. cJSON copies the
+ * bytes of a string as they come, so without this check a request_id in
+ * Latin-1 or with stray bytes would be echoed into answers and callbacks
+ * that no strict JSON reader accepts (found by tests/fuzz/fuzz_exchange.c).
+ * Strict: no overlong forms, no surrogates, nothing past U+10FFFF. */
+static bool utf8_valid(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        size_t len;
+        unsigned cp, min;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if (c >= 0xc2 && c <= 0xdf) {
+            len = 2, cp = c & 0x1fu, min = 0x80;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            len = 3, cp = c & 0x0fu, min = 0x800;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            len = 4, cp = c & 0x07u, min = 0x10000;
+        } else {
+            return false;
+        }
+        if (n - i < len)
+            return false;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i + k] & 0x3fu);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += len;
+    }
+    return true;
+}
+
+/* cJSON recurses once per level of nesting and allows 1000 levels: a 2 KB
+ * body of "[[[[..." costs it some 100 KiB of stack, which overflows a
+ * coroutine's 64 KiB stack in 06 (found by tests/test_hostile.c; fuzz_exchange
+ * now parses on a stack that small). A flat scan refuses deep bodies before
+ * cJSON sees them, so the parse needs little stack in every model. */
+static bool nesting_within(const char *s, size_t n, int max_depth)
+{
+    int depth = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (in_string) {
+            if (c == '\\')
+                i++; /* the escaped byte cannot end the string */
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > max_depth)
+                return false;
+        } else if (c == ']' || c == '}') {
+            depth--; /* unbalanced brackets: cJSON refuses them anyway */
+        }
+    }
+    return true;
+}
+
+/* A key given twice ({"count": 1, "count": 2}) means the first to cJSON and
+ * the last to Python: two readers of one body would disagree on what was
+ * asked (a known JSON interoperability attack), so such a body is refused.
+ * Only the keys this endpoint reads are checked. Returns the repeated key. */
+static const char *duplicate_key(const cJSON *obj, const char *const *keys)
+{
+    for (const char *const *k = keys; *k; k++) {
+        int seen = 0;
+        for (const cJSON *it = obj->child; it; it = it->next)
+            if (it->string && strcmp(it->string, *k) == 0 && ++seen > 1)
+                return *k;
+    }
+    return NULL;
+}
+
 static int parse_bill(const cJSON *item, size_t i, struct exchange_bill *b,
                       char *err, size_t errlen)
 {
+    static const char *const keys[] = {"denomination_id", "denomination",
+                                       "count", NULL};
     if (!cJSON_IsObject(item))
         return fail(err, errlen, "bills[%zu] must be an object", i);
+    const char *dup = duplicate_key(item, keys);
+    if (dup)
+        return fail(err, errlen, "bills[%zu].%s is given more than once", i,
+                    dup);
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(item, "denomination_id");
     if (!json_integer(id, -MAX_SAFE_INTEGER, MAX_SAFE_INTEGER,
                       &b->denomination_id))
@@ -131,8 +218,13 @@ static int check_results_finite(const struct exchange_request *req,
 static int parse_fields(const cJSON *root, struct exchange_request *out,
                         char *err, size_t errlen)
 {
+    static const char *const keys[] = {"request_id", "exchange_rate", "bills",
+                                       NULL};
     if (!cJSON_IsObject(root))
         return fail(err, errlen, "body must be a JSON object");
+    const char *dup = duplicate_key(root, keys);
+    if (dup)
+        return fail(err, errlen, "%s is given more than once", dup);
 
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "request_id");
     size_t id_len = cJSON_IsString(id) && id->valuestring
@@ -163,6 +255,11 @@ int exchange_parse_request(const char *json, size_t len,
     out->num_bills = 0;
     if (json == NULL || len == 0)
         return fail(err, errlen, "body is not valid JSON");
+    if (!utf8_valid((const unsigned char *)json, len))
+        return fail(err, errlen, "body is not valid UTF-8");
+    if (!nesting_within(json, len, EXCHANGE_MAX_DEPTH))
+        return fail(err, errlen, "body nests deeper than %d levels",
+                    EXCHANGE_MAX_DEPTH);
 
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, false);

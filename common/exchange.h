@@ -15,6 +15,9 @@
 
 #define EXCHANGE_MAX_BILLS 100
 #define EXCHANGE_MAX_ID_LEN 128 /* bytes of request_id */
+/* Levels of [ and { a body may nest. A request needs 3; the limit keeps
+ * the recursive JSON parser within a small stack (06's coroutines). */
+#define EXCHANGE_MAX_DEPTH 32
 
 struct exchange_bill {
     long long denomination_id; /* an integer (JSON number with no fraction) */
@@ -31,7 +34,11 @@ struct exchange_request {
 
 /* Parses and validates a request body. 0 on success; -1 with a detail that
  * names the bad field written to err, e.g.
- * "bills[1].count must be a non-negative integer". */
+ * "bills[1].count must be a non-negative integer". The body must be strict
+ * UTF-8 ("body is not valid UTF-8"), nest at most EXCHANGE_MAX_DEPTH levels
+ * ("body nests deeper than 32 levels"), and not give a field this endpoint
+ * reads twice ("bills[0].count is given more than once"): readers disagree
+ * on which of two values counts. */
 int exchange_parse_request(const char *json, size_t len,
                            struct exchange_request *out,
                            char *err, size_t errlen);
