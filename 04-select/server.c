@@ -9,25 +9,32 @@
  * can move. A step reads what has arrived, or writes what fits, or notes
  * that a bill is done, and returns what the connection wants next:
  *
- *   WANT_READ   reading a request        the socket goes in the read set
- *   WANT_TIMER  waiting for a bill       no socket; a deadline wakes it
- *   WANT_WRITE  writing the response     the socket goes in the write set
- *   WANT_DRAIN  answered, closing        reads and drops what the client
- *                                        still sends, then closes
- *   WANT_CLOSE  done                     the loop closes and frees it
+ *   EVCONN_READ    reading a request      the socket goes in the read set
+ *   EVCONN_BILL    waiting for a bill     no set; its deadline wakes it
+ *   EVCONN_WRITE   writing the response   the socket goes in the write set
+ *   EVCONN_DRAIN   answered, closing      the read set: read and drop what
+ *                                         the client still sends, then close
+ *   EVCONN_CLOSE   done                   the loop closes and frees it
  *
  * That word is the connection's whole state; the loop applies it
  * (conn_apply). This is the lecture's "we take over the switching between
  * tasks ourselves": no thread is parked in read() or nanosleep(), so one
  * thread can hold thousands of clients that are mostly waiting.
  *
+ * The steps are not in this file. They live in common/evconn.c, because
+ * stage 05 runs exactly the same ones: read its header's table, then come
+ * back here. What this file holds is the loop that drives them, and that
+ * is the lesson: serve_one_turn builds the sets from each connection's
+ * want, sleeps in select(), and calls the step that matches what select()
+ * reported; conn_apply turns each answer into a set and a deadline.
+ *
  * Waiting without sleeping. The simulated external call is not a nanosleep
  * any more but a deadline in a heap (common/timer). select()'s timeout is
  * the time left to the earliest deadline, so the loop wakes exactly when the
  * next bill is due; there is no polling interval and no busy loop. 500
  * clients waiting 2 s each cost 500 heap entries, not 500 threads. The sync
- * route waits its bills one after another (one deadline at a time, state
- * WAITING_BILLS); the async route arms one deadline per bill, so they wait
+ * route waits its bills one after another (one deadline at a time, want
+ * EVCONN_BILL); the async route arms one deadline per bill, so they wait
  * side by side, then PUTs the result with a curl *multi* handle whose
  * sockets join the same select (curl_multi_fdset, curl_multi_timeout,
  * curl_multi_perform). A retry after a failed PUT is one more deadline.
@@ -36,7 +43,7 @@
  * - The programmer does the scheduling. The straight-line handler of 01
  *   is cut into steps, and what used to live in local variables (how much
  *   was read, which bill is next, what to do after writing) lives in
- *   struct conn. Stage 05 keeps this shape; stage 06 gives the straight
+ *   struct evconn. Stage 05 keeps this shape; stage 06 gives the straight
  *   line back.
  * - One step that blocks or computes for long stalls every client. Nothing
  *   here may call a blocking function: not accept, not read, not sleep,
@@ -60,12 +67,12 @@
  *
  * Also in here: idle and too-slow clients are closed after
  * --idle-timeout-ms, counted from a request's first byte, so trickling a
- * request byte by byte does not help (slowloris). accept() failing with
- * EMFILE pauses accepting for 100 ms: a deadline, not a sleep, and no
- * spinning on a listener that stays readable. SIGINT/SIGTERM arrive as
- * the shutdown pipe turning readable: stop accepting, close idle
- * keep-alive connections, finish the rest (answers and callbacks) within
- * SHUTDOWN_GRACE_MS, exit 0.
+ * request byte by byte does not help (slowloris); evconn_deadline says when,
+ * this loop keeps the deadline in its heap. accept() failing with EMFILE
+ * pauses accepting for 100 ms: a deadline, not a sleep, and no spinning on
+ * a listener that stays readable. SIGINT/SIGTERM arrive as the shutdown
+ * pipe turning readable: stop accepting, close idle keep-alive connections,
+ * finish the rest (answers and callbacks) within SHUTDOWN_GRACE_MS, exit 0.
  *
  * What to notice in the log. Every line has the same pid and no thread id:
  * one thread did everything. Start two sync requests at once: both
@@ -82,8 +89,9 @@
  * - A response is written on the next turn, when select() says the socket
  *   is writable, not tried at once: one more select() per response, for a
  *   loop that reads the same everywhere.
- * - endpoint_route fills one shared scratch job: one thread, one request
- *   at a time, and the route that needs the job copies it out. */
+ * - endpoint_route fills one shared scratch job (inside common/evconn): one
+ *   thread, one request at a time, and the route that needs the job copies
+ *   it out. */
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdbool.h>
@@ -98,8 +106,7 @@
 #include "callback.h"
 #include "config.h"
 #include "endpoint.h"
-#include "exchange.h"
-#include "http.h"
+#include "evconn.h"
 #include "log.h"
 #include "net.h"
 #include "shutdown.h"
@@ -109,11 +116,8 @@
 
 #define ACCEPT_PAUSE_MS 100   /* after EMFILE: let closes free descriptors */
 #define CURL_BLIND_POLL_MS 100 /* curl is busy but gave us no socket */
-#define LINGER_MS 1000        /* a closing connection drains input this long */
-#define LINGER_MAX_BYTES (256 * 1024)
 
 static struct config cfg;
-static unsigned jitter_seed = 1;
 
 /* ------------------------------------------------------------------ */
 /* Deadlines: everything this server waits for that is not a socket.   */
@@ -159,31 +163,21 @@ static void deadline_cancel(struct deadline *d)
 /* ------------------------------------------------------------------ */
 /* The server's state: globals, because one thread owns all of it.     */
 
-/* What a connection waits for next: its whole state (see the top). */
-enum want { WANT_READ, WANT_TIMER, WANT_WRITE, WANT_DRAIN, WANT_CLOSE };
+static bool job_start(const struct exchange_request *req);
 
-/* The sync route's job: bills waited one after another. */
-struct sync_job {
-    struct exchange_request req;
-    double subtotals[EXCHANGE_MAX_BILLS];
-    size_t next;              /* the bill being waited for */
-    bool keep_alive;          /* the request asked for it */
+/* What every connection and job shares (common/evconn). */
+static struct evconn_server srv = {
+    .cfg = &cfg,
+    .stage = STAGE,
+    .start_job = job_start,
+    .jitter_seed = 1,
 };
 
+/* A connection: the shared state machine, plus the one deadline this loop
+ * keeps for it (a timeout, or its current bill). */
 struct conn {
-    int fd;                   /* always < FD_SETSIZE (see accept_all) */
-    char peer[64];
-    enum want want;
-    struct deadline deadline; /* when the current wait ends */
-    uint64_t wait_since_ms;   /* when the current read or drain began */
-    struct http_parser parser;
-    char *out;                /* the response (or 100 Continue) */
-    size_t out_len, out_sent;
-    bool out_interim;         /* out is "100 Continue": the request goes on */
-    bool close_after_write;
-    size_t drained;           /* bytes dropped while closing */
-    struct sync_job *sync;    /* allocated on the first sync request */
-    struct conn *prev, *next;
+    struct evconn ev;         /* ev.fd is always < FD_SETSIZE (accept_all) */
+    struct deadline deadline;
 };
 
 /* An async job: its bills wait concurrently, then its callback is PUT. */
@@ -195,21 +189,10 @@ struct bill_wait {
 };
 
 struct job {
-    struct exchange_request req;
-    double subtotals[EXCHANGE_MAX_BILLS];
-    size_t bills_left;
-    struct callback *cb;      /* once every bill is in */
-    bool in_transfer;         /* cb->easy is in the multi handle */
+    struct evjob core;        /* the steps' state (common/evconn) */
     struct deadline retry;
-    struct job *prev, *next;
-    struct bill_wait bills[]; /* req.num_bills of them */
+    struct bill_wait bills[]; /* core.req.num_bills of them */
 };
-
-static struct conn *conns;
-static size_t num_conns;
-static struct job *jobs;
-static size_t num_jobs;
-static struct exchange_request scratch_job; /* endpoint_route's output */
 
 static int listen_fd = -1;
 static bool accept_paused;
@@ -218,62 +201,44 @@ static struct deadline accept_resume;
 static CURLM *multi;          /* every callback PUT in flight */
 static int transfers;         /* easy handles in it */
 
-static bool stopping;         /* SIGINT/SIGTERM seen */
+/* SIGINT/SIGTERM set srv.stopping; the grace deadline bounds the stop. */
 static bool grace_over;
 static struct deadline grace;
 
 /* ------------------------------------------------------------------ */
-/* Connections: opening, closing, and the loop's half of the machine.   */
+/* Connections: opening, closing, and applying what a step wants.      */
+
+/* The connection around one of srv.conns. */
+static struct conn *conn_of(struct evconn *ev)
+{
+    return container_of(ev, struct conn, ev);
+}
 
 static void conn_close(struct conn *c)
 {
     deadline_cancel(&c->deadline);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    num_conns--;
-    close(c->fd);
-    log_info("closed %s", c->peer);
-    http_parser_free(&c->parser);
-    free(c->out);
-    free(c->sync);
+    evconn_release(&c->ev);
     free(c);
 }
 
-/* Applies what a step returned: remembers which set the socket goes in
- * next turn, and arms the deadline that ends the wait. A deadline is reset
- * when a read or write wait begins, not on every byte of a request: a
- * client that trickles a request (slowloris) gets the idle timeout counted
- * from its first byte, however patiently it sends. */
-static void conn_apply(struct conn *c, enum want want)
+/* Applies what a step returned (the step also left it in c->ev.want). The
+ * socket's set is read from c->ev.want when the next turn builds the sets;
+ * here only the deadline that ends the wait is moved, to the moment
+ * evconn_deadline names. */
+static void conn_apply(struct conn *c, enum evconn_want want)
 {
-    uint64_t now = timer_now_ms();
-    bool armed = true;
-    switch (want) {
-    case WANT_READ:
-        armed = deadline_at(&c->deadline,
-                            c->wait_since_ms + (uint64_t)cfg.idle_timeout_ms);
-        break;
-    case WANT_WRITE: /* re-armed after every write that made progress */
-        armed = deadline_at(&c->deadline, now + (uint64_t)cfg.idle_timeout_ms);
-        break;
-    case WANT_DRAIN:
-        armed = deadline_at(&c->deadline, c->wait_since_ms + LINGER_MS);
-        break;
-    case WANT_TIMER:
-        break; /* the step armed the bill's deadline itself */
-    case WANT_CLOSE:
+    if (want == EVCONN_CLOSE ||
+        !deadline_at(&c->deadline, evconn_deadline(&c->ev)))
         conn_close(c);
-        return;
-    }
-    if (!armed) {
-        conn_close(c);
-        return;
-    }
-    c->want = want;
+}
+
+/* The connection's deadline passed: a bill is due, or it waited too long. */
+static void conn_deadline_passed(struct conn *c)
+{
+    if (c->ev.want == EVCONN_BILL)
+        conn_apply(c, evconn_on_bill_due(&c->ev));
+    else
+        conn_apply(c, evconn_on_timeout(&c->ev));
 }
 
 static void conn_open(int fd)
@@ -284,254 +249,9 @@ static void conn_open(int fd)
         close(fd);
         return;
     }
-    c->fd = fd;
-    net_peer_name(fd, c->peer, sizeof c->peer);
-    http_parser_init(&c->parser);
     deadline_init(&c->deadline, DEADLINE_CONN);
-    c->wait_since_ms = timer_now_ms();
-    c->next = conns;
-    if (conns)
-        conns->prev = c;
-    conns = c;
-    num_conns++;
-    log_info("connection from %s (%zu open)", c->peer, num_conns);
-    conn_apply(c, WANT_READ);
-}
-
-/* ------------------------------------------------------------------ */
-/* The steps. Each one does what can be done now, without waiting, and */
-/* returns what the connection wants next.                              */
-
-static bool job_start(const struct exchange_request *req);
-
-/* Queues a whole response; the loop writes it when the socket is
- * writable. Takes over reply. */
-static enum want conn_respond(struct conn *c, struct endpoint_reply *reply,
-                              bool keep_alive)
-{
-    size_t len;
-    char *text = endpoint_reply_render(reply, keep_alive, &len);
-    endpoint_reply_free(reply);
-    if (text == NULL) {
-        log_warn("out of memory for the answer to %s", c->peer);
-        return WANT_CLOSE;
-    }
-    c->out = text;
-    c->out_len = len;
-    c->out_sent = 0;
-    c->out_interim = false;
-    c->close_after_write = !keep_alive;
-    return WANT_WRITE;
-}
-
-/* The client sent "Expect: 100-continue" and waits for our go-ahead before
- * it sends the body. */
-static enum want conn_send_continue(struct conn *c)
-{
-    c->out = strdup(HTTP_CONTINUE_RESPONSE);
-    if (c->out == NULL)
-        return WANT_CLOSE;
-    c->out_len = strlen(c->out);
-    c->out_sent = 0;
-    c->out_interim = true;
-    return WANT_WRITE;
-}
-
-/* The sync route's wait for bill number sync->next: a deadline, not a
- * sleep. The thread goes straight back to select(). */
-static enum want conn_wait_bill(struct conn *c)
-{
-    int ms = config_bill_delay_ms(&cfg, &jitter_seed);
-    if (!deadline_at(&c->deadline, timer_now_ms() + (uint64_t)ms))
-        return WANT_CLOSE;
-    return WANT_TIMER;
-}
-
-static enum want conn_start_bills(struct conn *c, bool keep_alive)
-{
-    if (c->sync == NULL && (c->sync = malloc(sizeof *c->sync)) == NULL) {
-        struct endpoint_reply reply;
-        endpoint_busy("out of memory", &reply);
-        return conn_respond(c, &reply, false);
-    }
-    c->sync->req = scratch_job;
-    c->sync->next = 0;
-    c->sync->keep_alive = keep_alive;
-    return conn_wait_bill(c);
-}
-
-/* A bill's deadline passed: compute it, then wait for the next one or
- * answer. */
-static enum want conn_bill_done(struct conn *c)
-{
-    struct sync_job *s = c->sync;
-    size_t i = s->next;
-    s->subtotals[i] = exchange_subtotal(&s->req.bills[i], s->req.exchange_rate);
-    endpoint_log_bill(&s->req, i, s->subtotals[i]);
-    if (++s->next < s->req.num_bills)
-        return conn_wait_bill(c);
-    struct endpoint_reply reply;
-    endpoint_sync_done(&s->req, s->subtotals, &reply);
-    return conn_respond(c, &reply, s->keep_alive && !stopping);
-}
-
-/* A whole request has been parsed: route it. */
-static enum want conn_handle_request(struct conn *c)
-{
-    const struct http_request *req = &c->parser.req;
-    log_info("%s %s from %s", req->method, req->path, c->peer);
-    bool keep_alive = req->keep_alive && !stopping;
-    struct endpoint_reply reply;
-    enum endpoint_route route = endpoint_route(req, STAGE, &scratch_job,
-                                               &reply);
-    /* req is gone after this; bytes of a pipelined next request stay in
-     * the parser until this answer is written. */
-    http_parser_consume(&c->parser);
-    switch (route) {
-    case ENDPOINT_REPLY:
-        break;
-    case ENDPOINT_SYNC:
-        return conn_start_bills(c, keep_alive);
-    case ENDPOINT_ASYNC:
-        if (!job_start(&scratch_job)) {
-            endpoint_reply_free(&reply);
-            endpoint_busy("cannot start the job: out of memory", &reply);
-        }
-        break;
-    }
-    return conn_respond(c, &reply, keep_alive);
-}
-
-/* Parses what is buffered. Called after every read, and after every
- * response: pipelined requests are answered from the buffer, in order,
- * before anything more is read. */
-static enum want conn_next_request(struct conn *c)
-{
-    struct endpoint_reply reply;
-    switch (http_parser_parse(&c->parser)) {
-    case HTTP_NEED_MORE:
-        if (http_parser_take_continue(&c->parser))
-            return conn_send_continue(c);
-        return WANT_READ;
-    case HTTP_ERROR:
-        log_info("bad request from %s: %d %s", c->peer,
-                 c->parser.error_status, c->parser.error_detail);
-        endpoint_parse_error(c->parser.error_status, c->parser.error_detail,
-                             &reply);
-        return conn_respond(c, &reply, false);
-    case HTTP_DONE:
-        break;
-    }
-    return conn_handle_request(c);
-}
-
-/* select() says the socket is readable: one read, straight into the
- * parser's buffer, then parse. */
-static enum want conn_on_readable(struct conn *c)
-{
-    size_t avail;
-    char *space = http_parser_space(&c->parser, &avail);
-    if (space == NULL || avail == 0) {
-        /* A full buffer always holds a whole request or an error, and it
-         * was parsed before we came back to reading: only ENOMEM is left. */
-        log_warn("no room to read from %s; closing", c->peer);
-        return WANT_CLOSE;
-    }
-    bool first_bytes = http_parser_empty(&c->parser);
-    ssize_t n = net_read_some(c->fd, space, avail);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-        return WANT_READ; /* nothing after all: wait again */
-    if (n < 0) {
-        log_info("%s: read: %s", c->peer, strerror(errno));
-        return WANT_CLOSE;
-    }
-    if (n == 0) {
-        if (!first_bytes)
-            log_info("%s hung up in the middle of a request", c->peer);
-        return WANT_CLOSE;
-    }
-    http_parser_commit(&c->parser, (size_t)n);
-    if (first_bytes) /* the request's own clock starts now */
-        c->wait_since_ms = timer_now_ms();
-    return conn_next_request(c);
-}
-
-/* Closing politely: close() on a socket with unread input sends a reset,
- * and a reset can destroy the answer we just sent before the client reads
- * it. So: no more writing (FIN), then read and drop whatever the client
- * still sends until it closes too, for at most LINGER_MS. */
-static enum want conn_start_drain(struct conn *c)
-{
-    if (shutdown(c->fd, SHUT_WR) < 0)
-        return WANT_CLOSE;
-    c->wait_since_ms = timer_now_ms();
-    c->drained = 0;
-    return WANT_DRAIN;
-}
-
-static enum want conn_drain(struct conn *c)
-{
-    char sink[4096];
-    ssize_t n = net_read_some(c->fd, sink, sizeof sink);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-        return WANT_DRAIN;
-    if (n <= 0)
-        return WANT_CLOSE; /* the client closed too (or failed) */
-    c->drained += (size_t)n;
-    return c->drained > LINGER_MAX_BYTES ? WANT_CLOSE : WANT_DRAIN;
-}
-
-/* select() says the socket is writable: send what fits. */
-static enum want conn_on_writable(struct conn *c)
-{
-    ssize_t n = net_write_some(c->fd, c->out + c->out_sent,
-                               c->out_len - c->out_sent);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-        return WANT_WRITE;
-    if (n < 0) {
-        log_info("%s left before its answer was written: %s", c->peer,
-                 strerror(errno));
-        return WANT_CLOSE;
-    }
-    c->out_sent += (size_t)n;
-    if (c->out_sent < c->out_len)
-        return WANT_WRITE; /* a partial write: the rest on a later turn */
-    free(c->out);
-    c->out = NULL;
-    if (c->out_interim)
-        return conn_next_request(c); /* "100 Continue" sent: now the body */
-    if (c->close_after_write)
-        return conn_start_drain(c);
-    if (stopping && http_parser_empty(&c->parser))
-        return WANT_CLOSE; /* promised keep-alive before the stop: idle now */
-    c->wait_since_ms = timer_now_ms(); /* keep-alive: a new wait begins */
-    return conn_next_request(c);
-}
-
-/* The connection's deadline passed: what that means depends on what it
- * was waiting for. */
-static enum want conn_on_deadline(struct conn *c)
-{
-    switch (c->want) {
-    case WANT_TIMER:
-        return conn_bill_done(c);
-    case WANT_READ:
-        if (http_parser_empty(&c->parser))
-            log_info("%s idle for %d ms; closing", c->peer,
-                     cfg.idle_timeout_ms);
-        else
-            log_info("%s sent no whole request in %d ms; closing", c->peer,
-                     cfg.idle_timeout_ms);
-        return WANT_CLOSE;
-    case WANT_WRITE:
-        log_info("%s stopped reading its answer for %d ms; closing", c->peer,
-                 cfg.idle_timeout_ms);
-        return WANT_CLOSE;
-    case WANT_DRAIN:
-    case WANT_CLOSE:
-        break;
-    }
-    return WANT_CLOSE;
+    evconn_init(&c->ev, &srv, fd);
+    conn_apply(c, EVCONN_READ); /* a new connection waits for a request */
 }
 
 /* ------------------------------------------------------------------ */
@@ -593,55 +313,45 @@ static void accept_all(void)
 /* ------------------------------------------------------------------ */
 /* Async jobs: concurrent bills, then a callback PUT through curl multi. */
 
+/* The job around one of srv.jobs (or a finished transfer's). */
+static struct job *job_of(struct evjob *core)
+{
+    return container_of(core, struct job, core);
+}
+
 static void job_free(struct job *job)
 {
-    for (size_t i = 0; i < job->req.num_bills; i++)
+    for (size_t i = 0; i < job->core.req.num_bills; i++)
         deadline_cancel(&job->bills[i].deadline);
     deadline_cancel(&job->retry);
-    if (job->in_transfer) {
-        curl_multi_remove_handle(multi, job->cb->easy);
+    if (job->core.in_transfer)
         transfers--;
-    }
-    callback_free(job->cb);
-    if (job->prev)
-        job->prev->next = job->next;
-    else
-        jobs = job->next;
-    if (job->next)
-        job->next->prev = job->prev;
-    num_jobs--;
+    evjob_release(&job->core, multi);
     free(job);
 }
 
-/* One bill deadline per bill, all armed now: they run out side by side. */
+/* srv.start_job: one bill deadline per bill, all armed now, so they run
+ * out side by side. */
 static bool job_start(const struct exchange_request *req)
 {
     struct job *job = calloc(1, sizeof *job +
                                     req->num_bills * sizeof job->bills[0]);
     if (job == NULL)
         return false;
-    job->req = *req;
-    job->bills_left = req->num_bills;
+    evjob_init(&job->core, &srv, req);
     deadline_init(&job->retry, DEADLINE_JOB_RETRY);
-    job->next = jobs;
-    if (jobs)
-        jobs->prev = job;
-    jobs = job;
-    num_jobs++;
-    uint64_t now = timer_now_ms();
     for (size_t i = 0; i < req->num_bills; i++) {
         struct bill_wait *b = &job->bills[i];
         deadline_init(&b->deadline, DEADLINE_JOB_BILL);
         b->job = job;
         b->index = i;
-        int ms = config_bill_delay_ms(&cfg, &jitter_seed);
-        if (!deadline_at(&b->deadline, now + (uint64_t)ms)) {
+        if (!deadline_at(&b->deadline, evconn_bill_deadline(&srv))) {
             job_free(job);
             return false;
         }
     }
-    log_info("job %s: %zu bills waiting side by side", job->req.request_id,
-             job->req.num_bills);
+    log_info("job %s: %zu bills waiting side by side", req->request_id,
+             req->num_bills);
     return true;
 }
 
@@ -664,58 +374,28 @@ static int curl_refuse_high_socket(void *clientp, curl_socket_t fd,
     return CURL_SOCKOPT_ERROR;
 }
 
-/* Hands the PUT to the multi handle. It does not run here: curl's sockets
- * join the next select(), and curl_multi_perform moves it along. */
-static void job_attempt(struct job *job)
+/* Applies what a job step returned. A PUT does not run here: curl's
+ * sockets join the next select(), and curl_multi_perform moves it along. */
+static void job_apply(struct job *job, enum evjob_want want)
 {
-    log_info("callback %s: PUT, try %d of %d", job->req.request_id,
-             job->cb->tries + 1, CALLBACK_MAX_TRIES);
-    CURLMcode rc = curl_multi_add_handle(multi, job->cb->easy);
-    if (rc != CURLM_OK) {
-        log_warn("callback %s: %s; result dropped", job->req.request_id,
-                 curl_multi_strerror(rc));
-        job_free(job);
+    switch (want) {
+    case EVJOB_BILLS: /* its other bills' deadlines are still armed */
         return;
-    }
-    job->in_transfer = true;
-    transfers++;
-}
-
-static void job_bill_done(struct bill_wait *b)
-{
-    struct job *job = b->job;
-    size_t i = b->index;
-    job->subtotals[i] = exchange_subtotal(&job->req.bills[i],
-                                          job->req.exchange_rate);
-    endpoint_log_bill(&job->req, i, job->subtotals[i]);
-    if (--job->bills_left > 0)
-        return;
-    char *body = exchange_callback_body(cfg.token, &job->req, job->subtotals);
-    job->cb = callback_new(cfg.main_service, body, job->req.request_id);
-    if (job->cb == NULL) {
-        log_warn("callback %s: out of memory; result dropped",
-                 job->req.request_id);
-        job_free(job);
-        return;
-    }
-    job->cb->owner = job;
-    curl_easy_setopt(job->cb->easy, CURLOPT_SOCKOPTFUNCTION,
-                     curl_refuse_high_socket);
-    job_attempt(job);
-}
-
-/* One try finished: common/callback judges it (and logs it). */
-static void job_after_attempt(struct job *job, CURLcode result)
-{
-    long wait_ms = 0;
-    switch (callback_after_attempt(job->cb, result, &wait_ms)) {
-    case CALLBACK_DELIVERED:
-    case CALLBACK_FAILED:
-        job_free(job);
-        return;
-    case CALLBACK_RETRY: /* the backoff is a deadline like any other */
-        if (!deadline_at(&job->retry, timer_now_ms() + (uint64_t)wait_ms))
+    case EVJOB_PUT: /* every socket of this try must fit in the sets */
+        curl_easy_setopt(job->core.cb->easy, CURLOPT_SOCKOPTFUNCTION,
+                         curl_refuse_high_socket);
+        if (!evjob_put(&job->core, multi)) {
             job_free(job);
+            return;
+        }
+        transfers++;
+        return;
+    case EVJOB_RETRY: /* the backoff is a deadline like any other */
+        if (!deadline_at(&job->retry, job->core.retry_at_ms))
+            job_free(job);
+        return;
+    case EVJOB_DONE:
+        job_free(job);
         return;
     }
 }
@@ -728,23 +408,11 @@ static void curl_drive(void)
     CURLMcode rc = curl_multi_perform(multi, &running);
     if (rc != CURLM_OK)
         log_warn("curl_multi_perform: %s", curl_multi_strerror(rc));
-    CURLMsg *msg;
-    int left;
-    while ((msg = curl_multi_info_read(multi, &left)) != NULL) {
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        /* msg dies with curl_multi_remove_handle: read it first. */
-        CURL *easy = msg->easy_handle;
-        CURLcode result = msg->data.result;
-        struct callback *cb = NULL;
-        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&cb);
-        curl_multi_remove_handle(multi, easy);
+    struct evjob *core;
+    CURLcode result;
+    while ((core = evjob_next_finished(multi, &result)) != NULL) {
         transfers--;
-        if (cb == NULL)
-            continue; /* not one of ours: cannot happen */
-        struct job *job = cb->owner;
-        job->in_transfer = false;
-        job_after_attempt(job, result);
+        job_apply(job_of(core), evjob_on_put_done(core, result));
     }
 }
 
@@ -757,17 +425,17 @@ static void curl_drive(void)
  * from now on say "Connection: close". */
 static void begin_stop(void)
 {
-    stopping = true;
+    srv.stopping = true;
     close(listen_fd);
     listen_fd = -1;
     deadline_cancel(&accept_resume);
-    for (struct conn *c = conns, *next; c != NULL; c = next) {
-        next = c->next;
-        if (c->want == WANT_READ && http_parser_empty(&c->parser))
-            conn_close(c);
+    for (struct evconn *e = srv.conns, *next; e != NULL; e = next) {
+        next = e->next;
+        if (evconn_idle(e))
+            conn_close(conn_of(e));
     }
     log_info("stop requested: not accepting; finishing %zu connections and "
-             "%zu jobs (at most %d ms)", num_conns, num_jobs,
+             "%zu jobs (at most %d ms)", srv.num_conns, srv.num_jobs,
              SHUTDOWN_GRACE_MS);
     if (!deadline_at(&grace, timer_now_ms() + SHUTDOWN_GRACE_MS))
         grace_over = true;
@@ -775,7 +443,8 @@ static void begin_stop(void)
 
 static bool finished(void)
 {
-    return stopping && ((num_conns == 0 && num_jobs == 0) || grace_over);
+    return srv.stopping &&
+           ((srv.num_conns == 0 && srv.num_jobs == 0) || grace_over);
 }
 
 /* ------------------------------------------------------------------ */
@@ -815,15 +484,15 @@ static bool serve_one_turn(void)
     FD_ZERO(&wr);
     FD_ZERO(&ex);
     int max_fd = -1;
-    if (!stopping)
+    if (!srv.stopping)
         watch_fd(shutdown_fd(), &rd, &max_fd);
     if (listen_fd >= 0 && !accept_paused)
         watch_fd(listen_fd, &rd, &max_fd);
-    for (struct conn *c = conns; c != NULL; c = c->next) {
-        if (c->want == WANT_READ || c->want == WANT_DRAIN)
-            watch_fd(c->fd, &rd, &max_fd);
-        else if (c->want == WANT_WRITE)
-            watch_fd(c->fd, &wr, &max_fd);
+    for (struct evconn *e = srv.conns; e != NULL; e = e->next) {
+        if (e->want == EVCONN_READ || e->want == EVCONN_DRAIN)
+            watch_fd(e->fd, &rd, &max_fd);
+        else if (e->want == EVCONN_WRITE)
+            watch_fd(e->fd, &wr, &max_fd);
     }
     int timeout = timer_heap_timeout_ms(&deadlines, timer_now_ms());
     if (transfers > 0) {
@@ -848,20 +517,20 @@ static bool serve_one_turn(void)
         return false;
     }
 
-    if (!stopping && FD_ISSET(shutdown_fd(), &rd))
+    if (!srv.stopping && FD_ISSET(shutdown_fd(), &rd))
         begin_stop();
     /* Connections first, then new ones: a connection accepted this turn
      * was not in the sets, and must not be stepped on a bit that belonged
      * to an fd closed earlier in the turn. A step only ever closes its own
      * connection, so saving next is enough to walk the list safely. */
-    for (struct conn *c = conns, *next; c != NULL; c = next) {
-        next = c->next;
-        if (FD_ISSET(c->fd, &rd) && c->want == WANT_READ)
-            conn_apply(c, conn_on_readable(c));
-        else if (FD_ISSET(c->fd, &rd) && c->want == WANT_DRAIN)
-            conn_apply(c, conn_drain(c));
-        else if (FD_ISSET(c->fd, &wr) && c->want == WANT_WRITE)
-            conn_apply(c, conn_on_writable(c));
+    for (struct evconn *e = srv.conns, *next; e != NULL; e = next) {
+        next = e->next;
+        if (FD_ISSET(e->fd, &rd) && e->want == EVCONN_READ)
+            conn_apply(conn_of(e), evconn_on_readable(e));
+        else if (FD_ISSET(e->fd, &rd) && e->want == EVCONN_DRAIN)
+            conn_apply(conn_of(e), evconn_on_draining(e));
+        else if (FD_ISSET(e->fd, &wr) && e->want == EVCONN_WRITE)
+            conn_apply(conn_of(e), evconn_on_writable(e));
     }
     if (listen_fd >= 0 && !accept_paused && FD_ISSET(listen_fd, &rd))
         accept_all();
@@ -874,16 +543,16 @@ static bool serve_one_turn(void)
     while ((node = timer_heap_pop_expired(&deadlines, now)) != NULL) {
         struct deadline *d = container_of(node, struct deadline, node);
         switch (d->kind) {
-        case DEADLINE_CONN: {
-            struct conn *c = container_of(d, struct conn, deadline);
-            conn_apply(c, conn_on_deadline(c));
+        case DEADLINE_CONN:
+            conn_deadline_passed(container_of(d, struct conn, deadline));
+            break;
+        case DEADLINE_JOB_BILL: {
+            struct bill_wait *b = container_of(d, struct bill_wait, deadline);
+            job_apply(b->job, evjob_on_bill_due(&b->job->core, b->index));
             break;
         }
-        case DEADLINE_JOB_BILL:
-            job_bill_done(container_of(d, struct bill_wait, deadline));
-            break;
         case DEADLINE_JOB_RETRY:
-            job_attempt(container_of(d, struct job, retry));
+            job_apply(container_of(d, struct job, retry), EVJOB_PUT);
             break;
         case DEADLINE_ACCEPT:
             accept_paused = false;
@@ -915,13 +584,13 @@ static void raise_fd_limit(void)
 /* After the grace period: whatever is left is dropped. */
 static void drop_everything(void)
 {
-    if (num_conns > 0 || num_jobs > 0)
+    if (srv.num_conns > 0 || srv.num_jobs > 0)
         log_warn("grace period over: dropping %zu connections and %zu jobs",
-                 num_conns, num_jobs);
-    while (conns)
-        conn_close(conns);
-    while (jobs)
-        job_free(jobs);
+                 srv.num_conns, srv.num_jobs);
+    while (srv.conns)
+        conn_close(conn_of(srv.conns));
+    while (srv.jobs)
+        job_free(job_of(srv.jobs));
 }
 
 int main(int argc, char **argv)

@@ -1,0 +1,205 @@
+/* evconn: the per-connection state machine of the event-driven stages,
+ * 04-select and 05-epoll-callbacks, and the steps of their async jobs.
+ *
+ * Those two stages differ in one thing: the loop. 04 builds fd_sets and
+ * calls select(); 05 registers callbacks with an epoll loop. What a
+ * connection does when its socket is ready or its deadline passes is the
+ * same in both, so it is written once, here, as steps. A step does what can
+ * be done now, without waiting, and returns what the connection wants next
+ * (STYLE.md #2, "handlers tell the loop what they want next"):
+ *
+ *   want           the loop must               until the deadline (then
+ *                                              evconn_on_timeout)
+ *   EVCONN_READ    watch the socket readable   --idle-timeout-ms after the
+ *                                              request's first byte
+ *   EVCONN_BILL    watch nothing               the sync bill is due (then
+ *                                              evconn_on_bill_due instead)
+ *   EVCONN_WRITE   watch the socket writable   --idle-timeout-ms after the
+ *                                              last progress
+ *   EVCONN_DRAIN   watch the socket readable   EVCONN_LINGER_MS after the
+ *                                              answer
+ *   EVCONN_CLOSE   stop watching, close it     -
+ *                  (evconn_release), free it
+ *
+ * Each stage has one function that applies a want (conn_apply): 04 notes
+ * which set the socket goes in and moves the connection's deadline in its
+ * heap; 05 calls loop_watch with the callback for that want and arms a loop
+ * timer. evconn_deadline says when the wait ends, so the timeouts (idle,
+ * slowloris, stalled reader, linger) are decided here too, and both loops
+ * only arm what they are told.
+ *
+ * Async jobs (POST /api/exchange_async) follow the same idea with their own
+ * wants: a job waits for its bills side by side (one deadline per bill,
+ * each from evconn_bill_deadline), then PUTs the result through a curl multi
+ * handle, retrying after a backoff. The steps here compute, decide and log;
+ * the stage arms the timers and drives curl its own way (curl_multi_fdset in
+ * 04, the multi socket API in 05), because that is the lesson of each.
+ *
+ * The one thing a step cannot do by itself is start an async job (arming
+ * its bills is the loop's business), so the stage supplies that one
+ * operation: evconn_server.start_job.
+ *
+ * One thread drives every connection: nothing here is thread-safe, and
+ * endpoint_route writes into one scratch job shared by every connection
+ * (one request is routed at a time, and the route that needs the job copies
+ * it out at once). */
+#ifndef COMMON_EVCONN_H
+#define COMMON_EVCONN_H
+
+#include <curl/curl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "callback.h"
+#include "config.h"
+#include "exchange.h"
+#include "http.h"
+
+#define EVCONN_LINGER_MS 1000            /* a closing connection drains input
+                                            this long at most */
+#define EVCONN_LINGER_MAX_BYTES (256 * 1024) /* ...and this much */
+
+struct evconn;
+struct evjob;
+
+/* What one server shares with all its connections and jobs. The stage
+ * fills cfg, stage, start_job and a jitter_seed, and sets stopping on
+ * SIGINT/SIGTERM. The lists are kept by evconn_init/evconn_release and
+ * evjob_init/evjob_release, for the loop to walk (container_of finds the
+ * stage's struct around each) and for a stop to count. */
+struct evconn_server {
+    const struct config *cfg; /* timeouts, bill delays, main service, token */
+    const char *stage;        /* "04-select": GET / names it */
+    /* Starts an async job for req (copy it: req is the scratch job). False
+     * if it could not (out of memory): the client then gets a 503. */
+    bool (*start_job)(const struct exchange_request *req);
+    bool stopping;            /* answers say "Connection: close" from now */
+    unsigned jitter_seed;     /* rand_r's state for the bills' jitter */
+    struct evconn *conns;     /* every open connection, newest first */
+    size_t num_conns;
+    struct evjob *jobs;       /* every async job not yet done */
+    size_t num_jobs;
+};
+
+/* What a connection waits for next: its whole state (see the table). */
+enum evconn_want {
+    EVCONN_READ,
+    EVCONN_BILL,
+    EVCONN_WRITE,
+    EVCONN_DRAIN,
+    EVCONN_CLOSE,
+};
+
+struct evconn_sync; /* the sync route's bills, one after another */
+
+struct evconn {
+    int fd;
+    char peer[64];              /* "127.0.0.1:53422", for log lines */
+    enum evconn_want want;      /* set by every step before it returns */
+    struct evconn_server *srv;
+    uint64_t wait_since_ms;     /* when the current read or drain began */
+    uint64_t write_since_ms;    /* the answer was queued or last progressed */
+    struct http_parser parser;
+    char *out;                  /* the response (or 100 Continue) */
+    size_t out_len, out_sent;
+    bool out_interim;           /* out is "100 Continue": more to read */
+    bool close_after_write;
+    size_t drained;             /* bytes dropped while closing */
+    struct evconn_sync *sync;   /* allocated on the first sync request */
+    struct evconn *prev, *next; /* in srv->conns */
+};
+
+/* Sets c up for a freshly accepted non-blocking fd, adds it to
+ * srv->conns and logs it; its want is EVCONN_READ, for the loop to apply. */
+void evconn_init(struct evconn *c, struct evconn_server *srv, int fd);
+
+/* Takes c out of srv->conns, closes its fd, logs "closed", frees what c
+ * holds (not c itself). The loop must forget the fd first (05:
+ * loop_unwatch) and cancel c's timers. */
+void evconn_release(struct evconn *c);
+
+/* The steps. Each records its answer in c->want and returns it. */
+
+/* The socket is readable while c wants EVCONN_READ: one read into the
+ * parser, then parse, route and answer whatever is complete. */
+enum evconn_want evconn_on_readable(struct evconn *c);
+
+/* The socket is writable while c wants EVCONN_WRITE: send what fits; after
+ * the last byte, the next pipelined request, a new wait, or the drain. */
+enum evconn_want evconn_on_writable(struct evconn *c);
+
+/* The socket is readable while c wants EVCONN_DRAIN: drop what the client
+ * still sends; EVCONN_CLOSE once it closes too or sends too much. */
+enum evconn_want evconn_on_draining(struct evconn *c);
+
+/* The sync bill c waited for (EVCONN_BILL) is due: compute it, then wait
+ * for the next one or answer. */
+enum evconn_want evconn_on_bill_due(struct evconn *c);
+
+/* c's deadline passed while it wanted READ, WRITE or DRAIN: log why (idle,
+ * too slow, not reading its answer) and return EVCONN_CLOSE. */
+enum evconn_want evconn_on_timeout(struct evconn *c);
+
+/* When c's current wait ends (timer_now_ms()'s clock), for every want but
+ * EVCONN_CLOSE: the loop arms its timer for this. */
+uint64_t evconn_deadline(const struct evconn *c);
+
+/* True if c waits for a request that has not begun (an idle keep-alive):
+ * what a stopping server closes at once. */
+bool evconn_idle(const struct evconn *c);
+
+/* When a bill's simulated external call started now ends: now + --delay-ms
+ * + a random 0..--jitter-ms. Waiting is a deadline, never a sleep. */
+uint64_t evconn_bill_deadline(struct evconn_server *srv);
+
+/* ------------------------------------------------------------------ */
+/* Async jobs: bills side by side, then the callback PUT with retries.  */
+
+/* What a job waits for next; the stage's job_apply does it. */
+enum evjob_want {
+    EVJOB_BILLS, /* more bills to come: their deadlines are armed already */
+    EVJOB_PUT,   /* add job->cb->easy to the multi handle now (evjob_put) */
+    EVJOB_RETRY, /* wait until job->retry_at_ms, then EVJOB_PUT again */
+    EVJOB_DONE,  /* delivered, given up, or out of memory: free the job */
+};
+
+struct evjob {
+    struct evconn_server *srv;
+    struct exchange_request req;
+    double subtotals[EXCHANGE_MAX_BILLS];
+    size_t bills_left;
+    struct callback *cb;      /* once every bill is in; cb->owner = the job */
+    bool in_transfer;         /* cb->easy is in the multi handle */
+    uint64_t retry_at_ms;     /* after EVJOB_RETRY */
+    struct evjob *prev, *next; /* in srv->jobs */
+};
+
+/* Sets job up for req (copied) and adds it to srv->jobs. The stage then
+ * arms one deadline per bill, each at evconn_bill_deadline(srv), so they
+ * run out side by side. */
+void evjob_init(struct evjob *job, struct evconn_server *srv,
+                const struct exchange_request *req);
+
+/* Bill i's deadline passed: compute and log it. EVJOB_BILLS while others
+ * wait; after the last, the callback is built: EVJOB_PUT (or EVJOB_DONE if
+ * out of memory, logged). */
+enum evjob_want evjob_on_bill_due(struct evjob *job, size_t i);
+
+/* Logs the try and adds job->cb->easy to multi; nothing is sent yet, the
+ * loop drives curl. False if curl refused (logged: the result is dropped). */
+bool evjob_put(struct evjob *job, CURLM *multi);
+
+/* The next finished transfer of multi, removed from it, with its curl
+ * result in *result; NULL when none is left. Call after driving curl. */
+struct evjob *evjob_next_finished(CURLM *multi, CURLcode *result);
+
+/* One try ended with result: common/callback judges and logs it.
+ * EVJOB_RETRY (job->retry_at_ms is set) or EVJOB_DONE. */
+enum evjob_want evjob_on_put_done(struct evjob *job, CURLcode result);
+
+/* Takes job's transfer out of multi if it is in, job out of srv->jobs,
+ * and frees its callback (not job itself). The stage cancels its timers. */
+void evjob_release(struct evjob *job, CURLM *multi);
+
+#endif
