@@ -1,81 +1,190 @@
 #!/usr/bin/env bash
-# The instructor demo: every built stage side by side. For each stage, five
-# concurrent sync requests of two bills each (300 ms a bill), drawn as a
-# timeline, then one async request whose callback is shown arriving at the
-# main service. Cleans up everything it started, also on Ctrl-C.
-# Usage: tools/demo.sh [BUILD_DIR]     (make demo passes build/)
+# The instructor demo (make demo): every built stage, one after another, in
+# well under a minute. For each stage: five concurrent sync requests of two
+# bills (300 ms a bill) drawn as a timeline by build/loadgen, the server's
+# own log lines for the first bill (who handled it, and when), then one
+# async request whose callback is shown arriving at the main service. A
+# summary table closes. Stages that are not built are listed as such.
+# Everything it starts is stopped again, also on Ctrl-C.
+#
+# Usage: tools/demo.sh [BUILD_DIR]          (make demo passes build/)
+# Environment: DEMO_PAUSE=1 waits for Enter between stages (for a lecture).
 set -u
+
 B=${1:-build}
-DELAY=300
-N=5
-pids=()
-tmp=$(mktemp -d)
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'echo; echo "demo: interrupted"; exit 130' INT TERM
+LG=$B/loadgen
+DELAY=300 N=5 BILLS=2
+ONE_MS=$((DELAY * BILLS))          # one request: its bills one after another
+STAGES=(01-blocking 02-fork 03-threads 04-select 05-epoll-callbacks 06-coroutines)
 
-# start NAME ARGS...: runs a server on a free port, sets $port.
-start() {
-    local name=$1; shift
-    "$B/$name" --port 0 "$@" >"$tmp/$name.out" 2>"$tmp/$name.log" &
-    pids+=($!)
-    for _ in $(seq 100); do
-        port=$(sed -n 's/^listening on http:\/\/.*:\([0-9]*\)$/\1/p' "$tmp/$name.out")
-        [ -n "$port" ] && return 0
-        sleep 0.05
-    done
-    echo "demo: $name did not start; its log:"; cat "$tmp/$name.log"; exit 1
-}
-
-body='{"request_id":"demo","exchange_rate":75.5,"bills":[{"denomination_id":1,"denomination":10.0,"count":5},{"denomination_id":2,"denomination":20.0,"count":3}]}'
-
-export SECRET_TOKEN=demo-token
-start main-service
-main_port=$port
-echo "main service on port $main_port"
-echo
-
-summary="$tmp/summary"
-for bin in "$B"/0[1-6]-*; do
-    [ -x "$bin" ] || continue
-    name=$(basename "$bin")
-    start "$name" --delay-ms $DELAY --main-service "http://127.0.0.1:$main_port"
-    stage_pid=${pids[-1]}
-    echo "== $name: $N concurrent sync requests, 2 bills x $DELAY ms each"
-    t0=$(date +%s.%N)
-    for i in $(seq $N); do
-        ( s=$(date +%s.%N)
-          curl -s -o /dev/null -X POST -H 'Content-Type: application/json' \
-               -d "$body" "http://127.0.0.1:$port/api/exchange_sync"
-          e=$(date +%s.%N)
-          echo "$i $s $e" >>"$tmp/$name.times" ) &
-    done
-    wait $(jobs -p | grep -v "^$stage_pid$" | grep -v "^${pids[0]}$") 2>/dev/null
-    # Draw each request's start..end on a shared axis (one column = 100 ms).
-    sort -n "$tmp/$name.times" | awk -v t0="$t0" '
-        { s = int(($2 - t0) * 10); e = int(($3 - t0) * 10); bar = "";
-          for (c = 0; c < e; c++) bar = bar (c < s ? " " : "#");
-          printf "  req %d |%-40s| %.2f s\n", $1, bar, $3 - t0;
-          if ($3 - t0 > wall) wall = $3 - t0 }
-        END { printf "  wall %.2f s (ideal %.2f s)\n", wall, 0.6 }' | tee "$tmp/$name.chart"
-    wall=$(tail -1 "$tmp/$name.chart" | awk '{print $2}')
-
-    echo "  async request: answer, then the callback at the main service"
-    curl -s -X POST -H 'Content-Type: application/json' \
-         -d "${body/\"demo\"/\"demo-$name\"}" "http://127.0.0.1:$port/api/exchange_async"
-    echo
-    got=$(curl -s "http://127.0.0.1:$main_port/api/exchange_result/demo-$name?wait_ms=5000")
-    echo "  main service has: $got"
-    echo "$name $wall" >>"$summary"
-    kill "$stage_pid" 2>/dev/null; wait "$stage_pid" 2>/dev/null
-    echo
+for tool in loadgen main-service; do
+    if [ ! -x "$B/$tool" ]; then
+        echo "demo: $B/$tool is missing; build first (make, or make demo)" >&2
+        exit 1
+    fi
 done
 
-echo "== summary: $N concurrent sync requests of 2 bills at $DELAY ms"
-printf '  %-22s %s\n' stage "wall time"
-while read -r name wall; do printf '  %-22s %s s\n' "$name" "$wall"; done <"$summary"
-echo "  (all overlapping: $((2 * DELAY)) ms; one at a time: $((N * 2 * DELAY)) ms)"
+if [ -t 1 ]; then
+    BOLD=$(printf '\033[1m') DIM=$(printf '\033[2m') OFF=$(printf '\033[0m')
+else
+    BOLD= DIM= OFF=
+fi
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/demo.XXXXXX")
+PIDS=()
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    for _ in $(seq 30); do
+        local alive=
+        for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+        [ -z "$alive" ] && break
+        sleep 0.1
+    done
+    for p in "${PIDS[@]}"; do kill -KILL -- "-$p" "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+# The trap may run while loadgen's output goes to a file: it writes to the
+# script's own stdout, saved as fd 3.
+exec 3>&1
+trap 'echo >&3; echo "demo: interrupted; stopping what it started" >&3; exit 130' INT TERM
+
+SETSID=
+command -v setsid >/dev/null 2>&1 && SETSID=setsid
+STARTS=0
+
+# start NAME ARGS...: a server on a free port, its log kept; sets PID, PORT.
+start() {
+    local name=$1
+    shift
+    STARTS=$((STARTS + 1))
+    OUT=$TMP/$STARTS.out LOG=$TMP/$STARTS.log
+    SECRET_TOKEN=demo-token $SETSID "$B/$name" --port 0 "$@" >"$OUT" 2>"$LOG" &
+    PID=$!
+    PIDS+=("$PID")
+    PORT=
+    for _ in $(seq 200); do
+        PORT=$(sed -n 's/^listening on http:\/\/.*:\([0-9][0-9]*\)$/\1/p' "$OUT")
+        [ -n "$PORT" ] && return 0
+        kill -0 "$PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    echo "  $name did not start; the end of its log:"
+    tail -3 "$LOG" | sed 's/^/    /'
+    return 1
+}
+
+stop() {
+    kill -TERM "$PID" 2>/dev/null
+    for _ in $(seq 100); do
+        kill -0 "$PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL -- "-$PID" "$PID" 2>/dev/null
+    wait "$PID" 2>/dev/null
+}
+
+heading() { printf '\n%s%s%s\n' "$BOLD" "$*" "$OFF"; }
+secs() { awk "BEGIN { printf \"%.2f\", ($1) }"; }
+
+model_of() {
+    case $1 in
+    01-*) echo "one connection at a time" ;;
+    02-*) echo "a process per connection" ;;
+    03-*) echo "a thread per connection" ;;
+    04-*) echo "one thread, select() + state machines" ;;
+    05-*) echo "one thread, an epoll loop of callbacks" ;;
+    06-*) echo "one thread, coroutines over epoll" ;;
+    esac
+}
+
+# What to look at, one sentence per stage.
+notice_of() {
+    case $1 in
+    01-*) echo "a staircase: each request waits for the one before it, so the last one takes $N x $(secs "$ONE_MS / 1000") s. The log shows one pid doing everything in turn." ;;
+    02-*) echo "a wall: all five wait at the same time, each in its own process (a different pid per request in the log)." ;;
+    03-*) echo "a wall: one thread per connection (a different tid per request), all in one process." ;;
+    04-*) echo "a wall from a single thread: select() watches every socket and the waits are deadlines in a timer heap." ;;
+    05-*) echo "a wall from a single thread: the epoll loop calls back whatever is ready; nothing ever sleeps." ;;
+    06-*) echo "a wall from a single thread: each connection is a coroutine (co N in the log) written as plain sequential code." ;;
+    esac
+}
+
+body_for() {
+    printf '{"request_id":"%s","exchange_rate":75.5,"bills":[%s]}' "$1" \
+        '{"denomination_id":1,"denomination":10.0,"count":5},{"denomination_id":2,"denomination":20.0,"count":3}'
+}
+
+printf '%sprogressive-servers: one endpoint, six concurrency models%s\n' "$BOLD" "$OFF"
+echo "For each stage: $N concurrent POST /api/exchange_sync, $BILLS bills each, ${DELAY} ms per bill."
+echo "One request needs $(secs "$ONE_MS / 1000") s; served together the five take $(secs "$ONE_MS / 1000") s, one at a time $(secs "$N * $ONE_MS / 1000") s."
+
+if ! start main-service; then exit 1; fi
+MAIN_PID=$PID MAIN_PORT=$PORT
+echo "The main service (it receives the async callbacks) listens on port $MAIN_PORT."
+
+SUMMARY=()
+first=1
+for s in "${STAGES[@]}"; do
+    if [ ! -x "$B/$s" ]; then
+        heading "== $s: not built (skipped)"
+        SUMMARY+=("$s|$(model_of "$s")|-|-|-|not built")
+        continue
+    fi
+    if [ "${DEMO_PAUSE:-0}" = 1 ] && [ -t 0 ] && [ -z "$first" ]; then
+        printf '%s(Enter for %s)%s' "$DIM" "$s" "$OFF"
+        read -r _
+    fi
+    first=
+    heading "== $s: $(model_of "$s")"
+    if ! start "$s" --delay-ms "$DELAY" --main-service "http://127.0.0.1:$MAIN_PORT"; then
+        SUMMARY+=("$s|$(model_of "$s")|-|-|-|did not start")
+        continue
+    fi
+
+    # The five sync requests, drawn.
+    # One time axis for every stage (five requests one at a time), so a
+    # wall is visibly short next to 01's staircase.
+    "$LG" --quiet --timeline --span "$(secs "$N * $ONE_MS / 1000")" \
+        -c "$N" -n "$N" --timeout-ms 20000 \
+        --body "$(body_for "demo-sync")" \
+        "http://127.0.0.1:$PORT/api/exchange_sync" >"$TMP/run.txt" 2>&1
+    sed 's/^/  /' "$TMP/run.txt"
+    wall=$(sed -n 's/^  requests  [0-9]* in \([0-9.]*\) s:.*/\1/p' "$TMP/run.txt")
+    echo
+    echo "  ${BOLD}Notice${OFF}: $(notice_of "$s")"
+    echo "  The server's log, first bill of each request (when, and who handled it):"
+    grep 'bill 1:' "$LOG" | head -"$N" | sed "s/ $s / /; s/^+ */    +/"
+
+    # One async request: an answer at once, the result later by callback.
+    id="demo-$s"
+    echo "  Async: POST /api/exchange_async (id $id), then a long poll at the main service:"
+    "$LG" --print -n 1 --timeout-ms 10000 --body "$(body_for "$id")" \
+        "http://127.0.0.1:$PORT/api/exchange_async" 2>&1 | sed 's/^/    answer:   /'
+    cb=$("$LG" --print -n 1 --timeout-ms 10000 \
+        "http://127.0.0.1:$MAIN_PORT/api/exchange_result/$id?wait_ms=8000" 2>&1)
+    echo "$cb" | sed 's/^/    callback: /'
+    cb_ms=$(printf '%s' "$cb" | sed -n 's/^HTTP 200 in \([0-9]*\) ms:.*/\1/p')
+    stop
+    if [ -n "$wall" ]; then
+        SUMMARY+=("$s|$(model_of "$s")|$(secs "$wall")|$(secs "$ONE_MS / 1000")|$(awk -v w="$wall" -v i="$ONE_MS" 'BEGIN { printf "%.1f", w * 1000 / i }')|${cb_ms:+$(secs "$cb_ms / 1000") s after the answer}")
+    else
+        SUMMARY+=("$s|$(model_of "$s")|-|-|-|the sync run failed")
+    fi
+done
+PID=$MAIN_PID
+stop
+
+heading "== Summary: $N concurrent requests x $BILLS bills x ${DELAY} ms"
+fmt='  %-19s %-38s %8s %9s %8s  %s\n'
+printf "$fmt" stage model "wall (s)" "ideal (s)" "x ideal" "async callback"
+for line in "${SUMMARY[@]}"; do
+    IFS='|' read -r a b c d e f <<<"$line"
+    printf "$fmt" "$a" "$b" "$c" "$d" "$e" "$f"
+done
+echo
+echo "  Ideal: the five requests overlap, so the wall time is one request, $(secs "$ONE_MS / 1000") s."
+echo "  The async callback waits for both bills: one after another in 01 and 02"
+echo "  ($(secs "$ONE_MS / 1000") s), together where the model allows it (03-06, $(secs "$DELAY / 1000") s)."

@@ -1,0 +1,601 @@
+/* test_loadgen: the benchmark client (tools/loadgen.c) end to end, run as
+ * a program against servers that exist from the start: 01-blocking (one
+ * request at a time, closes every connection) and the main service (a
+ * thread per connection, keep-alive, long polling for a concurrent wait).
+ * Checked: the --json counts and keys, failures by kind (refused, timeout,
+ * HTTP status), the timeline's shape (a staircase from 01, a wall from a
+ * concurrent server, sampling past 40 rows), --stall, --watch-pid, --print,
+ * --span, -t, -d, progress lines, Ctrl-C, and the command line. */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+struct run {
+    int status;  /* exit status, 128+signal if killed */
+    char *out;   /* stdout, malloc'd */
+    char *err;   /* stderr, malloc'd */
+};
+
+static char *read_all_fd(int fd)
+{
+    size_t len = 0, cap = 4096;
+    char *buf = malloc(cap);
+    ck_assert_ptr_nonnull(buf);
+    for (;;) {
+        if (len + 1 >= cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            ck_assert_ptr_nonnull(buf);
+        }
+        ssize_t n = read(fd, buf + len, cap - 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    buf[len] = '\0';
+    return buf;
+}
+
+/* Runs build/loadgen with args (NULL-terminated). With sigint_after_ms > 0
+ * it gets a SIGINT that long after the start. */
+static void run_loadgen(struct run *r, const char *const *args,
+                        int sigint_after_ms)
+{
+    const char *bin = harness_bin("loadgen");
+    ck_assert_msg(access(bin, X_OK) == 0, "%s is not built", bin);
+    char *argv[64];
+    int argc = 0;
+    argv[argc++] = (char *)bin;
+    for (int i = 0; args[i] && argc < 63; i++)
+        argv[argc++] = (char *)args[i];
+    argv[argc] = NULL;
+    int out[2];
+    ck_assert(pipe2(out, O_CLOEXEC) == 0);
+    int err_fd = memfd_create("loadgen-stderr", 0);
+    ck_assert(err_fd >= 0);
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        dup2(out[1], STDOUT_FILENO);
+        dup2(err_fd, STDERR_FILENO);
+        signal(SIGPIPE, SIG_DFL);
+        execv(bin, argv);
+        _exit(127);
+    }
+    close(out[1]);
+    if (sigint_after_ms > 0) {
+        harness_sleep_ms(sigint_after_ms);
+        kill(pid, SIGINT);
+    }
+    r->out = read_all_fd(out[0]);
+    close(out[0]);
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    lseek(err_fd, 0, SEEK_SET);
+    r->err = read_all_fd(err_fd);
+    close(err_fd);
+}
+
+static void run_free(struct run *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+/* The number after "key": in loadgen's JSON (every key appears once). */
+static double json_num(const char *json, const char *key)
+{
+    char pat[96];
+    snprintf(pat, sizeof pat, "\"%s\": ", key);
+    const char *p = strstr(json, pat);
+    ck_assert_msg(p != NULL, "no key %s in:\n%s", key, json);
+    return strtod(p + strlen(pat), NULL);
+}
+
+static char *url_of(int port, const char *path)
+{
+    char *u;
+    ck_assert_int_ge(asprintf(&u, "http://127.0.0.1:%d%s", port, path), 0);
+    return u;
+}
+
+static void start_01(struct proc *p, const char *delay_ms,
+                     const char *idle_ms)
+{
+    const char *args[] = {"--quiet", "--delay-ms", delay_ms,
+                          "--idle-timeout-ms", idle_ms, NULL};
+    static const char *const env[] = {"SECRET_TOKEN=test-token", NULL};
+    proc_start(p, "01-blocking", args, env);
+}
+
+static void start_main(struct proc *p)
+{
+    static const char *const env[] = {"SECRET_TOKEN=test-token", NULL};
+    proc_start(p, "main-service", NULL, env);
+}
+
+/* Rows of a --timeline chart: lines starting with "  #". Fills bars[i]
+ * with row i's bar (between the '|'), returns how many. */
+static int timeline_rows(const char *text, char bars[][256], int max)
+{
+    int n = 0;
+    for (const char *line = text; line && *line && n < max;) {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        if (len > 3 && strncmp(line, "  #", 3) == 0) {
+            const char *a = memchr(line, '|', len);
+            const char *b = a ? memchr(a + 1, '|', len - (size_t)(a + 1 - line))
+                              : NULL;
+            ck_assert_msg(a && b, "row without a bar: %.*s", (int)len, line);
+            size_t bl = (size_t)(b - a - 1);
+            ck_assert_uint_lt(bl, 256);
+            memcpy(bars[n], a + 1, bl);
+            bars[n][bl] = '\0';
+            n++;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    return n;
+}
+
+static int count_char(const char *s, char c)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == c;
+    return n;
+}
+
+static int first_col(const char *bar, char c)
+{
+    const char *p = strchr(bar, c);
+    return p ? (int)(p - bar) : -1;
+}
+
+START_TEST(json_counts_twenty_requests)
+{
+    struct proc s;
+    start_01(&s, "100", "2000");
+    char *url = url_of(s.port, "/");
+    struct run r;
+    run_loadgen(&r, (const char *const[]){"--json", "-n", "20", "-c", "5",
+                                          "--url", url, NULL}, 0);
+    ck_assert_msg(r.status == 0, "exit %d, stderr:\n%s", r.status, r.err);
+    ck_assert_int_eq((int)json_num(r.out, "requests"), 20);
+    ck_assert_int_eq((int)json_num(r.out, "ok"), 20);
+    ck_assert_int_eq((int)json_num(r.out, "failed"), 0);
+    ck_assert_int_eq((int)json_num(r.out, "concurrency"), 5);
+    ck_assert_ptr_nonnull(strstr(r.out, "\"status_counts\": {\"200\": 20}"));
+    ck_assert_ptr_nonnull(strstr(r.out, "\"keepalive\": true"));
+    ck_assert_ptr_nonnull(strstr(r.out, "\"method\": \"GET\""));
+    ck_assert(json_num(r.out, "rps") > 0);
+    double mn = json_num(r.out, "min_ms"), p50 = json_num(r.out, "p50_ms");
+    double p90 = json_num(r.out, "p90_ms"), p99 = json_num(r.out, "p99_ms");
+    double mx = json_num(r.out, "max_ms");
+    ck_assert(mn > 0 && mn <= p50 && p50 <= p90 && p90 <= p99 && p99 <= mx);
+    ck_assert_str_eq(r.err, ""); /* a short run prints no progress */
+    run_free(&r);
+    free(url);
+    ck_assert_int_eq(proc_stop(&s, 20000), 0);
+}
+END_TEST
+
+START_TEST(sync_requests_with_bills_queue_behind_each_other_on_01)
+{
+    struct proc s;
+    start_01(&s, "100", "2000");
+    char *url = url_of(s.port, "/api/exchange_sync");
+    struct run r;
+    run_loadgen(&r, (const char *const[]){"--json", "--bills", "2", "-n", "3",
+                                          "-c", "3", "--url", url, NULL}, 0);
+    ck_assert_msg(r.status == 0, "exit %d, stderr:\n%s", r.status, r.err);
+    ck_assert_int_eq((int)json_num(r.out, "ok"), 3);
+    ck_assert_ptr_nonnull(strstr(r.out, "\"method\": \"POST\""));
+    /* 3 requests x 2 bills x 100 ms, one request at a time. */
+    ck_assert(json_num(r.out, "wall_s") >= 0.55);
+    ck_assert(json_num(r.out, "max_ms") >= 550);
+    ck_assert(json_num(r.out, "min_ms") >= 180);
+    run_free(&r);
+    free(url);
+    ck_assert_int_eq(proc_stop(&s, 20000), 0);
+}
+END_TEST
+
+START_TEST(timeline_draws_a_staircase_for_01)
+{
+    struct proc s;
+    start_01(&s, "100", "2000");
+    char *url = url_of(s.port, "/api/exchange_sync");
+    struct run r;
+    run_loadgen(&r, (const char *const[]){"--timeline", "--width", "40",
+                                          "--bills", "1", "-c", "4", url,
+                                          NULL}, 0);
+    ck_assert_msg(r.status == 0, "exit %d, stderr:\n%s", r.status, r.err);
+    ck_assert_msg(strncmp(r.out, "timeline: 4 requests", 20) == 0, "%s", r.out);
+    char bars[8][256];
+    ck_assert_int_eq(timeline_rows(r.out, bars, 8), 4);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq((int)strlen(bars[i]), 40);
+        ck_assert_int_eq(first_col(bars[i], '#'), 0); /* all sent at once */
+        if (i > 0) /* ...and answered one after another */
+            ck_assert_msg(count_char(bars[i], '#') >
+                              count_char(bars[i - 1], '#') + 5,
+                          "not a staircase:\n%s", r.out);
+    }
+    ck_assert_int_eq(count_char(bars[3], '#'), 40); /* the last ends it */
+    /* the summary follows the chart */
+    ck_assert_ptr_nonnull(strstr(r.out, "4 ok (2xx), 0 failed"));
+    ck_assert_ptr_nonnull(strstr(r.out, "latency"));
+    run_free(&r);
+    free(url);
+    ck_assert_int_eq(proc_stop(&s, 20000), 0);
+}
+END_TEST
+
+START_TEST(timeline_draws_a_wall_for_a_concurrent_server)
+{
+    /* Six long polls on the main service wait 300 ms each, together, and
+     * end with 404 (no such result): a wall, drawn with 'x'. */
+    struct proc m;
+    start_main(&m);
+    char *url = url_of(m.port, "/api/exchange_result/none?wait_ms=300");
+    struct run r;
+    run_loadgen(&r, (const char *const[]){"--timeline", "--width", "40",
+                                          "-c", "6", url, NULL}, 0);
+    ck_assert_int_eq(r.status, 1); /* failures: 404s */
+    char bars[8][256];
+    ck_assert_int_eq(timeline_rows(r.out, bars, 8), 6);
+    for (int i = 0; i < 6; i++) {
+        ck_assert_int_eq(count_char(bars[i], '#'), 0);
+        ck_assert_int_ge(count_char(bars[i], 'x'), 36);
+        ck_assert_int_eq(first_col(bars[i], 'x'), 0);
+    }
+    ck_assert_ptr_nonnull(strstr(r.out, "HTTP 404"));
+    ck_assert_ptr_nonnull(strstr(r.out, "failures  HTTP 404 x6"));
+    run_free(&r);
+    free(url);
+    ck_assert_int_eq(proc_stop(&m, 5000), 0);
+}
+END_TEST
+
+START_TEST(span_fixes_the_time_axis)
+{
+    /* Four requests of 100 ms on 01 end at 0.4 s; on a 1 s axis of 40
+     * columns the last bar covers about 16 of them. */
+    struct proc s;
+    start_01(&s, "100", "2000");
+    char *url = url_of(s.port, "/api/exchange_sync");
+    struct run r;
+    run_loadgen(&r, (const char *const[]){"--timeline", "--width", "40",
+                                          "--span", "1", "--bills", "1",
+                                          "-c", "4", url, NULL}, 0);
+    ck_assert_msg(r.status == 0, "exit %d, stderr:\n%s", r.status, r.err);
+    char bars[8][256];
+    ck_assert_int_eq(timeline_rows(r.out, bars, 8), 4);
+    int last = count_char(bars[3], '#');
+    ck_assert_msg(last >= 15 && last <= 22, "last bar %d of 40:\n%s", last,
+                  r.out);
+    ck_assert_ptr_nonnull(strstr(r.out, "one column = 25 ms"));
+    run_free(&r);
+    free(url);
+    ck_assert_int_eq(proc_stop(&s, 20000), 0);
+}
+END_TEST
+
+START_TEST(threads_share_the_requests)
+{
+    struct proc m;
+    start_main(&m);
+    char *url = url_of(m.port, "/");
+    struct run r;
+    run_loadgen(&r, (const char *const[]){"--json", "-t", "3", "-c", "6", "-n",
+                                          "600", url, NULL}, 0);
+    ck_assert_msg(r.status == 0, "exit %d, stderr:\n%s", r.status, r.err);
+    ck_assert_int_eq((int)json_num(r.out, "threads"), 3);
+    ck_assert_int_eq((int)json_num(r.out, "requests"), 600);
+    ck_assert_int_eq((int)json_num(r.out, "ok"), 600);
+    run_free(&r);
+    /* -d with threads, and more threads than connections is trimmed */
+    run_loadgen(&r, (const char *const[]){"--json", "-t", "8", "-c", "2", "-d",
+                                          "0.5", url, NULL}, 0);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_int_eq((int)json_num(r.out, "threads"), 2);
+    ck_assert(json_num(r.out, "ok") > 10);
+    run_free(&r);
+    free(url);
+    ck_assert_int_eq(proc_stop(&m, 5000), 0);
+}
+END_TEST
+
+START_TEST(timeline_samples_forty_rows_of_many)
+{
+    struct proc m;
+    start_main(&m);
+    char *url = url_of(m.port, "/");
+    struct run r;
+    run_loadgen(&r, (const char *const[]){"--timeline", "-n", "100", "-c",
+                                          "10", url, NULL}, 0);
+    ck_assert_msg(r.status == 0, "exit %d, stderr:\n%s", r.status, r.err);
+    ck_assert_ptr_nonnull(strstr(r.out, "timeline: 100 requests (40 rows, "
+                                        "sampled evenly by start time)"));
+    char bars[64][256];
+    ck_assert_int_eq(timeline_rows(r.out, bars, 64), 40);
+    ck_assert_int_eq((int)strlen(bars[0]), 60); /* not a tty: 60 columns */
+    run_free(&r);
+    free(url);
+    ck_assert_int_eq(proc_stop(&m, 5000), 0);
+}
+END_TEST
+
+START_TEST(json_timeline_lists_every_request)
+{
+    struct proc m;
+    start_main(&m);
+    char *url = url_of(m.port, "/");
+    struct run r;
+    run_loadgen(&r, (const char *const[]){"--json", "--timeline", "-n", "7",
+                                          "-c", "3", url, NULL}, 0);
+    ck_assert_int_eq(r.status, 0);
+    int rows = 0;
+    for (const char *p = r.out; (p = strstr(p, "{\"start_ms\": ")); p++)
+        rows++;
+    ck_assert_int_eq(rows, 7);
+    ck_assert_ptr_nonnull(
+        strstr(r.out, "\"status\": 200, \"outcome\": \"ok\"}"));
+    run_free(&r);
+    free(url);
+    ck_assert_int_eq(proc_stop(&m, 5000), 0);
+}
+END_TEST
+
+START_TEST(refused_connections_are_counted)
+{
+    /* A bound socket that does not listen: connecting to it is refused,
+     * and nobody else can take the port meanwhile. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    socklen_t len = sizeof a;
+    ck_assert(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+    char *url = url_of(ntohs(a.sin_port), "/");
+    struct run r;
+    run_loadgen(&r, (const char *const[]){"--json", "-n", "4", "-c", "2", url,
+                                          NULL}, 0);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_int_eq((int)json_num(r.out, "refused"), 4);
+    ck_assert_int_eq((int)json_num(r.out, "failed"), 4);
+    ck_assert_int_eq((int)json_num(r.out, "ok"), 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "\"status_counts\": {}"));
+    run_free(&r);
+    run_loadgen(&r, (const char *const[]){"-n", "2", url, NULL}, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "failures  refused 2"));
+    run_free(&r);
+    free(url);
+    close(fd);
+}
+END_TEST
+
+START_TEST(timeouts_and_http_statuses_are_counted)
+{
+    struct proc s;
+    start_01(&s, "1000", "2000");
+    char *url = url_of(s.port, "/api/exchange_sync");
+    struct run r;
+    run_loadgen(&r, (const char *const[]){"--json", "--bills", "1",
+                                          "--timeout-ms", "200", "-n", "2",
+                                          "-c", "2", url, NULL}, 0);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_int_eq((int)json_num(r.out, "timeout"), 2);
+    ck_assert_int_eq((int)json_num(r.out, "ok"), 0);
+    run_free(&r);
+    free(url);
+    /* a 404 is an answer, counted by status */
+    url = url_of(s.port, "/nowhere");
+    run_loadgen(&r, (const char *const[]){"--json", "-n", "3", "-c", "1", url,
+                                          NULL}, 0);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_int_eq((int)json_num(r.out, "http_errors"), 3);
+    ck_assert_ptr_nonnull(strstr(r.out, "\"status_counts\": {\"404\": 3}"));
+    run_free(&r);
+    free(url);
+    ck_assert_int_eq(proc_stop(&s, 20000), 0);
+}
+END_TEST
+
+START_TEST(stalled_connections_hold_01_until_its_idle_timeout)
+{
+    /* Three half-sent requests reach 01 first; it waits 200 ms on each
+     * before dropping it, so the measured request waits about 600 ms. */
+    struct proc s;
+    start_01(&s, "100", "200");
+    char *url = url_of(s.port, "/");
+    struct run r;
+    run_loadgen(&r, (const char *const[]){"--json", "--stall", "3", "-n", "1",
+                                          url, NULL}, 0);
+    ck_assert_msg(r.status == 0, "exit %d, stderr:\n%s", r.status, r.err);
+    ck_assert_int_eq((int)json_num(r.out, "ok"), 1);
+    ck_assert_int_eq((int)json_num(r.out, "stall_requested"), 3);
+    ck_assert_int_eq((int)json_num(r.out, "stall_connected"), 3);
+    ck_assert_int_eq((int)json_num(r.out, "stall_dropped"), 3);
+    ck_assert(json_num(r.out, "max_ms") >= 450);
+    run_free(&r);
+    free(url);
+    ck_assert_int_eq(proc_stop(&s, 20000), 0);
+}
+END_TEST
+
+START_TEST(watch_pid_reports_the_servers_memory_and_cpu)
+{
+    struct proc m;
+    start_main(&m);
+    char *url = url_of(m.port, "/");
+    char pid[16];
+    snprintf(pid, sizeof pid, "%d", (int)m.pid);
+    struct run r;
+    run_loadgen(&r, (const char *const[]){"--json", "--watch-pid", pid, "-n",
+                                          "300", "-c", "20", "--stall", "10",
+                                          url, NULL}, 0);
+    ck_assert_msg(r.status == 0, "exit %d, stderr:\n%s", r.status, r.err);
+    ck_assert(json_num(r.out, "server_rss_start_kb") > 0);
+    ck_assert(json_num(r.out, "server_rss_peak_kb") >=
+              json_num(r.out, "server_rss_start_kb"));
+    /* a thread per connection: the stalls alone hold ten threads */
+    ck_assert(json_num(r.out, "server_threads_peak") >= 10);
+    ck_assert_int_eq((int)json_num(r.out, "server_procs_peak"), 1);
+    ck_assert(json_num(r.out, "server_cpu_s") >= 0);
+    ck_assert_int_eq((int)json_num(r.out, "stall_dropped"), 0);
+    run_free(&r);
+    /* the text form says the same in one line */
+    run_loadgen(&r, (const char *const[]){"--watch-pid", pid, "-n", "10", url,
+                                          NULL}, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "  server    cpu "));
+    ck_assert_ptr_nonnull(strstr(r.out, "in 1 process\n"));
+    run_free(&r);
+    free(url);
+    ck_assert_int_eq(proc_stop(&m, 5000), 0);
+}
+END_TEST
+
+START_TEST(print_shows_each_response_like_a_tiny_curl)
+{
+    struct proc m;
+    start_main(&m);
+    char *put = url_of(m.port, "/api/exchange_result");
+    struct run r;
+    run_loadgen(&r, (const char *const[]){"--print", "--method", "PUT",
+                                          "--body",
+                                          "{\"token\":\"test-token\","
+                                          "\"request_id\":\"p1\","
+                                          "\"breakdown\":[]}",
+                                          "-n", "1", put, NULL}, 0);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_msg(strncmp(r.out, "HTTP 200 in ", 12) == 0, "%s", r.out);
+    ck_assert_ptr_nonnull(strstr(r.out, " ms: {\"status\":\"ok\"}\n"));
+    ck_assert_ptr_null(strstr(r.out, "latency")); /* no summary */
+    run_free(&r);
+    char *get = url_of(m.port, "/api/exchange_result/p1");
+    run_loadgen(&r, (const char *const[]){"--print", get, NULL}, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "{\"request_id\":\"p1\","
+                                        "\"breakdown\":[]}"));
+    run_free(&r);
+    free(put);
+    free(get);
+    ck_assert_int_eq(proc_stop(&m, 5000), 0);
+}
+END_TEST
+
+START_TEST(duration_keepalive_off_and_progress)
+{
+    struct proc m;
+    start_main(&m);
+    char *url = url_of(m.port, "/");
+    struct run r;
+    run_loadgen(&r, (const char *const[]){"--json", "-d", "2.5", "-c", "4",
+                                          "--no-keepalive", url, NULL}, 0);
+    ck_assert_msg(r.status == 0, "exit %d, stderr:\n%s", r.status, r.err);
+    ck_assert_ptr_nonnull(strstr(r.out, "\"keepalive\": false"));
+    double wall = json_num(r.out, "wall_s");
+    ck_assert_msg(wall >= 2.4 && wall < 6, "wall %f", wall);
+    ck_assert(json_num(r.out, "requests") > 20);
+    /* stderr is not a terminal: one plain progress line a second */
+    ck_assert_msg(strstr(r.err, "loadgen:   2.") && strstr(r.err, "req/s"),
+                  "no progress line in:\n%s", r.err);
+    ck_assert_ptr_null(strchr(r.err, '\r'));
+    run_free(&r);
+    run_loadgen(&r, (const char *const[]){"--json", "--quiet", "-d", "2.2",
+                                          "-c", "2", url, NULL}, 0);
+    ck_assert_str_eq(r.err, "");
+    run_free(&r);
+    free(url);
+    ck_assert_int_eq(proc_stop(&m, 5000), 0);
+}
+END_TEST
+
+START_TEST(sigint_stops_the_run_and_still_reports)
+{
+    struct proc m;
+    start_main(&m);
+    char *url = url_of(m.port, "/");
+    struct run r;
+    run_loadgen(&r, (const char *const[]){"--json", "--quiet", "-d", "60",
+                                          "-c", "4", url, NULL}, 700);
+    ck_assert_int_eq(r.status, 130);
+    ck_assert_ptr_nonnull(strstr(r.out, "\"interrupted\": true"));
+    ck_assert(json_num(r.out, "requests") > 0);
+    ck_assert_int_eq((int)json_num(r.out, "failed"), 0);
+    run_free(&r);
+    free(url);
+    ck_assert_int_eq(proc_stop(&m, 5000), 0);
+}
+END_TEST
+
+START_TEST(command_line)
+{
+    struct run r;
+    run_loadgen(&r, (const char *const[]){"--help", NULL}, 0);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "usage: loadgen"));
+    ck_assert_ptr_nonnull(strstr(r.out, "--timeline"));
+    run_free(&r);
+    static const char *const bad[][6] = {
+        {NULL},                                      /* no URL */
+        {"-c", "0", "http://127.0.0.1:1/", NULL},     /* bad concurrency */
+        {"-n", "5", "-d", "1", "http://127.0.0.1:1/", NULL},
+        {"--bogus", "http://127.0.0.1:1/", NULL},
+        {"--timeout-ms", NULL},                       /* missing value */
+        {"http://a/", "http://b/", NULL},             /* two URLs */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        run_loadgen(&r, bad[i], 0);
+        ck_assert_msg(r.status == 2, "case %zu: exit %d", i, r.status);
+        ck_assert_ptr_nonnull(strstr(r.err, "loadgen: "));
+        run_free(&r);
+    }
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("loadgen");
+    TCase *tc = tcase_create("loadgen");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, json_counts_twenty_requests);
+    tcase_add_test(tc, sync_requests_with_bills_queue_behind_each_other_on_01);
+    tcase_add_test(tc, timeline_draws_a_staircase_for_01);
+    tcase_add_test(tc, timeline_draws_a_wall_for_a_concurrent_server);
+    tcase_add_test(tc, span_fixes_the_time_axis);
+    tcase_add_test(tc, threads_share_the_requests);
+    tcase_add_test(tc, timeline_samples_forty_rows_of_many);
+    tcase_add_test(tc, json_timeline_lists_every_request);
+    tcase_add_test(tc, refused_connections_are_counted);
+    tcase_add_test(tc, timeouts_and_http_statuses_are_counted);
+    tcase_add_test(tc, stalled_connections_hold_01_until_its_idle_timeout);
+    tcase_add_test(tc, watch_pid_reports_the_servers_memory_and_cpu);
+    tcase_add_test(tc, print_shows_each_response_like_a_tiny_curl);
+    tcase_add_test(tc, duration_keepalive_off_and_progress);
+    tcase_add_test(tc, sigint_stops_the_run_and_still_reports);
+    tcase_add_test(tc, command_line);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
