@@ -310,8 +310,9 @@ static void start_async_job(struct async_job *aj)
 
 /* ---- one connection --------------------------------------------------- */
 
-/* Reads until one whole request is parsed: 01's read_request with co_read
- * in place of read. Returns HTTP_DONE, HTTP_ERROR, or HTTP_NEED_MORE if
+/* Reads until one whole request is parsed: the blocking stages'
+ * conn_io_read_request (common/conn_io.c) with co_read in place of poll and
+ * read. Returns HTTP_DONE, HTTP_ERROR, or HTTP_NEED_MORE if
  * the client went away, was too slow, or the server is stopping. */
 static enum http_parse_status read_request(struct conn *c,
                                            struct http_parser *p)
