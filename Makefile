@@ -3,7 +3,15 @@
 #   make                 build everything into build/
 #   make test            unit + integration tests (Check + libcurl)
 #   make test SAN=1      the same under AddressSanitizer + UBSan (build/asan)
-#   make test SAN=thread ThreadSanitizer over the threaded parts (build/tsan)
+#   make test SAN=thread ThreadSanitizer over the threaded parts (build/tsan):
+#                        only 03-threads and 06-coroutines (its worker pool)
+#                        are built, and only the tests that drive threads run
+#                        (test_coro, test_coroutines, test_fork_threads,
+#                        test_stages, test_main_service, test_faults), with
+#                        STAGES=03-threads,06-coroutines
+#   make valgrind        memcheck spot check: one stage (VG_STAGE, default
+#                        03-threads) run under valgrind, fails on any error
+#                        or definite leak (tests/valgrind.sh)
 #   make run STAGE=4     run one stage in the foreground (Ctrl-C stops it)
 #   make demo            the instructor demo, side by side
 #   make bench           the benchmarks (tables + CSV under bench/results)
@@ -62,7 +70,7 @@ STAGE_BINS := $(addprefix $(B)/,$(STAGES))
 TOOL_BINS  := $(addprefix $(B)/,$(filter $(TOOLS),$(basename $(notdir $(wildcard tools/*.c)))))
 TEST_BINS  := $(addprefix $(B)/tests/,$(TESTS))
 
-.PHONY: all test unit integration run demo bench deps fuzz clean help
+.PHONY: all test unit integration run demo bench deps fuzz clean help valgrind
 all: $(STAGE_BINS) $(TOOL_BINS)
 
 $(B)/obj/%.o: %.c
@@ -90,13 +98,38 @@ $(TEST_BINS): $(B)/tests/%: $(B)/obj/tests/%.o $$(TEST_EXTRA_$$*) $(HARNESS_OBJ)
 
 # Unit tests first (fast, pinpoint failures), then the stages end to end.
 # STAGE_BIN_DIR tells the integration tests which build to start.
-test: all $(TEST_BINS)
-	@failed=0; for t in $(TEST_BINS); do \
+#
+# ThreadSanitizer (SAN=thread) is about threads, and it makes programs 5-15
+# times slower: it builds and runs only what has threads worth checking,
+# 03-threads (a thread per connection, job threads, the live counters) and
+# 06-coroutines (its run_in_executor worker pool, coroutine fibers), with the
+# main service they call back. The tests that start stages honour STAGES.
+ifeq ($(SAN),thread)
+  TSAN_TESTS := test_coro test_coroutines test_fork_threads test_stages \
+                test_main_service test_faults
+  TEST_RUN   := $(addprefix $(B)/tests/,$(filter $(TSAN_TESTS),$(TESTS)))
+  TEST_NEEDS := $(addprefix $(B)/,03-threads 06-coroutines main-service)
+  TEST_ENV   := STAGES=03-threads,06-coroutines
+else
+  TEST_RUN   := $(TEST_BINS)
+  TEST_NEEDS := all
+  TEST_ENV   :=
+endif
+
+test: $(TEST_NEEDS) $(TEST_RUN)
+	@failed=0; for t in $(TEST_RUN); do \
 	    echo "== $$t"; \
-	    STAGE_BIN_DIR=$(B) $$t || failed=1; \
+	    $(TEST_ENV) STAGE_BIN_DIR=$(B) $$t || failed=1; \
 	done; \
 	if [ $$failed -ne 0 ]; then echo "make test: FAILED"; exit 1; fi; \
 	echo "make test: all passed ($(B))"
+
+# valgrind's memcheck over one stage of the plain build (-O2 -g): the
+# lecture example (sync, async with its callback, bad requests), SIGTERM,
+# then any memcheck error or definite leak fails.
+VG_STAGE ?= 03-threads
+valgrind: $(B)/$(VG_STAGE) $(B)/main-service
+	@./tests/valgrind.sh $(B) $(VG_STAGE)
 
 STAGE ?= 1
 run: all
@@ -122,6 +155,6 @@ clean:
 	rm -rf build
 
 help:
-	@sed -n '2,12p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,20p' Makefile | sed 's/^# \{0,1\}//'
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

@@ -39,7 +39,17 @@
  * not told about looks like a wild jump of the stack pointer and produces
  * false reports. ThreadSanitizer keeps a shadow call stack per thread and
  * needs a "fiber" per coroutine. Both get their calls right next to each
- * swapcontext below; in normal builds the hooks compile to nothing. */
+ * swapcontext below; in normal builds the hooks compile to nothing.
+ *
+ * One more TSan rule: it defers an asynchronous signal (SIGTERM, SIGINT)
+ * that arrives while the thread runs ordinary code, queues it on the fiber
+ * that was running, and calls the handler when that fiber next enters libc.
+ * A coroutine that finishes before that takes the signal with it: its
+ * fiber is destroyed, the handler never runs, and a stop request is lost
+ * (seen as a server hanging after SIGTERM in make test SAN=thread). So in a
+ * TSan build the loop thread keeps asynchronous signals blocked from
+ * co_sched_init to co_sched_free and lets them in only while it sleeps in
+ * epoll_pwait, on the scheduler's own fiber (tsan_block_async_signals). */
 #if defined(__SANITIZE_ADDRESS__)
 #define CO_ASAN 1
 #endif
@@ -205,6 +215,7 @@ struct co_sched {
 #endif
 #ifdef CO_TSAN
     void *tsan_fiber;
+    sigset_t tsan_wait_mask;   /* the thread's mask before co_sched_init */
 #endif
 };
 
@@ -579,7 +590,12 @@ int co_sched_run(void)
             rc = -EDEADLK;
             break;
         }
+#ifdef CO_TSAN
+        int n = epoll_pwait(sched->epfd, sched->events, CO_MAX_EVENTS, timeout,
+                            &sched->tsan_wait_mask); /* see section 1 */
+#else
         int n = epoll_wait(sched->epfd, sched->events, CO_MAX_EVENTS, timeout);
+#endif
         if (n < 0 && errno != EINTR) {
             rc = -errno;
             break;
@@ -1258,6 +1274,21 @@ int co_curl_perform(CURL *easy)
 
 /* ---- the scheduler's life ------------------------------------------------ */
 
+#ifdef CO_TSAN
+/* Section 1: under TSan, asynchronous signals wait for epoll_pwait. The
+ * synchronous ones (a fault, abort) cannot wait and stay unblocked. */
+static void tsan_block_async_signals(struct co_sched *s)
+{
+    static const int sync_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL,
+                                       SIGTRAP, SIGSYS, SIGABRT};
+    sigset_t async;
+    sigfillset(&async);
+    for (size_t i = 0; i < sizeof sync_signals / sizeof sync_signals[0]; i++)
+        sigdelset(&async, sync_signals[i]);
+    pthread_sigmask(SIG_BLOCK, &async, &s->tsan_wait_mask);
+}
+#endif
+
 int co_sched_init(const struct co_options *opts)
 {
     if (sched)
@@ -1276,6 +1307,9 @@ int co_sched_init(const struct co_options *opts)
                                                : CO_DEFAULT_WORKERS;
     s->next_id = 1;
     s->loop_thread = pthread_self();
+#ifdef CO_TSAN
+    tsan_block_async_signals(s);
+#endif
     timer_heap_init(&s->timers);
     timer_node_init(&s->curl_timer);
     pthread_mutex_init(&s->pool.lock, NULL);
@@ -1333,6 +1367,9 @@ void co_sched_free(void)
         close(s->epfd);
     pthread_mutex_destroy(&s->pool.lock);
     pthread_cond_destroy(&s->pool.work);
+#ifdef CO_TSAN
+    pthread_sigmask(SIG_SETMASK, &s->tsan_wait_mask, NULL);
+#endif
     free(s->fds);
     free(s);
     sched = NULL;

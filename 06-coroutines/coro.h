@@ -100,7 +100,9 @@ typedef void *(*co_fn)(void *arg);
 
 /* Creates the one scheduler: the epoll instance, the timer heap, the ready
  * queue. opts may be NULL for the defaults. 0, or a negative errno
- * (-EBUSY if a scheduler already exists). */
+ * (-EBUSY if a scheduler already exists). In a ThreadSanitizer build it
+ * also blocks asynchronous signals on the calling thread until
+ * co_sched_free; the loop takes them while it waits (coro.c, section 1). */
 int co_sched_init(const struct co_options *opts);
 
 /* The loop: runs ready coroutines, sleeps in epoll_wait until the next

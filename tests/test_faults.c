@@ -1,0 +1,731 @@
+/* Fault tests: every stage, started for real, while the world misbehaves.
+ *
+ * The main service is down, slow, or answering 500 while async jobs want to
+ * deliver their results; it comes back inside the retry window; the server
+ * runs out of descriptors; SIGTERM arrives while requests and callbacks are
+ * in flight. The retry policy is common/callback.c's (3 tries, backoff
+ * 500 ms then 1000 ms, 5 s per try), so every stage must show the same log
+ * lines; what differs per model is whether others are served meanwhile
+ * (01 stalls by design) and whether a low descriptor limit is reached at
+ * all (01 holds one connection, 02's parent closes each socket after fork).
+ *
+ * One table, one row per stage, as in test_stages.c: same STAGES filter,
+ * same rule that a row runs when its folder exists.
+ *
+ * The fake main services here are plain sockets served by a thread of the
+ * test. The thread is started only after every proc_start of its test, so
+ * no fork ever copies a process with a second thread running. */
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+struct stage_row {
+    const char *name;
+    bool overlaps;  /* serves GET / while an async job waits or retries */
+    bool exhausts;  /* 100 held clients reach a 64-descriptor limit */
+};
+
+static const struct stage_row stages[] = {
+    /* One connection at a time: the others wait in the listen backlog,
+     * which costs no descriptor, so the limit is never reached. */
+    {"01-blocking", .overlaps = false, .exhausts = false},
+    /* The parent closes its copy of each socket right after fork: every
+     * child holds one descriptor of its own. The parent never runs out. */
+    {"02-fork", .overlaps = true, .exhausts = false},
+    {"03-threads", .overlaps = true, .exhausts = true},
+    {"04-select", .overlaps = true, .exhausts = true},
+    {"05-epoll-callbacks", .overlaps = true, .exhausts = true},
+    {"06-coroutines", .overlaps = true, .exhausts = true},
+};
+#define NUM_STAGES ((int)(sizeof stages / sizeof stages[0]))
+
+static bool row_selected(int i)
+{
+    const char *only = getenv("STAGES");
+    if (only && *only && !strstr(only, stages[i].name))
+        return false;
+    return access(stages[i].name, F_OK) == 0;
+}
+
+#define TOKEN "test-token"
+static const char *const token_env[] = {"SECRET_TOKEN=" TOKEN, NULL};
+
+/* "At once" for GET / while a job waits elsewhere. Sanitizer builds and a
+ * shared 2-core machine need the margin; a stalled server needs seconds. */
+#define FAST_S 0.3
+/* The retry policy of common/callback.h, in seconds. */
+#define BACKOFF_1_S 0.5
+#define BACKOFF_2_S 1.0
+
+/* ---- small helpers ---- */
+
+static void start_stage(struct proc *p, int i, const char *main_url,
+                        int delay_ms)
+{
+    char delay[16];
+    snprintf(delay, sizeof delay, "%d", delay_ms);
+    const char *args[] = {"--delay-ms", delay, "--idle-timeout-ms", "5000",
+                          "--main-service", main_url, NULL};
+    proc_start(p, stages[i].name, args, token_env);
+}
+
+static void stop_stage(struct proc *p)
+{
+    ck_assert_int_eq(proc_stop(p, 20000), 0);
+}
+
+/* A port on which nothing listens (it was free a moment ago). */
+static int closed_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    ck_assert(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    ck_assert(getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+static void url_of(char *out, size_t cap, int port)
+{
+    snprintf(out, cap, "http://127.0.0.1:%d", port);
+}
+
+/* Waits until the server's log contains needle; seconds waited, or fails
+ * the test after timeout_ms. */
+static double wait_log(struct proc *p, const char *needle, int timeout_ms)
+{
+    double start = harness_now();
+    for (;;) {
+        if (strstr(harness_read_log(p), needle))
+            return harness_now() - start;
+        if (harness_now() - start > timeout_ms / 1000.0) {
+            fprintf(stderr, "--- %s log:\n%s\n", p->name, harness_read_log(p));
+            ck_abort_msg("%s: no \"%s\" in the log after %d ms", p->name,
+                         needle, timeout_ms);
+        }
+        harness_sleep_ms(10);
+    }
+}
+
+/* Offset of needle in the log, or -1. */
+static long log_offset(struct proc *p, const char *needle)
+{
+    const char *log = harness_read_log(p);
+    const char *at = strstr(log, needle);
+    return at ? at - log : -1;
+}
+
+static int count_in(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *at = strstr(hay, needle); at; at = strstr(at + 1, needle))
+        n++;
+    return n;
+}
+
+static void one_bill_body(char *out, size_t cap, const char *id)
+{
+    snprintf(out, cap,
+             "{\"request_id\": \"%s\", \"exchange_rate\": 2, \"bills\": ["
+             "{\"denomination_id\": 7, \"denomination\": 1.5, \"count\": 2}]}",
+             id);
+}
+
+/* Posts a one-bill async job and checks the immediate {"status":"ok"}. */
+static void post_async(int port, const char *id)
+{
+    char body[256];
+    one_bill_body(body, sizeof body, id);
+    struct http_result r;
+    http_request("POST", port, "/api/exchange_async", body, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "{\"status\":\"ok\"}");
+    http_result_free(&r);
+}
+
+/* GET / answered 200 within limit_s (a stage that overlaps work). */
+static void expect_root_within(int port, double limit_s)
+{
+    struct http_result r;
+    http_request("GET", port, "/", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_msg(r.seconds < limit_s, "GET / took %.3f s (limit %.2f s)",
+                  r.seconds, limit_s);
+    http_result_free(&r);
+}
+
+/* ---- a fake main service: scripted status, optional slowness ---- */
+
+#define FAKE_MAX_PUTS 16
+
+struct fake_main {
+    int lfd, port;
+    int delay_ms;              /* before each answer */
+    int statuses[4];           /* answer k gets statuses[min(k, n-1)] */
+    int num_statuses;
+    pthread_t thread;
+    bool running;
+    pthread_mutex_t lock;      /* guards what follows */
+    bool stop;
+    int puts;                  /* requests received */
+    double put_at[FAKE_MAX_PUTS];
+    char *bodies[FAKE_MAX_PUTS];
+    char *heads[FAKE_MAX_PUTS];
+};
+
+/* Listening now (so the stage can be given its URL); serving only after
+ * fake_main_run. Connections queue in the backlog meanwhile. */
+static void fake_main_listen(struct fake_main *f, int delay_ms,
+                             const int *statuses, int n)
+{
+    memset(f, 0, sizeof *f);
+    f->delay_ms = delay_ms;
+    for (int i = 0; i < n && i < 4; i++)
+        f->statuses[i] = statuses[i];
+    f->num_statuses = n;
+    pthread_mutex_init(&f->lock, NULL);
+    f->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(f->lfd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    ck_assert(bind(f->lfd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    ck_assert(listen(f->lfd, 64) == 0);
+    ck_assert(getsockname(f->lfd, (struct sockaddr *)&sa, &len) == 0);
+    f->port = ntohs(sa.sin_port);
+}
+
+static bool fake_stopping(struct fake_main *f)
+{
+    pthread_mutex_lock(&f->lock);
+    bool stop = f->stop;
+    pthread_mutex_unlock(&f->lock);
+    return stop;
+}
+
+/* Reads one request (head + Content-Length body) into a malloc'd string;
+ * *body_at gets the body's offset. NULL if the client gave up. */
+static char *fake_read_request(int fd, size_t *body_at)
+{
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap + 1);
+    ck_assert_ptr_nonnull(buf);
+    for (;;) {
+        ssize_t n = recv(fd, buf + len, cap - len, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        buf[len] = '\0';
+        char *end = strstr(buf, "\r\n\r\n");
+        if (!end)
+            continue;
+        *end = '\0'; /* the head alone, for the header search */
+        const char *cl = strcasestr(buf, "\r\nContent-Length:");
+        size_t want = cl ? strtoul(cl + 17, NULL, 10) : 0;
+        *end = '\r';
+        *body_at = (size_t)(end + 4 - buf);
+        if (len >= *body_at + want || len == cap)
+            return buf;
+    }
+    free(buf);
+    return NULL;
+}
+
+static void fake_answer(int fd, int status)
+{
+    const char *body = status == 200 ? "{\"status\":\"ok\"}"
+                                     : "{\"detail\":\"scripted failure\"}";
+    char out[512];
+    int n = snprintf(out, sizeof out,
+                     "HTTP/1.1 %d Scripted\r\nContent-Type: application/json"
+                     "\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                     status, strlen(body), body);
+    ssize_t w = send(fd, out, (size_t)n, MSG_NOSIGNAL);
+    (void)w; /* a client that left is the stage's problem, judged by it */
+}
+
+static void fake_serve_one(struct fake_main *f, int fd)
+{
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    size_t body_at = 0;
+    char *req = fake_read_request(fd, &body_at);
+    if (!req)
+        return;
+    pthread_mutex_lock(&f->lock);
+    int k = f->puts++;
+    if (k < FAKE_MAX_PUTS) {
+        f->put_at[k] = harness_now();
+        f->bodies[k] = strdup(req + body_at);
+        req[body_at] = '\0';
+        f->heads[k] = strdup(req);
+    }
+    pthread_mutex_unlock(&f->lock);
+    free(req);
+    /* Slow, but interruptible so the test never waits on its own fake. */
+    for (int waited = 0; waited < f->delay_ms && !fake_stopping(f);
+         waited += 10)
+        harness_sleep_ms(10);
+    int idx = k < f->num_statuses ? k : f->num_statuses - 1;
+    fake_answer(fd, f->statuses[idx]);
+}
+
+static void *fake_main_thread(void *arg)
+{
+    struct fake_main *f = arg;
+    while (!fake_stopping(f)) {
+        struct pollfd p = {.fd = f->lfd, .events = POLLIN};
+        if (poll(&p, 1, 50) <= 0)
+            continue;
+        int fd = accept4(f->lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+            continue;
+        fake_serve_one(f, fd);
+        close(fd);
+    }
+    return NULL;
+}
+
+static void fake_main_run(struct fake_main *f)
+{
+    ck_assert_int_eq(pthread_create(&f->thread, NULL, fake_main_thread, f), 0);
+    f->running = true;
+}
+
+static int fake_puts(struct fake_main *f)
+{
+    pthread_mutex_lock(&f->lock);
+    int n = f->puts;
+    pthread_mutex_unlock(&f->lock);
+    return n;
+}
+
+/* Waits until the fake has received n requests; fails after timeout_ms. */
+static void fake_wait_puts(struct fake_main *f, int n, int timeout_ms)
+{
+    double start = harness_now();
+    while (fake_puts(f) < n) {
+        ck_assert_msg(harness_now() - start < timeout_ms / 1000.0,
+                      "the fake main service got %d PUTs, wanted %d within "
+                      "%d ms", fake_puts(f), n, timeout_ms);
+        harness_sleep_ms(10);
+    }
+}
+
+static void fake_main_close(struct fake_main *f)
+{
+    pthread_mutex_lock(&f->lock);
+    f->stop = true;
+    pthread_mutex_unlock(&f->lock);
+    if (f->running)
+        pthread_join(f->thread, NULL);
+    close(f->lfd);
+    for (int i = 0; i < FAKE_MAX_PUTS; i++) {
+        free(f->bodies[i]);
+        free(f->heads[i]);
+    }
+    pthread_mutex_destroy(&f->lock);
+}
+
+/* Every PUT the fake saw was the callback of job id with our token. */
+static void fake_expect_callbacks(struct fake_main *f, const char *id)
+{
+    char want_id[200];
+    snprintf(want_id, sizeof want_id, "\"request_id\":\"%s\"", id);
+    int n = fake_puts(f);
+    for (int k = 0; k < n && k < FAKE_MAX_PUTS; k++) {
+        ck_assert_msg(strncmp(f->heads[k], "PUT /api/exchange_result ", 25)
+                      == 0, "request %d: %.60s", k, f->heads[k]);
+        ck_assert_ptr_nonnull(strstr(f->bodies[k], "\"token\":\"" TOKEN "\""));
+        ck_assert_ptr_nonnull(strstr(f->bodies[k], want_id));
+        ck_assert_ptr_nonnull(strstr(f->bodies[k],
+            "\"breakdown\":[{\"denomination_id\":7,\"subtotal_rub\":6"));
+    }
+}
+
+/* ---- 1. the main service is down ---- */
+
+START_TEST(main_service_down_retries_with_backoff_then_gives_up)
+{
+    if (!row_selected(_i))
+        return;
+    char url[64];
+    url_of(url, sizeof url, closed_port());
+    struct proc s;
+    start_stage(&s, _i, url, 100);
+
+    double posted = harness_now();
+    post_async(s.port, "down_job");
+    wait_log(&s, "callback down_job: ", 10000);
+    if (stages[_i].overlaps)
+        expect_root_within(s.port, FAST_S); /* during the retries */
+    wait_log(&s, "callback down_job failed after 3 tries", 15000);
+    double took = harness_now() - posted;
+    /* Both backoffs were really waited, and nothing stalled for long. */
+    ck_assert_double_ge(took, BACKOFF_1_S + BACKOFF_2_S - 0.05);
+    ck_assert_double_lt(took, 10.0);
+
+    long r1 = log_offset(&s, "callback down_job: ");
+    long a1 = log_offset(&s, "retry 1/2 in 500 ms");
+    long a2 = log_offset(&s, "retry 2/2 in 1000 ms");
+    long gave_up = log_offset(&s, "callback down_job failed after 3 tries");
+    ck_assert(r1 >= 0 && a1 > r1 && a2 > a1 && gave_up > a2);
+    ck_assert_int_eq(count_in(harness_read_log(&s), "retry 3/"), 0);
+
+    expect_root_within(s.port, 5.0); /* 01 too, once its stall is over */
+    stop_stage(&s);
+}
+END_TEST
+
+/* ---- 2. the main service is slow ---- */
+
+START_TEST(slow_main_service_gets_its_callback_and_nobody_waits)
+{
+    if (!row_selected(_i))
+        return;
+    struct fake_main f;
+    static const int ok[] = {200};
+    fake_main_listen(&f, 1500, ok, 1);
+    char url[64];
+    url_of(url, sizeof url, f.port);
+    struct proc s;
+    start_stage(&s, _i, url, 100);
+    fake_main_run(&f);
+
+    post_async(s.port, "slow_job");
+    fake_wait_puts(&f, 1, 10000);
+    double put_at = harness_now();
+    if (stages[_i].overlaps)
+        expect_root_within(s.port, FAST_S); /* the PUT is still held */
+    wait_log(&s, "callback slow_job delivered (HTTP 200, try 1)", 10000);
+    ck_assert_double_ge(harness_now() - put_at, 1.0);
+    ck_assert_int_eq(fake_puts(&f), 1);
+    fake_expect_callbacks(&f, "slow_job");
+    stop_stage(&s);
+    fake_main_close(&f);
+}
+END_TEST
+
+/* ---- 3. the main service answers 500 ---- */
+
+START_TEST(main_service_500_twice_then_200_delivers_on_the_third_try)
+{
+    if (!row_selected(_i))
+        return;
+    struct fake_main f;
+    static const int script[] = {500, 500, 200};
+    fake_main_listen(&f, 0, script, 3);
+    char url[64];
+    url_of(url, sizeof url, f.port);
+    struct proc s;
+    start_stage(&s, _i, url, 100);
+    fake_main_run(&f);
+
+    post_async(s.port, "flaky_job");
+    wait_log(&s, "callback flaky_job: HTTP 500; retry 1/2 in 500 ms", 10000);
+    if (stages[_i].overlaps)
+        expect_root_within(s.port, FAST_S);
+    wait_log(&s, "callback flaky_job delivered (HTTP 200, try 3)", 15000);
+    ck_assert_ptr_nonnull(strstr(harness_read_log(&s),
+        "callback flaky_job: HTTP 500; retry 2/2 in 1000 ms"));
+    ck_assert_int_eq(fake_puts(&f), 3);
+    ck_assert_double_ge(f.put_at[1] - f.put_at[0], BACKOFF_1_S - 0.05);
+    ck_assert_double_ge(f.put_at[2] - f.put_at[1], BACKOFF_2_S - 0.05);
+    fake_expect_callbacks(&f, "flaky_job");
+    stop_stage(&s);
+    fake_main_close(&f);
+}
+END_TEST
+
+START_TEST(main_service_always_500_fails_after_three_tries_without_a_stall)
+{
+    if (!row_selected(_i))
+        return;
+    struct fake_main f;
+    static const int broken[] = {500};
+    fake_main_listen(&f, 0, broken, 1);
+    char url[64];
+    url_of(url, sizeof url, f.port);
+    struct proc s;
+    start_stage(&s, _i, url, 100);
+    fake_main_run(&f);
+
+    double posted = harness_now();
+    post_async(s.port, "broken_job");
+    fake_wait_puts(&f, 2, 10000);
+    if (stages[_i].overlaps)
+        expect_root_within(s.port, FAST_S);
+    wait_log(&s, "callback broken_job failed after 3 tries: HTTP 500", 15000);
+    ck_assert_double_lt(harness_now() - posted, 10.0);
+    /* Given up for good: no fourth try, however long we wait. */
+    harness_sleep_ms(1500);
+    ck_assert_int_eq(fake_puts(&f), 3);
+    fake_expect_callbacks(&f, "broken_job");
+    expect_root_within(s.port, 5.0);
+    stop_stage(&s);
+    fake_main_close(&f);
+}
+END_TEST
+
+/* ---- 4. the main service comes back inside the retry window ---- */
+
+START_TEST(result_delivered_when_the_main_service_comes_back)
+{
+    if (!row_selected(_i))
+        return;
+    int port = closed_port();
+    char url[64], port_arg[16];
+    url_of(url, sizeof url, port);
+    snprintf(port_arg, sizeof port_arg, "%d", port);
+    struct proc s, m;
+    start_stage(&s, _i, url, 100);
+
+    post_async(s.port, "late_job");
+    wait_log(&s, "callback late_job: ", 10000); /* the first try failed */
+    /* proc_start passes "--port 0" first; the last --port wins. */
+    const char *margs[] = {"--port", port_arg, NULL};
+    proc_start(&m, "main-service", margs, token_env);
+    ck_assert_int_eq(m.port, port);
+
+    struct http_result r;
+    http_request("GET", m.port, "/api/exchange_result/late_job?wait_ms=5000",
+                 NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"request_id\":\"late_job\""));
+    ck_assert_ptr_nonnull(strstr(r.body, "\"subtotal_rub\":6"));
+    http_result_free(&r);
+    /* The stage logs once it has read the answer: a moment after the
+     * store woke our long poll. */
+    wait_log(&s, "callback late_job delivered (HTTP 200, try ", 5000);
+    ck_assert_ptr_null(strstr(harness_read_log(&s), "late_job failed"));
+    stop_stage(&s);
+    ck_assert_int_eq(proc_stop(&m, 10000), 0);
+}
+END_TEST
+
+/* ---- 5. out of descriptors ---- */
+
+#define FD_LIMIT 64
+#define HOLDERS 100
+
+/* user + system CPU seconds the process has used so far. */
+static double cpu_seconds(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* Fields after "(comm)": state is the 3rd, utime the 14th. */
+    char *p = strrchr(buf, ')');
+    ck_assert_ptr_nonnull(p);
+    unsigned long long utime = 0, stime = 0;
+    ck_assert_int_eq(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
+                                   "%*u %llu %llu", &utime, &stime), 2);
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+START_TEST(descriptor_exhaustion_no_busy_loop_and_recovery)
+{
+    if (!row_selected(_i))
+        return;
+    char url[64];
+    url_of(url, sizeof url, closed_port());
+    struct proc s;
+    start_stage(&s, _i, url, 100);
+    /* The limit goes on the running server, soft and hard alike: 04 and
+     * 05 raise their soft limit to the hard one at start, which is what a
+     * low `ulimit -n` in a shell (hard and soft) would stop too. 02's
+     * children inherit it. */
+    struct rlimit low = {FD_LIMIT, FD_LIMIT};
+    ck_assert_int_eq(prlimit(s.pid, RLIMIT_NOFILE, &low, NULL), 0);
+
+    int holders[HOLDERS];
+    for (int k = 0; k < HOLDERS; k++) {
+        holders[k] = raw_connect(s.port);
+        ck_assert_int_ge(holders[k], 0);
+    }
+    if (stages[_i].exhausts)
+        wait_log(&s, "Too many open files", 10000);
+    else
+        harness_sleep_ms(500);
+
+    /* Exhausted (or queued): the server must sleep, not spin on accept. */
+    double before = cpu_seconds(s.pid);
+    harness_sleep_ms(1000);
+    double used = cpu_seconds(s.pid) - before;
+    ck_assert_msg(used < 0.25, "%s used %.2f s of CPU in 1 s while its "
+                  "clients held every descriptor", stages[_i].name, used);
+
+    for (int k = 0; k < HOLDERS; k++)
+        close(holders[k]);
+    /* Recovery: descriptors free again, new clients are served. */
+    expect_root_within(s.port, 10.0);
+    struct http_result many[5];
+    http_parallel("GET", s.port, "/", NULL, 5, many);
+    for (int k = 0; k < 5; k++) {
+        ck_assert_int_eq(many[k].status, 200);
+        http_result_free(&many[k]);
+    }
+    stop_stage(&s);
+}
+END_TEST
+
+/* ---- 6. SIGTERM with work in flight ---- */
+
+struct bg_request {
+    int port;
+    const char *path;
+    char body[256];
+    struct http_result r;
+    pthread_t thread;
+};
+
+static void *bg_request_main(void *arg)
+{
+    struct bg_request *b = arg;
+    http_request("POST", b->port, b->path, b->body, &b->r);
+    return NULL;
+}
+
+static void bg_sync_start(struct bg_request *b, int port, const char *id)
+{
+    b->port = port;
+    b->path = "/api/exchange_sync";
+    one_bill_body(b->body, sizeof b->body, id);
+    ck_assert_int_eq(pthread_create(&b->thread, NULL, bg_request_main, b), 0);
+}
+
+static void bg_sync_expect_200(struct bg_request *b, const char *id)
+{
+    pthread_join(b->thread, NULL);
+    char want[256];
+    snprintf(want, sizeof want,
+             "{\"status\":\"completed\",\"request_id\":\"%s\",\"breakdown\":["
+             "{\"denomination_id\":7,\"subtotal_rub\":6.0}],"
+             "\"total_rub\":6.0}", id);
+    ck_assert_int_eq(b->r.status, 200);
+    ck_assert_str_eq(b->r.body, want);
+    http_result_free(&b->r);
+}
+
+static void expect_result_stored(struct proc *m, const char *id)
+{
+    char path[160];
+    snprintf(path, sizeof path, "/api/exchange_result/%s?wait_ms=10000", id);
+    struct http_result r;
+    http_request("GET", m->port, path, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"subtotal_rub\":6"));
+    http_result_free(&r);
+}
+
+static void start_main_service(struct proc *m, char *url, size_t cap)
+{
+    proc_start(m, "main-service", NULL, token_env);
+    url_of(url, cap, m->port);
+}
+
+/* Both kinds of work at once: a sync request waiting its bill and an async
+ * job whose callback is still to come. */
+static void sigterm_with_both_in_flight(int i)
+{
+    struct proc m, s;
+    char url[64];
+    start_main_service(&m, url, sizeof url);
+    start_stage(&s, i, url, 500);
+
+    struct bg_request sync = {0};
+    bg_sync_start(&sync, s.port, "term_sync");
+    wait_log(&s, "POST /api/exchange_sync", 10000);
+    post_async(s.port, "term_async");
+    wait_log(&s, "POST /api/exchange_async", 10000);
+    harness_sleep_ms(100);
+    ck_assert_int_eq(kill(s.pid, SIGTERM), 0);
+
+    bg_sync_expect_200(&sync, "term_sync");
+    expect_result_stored(&m, "term_async");
+    stop_stage(&s);
+    ck_assert_ptr_nonnull(strstr(harness_read_log(&m), "term_async"));
+    ck_assert_int_eq(proc_stop(&m, 10000), 0);
+}
+
+/* 01 has one thing in flight at a time: a client queued behind it is in
+ * the kernel's backlog, not in flight, and a stop refuses it. So each
+ * kind of work gets its own run. */
+static void sigterm_blocking_one_at_a_time(int i)
+{
+    struct proc m, s;
+    char url[64];
+    start_main_service(&m, url, sizeof url);
+
+    start_stage(&s, i, url, 500);
+    struct bg_request sync = {0};
+    bg_sync_start(&sync, s.port, "term_sync");
+    wait_log(&s, "POST /api/exchange_sync", 10000);
+    harness_sleep_ms(100);
+    ck_assert_int_eq(kill(s.pid, SIGTERM), 0);
+    bg_sync_expect_200(&sync, "term_sync");
+    stop_stage(&s);
+
+    start_stage(&s, i, url, 500);
+    post_async(s.port, "term_async");
+    wait_log(&s, "server stalled", 10000);
+    harness_sleep_ms(100);
+    ck_assert_int_eq(kill(s.pid, SIGTERM), 0);
+    expect_result_stored(&m, "term_async");
+    stop_stage(&s);
+    ck_assert_int_eq(proc_stop(&m, 10000), 0);
+}
+
+START_TEST(sigterm_finishes_requests_and_callbacks_then_exits_0)
+{
+    if (!row_selected(_i))
+        return;
+    if (stages[_i].overlaps)
+        sigterm_with_both_in_flight(_i);
+    else
+        sigterm_blocking_one_at_a_time(_i);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *suite = suite_create("faults");
+    TCase *tc = tcase_create("every stage");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, main_service_down_retries_with_backoff_then_gives_up, 0, NUM_STAGES);
+    tcase_add_loop_test(tc, slow_main_service_gets_its_callback_and_nobody_waits, 0, NUM_STAGES);
+    tcase_add_loop_test(tc, main_service_500_twice_then_200_delivers_on_the_third_try, 0, NUM_STAGES);
+    tcase_add_loop_test(tc, main_service_always_500_fails_after_three_tries_without_a_stall, 0, NUM_STAGES);
+    tcase_add_loop_test(tc, result_delivered_when_the_main_service_comes_back, 0, NUM_STAGES);
+    tcase_add_loop_test(tc, descriptor_exhaustion_no_busy_loop_and_recovery, 0, NUM_STAGES);
+    tcase_add_loop_test(tc, sigterm_finishes_requests_and_callbacks_then_exits_0, 0, NUM_STAGES);
+    suite_add_tcase(suite, tc);
+    SRunner *sr = srunner_create(suite);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
