@@ -59,14 +59,14 @@ CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror \
 LDFLAGS := $(SANFLAGS) -pthread
 LDLIBS  := $(PKG_LIBS) -lm
 
-STAGES  := $(sort $(patsubst %/,%,$(wildcard 0[1-6]-*/)))
+STAGE_DIRS := $(sort $(patsubst %/,%,$(wildcard 0[1-6]-*/)))
 TOOLS   := main-service loadgen
 TESTS   := $(sort $(basename $(notdir $(wildcard tests/test_*.c))))
 
 COMMON_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(wildcard common/*.c))
 HARNESS_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(filter-out tests/test_%.c,$(wildcard tests/*.c)))
 
-STAGE_BINS := $(addprefix $(B)/,$(STAGES))
+STAGE_BINS := $(addprefix $(B)/,$(STAGE_DIRS))
 TOOL_BINS  := $(addprefix $(B)/,$(filter $(TOOLS),$(basename $(notdir $(wildcard tools/*.c)))))
 TEST_BINS  := $(addprefix $(B)/tests/,$(TESTS))
 
@@ -134,7 +134,7 @@ valgrind: $(B)/$(VG_STAGE) $(B)/main-service
 STAGE ?= 1
 run: all
 	@bin=$$(ls -d $(B)/0$(STAGE)-* 2>/dev/null | head -1); \
-	if [ -z "$$bin" ]; then echo "no stage $(STAGE) built; stages: $(STAGES)"; exit 2; fi; \
+	if [ -z "$$bin" ]; then echo "no stage $(STAGE) built; stages: $(STAGE_DIRS)"; exit 2; fi; \
 	echo "running $$bin (Ctrl-C to stop; try: curl http://127.0.0.1:800$(STAGE)/)"; \
 	exec $$bin $(ARGS)
 

@@ -36,6 +36,14 @@ void harness_sleep_ms(int ms)
         ;
 }
 
+bool harness_stage_selected(const char *name)
+{
+    const char *only = getenv("STAGES");
+    if (only && *only && !strstr(only, name))
+        return false;
+    return access(name, F_OK) == 0;
+}
+
 const char *harness_bin(const char *name)
 {
     static char path[512];

@@ -17,6 +17,12 @@ struct proc {
     char name[64];
 };
 
+/* Whether the tests should run stage `name` (a row of a stage table): its
+ * folder is in the tree (then its binary must be built and pass), and
+ * $STAGES, if set (STAGES=02-fork,03-threads), names it. make test leaves
+ * STAGES unset, so every stage in the tree runs. */
+bool harness_stage_selected(const char *name);
+
 /* Path of a built program: "$STAGE_BIN_DIR/name" (default "build/name"). */
 const char *harness_bin(const char *name);
 

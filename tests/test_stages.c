@@ -29,15 +29,9 @@ static const struct stage_row stages[] = {
 };
 #define NUM_STAGES ((int)(sizeof stages / sizeof stages[0]))
 
-/* A row runs when its stage's folder is in the tree (then its binary must
- * be built and pass). STAGES=02-fork,03-threads limits a run to some rows
- * while working on them; make test leaves it unset. */
 static bool row_selected(int i)
 {
-    const char *only = getenv("STAGES");
-    if (only && *only && !strstr(only, stages[i].name))
-        return false;
-    return access(stages[i].name, F_OK) == 0;
+    return harness_stage_selected(stages[i].name);
 }
 
 #define DELAY_MS 300
