@@ -98,7 +98,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -568,19 +567,6 @@ static bool serve_one_turn(void)
 
 /* ------------------------------------------------------------------ */
 
-/* Connections are descriptors. A shell's soft limit (often 1024) would
- * stop accept() with EMFILE before select()'s own limit is ever met; the
- * hard limit is what the administrator allows, so take all of it. */
-static void raise_fd_limit(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-            log_warn("setrlimit(RLIMIT_NOFILE): %s", strerror(errno));
-    }
-}
-
 /* After the grace period: whatever is left is dropped. */
 static void drop_everything(void)
 {
@@ -604,7 +590,9 @@ int main(int argc, char **argv)
         perror("shutdown_init");
         return 1;
     }
-    raise_fd_limit();
+    /* Connections are descriptors: take the whole hard limit. */
+    if (net_raise_fd_limit() < 0)
+        log_warn("setrlimit(RLIMIT_NOFILE): %s", strerror(errno));
     callback_global_init();
     multi = curl_multi_init();
     if (multi == NULL) {

@@ -85,7 +85,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "callback.h"
@@ -555,19 +554,6 @@ static void on_shutdown(struct loop *l, int fd, unsigned events, void *arg)
 
 /* ------------------------------------------------------------------ */
 
-/* Connections are descriptors. A shell's soft limit (often 1024) would
- * stop accept() with EMFILE long before epoll minds; the hard limit is
- * what the administrator allows, so take all of it. */
-static void raise_fd_limit(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-            log_warn("setrlimit(RLIMIT_NOFILE): %s", strerror(errno));
-    }
-}
-
 int main(int argc, char **argv)
 {
     config_parse(&cfg, argc, argv, STAGE, 8005, 0,
@@ -579,7 +565,9 @@ int main(int argc, char **argv)
         perror("shutdown_init");
         return 1;
     }
-    raise_fd_limit();
+    /* Connections are descriptors: take the whole hard limit. */
+    if (net_raise_fd_limit() < 0)
+        log_warn("setrlimit(RLIMIT_NOFILE): %s", strerror(errno));
     callback_global_init();
     loop = loop_new();
     if (loop == NULL || !curl_setup()) {

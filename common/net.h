@@ -21,6 +21,11 @@ void net_announce(const char *host, int port);
  * EPIPE, not the server. */
 void net_ignore_sigpipe(void);
 
+/* Raises the soft descriptor limit to the hard one: a shell's soft limit
+ * (often 1024) would stop accept() with EMFILE long before a one-thread
+ * server runs out of anything else. 0, or -1 with errno. */
+int net_raise_fd_limit(void);
+
 /* O_NONBLOCK on. 0 or -1. */
 int net_set_nonblocking(int fd);
 
