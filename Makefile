@@ -88,10 +88,13 @@ $(STAGE_BINS): $(B)/%: $$(call objs_of,$$*) $(B)/libcommon.a
 
 $(TOOL_BINS): $(B)/%: $(B)/obj/tools/%.o $(B)/libcommon.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+# loadgen's second engine lives in its own file (tools/rawhttp.c).
+$(B)/loadgen: $(B)/obj/tools/rawhttp.o
 
 # Test programs may need a stage's own library file (06's coro.c, 05's loop.c).
 TEST_EXTRA_test_coro := $(B)/obj/06-coroutines/coro.o
 TEST_EXTRA_test_loop := $(B)/obj/05-epoll-callbacks/loop.o
+TEST_EXTRA_test_rawhttp := $(B)/obj/tools/rawhttp.o
 $(TEST_BINS): $(B)/tests/%: $(B)/obj/tests/%.o $$(TEST_EXTRA_$$*) $(HARNESS_OBJ) $(B)/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) $(CHECK_LIBS) -o $@

@@ -5,7 +5,10 @@
  * Checked: the --json counts and keys, failures by kind (refused, timeout,
  * HTTP status), the timeline's shape (a staircase from 01, a wall from a
  * concurrent server, sampling past 40 rows), --stall, --watch-pid, --print,
- * --span, -t, -d, progress lines, Ctrl-C, and the command line. */
+ * --span, -t, -d, progress lines, Ctrl-C, and the command line.
+ *
+ * Every check runs once per engine (--engine curl, then --engine raw): the
+ * two must count, time and draw the same requests the same way. */
 #include "harness.h"
 
 #include <arpa/inet.h>
@@ -21,6 +24,9 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/* The engine under test; main() runs the whole suite once for each. */
+static const char *engine = "curl";
 
 struct run {
     int status;  /* exit status, 128+signal if killed */
@@ -60,6 +66,8 @@ static void run_loadgen(struct run *r, const char *const *args,
     char *argv[64];
     int argc = 0;
     argv[argc++] = (char *)bin;
+    argv[argc++] = (char *)"--engine";
+    argv[argc++] = (char *)engine;
     for (int i = 0; args[i] && argc < 63; i++)
         argv[argc++] = (char *)args[i];
     argv[argc] = NULL;
@@ -571,10 +579,10 @@ START_TEST(command_line)
 }
 END_TEST
 
-int main(void)
+static Suite *loadgen_suite(void)
 {
-    Suite *s = suite_create("loadgen");
-    TCase *tc = tcase_create("loadgen");
+    Suite *s = suite_create(engine);
+    TCase *tc = tcase_create(engine);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, json_counts_twenty_requests);
     tcase_add_test(tc, sync_requests_with_bills_queue_behind_each_other_on_01);
@@ -593,9 +601,19 @@ int main(void)
     tcase_add_test(tc, sigint_stops_the_run_and_still_reports);
     tcase_add_test(tc, command_line);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    return s;
+}
+
+int main(void)
+{
+    int failed = 0;
+    static const char *const engines[] = {"curl", "raw"};
+    for (size_t i = 0; i < sizeof engines / sizeof engines[0]; i++) {
+        engine = engines[i];
+        SRunner *sr = srunner_create(loadgen_suite());
+        srunner_run_all(sr, CK_NORMAL);
+        failed += srunner_ntests_failed(sr);
+        srunner_free(sr);
+    }
     return failed ? 1 : 0;
 }

@@ -20,7 +20,8 @@
 # Environment: BENCH_QUICK=1 (under a minute), BENCH_CONC=N (scenario 3),
 # BENCH_STAGES=01-blocking,05-epoll-callbacks (only those),
 # BENCH_SCENARIOS=1,2 (only those), BENCH_RESULTS=DIR (default bench/results),
-# BENCH_THREADS=N (loadgen threads for throughput, default 2).
+# BENCH_THREADS=N (loadgen threads for throughput, default 1),
+# BENCH_ENGINE=curl|raw (loadgen's engine for throughput, default raw).
 # Every process it starts is stopped again, also on Ctrl-C.
 set -u
 
@@ -45,15 +46,19 @@ else
     PIT_DELAY=200 PIT_CPU=100 PIT_PROBE_S=3
 fi
 PIT_N=10
-# Throughput runs loadgen on two threads: libcurl needs about twice wrk's
-# CPU per request, and one thread would cap the fastest stages.
-TP_THREADS=${BENCH_THREADS:-2}
+# Throughput runs loadgen's raw engine on one thread, as wrk -t1 runs: curl
+# costs about twice wrk's CPU per request, and on a small machine the
+# client's CPU is taken from the server, so with curl loadgen would measure
+# itself (see "loadgen and wrk" in README.md). Other scenarios use curl.
+TP_THREADS=${BENCH_THREADS:-1}
+TP_ENGINE=${BENCH_ENGINE:-raw}
 
 if [ ! -x "$LG" ]; then
     echo "bench: $LG is missing; build it first (make, or make bench)" >&2
     exit 1
 fi
 case "$CONC" in '' | *[!0-9]*) echo "bench: BENCH_CONC must be a number" >&2; exit 2 ;; esac
+case "$TP_ENGINE" in curl | raw) ;; *) echo "bench: BENCH_ENGINE must be curl or raw" >&2; exit 2 ;; esac
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/bench.XXXXXX")
 PIDS=() CLIENTS=()
@@ -332,7 +337,7 @@ if scenario 2; then
     note "2/6 throughput: delay 0, 64 connections, GET / and sync${have_wrk:+ (and wrk)}"
     say "## 2. Throughput: delay 0, 64 connections"
     say ""
-    say "GET / for ${TP_GET_S} s and the sync route (one bill) for ${TP_SYNC_S} s, keep-alive (01 closes every connection itself); loadgen on $TP_THREADS thread(s)."
+    say "GET / for ${TP_GET_S} s and the sync route (one bill) for ${TP_SYNC_S} s, keep-alive (01 closes every connection itself); loadgen --engine $TP_ENGINE on $TP_THREADS thread(s)."
     [ -n "$have_wrk" ] && say "wrk -t1 -c64 on GET / for ${WRK_S} s is the reference client: the last column is loadgen's rate over wrk's."
     say ""
     table_start "stage|connections|GET / req/s|GET / p99 (ms)|sync req/s|sync p99 (ms)|wrk GET / req/s|loadgen/wrk|failures"
@@ -342,10 +347,10 @@ if scenario 2; then
         note "  $s"
         if ! start_stage "$s" --delay-ms 0; then row "$s|$START_ERR||||||| "; continue; fi
         g=$TMP/2-$s-get.json y=$TMP/2-$s-sync.json
-        lg "$g" -t "$TP_THREADS" -c 64 -d "$TP_GET_S" --timeout-ms 10000 \
-            "http://127.0.0.1:$SPORT/"
-        lg "$y" -t "$TP_THREADS" -c 64 -d "$TP_SYNC_S" --timeout-ms 10000 --bills 1 \
-            "http://127.0.0.1:$SPORT/api/exchange_sync"
+        lg "$g" --engine "$TP_ENGINE" -t "$TP_THREADS" -c 64 -d "$TP_GET_S" \
+            --timeout-ms 10000 "http://127.0.0.1:$SPORT/"
+        lg "$y" --engine "$TP_ENGINE" -t "$TP_THREADS" -c 64 -d "$TP_SYNC_S" \
+            --timeout-ms 10000 --bills 1 "http://127.0.0.1:$SPORT/api/exchange_sync"
         wrk_rps=0 ratio=-
         if [ -n "$have_wrk" ]; then
             client wrk -t1 -c64 -d"${WRK_S}s" "http://127.0.0.1:$SPORT/" \

@@ -37,6 +37,8 @@
  * --watch-pid samples a server's memory and CPU while it serves us.
  *
  * Simplifications: HTTP/1.1 only, one URL and one body for every request. */
+#include "rawhttp.h"
+
 #include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
@@ -72,8 +74,12 @@
 #define STALL_CONNECT_WAIT_MS 3000 /* how long stalls may take to connect */
 #define PRINT_BODY_MAX 4096      /* --print keeps this much of each body */
 #define EPOLL_BATCH 256
+#define RAW_TIMEOUT_SCAN_MS 50   /* --engine raw checks --timeout-ms this often */
 
 /* ---- options ---------------------------------------------------------- */
+
+enum engine { ENGINE_CURL, ENGINE_RAW };
+static const char *const engine_names[] = {"curl", "raw"};
 
 struct options {
     const char *url;
@@ -83,6 +89,7 @@ struct options {
     long total;             /* -n; 0 with -d */
     double duration_s;      /* -d; 0 with -n */
     long threads;           /* -t */
+    enum engine engine;     /* --engine */
     bool keepalive;
     long timeout_ms;
     bool timeline, json, quiet, print;
@@ -103,6 +110,12 @@ static void usage(FILE *out)
         "  -n, --requests N     total requests (default: one round of -c)\n"
         "  -d, --duration S     keep firing for S seconds instead of -n\n"
         "  -t, --threads N      N event loops (threads) share -c (default 1)\n"
+        "      --engine E       curl (default): libcurl's multi interface;\n"
+        "                       raw: a lean built-in HTTP/1.1 client (plain\n"
+        "                       http, Content-Length answers) that spends a\n"
+        "                       third of curl's CPU per request, for\n"
+        "                       throughput runs where curl would be the\n"
+        "                       bottleneck (make bench uses it there)\n"
         "      --url URL        target, e.g. http://127.0.0.1:8003/\n"
         "      --method M       GET (default), or POST when a body is given\n"
         "      --body STRING    request body (sent as application/json)\n"
@@ -197,7 +210,7 @@ static char *need_memory(char *p)
 
 static void parse_options(struct options *o, int argc, char **argv)
 {
-    enum { O_URL = 256, O_METHOD, O_BODY, O_BILLS, O_KA, O_NO_KA, O_TIMEOUT,
+    enum { O_URL = 256, O_ENGINE, O_METHOD, O_BODY, O_BILLS, O_KA, O_NO_KA, O_TIMEOUT,
            O_TIMELINE, O_WIDTH, O_SPAN, O_JSON, O_PRINT, O_STALL, O_WATCH,
            O_QUIET, O_VERSION };
     static const struct option longs[] = {
@@ -206,6 +219,7 @@ static void parse_options(struct options *o, int argc, char **argv)
         {"duration", required_argument, NULL, 'd'},
         {"threads", required_argument, NULL, 't'},
         {"url", required_argument, NULL, O_URL},
+        {"engine", required_argument, NULL, O_ENGINE},
         {"method", required_argument, NULL, O_METHOD},
         {"body", required_argument, NULL, O_BODY},
         {"bills", required_argument, NULL, O_BILLS},
@@ -254,6 +268,14 @@ static void parse_options(struct options *o, int argc, char **argv)
                 bad_usage("-t wants 1..64, not '%s'", optarg);
             break;
         case O_URL: o->url = optarg; break;
+        case O_ENGINE:
+            if (strcmp(optarg, "curl") == 0)
+                o->engine = ENGINE_CURL;
+            else if (strcmp(optarg, "raw") == 0)
+                o->engine = ENGINE_RAW;
+            else
+                bad_usage("--engine wants curl or raw, not '%s'", optarg);
+            break;
         case O_METHOD: o->method = optarg; break;
         case O_BODY:
             free(o->body);
@@ -293,7 +315,7 @@ static void parse_options(struct options *o, int argc, char **argv)
             break;
         case O_QUIET: o->quiet = true; break;
         case O_VERSION:
-            printf("loadgen 1 (libcurl %s)\n",
+            printf("loadgen 2 (libcurl %s; engines curl, raw)\n",
                    curl_version_info(CURLVERSION_NOW)->version);
             exit(0);
         case 'h': usage(stdout); exit(0);
@@ -347,7 +369,8 @@ struct record {
 };
 
 struct slot {
-    CURL *easy;
+    CURL *easy;        /* --engine curl */
+    struct raw_conn *raw; /* --engine raw */
     size_t rec;        /* index into the worker's records */
     bool busy;
     char *body;        /* --print only */
@@ -358,6 +381,7 @@ struct slot {
 struct shared {
     const struct options *opt;
     struct curl_slist *headers; /* read-only once the run starts */
+    struct raw_request raw_rq;  /* --engine raw: the request, built once */
     double t_stop;              /* -d: no new request after this */
     atomic_long issued;         /* -n: requests handed out so far */
     int stop_fd;                /* eventfd, readable once Ctrl-C came */
@@ -372,7 +396,8 @@ struct worker {
     CURLM *multi;
     CURLU *url;
     int ep;
-    double timer_at;        /* when curl wants CURL_SOCKET_TIMEOUT; <0 never */
+    double timer_at;        /* when curl wants CURL_SOCKET_TIMEOUT; <0 never;
+                               --engine raw: when to look for timeouts */
     uint32_t *fd_reg;       /* per fd: events registered with epoll */
     unsigned char *fd_want; /* per fd: curl wants it watched */
     size_t fd_cap;
@@ -433,6 +458,7 @@ static double now_s(void)
 /* epoll data: the kind of fd in the high half, the fd below. */
 #define TAG_CURL 1ULL
 #define TAG_STOP 2ULL
+#define TAG_RAW 3ULL /* below it: the slot's index */
 static uint64_t tag(uint64_t kind, uint32_t v) { return kind << 32 | v; }
 
 /* ---- curl's callbacks: the socket and timer API ----------------------- */
@@ -611,6 +637,25 @@ static bool setup_easy(struct worker *w, struct slot *sl, char *errbuf)
     return true;
 }
 
+static bool worker_init_slots(struct worker *w, size_t nslots);
+
+/* --engine raw: a connection per slot, opened by its first request. */
+static bool setup_raw(struct worker *w, struct slot *sl)
+{
+    sl->raw = malloc(sizeof *sl->raw);
+    if (!sl->raw)
+        return false;
+    raw_conn_init(sl->raw);
+    if (w->sh->opt->print) {
+        sl->body = malloc(PRINT_BODY_MAX);
+        if (!sl->body)
+            return false;
+        sl->raw->capture = sl->body;
+        sl->raw->capture_max = PRINT_BODY_MAX;
+    }
+    return true;
+}
+
 static bool worker_init(struct worker *w, struct shared *sh, size_t nslots,
                         CURLU *url)
 {
@@ -619,9 +664,13 @@ static bool worker_init(struct worker *w, struct shared *sh, size_t nslots,
     w->nslots = nslots;
     w->timer_at = -1;
     w->ep = epoll_create1(EPOLL_CLOEXEC);
+    if (w->ep < 0)
+        return false;
+    if (o->engine == ENGINE_RAW)
+        return worker_init_slots(w, nslots);
     w->multi = curl_multi_init();
     w->url = curl_url_dup(url);
-    if (w->ep < 0 || !w->multi || !w->url)
+    if (!w->multi || !w->url)
         return false;
     curl_multi_setopt(w->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
     curl_multi_setopt(w->multi, CURLMOPT_SOCKETDATA, w);
@@ -632,9 +681,15 @@ static bool worker_init(struct worker *w, struct shared *sh, size_t nslots,
     curl_multi_setopt(w->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)nslots);
     curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, (long)nslots);
 
+    return worker_init_slots(w, nslots);
+}
+
+static bool worker_init_slots(struct worker *w, size_t nslots)
+{
+    const struct options *o = w->sh->opt;
     struct epoll_event ev = {.events = EPOLLIN,
                              .data.u64 = tag(TAG_STOP, 0)};
-    if (epoll_ctl(w->ep, EPOLL_CTL_ADD, sh->stop_fd, &ev) < 0)
+    if (epoll_ctl(w->ep, EPOLL_CTL_ADD, w->sh->stop_fd, &ev) < 0)
         return false;
 
     struct rlimit rl;
@@ -654,7 +709,9 @@ static bool worker_init(struct worker *w, struct shared *sh, size_t nslots,
     memset(w->fd_reg, 0xff, w->fd_cap * sizeof *w->fd_reg); /* UNWATCHED */
     for (size_t i = 0; i < nslots; i++) {
         w->free_slots[w->nfree++] = nslots - 1 - i; /* slot 0 on top */
-        if (!setup_easy(w, &w->slots[i], w->errbufs[i]))
+        if (!(o->engine == ENGINE_RAW
+                  ? setup_raw(w, &w->slots[i])
+                  : setup_easy(w, &w->slots[i], w->errbufs[i])))
             return false;
     }
     return true;
@@ -669,6 +726,9 @@ static void worker_free(struct worker *w)
                 curl_multi_remove_handle(w->multi, sl->easy);
             curl_easy_cleanup(sl->easy);
         }
+        if (sl->raw)
+            raw_close(sl->raw);
+        free(sl->raw);
         free(sl->body);
     }
     if (w->multi)
@@ -712,6 +772,69 @@ static bool want_more(struct worker *w, double now)
     return now < w->sh->t_stop;
 }
 
+static void print_response(const struct worker *w, const struct slot *sl);
+
+/* A request ended: record it and free its slot for the next. */
+static void finish(struct worker *w, struct slot *sl, double now,
+                   enum outcome out, int status, const char *error)
+{
+    struct record *r = &w->recs[sl->rec];
+    r->end = now;
+    r->status = status;
+    r->outcome = (unsigned char)out;
+    if (out == OUT_OTHER && !w->first_error[0])
+        snprintf(w->first_error, sizeof w->first_error, "%s", error);
+    if (w->sh->opt->print)
+        print_response(w, sl);
+    sl->busy = false;
+    w->free_slots[w->nfree++] = (size_t)(sl - w->slots);
+    atomic_fetch_sub_explicit(&w->active, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->finished, 1, memory_order_relaxed);
+}
+
+/* --engine raw: what a request came to, as loadgen counts it. */
+static void raw_settle(struct worker *w, struct slot *sl, double now,
+                       enum raw_result rr)
+{
+    static const enum outcome as_outcome[] = {
+        [RAW_REFUSED] = OUT_REFUSED, [RAW_RESET] = OUT_RESET,
+        [RAW_CLOSED] = OUT_CLOSED, [RAW_ERROR] = OUT_OTHER};
+    if (rr == RAW_PENDING)
+        return;
+    sl->body_len = sl->raw->capture_len;
+    if (rr == RAW_DONE) {
+        int st = sl->raw->status;
+        finish(w, sl, now, st >= 200 && st < 300 ? OUT_OK : OUT_HTTP, st,
+               NULL);
+    } else {
+        finish(w, sl, now, as_outcome[rr], 0, sl->raw->error);
+    }
+}
+
+/* Starts a request on a slot. */
+static bool start_request(struct worker *w, struct slot *sl, double now)
+{
+    if (w->sh->opt->engine == ENGINE_RAW) {
+        sl->busy = true;
+        w->nfree--;
+        atomic_fetch_add_explicit(&w->active, 1, memory_order_relaxed);
+        raw_settle(w, sl, now,
+                   raw_start(sl->raw, &w->sh->raw_rq, w->ep,
+                             tag(TAG_RAW, (uint32_t)(sl - w->slots))));
+        return true;
+    }
+    CURLMcode mc = curl_multi_add_handle(w->multi, sl->easy);
+    if (mc != CURLM_OK) {
+        fprintf(stderr, "loadgen: curl_multi_add_handle: %s\n",
+                curl_multi_strerror(mc));
+        return false;
+    }
+    sl->busy = true;
+    w->nfree--;
+    atomic_fetch_add_explicit(&w->active, 1, memory_order_relaxed);
+    return true;
+}
+
 /* Starts transfers on free slots while the run wants more. */
 static void issue_requests(struct worker *w, double now)
 {
@@ -730,17 +853,11 @@ static void issue_requests(struct worker *w, double now)
         w->recs[idx] = (struct record){.start = now};
         sl->rec = idx;
         sl->body_len = 0;
-        CURLMcode mc = curl_multi_add_handle(w->multi, sl->easy);
-        if (mc != CURLM_OK) {
-            fprintf(stderr, "loadgen: curl_multi_add_handle: %s\n",
-                    curl_multi_strerror(mc));
+        if (!start_request(w, sl, now)) {
             w->nrecs--;
             w->issuing = false;
             return;
         }
-        sl->busy = true;
-        w->nfree--;
-        atomic_fetch_add_explicit(&w->active, 1, memory_order_relaxed);
     }
 }
 
@@ -787,23 +904,29 @@ static void collect_done(struct worker *w, double now)
         struct slot *sl = (struct slot *)priv;
         long status = 0;
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-        struct record *r = &w->recs[sl->rec];
-        r->end = now;
-        r->status = rc == CURLE_OK ? (int)status : 0;
-        r->outcome = (unsigned char)classify(rc, status);
-        if (r->outcome == OUT_OTHER && !w->first_error[0]) {
-            const char *eb = w->errbufs[sl - w->slots];
-            snprintf(w->first_error, sizeof w->first_error, "%s",
-                     eb[0] ? eb : curl_easy_strerror(rc));
-        }
         curl_multi_remove_handle(w->multi, e);
-        if (w->sh->opt->print)
-            print_response(w, sl);
-        sl->busy = false;
-        w->free_slots[w->nfree++] = (size_t)(sl - w->slots);
-        atomic_fetch_sub_explicit(&w->active, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&w->finished, 1, memory_order_relaxed);
+        const char *eb = w->errbufs[sl - w->slots];
+        finish(w, sl, now, classify(rc, status),
+               rc == CURLE_OK ? (int)status : 0,
+               eb[0] ? eb : curl_easy_strerror(rc));
     }
+}
+
+/* --engine raw: requests past --timeout-ms end here, their connections
+ * closed (curl does this itself for its engine). */
+static void raw_timeouts(struct worker *w, double now)
+{
+    if (now < w->timer_at)
+        return;
+    double limit = (double)w->sh->opt->timeout_ms / 1000;
+    for (size_t i = 0; i < w->nslots; i++) {
+        struct slot *sl = &w->slots[i];
+        if (sl->busy && now - w->recs[sl->rec].start >= limit) {
+            raw_close(sl->raw);
+            finish(w, sl, now, OUT_TIMEOUT, 0, NULL);
+        }
+    }
+    w->timer_at = now + RAW_TIMEOUT_SCAN_MS / 1000.0;
 }
 
 /* Everything that follows a socket event: finished transfers free their
@@ -811,6 +934,12 @@ static void collect_done(struct worker *w, double now)
  * waits for the rest of the batch), and curl gets its due timeout. */
 static void step(struct worker *w)
 {
+    if (w->sh->opt->engine == ENGINE_RAW) {
+        double now = now_s();
+        raw_timeouts(w, now);
+        issue_requests(w, now);
+        return;
+    }
     for (;;) {
         double now = now_s();
         collect_done(w, now);
@@ -842,6 +971,18 @@ static void dispatch(struct worker *w, const struct epoll_event *ev)
     uint32_t fd = (uint32_t)ev->data.u64;
     if (ev->data.u64 >> 32 == TAG_STOP)
         return; /* the loop sees sh->stop */
+    if (ev->data.u64 >> 32 == TAG_RAW) {
+        struct slot *sl = &w->slots[fd];
+        if (!sl->busy) { /* the server ended an idle keep-alive connection */
+            if (ev->events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+                raw_close(sl->raw);
+            return;
+        }
+        raw_settle(w, sl, now_s(),
+                   raw_event(sl->raw, &w->sh->raw_rq, w->ep, ev->data.u64,
+                             ev->events));
+        return;
+    }
     if (fd < w->fd_cap && !w->fd_want[fd]) {
         fd_unwatch(w, (int)fd); /* an idle connection closed: curl finds
                                    out itself when it next looks at it */
@@ -865,7 +1006,10 @@ static void abandon_in_flight(struct worker *w)
         struct slot *sl = &w->slots[i];
         if (!sl->busy)
             continue;
-        curl_multi_remove_handle(w->multi, sl->easy);
+        if (sl->raw)
+            raw_close(sl->raw);
+        else
+            curl_multi_remove_handle(w->multi, sl->easy);
         sl->busy = false;
         atomic_fetch_sub_explicit(&w->active, 1, memory_order_relaxed);
         w->recs[sl->rec].outcome = OUT_KINDS; /* marker: not finished */
@@ -899,6 +1043,11 @@ static void *worker_run(void *arg)
     return NULL;
 }
 
+static const char *method_name(const struct options *o)
+{
+    return o->method ? o->method : o->body ? "POST" : "GET";
+}
+
 /* ---- stalled connections (--stall), held by the main thread ----------- */
 
 /* The classic slow client: a request line and one header, then silence.
@@ -928,6 +1077,83 @@ static struct addrinfo *resolve_url(CURLU *u)
     curl_free(host);
     curl_free(port);
     return ai;
+}
+
+/* Does a connection to a succeed within a second? */
+static bool answers(const struct addrinfo *a)
+{
+    int fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    0);
+    if (fd < 0)
+        return false;
+    bool ok = connect(fd, a->ai_addr, a->ai_addrlen) == 0;
+    if (!ok && errno == EINPROGRESS) {
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        int err = 0;
+        socklen_t len = sizeof err;
+        ok = poll(&p, 1, 1000) == 1 &&
+             getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && !err;
+    }
+    close(fd);
+    return ok;
+}
+
+/* --engine raw: the request bytes and the address, once for the run.
+ * "localhost" may name ::1 and 127.0.0.1; like curl, use the one that
+ * answers (a server here often listens on one only). Returns an exit
+ * status: 0, 2 for a URL this engine cannot use, 3 for other failures. */
+static int raw_setup(struct loadgen *lg, CURLU *url)
+{
+    const struct options *o = &lg->opt;
+    char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL,
+         *query = NULL, *host_port = NULL, *path_query = NULL;
+    struct addrinfo *ai = NULL;
+    int rc = 3;
+    curl_url_get(url, CURLUPART_SCHEME, &scheme, 0);
+    if (!scheme || strcmp(scheme, "http") != 0) {
+        fprintf(stderr, "loadgen: --engine raw speaks plain http://, not "
+                        "%s://; use --engine curl\n", scheme ? scheme : "?");
+        rc = 2;
+        goto out;
+    }
+    if (curl_url_get(url, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+        curl_url_get(url, CURLUPART_PATH, &path, 0) != CURLUE_OK)
+        goto out;
+    curl_url_get(url, CURLUPART_PORT, &port, 0);   /* may be absent */
+    curl_url_get(url, CURLUPART_QUERY, &query, 0); /* may be absent */
+    if (asprintf(&host_port, "%s%s%s", host, port ? ":" : "",
+                 port ? port : "") < 0 ||
+        asprintf(&path_query, "%s%s%s", path, query ? "?" : "",
+                 query ? query : "") < 0) {
+        host_port = path_query = NULL;
+        goto out;
+    }
+    ai = resolve_url(url);
+    if (!ai)
+        goto out;
+    const struct addrinfo *pick = ai;
+    for (const struct addrinfo *a = ai; ai->ai_next && a; a = a->ai_next)
+        if (answers(a)) {
+            pick = a;
+            break;
+        }
+    struct raw_request *rq = &lg->sh.raw_rq;
+    memcpy(&rq->addr, pick->ai_addr, pick->ai_addrlen);
+    rq->addrlen = pick->ai_addrlen;
+    if (raw_request_build(rq, method_name(o), host_port, path_query, o->body,
+                          o->keepalive))
+        rc = 0;
+out:
+    if (ai)
+        freeaddrinfo(ai);
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_free(path);
+    curl_free(query);
+    free(host_port);
+    free(path_query);
+    return rc;
 }
 
 static void stall_close(struct loadgen *lg, size_t i, enum stall_state s)
@@ -1329,11 +1555,6 @@ static double watch_cpu_s(const struct server_watch *w)
     return (double)(w->cpu_end - w->cpu_start) / (double)sysconf(_SC_CLK_TCK);
 }
 
-static const char *method_name(const struct options *o)
-{
-    return o->method ? o->method : o->body ? "POST" : "GET";
-}
-
 /* One key per line and no key twice, so a shell script can grep a value:
  * sed -n 's/.*"p99_ms": \([0-9.]*\).*\/\1/p'. */
 static void print_json(const struct loadgen *lg, const struct summary *s)
@@ -1344,7 +1565,8 @@ static void print_json(const struct loadgen *lg, const struct summary *s)
     json_string(out, o->url);
     fprintf(out, ",\n  \"method\": ");
     json_string(out, method_name(o));
-    fprintf(out, ",\n  \"concurrency\": %ld,\n", o->concurrency);
+    fprintf(out, ",\n  \"engine\": \"%s\",\n", engine_names[o->engine]);
+    fprintf(out, "  \"concurrency\": %ld,\n", o->concurrency);
     fprintf(out, "  \"threads\": %ld,\n", o->threads);
     fprintf(out, "  \"keepalive\": %s,\n", o->keepalive ? "true" : "false");
     fprintf(out, "  \"requests\": %zu,\n", s->finished);
@@ -1442,6 +1664,8 @@ static void print_text(const struct loadgen *lg, const struct summary *s)
             o->url, o->concurrency, o->keepalive ? "on" : "off");
     if (o->threads > 1)
         fprintf(out, ", %ld threads", o->threads);
+    if (o->engine != ENGINE_CURL)
+        fprintf(out, ", engine %s", engine_names[o->engine]);
     fputc('\n', out);
     fprintf(out, "  requests  %zu in %.3f s: %zu ok (2xx), %zu failed, "
                  "%.1f requests/s%s\n",
@@ -1656,6 +1880,7 @@ static void loadgen_free(struct loadgen *lg)
         if (lg->stall_fds[i] >= 0)
             close(lg->stall_fds[i]);
     curl_slist_free_all(lg->sh.headers);
+    raw_request_free(&lg->sh.raw_rq);
     if (lg->sh.stop_fd >= 0)
         close(lg->sh.stop_fd);
     free(lg->workers);
@@ -1709,6 +1934,13 @@ int main(int argc, char **argv)
     int rc = 3;
     struct summary s;
     lg.sh.stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (lg.opt.engine == ENGINE_RAW && (rc = raw_setup(&lg, url)) != 0) {
+        if (rc == 3)
+            fprintf(stderr, "loadgen: cannot set up --engine raw for %s\n",
+                    lg.opt.url);
+        goto out;
+    }
+    rc = 3;
     if (lg.sh.stop_fd < 0 || !make_headers(&lg) || !stalls_open(&lg, url)) {
         fprintf(stderr, "loadgen: setup failed (%s)\n",
                 errno ? strerror(errno) : "out of memory");
