@@ -1,8 +1,11 @@
 /* The documents cannot silently rot: every relative link and every
  * `file:line` reference in LECTURE.md and README.md must point at a file
- * that exists and, for a line, at a line that exists. */
+ * that exists and, for a line, at a line that exists; and every table is
+ * whole (figures pasted from a terminal once brought progress lines into
+ * the middle of tables, which then rendered as broken text). */
 #include <check.h>
 #include <ctype.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +113,67 @@ static int check_document(const char *doc, int *checked)
     return broken;
 }
 
+/* Cells in a table row: its '|' count less one (rows start and end with
+ * '|'; none of ours has an escaped \| in a cell). */
+static int cells(const char *line, size_t len)
+{
+    int bars = 0;
+    for (size_t i = 0; i < len; i++)
+        bars += line[i] == '|';
+    return bars - 1;
+}
+
+/* A table is a header row, a |---| row, then rows of as many cells, ended
+ * by a blank line. Returns the number of broken tables; fills *tables. */
+static int check_tables(const char *doc, int *tables)
+{
+    char *text = read_text(doc);
+    ck_assert_msg(text != NULL, "cannot read %s", doc);
+    int broken = 0, want = 0, lineno = 0;
+    bool in_code = false;
+    for (char *line = text; *line;) {
+        char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        lineno++;
+        if (len >= 3 && strncmp(line, "```", 3) == 0)
+            in_code = !in_code;
+        bool row = !in_code && len > 1 && line[0] == '|' &&
+                   line[len - 1] == '|';
+        if (want) { /* inside a table */
+            if (row && cells(line, len) != want) {
+                fprintf(stderr, "%s:%d: %d cells, the header has %d\n", doc,
+                        lineno, cells(line, len), want);
+                broken++;
+            } else if (!row && len) {
+                fprintf(stderr, "%s:%d: a table must end with a blank line: "
+                                "%.*s\n", doc, lineno, (int)len, line);
+                broken++;
+            }
+            if (!row)
+                want = 0;
+        } else if (row && nl && strncmp(nl + 1, "|---", 4) == 0) {
+            want = cells(line, len);
+            (*tables)++;
+        }
+        line = nl ? nl + 1 : line + len;
+    }
+    free(text);
+    return broken;
+}
+
+START_TEST(tables_are_whole)
+{
+    static const char *const docs[] = {"README.md", "LECTURE.md",
+                                       "bench/README.md"};
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+        int tables = 0;
+        ck_assert_msg(check_tables(docs[i], &tables) == 0, "%s: broken "
+                      "tables (see above)", docs[i]);
+        ck_assert_int_gt(tables, 0);
+    }
+}
+END_TEST
+
 START_TEST(readme_links_resolve)
 {
     int checked = 0;
@@ -132,6 +196,7 @@ int main(void)
     TCase *tc = tcase_create("links");
     tcase_add_test(tc, readme_links_resolve);
     tcase_add_test(tc, lecture_links_resolve);
+    tcase_add_test(tc, tables_are_whole);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -95,6 +95,37 @@ START_TEST(a_head_cut_anywhere_waits_for_the_rest)
 }
 END_TEST
 
+/* Mangled heads (bytes flipped, cut, duplicated) never read outside the
+ * buffer (the ASan build checks), and whatever is returned is sane. */
+START_TEST(mangled_heads_are_refused_or_read_sanely)
+{
+    static const char seed[] = "HTTP/1.1 200 OK\r\nContent-Length: 12\r\n"
+                               "Connection: keep-alive, close\r\n"
+                               "Transfer-Encoding: chunked\r\n\r\nbody";
+    static const char bytes[] = "\r\n: ,0123456789HTTP/1.chunkedclose";
+    unsigned seedv = 12345;
+    for (int round = 0; round < 20000; round++) {
+        size_t len = sizeof seed - 1;
+        char *buf = malloc(len); /* exact size: ASan sees any overread */
+        ck_assert_ptr_nonnull(buf);
+        memcpy(buf, seed, len);
+        int edits = 1 + rand_r(&seedv) % 6;
+        for (int e = 0; e < edits; e++)
+            buf[(size_t)rand_r(&seedv) % len] =
+                bytes[(size_t)rand_r(&seedv) % (sizeof bytes - 1)];
+        len = (size_t)rand_r(&seedv) % (len + 1);
+        struct raw_head h;
+        long r = raw_parse_head(buf, len, &h);
+        ck_assert(r >= -1 && r <= (long)len);
+        if (r > 0) {
+            ck_assert(h.status >= 100 && h.status <= 999);
+            ck_assert(h.content_length >= -1);
+        }
+        free(buf);
+    }
+}
+END_TEST
+
 START_TEST(builds_the_request_once)
 {
     struct raw_request rq = {0};
@@ -419,6 +450,7 @@ int main(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, parses_status_length_and_connection);
     tcase_add_test(tc, a_head_cut_anywhere_waits_for_the_rest);
+    tcase_add_test(tc, mangled_heads_are_refused_or_read_sanely);
     tcase_add_test(tc, builds_the_request_once);
     tcase_add_test(tc, keep_alive_answers_in_pieces);
     tcase_add_test(tc, a_closed_idle_connection_moves_the_request_to_a_new_one);

@@ -273,7 +273,7 @@ say ""
 say "- date: $(date '+%Y-%m-%d %H:%M %Z')"
 say "- machine: $cpu_model, $(nproc) cores, Linux $(uname -r)"
 say "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine makes every figure noisy)"
-say "- client: $("$LG" --version 2>/dev/null | head -1): one event loop per thread (one thread, two for throughput), keep-alive unless said"
+say "- client: $("$LG" --version 2>/dev/null | head -1): one event loop, libcurl engine, keep-alive unless said; throughput: --engine $TP_ENGINE on $TP_THREADS thread(s)"
 mode=full
 [ -n "$QUICK" ] && mode="quick (BENCH_QUICK=1)"
 say "- mode: $mode; many clients: $CONC"

@@ -15,11 +15,19 @@
  * the connections, its own multi handle, epoll set and records, and shares
  * nothing with the others but a request counter and a stop signal. The
  * main thread only supervises: Ctrl-C, the progress line, --stall's
- * connections and --watch-pid's samples. Why threads at all: libcurl costs
- * about twice wrk's CPU per request (measured: ~13 us against ~7 us on
- * loopback, most of it curl building and parsing HTTP), so one thread tops
- * out near 75k requests/s; a fast server (05 on GET /) can answer more, and
- * a benchmark client that is the bottleneck measures nothing.
+ * connections and --watch-pid's samples.
+ *
+ * Two engines. libcurl costs about twice wrk's CPU per request (measured
+ * on loopback: ~13.5 us against ~7.4 us, the extra all in user space:
+ * building the request, re-reading the URL, parsing every header, two
+ * poll() calls per reuse of a connection), so one curl thread tops out
+ * near 75k requests/s, and on a small machine the client's CPU is the
+ * server's loss. A benchmark client that is the bottleneck measures
+ * nothing, so --engine raw swaps curl for rawhttp.c, a minimal HTTP/1.1
+ * client as lean as wrk's (~6.5 us), on the same loop, slots and records:
+ * make bench uses it for throughput. curl stays the default for its
+ * breadth (chunked answers, https, every HTTP corner) and because it is
+ * the client a C program would really use.
  *
  * Cheap per request: each worker makes its easy handles once and re-adds
  * one to the multi handle when its transfer ends, so keep-alive connections
