@@ -569,6 +569,8 @@ START_TEST(command_line)
         {"--bogus", "http://127.0.0.1:1/", NULL},
         {"--timeout-ms", NULL},                       /* missing value */
         {"http://a/", "http://b/", NULL},             /* two URLs */
+        {"--engine", "fast", "http://127.0.0.1:1/", NULL},
+        {"--engine", "raw", "https://127.0.0.1:1/", NULL}, /* plain only */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         run_loadgen(&r, bad[i], 0);
