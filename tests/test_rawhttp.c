@@ -284,6 +284,18 @@ static void client_free(struct client *cl)
     close(cl->ep);
 }
 
+/* A scripted server and a client of it; with body, the client keeps each
+ * answer's body there. */
+static void start_both(struct server *s, const struct script *steps,
+                       size_t n, struct client *cl, const char *method,
+                       char *body, size_t body_max)
+{
+    server_start(s, steps, n);
+    client_init(cl, s->port, method, true);
+    cl->c->capture = body;
+    cl->c->capture_max = body_max;
+}
+
 /* One request, waited for (5 s at most). */
 static enum raw_result request(struct client *cl)
 {
@@ -312,12 +324,9 @@ START_TEST(keep_alive_answers_in_pieces)
         {{"HTTP/1.1 100 Continue\r\n\r\n", OK5, NULL}, 20, false, false},
     };
     struct server s;
-    server_start(&s, steps, 3);
     struct client cl;
-    client_init(&cl, s.port, "GET", true);
     char body[64];
-    cl.c->capture = body;
-    cl.c->capture_max = sizeof body;
+    start_both(&s, steps, 3, &cl, "GET", body, sizeof body);
     ck_assert_int_eq(request(&cl), RAW_DONE);
     ck_assert_int_eq(cl.c->status, 200);
     ck_assert_int_eq((int)cl.c->capture_len, 5);
@@ -344,9 +353,8 @@ START_TEST(a_closed_idle_connection_moves_the_request_to_a_new_one)
         {{OK5, NULL}, 0, false, false},
     };
     struct server s;
-    server_start(&s, steps, 3);
     struct client cl;
-    client_init(&cl, s.port, "GET", true);
+    start_both(&s, steps, 3, &cl, "GET", NULL, 0);
     ck_assert_int_eq(request(&cl), RAW_DONE);
     ck_assert_int_eq(request(&cl), RAW_DONE); /* retried on a new one */
     ck_assert_int_eq(cl.c->status, 200);
@@ -365,12 +373,9 @@ START_TEST(connection_close_and_answers_framed_by_the_end)
         {{OK5, NULL}, 0, true, false},
     };
     struct server s;
-    server_start(&s, steps, 3);
     struct client cl;
-    client_init(&cl, s.port, "GET", true);
     char body[64];
-    cl.c->capture = body;
-    cl.c->capture_max = sizeof body;
+    start_both(&s, steps, 3, &cl, "GET", body, sizeof body);
     ck_assert_int_eq(request(&cl), RAW_DONE);
     ck_assert_int_eq(cl.c->fd, -1); /* the server said close */
     ck_assert_int_eq(request(&cl), RAW_DONE);
@@ -395,9 +400,8 @@ START_TEST(head_answers_have_no_body)
         {{"HTTP/1.1 204 No Content\r\n\r\n", NULL}, 0, false, false},
     };
     struct server s;
-    server_start(&s, steps, 2);
     struct client cl;
-    client_init(&cl, s.port, "HEAD", true);
+    start_both(&s, steps, 2, &cl, "HEAD", NULL, 0);
     ck_assert_int_eq(request(&cl), RAW_DONE);
     ck_assert_int_eq(cl.c->status, 200);
     ck_assert_int_eq(request(&cl), RAW_DONE);
@@ -420,9 +424,8 @@ START_TEST(failures_are_told_apart)
         {{"garbage\r\n\r\n", NULL}, 0, true, false},     /* not HTTP */
     };
     struct server s;
-    server_start(&s, steps, 5);
     struct client cl;
-    client_init(&cl, s.port, "GET", true);
+    start_both(&s, steps, 5, &cl, "GET", NULL, 0);
     ck_assert_int_eq(request(&cl), RAW_CLOSED); /* a fresh connection: no
                                                    retry */
     ck_assert_int_eq(request(&cl), RAW_ERROR);

@@ -82,7 +82,7 @@
 #define STALL_CONNECT_WAIT_MS 3000 /* how long stalls may take to connect */
 #define PRINT_BODY_MAX 4096      /* --print keeps this much of each body */
 #define EPOLL_BATCH 256
-#define RAW_TIMEOUT_SCAN_MS 50   /* --engine raw checks --timeout-ms this often */
+#define RAW_TIMEOUT_SCAN_MS 50   /* --engine raw checks --timeout-ms so often */
 
 /* ---- options ---------------------------------------------------------- */
 
@@ -219,9 +219,9 @@ static char *need_memory(char *p)
 
 static void parse_options(struct options *o, int argc, char **argv)
 {
-    enum { O_URL = 256, O_ENGINE, O_METHOD, O_BODY, O_BILLS, O_KA, O_NO_KA, O_TIMEOUT,
-           O_TIMELINE, O_WIDTH, O_SPAN, O_JSON, O_PRINT, O_STALL, O_WATCH,
-           O_QUIET, O_VERSION };
+    enum { O_URL = 256, O_ENGINE, O_METHOD, O_BODY, O_BILLS, O_KA, O_NO_KA,
+           O_TIMEOUT, O_TIMELINE, O_WIDTH, O_SPAN, O_JSON, O_PRINT, O_STALL,
+           O_WATCH, O_QUIET, O_VERSION };
     static const struct option longs[] = {
         {"concurrency", required_argument, NULL, 'c'},
         {"requests", required_argument, NULL, 'n'},
