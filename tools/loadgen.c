@@ -19,8 +19,8 @@
  *
  * Two engines. libcurl costs about twice wrk's CPU per request (measured
  * on loopback: ~13.5 us against ~7.4 us, the extra all in user space:
- * building the request, re-reading the URL, parsing every header, two
- * poll() calls per reuse of a connection), so one curl thread tops out
+ * building the request, re-reading the URL, parsing every header, besides
+ * two poll() calls per request), so one curl thread tops out
  * near 75k requests/s, and on a small machine the client's CPU is the
  * server's loss. A benchmark client that is the bottleneck measures
  * nothing, so --engine raw swaps curl for rawhttp.c, a minimal HTTP/1.1

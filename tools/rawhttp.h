@@ -1,8 +1,8 @@
 /* rawhttp: loadgen's lean HTTP/1.1 client (--engine raw).
  *
  * Why it exists: libcurl spends ~7 us of user CPU per request on loopback
- * (building the request, re-reading the URL, parsing every header, two
- * poll() calls to check the connection), about as much as the kernel's
+ * (building the request, re-reading the URL, parsing every header; it
+ * also makes two poll() calls per request), about as much as the kernel's
  * whole TCP round trip. Against 05 on GET / that made loadgen, not the
  * server, the bottleneck. This client does what wrk does and no more: the
  * request is built once, a connection sends it with one send() and reads
