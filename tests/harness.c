@@ -14,11 +14,12 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "net.h"
 
 #define START_TIMEOUT_MS 20000 /* sanitizer builds start slowly */
 
@@ -52,22 +53,13 @@ const char *harness_bin(const char *name)
     return path;
 }
 
-/* Tests open thousands of sockets; so do the servers they start. */
-static void harness_raise_fd_limit(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-}
-
 static void harness_curl_init(void)
 {
     static int done;
     if (!done) {
         curl_global_init(CURL_GLOBAL_DEFAULT);
-        harness_raise_fd_limit();
+        net_raise_fd_limit(); /* thousands of sockets, here and in the
+                                 servers started from here */
         signal(SIGPIPE, SIG_IGN);
         done = 1;
     }

@@ -49,7 +49,8 @@ PIT_N=10
 # Throughput runs loadgen's raw engine on one thread, as wrk -t1 runs: curl
 # costs about twice wrk's CPU per request, and on a small machine the
 # client's CPU is taken from the server, so with curl loadgen would measure
-# itself (see "loadgen and wrk" in README.md). Other scenarios use curl.
+# itself (see "Is the client the bottleneck?" in bench/README.md). Other
+# scenarios use curl.
 TP_THREADS=${BENCH_THREADS:-1}
 TP_ENGINE=${BENCH_ENGINE:-raw}
 

@@ -45,6 +45,7 @@
  * --watch-pid samples a server's memory and CPU while it serves us.
  *
  * Simplifications: HTTP/1.1 only, one URL and one body for every request. */
+#include "net.h"
 #include "rawhttp.h"
 
 #include <curl/curl.h>
@@ -583,17 +584,14 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
 
 /* ---- a worker's setup ------------------------------------------------- */
 
-/* Thousands of connections need thousands of descriptors. */
+/* Thousands of connections need thousands of descriptors: take the whole
+ * hard limit, and say so when even that is too few. */
 static void raise_fd_limit(long need)
 {
     struct rlimit rl;
+    net_raise_fd_limit(); /* on failure the limit read below is the old one */
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         return;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-            getrlimit(RLIMIT_NOFILE, &rl);
-    }
     if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)need + 32 > rl.rlim_cur)
         fprintf(stderr,
                 "loadgen: warning: %ld connections but only %llu file "
@@ -646,8 +644,6 @@ static bool setup_easy(struct worker *w, struct slot *sl, char *errbuf)
     return true;
 }
 
-static bool worker_init_slots(struct worker *w, size_t nslots);
-
 /* --engine raw: a connection per slot, opened by its first request. */
 static bool setup_raw(struct worker *w, struct slot *sl)
 {
@@ -665,6 +661,37 @@ static bool setup_raw(struct worker *w, struct slot *sl)
     return true;
 }
 
+/* --engine curl: the multi handle, and the per-descriptor tables its
+ * socket callback keeps (what curl wants watched, what epoll has). */
+static bool worker_init_curl(struct worker *w, CURLU *url)
+{
+    long nslots = (long)w->nslots;
+    w->multi = curl_multi_init();
+    w->url = curl_url_dup(url);
+    if (!w->multi || !w->url)
+        return false;
+    curl_multi_setopt(w->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    curl_multi_setopt(w->multi, CURLMOPT_SOCKETDATA, w);
+    curl_multi_setopt(w->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    curl_multi_setopt(w->multi, CURLMOPT_TIMERDATA, w);
+    /* Exactly this worker's share of connections: no more, and all kept. */
+    curl_multi_setopt(w->multi, CURLMOPT_MAX_HOST_CONNECTIONS, nslots);
+    curl_multi_setopt(w->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, nslots);
+    curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, nslots);
+
+    struct rlimit rl;
+    w->fd_cap = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 1 << 20
+                    ? (size_t)rl.rlim_cur
+                    : 1 << 20;
+    w->fd_reg = malloc(w->fd_cap * sizeof *w->fd_reg);
+    w->fd_want = calloc(w->fd_cap, 1);
+    w->errbufs = calloc(w->nslots, sizeof *w->errbufs);
+    if (!w->fd_reg || !w->fd_want || !w->errbufs)
+        return false;
+    memset(w->fd_reg, 0xff, w->fd_cap * sizeof *w->fd_reg); /* UNWATCHED */
+    return true;
+}
+
 static bool worker_init(struct worker *w, struct shared *sh, size_t nslots,
                         CURLU *url)
 {
@@ -675,47 +702,19 @@ static bool worker_init(struct worker *w, struct shared *sh, size_t nslots,
     w->ep = epoll_create1(EPOLL_CLOEXEC);
     if (w->ep < 0)
         return false;
-    if (o->engine == ENGINE_RAW)
-        return worker_init_slots(w, nslots);
-    w->multi = curl_multi_init();
-    w->url = curl_url_dup(url);
-    if (!w->multi || !w->url)
-        return false;
-    curl_multi_setopt(w->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-    curl_multi_setopt(w->multi, CURLMOPT_SOCKETDATA, w);
-    curl_multi_setopt(w->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-    curl_multi_setopt(w->multi, CURLMOPT_TIMERDATA, w);
-    /* Exactly this worker's share of connections: no more, and all kept. */
-    curl_multi_setopt(w->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)nslots);
-    curl_multi_setopt(w->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)nslots);
-    curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, (long)nslots);
-
-    return worker_init_slots(w, nslots);
-}
-
-static bool worker_init_slots(struct worker *w, size_t nslots)
-{
-    const struct options *o = w->sh->opt;
     struct epoll_event ev = {.events = EPOLLIN,
                              .data.u64 = tag(TAG_STOP, 0)};
-    if (epoll_ctl(w->ep, EPOLL_CTL_ADD, w->sh->stop_fd, &ev) < 0)
+    if (epoll_ctl(w->ep, EPOLL_CTL_ADD, sh->stop_fd, &ev) < 0)
+        return false;
+    if (o->engine == ENGINE_CURL && !worker_init_curl(w, url))
         return false;
 
-    struct rlimit rl;
-    w->fd_cap = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 1 << 20
-                    ? (size_t)rl.rlim_cur
-                    : 1 << 20;
-    w->fd_reg = malloc(w->fd_cap * sizeof *w->fd_reg);
-    w->fd_want = calloc(w->fd_cap, 1);
     w->slots = calloc(nslots, sizeof *w->slots);
     w->free_slots = calloc(nslots, sizeof *w->free_slots);
-    w->errbufs = calloc(nslots, sizeof *w->errbufs);
     w->cap = o->total ? (size_t)o->total / (size_t)o->threads + nslots : 1024;
     w->recs = malloc(w->cap * sizeof *w->recs);
-    if (!w->fd_reg || !w->fd_want || !w->slots || !w->free_slots ||
-        !w->errbufs || !w->recs)
+    if (!w->slots || !w->free_slots || !w->recs)
         return false;
-    memset(w->fd_reg, 0xff, w->fd_cap * sizeof *w->fd_reg); /* UNWATCHED */
     for (size_t i = 0; i < nslots; i++) {
         w->free_slots[w->nfree++] = nslots - 1 - i; /* slot 0 on top */
         if (!(o->engine == ENGINE_RAW
@@ -820,27 +819,27 @@ static void raw_settle(struct worker *w, struct slot *sl, double now,
     }
 }
 
-/* Starts a request on a slot. */
+/* Starts a request on the free slot on top of the stack. With the raw
+ * engine it may end at once (refused, say): finish() then puts the slot
+ * back, so it is taken before the request starts. */
 static bool start_request(struct worker *w, struct slot *sl, double now)
 {
-    if (w->sh->opt->engine == ENGINE_RAW) {
-        sl->busy = true;
-        w->nfree--;
-        atomic_fetch_add_explicit(&w->active, 1, memory_order_relaxed);
-        raw_settle(w, sl, now,
-                   raw_start(sl->raw, &w->sh->raw_rq, w->ep,
-                             tag(TAG_RAW, (uint32_t)(sl - w->slots))));
-        return true;
-    }
-    CURLMcode mc = curl_multi_add_handle(w->multi, sl->easy);
-    if (mc != CURLM_OK) {
-        fprintf(stderr, "loadgen: curl_multi_add_handle: %s\n",
-                curl_multi_strerror(mc));
-        return false;
+    bool raw = w->sh->opt->engine == ENGINE_RAW;
+    if (!raw) {
+        CURLMcode mc = curl_multi_add_handle(w->multi, sl->easy);
+        if (mc != CURLM_OK) {
+            fprintf(stderr, "loadgen: curl_multi_add_handle: %s\n",
+                    curl_multi_strerror(mc));
+            return false;
+        }
     }
     sl->busy = true;
     w->nfree--;
     atomic_fetch_add_explicit(&w->active, 1, memory_order_relaxed);
+    if (raw)
+        raw_settle(w, sl, now,
+                   raw_start(sl->raw, &w->sh->raw_rq, w->ep,
+                             tag(TAG_RAW, (uint32_t)(sl - w->slots))));
     return true;
 }
 
@@ -981,7 +980,7 @@ static void dispatch(struct worker *w, const struct epoll_event *ev)
     if (ev->data.u64 >> 32 == TAG_STOP)
         return; /* the loop sees sh->stop */
     if (ev->data.u64 >> 32 == TAG_RAW) {
-        struct slot *sl = &w->slots[fd];
+        struct slot *sl = &w->slots[(uint32_t)ev->data.u64]; /* its index */
         if (!sl->busy) { /* the server ended an idle keep-alive connection */
             if (ev->events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
                 raw_close(sl->raw);
@@ -1140,12 +1139,13 @@ static int raw_setup(struct loadgen *lg, CURLU *url)
     ai = resolve_url(url);
     if (!ai)
         goto out;
-    const struct addrinfo *pick = ai;
-    for (const struct addrinfo *a = ai; ai->ai_next && a; a = a->ai_next)
-        if (answers(a)) {
-            pick = a;
-            break;
-        }
+    const struct addrinfo *pick = ai; /* the only one, or none answers */
+    if (ai->ai_next)
+        for (const struct addrinfo *a = ai; a; a = a->ai_next)
+            if (answers(a)) {
+                pick = a;
+                break;
+            }
     struct raw_request *rq = &lg->sh.raw_rq;
     memcpy(&rq->addr, pick->ai_addr, pick->ai_addrlen);
     rq->addrlen = pick->ai_addrlen;
