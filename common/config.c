@@ -14,7 +14,8 @@
 #define DEFAULT_MAIN_SERVICE "http://localhost:3001"
 
 enum { OPT_PORT = 256, OPT_HOST, OPT_DELAY, OPT_JITTER, OPT_IDLE, OPT_MAIN,
-       OPT_QUIET, OPT_HELP, OPT_MAX_CHILDREN, OPT_MAX_THREADS,
+       OPT_QUIET, OPT_HELP, OPT_HEADER_TIMEOUT, OPT_BODY_TIMEOUT,
+       OPT_MAX_JOBS, OPT_MAX_BILLS, OPT_CALLBACK_DEADLINE, OPT_MAX_CHILDREN, OPT_MAX_THREADS,
        OPT_BLOCKING_BUG, OPT_CPU_MS, OPT_OFFLOAD, OPT_STACK_KB };
 
 static void config_usage(FILE *out, const struct config *cfg, int default_port,
@@ -31,8 +32,21 @@ static void config_usage(FILE *out, const struct config *cfg, int default_port,
         "  --host ADDR         address to bind (default 127.0.0.1)\n"
         "  --delay-ms N        simulated external call per bill (default 2000)\n"
         "  --jitter-ms N       plus a random 0..N ms per bill (default 0)\n"
-        "  --idle-timeout-ms N close a client idle or stalled this long\n"
+        "  --header-timeout-ms N  a request head must arrive within N ms of\n"
+        "                      its first byte, or 408 (default 10000)\n"
+        "  --body-timeout-ms N a request body must arrive within N ms of\n"
+        "                      the head's end, or 408 (default 10000)\n"
+        "  --idle-timeout-ms N close a connection with no request begun, or\n"
+        "                      a client not reading its answer, after N ms\n"
         "                      (default 10000)\n"
+        "  --max-jobs N        async jobs accepted and not finished; past N,\n"
+        "                      503 with Retry-After (default 256)\n"
+        "  --max-bills N       bills of those jobs still waiting; past N,\n"
+        "                      503 with Retry-After (default 4096)\n"
+        "  --callback-deadline-ms N  retry a callback (backoff 0.5 s doubling\n"
+        "                      to 8 s, with jitter) until N ms after its\n"
+        "                      first try, then log the give-up\n"
+        "                      (default 120000)\n"
         "  --main-service URL  where async results are PUT (default\n"
         "                      $MAIN_SERVICE_URL or " DEFAULT_MAIN_SERVICE ")\n"
         "  --quiet             log only warnings and errors\n"
@@ -82,7 +96,9 @@ void config_parse(struct config *cfg, int argc, char **argv,
     const char *env_token = getenv("SECRET_TOKEN");
     *cfg = (struct config){
         .stage = stage, .host = "127.0.0.1", .port = default_port,
-        .delay_ms = 2000, .jitter_ms = 0, .idle_timeout_ms = 10000,
+        .delay_ms = 2000, .jitter_ms = 0, .header_timeout_ms = 10000,
+        .body_timeout_ms = 10000, .idle_timeout_ms = 10000,
+        .max_jobs = 256, .max_bills = 4096, .callback_deadline_ms = 120000,
         .main_service = env_url && *env_url ? env_url : DEFAULT_MAIN_SERVICE,
         .token = env_token && *env_token ? env_token : DEFAULT_TOKEN,
         .max_children = 256, .max_threads = 1024, .stack_kb = 64,
@@ -94,7 +110,12 @@ void config_parse(struct config *cfg, int argc, char **argv,
         {"host", required_argument, 0, OPT_HOST},
         {"delay-ms", required_argument, 0, OPT_DELAY},
         {"jitter-ms", required_argument, 0, OPT_JITTER},
+        {"header-timeout-ms", required_argument, 0, OPT_HEADER_TIMEOUT},
+        {"body-timeout-ms", required_argument, 0, OPT_BODY_TIMEOUT},
         {"idle-timeout-ms", required_argument, 0, OPT_IDLE},
+        {"max-jobs", required_argument, 0, OPT_MAX_JOBS},
+        {"max-bills", required_argument, 0, OPT_MAX_BILLS},
+        {"callback-deadline-ms", required_argument, 0, OPT_CALLBACK_DEADLINE},
         {"main-service", required_argument, 0, OPT_MAIN},
         {"quiet", no_argument, 0, OPT_QUIET},
         {"help", no_argument, 0, OPT_HELP},
@@ -126,7 +147,12 @@ void config_parse(struct config *cfg, int argc, char **argv,
         case OPT_HOST: cfg->host = optarg; break;
         case OPT_DELAY: cfg->delay_ms = config_int(stage, "delay-ms", optarg, 0, 600000); break;
         case OPT_JITTER: cfg->jitter_ms = config_int(stage, "jitter-ms", optarg, 0, 600000); break;
+        case OPT_HEADER_TIMEOUT: cfg->header_timeout_ms = config_int(stage, "header-timeout-ms", optarg, 1, 3600000); break;
+        case OPT_BODY_TIMEOUT: cfg->body_timeout_ms = config_int(stage, "body-timeout-ms", optarg, 1, 3600000); break;
         case OPT_IDLE: cfg->idle_timeout_ms = config_int(stage, "idle-timeout-ms", optarg, 1, 3600000); break;
+        case OPT_MAX_JOBS: cfg->max_jobs = config_int(stage, "max-jobs", optarg, 1, 1000000); break;
+        case OPT_MAX_BILLS: cfg->max_bills = config_int(stage, "max-bills", optarg, 1, 10000000); break;
+        case OPT_CALLBACK_DEADLINE: cfg->callback_deadline_ms = config_int(stage, "callback-deadline-ms", optarg, 1, 86400000); break;
         case OPT_MAIN: cfg->main_service = optarg; break;
         case OPT_QUIET: cfg->quiet = true; break;
         case OPT_MAX_CHILDREN: cfg->max_children = config_int(stage, "max-children", optarg, 1, 100000); break;
@@ -152,9 +178,12 @@ void config_parse(struct config *cfg, int argc, char **argv,
 
 void config_log(const struct config *cfg)
 {
-    log_info("delay %d ms + jitter 0..%d ms per bill, idle timeout %d ms, "
-             "callbacks to %s", cfg->delay_ms, cfg->jitter_ms,
-             cfg->idle_timeout_ms, cfg->main_service);
+    log_info("delay %d ms + jitter 0..%d ms per bill; timeouts: head %d ms, "
+             "body %d ms, idle %d ms; at most %d jobs and %d bills in flight; "
+             "callbacks to %s (retried for %d ms)", cfg->delay_ms,
+             cfg->jitter_ms, cfg->header_timeout_ms, cfg->body_timeout_ms,
+             cfg->idle_timeout_ms, cfg->max_jobs, cfg->max_bills,
+             cfg->main_service, cfg->callback_deadline_ms);
     if (cfg->token_is_default)
         log_warn("SECRET_TOKEN is not set: callbacks carry the default "
                  "token; set SECRET_TOKEN outside a classroom");

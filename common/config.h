@@ -20,7 +20,26 @@ struct config {
     int port;                 /* --port, default 800N; 0 = any free port */
     int delay_ms;             /* --delay-ms, default 2000 */
     int jitter_ms;            /* --jitter-ms, default 0 */
-    int idle_timeout_ms;      /* --idle-timeout-ms, default 10000 */
+    int header_timeout_ms;    /* --header-timeout-ms, default 10000: a
+                                 request head must be complete this long
+                                 after its first byte (CR/LF count); the
+                                 deadline never moves. Past it: 408 */
+    int body_timeout_ms;      /* --body-timeout-ms, default 10000: the body
+                                 must be complete this long after the head
+                                 ends. Past it: 408 */
+    int idle_timeout_ms;      /* --idle-timeout-ms, default 10000: a
+                                 connection with no byte of a request yet
+                                 (new or kept alive), or a client not
+                                 reading its answer, is closed after this */
+    int max_jobs;             /* --max-jobs, default 256: async jobs accepted
+                                 and not yet finished (bills or callback
+                                 pending). Checked before answering: past
+                                 it, 503 with Retry-After */
+    int max_bills;            /* --max-bills, default 4096: bills of those
+                                 jobs still waiting; same check, same 503 */
+    int callback_deadline_ms; /* --callback-deadline-ms, default 120000: a
+                                 callback is retried (backoff with jitter)
+                                 until this long after its first try */
     const char *main_service; /* --main-service / MAIN_SERVICE_URL */
     const char *token;        /* SECRET_TOKEN */
     bool token_is_default;
