@@ -91,9 +91,9 @@ $(TOOL_BINS): $(B)/%: $(B)/obj/tools/%.o $(B)/libcommon.a
 # loadgen's second engine lives in its own file (tools/rawhttp.c).
 $(B)/loadgen: $(B)/obj/tools/rawhttp.o
 
-# Test programs may need a stage's own library file (06's coro.c, 05's loop.c).
-TEST_EXTRA_test_coro := $(B)/obj/06-coroutines/coro.o
-TEST_EXTRA_test_loop := $(B)/obj/05-epoll-callbacks/loop.o
+# Test programs may need a stage's own library files: test_coro links 06's
+# scheduler (every .c file of 06-coroutines but its server.c).
+TEST_EXTRA_test_coro := $(patsubst %.c,$(B)/obj/%.o,$(filter-out %/server.c,$(wildcard 06-coroutines/*.c)))
 TEST_EXTRA_test_rawhttp := $(B)/obj/tools/rawhttp.o
 $(TEST_BINS): $(B)/tests/%: $(B)/obj/tests/%.o $$(TEST_EXTRA_$$*) $(HARNESS_OBJ) $(B)/libcommon.a
 	@mkdir -p $(dir $@)

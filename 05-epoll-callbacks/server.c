@@ -89,6 +89,7 @@
 
 #include "callback.h"
 #include "config.h"
+#include "curl_loop.h"
 #include "evconn.h"
 #include "log.h"
 #include "loop.h"
@@ -141,8 +142,8 @@ struct job {
 static int listen_fd = -1;
 static struct loop_timer accept_resume;
 
-static CURLM *multi;          /* every callback PUT in flight */
-static struct loop_timer curl_timer; /* when curl asked to be woken */
+static struct curl_loop *curl; /* curl's sockets and timer on our loop */
+static CURLM *multi;           /* its multi handle: every PUT in flight */
 
 /* SIGINT/SIGTERM set srv.stopping; this timer bounds the stop. */
 static struct loop_timer grace;
@@ -340,9 +341,9 @@ static void on_accept(struct loop *l, int fd, unsigned events, void *arg)
 /* ------------------------------------------------------------------ */
 /* Async jobs: bills on timers, then the PUT through curl's socket API. */
 /* Follow one PUT: on_job_bill_done -> job_apply -> evjob_put -> (curl  */
-/* calls) on_curl_timer_change -> (the loop calls) on_curl_timeout ->   */
-/* (curl calls) on_curl_socket_change -> (the loop calls) on_curl_ready */
-/* -> curl_collect_done -> evjob_on_put_done -> job_apply -> (a loop    */
+/* arms a loop timer, common/curl_loop) -> (the loop calls curl, curl   */
+/* asks the loop to watch its socket, the loop calls curl again...) ->  */
+/* curl_collect_done -> evjob_on_put_done -> job_apply -> (a loop       */
 /* timer) on_job_retry -> job_apply again. Stage 06 writes it as a loop. */
 
 /* The job around one of srv.jobs (or a finished transfer's). */
@@ -362,8 +363,8 @@ static void job_free(struct job *job)
 }
 
 /* Does what a job step asked for. A PUT is not sent here: curl answers
- * evjob_put by calling on_curl_timer_change, and everything else follows
- * from that. */
+ * evjob_put by arming its timer on the loop (common/curl_loop), and
+ * everything else follows from that. */
 static void job_apply(struct job *job, enum evjob_want want)
 {
     switch (want) {
@@ -427,89 +428,25 @@ static bool job_start(const struct exchange_request *req)
     return true;
 }
 
-/* After curl has run: collect the transfers that finished. */
-static void curl_collect_done(void)
+/* curl_loop's `ran`: after curl has run, collect the transfers that
+ * finished. */
+static void curl_collect_done(struct curl_loop *cl, void *arg)
 {
+    (void)cl;
+    (void)arg;
     struct evjob *core;
     CURLcode result;
     while ((core = evjob_next_finished(multi, &result)) != NULL)
         job_apply(job_of(core), evjob_on_put_done(core, result));
 }
 
-/* I/O callback: one of curl's sockets is ready. Tell curl which. */
-static void on_curl_ready(struct loop *l, int fd, unsigned events, void *arg)
-{
-    (void)l;
-    (void)arg;
-    int flags = ((events & LOOP_READABLE) ? CURL_CSELECT_IN : 0) |
-                ((events & LOOP_WRITABLE) ? CURL_CSELECT_OUT : 0) |
-                ((events & LOOP_ERROR) ? CURL_CSELECT_ERR : 0);
-    int running;
-    CURLMcode rc = curl_multi_socket_action(multi, fd, flags, &running);
-    if (rc != CURLM_OK)
-        log_warn("curl_multi_socket_action: %s", curl_multi_strerror(rc));
-    curl_collect_done();
-}
-
-/* Timer callback: the moment curl asked to be woken has come. */
-static void on_curl_timeout(struct loop *l, void *arg)
-{
-    (void)l;
-    (void)arg;
-    int running;
-    CURLMcode rc = curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0,
-                                            &running);
-    if (rc != CURLM_OK)
-        log_warn("curl_multi_socket_action: %s", curl_multi_strerror(rc));
-    curl_collect_done();
-}
-
-/* curl's CURLMOPT_SOCKETFUNCTION: curl tells us what to watch on one of
- * its sockets. Called from inside curl, so it only talks to the loop. */
-static int on_curl_socket_change(CURL *easy, curl_socket_t s, int what,
-                                 void *userp, void *socketp)
-{
-    (void)easy;
-    (void)userp;
-    (void)socketp;
-    if (what == CURL_POLL_REMOVE) {
-        loop_unwatch(loop, s); /* curl closes it next */
-        return 0;
-    }
-    unsigned events = ((what & CURL_POLL_IN) ? LOOP_READABLE : 0) |
-                      ((what & CURL_POLL_OUT) ? LOOP_WRITABLE : 0);
-    if (loop_watch(loop, s, events, on_curl_ready, NULL) < 0) {
-        log_warn("cannot watch curl's socket %d: %s", (int)s,
-                 strerror(errno));
-        return -1; /* curl fails that transfer; the retry policy decides */
-    }
-    return 0;
-}
-
-/* curl's CURLMOPT_TIMERFUNCTION: curl tells us when to wake it. -1 means
- * never mind; 0 means as soon as possible, which must still go through
- * the loop (curl forbids calling it back from inside this function). */
-static int on_curl_timer_change(CURLM *m, long timeout_ms, void *userp)
-{
-    (void)m;
-    (void)userp;
-    if (timeout_ms < 0) {
-        loop_timer_cancel(loop, &curl_timer);
-        return 0;
-    }
-    return loop_timer_arm(loop, &curl_timer, (uint64_t)timeout_ms) < 0 ? -1 : 0;
-}
-
 static bool curl_setup(void)
 {
-    multi = curl_multi_init();
-    if (multi == NULL)
+    curl = curl_loop_new(loop, curl_collect_done, NULL);
+    if (curl == NULL)
         return false;
-    loop_timer_init(&curl_timer, on_curl_timeout, NULL);
-    return curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION,
-                             on_curl_socket_change) == CURLM_OK &&
-           curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION,
-                             on_curl_timer_change) == CURLM_OK;
+    multi = curl_loop_multi(curl);
+    return true;
 }
 
 /* ------------------------------------------------------------------ */
@@ -600,7 +537,7 @@ int main(int argc, char **argv)
         job_free(job_of(srv.jobs));
     if (listen_fd >= 0)
         close(listen_fd);
-    curl_multi_cleanup(multi); /* may still call back into the loop */
+    curl_loop_free(curl); /* may still call back into the loop */
     callback_global_cleanup();
     log_info("stopped; %lu stale epoll events were dropped",
              loop_stale_events(loop));

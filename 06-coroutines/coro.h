@@ -1,4 +1,5 @@
-/* coro: a small coroutine scheduler on ucontext, epoll and a timer heap.
+/* coro: a small coroutine scheduler on ucontext and common/loop (05's
+ * event loop: epoll and a timer heap).
  *
  * This is asyncio's event loop written out in C, so a student can see that
  * nothing in `async`/`await` is magic. The vocabulary maps one to one:
@@ -23,11 +24,13 @@
  * The model. A coroutine is a function with its own stack. It runs until it
  * has to wait (a sleep, a socket, another coroutine, a thread, an HTTP
  * transfer); the wait saves its registers (swapcontext) and returns to the
- * scheduler, which runs the next ready coroutine. When nothing is ready the
- * scheduler sleeps in epoll_wait until a descriptor is ready or the earliest
- * deadline in the timer heap is due, marks the coroutines that were waiting
- * for those things ready, and runs them. The code of a coroutine reads like
- * blocking code; only its waits are different.
+ * scheduler, which runs the next ready coroutine. A wait registers a
+ * callback on the event loop whose only job is to mark the coroutine ready
+ * again (asyncio's Task is such a callback on its loop). When nothing is
+ * ready the scheduler turns the loop: it sleeps in epoll_wait until a
+ * descriptor is ready or the earliest deadline is due, the callbacks mark
+ * their coroutines ready, and the scheduler runs them. The code of a
+ * coroutine reads like blocking code; only its waits are different.
  *
  * Everything runs on one thread, the one that calls co_sched_run: a
  * coroutine is never interrupted, it only gives the CPU away at the waits
@@ -58,13 +61,14 @@
  *    corrupting memory) is freed as soon as the coroutine returns. The
  *    small control block that holds its result lives on until co_join
  *    reads it, or is freed at once if the coroutine was detached.
- *  - Descriptors belong to the caller. The scheduler owns only its epoll
- *    fd, an eventfd for the worker pool and, through libcurl, the sockets of
- *    HTTP transfers.
+ *  - Descriptors belong to the caller. The scheduler owns only its loop's
+ *    epoll fd, an eventfd for the worker pool and, through libcurl, the
+ *    sockets of HTTP transfers.
  *
  * Global state: exactly one scheduler exists at a time, and coro.c keeps a
- * single static pointer to it (`sched` in coro.c) so that co_sleep and
- * friends need no scheduler argument. It is created by co_sched_init and
+ * single pointer to it (`sched`, shared with the scheduler's other files
+ * through the private coro_impl.h) so that co_sleep and friends need no
+ * scheduler argument. It is created by co_sched_init and
  * destroyed by co_sched_free; nothing else is global.
  *
  * Threads: every co_* function must be called on the thread that runs
@@ -98,11 +102,11 @@ typedef void *(*co_fn)(void *arg);
 
 /* ---- the scheduler (the event loop) ---------------------------------- */
 
-/* Creates the one scheduler: the epoll instance, the timer heap, the ready
+/* Creates the one scheduler: its event loop (common/loop) and the ready
  * queue. opts may be NULL for the defaults. 0, or a negative errno
  * (-EBUSY if a scheduler already exists). In a ThreadSanitizer build it
  * also blocks asynchronous signals on the calling thread until
- * co_sched_free; the loop takes them while it waits (coro.c, section 1). */
+ * co_sched_free; the loop takes them while it waits (coro_san.h). */
 int co_sched_init(const struct co_options *opts);
 
 /* The loop: runs ready coroutines, sleeps in epoll_wait until the next
@@ -115,7 +119,7 @@ int co_sched_run(void);
 
 /* Destroys the scheduler: stops the worker threads (after the functions
  * they are running return), aborts pending HTTP transfers, frees every
- * coroutine that is left without running it further, closes the epoll fd.
+ * coroutine that is left without running it further, frees the loop.
  * Handles become invalid. Safe to call without a scheduler. */
 void co_sched_free(void);
 
@@ -200,8 +204,10 @@ ssize_t co_write(int fd, const void *buf, size_t n, int timeout_ms);
  * -EBADF, and so does a wait whose "ready" event was already fetched but
  * not yet delivered: the fd number may be reused at once by accept or
  * socket, and the old event must not wake the new owner's waiter (the
- * stale-event trap Redis fell into). Always close such fds this way.
- * 0 or a negative errno (-EBUSY for an fd libcurl owns). */
+ * stale-event trap Redis fell into). Always close this way an fd that a
+ * coroutine has waited on: the loop keeps watching it between waits, and
+ * must hear that the number is free. 0 or a negative errno (-EBUSY for an
+ * fd libcurl or the worker pool owns). */
 int co_close(int fd);
 
 /* ---- leaving the loop for blocking work ---------------------------------- */

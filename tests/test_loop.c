@@ -1,4 +1,4 @@
-/* Unit tests for 05-epoll-callbacks/loop.c: the callback event loop.
+/* Unit tests for common/loop.c: the callback event loop of 05 and 06.
  * Pipes stand in for sockets: a pipe's read end with a byte in it is
  * readable, its write end is writable. */
 #include <check.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../05-epoll-callbacks/loop.h"
+#include "loop.h"
 
 static void make_pipe(int p[2])
 {

@@ -11,6 +11,12 @@
  *   loop_timer_cancel(loop, &timer)               never mind
  *   loop_run(loop) / loop_stop(loop)              turn the crank / stop it
  *
+ * Two users stand on it: 05-epoll-callbacks, whose server is a chain of
+ * callbacks, and 06-coroutines, whose scheduler registers one callback per
+ * waiting coroutine whose only job is to resume it (asyncio's Task is such
+ * a callback on its loop). libcurl's multi socket API is glued onto it
+ * once, in common/curl_loop.
+ *
  * The caller keeps its state in its own structs and gets it back through the
  * void *arg it registered: the loop knows nothing about HTTP, connections or
  * curl. That is the whole bargain of callbacks: the loop is simple and
@@ -50,6 +56,7 @@
 #ifndef LOOP_H
 #define LOOP_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -128,6 +135,25 @@ bool loop_timer_armed(const struct loop_timer *t);
  * armed (nothing could ever happen again); -1 with errno if epoll_wait
  * fails for a reason other than EINTR. */
 int loop_run(struct loop *loop);
+
+/* One turn of loop_run, for a caller with work of its own between turns
+ * (06's scheduler runs its ready coroutines there): waits at most
+ * timeout_ms (-1: until the earliest timer, or for ever if none is armed),
+ * calls the callbacks of the ready fds, then of the expired timers. 0
+ * (also after a signal interrupted the wait), or -1 with errno if
+ * epoll_wait failed. */
+int loop_run_once(struct loop *loop, int timeout_ms);
+
+/* While the loop sleeps in epoll_wait, the thread's signal mask is *mask
+ * (epoll_pwait); at all other times it is whatever the thread set. For a
+ * thread that keeps asynchronous signals blocked except while it waits
+ * (06 under ThreadSanitizer: coro_san.h says why). NULL: plain epoll_wait.
+ * The mask is copied. */
+void loop_set_wait_sigmask(struct loop *loop, const sigset_t *mask);
+
+/* The callback fd is watched with (paused or not), or NULL if it is not
+ * watched: lets a user refuse an fd someone else registered. */
+loop_io_fn loop_watcher(const struct loop *loop, int fd);
 
 /* Makes loop_run return once the callback that calls it returns: no further
  * callback runs in this turn. Callable from any callback. */

@@ -37,6 +37,8 @@ struct loop {
                                 nothing can ever happen */
     struct timer_heap timers;
     bool stopped;
+    bool wait_masked;        /* epoll_pwait with wait_mask */
+    sigset_t wait_mask;
     unsigned long stale;
 };
 
@@ -276,25 +278,51 @@ static void loop_dispatch(struct loop *loop, const struct epoll_event *ev)
     s->fn(loop, fd, ready, s->arg);
 }
 
-int loop_run(struct loop *loop)
+int loop_run_once(struct loop *loop, int timeout_ms)
 {
     struct epoll_event events[LOOP_MAX_EVENTS];
-    loop->stopped = false;
-    while (!loop->stopped) {
+    loop->stopped = false; /* a loop_stop ends this turn, not the next */
+    int timeout = timer_heap_timeout_ms(&loop->timers, timer_now_ms());
+    if (timeout_ms >= 0 && (timeout < 0 || timeout_ms < timeout))
+        timeout = timeout_ms;
+    int n = loop->wait_masked
+                ? epoll_pwait(loop->epfd, events, LOOP_MAX_EVENTS, timeout,
+                              &loop->wait_mask)
+                : epoll_wait(loop->epfd, events, LOOP_MAX_EVENTS, timeout);
+    if (n < 0) {
+        if (errno != EINTR)
+            return -1;
+        n = 0; /* a signal: its handler wrote to a pipe we watch */
+    }
+    for (int i = 0; i < n && !loop->stopped; i++)
+        loop_dispatch(loop, &events[i]);
+    loop_fire_timers(loop);
+    return 0;
+}
+
+int loop_run(struct loop *loop)
+{
+    do {
         if (loop->in_epoll == 0 && timer_heap_size(&loop->timers) == 0)
             return 0; /* nothing left that could ever call anyone */
-        int timeout = timer_heap_timeout_ms(&loop->timers, timer_now_ms());
-        int n = epoll_wait(loop->epfd, events, LOOP_MAX_EVENTS, timeout);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue; /* a signal: its handler wrote to a pipe we watch */
+        if (loop_run_once(loop, -1) < 0)
             return -1;
-        }
-        for (int i = 0; i < n && !loop->stopped; i++)
-            loop_dispatch(loop, &events[i]);
-        loop_fire_timers(loop);
-    }
+    } while (!loop->stopped);
     return 0;
+}
+
+void loop_set_wait_sigmask(struct loop *loop, const sigset_t *mask)
+{
+    loop->wait_masked = mask != NULL;
+    if (mask != NULL)
+        loop->wait_mask = *mask;
+}
+
+loop_io_fn loop_watcher(const struct loop *loop, int fd)
+{
+    if (fd < 0 || (size_t)fd >= loop->num_slots || !loop->slots[fd].active)
+        return NULL;
+    return loop->slots[fd].fn;
 }
 
 void loop_stop(struct loop *loop) { loop->stopped = true; }

@@ -1,0 +1,188 @@
+/* coro_fd: waiting on descriptors (coro.h, "waiting"): co_wait_readable,
+ * co_wait_writable, co_read, co_write, co_close. The scheduler's core
+ * (coro.c) knows how to park a coroutine; this file knows which fd it waits
+ * for, as libtask keeps fd.c beside task.c.
+ *
+ * co_on_fd is the loop callback of every fd a coroutine waits on: it
+ * resumes the waiter. After a wake the registration is kept, so the usual
+ * next wait (a keep-alive connection reading its next request) costs no
+ * system call; a registration that reports an fd nobody waits on is paused
+ * then (level triggering would report it on every turn). The cost of
+ * keeping it: an fd must be closed with co_close, which tells the loop. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "coro_impl.h"
+
+static struct co_fd *co_fd_slot(int fd)
+{
+    if ((size_t)fd >= sched->nfds) {
+        size_t n = sched->nfds ? sched->nfds : 64;
+        while (n <= (size_t)fd)
+            n *= 2;
+        struct co_fd *t = realloc(sched->fds, n * sizeof *t);
+        if (!t)
+            return NULL;
+        memset(t + sched->nfds, 0, (n - sched->nfds) * sizeof *t);
+        sched->fds = t;
+        sched->nfds = n;
+    }
+    return &sched->fds[fd];
+}
+
+/* A slot holds its coroutine from the wait until it runs again; only a
+ * parked one is still waiting. */
+static bool co_fd_waiting(const struct co *c)
+{
+    return c && c->state == CO_WAITING;
+}
+
+static unsigned co_fd_interest(const struct co_fd *f)
+{
+    return (co_fd_waiting(f->reader) ? LOOP_READABLE : 0u) |
+           (co_fd_waiting(f->writer) ? LOOP_WRITABLE : 0u);
+}
+
+/* Loop callback: fd is ready (an error or hang-up comes as both). */
+static void co_on_fd(struct loop *loop, int fd, unsigned events, void *arg)
+{
+    (void)arg;
+    struct co_fd *f = &sched->fds[fd];
+    unsigned waiting = co_fd_interest(f);
+    if ((events & waiting & LOOP_READABLE))
+        co_wait_end(f->reader, 0);
+    if ((events & waiting & LOOP_WRITABLE))
+        co_wait_end(f->writer, 0);
+    if (events & waiting)
+        return;
+    if (loop_watch(loop, fd, waiting, co_on_fd, NULL) < 0) {
+        int err = -errno;
+        if (co_fd_waiting(f->reader))
+            co_wait_end(f->reader, err);
+        if (co_fd_waiting(f->writer))
+            co_wait_end(f->writer, err);
+    }
+}
+
+static int co_wait_fd(int fd, bool writing, int timeout_ms)
+{
+    struct co *c = co_running();
+    if (!c)
+        return -EPERM;
+    if (co_take_cancel(c))
+        return -ECANCELED;
+    if (fd < 0)
+        return -EBADF;
+    loop_io_fn owner = loop_watcher(sched->loop, fd);
+    if (owner && owner != co_on_fd)
+        return -EBUSY; /* a curl socket, or the worker pool's eventfd */
+    struct co_fd *f = co_fd_slot(fd);
+    if (!f)
+        return -ENOMEM;
+    struct co **me = writing ? &f->writer : &f->reader;
+    if (*me)
+        return -EBUSY;
+    unsigned events = (writing ? LOOP_WRITABLE : LOOP_READABLE) |
+                      (co_fd_interest(f) & ~(writing ? LOOP_WRITABLE
+                                                     : LOOP_READABLE));
+    if (loop_watch(sched->loop, fd, events, co_on_fd, NULL) < 0)
+        return -errno;
+    *me = c;
+    int rc = co_park(c, WAIT_FD, timeout_ms, -ETIMEDOUT);
+    f = &sched->fds[fd]; /* the table may have moved meanwhile */
+    if (f->reader == c)
+        f->reader = NULL;
+    if (f->writer == c)
+        f->writer = NULL;
+    return rc;
+}
+
+int co_wait_readable(int fd, int timeout_ms)
+{
+    return co_wait_fd(fd, false, timeout_ms);
+}
+
+int co_wait_writable(int fd, int timeout_ms)
+{
+    return co_wait_fd(fd, true, timeout_ms);
+}
+
+ssize_t co_read(int fd, void *buf, size_t n, int timeout_ms)
+{
+    uint64_t deadline = co_deadline(timeout_ms);
+    for (;;) {
+        ssize_t r = read(fd, buf, n);
+        if (r >= 0)
+            return r;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        int rc = co_wait_readable(fd, co_time_left(deadline));
+        if (rc < 0)
+            return rc;
+    }
+}
+
+ssize_t co_write(int fd, const void *buf, size_t n, int timeout_ms)
+{
+    uint64_t deadline = co_deadline(timeout_ms);
+    const char *p = buf;
+    size_t left = n;
+    bool is_socket = true; /* send(MSG_NOSIGNAL) until told otherwise */
+    while (left > 0) {
+        ssize_t w = is_socket ? send(fd, p, left, MSG_NOSIGNAL)
+                              : write(fd, p, left);
+        if (w > 0) {
+            p += w;
+            left -= (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == ENOTSOCK && is_socket) {
+            is_socket = false; /* a pipe: plain write */
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        int rc = co_wait_writable(fd, co_time_left(deadline));
+        if (rc < 0)
+            return rc;
+    }
+    return (ssize_t)n;
+}
+
+/* The fd of c's wait is gone. If the loop already woke c (it sits in the
+ * ready queue), the event was about the old fd: c must not believe the
+ * number it gets back, which accept may hand out again before c runs. */
+static void co_fd_gone(struct co *c)
+{
+    if (co_fd_waiting(c))
+        co_wait_end(c, -EBADF);
+    else if (c)
+        c->wake_result = -EBADF;
+}
+
+int co_close(int fd)
+{
+    if (sched && fd >= 0) {
+        loop_io_fn owner = loop_watcher(sched->loop, fd);
+        if (owner && owner != co_on_fd)
+            return -EBUSY;
+        if ((size_t)fd < sched->nfds) {
+            co_fd_gone(sched->fds[fd].reader);
+            co_fd_gone(sched->fds[fd].writer);
+            sched->fds[fd] = (struct co_fd){0};
+        }
+        loop_unwatch(sched->loop, fd); /* the next owner of the number is
+                                          someone else (loop.h) */
+    }
+    /* Linux frees the fd even when close reports EINTR: never retry. */
+    if (close(fd) < 0 && errno != EINTR)
+        return -errno;
+    return 0;
+}

@@ -1,0 +1,152 @@
+/* coro_impl: what the scheduler's files share. Private to 06-coroutines:
+ * coro.c (the core), coro_fd.c (waiting on descriptors), coro_pool.c
+ * (co_run_blocking) and coro_curl.c (co_curl_perform). The satellites use
+ * only the core's way of waiting: register somewhere, co_park, and have
+ * whoever finishes the wait call co_wait_end. */
+#ifndef CORO_IMPL_H
+#define CORO_IMPL_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <ucontext.h>
+
+#include "coro.h"
+#include "coro_san.h"
+#include "loop.h"
+
+enum co_state {
+    CO_READY,    /* in the ready queue */
+    CO_RUNNING,  /* on the CPU: sched->current */
+    CO_WAITING,  /* parked; some event, timer or other coroutine wakes it */
+    CO_DONE,     /* returned; only the control block is left */
+};
+
+/* What a parked coroutine waits for. A wake-up, a timeout and a cancel all
+ * end a wait the same way (co_wait_end), and this says what to undo. */
+enum co_wait {
+    WAIT_NONE,
+    WAIT_SLEEP,
+    WAIT_FD,        /* an fd, as its reader or writer (sched->fds) */
+    WAIT_JOIN,      /* wait_target to return */
+    WAIT_UNWIND,    /* a cancelled wait_target to finish its cleanup */
+    WAIT_BLOCKING,  /* a worker thread to run our job (coro_pool.c) */
+    WAIT_CURL,      /* wait_transfer to complete (coro_curl.c) */
+};
+
+struct co_transfer;
+
+struct co {
+    long id;
+    enum co_state state;
+    co_fn fn;
+    void *arg, *result;
+    ucontext_t ctx;            /* registers while not running */
+    char *map;                 /* the whole mapping, guard page included */
+    size_t map_len;
+    char *stack;               /* the usable part, just above the guard */
+    size_t stack_size;
+    struct co *next_ready;     /* ready queue link */
+    struct co *prev_all, *next_all; /* every control block, for co_sched_free */
+
+    enum co_wait wait;
+    int wake_result;           /* what the wait returns: set by the waker */
+    int timer_result;          /* what the wait returns if its timer fires */
+    struct loop_timer timer;   /* the wait's deadline, when it has one */
+    bool wakeable;             /* counted in sched->wakeable */
+    struct co *wait_target;
+    struct co_transfer *wait_transfer;
+
+    struct co *join_waiter;    /* the coroutine parked in co_join on us */
+    bool claimed;              /* co_join has started on this handle */
+    bool detached;
+    bool cancel_pending;       /* co_cancel happened; the next wait says so */
+    struct san_fiber san;
+};
+
+/* Who waits on an fd: at most one coroutine per direction. */
+struct co_fd {
+    struct co *reader, *writer;
+};
+
+struct co_pool; /* coro_pool.c */
+struct co_curl; /* coro_curl.c */
+
+struct co_sched {
+    size_t stack_size, page_size;
+    struct loop *loop;         /* common/loop: the same loop as 05's */
+    struct co_fd *fds;         /* indexed by fd, grown on demand */
+    size_t nfds;
+    struct co *ready_head, *ready_tail;
+    size_t ready_len;
+    struct co *all;            /* every control block not yet freed */
+    struct co *current;        /* the running coroutine, NULL in the loop */
+    long next_id;
+    size_t live;               /* coroutines that have not returned */
+    size_t wakeable;           /* parked coroutines that something other
+                                  than a coroutine can wake: if none and
+                                  nobody is ready, that is a deadlock */
+    bool running;              /* inside co_sched_run */
+    ucontext_t ctx;            /* the loop's own registers while a
+                                  coroutine runs */
+    pthread_t loop_thread;
+    int workers;               /* co_options.workers */
+    struct co_pool *pool;      /* started by the first co_run_blocking */
+    struct co_curl *curl;      /* made by the first co_curl_perform */
+    struct san_loop san;
+};
+
+/* The one scheduler (coro.h, "Global state"). */
+extern struct co_sched *sched;
+
+/* The running coroutine, or NULL if the caller is not one. */
+static inline struct co *co_running(void)
+{
+    return sched ? sched->current : NULL;
+}
+
+/* Consumes a pending cancel: a wait about to start reports it at once. */
+static inline bool co_take_cancel(struct co *c)
+{
+    bool was = c->cancel_pending;
+    c->cancel_pending = false;
+    return was;
+}
+
+/* Deadlines for calls made of several waits (co_read, co_write,
+ * co_gather): the absolute deadline, then what is left of it as a
+ * timeout_ms. */
+static inline uint64_t co_deadline(int timeout_ms)
+{
+    return timeout_ms < 0 ? UINT64_MAX : timer_now_ms() + (uint64_t)timeout_ms;
+}
+
+static inline int co_time_left(uint64_t deadline)
+{
+    if (deadline == UINT64_MAX)
+        return -1;
+    uint64_t now = timer_now_ms();
+    if (now >= deadline)
+        return 0;
+    return deadline - now > INT_MAX ? INT_MAX : (int)(deadline - now);
+}
+
+/* Suspends the running coroutine c in wait `kind`, already registered,
+ * with an optional timeout whose expiry makes the wait return
+ * timer_result. Returns what ended the wait. */
+int co_park(struct co *c, enum co_wait kind, int timeout_ms,
+            int timer_result);
+
+/* Ends c's wait with result: undoes its registration and timer, queues c. */
+void co_wait_end(struct co *c, int result);
+
+/* coro_curl.c: takes c's transfer out of the multi handle (aborting it if
+ * it still runs); and the whole of it at co_sched_free. */
+void co_curl_abort(struct co *c);
+void co_curl_free(void);
+
+/* coro_pool.c: waits for running jobs, ends the workers (co_sched_free). */
+void co_pool_free(void);
+
+#endif

@@ -1,0 +1,187 @@
+/* coro_pool: co_run_blocking, asyncio's run_in_executor (coro.h).
+ *
+ * co_run_blocking queues a job (which lives on the waiting coroutine's
+ * stack: that coroutine cannot leave until the job is back) and parks. A
+ * worker runs it, moves it to the done list and writes an eventfd, which
+ * sits in the loop like any socket; its loop callback wakes the waiters of
+ * every finished job. The mutex is the only synchronisation between the
+ * loop and the workers; it also orders the worker's write of job->result
+ * before the coroutine reads it. */
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "coro_impl.h"
+
+/* A call waiting for a worker thread; lives on the caller's stack. */
+struct co_job {
+    co_fn fn;
+    void *arg;
+    void *result;
+    struct co *co;
+    struct co_job *next;
+};
+
+struct co_pool {
+    pthread_mutex_t lock;      /* guards the two lists and stop */
+    pthread_cond_t work;       /* a job was queued, or stop was set */
+    struct co_job *todo_head, *todo_tail;
+    struct co_job *done_head, *done_tail;
+    bool stop;
+    int efd;                   /* eventfd: "done list not empty" */
+    pthread_t *threads;
+    int nthreads;
+};
+
+static void job_append(struct co_job **head, struct co_job **tail,
+                       struct co_job *job)
+{
+    job->next = NULL;
+    if (*tail)
+        (*tail)->next = job;
+    else
+        *head = job;
+    *tail = job;
+}
+
+static void pool_notify(struct co_pool *p)
+{
+    uint64_t one = 1;
+    /* EAGAIN would mean the counter is full: it is readable anyway. */
+    while (write(p->efd, &one, sizeof one) < 0 && errno == EINTR)
+        ;
+}
+
+static void *pool_worker(void *arg)
+{
+    struct co_pool *p = arg;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        while (!p->todo_head && !p->stop)
+            pthread_cond_wait(&p->work, &p->lock);
+        struct co_job *job = p->todo_head;
+        if (!job)
+            break; /* stopping, and nothing is left to run */
+        p->todo_head = job->next;
+        if (!p->todo_head)
+            p->todo_tail = NULL;
+        pthread_mutex_unlock(&p->lock);
+
+        job->result = job->fn(job->arg);
+
+        pthread_mutex_lock(&p->lock);
+        job_append(&p->done_head, &p->done_tail, job);
+        pool_notify(p);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* Loop callback: the eventfd fired, so wake the coroutines whose jobs are
+ * done. */
+static void pool_on_done(struct loop *loop, int fd, unsigned events,
+                         void *arg)
+{
+    (void)loop;
+    (void)events;
+    struct co_pool *p = arg;
+    uint64_t count;
+    /* Reset first: a job finishing after the list is taken writes again. */
+    while (read(fd, &count, sizeof count) < 0 && errno == EINTR)
+        ;
+    pthread_mutex_lock(&p->lock);
+    struct co_job *job = p->done_head;
+    p->done_head = p->done_tail = NULL;
+    pthread_mutex_unlock(&p->lock);
+    while (job) {
+        struct co_job *next = job->next;
+        co_wait_end(job->co, 0);
+        job = next;
+    }
+}
+
+/* Waits for the running and queued jobs, then ends the workers. */
+void co_pool_free(void)
+{
+    struct co_pool *p = sched->pool;
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->stop = true;
+    pthread_cond_broadcast(&p->work);
+    pthread_mutex_unlock(&p->lock);
+    for (int i = 0; i < p->nthreads; i++)
+        pthread_join(p->threads[i], NULL);
+    if (p->efd >= 0) {
+        loop_unwatch(sched->loop, p->efd);
+        close(p->efd);
+    }
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->work);
+    free(p->threads);
+    free(p);
+    sched->pool = NULL;
+}
+
+/* Starts the workers on first use. Signals stay with the loop thread: the
+ * workers block them all, so a SIGTERM interrupts epoll_wait, not a job. */
+static int pool_start(void)
+{
+    if (sched->pool)
+        return 0;
+    struct co_pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return -ENOMEM;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->work, NULL);
+    sched->pool = p;
+    p->threads = calloc((size_t)sched->workers, sizeof *p->threads);
+    p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (!p->threads || p->efd < 0 ||
+        loop_watch(sched->loop, p->efd, LOOP_READABLE, pool_on_done, p) < 0) {
+        co_pool_free();
+        return -EAGAIN;
+    }
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    for (int i = 0; i < sched->workers; i++) {
+        if (pthread_create(&p->threads[p->nthreads], NULL, pool_worker, p) != 0)
+            break;
+        p->nthreads++;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (p->nthreads == 0) {
+        co_pool_free();
+        return -EAGAIN;
+    }
+    return 0;
+}
+
+int co_run_blocking(co_fn fn, void *arg, void **result)
+{
+    struct co *c = co_running();
+    if (!c)
+        return -EPERM;
+    if (!fn)
+        return -EINVAL;
+    if (co_take_cancel(c))
+        return -ECANCELED;
+    if (pool_start() < 0)
+        return -EAGAIN;
+    struct co_pool *p = sched->pool;
+    struct co_job job = {.fn = fn, .arg = arg, .co = c};
+    pthread_mutex_lock(&p->lock);
+    job_append(&p->todo_head, &p->todo_tail, &job);
+    pthread_cond_signal(&p->work);
+    pthread_mutex_unlock(&p->lock);
+    /* No timeout and not interruptible: only pool_on_done ends this wait,
+     * so `job` outlives the worker's use of it. */
+    int rc = co_park(c, WAIT_BLOCKING, -1, 0);
+    if (result)
+        *result = job.result;
+    return rc;
+}
