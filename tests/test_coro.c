@@ -431,6 +431,43 @@ START_TEST(one_waiter_per_fd_and_direction)
 }
 END_TEST
 
+/* After a wait the loop keeps watching the fd (the next wait is then
+ * free), but an fd that stays readable while its coroutine does something
+ * else must not make every turn of the loop report it again: the process
+ * would spin. 300 ms asleep beside an unread byte cost almost no CPU
+ * (spinning, even a loaded machine gives it far more than 30 ms). */
+static int unread_pipe[2];
+
+static double cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void *wait_then_ignore(void *arg)
+{
+    (void)arg;
+    ck_assert_int_eq(co_wait_readable(unread_pipe[0], 1000), 0);
+    double cpu0 = cpu_seconds();
+    ck_assert_int_eq(co_sleep(300), 0); /* the byte stays unread */
+    ck_assert_double_lt(cpu_seconds() - cpu0, 0.03);
+    ck_assert_int_eq(co_wait_readable(unread_pipe[0], 1000), 0); /* again */
+    ck_assert_int_eq(co_close(unread_pipe[0]), 0);
+    return NULL;
+}
+
+START_TEST(an_fd_nobody_waits_for_does_not_spin_the_loop)
+{
+    init_sched();
+    nonblocking_pipe(unread_pipe);
+    ck_assert_int_eq(write(unread_pipe[1], "x", 1), 1);
+    ck_assert_int_eq(co_detach(co_spawn(wait_then_ignore, NULL)), 0);
+    run_and_free();
+    close(unread_pipe[1]);
+}
+END_TEST
+
 /* The stale-event trap (STYLE #5). Two readers are woken by one epoll
  * batch. Whichever runs first closes the other's fd with co_close and puts
  * a fresh, empty pipe under the same number, as accept() would. The second
@@ -920,6 +957,7 @@ int main(void)
     tcase_add_test(basics, read_and_write_suspend_on_eagain);
     tcase_add_test(basics, one_waiter_per_fd_and_direction);
     tcase_add_test(basics, stale_events_do_not_wake_the_wrong_waiter);
+    tcase_add_test(basics, an_fd_nobody_waits_for_does_not_spin_the_loop);
     tcase_add_test(basics, ten_thousand_coroutines_spawned_and_joined);
     tcase_add_test(basics, a_deadlock_is_reported_not_slept_through);
     tcase_add_test(basics, ids_count_up_and_main_has_none);

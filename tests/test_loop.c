@@ -4,8 +4,11 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "loop.h"
@@ -502,6 +505,112 @@ START_TEST(event_of_an_fd_closed_earlier_in_the_batch_is_dropped)
 }
 END_TEST
 
+/* ---- one turn at a time (06's scheduler drives the loop this way) ---- */
+
+static void on_count(struct loop *loop, int fd, unsigned events, void *arg)
+{
+    (void)loop;
+    (void)fd;
+    (void)events;
+    ++*(int *)arg;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+START_TEST(run_once_turns_once_and_waits_at_most_its_timeout)
+{
+    struct loop *loop = loop_new();
+    int p[2];
+    make_pipe(p);
+    int calls = 0;
+    ck_assert_int_eq(loop_watch(loop, p[0], LOOP_READABLE, on_count, &calls),
+                     0);
+    put_byte(p[1]);
+    ck_assert_int_eq(loop_run_once(loop, 0), 0);
+    ck_assert_int_eq(calls, 1); /* one turn: one call, though still ready */
+    char c;
+    ck_assert_int_eq(read(p[0], &c, 1), 1);
+    double t0 = now_s();
+    ck_assert_int_eq(loop_run_once(loop, 50), 0); /* nothing comes */
+    double took = now_s() - t0;
+    ck_assert_int_eq(calls, 1);
+    ck_assert_double_ge(took, 0.045);
+    ck_assert_double_lt(took, 1.0);
+    loop_unwatch(loop, p[0]);
+    close(p[0]);
+    close(p[1]);
+    loop_free(loop);
+}
+END_TEST
+
+START_TEST(watcher_names_the_callback_of_a_watched_fd)
+{
+    struct loop *loop = loop_new();
+    int p[2];
+    make_pipe(p);
+    int calls = 0;
+    ck_assert_ptr_null(loop_watcher(loop, p[0]));
+    ck_assert_ptr_null(loop_watcher(loop, -1));
+    loop_watch(loop, p[0], LOOP_READABLE, on_count, &calls);
+    ck_assert(loop_watcher(loop, p[0]) == on_count);
+    loop_watch(loop, p[0], 0, on_count, &calls); /* paused is still his */
+    ck_assert(loop_watcher(loop, p[0]) == on_count);
+    loop_unwatch(loop, p[0]);
+    ck_assert_ptr_null(loop_watcher(loop, p[0]));
+    close(p[0]);
+    close(p[1]);
+    loop_free(loop);
+}
+END_TEST
+
+static volatile sig_atomic_t got_usr1;
+
+static void on_timer_count(struct loop *loop, void *arg)
+{
+    (void)loop;
+    ++*(int *)arg;
+}
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+    got_usr1 = 1;
+}
+
+/* A signal the thread blocks is let in only while the loop waits: a
+ * pending one interrupts that wait at once (06 under TSan relies on it). */
+START_TEST(wait_sigmask_lets_a_blocked_signal_in_while_waiting)
+{
+    struct sigaction sa = {.sa_handler = on_usr1};
+    sigemptyset(&sa.sa_mask);
+    ck_assert_int_eq(sigaction(SIGUSR1, &sa, NULL), 0);
+    sigset_t usr1, during_wait;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    ck_assert_int_eq(pthread_sigmask(SIG_BLOCK, &usr1, &during_wait), 0);
+    sigdelset(&during_wait, SIGUSR1);
+    struct loop *loop = loop_new();
+    struct loop_timer t;
+    int fired = 0;
+    loop_timer_init(&t, on_timer_count, &fired);
+    loop_timer_arm(loop, &t, 2000);
+    ck_assert_int_eq(kill(getpid(), SIGUSR1), 0);
+    ck_assert(!got_usr1); /* blocked: pending */
+    loop_set_wait_sigmask(loop, &during_wait);
+    double t0 = now_s();
+    ck_assert_int_eq(loop_run_once(loop, -1), 0);
+    ck_assert(got_usr1);
+    ck_assert_double_lt(now_s() - t0, 1.0); /* not the timer's 2 s */
+    ck_assert_int_eq(fired, 0);
+    loop_free(loop);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("loop");
@@ -521,6 +630,9 @@ int main(void)
     tcase_add_test(tc, bad_arguments_are_refused);
     tcase_add_test(tc, stale_event_is_not_dispatched_to_a_new_owner);
     tcase_add_test(tc, event_of_an_fd_closed_earlier_in_the_batch_is_dropped);
+    tcase_add_test(tc, run_once_turns_once_and_waits_at_most_its_timeout);
+    tcase_add_test(tc, watcher_names_the_callback_of_a_watched_fd);
+    tcase_add_test(tc, wait_sigmask_lets_a_blocked_signal_in_while_waiting);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
