@@ -40,10 +40,14 @@
  * coroutines, then one "callback ... delivered". With --blocking-bug the
  * same requests finish one delay apart.
  *
+ * Limits (DESIGN.md): a request's head must arrive within
+ * --header-timeout-ms of its first byte, its body within --body-timeout-ms
+ * of the head's end, and an idle connection goes after --idle-timeout-ms;
+ * no byte moves these deadlines (read_request). Past the first two: 408
+ * and a lingering close, as after every refusal. An async job's ok is
+ * sent only once its budget (--max-jobs, --max-bills) and coroutine exist.
+ *
  * Simplifications, on purpose:
- * - A connection's whole request must arrive within --idle-timeout-ms of
- *   the moment we start waiting for it; an idle keep-alive connection is
- *   closed after the same time. A real server would count these apart.
  * - The stop sequence polls the lists of connections and jobs every 25 ms
  *   instead of being woken by the last one to finish: simpler to read.
  * - Nothing limits how many connections we accept except the descriptor
@@ -54,6 +58,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -62,6 +67,7 @@
 #include "coro.h"
 #include "endpoint.h"
 #include "http.h"
+#include "jobcap.h"
 #include "log.h"
 #include "net.h"
 #include "shutdown.h"
@@ -71,11 +77,14 @@
 #define ACCEPT_BATCH 64     /* accepts per wake-up, then others get a turn */
 #define EMFILE_PAUSE_MS 100
 #define STOP_POLL_MS 25
+#define LINGER_MS 1000              /* a refused request: drop input this */
+#define LINGER_MAX_BYTES (256 * 1024) /* long, and at most this much */
 
 static struct config cfg;
 static unsigned jitter_seed = 1; /* one thread: one seed is enough */
 static int listen_fd = -1;
 static bool stopping;            /* SIGINT/SIGTERM seen: finish, then exit */
+static struct jobcap jobcap;     /* async jobs and bills promised, not done */
 
 /* Every connection and background job, so that a stop can find them.
  * A task removes itself from its list just before its coroutine returns,
@@ -115,6 +124,7 @@ static void task_remove(struct task_list *l, struct task *t)
 struct conn {
     struct task task;            /* in `connections` */
     int fd;
+    bool keep_alive;             /* for the answer in hand; a stop clears it */
     char peer[64];
 };
 
@@ -237,13 +247,11 @@ static int gather_bills(const struct exchange_request *job, double *subtotals)
         tasks[i] = co_spawn(bill_task, &bills[i]);
     }
     int rc = co_gather(tasks, n, -1, results);
-    for (size_t i = 0; i < n; i++) {
-        if (rc == 0 && !tasks[i])
-            rc = -ENOMEM; /* that bill never ran */
-        else if (rc == 0)
-            rc = (int)(intptr_t)results[i];
+    for (size_t i = 0; i < n && rc == 0; i++) /* a bill that got no */
+        rc = (int)(intptr_t)(tasks[i] ? results[i] /* coroutine waits here */
+                                      : bill_task(&bills[i]));
+    for (size_t i = 0; i < n; i++)
         subtotals[i] = bills[i].subtotal;
-    }
     return rc;
 }
 
@@ -256,7 +264,7 @@ static void send_callback(const struct exchange_request *job,
     struct callback *cb = body ? callback_new(cfg.main_service, body,
                                               job->request_id) : NULL;
     if (!cb) {
-        log_warn("callback %s: out of memory", job->request_id);
+        log_warn("callback %s: out of memory; giving up", job->request_id);
         return;
     }
     for (;;) {
@@ -277,7 +285,8 @@ static void send_callback(const struct exchange_request *job,
 }
 
 /* The async route's second half, a background coroutine of its own: the
- * client already has its answer, and the loop goes on serving others. */
+ * client already has its answer, and the loop goes on serving others. It
+ * gives its place in the budget back as it goes: bills, then the job. */
 static void *finish_async_job(void *arg)
 {
     struct async_job *aj = arg;
@@ -286,52 +295,82 @@ static void *finish_async_job(void *arg)
              job->request_id, job->num_bills);
     double subtotals[EXCHANGE_MAX_BILLS];
     int rc = gather_bills(job, subtotals);
+    jobcap_bills_done(&jobcap, job->num_bills);
     if (rc == 0)
         send_callback(job, subtotals);
-    else
+    else /* cancelled: the stop's grace period is over */
         log_warn("job %s abandoned: %s", job->request_id, strerror(-rc));
+    jobcap_job_done(&jobcap);
     task_remove(&jobs, &aj->task);
     free(aj);
     return NULL;
 }
 
-static void start_async_job(struct async_job *aj)
+/* After endpoint_admit_job: the job's coroutine exists before the ok goes
+ * out, so an ok is never followed by "cannot start it". False: the
+ * reservation is given back and *reply becomes a 503. */
+static bool start_async_job(struct async_job *aj,
+                            struct endpoint_reply *reply)
 {
     aj->task.co = co_spawn(finish_async_job, aj); /* asyncio.create_task */
     if (!aj->task.co) {
         log_warn("job %s: cannot start it: %s", aj->req.request_id,
                  strerror(errno));
-        free(aj);
-        return;
+        jobcap_bills_done(&jobcap, aj->req.num_bills);
+        jobcap_job_done(&jobcap);
+        endpoint_reply_free(reply);
+        endpoint_busy("cannot start a coroutine", reply);
+        return false;
     }
     co_detach(aj->task.co); /* fire and forget; the jobs list tracks it */
     task_add(&jobs, &aj->task);
+    return true;
 }
 
 /* ---- one connection --------------------------------------------------- */
 
+/* The deadline a request's next byte must meet, fixed when its phase
+ * begins and never moved by a byte: idle (nothing yet) from the start of
+ * the wait, the head from its first byte, the body from the head's end. */
+struct deadlines {
+    uint64_t idle, head, body; /* 0: that phase has not begun */
+};
+
+static uint64_t next_deadline(struct deadlines *d, const struct http_parser *p)
+{
+    uint64_t now = timer_now_ms();
+    if (p->len > 0 && !d->head) /* a CR or LF counts: it starts a head */
+        d->head = now + (uint64_t)cfg.header_timeout_ms;
+    if (p->head_done && !d->body)
+        d->body = now + (uint64_t)cfg.body_timeout_ms;
+    return d->body ? d->body : d->head ? d->head : d->idle;
+}
+
 /* Reads until one whole request is parsed: the blocking stages'
  * conn_io_read_request (common/conn_io.c) with co_read in place of poll and
- * read. Returns HTTP_DONE, HTTP_ERROR, or HTTP_NEED_MORE if
- * the client went away, was too slow, or the server is stopping. */
-static enum http_parse_status read_request(struct conn *c,
-                                           struct http_parser *p)
+ * read. Returns 0 for a request in p->req; an HTTP status to refuse it
+ * with (*detail says why: the parser's error, or a 408); or -1 to close
+ * without a word (the client left or stayed idle, or the server stops). */
+static int read_request(struct conn *c, struct http_parser *p,
+                        const char **detail)
 {
-    uint64_t deadline = timer_now_ms() + (uint64_t)cfg.idle_timeout_ms;
+    struct deadlines d = {.idle = timer_now_ms() +
+                                  (uint64_t)cfg.idle_timeout_ms};
     for (;;) {
         enum http_parse_status st = http_parser_parse(p);
+        *detail = p->error_detail;
         if (st != HTTP_NEED_MORE)
-            return st;
+            return st == HTTP_DONE ? 0 : p->error_status;
+        uint64_t deadline = next_deadline(&d, p), now = timer_now_ms();
+        int left = now < deadline ? (int)(deadline - now) : 0;
         if (http_parser_take_continue(p) &&
             co_write(c->fd, HTTP_CONTINUE_RESPONSE,
-                     strlen(HTTP_CONTINUE_RESPONSE), cfg.idle_timeout_ms) < 0)
-            return HTTP_NEED_MORE;
+                     strlen(HTTP_CONTINUE_RESPONSE), left) < 0)
+            return -1;
         size_t avail;
         char *space = http_parser_space(p, &avail);
         if (!space)
-            return HTTP_NEED_MORE;
-        uint64_t now = timer_now_ms();
-        int left = now < deadline ? (int)(deadline - now) : 0;
+            return -1;
         c->task.idle = http_parser_empty(p); /* a stop may cancel us here */
         ssize_t n = co_read(c->fd, space, avail, left); /* parks right here */
         c->task.idle = false;
@@ -339,20 +378,50 @@ static enum http_parse_status read_request(struct conn *c,
             http_parser_commit(p, (size_t)n);
             continue;
         }
+        if (n == -ETIMEDOUT && d.head) {
+            *detail = d.body ? "request body not complete in time "
+                               "(--body-timeout-ms)"
+                             : "request head not complete in time "
+                               "(--header-timeout-ms)";
+            log_info("%s: %s", c->peer, *detail);
+            return 408;
+        }
         if (n == -ETIMEDOUT)
-            log_info("%s idle or too slow for %d ms; closing", c->peer,
+            log_info("%s idle for %d ms; closing", c->peer,
                      cfg.idle_timeout_ms);
         else if (n == -ECANCELED)
             log_info("%s idle while the server stops; closing", c->peer);
-        return HTTP_NEED_MORE;
+        return -1;
     }
 }
 
-static bool send_reply(struct conn *c, const struct endpoint_reply *reply,
-                       bool keep_alive)
+/* After a refusal the client may still be sending what we will not read.
+ * Closing over unread bytes makes the kernel reset the connection, which
+ * can destroy our answer before the client reads it. So: half-close, drop
+ * what still comes for at most LINGER_MS and LINGER_MAX_BYTES, close. */
+static void linger_before_close(struct conn *c)
 {
+    if (shutdown(c->fd, SHUT_WR) < 0)
+        return;
+    uint64_t deadline = timer_now_ms() + LINGER_MS;
+    char sink[4096];
+    for (size_t dropped = 0; dropped < LINGER_MAX_BYTES;) {
+        uint64_t now = timer_now_ms();
+        ssize_t n = co_read(c->fd, sink, sizeof sink,
+                            now < deadline ? (int)(deadline - now) : 0);
+        if (n <= 0)
+            return; /* the client's end, the deadline, or a stop */
+        dropped += (size_t)n;
+    }
+}
+
+/* Answers with c->keep_alive, decided now, after any wait: an answer that
+ * goes out during a stop says "Connection: close". */
+static bool send_reply(struct conn *c, const struct endpoint_reply *reply)
+{
+    c->keep_alive = c->keep_alive && !stopping;
     size_t len;
-    char *text = endpoint_reply_render(reply, keep_alive, &len);
+    char *text = endpoint_reply_render(reply, c->keep_alive, &len);
     ssize_t rc = text ? co_write(c->fd, text, len, cfg.idle_timeout_ms)
                       : -ENOMEM;
     if (rc < 0)
@@ -363,14 +432,14 @@ static bool send_reply(struct conn *c, const struct endpoint_reply *reply,
 
 /* Routes one request and answers it. Returns false if the connection
  * cannot go on (the client left, or the server gave up on the request). */
-static bool handle_request(struct conn *c, const struct http_request *req,
-                           bool keep_alive)
+static bool handle_request(struct conn *c, const struct http_request *req)
 {
     struct endpoint_reply reply = {0};
     struct async_job *aj = malloc(sizeof *aj);
     if (!aj) {
         endpoint_busy("out of memory", &reply);
-        send_reply(c, &reply, false);
+        c->keep_alive = false;
+        send_reply(c, &reply);
         endpoint_reply_free(&reply);
         return false;
     }
@@ -378,21 +447,22 @@ static bool handle_request(struct conn *c, const struct http_request *req,
     log_info("%s %s", req->method, req->path);
     switch (endpoint_route(req, STAGE, &aj->req, &reply)) {
     case ENDPOINT_REPLY:
-        ok = send_reply(c, &reply, keep_alive);
+        ok = send_reply(c, &reply);
         break;
     case ENDPOINT_SYNC: {
         double subtotals[EXCHANGE_MAX_BILLS];
         ok = compute_bills(&aj->req, subtotals) == 0;
         if (ok) {
             endpoint_sync_done(&aj->req, subtotals, &reply);
-            ok = send_reply(c, &reply, keep_alive);
+            ok = send_reply(c, &reply);
         }
         break;
     }
-    case ENDPOINT_ASYNC:
-        ok = send_reply(c, &reply, keep_alive); /* {"status":"ok"} at once */
-        start_async_job(aj);
-        aj = NULL; /* the background coroutine owns it now */
+    case ENDPOINT_ASYNC: /* a promise: budget and coroutine first */
+        if (endpoint_admit_job(&jobcap, &aj->req, &reply) &&
+            start_async_job(aj, &reply))
+            aj = NULL; /* the background coroutine owns it now */
+        ok = send_reply(c, &reply); /* {"status":"ok"} at once, or a 503 */
         break;
     }
     endpoint_reply_free(&reply);
@@ -409,23 +479,24 @@ static void *serve_connection(void *arg)
     http_parser_init(&parser);
     /* A stopping server finishes the request in hand, starts no new one. */
     while (!(stopping && http_parser_empty(&parser))) {
-        enum http_parse_status st = read_request(c, &parser);
-        if (st == HTTP_NEED_MORE)
+        const char *detail;
+        int refusal = read_request(c, &parser, &detail);
+        if (refusal < 0)
             break;
-        if (st == HTTP_ERROR) {
-            log_info("bad request from %s: %d %s", c->peer,
-                     parser.error_status, parser.error_detail);
+        if (refusal > 0) {
+            log_info("bad request from %s: %d %s", c->peer, refusal, detail);
             struct endpoint_reply reply = {0};
-            endpoint_parse_error(parser.error_status, parser.error_detail,
-                                 &reply);
-            send_reply(c, &reply, false);
+            endpoint_parse_error(refusal, detail, &reply);
+            c->keep_alive = false; /* the stream cannot be resynchronised */
+            if (send_reply(c, &reply))
+                linger_before_close(c);
             endpoint_reply_free(&reply);
-            break; /* the stream cannot be resynchronised */
+            break;
         }
-        bool keep_alive = parser.req.keep_alive && !stopping;
-        bool ok = handle_request(c, &parser.req, keep_alive);
+        c->keep_alive = parser.req.keep_alive;
+        bool ok = handle_request(c, &parser.req);
         http_parser_consume(&parser);
-        if (!ok || !keep_alive)
+        if (!ok || !c->keep_alive)
             break;
     }
     http_parser_free(&parser);
@@ -537,6 +608,7 @@ int main(int argc, char **argv)
         return 1;
     }
     callback_global_init();
+    jobcap_init(&jobcap, cfg.max_jobs, cfg.max_bills);
     struct co_options opts = {.stack_size = (size_t)cfg.stack_kb * 1024};
     int rc = co_sched_init(&opts);
     if (rc < 0) {

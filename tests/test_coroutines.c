@@ -3,7 +3,8 @@
  * clients on one thread; the blocking call that ruins it (--blocking-bug);
  * CPU-bound work on the loop or offloaded (--cpu-ms, --offload); async
  * bills gathered side by side; a stop that cancels idle readers but lets
- * callbacks finish; EMFILE without spinning. */
+ * callbacks finish; EMFILE without spinning; a deadline per phase of a
+ * request; a lingering close that ends. */
 #include <check.h>
 #include <errno.h>
 #include <poll.h>
@@ -357,6 +358,83 @@ START_TEST(a_smaller_stack_still_serves_the_lecture_example)
 }
 END_TEST
 
+/* Each phase of a request has its own deadline (header, body, idle), not
+ * one for the whole request: a client that takes most of each is served,
+ * though all of them together are far past any single one. */
+START_TEST(each_phase_of_a_request_has_its_own_deadline)
+{
+    static const char *const args[] = {
+        "--delay-ms", "0", "--idle-timeout-ms", "1200",
+        "--header-timeout-ms", "1200", "--body-timeout-ms", "1200", NULL};
+    struct proc s;
+    start(&s, args);
+    int fd = raw_connect(s.port);
+    ck_assert_int_ge(fd, 0);
+    char head[256];
+    int n = snprintf(head, sizeof head,
+                     "POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\n"
+                     "Content-Length: %zu\r\n\r\n", strlen(one_bill_body));
+    size_t half_body = strlen(one_bill_body) / 2;
+    double t0 = harness_now();
+    harness_sleep_ms(600); /* idle */
+    ck_assert_int_eq(send(fd, head, 10, MSG_NOSIGNAL), 10);
+    harness_sleep_ms(600); /* the head, from its first byte */
+    ck_assert_int_eq(send(fd, head + 10, (size_t)n - 10, MSG_NOSIGNAL),
+                     n - 10);
+    harness_sleep_ms(600); /* the body, from the head's end */
+    ck_assert_int_eq(send(fd, one_bill_body, half_body, MSG_NOSIGNAL),
+                     (ssize_t)half_body);
+    harness_sleep_ms(300);
+    ck_assert_int_eq(send(fd, one_bill_body + half_body,
+                          strlen(one_bill_body) - half_body, MSG_NOSIGNAL),
+                     (ssize_t)(strlen(one_bill_body) - half_body));
+    ck_assert_int_eq(read_status(fd, 5000), 200);
+    ck_assert_double_gt(harness_now() - t0, 2.0);
+    close(fd);
+    stop(&s);
+}
+END_TEST
+
+/* After a refusal 06 drops what the client still sends, but not for ever:
+ * a client that never stops sending is cut off within about a second
+ * (LINGER_MS, LINGER_MAX_BYTES in server.c), and it got its 413 first. */
+START_TEST(the_lingering_close_is_bounded)
+{
+    struct proc s;
+    start(&s, NULL);
+    int fd = raw_connect(s.port);
+    ck_assert_int_ge(fd, 0);
+    const char *head = "POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\n"
+                       "Content-Length: 300000\r\n\r\n";
+    ck_assert_int_eq(send(fd, head, strlen(head), MSG_NOSIGNAL),
+                     (ssize_t)strlen(head));
+    char junk[4096], got[512] = "";
+    memset(junk, 'x', sizeof junk);
+    size_t got_len = 0;
+    double t0 = harness_now(), ended = 0;
+    while (!ended && harness_now() - t0 < 10) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN | POLLOUT};
+        ck_assert_int_ge(poll(&pfd, 1, 100), 0);
+        ssize_t r = 1;
+        if (pfd.revents & POLLIN) {
+            r = recv(fd, got + got_len, sizeof got - 1 - got_len,
+                     MSG_DONTWAIT);
+            if (r > 0)
+                got[got_len += (size_t)r] = '\0';
+        }
+        if (r > 0 && (pfd.revents & POLLOUT))
+            r = send(fd, junk, sizeof junk, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
+            ended = harness_now();
+    }
+    close(fd);
+    ck_assert_msg(ended > 0, "still draining after 10 s");
+    ck_assert_double_lt(ended - t0, 4.0);
+    ck_assert_int_eq(raw_status(got), 413);
+    stop(&s);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("coroutines");
@@ -371,6 +449,8 @@ int main(void)
     tcase_add_test(tc, stop_lets_a_pending_callback_finish);
     tcase_add_test(tc, out_of_descriptors_backs_off_and_recovers);
     tcase_add_test(tc, a_smaller_stack_still_serves_the_lecture_example);
+    tcase_add_test(tc, each_phase_of_a_request_has_its_own_deadline);
+    tcase_add_test(tc, the_lingering_close_is_bounded);
     suite_add_tcase(suite, tc);
     SRunner *sr = srunner_create(suite);
     srunner_run_all(sr, CK_NORMAL);
