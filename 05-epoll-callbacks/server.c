@@ -24,10 +24,13 @@
  * steps and their answers are the same, and what changed is the loop.
  * 04's serve_one_turn, which rebuilt the sets and matched select()'s
  * report against each connection's want, is gone into loop.c; 04's
- * conn_apply noted a set, this one registers a callback. epoll remembers
- * the interest list between calls and reports only ready descriptors, so a
- * turn costs O(ready), not O(watched), and there is no FD_SETSIZE: waiting
- * on 10000 mostly idle connections costs about what waiting on 10 does.
+ * conn_apply noted a set, this one registers a callback. The rest
+ * (accepting, starting jobs, stopping, main) is 04's text, line for line:
+ * diff the two files and every line that differs talks to the loop. epoll
+ * remembers the interest list between calls and reports only ready
+ * descriptors, so a turn costs O(ready), not O(watched), and there is no
+ * FD_SETSIZE: waiting on 10000 mostly idle connections costs about what
+ * waiting on 10 does.
  *
  * The async route is callbacks all the way down: the bills are loop timers;
  * the PUT goes through libcurl's multi *socket* API, where curl tells us
@@ -60,8 +63,9 @@
  *
  * Also in here, as in 04: idle and too-slow clients are closed after
  * --idle-timeout-ms, counted from a request's first byte (slowloris:
- * evconn_deadline says when, a loop timer says it's time); EMFILE from
- * accept pauses the listener for 100 ms (a loop timer); SIGINT/SIGTERM
+ * evconn_deadline says when, a loop timer says it's time); clients are
+ * accepted NET_ACCEPT_BATCH per turn, and EMFILE from accept pauses the
+ * listener for NET_ACCEPT_PAUSE_MS (100 ms, a loop timer); SIGINT/SIGTERM
  * arrive as the shutdown pipe turning readable (on_shutdown): stop
  * accepting, close idle keep-alive connections, finish the rest within
  * SHUTDOWN_GRACE_MS, exit 0.
@@ -77,8 +81,7 @@
  *   client that hangs up meanwhile is noticed when the answer is written.
  * - A response is written when epoll next says writable, not tried at
  *   once: one more turn per response, for steps that read the same in
- *   both loops.
- * - endpoint_route fills one shared scratch job (one thread). */
+ *   both loops. */
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdbool.h>
@@ -90,6 +93,7 @@
 #include "callback.h"
 #include "config.h"
 #include "evconn.h"
+#include "evjob.h"
 #include "log.h"
 #include "loop.h"
 #include "net.h"
@@ -97,8 +101,6 @@
 #include "timer.h"
 
 #define STAGE "05-epoll-callbacks"
-
-#define ACCEPT_PAUSE_MS 100   /* after EMFILE: let closes free descriptors */
 
 static struct config cfg;
 static struct loop *loop;
@@ -108,7 +110,7 @@ static struct loop *loop;
 
 static bool job_start(const struct exchange_request *req);
 
-/* What every connection and job shares (common/evconn). */
+/* What every connection and job shares (common/evconn, common/evjob). */
 static struct evconn_server srv = {
     .cfg = &cfg,
     .stage = STAGE,
@@ -133,7 +135,7 @@ struct bill_wait {
 };
 
 struct job {
-    struct evjob core;        /* the steps' state (common/evconn) */
+    struct evjob core;        /* the steps' state (common/evjob) */
     struct loop_timer retry;
     struct bill_wait bills[]; /* core.req.num_bills of them */
 };
@@ -224,25 +226,8 @@ static void conn_apply(struct conn *c, enum evconn_want want)
     }
 }
 
-static void conn_open(int fd)
-{
-    struct conn *c = calloc(1, sizeof *c);
-    if (c == NULL) {
-        log_warn("out of memory for a new connection; closing it");
-        close(fd);
-        return;
-    }
-    loop_timer_init(&c->timeout, on_timeout, c);
-    loop_timer_init(&c->bill_timer, on_bill_done, c);
-    evconn_init(&c->ev, &srv, fd);
-    conn_apply(c, EVCONN_READ); /* a new connection waits for a request */
-}
-
-/* ------------------------------------------------------------------ */
-/* A connection's callbacks: one shared step each, then "what next".   */
-
-/* In each, arg is the connection, handed back by the loop: the only way a
- * callback can find its state. */
+/* In each connection callback, arg is the connection, handed back by the
+ * loop: the only way a callback can find its state. */
 
 /* I/O callback: request bytes arrived. */
 static void on_readable(struct loop *l, int fd, unsigned events, void *arg)
@@ -291,50 +276,57 @@ static void on_timeout(struct loop *l, void *arg)
     conn_apply(c, evconn_on_timeout(&c->ev));
 }
 
+static void conn_open(int fd)
+{
+    struct conn *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        log_warn("out of memory for a new connection; closing it");
+        close(fd);
+        return;
+    }
+    loop_timer_init(&c->timeout, on_timeout, c);
+    loop_timer_init(&c->bill_timer, on_bill_done, c);
+    evconn_init(&c->ev, &srv, fd);
+    conn_apply(c, EVCONN_READ); /* a new connection waits for a request */
+}
+
 /* ------------------------------------------------------------------ */
 /* Accepting                                                           */
 
-static void accept_pause(int err)
+/* A new client from net_accept_batch: epoll takes any descriptor. */
+static void conn_take(int fd)
 {
-    log_warn("accept: %s; not accepting for %d ms", strerror(err),
-             ACCEPT_PAUSE_MS);
+    conn_open(fd);
+}
+
+/* accept() failed (logged): stop watching the listener for
+ * NET_ACCEPT_PAUSE_MS. */
+static void accept_pause(void)
+{
     if (loop_watch(loop, listen_fd, 0, on_accept, NULL) < 0 ||
-        loop_timer_arm(loop, &accept_resume, ACCEPT_PAUSE_MS) < 0)
+        loop_timer_arm(loop, &accept_resume, NET_ACCEPT_PAUSE_MS) < 0)
         log_warn("cannot pause accepting: %s", strerror(errno));
 }
 
-static void on_accept_resume(struct loop *l, void *arg)
+/* Timer callback: the pause is over. */
+static void accept_resumed(struct loop *l, void *arg)
 {
-    (void)l;
     (void)arg;
-    if (listen_fd < 0)
-        return;
-    if (loop_watch(loop, listen_fd, LOOP_READABLE, on_accept, NULL) < 0)
+    if (loop_watch(l, listen_fd, LOOP_READABLE, on_accept, NULL) < 0)
         log_warn("cannot watch the listener again: %s", strerror(errno));
     else
         log_info("accepting again");
 }
 
-/* I/O callback: the listener is readable. Accept until the queue is
- * empty (EAGAIN). No FD_SETSIZE here: epoll takes any descriptor. */
+/* I/O callback: the listener is readable: accept a batch (net.h). */
 static void on_accept(struct loop *l, int fd, unsigned events, void *arg)
 {
     (void)l;
+    (void)fd;
     (void)events;
     (void)arg;
-    for (;;) {
-        int cfd = net_accept(fd, true);
-        if (cfd < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return; /* drained */
-            /* EMFILE/ENFILE (out of descriptors), ENOBUFS/ENOMEM, or
-             * anything else: the listener stays readable, so retrying now
-             * would spin. Stop watching it for a moment instead. */
-            accept_pause(errno);
-            return;
-        }
-        conn_open(cfd);
-    }
+    if (net_accept_batch(listen_fd, conn_take) != 0)
+        accept_pause();
 }
 
 /* ------------------------------------------------------------------ */
@@ -361,7 +353,7 @@ static void job_free(struct job *job)
     stop_if_done();
 }
 
-/* Does what a job step asked for. A PUT is not sent here: curl answers
+/* Does what a job step asked for. A PUT does not run here: curl answers
  * evjob_put by calling on_curl_timer_change, and everything else follows
  * from that. */
 static void job_apply(struct job *job, enum evjob_want want)
@@ -515,7 +507,9 @@ static bool curl_setup(void)
 /* ------------------------------------------------------------------ */
 /* Stopping                                                            */
 
-static void on_grace_over(struct loop *l, void *arg)
+/* Timer callback: the grace period passed: whatever is left is dropped
+ * after the loop. */
+static void grace_over(struct loop *l, void *arg)
 {
     (void)arg;
     log_warn("grace period over: dropping %zu connections and %zu jobs",
@@ -523,25 +517,23 @@ static void on_grace_over(struct loop *l, void *arg)
     loop_stop(l);
 }
 
-/* I/O callback: the shutdown pipe is readable (SIGINT/SIGTERM). Stop
- * accepting, close connections idle between requests, and let everything
- * in flight finish within SHUTDOWN_GRACE_MS; the last conn_close or
- * job_free stops the loop (stop_if_done). Answers written from now on say
- * "Connection: close". */
-static void on_shutdown(struct loop *l, int fd, unsigned events, void *arg)
+/* SIGINT/SIGTERM: the shutdown pipe is readable. Stop accepting, close
+ * connections idle between requests, and let everything in flight finish
+ * within SHUTDOWN_GRACE_MS; the last conn_close or job_free ends the loop
+ * (stop_if_done). Answers written from now on say "Connection: close". */
+static void begin_stop(struct loop *l, int fd, unsigned events, void *arg)
 {
     (void)events;
     (void)arg;
-    srv.stopping = true;
     loop_unwatch(l, fd); /* it stays readable for good: stop listening */
     loop_unwatch(l, listen_fd);
+    srv.stopping = true;
     close(listen_fd);
     listen_fd = -1;
     loop_timer_cancel(l, &accept_resume);
     log_info("stop requested: not accepting; finishing %zu connections and "
              "%zu jobs (at most %d ms)", srv.num_conns, srv.num_jobs,
              SHUTDOWN_GRACE_MS);
-    loop_timer_init(&grace, on_grace_over, NULL);
     if (loop_timer_arm(l, &grace, SHUTDOWN_GRACE_MS) < 0)
         loop_stop(l);
     for (struct evconn *e = srv.conns, *next; e != NULL; e = next) {
@@ -565,29 +557,23 @@ int main(int argc, char **argv)
         perror("shutdown_init");
         return 1;
     }
-    /* Connections are descriptors: take the whole hard limit. */
-    if (net_raise_fd_limit() < 0)
-        log_warn("setrlimit(RLIMIT_NOFILE): %s", strerror(errno));
     callback_global_init();
     loop = loop_new();
     if (loop == NULL || !curl_setup()) {
         log_warn("cannot set up the event loop or curl: %s", strerror(errno));
         return 1;
     }
-    loop_timer_init(&accept_resume, on_accept_resume, NULL);
-    int port;
-    listen_fd = net_listen(cfg.host, cfg.port, &port);
+    loop_timer_init(&accept_resume, accept_resumed, NULL);
+    loop_timer_init(&grace, grace_over, NULL);
+    log_info("one thread; an epoll loop calls back whoever is ready");
+    listen_fd = net_listen_announce(&cfg);
     if (listen_fd < 0)
         return 1;
-    if (net_set_nonblocking(listen_fd) < 0 ||
-        loop_watch(loop, listen_fd, LOOP_READABLE, on_accept, NULL) < 0 ||
-        loop_watch(loop, shutdown_fd(), LOOP_READABLE, on_shutdown, NULL) < 0) {
+    if (loop_watch(loop, listen_fd, LOOP_READABLE, on_accept, NULL) < 0 ||
+        loop_watch(loop, shutdown_fd(), LOOP_READABLE, begin_stop, NULL) < 0) {
         log_warn("cannot watch the listener: %s", strerror(errno));
         return 1;
     }
-    config_log(&cfg);
-    log_info("one thread; an epoll loop calls back whoever is ready");
-    net_announce(cfg.host, port);
 
     int rc = 0;
     if (loop_run(loop) < 0) {

@@ -1,7 +1,8 @@
-/* evconn: see evconn.h. The steps of 04-select and 05-epoll-callbacks, in
- * the order a request meets them. Internal steps return what the
- * connection wants next and may chain into each other; the public ones
- * (evconn_on_*) record the final answer in c->want for the loop. */
+/* evconn: see evconn.h. A connection's steps in 04-select and
+ * 05-epoll-callbacks, in the order a request meets them. Internal steps
+ * return what the connection wants next and may chain into each other; the
+ * public ones (evconn_on_*) record the final answer in c->want for the
+ * loop. */
 #include "evconn.h"
 
 #include <errno.h>
@@ -23,10 +24,6 @@ struct evconn_sync {
     uint64_t due_ms;          /* when it is done */
     bool keep_alive;          /* the request asked for it */
 };
-
-/* endpoint_route's output: one thread, one request routed at a time, and
- * the route that needs the job copies it out before the next. */
-static struct exchange_request scratch_job;
 
 uint64_t evconn_bill_deadline(struct evconn_server *srv)
 {
@@ -147,14 +144,16 @@ static enum evconn_want conn_wait_bill(struct evconn *c)
     return EVCONN_BILL;
 }
 
-static enum evconn_want conn_start_bills(struct evconn *c, bool keep_alive)
+static enum evconn_want conn_start_bills(struct evconn *c,
+                                         const struct exchange_request *job,
+                                         bool keep_alive)
 {
     if (c->sync == NULL && (c->sync = malloc(sizeof *c->sync)) == NULL) {
         struct endpoint_reply reply;
         endpoint_busy("out of memory", &reply);
         return conn_respond(c, &reply, false);
     }
-    c->sync->req = scratch_job;
+    c->sync->req = *job;
     c->sync->next = 0;
     c->sync->keep_alive = keep_alive;
     return conn_wait_bill(c);
@@ -178,15 +177,18 @@ enum evconn_want evconn_on_bill_due(struct evconn *c)
 /* ------------------------------------------------------------------ */
 /* Reading and routing requests                                        */
 
-/* A whole request has been parsed: route it. */
+/* A whole request has been parsed: route it. The routed job lives on this
+ * stack (a few KiB) only until the connection or a new async job copies
+ * it: no request state outside the connection. */
 static enum evconn_want conn_handle_request(struct evconn *c)
 {
     const struct http_request *req = &c->parser.req;
     log_info("%s %s from %s", req->method, req->path, c->peer);
     bool keep_alive = req->keep_alive && !c->srv->stopping;
+    struct exchange_request job;
     struct endpoint_reply reply;
-    enum endpoint_route route = endpoint_route(req, c->srv->stage,
-                                               &scratch_job, &reply);
+    enum endpoint_route route = endpoint_route(req, c->srv->stage, &job,
+                                               &reply);
     /* req is gone after this; bytes of a pipelined next request stay in
      * the parser until this answer is written. */
     http_parser_consume(&c->parser);
@@ -194,9 +196,9 @@ static enum evconn_want conn_handle_request(struct evconn *c)
     case ENDPOINT_REPLY:
         break;
     case ENDPOINT_SYNC:
-        return conn_start_bills(c, keep_alive);
+        return conn_start_bills(c, &job, keep_alive);
     case ENDPOINT_ASYNC:
-        if (!c->srv->start_job(&scratch_job)) {
+        if (!c->srv->start_job(&job)) {
             endpoint_reply_free(&reply);
             endpoint_busy("cannot start the job: out of memory", &reply);
         }
@@ -351,107 +353,4 @@ enum evconn_want evconn_on_timeout(struct evconn *c)
         break;
     }
     return c->want = EVCONN_CLOSE;
-}
-
-/* ------------------------------------------------------------------ */
-/* Async jobs                                                          */
-
-void evjob_init(struct evjob *job, struct evconn_server *srv,
-                const struct exchange_request *req)
-{
-    memset(job, 0, sizeof *job);
-    job->srv = srv;
-    job->req = *req;
-    job->bills_left = req->num_bills;
-    job->next = srv->jobs;
-    if (srv->jobs)
-        srv->jobs->prev = job;
-    srv->jobs = job;
-    srv->num_jobs++;
-}
-
-enum evjob_want evjob_on_bill_due(struct evjob *job, size_t i)
-{
-    job->subtotals[i] = exchange_subtotal(&job->req.bills[i],
-                                          job->req.exchange_rate);
-    endpoint_log_bill(&job->req, i, job->subtotals[i]);
-    if (--job->bills_left > 0)
-        return EVJOB_BILLS;
-    const struct config *cfg = job->srv->cfg;
-    char *body = exchange_callback_body(cfg->token, &job->req, job->subtotals);
-    job->cb = callback_new(cfg->main_service, body, job->req.request_id);
-    if (job->cb == NULL) {
-        log_warn("callback %s: out of memory; result dropped",
-                 job->req.request_id);
-        return EVJOB_DONE;
-    }
-    job->cb->owner = job;
-    return EVJOB_PUT;
-}
-
-bool evjob_put(struct evjob *job, CURLM *multi)
-{
-    log_info("callback %s: PUT, try %d of %d", job->req.request_id,
-             job->cb->tries + 1, CALLBACK_MAX_TRIES);
-    CURLMcode rc = curl_multi_add_handle(multi, job->cb->easy);
-    if (rc != CURLM_OK) {
-        log_warn("callback %s: %s; result dropped", job->req.request_id,
-                 curl_multi_strerror(rc));
-        return false;
-    }
-    job->in_transfer = true;
-    return true;
-}
-
-struct evjob *evjob_next_finished(CURLM *multi, CURLcode *result)
-{
-    CURLMsg *msg;
-    int left;
-    while ((msg = curl_multi_info_read(multi, &left)) != NULL) {
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        /* msg dies with curl_multi_remove_handle: read it first. */
-        CURL *easy = msg->easy_handle;
-        *result = msg->data.result;
-        struct callback *cb = NULL;
-        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&cb);
-        curl_multi_remove_handle(multi, easy);
-        if (cb == NULL)
-            continue; /* not one of ours: cannot happen */
-        struct evjob *job = cb->owner;
-        job->in_transfer = false;
-        return job;
-    }
-    return NULL;
-}
-
-enum evjob_want evjob_on_put_done(struct evjob *job, CURLcode result)
-{
-    long wait_ms = 0;
-    switch (callback_after_attempt(job->cb, result, &wait_ms)) {
-    case CALLBACK_DELIVERED:
-    case CALLBACK_FAILED:
-        return EVJOB_DONE;
-    case CALLBACK_RETRY:
-        job->retry_at_ms = timer_now_ms() + (uint64_t)wait_ms;
-        return EVJOB_RETRY;
-    }
-    return EVJOB_DONE;
-}
-
-void evjob_release(struct evjob *job, CURLM *multi)
-{
-    if (job->in_transfer)
-        curl_multi_remove_handle(multi, job->cb->easy);
-    job->in_transfer = false;
-    callback_free(job->cb);
-    job->cb = NULL;
-    struct evconn_server *srv = job->srv;
-    if (job->prev)
-        job->prev->next = job->next;
-    else
-        srv->jobs = job->next;
-    if (job->next)
-        job->next->prev = job->prev;
-    srv->num_jobs--;
 }

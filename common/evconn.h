@@ -1,5 +1,5 @@
 /* evconn: the per-connection state machine of the event-driven stages,
- * 04-select and 05-epoll-callbacks, and the steps of their async jobs.
+ * 04-select and 05-epoll-callbacks.
  *
  * Those two stages differ in one thing: the loop. 04 builds fd_sets and
  * calls select(); 05 registers callbacks with an epoll loop. What a
@@ -28,30 +28,22 @@
  * slowloris, stalled reader, linger) are decided here too, and both loops
  * only arm what they are told.
  *
- * Async jobs (POST /api/exchange_async) follow the same idea with their own
- * wants: a job waits for its bills side by side (one deadline per bill,
- * each from evconn_bill_deadline), then PUTs the result through a curl multi
- * handle, retrying after a backoff. The steps here compute, decide and log;
- * the stage arms the timers and drives curl its own way (curl_multi_fdset in
- * 04, the multi socket API in 05), because that is the lesson of each.
- *
- * The one thing a step cannot do by itself is start an async job (arming
+ * An async job's steps are in evjob: a job outlives its connection. The one
+ * thing a connection's step cannot do by itself is start such a job (arming
  * its bills is the loop's business), so the stage supplies that one
  * operation: evconn_server.start_job.
  *
- * One thread drives every connection: nothing here is thread-safe, and
- * endpoint_route writes into one scratch job shared by every connection
- * (one request is routed at a time, and the route that needs the job copies
- * it out at once). */
+ * One thread drives every connection: nothing here is thread-safe. A step
+ * keeps no state of its own outside the connection it is given; a routed
+ * request lives on the step's stack until the connection (sync) or the new
+ * job (async) copies it. */
 #ifndef COMMON_EVCONN_H
 #define COMMON_EVCONN_H
 
-#include <curl/curl.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "callback.h"
 #include "config.h"
 #include "exchange.h"
 #include "http.h"
@@ -63,16 +55,17 @@
 struct evconn;
 struct evjob;
 
-/* What one server shares with all its connections and jobs. The stage
- * fills cfg, stage, start_job and a jitter_seed, and sets stopping on
+/* What one server shares with all its connections and jobs (evjob.h). The
+ * stage fills cfg, stage, start_job and a jitter_seed, and sets stopping on
  * SIGINT/SIGTERM. The lists are kept by evconn_init/evconn_release and
  * evjob_init/evjob_release, for the loop to walk (container_of finds the
  * stage's struct around each) and for a stop to count. */
 struct evconn_server {
     const struct config *cfg; /* timeouts, bill delays, main service, token */
     const char *stage;        /* "04-select": GET / names it */
-    /* Starts an async job for req (copy it: req is the scratch job). False
-     * if it could not (out of memory): the client then gets a 503. */
+    /* Starts an async job for req (copy it: req lives on the caller's
+     * stack). False if it could not (out of memory): the client then gets
+     * a 503. */
     bool (*start_job)(const struct exchange_request *req);
     bool stopping;            /* answers say "Connection: close" from now */
     unsigned jitter_seed;     /* rand_r's state for the bills' jitter */
@@ -152,54 +145,5 @@ bool evconn_idle(const struct evconn *c);
 /* When a bill's simulated external call started now ends: now + --delay-ms
  * + a random 0..--jitter-ms. Waiting is a deadline, never a sleep. */
 uint64_t evconn_bill_deadline(struct evconn_server *srv);
-
-/* ------------------------------------------------------------------ */
-/* Async jobs: bills side by side, then the callback PUT with retries.  */
-
-/* What a job waits for next; the stage's job_apply does it. */
-enum evjob_want {
-    EVJOB_BILLS, /* more bills to come: their deadlines are armed already */
-    EVJOB_PUT,   /* add job->cb->easy to the multi handle now (evjob_put) */
-    EVJOB_RETRY, /* wait until job->retry_at_ms, then EVJOB_PUT again */
-    EVJOB_DONE,  /* delivered, given up, or out of memory: free the job */
-};
-
-struct evjob {
-    struct evconn_server *srv;
-    struct exchange_request req;
-    double subtotals[EXCHANGE_MAX_BILLS];
-    size_t bills_left;
-    struct callback *cb;      /* once every bill is in; cb->owner = the job */
-    bool in_transfer;         /* cb->easy is in the multi handle */
-    uint64_t retry_at_ms;     /* after EVJOB_RETRY */
-    struct evjob *prev, *next; /* in srv->jobs */
-};
-
-/* Sets job up for req (copied) and adds it to srv->jobs. The stage then
- * arms one deadline per bill, each at evconn_bill_deadline(srv), so they
- * run out side by side. */
-void evjob_init(struct evjob *job, struct evconn_server *srv,
-                const struct exchange_request *req);
-
-/* Bill i's deadline passed: compute and log it. EVJOB_BILLS while others
- * wait; after the last, the callback is built: EVJOB_PUT (or EVJOB_DONE if
- * out of memory, logged). */
-enum evjob_want evjob_on_bill_due(struct evjob *job, size_t i);
-
-/* Logs the try and adds job->cb->easy to multi; nothing is sent yet, the
- * loop drives curl. False if curl refused (logged: the result is dropped). */
-bool evjob_put(struct evjob *job, CURLM *multi);
-
-/* The next finished transfer of multi, removed from it, with its curl
- * result in *result; NULL when none is left. Call after driving curl. */
-struct evjob *evjob_next_finished(CURLM *multi, CURLcode *result);
-
-/* One try ended with result: common/callback judges and logs it.
- * EVJOB_RETRY (job->retry_at_ms is set) or EVJOB_DONE. */
-enum evjob_want evjob_on_put_done(struct evjob *job, CURLcode result);
-
-/* Takes job's transfer out of multi if it is in, job out of srv->jobs,
- * and frees its callback (not job itself). The stage cancels its timers. */
-void evjob_release(struct evjob *job, CURLM *multi);
 
 #endif
