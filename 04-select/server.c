@@ -68,16 +68,19 @@
  *   too high is refused when curl opens it (curl_refuse_high_socket): that
  *   try fails and is retried, and no transfer is left half-watched.
  *
- * Also in here: idle and too-slow clients are closed after
- * --idle-timeout-ms, counted from a request's first byte, so trickling a
- * request byte by byte does not help (slowloris); evconn_deadline says when,
- * this loop keeps the deadline in its heap. Clients are accepted
- * NET_ACCEPT_BATCH per turn, and accept() failing with EMFILE pauses
- * accepting for NET_ACCEPT_PAUSE_MS (100 ms): a deadline, not a sleep, and
- * no spinning on a listener that stays readable. SIGINT/SIGTERM arrive as
- * the shutdown pipe turning readable: stop accepting, close idle keep-alive
- * connections, finish the rest (answers and callbacks) within
- * SHUTDOWN_GRACE_MS, exit 0.
+ * Also in here: every wait on a client has a deadline that new bytes never
+ * move: --idle-timeout-ms for a connection that has sent nothing yet,
+ * --header-timeout-ms from a head's first byte (CR and LF count),
+ * --body-timeout-ms from the head's end, so trickling a request byte by
+ * byte does not help (slowloris). evconn_deadline says when, this loop
+ * keeps the deadline in its heap; a late head or body gets 408. An async
+ * job is reserved in a budget (--max-jobs, --max-bills) before its ok, or
+ * refused with 503. Clients are accepted NET_ACCEPT_BATCH per turn, and
+ * accept() failing with EMFILE pauses accepting for NET_ACCEPT_PAUSE_MS
+ * (100 ms): a deadline, not a sleep, and no spinning on a listener that
+ * stays readable. SIGINT/SIGTERM arrive as the shutdown pipe turning
+ * readable: stop accepting, close idle keep-alive connections, finish the
+ * rest (answers and callbacks) within SHUTDOWN_GRACE_MS, exit 0.
  *
  * What to notice in the log. Every line has the same pid and no thread id:
  * one thread did everything. Start two sync requests at once: both
@@ -389,14 +392,13 @@ static void job_apply(struct job *job, enum evjob_want want)
 }
 
 /* srv.start_job: one deadline per bill, all armed now: they run out side
- * by side. */
+ * by side. What can fail comes first (evconn.h). */
 static bool job_start(const struct exchange_request *req)
 {
     struct job *job = calloc(1, sizeof *job +
                                     req->num_bills * sizeof job->bills[0]);
     if (job == NULL)
         return false;
-    evjob_init(&job->core, &srv, req);
     deadline_init(&job->retry, DEADLINE_JOB_RETRY);
     for (size_t i = 0; i < req->num_bills; i++) {
         struct bill_wait *b = &job->bills[i];
@@ -406,10 +408,14 @@ static bool job_start(const struct exchange_request *req)
     }
     for (size_t i = 0; i < req->num_bills; i++) {
         if (!deadline_at(&job->bills[i].timer, evconn_bill_deadline(&srv))) {
-            job_free(job);
+            while (i-- > 0)
+                deadline_cancel(&job->bills[i].timer);
+            free(job);
             return false;
         }
     }
+    /* The point of no return: the job takes over its reservation. */
+    evjob_init(&job->core, &srv, req);
     log_info("job %s: %zu bills waiting side by side", req->request_id,
              req->num_bills);
     return true;
@@ -596,6 +602,7 @@ int main(int argc, char **argv)
                  "Stage 04: one thread serves every connection with select() "
                  "and a state machine per connection.");
     log_init(STAGE, cfg.quiet);
+    jobcap_init(&srv.budget, cfg.max_jobs, cfg.max_bills);
     net_ignore_sigpipe();
     if (shutdown_init() < 0) {
         perror("shutdown_init");

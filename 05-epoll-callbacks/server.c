@@ -61,13 +61,14 @@
  * - One callback that blocks still stalls everyone, as in 04.
  * Stage 06 keeps this loop and gives the straight-line code back.
  *
- * Also in here, as in 04: idle and too-slow clients are closed after
- * --idle-timeout-ms, counted from a request's first byte (slowloris:
- * evconn_deadline says when, a loop timer says it's time); clients are
- * accepted NET_ACCEPT_BATCH per turn, and EMFILE from accept pauses the
- * listener for NET_ACCEPT_PAUSE_MS (100 ms, a loop timer); SIGINT/SIGTERM
- * arrive as the shutdown pipe turning readable (on_shutdown): stop
- * accepting, close idle keep-alive connections, finish the rest within
+ * Also in here, as in 04: deadlines that new bytes never move (idle,
+ * head, body: evconn_deadline says when, a loop timer says it's time; a
+ * late head or body gets 408); the async budget checked before an ok
+ * (--max-jobs, --max-bills; past it 503); clients accepted
+ * NET_ACCEPT_BATCH per turn, and EMFILE from accept pausing the listener
+ * for NET_ACCEPT_PAUSE_MS (100 ms, a loop timer); SIGINT/SIGTERM arriving
+ * as the shutdown pipe turning readable (begin_stop): stop accepting,
+ * close idle keep-alive connections, finish the rest within
  * SHUTDOWN_GRACE_MS, exit 0.
  *
  * What to notice in the log: the same pid on every line and no thread id;
@@ -392,14 +393,13 @@ static void on_job_bill_done(struct loop *l, void *arg)
 }
 
 /* srv.start_job: one timer per bill, all armed now: they run out side by
- * side. */
+ * side. What can fail comes first (evconn.h). */
 static bool job_start(const struct exchange_request *req)
 {
     struct job *job = calloc(1, sizeof *job +
                                     req->num_bills * sizeof job->bills[0]);
     if (job == NULL)
         return false;
-    evjob_init(&job->core, &srv, req);
     loop_timer_init(&job->retry, on_job_retry, job);
     for (size_t i = 0; i < req->num_bills; i++) {
         struct bill_wait *b = &job->bills[i];
@@ -410,10 +410,14 @@ static bool job_start(const struct exchange_request *req)
     for (size_t i = 0; i < req->num_bills; i++) {
         if (loop_timer_arm_at(loop, &job->bills[i].timer,
                               evconn_bill_deadline(&srv)) < 0) {
-            job_free(job);
+            while (i-- > 0)
+                loop_timer_cancel(loop, &job->bills[i].timer);
+            free(job);
             return false;
         }
     }
+    /* The point of no return: the job takes over its reservation. */
+    evjob_init(&job->core, &srv, req);
     log_info("job %s: %zu bills waiting side by side", req->request_id,
              req->num_bills);
     return true;
@@ -552,6 +556,7 @@ int main(int argc, char **argv)
                  "Stage 05: one thread, an epoll event loop and a chain of "
                  "callbacks.");
     log_init(STAGE, cfg.quiet);
+    jobcap_init(&srv.budget, cfg.max_jobs, cfg.max_bills);
     net_ignore_sigpipe();
     if (shutdown_init() < 0) {
         perror("shutdown_init");

@@ -6,6 +6,7 @@
 #include "evconn.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -39,7 +40,7 @@ void evconn_init(struct evconn *c, struct evconn_server *srv, int fd)
     c->want = EVCONN_READ;
     net_peer_name(fd, c->peer, sizeof c->peer);
     http_parser_init(&c->parser);
-    c->wait_since_ms = timer_now_ms();
+    c->idle_since_ms = timer_now_ms();
     c->next = srv->conns;
     if (srv->conns)
         srv->conns->prev = c;
@@ -67,22 +68,31 @@ void evconn_release(struct evconn *c)
     c->sync = NULL;
 }
 
-/* A deadline is reset when a read or write wait begins (or a write makes
- * progress), not on every byte of a request: a client that trickles a
- * request (slowloris) gets the idle timeout counted from its first byte,
- * however patiently it sends. */
+/* Which of a read's three deadlines applies, from what has arrived: no
+ * byte at all, a head begun, or a body. Each counts from the moment its
+ * phase began, so a client that trickles (slowloris), even one CR at a
+ * time, gains nothing by sending more. */
+static uint64_t read_deadline(const struct evconn *c)
+{
+    const struct config *cfg = c->srv->cfg;
+    if (c->parser.len == 0)
+        return c->idle_since_ms + (uint64_t)cfg->idle_timeout_ms;
+    if (!c->parser.head_done)
+        return c->head_since_ms + (uint64_t)cfg->header_timeout_ms;
+    return c->body_since_ms + (uint64_t)cfg->body_timeout_ms;
+}
+
 uint64_t evconn_deadline(const struct evconn *c)
 {
-    uint64_t idle = (uint64_t)c->srv->cfg->idle_timeout_ms;
     switch (c->want) {
     case EVCONN_READ:
-        return c->wait_since_ms + idle;
+        return read_deadline(c);
     case EVCONN_BILL:
         return c->sync->due_ms;
     case EVCONN_WRITE:
-        return c->write_since_ms + idle;
+        return c->write_since_ms + (uint64_t)c->srv->cfg->idle_timeout_ms;
     case EVCONN_DRAIN:
-        return c->wait_since_ms + EVCONN_LINGER_MS;
+        return c->drain_since_ms + EVCONN_LINGER_MS;
     case EVCONN_CLOSE:
         break;
     }
@@ -197,8 +207,12 @@ static enum evconn_want conn_handle_request(struct evconn *c)
         break;
     case ENDPOINT_SYNC:
         return conn_start_bills(c, &job, keep_alive);
-    case ENDPOINT_ASYNC:
+    case ENDPOINT_ASYNC: /* an ok is a promise: reserve before answering */
+        if (!endpoint_admit_job(&c->srv->budget, &job, &reply))
+            break; /* reply is now the 503 that names the cap */
         if (!c->srv->start_job(&job)) {
+            jobcap_bills_done(&c->srv->budget, job.num_bills);
+            jobcap_job_done(&c->srv->budget);
             endpoint_reply_free(&reply);
             endpoint_busy("cannot start the job: out of memory", &reply);
         }
@@ -213,7 +227,11 @@ static enum evconn_want conn_handle_request(struct evconn *c)
 static enum evconn_want conn_next_request(struct evconn *c)
 {
     struct endpoint_reply reply;
-    switch (http_parser_parse(&c->parser)) {
+    bool had_head = c->parser.head_done;
+    enum http_parse_status st = http_parser_parse(&c->parser);
+    if (!had_head && c->parser.head_done) /* the body's clock starts now */
+        c->body_since_ms = timer_now_ms();
+    switch (st) {
     case HTTP_NEED_MORE:
         if (http_parser_take_continue(&c->parser))
             return conn_send_continue(c);
@@ -241,7 +259,7 @@ static enum evconn_want conn_read(struct evconn *c)
         log_warn("no room to read from %s; closing", c->peer);
         return EVCONN_CLOSE;
     }
-    bool first_bytes = http_parser_empty(&c->parser);
+    bool first_bytes = c->parser.len == 0; /* CR and LF count too */
     ssize_t n = net_read_some(c->fd, space, avail);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         return EVCONN_READ; /* nothing after all: wait again */
@@ -250,13 +268,13 @@ static enum evconn_want conn_read(struct evconn *c)
         return EVCONN_CLOSE;
     }
     if (n == 0) {
-        if (!first_bytes)
+        if (!http_parser_empty(&c->parser))
             log_info("%s hung up in the middle of a request", c->peer);
         return EVCONN_CLOSE;
     }
     http_parser_commit(&c->parser, (size_t)n);
-    if (first_bytes) /* the request's own clock starts now */
-        c->wait_since_ms = timer_now_ms();
+    if (first_bytes) /* the head's clock starts now, and never moves */
+        c->head_since_ms = timer_now_ms();
     return conn_next_request(c);
 }
 
@@ -276,7 +294,7 @@ static enum evconn_want conn_start_drain(struct evconn *c)
 {
     if (shutdown(c->fd, SHUT_WR) < 0)
         return EVCONN_CLOSE;
-    c->wait_since_ms = timer_now_ms();
+    c->drain_since_ms = timer_now_ms();
     c->drained = 0;
     return EVCONN_DRAIN;
 }
@@ -320,7 +338,10 @@ static enum evconn_want conn_write(struct evconn *c)
         return conn_start_drain(c);
     if (c->srv->stopping && http_parser_empty(&c->parser))
         return EVCONN_CLOSE; /* promised keep-alive before the stop: idle */
-    c->wait_since_ms = timer_now_ms(); /* keep-alive: a new wait begins */
+    /* Keep-alive: a new wait begins. A pipelined request already here gets
+     * its head's clock from now, when the server turns to it: its bytes
+     * waited for us, not we for them. */
+    c->idle_since_ms = c->head_since_ms = timer_now_ms();
     return conn_next_request(c);
 }
 
@@ -332,20 +353,37 @@ enum evconn_want evconn_on_writable(struct evconn *c)
 /* ------------------------------------------------------------------ */
 /* Timeouts                                                            */
 
+/* A head or a body did not arrive in time: log it and queue the 408. */
+static enum evconn_want conn_too_slow(struct evconn *c, const char *what,
+                                      const char *option, int ms)
+{
+    char detail[128];
+    snprintf(detail, sizeof detail, "request %s not complete within %d ms",
+             what, ms);
+    log_info("%s: %s (%s); 408", c->peer, detail, option);
+    struct endpoint_reply reply;
+    endpoint_parse_error(408, detail, &reply);
+    return conn_respond(c, &reply, false);
+}
+
 enum evconn_want evconn_on_timeout(struct evconn *c)
 {
-    int ms = c->srv->cfg->idle_timeout_ms;
+    const struct config *cfg = c->srv->cfg;
     switch (c->want) {
     case EVCONN_READ:
-        if (http_parser_empty(&c->parser))
-            log_info("%s idle for %d ms; closing", c->peer, ms);
-        else
-            log_info("%s sent no whole request in %d ms; closing", c->peer,
-                     ms);
-        break;
+        if (c->parser.len == 0) {
+            log_info("%s idle for %d ms; closing", c->peer,
+                     cfg->idle_timeout_ms);
+            break;
+        }
+        if (!c->parser.head_done)
+            return c->want = conn_too_slow(c, "head", "--header-timeout-ms",
+                                           cfg->header_timeout_ms);
+        return c->want = conn_too_slow(c, "body", "--body-timeout-ms",
+                                       cfg->body_timeout_ms);
     case EVCONN_WRITE:
         log_info("%s stopped reading its answer for %d ms; closing", c->peer,
-                 ms);
+                 cfg->idle_timeout_ms);
         break;
     case EVCONN_BILL:
     case EVCONN_DRAIN:

@@ -10,8 +10,15 @@
  *
  *   want           the loop must               until the deadline (then
  *                                              evconn_on_timeout)
- *   EVCONN_READ    watch the socket readable   --idle-timeout-ms after the
- *                                              request's first byte
+ *   EVCONN_READ    watch the socket readable   one of three, none of which
+ *                                              new bytes move: no byte yet,
+ *                                              --idle-timeout-ms after the
+ *                                              accept or the last answer;
+ *                                              a head begun (CR/LF count),
+ *                                              --header-timeout-ms after
+ *                                              its first byte; a body,
+ *                                              --body-timeout-ms after the
+ *                                              head's end
  *   EVCONN_BILL    watch nothing               the sync bill is due (then
  *                                              evconn_on_bill_due instead)
  *   EVCONN_WRITE   watch the socket writable   --idle-timeout-ms after the
@@ -20,6 +27,12 @@
  *                                              answer
  *   EVCONN_CLOSE   stop watching, close it     -
  *                  (evconn_release), free it
+ *
+ * Past the head's or the body's deadline the client gets 408 {"detail":
+ * ...} with "Connection: close", then the lingering close; a connection
+ * that never sent a byte is closed without a word (an unsolicited 408 on
+ * an idle keep-alive would race with a request the client may be sending
+ * at that moment, and be read as its answer).
  *
  * Each stage has one function that applies a want (conn_apply): 04 notes
  * which set the socket goes in and moves the connection's deadline in its
@@ -31,7 +44,10 @@
  * An async job's steps are in evjob: a job outlives its connection. The one
  * thing a connection's step cannot do by itself is start such a job (arming
  * its bills is the loop's business), so the stage supplies that one
- * operation: evconn_server.start_job.
+ * operation: evconn_server.start_job. Before it, the step reserves the job
+ * and its bills in srv->budget (common/jobcap): past --max-jobs or
+ * --max-bills the client gets 503 with Retry-After, never an ok for work
+ * the server may drop.
  *
  * One thread drives every connection: nothing here is thread-safe. A step
  * keeps no state of its own outside the connection it is given; a routed
@@ -47,6 +63,7 @@
 #include "config.h"
 #include "exchange.h"
 #include "http.h"
+#include "jobcap.h"
 
 #define EVCONN_LINGER_MS 1000            /* a closing connection drains input
                                             this long at most */
@@ -56,7 +73,8 @@ struct evconn;
 struct evjob;
 
 /* What one server shares with all its connections and jobs (evjob.h). The
- * stage fills cfg, stage, start_job and a jitter_seed, and sets stopping on
+ * stage fills cfg, stage, start_job and a jitter_seed, sets up budget
+ * (jobcap_init with cfg->max_jobs, cfg->max_bills), and sets stopping on
  * SIGINT/SIGTERM. The lists are kept by evconn_init/evconn_release and
  * evjob_init/evjob_release, for the loop to walk (container_of finds the
  * stage's struct around each) and for a stop to count. */
@@ -64,9 +82,13 @@ struct evconn_server {
     const struct config *cfg; /* timeouts, bill delays, main service, token */
     const char *stage;        /* "04-select": GET / names it */
     /* Starts an async job for req (copy it: req lives on the caller's
-     * stack). False if it could not (out of memory): the client then gets
-     * a 503. */
+     * stack): arms its bills, then evjob_init, which takes over req's
+     * reservation in budget. False, with nothing started and the
+     * reservation untouched, if it could not (out of memory): the client
+     * then gets a 503. So everything that can fail comes before
+     * evjob_init. */
     bool (*start_job)(const struct exchange_request *req);
+    struct jobcap budget;     /* async jobs and bills promised, not done */
     bool stopping;            /* answers say "Connection: close" from now */
     unsigned jitter_seed;     /* rand_r's state for the bills' jitter */
     struct evconn *conns;     /* every open connection, newest first */
@@ -91,8 +113,13 @@ struct evconn {
     char peer[64];              /* "127.0.0.1:53422", for log lines */
     enum evconn_want want;      /* set by every step before it returns */
     struct evconn_server *srv;
-    uint64_t wait_since_ms;     /* when the current read or drain began */
+    /* Where each deadline counts from (evconn_deadline); none moves when
+     * bytes arrive. */
+    uint64_t idle_since_ms;     /* accepted, or the last answer written */
+    uint64_t head_since_ms;     /* the request's first byte (CR/LF count) */
+    uint64_t body_since_ms;     /* the request's head ended */
     uint64_t write_since_ms;    /* the answer was queued or last progressed */
+    uint64_t drain_since_ms;    /* the lingering close began */
     struct http_parser parser;
     char *out;                  /* the response (or 100 Continue) */
     size_t out_len, out_sent;
@@ -130,8 +157,10 @@ enum evconn_want evconn_on_draining(struct evconn *c);
  * for the next one or answer. */
 enum evconn_want evconn_on_bill_due(struct evconn *c);
 
-/* c's deadline passed while it wanted READ, WRITE or DRAIN: log why (idle,
- * too slow, not reading its answer) and return EVCONN_CLOSE. */
+/* c's deadline passed while it wanted READ, WRITE or DRAIN: log why.
+ * EVCONN_WRITE for a 408 (a head or body too slow: the answer, then the
+ * lingering close), else EVCONN_CLOSE (idle, not reading its answer, done
+ * draining). */
 enum evconn_want evconn_on_timeout(struct evconn *c);
 
 /* When c's current wait ends (timer_now_ms()'s clock), for every want but

@@ -27,6 +27,7 @@ enum evjob_want evjob_on_bill_due(struct evjob *job, size_t i)
     job->subtotals[i] = exchange_subtotal(&job->req.bills[i],
                                           job->req.exchange_rate);
     endpoint_log_bill(&job->req, i, job->subtotals[i]);
+    jobcap_bills_done(&job->srv->budget, 1);
     if (--job->bills_left > 0)
         return EVJOB_BILLS;
     const struct config *cfg = job->srv->cfg;
@@ -35,6 +36,7 @@ enum evjob_want evjob_on_bill_due(struct evjob *job, size_t i)
     if (job->cb == NULL) {
         log_warn("callback %s: out of memory; result dropped",
                  job->req.request_id);
+        job->over = true;
         return EVJOB_DONE;
     }
     job->cb->owner = job;
@@ -49,6 +51,7 @@ bool evjob_put(struct evjob *job, CURLM *multi)
     if (rc != CURLM_OK) {
         log_warn("callback %s: %s; result dropped", job->req.request_id,
                  curl_multi_strerror(rc));
+        job->over = true;
         return false;
     }
     job->in_transfer = true;
@@ -82,7 +85,8 @@ enum evjob_want evjob_on_put_done(struct evjob *job, CURLcode result)
     long wait_ms = 0;
     switch (callback_after_attempt(job->cb, result, &wait_ms)) {
     case CALLBACK_DELIVERED:
-    case CALLBACK_FAILED:
+    case CALLBACK_FAILED: /* callback_after_attempt logged which */
+        job->over = true;
         return EVJOB_DONE;
     case CALLBACK_RETRY:
         job->retry_at_ms = timer_now_ms() + (uint64_t)wait_ms;
@@ -93,6 +97,12 @@ enum evjob_want evjob_on_put_done(struct evjob *job, CURLcode result)
 
 void evjob_release(struct evjob *job, CURLM *multi)
 {
+    if (!job->over)
+        log_warn("job %s abandoned before its callback was delivered "
+                 "(%zu bills still waiting)", job->req.request_id,
+                 job->bills_left);
+    jobcap_bills_done(&job->srv->budget, job->bills_left);
+    jobcap_job_done(&job->srv->budget);
     if (job->in_transfer)
         curl_multi_remove_handle(multi, job->cb->easy);
     job->in_transfer = false;

@@ -23,6 +23,13 @@
  * own way (curl_multi_fdset in 04, the multi socket API in 05), because
  * that is the lesson of each.
  *
+ * A job's {"status":"ok"} was a promise, kept in two ways. Before it, the
+ * job and its bills were reserved in srv->budget (evconn, jobcap.h); a job
+ * gives its bills back as they are done and itself back when it is over.
+ * And every job ends in exactly one log line that says how: delivered,
+ * given up by the retry policy (common/callback), or abandoned (out of
+ * memory, or still pending when a stop's grace period ran out).
+ *
  * One thread drives every job: nothing here is thread-safe. */
 #ifndef COMMON_EVJOB_H
 #define COMMON_EVJOB_H
@@ -53,12 +60,14 @@ struct evjob {
     struct callback *cb;      /* once every bill is in; cb->owner = the job */
     bool in_transfer;         /* cb->easy is in the multi handle */
     uint64_t retry_at_ms;     /* after EVJOB_RETRY */
+    bool over;                /* its end is logged: delivered or given up */
     struct evjob *prev, *next; /* in srv->jobs */
 };
 
-/* Sets job up for req (copied) and adds it to srv->jobs. The stage then
- * arms one deadline per bill, each at evconn_bill_deadline(srv), so they
- * run out side by side. */
+/* Sets job up for req (copied), adds it to srv->jobs, and takes over the
+ * reservation evconn made for req in srv->budget. Cannot fail: the stage
+ * arms one deadline per bill first, each at evconn_bill_deadline(srv), so
+ * they run out side by side. */
 void evjob_init(struct evjob *job, struct evconn_server *srv,
                 const struct exchange_request *req);
 
@@ -80,7 +89,9 @@ struct evjob *evjob_next_finished(CURLM *multi, CURLcode *result);
 enum evjob_want evjob_on_put_done(struct evjob *job, CURLcode result);
 
 /* Takes job's transfer out of multi if it is in, job out of srv->jobs,
- * and frees its callback (not job itself). The stage cancels its timers. */
+ * gives its reservation back to srv->budget, logs "abandoned" if its end
+ * was not logged yet, and frees its callback (not job itself). The stage
+ * cancels its timers. */
 void evjob_release(struct evjob *job, CURLM *multi);
 
 #endif
