@@ -26,7 +26,10 @@
  * back here. What this file holds is the loop that drives them, and that
  * is the lesson: serve_one_turn builds the sets from each connection's
  * want, sleeps in select(), and calls the step that matches what select()
- * reported; conn_apply turns each answer into a set and a deadline.
+ * reported; conn_apply turns each answer into a set and a deadline. The
+ * rest (accepting, starting jobs, stopping, main) is, line for line, the
+ * text of 05-epoll-callbacks/server.c: diff the two files and every line
+ * that differs talks to the loop.
  *
  * Waiting without sleeping. The simulated external call is not a nanosleep
  * any more but a deadline in a heap (common/timer). select()'s timeout is
@@ -65,14 +68,19 @@
  *   too high is refused when curl opens it (curl_refuse_high_socket): that
  *   try fails and is retried, and no transfer is left half-watched.
  *
- * Also in here: idle and too-slow clients are closed after
- * --idle-timeout-ms, counted from a request's first byte, so trickling a
- * request byte by byte does not help (slowloris); evconn_deadline says when,
- * this loop keeps the deadline in its heap. accept() failing with EMFILE
- * pauses accepting for 100 ms: a deadline, not a sleep, and no spinning on
- * a listener that stays readable. SIGINT/SIGTERM arrive as the shutdown
- * pipe turning readable: stop accepting, close idle keep-alive connections,
- * finish the rest (answers and callbacks) within SHUTDOWN_GRACE_MS, exit 0.
+ * Also in here: every wait on a client has a deadline that new bytes never
+ * move: --idle-timeout-ms for a connection that has sent nothing yet,
+ * --header-timeout-ms from a head's first byte (CR and LF count),
+ * --body-timeout-ms from the head's end, so trickling a request byte by
+ * byte does not help (slowloris). evconn_deadline says when, this loop
+ * keeps the deadline in its heap; a late head or body gets 408. An async
+ * job is reserved in a budget (--max-jobs, --max-bills) before its ok, or
+ * refused with 503. Clients are accepted NET_ACCEPT_BATCH per turn, and
+ * accept() failing with EMFILE pauses accepting for NET_ACCEPT_PAUSE_MS
+ * (100 ms): a deadline, not a sleep, and no spinning on a listener that
+ * stays readable. SIGINT/SIGTERM arrive as the shutdown pipe turning
+ * readable: stop accepting, close idle keep-alive connections, finish the
+ * rest (answers and callbacks) within SHUTDOWN_GRACE_MS, exit 0.
  *
  * What to notice in the log. Every line has the same pid and no thread id:
  * one thread did everything. Start two sync requests at once: both
@@ -88,10 +96,7 @@
  *   a pipelined request that is not to be read yet.)
  * - A response is written on the next turn, when select() says the socket
  *   is writable, not tried at once: one more select() per response, for a
- *   loop that reads the same everywhere.
- * - endpoint_route fills one shared scratch job (inside common/evconn): one
- *   thread, one request at a time, and the route that needs the job copies
- *   it out. */
+ *   loop that reads the same everywhere. */
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdbool.h>
@@ -99,13 +104,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/select.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "callback.h"
 #include "config.h"
 #include "endpoint.h"
 #include "evconn.h"
+#include "evjob.h"
 #include "log.h"
 #include "net.h"
 #include "shutdown.h"
@@ -113,7 +118,6 @@
 
 #define STAGE "04-select"
 
-#define ACCEPT_PAUSE_MS 100   /* after EMFILE: let closes free descriptors */
 #define CURL_BLIND_POLL_MS 100 /* curl is busy but gave us no socket */
 
 static struct config cfg;
@@ -164,7 +168,7 @@ static void deadline_cancel(struct deadline *d)
 
 static bool job_start(const struct exchange_request *req);
 
-/* What every connection and job shares (common/evconn). */
+/* What every connection and job shares (common/evconn, common/evjob). */
 static struct evconn_server srv = {
     .cfg = &cfg,
     .stage = STAGE,
@@ -175,37 +179,46 @@ static struct evconn_server srv = {
 /* A connection: the shared state machine, plus the one deadline this loop
  * keeps for it (a timeout, or its current bill). */
 struct conn {
-    struct evconn ev;         /* ev.fd is always < FD_SETSIZE (accept_all) */
+    struct evconn ev;         /* ev.fd is always < FD_SETSIZE (conn_take) */
     struct deadline deadline;
 };
 
 /* An async job: its bills wait concurrently, then its callback is PUT. */
 struct job;
 struct bill_wait {
-    struct deadline deadline;
+    struct deadline timer;
     struct job *job;
     size_t index;
 };
 
 struct job {
-    struct evjob core;        /* the steps' state (common/evconn) */
+    struct evjob core;        /* the steps' state (common/evjob) */
     struct deadline retry;
     struct bill_wait bills[]; /* core.req.num_bills of them */
 };
 
 static int listen_fd = -1;
-static bool accept_paused;
 static struct deadline accept_resume;
+static bool accept_paused;
 
 static CURLM *multi;          /* every callback PUT in flight */
 static int transfers;         /* easy handles in it */
 
-/* SIGINT/SIGTERM set srv.stopping; the grace deadline bounds the stop. */
-static bool grace_over;
+/* SIGINT/SIGTERM set srv.stopping; this deadline bounds the stop. */
 static struct deadline grace;
+static bool done;             /* serve_one_turn no more */
 
 /* ------------------------------------------------------------------ */
-/* Connections: opening, closing, and applying what a step wants.      */
+/* Stopping is decided wherever the last piece of work ends.            */
+
+static void stop_if_done(void)
+{
+    if (srv.stopping && srv.num_conns == 0 && srv.num_jobs == 0)
+        done = true;
+}
+
+/* ------------------------------------------------------------------ */
+/* Connections: opening, closing, and "what next".                      */
 
 /* The connection around one of srv.conns. */
 static struct conn *conn_of(struct evconn *ev)
@@ -218,12 +231,14 @@ static void conn_close(struct conn *c)
     deadline_cancel(&c->deadline);
     evconn_release(&c->ev);
     free(c);
+    stop_if_done();
 }
 
-/* Applies what a step returned (the step also left it in c->ev.want). The
- * socket's set is read from c->ev.want when the next turn builds the sets;
- * here only the deadline that ends the wait is moved, to the moment
- * evconn_deadline names. */
+/* "What next": the table of evconn.h, for this loop. The socket's set is
+ * read from c->ev.want when the next turn builds the sets; here only the
+ * deadline that ends the wait is moved, to the moment evconn_deadline
+ * names. It is the last thing every step's caller does; on failure it
+ * closes the connection, so the caller must not touch c after it. */
 static void conn_apply(struct conn *c, enum evconn_want want)
 {
     if (want == EVCONN_CLOSE ||
@@ -280,33 +295,35 @@ static void refuse_beyond_fd_setsize(int fd)
     close(fd);
 }
 
-static void accept_pause(int err)
+/* A new client from net_accept_batch: only what fits in an fd_set. */
+static void conn_take(int fd)
 {
-    log_warn("accept: %s; not accepting for %d ms", strerror(err),
-             ACCEPT_PAUSE_MS);
-    accept_paused = deadline_at(&accept_resume,
-                                timer_now_ms() + ACCEPT_PAUSE_MS);
+    if (fd >= FD_SETSIZE)
+        refuse_beyond_fd_setsize(fd);
+    else
+        conn_open(fd);
 }
 
-/* The listener is readable: accept until the queue is empty (EAGAIN). */
-static void accept_all(void)
+/* accept() failed (logged): stop watching the listener for
+ * NET_ACCEPT_PAUSE_MS. */
+static void accept_pause(void)
 {
-    for (;;) {
-        int fd = net_accept(listen_fd, true);
-        if (fd < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return; /* drained */
-            /* EMFILE/ENFILE (out of descriptors), ENOBUFS/ENOMEM, or
-             * anything else: the listener stays readable, so retrying now
-             * would spin. Stop watching it for a moment instead. */
-            accept_pause(errno);
-            return;
-        }
-        if (fd >= FD_SETSIZE)
-            refuse_beyond_fd_setsize(fd);
-        else
-            conn_open(fd);
-    }
+    accept_paused = deadline_at(&accept_resume,
+                                timer_now_ms() + NET_ACCEPT_PAUSE_MS);
+}
+
+/* The pause is over. */
+static void accept_resumed(void)
+{
+    accept_paused = false;
+    log_info("accepting again");
+}
+
+/* The listener is readable: accept a batch (net.h). */
+static void accept_ready(void)
+{
+    if (net_accept_batch(listen_fd, conn_take) != 0)
+        accept_pause();
 }
 
 /* ------------------------------------------------------------------ */
@@ -321,37 +338,13 @@ static struct job *job_of(struct evjob *core)
 static void job_free(struct job *job)
 {
     for (size_t i = 0; i < job->core.req.num_bills; i++)
-        deadline_cancel(&job->bills[i].deadline);
+        deadline_cancel(&job->bills[i].timer);
     deadline_cancel(&job->retry);
     if (job->core.in_transfer)
         transfers--;
     evjob_release(&job->core, multi);
     free(job);
-}
-
-/* srv.start_job: one bill deadline per bill, all armed now, so they run
- * out side by side. */
-static bool job_start(const struct exchange_request *req)
-{
-    struct job *job = calloc(1, sizeof *job +
-                                    req->num_bills * sizeof job->bills[0]);
-    if (job == NULL)
-        return false;
-    evjob_init(&job->core, &srv, req);
-    deadline_init(&job->retry, DEADLINE_JOB_RETRY);
-    for (size_t i = 0; i < req->num_bills; i++) {
-        struct bill_wait *b = &job->bills[i];
-        deadline_init(&b->deadline, DEADLINE_JOB_BILL);
-        b->job = job;
-        b->index = i;
-        if (!deadline_at(&b->deadline, evconn_bill_deadline(&srv))) {
-            job_free(job);
-            return false;
-        }
-    }
-    log_info("job %s: %zu bills waiting side by side", req->request_id,
-             req->num_bills);
-    return true;
+    stop_if_done();
 }
 
 /* curl's CURLOPT_SOCKOPTFUNCTION, called for every socket curl opens.
@@ -373,8 +366,8 @@ static int curl_refuse_high_socket(void *clientp, curl_socket_t fd,
     return CURL_SOCKOPT_ERROR;
 }
 
-/* Applies what a job step returned. A PUT does not run here: curl's
- * sockets join the next select(), and curl_multi_perform moves it along. */
+/* Does what a job step asked for. A PUT does not run here: curl's sockets
+ * join the next select(), and curl_multi_perform moves it along. */
 static void job_apply(struct job *job, enum evjob_want want)
 {
     switch (want) {
@@ -383,11 +376,10 @@ static void job_apply(struct job *job, enum evjob_want want)
     case EVJOB_PUT: /* every socket of this try must fit in the sets */
         curl_easy_setopt(job->core.cb->easy, CURLOPT_SOCKOPTFUNCTION,
                          curl_refuse_high_socket);
-        if (!evjob_put(&job->core, multi)) {
+        if (!evjob_put(&job->core, multi))
             job_free(job);
-            return;
-        }
-        transfers++;
+        else
+            transfers++;
         return;
     case EVJOB_RETRY: /* the backoff is a deadline like any other */
         if (!deadline_at(&job->retry, job->core.retry_at_ms))
@@ -397,6 +389,36 @@ static void job_apply(struct job *job, enum evjob_want want)
         job_free(job);
         return;
     }
+}
+
+/* srv.start_job: one deadline per bill, all armed now: they run out side
+ * by side. What can fail comes first (evconn.h). */
+static bool job_start(const struct exchange_request *req)
+{
+    struct job *job = calloc(1, sizeof *job +
+                                    req->num_bills * sizeof job->bills[0]);
+    if (job == NULL)
+        return false;
+    deadline_init(&job->retry, DEADLINE_JOB_RETRY);
+    for (size_t i = 0; i < req->num_bills; i++) {
+        struct bill_wait *b = &job->bills[i];
+        b->job = job;
+        b->index = i;
+        deadline_init(&b->timer, DEADLINE_JOB_BILL);
+    }
+    for (size_t i = 0; i < req->num_bills; i++) {
+        if (!deadline_at(&job->bills[i].timer, evconn_bill_deadline(&srv))) {
+            while (i-- > 0)
+                deadline_cancel(&job->bills[i].timer);
+            free(job);
+            return false;
+        }
+    }
+    /* The point of no return: the job takes over its reservation. */
+    evjob_init(&job->core, &srv, req);
+    log_info("job %s: %zu bills waiting side by side", req->request_id,
+             req->num_bills);
+    return true;
 }
 
 /* Lets curl do whatever its sockets and timers allow, without blocking,
@@ -418,38 +440,41 @@ static void curl_drive(void)
 /* ------------------------------------------------------------------ */
 /* Stopping                                                            */
 
-/* SIGINT/SIGTERM, seen as the shutdown pipe turning readable. Stop
- * accepting, close connections that sit idle between requests, and let
- * everything in flight finish within SHUTDOWN_GRACE_MS. Answers written
- * from now on say "Connection: close". */
+/* The grace deadline passed: whatever is left is dropped after the loop. */
+static void grace_over(void)
+{
+    log_warn("grace period over: dropping %zu connections and %zu jobs",
+             srv.num_conns, srv.num_jobs);
+    done = true;
+}
+
+/* SIGINT/SIGTERM: the shutdown pipe is readable. Stop accepting, close
+ * connections idle between requests, and let everything in flight finish
+ * within SHUTDOWN_GRACE_MS; the last conn_close or job_free ends the loop
+ * (stop_if_done). Answers written from now on say "Connection: close". */
 static void begin_stop(void)
 {
     srv.stopping = true;
     close(listen_fd);
     listen_fd = -1;
     deadline_cancel(&accept_resume);
+    log_info("stop requested: not accepting; finishing %zu connections and "
+             "%zu jobs (at most %d ms)", srv.num_conns, srv.num_jobs,
+             SHUTDOWN_GRACE_MS);
+    if (!deadline_at(&grace, timer_now_ms() + SHUTDOWN_GRACE_MS))
+        done = true;
     for (struct evconn *e = srv.conns, *next; e != NULL; e = next) {
         next = e->next;
         if (evconn_idle(e))
             conn_close(conn_of(e));
     }
-    log_info("stop requested: not accepting; finishing %zu connections and "
-             "%zu jobs (at most %d ms)", srv.num_conns, srv.num_jobs,
-             SHUTDOWN_GRACE_MS);
-    if (!deadline_at(&grace, timer_now_ms() + SHUTDOWN_GRACE_MS))
-        grace_over = true;
-}
-
-static bool finished(void)
-{
-    return srv.stopping &&
-           ((srv.num_conns == 0 && srv.num_jobs == 0) || grace_over);
+    stop_if_done();
 }
 
 /* ------------------------------------------------------------------ */
 /* The loop                                                            */
 
-/* Adds fd to a set. Descriptors >= FD_SETSIZE never get here (accept_all
+/* Adds fd to a set. Descriptors >= FD_SETSIZE never get here (conn_take
  * refuses them); the check stays because FD_SET beyond the bitmap would
  * corrupt memory, and such a bound is a real check, not an assert. */
 static void watch_fd(int fd, fd_set *set, int *max_fd)
@@ -471,6 +496,36 @@ static int sooner(int a, long b)
     if (b > 86400000L)
         b = 86400000L;
     return (a < 0 || b < a) ? (int)b : a;
+}
+
+/* Every deadline that has passed, earliest first: whose it is says which
+ * step is due. */
+static void deadlines_expire(void)
+{
+    uint64_t now = timer_now_ms();
+    struct timer_node *node;
+    while ((node = timer_heap_pop_expired(&deadlines, now)) != NULL) {
+        struct deadline *d = container_of(node, struct deadline, node);
+        switch (d->kind) {
+        case DEADLINE_CONN:
+            conn_deadline_passed(container_of(d, struct conn, deadline));
+            break;
+        case DEADLINE_JOB_BILL: {
+            struct bill_wait *b = container_of(d, struct bill_wait, timer);
+            job_apply(b->job, evjob_on_bill_due(&b->job->core, b->index));
+            break;
+        }
+        case DEADLINE_JOB_RETRY:
+            job_apply(container_of(d, struct job, retry), EVJOB_PUT);
+            break;
+        case DEADLINE_ACCEPT:
+            accept_resumed();
+            break;
+        case DEADLINE_GRACE:
+            grace_over();
+            break;
+        }
+    }
 }
 
 /* One turn: write down what everyone waits for, sleep in select() until
@@ -532,52 +587,14 @@ static bool serve_one_turn(void)
             conn_apply(conn_of(e), evconn_on_writable(e));
     }
     if (listen_fd >= 0 && !accept_paused && FD_ISSET(listen_fd, &rd))
-        accept_all();
+        accept_ready();
     if (transfers > 0)
         curl_drive();
-
-    /* Every deadline that has passed, earliest first. */
-    uint64_t now = timer_now_ms();
-    struct timer_node *node;
-    while ((node = timer_heap_pop_expired(&deadlines, now)) != NULL) {
-        struct deadline *d = container_of(node, struct deadline, node);
-        switch (d->kind) {
-        case DEADLINE_CONN:
-            conn_deadline_passed(container_of(d, struct conn, deadline));
-            break;
-        case DEADLINE_JOB_BILL: {
-            struct bill_wait *b = container_of(d, struct bill_wait, deadline);
-            job_apply(b->job, evjob_on_bill_due(&b->job->core, b->index));
-            break;
-        }
-        case DEADLINE_JOB_RETRY:
-            job_apply(container_of(d, struct job, retry), EVJOB_PUT);
-            break;
-        case DEADLINE_ACCEPT:
-            accept_paused = false;
-            log_info("accepting again");
-            break;
-        case DEADLINE_GRACE:
-            grace_over = true;
-            break;
-        }
-    }
+    deadlines_expire();
     return true;
 }
 
 /* ------------------------------------------------------------------ */
-
-/* After the grace period: whatever is left is dropped. */
-static void drop_everything(void)
-{
-    if (srv.num_conns > 0 || srv.num_jobs > 0)
-        log_warn("grace period over: dropping %zu connections and %zu jobs",
-                 srv.num_conns, srv.num_jobs);
-    while (srv.conns)
-        conn_close(conn_of(srv.conns));
-    while (srv.jobs)
-        job_free(job_of(srv.jobs));
-}
 
 int main(int argc, char **argv)
 {
@@ -585,14 +602,12 @@ int main(int argc, char **argv)
                  "Stage 04: one thread serves every connection with select() "
                  "and a state machine per connection.");
     log_init(STAGE, cfg.quiet);
+    jobcap_init(&srv.budget, cfg.max_jobs, cfg.max_bills);
     net_ignore_sigpipe();
     if (shutdown_init() < 0) {
         perror("shutdown_init");
         return 1;
     }
-    /* Connections are descriptors: take the whole hard limit. */
-    if (net_raise_fd_limit() < 0)
-        log_warn("setrlimit(RLIMIT_NOFILE): %s", strerror(errno));
     callback_global_init();
     multi = curl_multi_init();
     if (multi == NULL) {
@@ -602,27 +617,23 @@ int main(int argc, char **argv)
     timer_heap_init(&deadlines);
     deadline_init(&accept_resume, DEADLINE_ACCEPT);
     deadline_init(&grace, DEADLINE_GRACE);
-    int port;
-    listen_fd = net_listen(cfg.host, cfg.port, &port);
-    if (listen_fd < 0)
-        return 1;
-    if (net_set_nonblocking(listen_fd) < 0) {
-        log_warn("listener: O_NONBLOCK: %s", strerror(errno));
-        return 1;
-    }
-    config_log(&cfg);
     log_info("one thread; select() can watch descriptors below %d",
              FD_SETSIZE);
-    net_announce(cfg.host, port);
+    listen_fd = net_listen_announce(&cfg);
+    if (listen_fd < 0)
+        return 1;
 
     int rc = 0;
-    while (!finished()) {
+    while (!done) {
         if (!serve_one_turn()) {
             rc = 1;
             break;
         }
     }
-    drop_everything();
+    while (srv.conns)
+        conn_close(conn_of(srv.conns));
+    while (srv.jobs)
+        job_free(job_of(srv.jobs));
     if (listen_fd >= 0)
         close(listen_fd);
     curl_multi_cleanup(multi);

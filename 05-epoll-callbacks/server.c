@@ -24,10 +24,13 @@
  * steps and their answers are the same, and what changed is the loop.
  * 04's serve_one_turn, which rebuilt the sets and matched select()'s
  * report against each connection's want, is gone into loop.c; 04's
- * conn_apply noted a set, this one registers a callback. epoll remembers
- * the interest list between calls and reports only ready descriptors, so a
- * turn costs O(ready), not O(watched), and there is no FD_SETSIZE: waiting
- * on 10000 mostly idle connections costs about what waiting on 10 does.
+ * conn_apply noted a set, this one registers a callback. The rest
+ * (accepting, starting jobs, stopping, main) is 04's text, line for line:
+ * diff the two files and every line that differs talks to the loop. epoll
+ * remembers the interest list between calls and reports only ready
+ * descriptors, so a turn costs O(ready), not O(watched), and there is no
+ * FD_SETSIZE: waiting on 10000 mostly idle connections costs about what
+ * waiting on 10 does.
  *
  * The async route is callbacks all the way down: the bills are loop timers;
  * the PUT goes through libcurl's multi *socket* API, where curl tells us
@@ -58,12 +61,14 @@
  * - One callback that blocks still stalls everyone, as in 04.
  * Stage 06 keeps this loop and gives the straight-line code back.
  *
- * Also in here, as in 04: idle and too-slow clients are closed after
- * --idle-timeout-ms, counted from a request's first byte (slowloris:
- * evconn_deadline says when, a loop timer says it's time); EMFILE from
- * accept pauses the listener for 100 ms (a loop timer); SIGINT/SIGTERM
- * arrive as the shutdown pipe turning readable (on_shutdown): stop
- * accepting, close idle keep-alive connections, finish the rest within
+ * Also in here, as in 04: deadlines that new bytes never move (idle,
+ * head, body: evconn_deadline says when, a loop timer says it's time; a
+ * late head or body gets 408); the async budget checked before an ok
+ * (--max-jobs, --max-bills; past it 503); clients accepted
+ * NET_ACCEPT_BATCH per turn, and EMFILE from accept pausing the listener
+ * for NET_ACCEPT_PAUSE_MS (100 ms, a loop timer); SIGINT/SIGTERM arriving
+ * as the shutdown pipe turning readable (begin_stop): stop accepting,
+ * close idle keep-alive connections, finish the rest within
  * SHUTDOWN_GRACE_MS, exit 0.
  *
  * What to notice in the log: the same pid on every line and no thread id;
@@ -77,8 +82,7 @@
  *   client that hangs up meanwhile is noticed when the answer is written.
  * - A response is written when epoll next says writable, not tried at
  *   once: one more turn per response, for steps that read the same in
- *   both loops.
- * - endpoint_route fills one shared scratch job (one thread). */
+ *   both loops. */
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdbool.h>
@@ -91,6 +95,7 @@
 #include "config.h"
 #include "curl_loop.h"
 #include "evconn.h"
+#include "evjob.h"
 #include "log.h"
 #include "loop.h"
 #include "net.h"
@@ -98,8 +103,6 @@
 #include "timer.h"
 
 #define STAGE "05-epoll-callbacks"
-
-#define ACCEPT_PAUSE_MS 100   /* after EMFILE: let closes free descriptors */
 
 static struct config cfg;
 static struct loop *loop;
@@ -109,7 +112,7 @@ static struct loop *loop;
 
 static bool job_start(const struct exchange_request *req);
 
-/* What every connection and job shares (common/evconn). */
+/* What every connection and job shares (common/evconn, common/evjob). */
 static struct evconn_server srv = {
     .cfg = &cfg,
     .stage = STAGE,
@@ -134,7 +137,7 @@ struct bill_wait {
 };
 
 struct job {
-    struct evjob core;        /* the steps' state (common/evconn) */
+    struct evjob core;        /* the steps' state (common/evjob) */
     struct loop_timer retry;
     struct bill_wait bills[]; /* core.req.num_bills of them */
 };
@@ -225,25 +228,8 @@ static void conn_apply(struct conn *c, enum evconn_want want)
     }
 }
 
-static void conn_open(int fd)
-{
-    struct conn *c = calloc(1, sizeof *c);
-    if (c == NULL) {
-        log_warn("out of memory for a new connection; closing it");
-        close(fd);
-        return;
-    }
-    loop_timer_init(&c->timeout, on_timeout, c);
-    loop_timer_init(&c->bill_timer, on_bill_done, c);
-    evconn_init(&c->ev, &srv, fd);
-    conn_apply(c, EVCONN_READ); /* a new connection waits for a request */
-}
-
-/* ------------------------------------------------------------------ */
-/* A connection's callbacks: one shared step each, then "what next".   */
-
-/* In each, arg is the connection, handed back by the loop: the only way a
- * callback can find its state. */
+/* In each connection callback, arg is the connection, handed back by the
+ * loop: the only way a callback can find its state. */
 
 /* I/O callback: request bytes arrived. */
 static void on_readable(struct loop *l, int fd, unsigned events, void *arg)
@@ -292,50 +278,57 @@ static void on_timeout(struct loop *l, void *arg)
     conn_apply(c, evconn_on_timeout(&c->ev));
 }
 
+static void conn_open(int fd)
+{
+    struct conn *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        log_warn("out of memory for a new connection; closing it");
+        close(fd);
+        return;
+    }
+    loop_timer_init(&c->timeout, on_timeout, c);
+    loop_timer_init(&c->bill_timer, on_bill_done, c);
+    evconn_init(&c->ev, &srv, fd);
+    conn_apply(c, EVCONN_READ); /* a new connection waits for a request */
+}
+
 /* ------------------------------------------------------------------ */
 /* Accepting                                                           */
 
-static void accept_pause(int err)
+/* A new client from net_accept_batch: epoll takes any descriptor. */
+static void conn_take(int fd)
 {
-    log_warn("accept: %s; not accepting for %d ms", strerror(err),
-             ACCEPT_PAUSE_MS);
+    conn_open(fd);
+}
+
+/* accept() failed (logged): stop watching the listener for
+ * NET_ACCEPT_PAUSE_MS. */
+static void accept_pause(void)
+{
     if (loop_watch(loop, listen_fd, 0, on_accept, NULL) < 0 ||
-        loop_timer_arm(loop, &accept_resume, ACCEPT_PAUSE_MS) < 0)
+        loop_timer_arm(loop, &accept_resume, NET_ACCEPT_PAUSE_MS) < 0)
         log_warn("cannot pause accepting: %s", strerror(errno));
 }
 
-static void on_accept_resume(struct loop *l, void *arg)
+/* Timer callback: the pause is over. */
+static void accept_resumed(struct loop *l, void *arg)
 {
-    (void)l;
     (void)arg;
-    if (listen_fd < 0)
-        return;
-    if (loop_watch(loop, listen_fd, LOOP_READABLE, on_accept, NULL) < 0)
+    if (loop_watch(l, listen_fd, LOOP_READABLE, on_accept, NULL) < 0)
         log_warn("cannot watch the listener again: %s", strerror(errno));
     else
         log_info("accepting again");
 }
 
-/* I/O callback: the listener is readable. Accept until the queue is
- * empty (EAGAIN). No FD_SETSIZE here: epoll takes any descriptor. */
+/* I/O callback: the listener is readable: accept a batch (net.h). */
 static void on_accept(struct loop *l, int fd, unsigned events, void *arg)
 {
     (void)l;
+    (void)fd;
     (void)events;
     (void)arg;
-    for (;;) {
-        int cfd = net_accept(fd, true);
-        if (cfd < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return; /* drained */
-            /* EMFILE/ENFILE (out of descriptors), ENOBUFS/ENOMEM, or
-             * anything else: the listener stays readable, so retrying now
-             * would spin. Stop watching it for a moment instead. */
-            accept_pause(errno);
-            return;
-        }
-        conn_open(cfd);
-    }
+    if (net_accept_batch(listen_fd, conn_take) != 0)
+        accept_pause();
 }
 
 /* ------------------------------------------------------------------ */
@@ -401,14 +394,13 @@ static void on_job_bill_done(struct loop *l, void *arg)
 }
 
 /* srv.start_job: one timer per bill, all armed now: they run out side by
- * side. */
+ * side. What can fail comes first (evconn.h). */
 static bool job_start(const struct exchange_request *req)
 {
     struct job *job = calloc(1, sizeof *job +
                                     req->num_bills * sizeof job->bills[0]);
     if (job == NULL)
         return false;
-    evjob_init(&job->core, &srv, req);
     loop_timer_init(&job->retry, on_job_retry, job);
     for (size_t i = 0; i < req->num_bills; i++) {
         struct bill_wait *b = &job->bills[i];
@@ -419,10 +411,14 @@ static bool job_start(const struct exchange_request *req)
     for (size_t i = 0; i < req->num_bills; i++) {
         if (loop_timer_arm_at(loop, &job->bills[i].timer,
                               evconn_bill_deadline(&srv)) < 0) {
-            job_free(job);
+            while (i-- > 0)
+                loop_timer_cancel(loop, &job->bills[i].timer);
+            free(job);
             return false;
         }
     }
+    /* The point of no return: the job takes over its reservation. */
+    evjob_init(&job->core, &srv, req);
     log_info("job %s: %zu bills waiting side by side", req->request_id,
              req->num_bills);
     return true;
@@ -452,7 +448,9 @@ static bool curl_setup(void)
 /* ------------------------------------------------------------------ */
 /* Stopping                                                            */
 
-static void on_grace_over(struct loop *l, void *arg)
+/* Timer callback: the grace period passed: whatever is left is dropped
+ * after the loop. */
+static void grace_over(struct loop *l, void *arg)
 {
     (void)arg;
     log_warn("grace period over: dropping %zu connections and %zu jobs",
@@ -460,25 +458,23 @@ static void on_grace_over(struct loop *l, void *arg)
     loop_stop(l);
 }
 
-/* I/O callback: the shutdown pipe is readable (SIGINT/SIGTERM). Stop
- * accepting, close connections idle between requests, and let everything
- * in flight finish within SHUTDOWN_GRACE_MS; the last conn_close or
- * job_free stops the loop (stop_if_done). Answers written from now on say
- * "Connection: close". */
-static void on_shutdown(struct loop *l, int fd, unsigned events, void *arg)
+/* SIGINT/SIGTERM: the shutdown pipe is readable. Stop accepting, close
+ * connections idle between requests, and let everything in flight finish
+ * within SHUTDOWN_GRACE_MS; the last conn_close or job_free ends the loop
+ * (stop_if_done). Answers written from now on say "Connection: close". */
+static void begin_stop(struct loop *l, int fd, unsigned events, void *arg)
 {
     (void)events;
     (void)arg;
-    srv.stopping = true;
     loop_unwatch(l, fd); /* it stays readable for good: stop listening */
     loop_unwatch(l, listen_fd);
+    srv.stopping = true;
     close(listen_fd);
     listen_fd = -1;
     loop_timer_cancel(l, &accept_resume);
     log_info("stop requested: not accepting; finishing %zu connections and "
              "%zu jobs (at most %d ms)", srv.num_conns, srv.num_jobs,
              SHUTDOWN_GRACE_MS);
-    loop_timer_init(&grace, on_grace_over, NULL);
     if (loop_timer_arm(l, &grace, SHUTDOWN_GRACE_MS) < 0)
         loop_stop(l);
     for (struct evconn *e = srv.conns, *next; e != NULL; e = next) {
@@ -497,34 +493,29 @@ int main(int argc, char **argv)
                  "Stage 05: one thread, an epoll event loop and a chain of "
                  "callbacks.");
     log_init(STAGE, cfg.quiet);
+    jobcap_init(&srv.budget, cfg.max_jobs, cfg.max_bills);
     net_ignore_sigpipe();
     if (shutdown_init() < 0) {
         perror("shutdown_init");
         return 1;
     }
-    /* Connections are descriptors: take the whole hard limit. */
-    if (net_raise_fd_limit() < 0)
-        log_warn("setrlimit(RLIMIT_NOFILE): %s", strerror(errno));
     callback_global_init();
     loop = loop_new();
     if (loop == NULL || !curl_setup()) {
         log_warn("cannot set up the event loop or curl: %s", strerror(errno));
         return 1;
     }
-    loop_timer_init(&accept_resume, on_accept_resume, NULL);
-    int port;
-    listen_fd = net_listen(cfg.host, cfg.port, &port);
+    loop_timer_init(&accept_resume, accept_resumed, NULL);
+    loop_timer_init(&grace, grace_over, NULL);
+    log_info("one thread; an epoll loop calls back whoever is ready");
+    listen_fd = net_listen_announce(&cfg);
     if (listen_fd < 0)
         return 1;
-    if (net_set_nonblocking(listen_fd) < 0 ||
-        loop_watch(loop, listen_fd, LOOP_READABLE, on_accept, NULL) < 0 ||
-        loop_watch(loop, shutdown_fd(), LOOP_READABLE, on_shutdown, NULL) < 0) {
+    if (loop_watch(loop, listen_fd, LOOP_READABLE, on_accept, NULL) < 0 ||
+        loop_watch(loop, shutdown_fd(), LOOP_READABLE, begin_stop, NULL) < 0) {
         log_warn("cannot watch the listener: %s", strerror(errno));
         return 1;
     }
-    config_log(&cfg);
-    log_info("one thread; an epoll loop calls back whoever is ready");
-    net_announce(cfg.host, port);
 
     int rc = 0;
     if (loop_run(loop) < 0) {

@@ -51,7 +51,8 @@
  * - The stop sequence polls the lists of connections and jobs every 25 ms
  *   instead of being woken by the last one to finish: simpler to read.
  * - Nothing limits how many connections we accept except the descriptor
- *   limit (EMFILE makes the acceptor back off for 100 ms). */
+ *   limit (raised to the hard limit at start; EMFILE makes the acceptor
+ *   back off for NET_ACCEPT_PAUSE_MS, as in 04 and 05). */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -74,8 +75,6 @@
 #include "timer.h"
 
 #define STAGE "06-coroutines"
-#define ACCEPT_BATCH 64     /* accepts per wake-up, then others get a turn */
-#define EMFILE_PAUSE_MS 100
 #define STOP_POLL_MS 25
 #define LINGER_MS 1000              /* a refused request: drop input this */
 #define LINGER_MAX_BYTES (256 * 1024) /* long, and at most this much */
@@ -529,29 +528,20 @@ static void start_connection(int fd)
 /* ---- accepting and stopping ----------------------------------------- */
 
 /* The acceptor is a coroutine like the others: it parks until the
- * listening socket is readable, accepts what is queued, spawns a
- * coroutine per connection. A stop cancels it. */
+ * listening socket is readable, accepts a batch (net.h), spawning a
+ * coroutine per connection, and pauses with co_sleep when accept() fails
+ * (out of descriptors): 04 and 05's policy, with 06's way of waiting. A
+ * stop cancels it. */
 static void *accept_loop(void *arg)
 {
     (void)arg;
     int rc;
     while ((rc = co_wait_readable(listen_fd, -1)) == 0) {
-        for (int i = 0; i < ACCEPT_BATCH; i++) {
-            int fd = net_accept(listen_fd, true);
-            if (fd >= 0) {
-                start_connection(fd);
-                continue;
-            }
-            if (errno == EMFILE || errno == ENFILE) {
-                log_warn("accept: %s; pausing %d ms", strerror(errno),
-                         EMFILE_PAUSE_MS);
-                if (co_sleep(EMFILE_PAUSE_MS) < 0)
-                    return NULL;
-            } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                log_warn("accept: %s", strerror(errno));
-            }
+        if (net_accept_batch(listen_fd, start_connection) == 0)
+            continue;
+        if ((rc = co_sleep(NET_ACCEPT_PAUSE_MS)) < 0)
             break;
-        }
+        log_info("accepting again");
     }
     if (rc != -ECANCELED)
         log_warn("accept loop: %s; no more connections", strerror(-rc));
@@ -616,12 +606,6 @@ int main(int argc, char **argv)
         return 1;
     }
     log_set_coroutine_id_fn(co_current_id);
-    int port;
-    listen_fd = net_listen(cfg.host, cfg.port, &port);
-    if (listen_fd < 0)
-        return 1;
-    net_set_nonblocking(listen_fd);
-    config_log(&cfg);
     log_info("coroutine stacks %d KiB%s%s", cfg.stack_kb,
              cfg.blocking_bug ? "; --blocking-bug: bills call nanosleep, "
                                 "so the whole loop stops during each" : "",
@@ -629,7 +613,9 @@ int main(int argc, char **argv)
                                              "worker threads"
                                            : "; cpu work on the loop thread")
                             : "");
-    net_announce(cfg.host, port);
+    listen_fd = net_listen_announce(&cfg);
+    if (listen_fd < 0)
+        return 1;
 
     struct co *acceptor = co_spawn(accept_loop, NULL);
     struct co *watcher = acceptor ? co_spawn(watch_for_stop, acceptor) : NULL;

@@ -1,10 +1,12 @@
-/* evconn: see evconn.h. The steps of 04-select and 05-epoll-callbacks, in
- * the order a request meets them. Internal steps return what the
- * connection wants next and may chain into each other; the public ones
- * (evconn_on_*) record the final answer in c->want for the loop. */
+/* evconn: see evconn.h. A connection's steps in 04-select and
+ * 05-epoll-callbacks, in the order a request meets them. Internal steps
+ * return what the connection wants next and may chain into each other; the
+ * public ones (evconn_on_*) record the final answer in c->want for the
+ * loop. */
 #include "evconn.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -24,10 +26,6 @@ struct evconn_sync {
     bool keep_alive;          /* the request asked for it */
 };
 
-/* endpoint_route's output: one thread, one request routed at a time, and
- * the route that needs the job copies it out before the next. */
-static struct exchange_request scratch_job;
-
 uint64_t evconn_bill_deadline(struct evconn_server *srv)
 {
     int ms = config_bill_delay_ms(srv->cfg, &srv->jitter_seed);
@@ -42,7 +40,7 @@ void evconn_init(struct evconn *c, struct evconn_server *srv, int fd)
     c->want = EVCONN_READ;
     net_peer_name(fd, c->peer, sizeof c->peer);
     http_parser_init(&c->parser);
-    c->wait_since_ms = timer_now_ms();
+    c->idle_since_ms = timer_now_ms();
     c->next = srv->conns;
     if (srv->conns)
         srv->conns->prev = c;
@@ -70,22 +68,31 @@ void evconn_release(struct evconn *c)
     c->sync = NULL;
 }
 
-/* A deadline is reset when a read or write wait begins (or a write makes
- * progress), not on every byte of a request: a client that trickles a
- * request (slowloris) gets the idle timeout counted from its first byte,
- * however patiently it sends. */
+/* Which of a read's three deadlines applies, from what has arrived: no
+ * byte at all, a head begun, or a body. Each counts from the moment its
+ * phase began, so a client that trickles (slowloris), even one CR at a
+ * time, gains nothing by sending more. */
+static uint64_t read_deadline(const struct evconn *c)
+{
+    const struct config *cfg = c->srv->cfg;
+    if (c->parser.len == 0)
+        return c->idle_since_ms + (uint64_t)cfg->idle_timeout_ms;
+    if (!c->parser.head_done)
+        return c->head_since_ms + (uint64_t)cfg->header_timeout_ms;
+    return c->body_since_ms + (uint64_t)cfg->body_timeout_ms;
+}
+
 uint64_t evconn_deadline(const struct evconn *c)
 {
-    uint64_t idle = (uint64_t)c->srv->cfg->idle_timeout_ms;
     switch (c->want) {
     case EVCONN_READ:
-        return c->wait_since_ms + idle;
+        return read_deadline(c);
     case EVCONN_BILL:
         return c->sync->due_ms;
     case EVCONN_WRITE:
-        return c->write_since_ms + idle;
+        return c->write_since_ms + (uint64_t)c->srv->cfg->idle_timeout_ms;
     case EVCONN_DRAIN:
-        return c->wait_since_ms + EVCONN_LINGER_MS;
+        return c->drain_since_ms + EVCONN_LINGER_MS;
     case EVCONN_CLOSE:
         break;
     }
@@ -147,14 +154,16 @@ static enum evconn_want conn_wait_bill(struct evconn *c)
     return EVCONN_BILL;
 }
 
-static enum evconn_want conn_start_bills(struct evconn *c, bool keep_alive)
+static enum evconn_want conn_start_bills(struct evconn *c,
+                                         const struct exchange_request *job,
+                                         bool keep_alive)
 {
     if (c->sync == NULL && (c->sync = malloc(sizeof *c->sync)) == NULL) {
         struct endpoint_reply reply;
         endpoint_busy("out of memory", &reply);
         return conn_respond(c, &reply, false);
     }
-    c->sync->req = scratch_job;
+    c->sync->req = *job;
     c->sync->next = 0;
     c->sync->keep_alive = keep_alive;
     return conn_wait_bill(c);
@@ -178,15 +187,18 @@ enum evconn_want evconn_on_bill_due(struct evconn *c)
 /* ------------------------------------------------------------------ */
 /* Reading and routing requests                                        */
 
-/* A whole request has been parsed: route it. */
+/* A whole request has been parsed: route it. The routed job lives on this
+ * stack (a few KiB) only until the connection or a new async job copies
+ * it: no request state outside the connection. */
 static enum evconn_want conn_handle_request(struct evconn *c)
 {
     const struct http_request *req = &c->parser.req;
     log_info("%s %s from %s", req->method, req->path, c->peer);
     bool keep_alive = req->keep_alive && !c->srv->stopping;
+    struct exchange_request job;
     struct endpoint_reply reply;
-    enum endpoint_route route = endpoint_route(req, c->srv->stage,
-                                               &scratch_job, &reply);
+    enum endpoint_route route = endpoint_route(req, c->srv->stage, &job,
+                                               &reply);
     /* req is gone after this; bytes of a pipelined next request stay in
      * the parser until this answer is written. */
     http_parser_consume(&c->parser);
@@ -194,9 +206,13 @@ static enum evconn_want conn_handle_request(struct evconn *c)
     case ENDPOINT_REPLY:
         break;
     case ENDPOINT_SYNC:
-        return conn_start_bills(c, keep_alive);
-    case ENDPOINT_ASYNC:
-        if (!c->srv->start_job(&scratch_job)) {
+        return conn_start_bills(c, &job, keep_alive);
+    case ENDPOINT_ASYNC: /* an ok is a promise: reserve before answering */
+        if (!endpoint_admit_job(&c->srv->budget, &job, &reply))
+            break; /* reply is now the 503 that names the cap */
+        if (!c->srv->start_job(&job)) {
+            jobcap_bills_done(&c->srv->budget, job.num_bills);
+            jobcap_job_done(&c->srv->budget);
             endpoint_reply_free(&reply);
             endpoint_busy("cannot start the job: out of memory", &reply);
         }
@@ -211,7 +227,11 @@ static enum evconn_want conn_handle_request(struct evconn *c)
 static enum evconn_want conn_next_request(struct evconn *c)
 {
     struct endpoint_reply reply;
-    switch (http_parser_parse(&c->parser)) {
+    bool had_head = c->parser.head_done;
+    enum http_parse_status st = http_parser_parse(&c->parser);
+    if (!had_head && c->parser.head_done) /* the body's clock starts now */
+        c->body_since_ms = timer_now_ms();
+    switch (st) {
     case HTTP_NEED_MORE:
         if (http_parser_take_continue(&c->parser))
             return conn_send_continue(c);
@@ -239,7 +259,7 @@ static enum evconn_want conn_read(struct evconn *c)
         log_warn("no room to read from %s; closing", c->peer);
         return EVCONN_CLOSE;
     }
-    bool first_bytes = http_parser_empty(&c->parser);
+    bool first_bytes = c->parser.len == 0; /* CR and LF count too */
     ssize_t n = net_read_some(c->fd, space, avail);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         return EVCONN_READ; /* nothing after all: wait again */
@@ -248,13 +268,13 @@ static enum evconn_want conn_read(struct evconn *c)
         return EVCONN_CLOSE;
     }
     if (n == 0) {
-        if (!first_bytes)
+        if (!http_parser_empty(&c->parser))
             log_info("%s hung up in the middle of a request", c->peer);
         return EVCONN_CLOSE;
     }
     http_parser_commit(&c->parser, (size_t)n);
-    if (first_bytes) /* the request's own clock starts now */
-        c->wait_since_ms = timer_now_ms();
+    if (first_bytes) /* the head's clock starts now, and never moves */
+        c->head_since_ms = timer_now_ms();
     return conn_next_request(c);
 }
 
@@ -274,7 +294,7 @@ static enum evconn_want conn_start_drain(struct evconn *c)
 {
     if (shutdown(c->fd, SHUT_WR) < 0)
         return EVCONN_CLOSE;
-    c->wait_since_ms = timer_now_ms();
+    c->drain_since_ms = timer_now_ms();
     c->drained = 0;
     return EVCONN_DRAIN;
 }
@@ -318,7 +338,10 @@ static enum evconn_want conn_write(struct evconn *c)
         return conn_start_drain(c);
     if (c->srv->stopping && http_parser_empty(&c->parser))
         return EVCONN_CLOSE; /* promised keep-alive before the stop: idle */
-    c->wait_since_ms = timer_now_ms(); /* keep-alive: a new wait begins */
+    /* Keep-alive: a new wait begins. A pipelined request already here gets
+     * its head's clock from now, when the server turns to it: its bytes
+     * waited for us, not we for them. */
+    c->idle_since_ms = c->head_since_ms = timer_now_ms();
     return conn_next_request(c);
 }
 
@@ -330,20 +353,37 @@ enum evconn_want evconn_on_writable(struct evconn *c)
 /* ------------------------------------------------------------------ */
 /* Timeouts                                                            */
 
+/* A head or a body did not arrive in time: log it and queue the 408. */
+static enum evconn_want conn_too_slow(struct evconn *c, const char *what,
+                                      const char *option, int ms)
+{
+    char detail[128];
+    snprintf(detail, sizeof detail, "request %s not complete within %d ms",
+             what, ms);
+    log_info("%s: %s (%s); 408", c->peer, detail, option);
+    struct endpoint_reply reply;
+    endpoint_parse_error(408, detail, &reply);
+    return conn_respond(c, &reply, false);
+}
+
 enum evconn_want evconn_on_timeout(struct evconn *c)
 {
-    int ms = c->srv->cfg->idle_timeout_ms;
+    const struct config *cfg = c->srv->cfg;
     switch (c->want) {
     case EVCONN_READ:
-        if (http_parser_empty(&c->parser))
-            log_info("%s idle for %d ms; closing", c->peer, ms);
-        else
-            log_info("%s sent no whole request in %d ms; closing", c->peer,
-                     ms);
-        break;
+        if (c->parser.len == 0) {
+            log_info("%s idle for %d ms; closing", c->peer,
+                     cfg->idle_timeout_ms);
+            break;
+        }
+        if (!c->parser.head_done)
+            return c->want = conn_too_slow(c, "head", "--header-timeout-ms",
+                                           cfg->header_timeout_ms);
+        return c->want = conn_too_slow(c, "body", "--body-timeout-ms",
+                                       cfg->body_timeout_ms);
     case EVCONN_WRITE:
         log_info("%s stopped reading its answer for %d ms; closing", c->peer,
-                 ms);
+                 cfg->idle_timeout_ms);
         break;
     case EVCONN_BILL:
     case EVCONN_DRAIN:
@@ -351,107 +391,4 @@ enum evconn_want evconn_on_timeout(struct evconn *c)
         break;
     }
     return c->want = EVCONN_CLOSE;
-}
-
-/* ------------------------------------------------------------------ */
-/* Async jobs                                                          */
-
-void evjob_init(struct evjob *job, struct evconn_server *srv,
-                const struct exchange_request *req)
-{
-    memset(job, 0, sizeof *job);
-    job->srv = srv;
-    job->req = *req;
-    job->bills_left = req->num_bills;
-    job->next = srv->jobs;
-    if (srv->jobs)
-        srv->jobs->prev = job;
-    srv->jobs = job;
-    srv->num_jobs++;
-}
-
-enum evjob_want evjob_on_bill_due(struct evjob *job, size_t i)
-{
-    job->subtotals[i] = exchange_subtotal(&job->req.bills[i],
-                                          job->req.exchange_rate);
-    endpoint_log_bill(&job->req, i, job->subtotals[i]);
-    if (--job->bills_left > 0)
-        return EVJOB_BILLS;
-    const struct config *cfg = job->srv->cfg;
-    char *body = exchange_callback_body(cfg->token, &job->req, job->subtotals);
-    job->cb = callback_new(cfg->main_service, body, job->req.request_id);
-    if (job->cb == NULL) {
-        log_warn("callback %s: out of memory; result dropped",
-                 job->req.request_id);
-        return EVJOB_DONE;
-    }
-    job->cb->owner = job;
-    return EVJOB_PUT;
-}
-
-bool evjob_put(struct evjob *job, CURLM *multi)
-{
-    log_info("callback %s: PUT, try %d of %d", job->req.request_id,
-             job->cb->tries + 1, CALLBACK_MAX_TRIES);
-    CURLMcode rc = curl_multi_add_handle(multi, job->cb->easy);
-    if (rc != CURLM_OK) {
-        log_warn("callback %s: %s; result dropped", job->req.request_id,
-                 curl_multi_strerror(rc));
-        return false;
-    }
-    job->in_transfer = true;
-    return true;
-}
-
-struct evjob *evjob_next_finished(CURLM *multi, CURLcode *result)
-{
-    CURLMsg *msg;
-    int left;
-    while ((msg = curl_multi_info_read(multi, &left)) != NULL) {
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        /* msg dies with curl_multi_remove_handle: read it first. */
-        CURL *easy = msg->easy_handle;
-        *result = msg->data.result;
-        struct callback *cb = NULL;
-        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&cb);
-        curl_multi_remove_handle(multi, easy);
-        if (cb == NULL)
-            continue; /* not one of ours: cannot happen */
-        struct evjob *job = cb->owner;
-        job->in_transfer = false;
-        return job;
-    }
-    return NULL;
-}
-
-enum evjob_want evjob_on_put_done(struct evjob *job, CURLcode result)
-{
-    long wait_ms = 0;
-    switch (callback_after_attempt(job->cb, result, &wait_ms)) {
-    case CALLBACK_DELIVERED:
-    case CALLBACK_FAILED:
-        return EVJOB_DONE;
-    case CALLBACK_RETRY:
-        job->retry_at_ms = timer_now_ms() + (uint64_t)wait_ms;
-        return EVJOB_RETRY;
-    }
-    return EVJOB_DONE;
-}
-
-void evjob_release(struct evjob *job, CURLM *multi)
-{
-    if (job->in_transfer)
-        curl_multi_remove_handle(multi, job->cb->easy);
-    job->in_transfer = false;
-    callback_free(job->cb);
-    job->cb = NULL;
-    struct evconn_server *srv = job->srv;
-    if (job->prev)
-        job->prev->next = job->next;
-    else
-        srv->jobs = job->next;
-    if (job->next)
-        job->next->prev = job->prev;
-    srv->num_jobs--;
 }

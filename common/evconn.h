@@ -1,5 +1,5 @@
 /* evconn: the per-connection state machine of the event-driven stages,
- * 04-select and 05-epoll-callbacks, and the steps of their async jobs.
+ * 04-select and 05-epoll-callbacks.
  *
  * Those two stages differ in one thing: the loop. 04 builds fd_sets and
  * calls select(); 05 registers callbacks with an epoll loop. What a
@@ -10,8 +10,15 @@
  *
  *   want           the loop must               until the deadline (then
  *                                              evconn_on_timeout)
- *   EVCONN_READ    watch the socket readable   --idle-timeout-ms after the
- *                                              request's first byte
+ *   EVCONN_READ    watch the socket readable   one of three, none of which
+ *                                              new bytes move: no byte yet,
+ *                                              --idle-timeout-ms after the
+ *                                              accept or the last answer;
+ *                                              a head begun (CR/LF count),
+ *                                              --header-timeout-ms after
+ *                                              its first byte; a body,
+ *                                              --body-timeout-ms after the
+ *                                              head's end
  *   EVCONN_BILL    watch nothing               the sync bill is due (then
  *                                              evconn_on_bill_due instead)
  *   EVCONN_WRITE   watch the socket writable   --idle-timeout-ms after the
@@ -21,6 +28,12 @@
  *   EVCONN_CLOSE   stop watching, close it     -
  *                  (evconn_release), free it
  *
+ * Past the head's or the body's deadline the client gets 408 {"detail":
+ * ...} with "Connection: close", then the lingering close; a connection
+ * that never sent a byte is closed without a word (an unsolicited 408 on
+ * an idle keep-alive would race with a request the client may be sending
+ * at that moment, and be read as its answer).
+ *
  * Each stage has one function that applies a want (conn_apply): 04 notes
  * which set the socket goes in and moves the connection's deadline in its
  * heap; 05 calls loop_watch with the callback for that want and arms a loop
@@ -28,33 +41,29 @@
  * slowloris, stalled reader, linger) are decided here too, and both loops
  * only arm what they are told.
  *
- * Async jobs (POST /api/exchange_async) follow the same idea with their own
- * wants: a job waits for its bills side by side (one deadline per bill,
- * each from evconn_bill_deadline), then PUTs the result through a curl multi
- * handle, retrying after a backoff. The steps here compute, decide and log;
- * the stage arms the timers and drives curl its own way (curl_multi_fdset in
- * 04, the multi socket API in 05), because that is the lesson of each.
- *
- * The one thing a step cannot do by itself is start an async job (arming
+ * An async job's steps are in evjob: a job outlives its connection. The one
+ * thing a connection's step cannot do by itself is start such a job (arming
  * its bills is the loop's business), so the stage supplies that one
- * operation: evconn_server.start_job.
+ * operation: evconn_server.start_job. Before it, the step reserves the job
+ * and its bills in srv->budget (common/jobcap): past --max-jobs or
+ * --max-bills the client gets 503 with Retry-After, never an ok for work
+ * the server may drop.
  *
- * One thread drives every connection: nothing here is thread-safe, and
- * endpoint_route writes into one scratch job shared by every connection
- * (one request is routed at a time, and the route that needs the job copies
- * it out at once). */
+ * One thread drives every connection: nothing here is thread-safe. A step
+ * keeps no state of its own outside the connection it is given; a routed
+ * request lives on the step's stack until the connection (sync) or the new
+ * job (async) copies it. */
 #ifndef COMMON_EVCONN_H
 #define COMMON_EVCONN_H
 
-#include <curl/curl.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "callback.h"
 #include "config.h"
 #include "exchange.h"
 #include "http.h"
+#include "jobcap.h"
 
 #define EVCONN_LINGER_MS 1000            /* a closing connection drains input
                                             this long at most */
@@ -63,17 +72,23 @@
 struct evconn;
 struct evjob;
 
-/* What one server shares with all its connections and jobs. The stage
- * fills cfg, stage, start_job and a jitter_seed, and sets stopping on
+/* What one server shares with all its connections and jobs (evjob.h). The
+ * stage fills cfg, stage, start_job and a jitter_seed, sets up budget
+ * (jobcap_init with cfg->max_jobs, cfg->max_bills), and sets stopping on
  * SIGINT/SIGTERM. The lists are kept by evconn_init/evconn_release and
  * evjob_init/evjob_release, for the loop to walk (container_of finds the
  * stage's struct around each) and for a stop to count. */
 struct evconn_server {
     const struct config *cfg; /* timeouts, bill delays, main service, token */
     const char *stage;        /* "04-select": GET / names it */
-    /* Starts an async job for req (copy it: req is the scratch job). False
-     * if it could not (out of memory): the client then gets a 503. */
+    /* Starts an async job for req (copy it: req lives on the caller's
+     * stack): arms its bills, then evjob_init, which takes over req's
+     * reservation in budget. False, with nothing started and the
+     * reservation untouched, if it could not (out of memory): the client
+     * then gets a 503. So everything that can fail comes before
+     * evjob_init. */
     bool (*start_job)(const struct exchange_request *req);
+    struct jobcap budget;     /* async jobs and bills promised, not done */
     bool stopping;            /* answers say "Connection: close" from now */
     unsigned jitter_seed;     /* rand_r's state for the bills' jitter */
     struct evconn *conns;     /* every open connection, newest first */
@@ -98,8 +113,13 @@ struct evconn {
     char peer[64];              /* "127.0.0.1:53422", for log lines */
     enum evconn_want want;      /* set by every step before it returns */
     struct evconn_server *srv;
-    uint64_t wait_since_ms;     /* when the current read or drain began */
+    /* Where each deadline counts from (evconn_deadline); none moves when
+     * bytes arrive. */
+    uint64_t idle_since_ms;     /* accepted, or the last answer written */
+    uint64_t head_since_ms;     /* the request's first byte (CR/LF count) */
+    uint64_t body_since_ms;     /* the request's head ended */
     uint64_t write_since_ms;    /* the answer was queued or last progressed */
+    uint64_t drain_since_ms;    /* the lingering close began */
     struct http_parser parser;
     char *out;                  /* the response (or 100 Continue) */
     size_t out_len, out_sent;
@@ -137,8 +157,10 @@ enum evconn_want evconn_on_draining(struct evconn *c);
  * for the next one or answer. */
 enum evconn_want evconn_on_bill_due(struct evconn *c);
 
-/* c's deadline passed while it wanted READ, WRITE or DRAIN: log why (idle,
- * too slow, not reading its answer) and return EVCONN_CLOSE. */
+/* c's deadline passed while it wanted READ, WRITE or DRAIN: log why.
+ * EVCONN_WRITE for a 408 (a head or body too slow: the answer, then the
+ * lingering close), else EVCONN_CLOSE (idle, not reading its answer, done
+ * draining). */
 enum evconn_want evconn_on_timeout(struct evconn *c);
 
 /* When c's current wait ends (timer_now_ms()'s clock), for every want but
@@ -152,54 +174,5 @@ bool evconn_idle(const struct evconn *c);
 /* When a bill's simulated external call started now ends: now + --delay-ms
  * + a random 0..--jitter-ms. Waiting is a deadline, never a sleep. */
 uint64_t evconn_bill_deadline(struct evconn_server *srv);
-
-/* ------------------------------------------------------------------ */
-/* Async jobs: bills side by side, then the callback PUT with retries.  */
-
-/* What a job waits for next; the stage's job_apply does it. */
-enum evjob_want {
-    EVJOB_BILLS, /* more bills to come: their deadlines are armed already */
-    EVJOB_PUT,   /* add job->cb->easy to the multi handle now (evjob_put) */
-    EVJOB_RETRY, /* wait until job->retry_at_ms, then EVJOB_PUT again */
-    EVJOB_DONE,  /* delivered, given up, or out of memory: free the job */
-};
-
-struct evjob {
-    struct evconn_server *srv;
-    struct exchange_request req;
-    double subtotals[EXCHANGE_MAX_BILLS];
-    size_t bills_left;
-    struct callback *cb;      /* once every bill is in; cb->owner = the job */
-    bool in_transfer;         /* cb->easy is in the multi handle */
-    uint64_t retry_at_ms;     /* after EVJOB_RETRY */
-    struct evjob *prev, *next; /* in srv->jobs */
-};
-
-/* Sets job up for req (copied) and adds it to srv->jobs. The stage then
- * arms one deadline per bill, each at evconn_bill_deadline(srv), so they
- * run out side by side. */
-void evjob_init(struct evjob *job, struct evconn_server *srv,
-                const struct exchange_request *req);
-
-/* Bill i's deadline passed: compute and log it. EVJOB_BILLS while others
- * wait; after the last, the callback is built: EVJOB_PUT (or EVJOB_DONE if
- * out of memory, logged). */
-enum evjob_want evjob_on_bill_due(struct evjob *job, size_t i);
-
-/* Logs the try and adds job->cb->easy to multi; nothing is sent yet, the
- * loop drives curl. False if curl refused (logged: the result is dropped). */
-bool evjob_put(struct evjob *job, CURLM *multi);
-
-/* The next finished transfer of multi, removed from it, with its curl
- * result in *result; NULL when none is left. Call after driving curl. */
-struct evjob *evjob_next_finished(CURLM *multi, CURLcode *result);
-
-/* One try ended with result: common/callback judges and logs it.
- * EVJOB_RETRY (job->retry_at_ms is set) or EVJOB_DONE. */
-enum evjob_want evjob_on_put_done(struct evjob *job, CURLcode result);
-
-/* Takes job's transfer out of multi if it is in, job out of srv->jobs,
- * and frees its callback (not job itself). The stage cancels its timers. */
-void evjob_release(struct evjob *job, CURLM *multi);
 
 #endif

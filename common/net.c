@@ -13,6 +13,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "log.h"
+
 #define NET_BACKLOG 4096 /* the kernel caps it at net.core.somaxconn */
 
 int net_listen(const char *host, int port, int *bound_port)
@@ -92,6 +94,47 @@ int net_raise_fd_limit(void)
     return setrlimit(RLIMIT_NOFILE, &rl);
 }
 
+/* Raises the limit and says what the server got, so a log shows why it
+ * stopped accepting (EMFILE) at the count it did. */
+static void net_log_fd_limit(void)
+{
+    int rc = net_raise_fd_limit();
+    int err = errno;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        log_warn("getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+        return;
+    }
+    char limit[32];
+    if (rl.rlim_cur == RLIM_INFINITY)
+        snprintf(limit, sizeof limit, "unlimited");
+    else
+        snprintf(limit, sizeof limit, "%llu", (unsigned long long)rl.rlim_cur);
+    if (rc < 0)
+        log_warn("descriptors: cannot raise the limit (%s); up to %s",
+                 strerror(err), limit);
+    else
+        log_info("descriptors: up to %s (the hard limit)", limit);
+}
+
+int net_listen_announce(const struct config *cfg)
+{
+    net_log_fd_limit();
+    int port;
+    int fd = net_listen(cfg->host, cfg->port, &port);
+    if (fd < 0)
+        return -1;
+    if (net_set_nonblocking(fd) < 0) {
+        fprintf(stderr, "listening socket: O_NONBLOCK: %s\n",
+                strerror(errno));
+        close(fd);
+        return -1;
+    }
+    config_log(cfg);
+    net_announce(cfg->host, port);
+    return fd;
+}
+
 int net_set_nonblocking(int fd)
 {
     int flags = fcntl(fd, F_GETFL);
@@ -120,6 +163,24 @@ int net_accept(int listen_fd, bool nonblocking)
             continue;
         return -1;
     }
+}
+
+int net_accept_batch(int listen_fd, void (*take)(int fd))
+{
+    for (int i = 0; i < NET_ACCEPT_BATCH; i++) {
+        int fd = net_accept(listen_fd, true);
+        if (fd >= 0) {
+            take(fd);
+            continue;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return 0; /* drained */
+        int err = errno;
+        log_warn("accept: %s; not accepting for %d ms", strerror(err),
+                 NET_ACCEPT_PAUSE_MS);
+        return err;
+    }
+    return 0;
 }
 
 ssize_t net_read_some(int fd, void *buf, size_t n)

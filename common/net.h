@@ -8,6 +8,30 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "config.h"
+
+/* After accept() fails with anything but EAGAIN (EMFILE, ENFILE, ENOBUFS,
+ * ENOMEM...), a server stops accepting for this long instead of retrying:
+ * the listener stays readable, so retrying at once would spin, and 100 ms
+ * lets closing connections free descriptors. Every stage pauses its own
+ * way (a sleep, a deadline, a loop timer, co_sleep), for this long. */
+#define NET_ACCEPT_PAUSE_MS 100
+
+/* An event-driven server accepts at most this many clients per wake-up,
+ * then serves the others: a flood of connects cannot starve the clients it
+ * already has, and a level-triggered listener reports the rest next turn
+ * (Redis accepts in batches the same way). */
+#define NET_ACCEPT_BATCH 64
+
+/* What every server does before its first accept, in one call: raises the
+ * descriptor limit (net_raise_fd_limit; logs what it got), listens on
+ * cfg->host:cfg->port (net_listen), makes the listener non-blocking (an
+ * event loop must never sleep in accept(); a blocking acceptor must not
+ * either, when a client gives up between poll and accept), logs the
+ * settings (config_log) and prints the one stdout line (net_announce).
+ * Returns the listening fd, or -1 after printing why to stderr. */
+int net_listen_announce(const struct config *cfg);
+
 /* Binds and listens on host:port with SO_REUSEADDR (port 0 = any free
  * port). Returns the fd and stores the real port in *bound_port, or returns
  * -1 after printing why to stderr. The fd is close-on-exec. */
@@ -32,6 +56,13 @@ int net_set_nonblocking(int fd);
 /* Receive and send timeouts on a blocking socket (SO_RCVTIMEO/SO_SNDTIMEO),
  * so one stalled peer cannot hold a blocking server forever. 0 or -1. */
 int net_set_timeouts(int fd, int ms);
+
+/* Accepts up to NET_ACCEPT_BATCH queued clients from a non-blocking
+ * listener as non-blocking close-on-exec sockets, handing each to
+ * take(fd). 0 when the queue is empty or the batch is done; otherwise the
+ * errno after which the caller pauses accepting for NET_ACCEPT_PAUSE_MS
+ * (already logged: "accept: ...; not accepting for 100 ms"). */
+int net_accept_batch(int listen_fd, void (*take)(int fd));
 
 /* accept4 with close-on-exec (and O_NONBLOCK if nonblocking), retrying
  * EINTR and ECONNABORTED. Returns the fd, or -1 with errno (EAGAIN when a

@@ -324,7 +324,8 @@ START_TEST(out_of_descriptors_backs_off_and_recovers)
     for (int i = 0; i < N; i++)
         fds[i] = raw_connect(s.port); /* the kernel queues them all */
     harness_sleep_ms(400);
-    ck_assert_ptr_nonnull(strstr(harness_read_log(&s), "pausing 100 ms"));
+    ck_assert_ptr_nonnull(strstr(harness_read_log(&s),
+                                 "not accepting for 100 ms"));
     for (int i = 0; i < N; i++)
         if (fds[i] >= 0)
             close(fds[i]);
