@@ -50,9 +50,10 @@
  * see two children sleep through the same two seconds.
  *
  * Simplifications, on purpose:
- * - The idle timeout is per wait, not per request: a client that sends a
- *   byte just before each timeout keeps its child alive. Here that costs one
- *   process, not the server, which is the point of the model.
+ * - A slow client holds its child until its request's deadlines pass
+ *   (--idle-timeout-ms, --header-timeout-ms, --body-timeout-ms; they never
+ *   move, however the bytes trickle in). Here that costs one process, not
+ *   the server, which is the point of the model.
  * - Past --max-children the parent writes the 503 without reading the
  *   request: it cannot afford to wait for a slow client. It drops what has
  *   already arrived and shuts its side first, so the answer is not lost to
@@ -232,7 +233,8 @@ static void __attribute__((noreturn)) child_main(int fd, const char *peer)
     /* Every request of this connection, keep-alive included, blocking in
      * each read, sleep and write: only this process waits. */
     struct child_conn conn = {.async_job = false};
-    conn_io_serve(fd, cfg.idle_timeout_ms, handle_request, &conn);
+    struct conn_io_limits limits = conn_io_limits_of(&cfg);
+    conn_io_serve(fd, &limits, handle_request, &conn);
     /* Close before the async work, so the client is not kept waiting. */
     close(fd);
     log_info("closed %s", peer);

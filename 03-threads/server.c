@@ -48,8 +48,9 @@
  * started: the bills were waited together.
  *
  * Simplifications, on purpose:
- * - The idle timeout is per wait, not per request: a client that sends a
- *   byte just before each timeout keeps its thread. That costs one thread.
+ * - A slow client holds its thread until its request's deadlines pass
+ *   (--idle-timeout-ms, --header-timeout-ms, --body-timeout-ms; they never
+ *   move, however the bytes trickle in). That costs one thread.
  * - Bill threads and job threads are not counted against --max-threads
  *   (which caps connections, as its help says). A bill thread that cannot
  *   be created is waited in the job thread itself, one after another: slower
@@ -275,7 +276,8 @@ static void *connection_thread(void *arg)
     unsigned seed = (unsigned)timer_now_ms() ^ (unsigned)c->fd; /* its own */
     /* Every request of this connection, keep-alive included, blocking in
      * each read, sleep and write: only this thread waits. */
-    conn_io_serve(c->fd, cfg.idle_timeout_ms, handle_request, &seed);
+    struct conn_io_limits limits = conn_io_limits_of(&cfg);
+    conn_io_serve(c->fd, &limits, handle_request, &seed);
     close(c->fd);
     log_info("closed %s", c->peer);
     free(c);

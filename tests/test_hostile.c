@@ -1300,8 +1300,12 @@ START_TEST(hostile_input_leaves_the_server_serving)
         return;
     char idle[16];
     snprintf(idle, sizeof idle, "%d", IDLE_TIMEOUT_MS);
+    /* A stalled head or body is bounded by its own deadline now: the same
+     * length as the idle one, so the stall cases expect one timeout. */
     const char *args[] = {"--delay-ms", DELAY_MS, "--jitter-ms", "0",
-                          "--idle-timeout-ms", idle, NULL};
+                          "--idle-timeout-ms", idle,
+                          "--header-timeout-ms", idle,
+                          "--body-timeout-ms", idle, NULL};
     static const char *const env[] = {"SECRET_TOKEN=test-token", NULL};
     struct proc p;
     proc_start(&p, stages[_i].name, args, env);
