@@ -356,7 +356,9 @@ bool conn_io_send_callback(const struct config *cfg,
 {
     char *body = exchange_callback_body(cfg->token, job, subtotals);
     struct callback *cb = body ? callback_new(cfg->main_service, body,
-                                              job->request_id) : NULL;
+                                              job->request_id,
+                                              cfg->callback_deadline_ms)
+                             : NULL;
     bool delivered = false;
     if (cb)
         delivered = callback_send_blocking(cb);
