@@ -9,10 +9,13 @@
 #include <check.h>
 #include <ctype.h>
 #include <dirent.h>
+#include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -325,6 +328,112 @@ START_TEST(stop_finishes_pending_callbacks)
 }
 END_TEST
 
+/* Sends one byte every every_ms on fd until an answer arrives or
+ * within_ms passes; the answer (up to the server's close) goes to buf.
+ * Returns the seconds from the first byte to the answer, or -1 if none
+ * came. The bytes are CR: a trickle that never even starts a request
+ * line must not count as idle. */
+static double trickle_until_answer(int fd, int every_ms, int within_ms,
+                                   char *buf, size_t cap)
+{
+    double t0 = harness_now();
+    size_t len = 0;
+    buf[0] = '\0';
+    while (harness_now() - t0 < within_ms / 1000.0) {
+        if (send(fd, "\r", 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 &&
+            errno != EAGAIN)
+            break; /* closed: whatever was answered is in the socket */
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, every_ms) > 0)
+            break;
+    }
+    double answered = harness_now() - t0;
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (len + 1 >= cap || poll(&p, 1, 2000) <= 0)
+            break;
+        ssize_t n = recv(fd, buf + len, cap - 1 - len, 0);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        buf[len] = '\0';
+    }
+    return len > 0 ? answered : -1;
+}
+
+/* A client trickling a byte every 200 ms, quicker than the 600 ms idle
+ * timeout, is cut off by the head's deadline (1 s from its first byte,
+ * never moved) with a 408; its process or thread is then given back. */
+START_TEST(trickled_head_gets_408_and_frees_its_worker)
+{
+    if (!selected(rows[_i]))
+        return;
+    struct proc s;
+    start(&s, rows[_i], "--header-timeout-ms", "1000", "--idle-timeout-ms",
+          "600");
+    expect_get_root(s.port);
+    bool fork_row = strcmp(rows[_i], "02-fork") == 0;
+    int idle = fork_row ? 0 : stable_thread_count(s.pid);
+    int fd = raw_connect(s.port);
+    ck_assert_int_ge(fd, 0);
+    char buf[2048];
+    double took = trickle_until_answer(fd, 200, 5000, buf, sizeof buf);
+    close(fd);
+    ck_assert_msg(took >= 0.9 && took < 2.0, "answered after %.2f s: %s",
+                  took, buf);
+    ck_assert_int_eq(raw_status(buf), 408);
+    ck_assert_ptr_nonnull(strstr(buf, "Connection: close"));
+    ck_assert_ptr_nonnull(strstr(buf, "{\"detail\":\"request head"));
+    if (fork_row) {
+        double give_up = harness_now() + 3.0;
+        while (children_of(s.pid).total > 0 && harness_now() < give_up)
+            harness_sleep_ms(50);
+        ck_assert_int_eq(children_of(s.pid).total, 0);
+    } else {
+        ck_assert_msg(threads_settle_at(s.pid, idle, 3000), "expected %d "
+                      "threads, have %d", idle, thread_count(s.pid));
+    }
+    ck_assert_int_eq(proc_stop(&s, 20000), 0);
+}
+END_TEST
+
+/* A body sent a byte at a time, each quicker than the idle timeout, is
+ * cut off 1 s after the head ended: 408 naming the body. */
+START_TEST(trickled_body_gets_408_at_its_deadline)
+{
+    if (!selected(rows[_i]))
+        return;
+    struct proc s;
+    start(&s, rows[_i], "--body-timeout-ms", "1000", "--idle-timeout-ms",
+          "600");
+    int fd = raw_connect(s.port);
+    ck_assert_int_ge(fd, 0);
+    const char *head = "POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\n"
+                       "Content-Length: 100\r\n\r\n";
+    ck_assert_int_eq(write(fd, head, strlen(head)), (ssize_t)strlen(head));
+    double t0 = harness_now();
+    char buf[2048] = "";
+    size_t len = 0;
+    while (harness_now() - t0 < 5.0 && len == 0) {
+        ck_assert_int_eq(send(fd, " ", 1, MSG_NOSIGNAL), 1);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 200) > 0) {
+            ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+            len = n > 0 ? (size_t)n : 0;
+            buf[len] = '\0';
+            break;
+        }
+    }
+    double took = harness_now() - t0;
+    close(fd);
+    ck_assert_msg(took >= 0.9 && took < 2.0, "answered after %.2f s: %s",
+                  took, buf);
+    ck_assert_int_eq(raw_status(buf), 408);
+    ck_assert_ptr_nonnull(strstr(buf, "request body"));
+    ck_assert_int_eq(proc_stop(&s, 20000), 0);
+}
+END_TEST
+
 /* Three slow requests, room for two: the third is refused with 503, and
  * once the two are done the server serves again. */
 static void third_request_gets_503(const char *stage, const char *limit_opt)
@@ -527,6 +636,10 @@ int main(void)
     tcase_add_loop_test(both, stop_answers_the_request_in_flight_and_closes,
                         0, NUM_ROWS);
     tcase_add_loop_test(both, stop_finishes_pending_callbacks, 0, NUM_ROWS);
+    tcase_add_loop_test(both, trickled_head_gets_408_and_frees_its_worker, 0,
+                        NUM_ROWS);
+    tcase_add_loop_test(both, trickled_body_gets_408_at_its_deadline, 0,
+                        NUM_ROWS);
     suite_add_tcase(suite, both);
     TCase *fork_tc = tcase_create("02-fork");
     tcase_set_timeout(fork_tc, 120);
