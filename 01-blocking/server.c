@@ -38,6 +38,7 @@
 #include "conn_io.h"
 #include "endpoint.h"
 #include "http.h"
+#include "jobcap.h"
 #include "log.h"
 #include "net.h"
 #include "shutdown.h"
@@ -47,16 +48,25 @@
 
 static struct config cfg;
 static unsigned jitter_seed = 1;
+/* The async budget (jobcap.h). 01 runs one job at a time, after its
+ * client is gone, so --max-jobs never binds here; --max-bills does (a job
+ * larger than the budget is refused), and the check before the ok is the
+ * same in every stage. */
+static struct jobcap jobcap;
 
 /* The simulated external call, once per bill, one after another. The whole
- * process sleeps: this is what "blocking" means. */
-static void compute_bills(const struct exchange_request *job, double *subtotals)
+ * process sleeps: this is what "blocking" means. With a budget (an async
+ * job) each bill is given back to it as soon as it is done. */
+static void compute_bills(const struct exchange_request *job, double *subtotals,
+                          struct jobcap *budget)
 {
     for (size_t i = 0; i < job->num_bills; i++) {
         /* Blocks here until the delay has passed. */
         timer_nanosleep_ms(config_bill_delay_ms(&cfg, &jitter_seed));
         subtotals[i] = exchange_subtotal(&job->bills[i], job->exchange_rate);
         endpoint_log_bill(job, i, subtotals[i]);
+        if (budget)
+            jobcap_bills_done(budget, 1);
     }
 }
 
@@ -69,9 +79,11 @@ static void finish_async_job(const struct exchange_request *job)
              "callback; no new connection is accepted until this is done",
              job->request_id, job->num_bills);
     double subtotals[EXCHANGE_MAX_BILLS];
-    compute_bills(job, subtotals);
-    /* Blocks here until the main service answers (retries included). */
+    compute_bills(job, subtotals, &jobcap);
+    /* Blocks here until the main service answers (retries included, up to
+     * --callback-deadline-ms). */
     conn_io_send_callback(&cfg, job, subtotals);
+    jobcap_job_done(&jobcap);
     log_info("stall over after %.3f s; accepting again",
              log_elapsed() - started);
 }
@@ -94,12 +106,14 @@ static bool handle_request(int fd, const struct http_request *req, void *arg)
         break;
     case ENDPOINT_SYNC: {
         double subtotals[EXCHANGE_MAX_BILLS];
-        compute_bills(&one->job, subtotals);
+        compute_bills(&one->job, subtotals, NULL);
         endpoint_sync_done(&one->job, subtotals, &reply);
         break;
     }
     case ENDPOINT_ASYNC:
-        one->async_job = true; /* {"status":"ok"} right away, the job later */
+        /* {"status":"ok"} right away and the job later, if the budget has
+         * room: checked before the ok, which is a promise. Else a 503. */
+        one->async_job = endpoint_admit_job(&jobcap, &one->job, &reply);
         break;
     }
     /* Blocks here until the kernel has taken the whole answer. */
@@ -138,6 +152,7 @@ int main(int argc, char **argv)
         return 1;
     }
     callback_global_init();
+    jobcap_init(&jobcap, cfg.max_jobs, cfg.max_bills);
     int lfd = conn_io_listen(&cfg); /* then "listening on ..." on stdout */
     if (lfd < 0)
         return 1;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -121,8 +122,21 @@ static void drop_input_until(int fd, uint64_t deadline)
 
 /* ---- The acceptor ---- */
 
+/* A worker per connection needs a descriptor per connection: a shell's
+ * soft limit (often 1024) would stop accept() with EMFILE long before
+ * --max-children or --max-threads. Raised to the hard limit, and said. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (net_raise_fd_limit() < 0)
+        log_warn("raising the descriptor limit: %s", strerror(errno));
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        log_info("descriptor limit: %llu", (unsigned long long)rl.rlim_cur);
+}
+
 int conn_io_listen(const struct config *cfg)
 {
+    raise_fd_limit();
     int port;
     int fd = net_listen(cfg->host, cfg->port, &port);
     if (fd < 0)

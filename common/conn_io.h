@@ -41,8 +41,9 @@ struct conn_io_limits conn_io_limits_of(const struct config *cfg);
 
 /* ---- The acceptor ---- */
 
-/* Listens on cfg->host:cfg->port, logs the settings (config_log) and prints
- * the one stdout line (net_announce). The listening socket is non-blocking
+/* Raises the descriptor limit to the hard one (logged), listens on
+ * cfg->host:cfg->port, logs the settings (config_log) and prints the one
+ * stdout line (net_announce). The listening socket is non-blocking
  * only so that a client who gives up between poll and accept cannot block
  * the acceptor in accept(); client sockets stay blocking. -1 if it cannot
  * listen (why is printed). */

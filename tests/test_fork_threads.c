@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -622,6 +623,170 @@ START_TEST(threads_async_bills_finish_together)
 }
 END_TEST
 
+/* ---- 03: bounded threads under an async flood ---- */
+
+/* Samples the thread count of a server every few ms, keeping the highest. */
+struct thread_sampler {
+    pid_t pid;
+    volatile int stop;
+    int max;
+    pthread_t thread;
+};
+
+static void *sample_threads(void *arg)
+{
+    struct thread_sampler *ts = arg;
+    while (!ts->stop) {
+        char path[64], line[256];
+        snprintf(path, sizeof path, "/proc/%d/status", (int)ts->pid);
+        FILE *f = fopen(path, "r");
+        int n = -1;
+        while (f && fgets(line, sizeof line, f))
+            if (sscanf(line, "Threads: %d", &n) == 1)
+                break;
+        if (f)
+            fclose(f);
+        if (n > ts->max)
+            ts->max = n;
+        harness_sleep_ms(5);
+    }
+    return NULL;
+}
+
+/* A pipelined async request of `bills` bills, id "flood_<conn>_<k>". */
+static char *flood_request(int conn, int k, int bills)
+{
+    char json[8192];
+    int n = snprintf(json, sizeof json, "{\"request_id\": \"flood_%d_%d\", "
+                     "\"exchange_rate\": 2, \"bills\": [", conn, k);
+    for (int b = 0; b < bills; b++)
+        n += snprintf(json + n, sizeof json - (size_t)n,
+                      "%s{\"denomination_id\": %d, \"denomination\": 1.0, "
+                      "\"count\": 1}", b ? "," : "", b + 1);
+    n += snprintf(json + n, sizeof json - (size_t)n, "]}");
+    char *req = NULL;
+    ck_assert_int_gt(asprintf(&req, "POST /api/exchange_async HTTP/1.1\r\n"
+                              "Host: x\r\nContent-Length: %d\r\n\r\n%s", n,
+                              json), 0);
+    return req;
+}
+
+/* Reads n pipelined responses from fd; status[k] gets each one's status,
+ * and *with_retry_after counts the 503s that carry Retry-After. */
+static void read_responses(int fd, int n, int *status, int *with_retry_after)
+{
+    size_t cap = 1 << 16, len = 0, pos = 0;
+    char *buf = malloc(cap);
+    ck_assert_ptr_nonnull(buf);
+    double give_up = harness_now() + 20.0;
+    for (int k = 0; k < n;) {
+        buf[len] = '\0';
+        char *end = strstr(buf + pos, "\r\n\r\n");
+        if (end) {
+            const char *cl = strcasestr(buf + pos, "\r\nContent-Length:");
+            size_t body = cl && cl < end ? strtoul(cl + 17, NULL, 10) : 0;
+            size_t whole = (size_t)(end + 4 - buf) + body;
+            if (len >= whole) {
+                status[k] = raw_status(buf + pos);
+                if (status[k] == 503 &&
+                    strcasestr(buf + pos, "\r\nRetry-After: ") &&
+                    strcasestr(buf + pos, "\r\nRetry-After: ") < end)
+                    ++*with_retry_after;
+                pos = whole;
+                k++;
+                continue;
+            }
+        }
+        ck_assert_msg(harness_now() < give_up, "only %d of %d answers", k, n);
+        if (len + 4096 >= cap) {
+            buf = realloc(buf, cap *= 2);
+            ck_assert_ptr_nonnull(buf);
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 1000) <= 0)
+            continue;
+        ssize_t got = recv(fd, buf + len, cap - 1 - len, 0);
+        ck_assert_msg(got > 0, "connection ended after %d of %d answers", k,
+                      n);
+        len += (size_t)got;
+    }
+    free(buf);
+}
+
+/* Issue 12's flood, scaled down: pipelined async requests of 100 bills
+ * over 4 connections. A thread per bill made this thousands of threads;
+ * now the budget refuses what does not fit (503 with Retry-After, before
+ * any ok) and each accepted job waits its bills in at most 4 threads. Every
+ * accepted job calls back. */
+START_TEST(threads_stay_bounded_under_an_async_flood)
+{
+    if (!selected("03-threads"))
+        return;
+    enum { CONNS = 4, PER_CONN = 40, BILLS = 100, MAX_JOBS = 6 };
+    struct proc m, s;
+    char url[64];
+    start_main_service(&m, url, sizeof url);
+    const char *args[] = {"--delay-ms", "300", "--main-service", url,
+                          "--max-jobs", "6", "--max-bills", "1000", NULL};
+    proc_start(&s, "03-threads", args, test_env);
+    expect_get_root(s.port);
+    int idle = stable_thread_count(s.pid);
+    struct thread_sampler ts = {.pid = s.pid, .max = 0};
+    ck_assert_int_eq(pthread_create(&ts.thread, NULL, sample_threads, &ts),
+                     0);
+    int fds[CONNS];
+    for (int c = 0; c < CONNS; c++) {
+        fds[c] = raw_connect(s.port);
+        ck_assert_int_ge(fds[c], 0);
+        for (int k = 0; k < PER_CONN; k++) {
+            char *req = flood_request(c, k, BILLS);
+            size_t len = strlen(req);
+            ck_assert_int_eq(send(fds[c], req, len, MSG_NOSIGNAL),
+                             (ssize_t)len);
+            free(req);
+        }
+    }
+    int status[CONNS][PER_CONN], oks = 0, busy = 0, retry_after = 0;
+    for (int c = 0; c < CONNS; c++) {
+        read_responses(fds[c], PER_CONN, status[c], &retry_after);
+        for (int k = 0; k < PER_CONN; k++) {
+            oks += status[c][k] == 200;
+            busy += status[c][k] == 503;
+        }
+    }
+    ck_assert_int_eq(oks + busy, CONNS * PER_CONN);
+    ck_assert_int_ge(oks, MAX_JOBS);
+    ck_assert_int_gt(busy, 0);
+    ck_assert_int_eq(retry_after, busy);
+    /* Every ok is a promise kept. */
+    for (int c = 0; c < CONNS; c++)
+        for (int k = 0; k < PER_CONN; k++) {
+            if (status[c][k] != 200)
+                continue;
+            char path[96];
+            snprintf(path, sizeof path,
+                     "/api/exchange_result/flood_%d_%d?wait_ms=10000", c, k);
+            struct http_result r;
+            http_request("GET", m.port, path, NULL, &r);
+            ck_assert_msg(r.status == 200, "flood_%d_%d accepted, never "
+                          "called back", c, k);
+            http_result_free(&r);
+        }
+    ts.stop = 1;
+    pthread_join(ts.thread, NULL);
+    /* idle + a thread per connection + per job its own and 4 bill threads */
+    int bound = idle + CONNS + MAX_JOBS * (1 + 4);
+    ck_assert_msg(ts.max <= bound, "%d threads at the peak; bound %d",
+                  ts.max, bound);
+    for (int c = 0; c < CONNS; c++)
+        close(fds[c]);
+    ck_assert_msg(threads_settle_at(s.pid, idle, 5000), "expected %d "
+                  "threads, have %d", idle, thread_count(s.pid));
+    ck_assert_int_eq(proc_stop(&s, 20000), 0);
+    ck_assert_int_eq(proc_stop(&m, 5000), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("fork and threads");
@@ -652,6 +817,7 @@ int main(void)
     tcase_add_test(threads_tc, threads_return_to_idle_count);
     tcase_add_test(threads_tc, threads_refuse_past_max_threads);
     tcase_add_test(threads_tc, threads_async_bills_finish_together);
+    tcase_add_test(threads_tc, threads_stay_bounded_under_an_async_flood);
     suite_add_tcase(suite, threads_tc);
     SRunner *sr = srunner_create(suite);
     srunner_run_all(sr, CK_NORMAL);
