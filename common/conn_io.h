@@ -126,8 +126,9 @@ bool conn_io_answer(int fd, const struct http_request *req,
 /* ---- The callback ---- */
 
 /* PUTs a finished job's result to cfg->main_service (callback.h), blocking
- * the caller through every try and backoff. Out of memory is logged. True
- * if delivered. */
+ * the caller through every try and backoff, up to
+ * cfg->callback_deadline_ms; a give-up is logged, and so is running out of
+ * memory. True if delivered. */
 bool conn_io_send_callback(const struct config *cfg,
                            const struct exchange_request *job,
                            const double *subtotals);
