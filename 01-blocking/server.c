@@ -19,8 +19,11 @@
  * - Every response says "Connection: close". A kept-alive connection would
  *   hold the only worker while that client thinks, starving everyone else.
  * - A client that connects and sends nothing holds the server until the
- *   idle timeout (--idle-timeout-ms, the wait in conn_io_read_request): the
- *   model cannot do better. Only a stop request ends that wait early.
+ *   idle timeout (--idle-timeout-ms); one that trickles its request holds
+ *   it until the header and body deadlines (--header-timeout-ms,
+ *   --body-timeout-ms), which never move, and then gets 408. The model
+ *   cannot do better than bound the stall. Only a stop request ends the
+ *   idle wait early.
  *
  * Reading a request, writing an answer, listening and the callback PUT are
  * the same in 02 and 03, so they live in common/conn_io; what is left here
@@ -35,6 +38,7 @@
 #include "conn_io.h"
 #include "endpoint.h"
 #include "http.h"
+#include "jobcap.h"
 #include "log.h"
 #include "net.h"
 #include "shutdown.h"
@@ -44,16 +48,25 @@
 
 static struct config cfg;
 static unsigned jitter_seed = 1;
+/* The async budget (jobcap.h). 01 runs one job at a time, after its
+ * client is gone, so --max-jobs never binds here; --max-bills does (a job
+ * larger than the budget is refused), and the check before the ok is the
+ * same in every stage. */
+static struct jobcap jobcap;
 
 /* The simulated external call, once per bill, one after another. The whole
- * process sleeps: this is what "blocking" means. */
-static void compute_bills(const struct exchange_request *job, double *subtotals)
+ * process sleeps: this is what "blocking" means. With a budget (an async
+ * job) each bill is given back to it as soon as it is done. */
+static void compute_bills(const struct exchange_request *job, double *subtotals,
+                          struct jobcap *budget)
 {
     for (size_t i = 0; i < job->num_bills; i++) {
         /* Blocks here until the delay has passed. */
         timer_nanosleep_ms(config_bill_delay_ms(&cfg, &jitter_seed));
         subtotals[i] = exchange_subtotal(&job->bills[i], job->exchange_rate);
         endpoint_log_bill(job, i, subtotals[i]);
+        if (budget)
+            jobcap_bills_done(budget, 1);
     }
 }
 
@@ -66,11 +79,45 @@ static void finish_async_job(const struct exchange_request *job)
              "callback; no new connection is accepted until this is done",
              job->request_id, job->num_bills);
     double subtotals[EXCHANGE_MAX_BILLS];
-    compute_bills(job, subtotals);
-    /* Blocks here until the main service answers (retries included). */
+    compute_bills(job, subtotals, &jobcap);
+    /* Blocks here until the main service answers (retries included, up to
+     * --callback-deadline-ms). */
     conn_io_send_callback(&cfg, job, subtotals);
+    jobcap_job_done(&jobcap);
     log_info("stall over after %.3f s; accepting again",
              log_elapsed() - started);
+}
+
+/* What the connection leaves behind: the async job, if any, to do once
+ * the client is gone. */
+struct one_request {
+    struct exchange_request job;
+    bool async_job;
+};
+
+/* Answers the connection's one request (a conn_io_handler). Always the
+ * last answer: "Connection: close", see the header. */
+static bool handle_request(int fd, const struct http_request *req, void *arg)
+{
+    struct one_request *one = arg;
+    struct endpoint_reply reply;
+    switch (endpoint_route(req, STAGE, &one->job, &reply)) {
+    case ENDPOINT_REPLY:
+        break;
+    case ENDPOINT_SYNC: {
+        double subtotals[EXCHANGE_MAX_BILLS];
+        compute_bills(&one->job, subtotals, NULL);
+        endpoint_sync_done(&one->job, subtotals, &reply);
+        break;
+    }
+    case ENDPOINT_ASYNC:
+        /* {"status":"ok"} right away and the job later, if the budget has
+         * room: checked before the ok, which is a promise. Else a 503. */
+        one->async_job = endpoint_admit_job(&jobcap, &one->job, &reply);
+        break;
+    }
+    /* Blocks here until the kernel has taken the whole answer. */
+    return conn_io_answer(fd, req, &reply, true);
 }
 
 static void serve_connection(int fd)
@@ -78,49 +125,19 @@ static void serve_connection(int fd)
     char peer[64];
     net_peer_name(fd, peer, sizeof peer);
     log_info("connection from %s", peer);
-    net_set_timeouts(fd, cfg.idle_timeout_ms); /* bounds the write too */
 
-    struct http_parser parser;
-    http_parser_init(&parser);
-    struct exchange_request *job = malloc(sizeof *job);
-    struct endpoint_reply reply = {0};
-    bool async_job = false;
-
-    /* Blocks here until the whole request has arrived, the client leaves,
-     * or it stays silent past the idle timeout. */
-    enum http_parse_status st =
-        conn_io_read_request(fd, &parser, cfg.idle_timeout_ms);
-    if (st == HTTP_ERROR) {
-        conn_io_reject(fd, &parser);
-    } else if (st == HTTP_DONE && !job) {
-        endpoint_busy("out of memory", &reply);
-        conn_io_send_reply(fd, &reply, false);
-    } else if (st == HTTP_DONE) {
-        log_info("%s %s", parser.req.method, parser.req.path);
-        switch (endpoint_route(&parser.req, STAGE, job, &reply)) {
-        case ENDPOINT_REPLY:
-            break;
-        case ENDPOINT_SYNC: {
-            double subtotals[EXCHANGE_MAX_BILLS];
-            compute_bills(job, subtotals);
-            endpoint_sync_done(job, subtotals, &reply);
-            break;
-        }
-        case ENDPOINT_ASYNC:
-            async_job = true; /* {"status":"ok"} right away, the job later */
-            break;
-        }
-        /* Blocks here until the kernel has taken the whole answer. */
-        conn_io_send_reply(fd, &reply, false);
-    }
+    /* Blocks here until the whole request has arrived (or missed one of its
+     * deadlines, or the client left), then while it is handled and its
+     * answer written. A bad or late request gets its 4xx and a lingering
+     * close, so the client reads the answer instead of a reset. */
+    struct one_request one = {.async_job = false};
+    struct conn_io_limits limits = conn_io_limits_of(&cfg);
+    conn_io_serve(fd, &limits, handle_request, &one);
     /* Close before the async work, so the client is not kept waiting. */
     close(fd);
     log_info("closed %s", peer);
-    if (async_job)
-        finish_async_job(job);
-    endpoint_reply_free(&reply);
-    http_parser_free(&parser);
-    free(job);
+    if (one.async_job)
+        finish_async_job(&one.job);
 }
 
 int main(int argc, char **argv)
@@ -135,6 +152,7 @@ int main(int argc, char **argv)
         return 1;
     }
     callback_global_init();
+    jobcap_init(&jobcap, cfg.max_jobs, cfg.max_bills);
     int lfd = conn_io_listen(&cfg); /* then "listening on ..." on stdout */
     if (lfd < 0)
         return 1;

@@ -14,7 +14,7 @@
  * and a scheduler slot, and a thousand sleeping clients are a thousand
  * processes. --max-children (default 256) caps that: past it the parent
  * answers 503 itself and closes. Processes share no memory, which costs
- * twice more:
+ * three times more:
  * - The parent must wait() for every child, or the dead child stays a
  *   zombie (a process table entry holding its exit status). A SIGCHLD
  *   handler writes a byte to a pipe, the accept loop poll()s that pipe
@@ -29,6 +29,12 @@
  *   bill or a MAP_SHARED page plus a waitpid per helper. Threads (03) share
  *   memory and get this for free; LECTURE.md has the pipe version as an
  *   exercise.
+ * - The async budget (--max-jobs, --max-bills: accepted jobs and their
+ *   bills not yet done, checked before the ok) must be one count for all
+ *   the children, and a global variable would be a copy in each. It lives
+ *   in a MAP_SHARED page mapped before the first fork, updated with atomic
+ *   operations. A child that dies mid-job (killed from outside) keeps its
+ *   share of the budget; a crash is a bug, and the log shows it.
  *
  * Stopping (SIGINT/SIGTERM): the parent stops accepting, closes the
  * listening socket and waits for its children (SHUTDOWN_GRACE_MS at most).
@@ -50,9 +56,10 @@
  * see two children sleep through the same two seconds.
  *
  * Simplifications, on purpose:
- * - The idle timeout is per wait, not per request: a client that sends a
- *   byte just before each timeout keeps its child alive. Here that costs one
- *   process, not the server, which is the point of the model.
+ * - A slow client holds its child until its request's deadlines pass
+ *   (--idle-timeout-ms, --header-timeout-ms, --body-timeout-ms; they never
+ *   move, however the bytes trickle in). Here that costs one process, not
+ *   the server, which is the point of the model.
  * - Past --max-children the parent writes the 503 without reading the
  *   request: it cannot afford to wait for a slow client. It drops what has
  *   already arrived and shuts its side first, so the answer is not lost to
@@ -78,6 +85,7 @@
 #include "conn_io.h"
 #include "endpoint.h"
 #include "http.h"
+#include "jobcap.h"
 #include "log.h"
 #include "net.h"
 #include "shutdown.h"
@@ -87,6 +95,11 @@
 
 static struct config cfg;
 static unsigned jitter_seed = 1; /* reseeded in each child, see child_main */
+/* The async budget (jobcap.h). Jobs run in the children, which share no
+ * memory with each other: the budget lives in a MAP_SHARED page, made
+ * before the first fork, so every child sees and updates the same counts
+ * (lock-free atomics work across processes). */
+static struct jobcap *jobcap;
 
 /* ---- The parent's side: who is alive ---- */
 
@@ -150,12 +163,15 @@ static void reap_children(void)
 
 /* The simulated external call, once per bill, one after another. Only this
  * process sleeps; the parent and the other children go on. */
-static void compute_bills(const struct exchange_request *job, double *subtotals)
+static void compute_bills(const struct exchange_request *job, double *subtotals,
+                          struct jobcap *budget)
 {
     for (size_t i = 0; i < job->num_bills; i++) {
         timer_nanosleep_ms(config_bill_delay_ms(&cfg, &jitter_seed));
         subtotals[i] = exchange_subtotal(&job->bills[i], job->exchange_rate);
         endpoint_log_bill(job, i, subtotals[i]);
+        if (budget) /* an async job gives each bill back when it is done */
+            jobcap_bills_done(budget, 1);
     }
 }
 
@@ -166,8 +182,9 @@ static void finish_async_job(const struct exchange_request *job)
     log_info("job %s: waiting %zu bills one after another in this process, "
              "then the callback", job->request_id, job->num_bills);
     double subtotals[EXCHANGE_MAX_BILLS];
-    compute_bills(job, subtotals);
-    conn_io_send_callback(&cfg, job, subtotals);
+    compute_bills(job, subtotals, jobcap);
+    conn_io_send_callback(&cfg, job, subtotals); /* delivered or given up */
+    jobcap_job_done(jobcap);
 }
 
 /* What a child's connection leaves behind: the async job, if any, to do
@@ -189,12 +206,14 @@ static bool handle_request(int fd, const struct http_request *req, void *arg)
         break;
     case ENDPOINT_SYNC: {
         double subtotals[EXCHANGE_MAX_BILLS];
-        compute_bills(&conn->job, subtotals);
+        compute_bills(&conn->job, subtotals, NULL);
         endpoint_sync_done(&conn->job, subtotals, &reply);
         break;
     }
     case ENDPOINT_ASYNC:
-        conn->async_job = true;
+        /* The ok only if the shared budget has room; else a 503 and the
+         * connection goes on. */
+        conn->async_job = endpoint_admit_job(jobcap, &conn->job, &reply);
         break;
     }
     return conn_io_answer(fd, req, &reply, conn->async_job);
@@ -232,7 +251,8 @@ static void __attribute__((noreturn)) child_main(int fd, const char *peer)
     /* Every request of this connection, keep-alive included, blocking in
      * each read, sleep and write: only this process waits. */
     struct child_conn conn = {.async_job = false};
-    conn_io_serve(fd, cfg.idle_timeout_ms, handle_request, &conn);
+    struct conn_io_limits limits = conn_io_limits_of(&cfg);
+    conn_io_serve(fd, &limits, handle_request, &conn);
     /* Close before the async work, so the client is not kept waiting. */
     close(fd);
     log_info("closed %s", peer);
@@ -337,6 +357,11 @@ int main(int argc, char **argv)
     /* Once, before any fork: the children inherit it and create their own
      * curl handles. */
     callback_global_init();
+    jobcap = jobcap_new_shared(cfg.max_jobs, cfg.max_bills);
+    if (jobcap == NULL) {
+        perror("jobcap: mmap");
+        return 1;
+    }
     int lfd = conn_io_listen(&cfg); /* then "listening on ..." on stdout */
     if (lfd < 0)
         return 1;
@@ -353,5 +378,6 @@ int main(int argc, char **argv)
     wait_for_children();
     log_info("exiting");
     callback_global_cleanup();
+    jobcap_free_shared(jobcap);
     return 0;
 }

@@ -6,20 +6,27 @@
  * connection does. The kernel schedules the threads as it scheduled 02's
  * processes, so twenty clients that each wait 2 s are answered after 2 s.
  * Unlike processes, threads share the address space: the async route can
- * wait its bills together, one thread per bill, and pick up the subtotals
+ * wait its bills together in a few threads and pick up the subtotals
  * straight from memory. That is the C form of asyncio.gather:
  * pthread_create is create_task, pthread_join is await.
  *
- * What it costs: a thread per connection, and per bill in flight. A thread
- * is cheaper than a process (no page tables to copy, no pid of its own)
- * but each has a stack and a scheduler slot, and a thousand sleeping
- * clients are a thousand threads. --max-threads (default 1024) caps the
- * connection threads: past it the main thread answers 503 itself. Sharing
- * memory is also the new danger: anything two threads touch needs a lock.
- * Here that is only the live counters (one mutex, one condition variable);
- * everything else a thread uses is its own (its socket, its parser, its
- * copy of the job, its random seed) or read-only after main starts them
- * (the configuration). ThreadSanitizer checks that claim (make SAN=thread).
+ * What it costs: a thread per connection, and per async job 1 + at most
+ * BILL_THREADS_PER_JOB (4). A thread is cheaper than a process (no page
+ * tables to copy, no pid of its own) but each has a stack and a scheduler
+ * slot, and a thousand sleeping clients are a thousand threads. So every
+ * count is capped before it grows: --max-threads (default 1024) caps the
+ * connection threads (past it the main thread answers 503 itself), and
+ * the async budget (--max-jobs, --max-bills, jobcap.h) caps the jobs,
+ * checked before the ok (past it, 503 with Retry-After). At most
+ * max-threads + 5 * max-jobs threads, whatever clients send. (A thread per
+ * bill, as this stage once had, made 400 pipelined jobs of 100 bills start
+ * 32,440 threads.) Sharing memory is also the new danger: anything two
+ * threads touch needs a lock or an atomic. Here that is the live counters
+ * (one mutex, one condition variable) and the budget (atomics); everything
+ * else a thread uses is its own (its socket, its parser, its copy of the
+ * job, its random seed, its subtotals) or read-only after main starts them
+ * (the configuration). ThreadSanitizer checks that claim (make
+ * SAN=thread).
  *
  * Stack size: THREAD_STACK_BYTES, 256 KiB, set explicitly for every thread.
  * The parser's buffer is on the heap; what sits on a thread's stack is a
@@ -36,24 +43,30 @@
  * finished. A connection thread between requests polls the shutdown pipe
  * beside its socket (conn_io_read_request; shutdown.h: the pipe stays
  * readable once a stop is asked), so an idle keep-alive connection is
- * closed at once instead of holding the stop for its whole idle timeout. That is simpler than tracking every
- * socket to shut them down from outside, and it is the same wait as 02's.
+ * closed at once instead of holding the stop for its whole idle timeout.
+ * That is simpler than tracking every socket to shut them down from
+ * outside, and it is the same wait as 02's.
  * A thread inside a request finishes it and answers "Connection: close".
  * Only the main thread takes SIGINT/SIGTERM (thread_start blocks them in
  * every other thread), so the handler never interrupts a worker.
  *
  * What to notice in the log: each line carries "tid N". A connection's
- * lines share a tid; an async job's bills come from as many tids as bills,
- * all within a few milliseconds of each other, one delay after the job
- * started: the bills were waited together.
+ * lines share a tid; an async job's bills come from up to four tids, all
+ * within a few milliseconds of each other, one delay after the job
+ * started: the bills were waited together. All a job's calls start at
+ * once, so a thread with several bills sleeps until each one's due time
+ * (clock_nanosleep with TIMER_ABSTIME) rather than one delay after the
+ * other.
  *
  * Simplifications, on purpose:
- * - The idle timeout is per wait, not per request: a client that sends a
- *   byte just before each timeout keeps its thread. That costs one thread.
+ * - A slow client holds its thread until its request's deadlines pass
+ *   (--idle-timeout-ms, --header-timeout-ms, --body-timeout-ms; they never
+ *   move, however the bytes trickle in). That costs one thread.
  * - Bill threads and job threads are not counted against --max-threads
- *   (which caps connections, as its help says). A bill thread that cannot
- *   be created is waited in the job thread itself, one after another: slower
- *   but correct.
+ *   (which caps connections, as its help says); the async budget bounds
+ *   them. A bill thread that cannot be created has its share waited in the
+ *   job thread itself, after the others started: the due times are
+ *   absolute, so it costs no extra time.
  * - Past --max-threads the main thread writes the 503 without reading the
  *   request: it cannot afford to wait for a slow client
  *   (conn_io_refuse_busy).
@@ -77,6 +90,7 @@
 #include "conn_io.h"
 #include "endpoint.h"
 #include "http.h"
+#include "jobcap.h"
 #include "log.h"
 #include "net.h"
 #include "shutdown.h"
@@ -84,6 +98,7 @@
 
 #define STAGE "03-threads"
 #define THREAD_STACK_BYTES (256 * 1024) /* why: see the header */
+#define BILL_THREADS_PER_JOB 4 /* a job's bills wait in at most this many */
 
 /* Filled by main before the first thread starts, read-only afterwards. */
 static struct config cfg;
@@ -94,6 +109,9 @@ static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t live_changed; /* on CLOCK_MONOTONIC, set up in main */
 static int live_connections;        /* connection threads running */
 static int live_jobs;               /* async jobs running, bills included */
+
+/* The async budget (jobcap.h): atomic counters, no lock needed. */
+static struct jobcap jobcap;
 
 /* Counts one more in *count unless it is at limit. Returns the new count,
  * or -1 when full. */
@@ -141,83 +159,124 @@ static int thread_start(pthread_t *t, bool detached, void *(*fn)(void *),
 
 /* ---- An async job: its bills waited together, then the callback ---- */
 
-struct bill_task {
+/* Sleeps until deadline_ms on timer_now_ms's clock (CLOCK_MONOTONIC),
+ * resuming after signals; returns at once if it has passed. */
+static void sleep_until_ms(uint64_t deadline_ms)
+{
+    struct timespec ts = {.tv_sec = (time_t)(deadline_ms / 1000),
+                          .tv_nsec = (long)(deadline_ms % 1000) * 1000000L};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) ==
+           EINTR)
+        ;
+}
+
+/* A job's bills, split between at most BILL_THREADS_PER_JOB threads. All
+ * the calls start together (started_ms), so each bill's answer is due at
+ * its own absolute time: a thread with several bills sleeps until each
+ * due time in turn, and the job still takes one delay, not several. */
+struct bill_share {
     const struct exchange_request *job;
-    size_t index;
-    int delay_ms;
-    double *subtotal;   /* where the result goes: the joiner's array */
+    const int *delay_ms;   /* each bill's delay, drawn by the job */
+    uint64_t started_ms;
+    size_t first, step;    /* this thread's bills: first, first + step, .. */
+    double *subtotals;     /* the job's array: each thread writes its own */
     pthread_t thread;
     bool started;
 };
 
-/* One bill's simulated external call, alone in its thread. */
+/* One thread's share of the bills' simulated external calls. */
 static void *bill_thread(void *arg)
 {
-    struct bill_task *b = arg;
-    timer_nanosleep_ms(b->delay_ms);
-    *b->subtotal = exchange_subtotal(&b->job->bills[b->index],
-                                     b->job->exchange_rate);
-    endpoint_log_bill(b->job, b->index, *b->subtotal);
+    struct bill_share *b = arg;
+    const struct exchange_request *job = b->job;
+    for (size_t i = b->first; i < job->num_bills; i += b->step) {
+        sleep_until_ms(b->started_ms + (uint64_t)b->delay_ms[i]);
+        b->subtotals[i] = exchange_subtotal(&job->bills[i],
+                                            job->exchange_rate);
+        endpoint_log_bill(job, i, b->subtotals[i]);
+        jobcap_bills_done(&jobcap, 1);
+    }
     return NULL;
 }
 
-/* asyncio.gather in C: a thread per bill, then join them all. Each thread
- * writes only its own subtotals[i], and pthread_join makes those writes
- * visible here, so no lock is needed. */
+/* asyncio.gather in C: the bills' waits split between a few threads, then
+ * join them all. Each thread writes only its own subtotals[i], and
+ * pthread_join makes those writes visible here, so no lock is needed. A
+ * thread that cannot start has its share waited here instead: the due
+ * times are absolute, so that costs no extra time. */
 static void gather_bills(const struct exchange_request *job, double *subtotals)
 {
-    struct bill_task tasks[EXCHANGE_MAX_BILLS];
+    int delay_ms[EXCHANGE_MAX_BILLS];
     unsigned seed = (unsigned)timer_now_ms() ^ (unsigned)(uintptr_t)job;
-    for (size_t i = 0; i < job->num_bills; i++) {
-        tasks[i] = (struct bill_task){
-            .job = job, .index = i, .subtotal = &subtotals[i],
-            .delay_ms = config_bill_delay_ms(&cfg, &seed)};
-        int err = thread_start(&tasks[i].thread, false, bill_thread,
-                               &tasks[i]);
-        tasks[i].started = err == 0;
-        if (err) {
-            log_warn("bill thread: %s; waiting bill %zu here", strerror(err),
-                     i + 1);
-            bill_thread(&tasks[i]);
-        }
-    }
     for (size_t i = 0; i < job->num_bills; i++)
-        if (tasks[i].started)
-            pthread_join(tasks[i].thread, NULL);
+        delay_ms[i] = config_bill_delay_ms(&cfg, &seed);
+    size_t n = job->num_bills < BILL_THREADS_PER_JOB ? job->num_bills
+                                                     : BILL_THREADS_PER_JOB;
+    struct bill_share shares[BILL_THREADS_PER_JOB];
+    uint64_t started = timer_now_ms();
+    for (size_t t = 0; t < n; t++) {
+        shares[t] = (struct bill_share){
+            .job = job, .delay_ms = delay_ms, .started_ms = started,
+            .first = t, .step = n, .subtotals = subtotals};
+        int err = thread_start(&shares[t].thread, false, bill_thread,
+                               &shares[t]);
+        shares[t].started = err == 0;
+        if (err)
+            log_warn("bill thread: %s; waiting its bills here",
+                     strerror(err));
+    }
+    for (size_t t = 0; t < n; t++)
+        if (!shares[t].started)
+            bill_thread(&shares[t]);
+    for (size_t t = 0; t < n; t++)
+        if (shares[t].started)
+            pthread_join(shares[t].thread, NULL);
 }
 
-/* The background thread of one async job; it owns the job (malloc'd). */
+/* The background thread of one async job; it owns the job (malloc'd) and
+ * its place in the budget, given back when the callback is delivered or
+ * given up. */
 static void *job_thread(void *arg)
 {
     struct exchange_request *job = arg;
     double started = log_elapsed();
-    log_info("job %s: waiting %zu bills at once, a thread each",
-             job->request_id, job->num_bills);
+    log_info("job %s: waiting %zu bills at once in %zu threads",
+             job->request_id, job->num_bills,
+             job->num_bills < BILL_THREADS_PER_JOB ? job->num_bills
+                                                   : BILL_THREADS_PER_JOB);
     double subtotals[EXCHANGE_MAX_BILLS];
     gather_bills(job, subtotals);
     log_info("job %s: all %zu bills in after %.3f s; sending the callback",
              job->request_id, job->num_bills, log_elapsed() - started);
     conn_io_send_callback(&cfg, job, subtotals);
     free(job);
+    jobcap_job_done(&jobcap);
     live_leave(&live_jobs);
     return NULL;
 }
 
-/* Hands a copy of the job to a background thread, so the connection
- * thread can go on with its client. False if that thread cannot start. */
+/* Hands a copy of an admitted job (its budget already taken) to a
+ * background thread, so the connection thread can go on with its client.
+ * False if that thread cannot start: the budget is then given back, and
+ * the client, not yet answered, gets a 503 instead of the ok. */
 static bool start_async_job(const struct exchange_request *job)
 {
     struct exchange_request *copy = malloc(sizeof *copy);
-    if (!copy)
-        return false;
-    *copy = *job;
-    live_enter(&live_jobs, INT_MAX);
-    pthread_t t;
-    int err = thread_start(&t, true, job_thread, copy);
+    int err = copy ? 0 : ENOMEM;
+    if (copy) {
+        *copy = *job;
+        live_enter(&live_jobs, INT_MAX);
+        pthread_t t;
+        err = thread_start(&t, true, job_thread, copy);
+        if (err) {
+            live_leave(&live_jobs);
+            free(copy);
+        }
+    }
     if (err) {
         log_warn("job thread: %s", strerror(err));
-        live_leave(&live_jobs);
-        free(copy);
+        jobcap_bills_done(&jobcap, job->num_bills);
+        jobcap_job_done(&jobcap);
         return false;
     }
     return true;
@@ -253,7 +312,11 @@ static bool handle_request(int fd, const struct http_request *req, void *arg)
         break;
     }
     case ENDPOINT_ASYNC:
-        /* The job runs beside this connection, which stays open. */
+        /* The ok only if the budget has room (else a 503), and only once
+         * the job's thread runs. The job runs beside this connection,
+         * which stays open. */
+        if (!endpoint_admit_job(&jobcap, &job, &reply))
+            break;
         if (!start_async_job(&job)) {
             endpoint_reply_free(&reply);
             endpoint_busy("cannot start the job", &reply);
@@ -275,7 +338,8 @@ static void *connection_thread(void *arg)
     unsigned seed = (unsigned)timer_now_ms() ^ (unsigned)c->fd; /* its own */
     /* Every request of this connection, keep-alive included, blocking in
      * each read, sleep and write: only this thread waits. */
-    conn_io_serve(c->fd, cfg.idle_timeout_ms, handle_request, &seed);
+    struct conn_io_limits limits = conn_io_limits_of(&cfg);
+    conn_io_serve(c->fd, &limits, handle_request, &seed);
     close(c->fd);
     log_info("closed %s", c->peer);
     free(c);
@@ -374,6 +438,7 @@ int main(int argc, char **argv)
         return 1;
     }
     callback_global_init(); /* once, before any thread starts */
+    jobcap_init(&jobcap, cfg.max_jobs, cfg.max_bills);
     int lfd = conn_io_listen(&cfg); /* then "listening on ..." on stdout */
     if (lfd < 0)
         return 1;

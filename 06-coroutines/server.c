@@ -261,7 +261,9 @@ static void send_callback(const struct exchange_request *job,
 {
     char *body = exchange_callback_body(cfg.token, job, subtotals);
     struct callback *cb = body ? callback_new(cfg.main_service, body,
-                                              job->request_id) : NULL;
+                                              job->request_id,
+                                              cfg.callback_deadline_ms)
+                             : NULL;
     if (!cb) {
         log_warn("callback %s: out of memory; giving up", job->request_id);
         return;

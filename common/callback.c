@@ -3,12 +3,15 @@
 #include "callback.h"
 
 #include "log.h"
+#include "timer.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define CALLBACK_PATH "/api/exchange_result"
 #define CALLBACK_CONNECT_TIMEOUT_MS 2000L
@@ -92,7 +95,7 @@ static bool callback_setup(struct callback *cb, const char *url)
 }
 
 struct callback *callback_new(const char *main_service_url, char *body,
-                              const char *request_id)
+                              const char *request_id, int deadline_ms)
 {
     if (body == NULL)
         return NULL;
@@ -102,6 +105,13 @@ struct callback *callback_new(const char *main_service_url, char *body,
         return NULL;
     }
     cb->body = body;
+    cb->started_ms = timer_now_ms();
+    cb->give_up_at_ms = cb->started_ms + (uint64_t)(deadline_ms > 0
+                                                    ? deadline_ms : 0);
+    /* Distinct per callback and per process (02's children), so jitter
+     * really spreads them. */
+    cb->jitter_seed = (unsigned)cb->started_ms ^ (unsigned)getpid() ^
+                      (unsigned)(uintptr_t)cb;
     snprintf(cb->request_id, sizeof cb->request_id, "%s",
              request_id ? request_id : "");
 
@@ -128,6 +138,44 @@ void callback_free(struct callback *cb)
     free(cb);
 }
 
+long callback_backoff_ms(int tries, unsigned *seed)
+{
+    long nominal = CALLBACK_BACKOFF_MAX_MS;
+    if (tries < 1)
+        tries = 1;
+    /* Shift only while it stays below the cap: no overflow for big tries. */
+    if (tries <= 16 && ((long)CALLBACK_BACKOFF_MS << (tries - 1)) <
+                       CALLBACK_BACKOFF_MAX_MS)
+        nominal = (long)CALLBACK_BACKOFF_MS << (tries - 1);
+    long half = nominal / 2;
+    return half + (long)(rand_r(seed) % (unsigned)(nominal - half + 1));
+}
+
+/* Why the attempt failed, or "" if it is not worth retrying: delivered
+ * (2xx, *verdict set) or refused (4xx, *verdict set). Logs those two. */
+static void judge_attempt(struct callback *cb, CURLcode result, char *why,
+                          size_t why_len, enum callback_verdict *verdict)
+{
+    if (result != CURLE_OK) {
+        snprintf(why, why_len, "%s",
+                 cb->errbuf[0] ? cb->errbuf : curl_easy_strerror(result));
+        return;
+    }
+    long code = 0;
+    curl_easy_getinfo(cb->easy, CURLINFO_RESPONSE_CODE, &code);
+    if (code >= 200 && code < 300) {
+        log_info("callback %s delivered (HTTP %ld, try %d)", cb->request_id,
+                 code, cb->tries);
+        *verdict = CALLBACK_DELIVERED;
+    } else if (code >= 400 && code < 500) {
+        log_warn("callback %s rejected: HTTP %ld; not retried, given up",
+                 cb->request_id, code);
+        *verdict = CALLBACK_FAILED;
+    } else {
+        snprintf(why, why_len, "HTTP %ld", code);
+    }
+}
+
 enum callback_verdict callback_after_attempt(struct callback *cb,
                                              CURLcode result,
                                              long *retry_in_ms)
@@ -138,39 +186,28 @@ enum callback_verdict callback_after_attempt(struct callback *cb,
     cb->tries++;
     if (retry_in_ms)
         *retry_in_ms = 0;
-    if (result == CURLE_OK) {
-        long code = 0;
-        curl_easy_getinfo(cb->easy, CURLINFO_RESPONSE_CODE, &code);
-        if (code >= 200 && code < 300) {
-            log_info("callback %s delivered (HTTP %ld, try %d)",
-                     cb->request_id, code, cb->tries);
-            verdict = CALLBACK_DELIVERED;
-        } else if (code >= 400 && code < 500) {
-            log_warn("callback %s rejected: HTTP %ld; not retried",
-                     cb->request_id, code);
-            verdict = CALLBACK_FAILED;
-        } else {
-            snprintf(why, sizeof why, "HTTP %ld", code);
-        }
-    } else {
-        snprintf(why, sizeof why, "%s",
-                 cb->errbuf[0] ? cb->errbuf : curl_easy_strerror(result));
-    }
+    judge_attempt(cb, result, why, sizeof why, &verdict);
     cb->errbuf[0] = '\0'; /* the next attempt writes its own error */
     if (verdict != CALLBACK_RETRY)
         return verdict;
 
-    if (cb->tries < CALLBACK_MAX_TRIES) {
-        long wait = (long)CALLBACK_BACKOFF_MS << (cb->tries - 1);
-        if (retry_in_ms)
-            *retry_in_ms = wait;
-        log_warn("callback %s: %s; retry %d/%d in %ld ms", cb->request_id,
-                 why, cb->tries, CALLBACK_MAX_TRIES - 1, wait);
-        return CALLBACK_RETRY;
+    uint64_t now = timer_now_ms();
+    double spent = (double)(now - cb->started_ms) / 1000.0;
+    if (now >= cb->give_up_at_ms) {
+        log_warn("callback %s given up after %d tries over %.1f s "
+                 "(--callback-deadline-ms): %s", cb->request_id, cb->tries,
+                 spent, why);
+        return CALLBACK_FAILED;
     }
-    log_warn("callback %s failed after %d tries: %s", cb->request_id,
-             cb->tries, why);
-    return CALLBACK_FAILED;
+    long wait = callback_backoff_ms(cb->tries, &cb->jitter_seed);
+    if ((uint64_t)wait > cb->give_up_at_ms - now)
+        wait = (long)(cb->give_up_at_ms - now); /* the last try: at the end */
+    if (retry_in_ms)
+        *retry_in_ms = wait;
+    log_warn("callback %s: try %d failed: %s; next try in %ld ms "
+             "(%.1f s spent of %.1f)", cb->request_id, cb->tries, why, wait,
+             spent, (double)(cb->give_up_at_ms - cb->started_ms) / 1000.0);
+    return CALLBACK_RETRY;
 }
 
 /* Sleeps ms milliseconds, resuming after signals with the time left. */

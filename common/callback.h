@@ -4,18 +4,25 @@
  * Every stage builds the request the same way (callback_new) and applies the
  * same retry policy (callback_after_attempt); only who runs the transfer
  * changes: curl_easy_perform in 01-03 (callback_send_blocking), a multi
- * handle in 04-06. Retry: connection errors and 5xx, up to
- * CALLBACK_MAX_TRIES tries with doubling backoff; never on 4xx, which would
- * fail again the same way. */
+ * handle in 04-06.
+ *
+ * The retry policy outlasts an outage of the main service: connection
+ * errors and 5xx are retried with exponential backoff and jitter (about
+ * 0.5 s, doubling up to 8 s, see callback_backoff_ms) until the callback's
+ * deadline (--callback-deadline-ms after callback_new), then given up.
+ * Every failed try, the delivery and the give-up are logged with the
+ * request id. 4xx is never retried: it would fail again the same way. */
 #ifndef COMMON_CALLBACK_H
 #define COMMON_CALLBACK_H
 
 #include <curl/curl.h>
 #include <stdbool.h>
 
-#define CALLBACK_MAX_TRIES 3
-#define CALLBACK_BACKOFF_MS 500   /* before try 2; doubles for each next one */
-#define CALLBACK_TIMEOUT_MS 5000  /* whole transfer, per try */
+#include <stdint.h>
+
+#define CALLBACK_BACKOFF_MS 500      /* nominal wait before try 2; doubles */
+#define CALLBACK_BACKOFF_MAX_MS 8000 /* ... up to this */
+#define CALLBACK_TIMEOUT_MS 5000     /* whole transfer, per try */
 
 struct callback {
     CURL *easy;                   /* PUT, JSON body, timeout, no signals */
@@ -23,6 +30,9 @@ struct callback {
     char *body;                   /* owned */
     char request_id[129];         /* for log lines */
     int tries;                    /* attempts finished so far */
+    uint64_t started_ms;          /* callback_new, on timer_now_ms's clock */
+    uint64_t give_up_at_ms;       /* no try starts after this */
+    unsigned jitter_seed;         /* rand_r state: this callback's own */
     char errbuf[CURL_ERROR_SIZE];
     void *owner;                  /* free for the stage (CURLOPT_PRIVATE too) */
 };
@@ -30,7 +40,7 @@ struct callback {
 enum callback_verdict {
     CALLBACK_DELIVERED,   /* 2xx */
     CALLBACK_RETRY,       /* try again after *retry_in_ms */
-    CALLBACK_FAILED,      /* 4xx, or out of tries: logged, given up */
+    CALLBACK_FAILED,      /* 4xx, or past the deadline: logged, given up */
 };
 
 /* Once per process, before any thread starts: curl_global_init. */
@@ -38,14 +48,25 @@ void callback_global_init(void);
 void callback_global_cleanup(void);
 
 /* A ready-to-run PUT of body (taken over, freed by callback_free) to
- * main_service_url + "/api/exchange_result". NULL on ENOMEM. */
+ * main_service_url + "/api/exchange_result", retried until deadline_ms
+ * from now (cfg->callback_deadline_ms): call it right before the first
+ * try. NULL on ENOMEM. */
 struct callback *callback_new(const char *main_service_url, char *body,
-                              const char *request_id);
+                              const char *request_id, int deadline_ms);
 void callback_free(struct callback *cb);
+
+/* The wait after the tries-th failed try (tries >= 1), before any
+ * deadline: nominal CALLBACK_BACKOFF_MS << (tries - 1), at most
+ * CALLBACK_BACKOFF_MAX_MS, drawn uniformly from [nominal / 2, nominal]
+ * with rand_r(seed). The jitter spreads callbacks that failed together
+ * (an outage) so they do not all come back in the same millisecond. */
+long callback_backoff_ms(int tries, unsigned *seed);
 
 /* Judges one finished attempt from curl's result and the HTTP status, logs
  * it, and says what to do next. On CALLBACK_RETRY, *retry_in_ms is the
- * backoff to wait before running cb->easy again. */
+ * backoff to wait before running cb->easy again: callback_backoff_ms, cut
+ * so that the last try starts at the deadline. Past the deadline,
+ * CALLBACK_FAILED with a logged give-up. */
 enum callback_verdict callback_after_attempt(struct callback *cb,
                                              CURLcode result,
                                              long *retry_in_ms);

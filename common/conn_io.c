@@ -2,11 +2,14 @@
 #include "conn_io.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "callback.h"
@@ -18,26 +21,122 @@
 #define ACCEPT_BACKOFF_MS 100     /* out of descriptors: wait, do not spin */
 #define BUSY_SEND_TIMEOUT_MS 100  /* the acceptor never waits long on a 503 */
 #define DRAIN_TIMEOUT_MS 1000     /* a worker can afford this, not more */
+#define DEFAULT_WRITE_TIMEOUT_MS 10000 /* no conn_io_set_write_timeout */
 
-/* Reads and drops what the client sends, at most one request's worth,
- * until the end of the stream, an error, or (flags) nothing more to take. */
-static void drop_input(int fd, int flags)
+/* ---- Deadlines on CLOCK_MONOTONIC ---- */
+
+struct conn_io_limits conn_io_limits_of(const struct config *cfg)
+{
+    return (struct conn_io_limits){
+        .idle_timeout_ms = cfg->idle_timeout_ms,
+        .header_timeout_ms = cfg->header_timeout_ms,
+        .body_timeout_ms = cfg->body_timeout_ms,
+    };
+}
+
+/* Milliseconds until deadline (timer_now_ms's clock), 0 once it passed:
+ * poll's timeout. */
+static int ms_left(uint64_t deadline)
+{
+    uint64_t now = timer_now_ms();
+    if (now >= deadline)
+        return 0;
+    return deadline - now > INT_MAX ? INT_MAX : (int)(deadline - now);
+}
+
+static uint64_t deadline_in(int ms)
+{
+    return timer_now_ms() + (uint64_t)(ms > 0 ? ms : 0);
+}
+
+enum wait_result { WAIT_READY, WAIT_TIMEOUT, WAIT_STOP, WAIT_ERROR };
+
+/* Waits until fd has what `events` asks (or an error or hang-up: the next
+ * call tells), the deadline passes, or, with watch_stop, a stop is asked.
+ * The deadline is absolute, so EINTR and early wake-ups cost nothing. */
+static enum wait_result wait_fd(int fd, short events, uint64_t deadline,
+                                bool watch_stop)
+{
+    struct pollfd fds[2] = {{.fd = fd, .events = events},
+                            {.fd = shutdown_fd(), .events = POLLIN}};
+    for (;;) {
+        int n = poll(fds, watch_stop ? 2 : 1, ms_left(deadline));
+        if (n > 0 && fds[0].revents)
+            return WAIT_READY;
+        if (n > 0)
+            return WAIT_STOP;
+        if (n == 0 && timer_now_ms() >= deadline)
+            return WAIT_TIMEOUT;
+        if (n < 0 && errno != EINTR) {
+            log_warn("poll: %s", strerror(errno));
+            return WAIT_ERROR;
+        }
+    }
+}
+
+/* Sends all len bytes before deadline, however slowly the client reads:
+ * non-blocking sends, poll for room in between. 0, or -1 with errno
+ * (ETIMEDOUT when the deadline passed). */
+static int write_all_by(int fd, const char *buf, size_t len,
+                        uint64_t deadline)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            buf += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            return -1;
+        enum wait_result w = wait_fd(fd, POLLOUT, deadline, false);
+        if (w == WAIT_TIMEOUT)
+            errno = ETIMEDOUT;
+        if (w != WAIT_READY)
+            return -1;
+    }
+    return 0;
+}
+
+/* Reads and drops what the client sends until it closes, one request's
+ * worth has gone, or deadline passes. */
+static void drop_input_until(int fd, uint64_t deadline)
 {
     char buf[4096];
     for (size_t total = 0; total < HTTP_PARSER_MAX_BUFFER;) {
-        ssize_t n = recv(fd, buf, sizeof buf, flags);
+        ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
         if (n < 0 && errno == EINTR)
             continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (wait_fd(fd, POLLIN, deadline, false) != WAIT_READY)
+                return;
+            continue;
+        }
         if (n <= 0)
-            break;
+            return;
         total += (size_t)n;
     }
 }
 
 /* ---- The acceptor ---- */
 
+/* A worker per connection needs a descriptor per connection: a shell's
+ * soft limit (often 1024) would stop accept() with EMFILE long before
+ * --max-children or --max-threads. Raised to the hard limit, and said. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (net_raise_fd_limit() < 0)
+        log_warn("raising the descriptor limit: %s", strerror(errno));
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        log_info("descriptor limit: %llu", (unsigned long long)rl.rlim_cur);
+}
+
 int conn_io_listen(const struct config *cfg)
 {
+    raise_fd_limit();
     int port;
     int fd = net_listen(cfg->host, cfg->port, &port);
     if (fd < 0)
@@ -67,18 +166,18 @@ int conn_io_accept(int listen_fd)
     return -1;
 }
 
-/* The socket is fresh, so the short send timeout only guards against the
- * impossible; the drop is non-blocking, unlike conn_io_drain_before_close,
- * because the acceptor cannot afford to wait for anyone. */
+/* The answer is written under a short deadline and the drop does not
+ * wait at all, unlike conn_io_drain_before_close: the acceptor cannot
+ * afford to wait for anyone. */
 void conn_io_refuse_busy(int fd, const char *why)
 {
     struct endpoint_reply reply;
     endpoint_busy(why, &reply);
-    net_set_timeouts(fd, BUSY_SEND_TIMEOUT_MS);
+    conn_io_set_write_timeout(fd, BUSY_SEND_TIMEOUT_MS);
     conn_io_send_reply(fd, &reply, false);
     endpoint_reply_free(&reply);
     shutdown(fd, SHUT_WR);
-    drop_input(fd, MSG_DONTWAIT);
+    drop_input_until(fd, 0);
     close(fd);
 }
 
@@ -95,57 +194,103 @@ static bool server_stopping(void)
     return poll(&p, 1, 0) > 0;
 }
 
-/* Waits for the client's next bytes, at most idle_timeout_ms. Between
- * requests (nothing buffered) a stop also ends the wait: an idle connection
- * is closed at once instead of holding the stop for the whole timeout.
- * Inside a request only the client or the timeout ends it: that request is
- * in flight. */
-static bool wait_for_bytes(int fd, const struct http_parser *p,
-                           int idle_timeout_ms)
+/* Where a request stands, and the deadline of that stage. Each deadline is
+ * set once, when its stage begins, and never moved. */
+struct request_clock {
+    uint64_t idle_until;   /* before the first byte */
+    uint64_t head_until;   /* 0 until the first byte arrives */
+    uint64_t body_until;   /* 0 until the head is complete */
+};
+
+static uint64_t request_deadline(struct request_clock *c,
+                                 const struct http_parser *p,
+                                 const struct conn_io_limits *lim)
 {
-    bool idle = http_parser_empty(p);
-    struct pollfd fds[2] = {{.fd = fd, .events = POLLIN},
-                            {.fd = shutdown_fd(), .events = POLLIN}};
-    for (;;) {
-        int n = poll(fds, idle ? 2 : 1, idle_timeout_ms);
-        if (n > 0 && fds[0].revents)
-            return true; /* data, end of stream or error: read() tells */
-        if (n > 0) {
-            log_info("server stopping: closing an idle connection");
-            return false;
-        }
-        if (n == 0) {
-            log_info("client %s past %d ms; closing",
-                     idle ? "idle" : "stalled", idle_timeout_ms);
-            return false;
-        }
-        if (errno != EINTR) {
-            log_warn("poll: %s", strerror(errno));
-            return false;
-        }
+    /* Any byte starts the head, CR and LF included: "empty lines between
+     * requests" must not be a way to stay idle forever. */
+    if (p->len > 0 && c->head_until == 0)
+        c->head_until = deadline_in(lim->header_timeout_ms);
+    if (p->head_done && c->body_until == 0)
+        c->body_until = deadline_in(lim->body_timeout_ms);
+    if (p->head_done)
+        return c->body_until;
+    return p->len > 0 ? c->head_until : c->idle_until;
+}
+
+/* A deadline passed: an idle connection just ends; a request under way is
+ * answered 408 by the caller (the detail names the option to raise). */
+static enum http_parse_status request_late(struct http_parser *p,
+                                           const struct conn_io_limits *lim)
+{
+    if (p->len == 0) {
+        log_info("client idle past %d ms; closing", lim->idle_timeout_ms);
+        return HTTP_NEED_MORE;
     }
+    p->error_status = 408;
+    p->error_detail = p->head_done
+        ? "request body not complete within --body-timeout-ms"
+        : "request head not complete within --header-timeout-ms";
+    return HTTP_ERROR;
 }
 
 enum http_parse_status conn_io_read_request(int fd, struct http_parser *p,
-                                            int idle_timeout_ms)
+                                            const struct conn_io_limits *lim)
 {
+    struct request_clock clock = {
+        .idle_until = deadline_in(lim->idle_timeout_ms)};
     for (;;) {
         enum http_parse_status st = http_parser_parse(p);
         if (st != HTTP_NEED_MORE)
             return st;
         if (http_parser_take_continue(p) &&
-            net_write_all(fd, HTTP_CONTINUE_RESPONSE,
-                          strlen(HTTP_CONTINUE_RESPONSE)) < 0)
+            write_all_by(fd, HTTP_CONTINUE_RESPONSE,
+                         strlen(HTTP_CONTINUE_RESPONSE),
+                         deadline_in(lim->idle_timeout_ms)) < 0)
             return HTTP_NEED_MORE;
         size_t avail;
         char *space = http_parser_space(p, &avail);
-        if (!space || !wait_for_bytes(fd, p, idle_timeout_ms))
+        if (!space)
+            return HTTP_NEED_MORE; /* out of memory: nothing to answer with */
+        /* Between requests a stop ends the wait; inside one only the
+         * client or the deadline does: that request is in flight. */
+        switch (wait_fd(fd, POLLIN, request_deadline(&clock, p, lim),
+                        p->len == 0)) {
+        case WAIT_READY:
+            break;
+        case WAIT_TIMEOUT:
+            return request_late(p, lim);
+        case WAIT_STOP:
+            log_info("server stopping: closing an idle connection");
             return HTTP_NEED_MORE;
-        ssize_t n = net_read_some(fd, space, avail);
+        case WAIT_ERROR:
+            return HTTP_NEED_MORE;
+        }
+        ssize_t n = recv(fd, space, avail, MSG_DONTWAIT);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN ||
+                      errno == EWOULDBLOCK))
+            continue;
         if (n <= 0)
-            return HTTP_NEED_MORE; /* closed, reset, or timed out */
+            return HTTP_NEED_MORE; /* closed or reset */
         http_parser_commit(p, (size_t)n);
     }
+}
+
+int conn_io_set_write_timeout(int fd, int ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    return setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+/* The write timeout stored by conn_io_set_write_timeout, in ms. */
+static int write_timeout_of(int fd)
+{
+    struct timeval tv;
+    socklen_t len = sizeof tv;
+    if (getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, &len) < 0 ||
+        (tv.tv_sec == 0 && tv.tv_usec == 0))
+        return DEFAULT_WRITE_TIMEOUT_MS;
+    long long ms = (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    return ms > INT_MAX ? INT_MAX : (int)ms;
 }
 
 bool conn_io_send_reply(int fd, const struct endpoint_reply *reply,
@@ -153,10 +298,10 @@ bool conn_io_send_reply(int fd, const struct endpoint_reply *reply,
 {
     size_t len;
     char *text = endpoint_reply_render(reply, keep_alive, &len);
-    bool ok = text && net_write_all(fd, text, len) == 0;
+    bool ok = text && write_all_by(fd, text, len,
+                                   deadline_in(write_timeout_of(fd))) == 0;
     if (text && !ok)
-        log_info("client left before the answer was written: %s",
-                 strerror(errno));
+        log_info("client did not take the answer: %s", strerror(errno));
     free(text);
     return ok;
 }
@@ -173,24 +318,28 @@ bool conn_io_reject(int fd, const struct http_parser *p)
 
 void conn_io_drain_before_close(int fd)
 {
-    if (shutdown(fd, SHUT_WR) < 0 ||
-        net_set_timeouts(fd, DRAIN_TIMEOUT_MS) < 0)
+    if (shutdown(fd, SHUT_WR) < 0)
         return;
-    drop_input(fd, 0); /* each wait ends after DRAIN_TIMEOUT_MS */
+    drop_input_until(fd, deadline_in(DRAIN_TIMEOUT_MS));
 }
 
-void conn_io_serve(int fd, int idle_timeout_ms, conn_io_handler *handle,
-                   void *arg)
+void conn_io_linger_if_unread(int fd)
 {
-    /* Bounds every blocking write too: a client that stops reading cannot
-     * hold its worker forever. */
-    if (net_set_timeouts(fd, idle_timeout_ms) < 0)
-        log_warn("setting timeouts: %s", strerror(errno));
+    char byte;
+    ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0)
+        conn_io_drain_before_close(fd);
+}
+
+void conn_io_serve(int fd, const struct conn_io_limits *lim,
+                   conn_io_handler *handle, void *arg)
+{
+    if (conn_io_set_write_timeout(fd, lim->idle_timeout_ms) < 0)
+        log_warn("setting the write timeout: %s", strerror(errno));
     struct http_parser parser;
     http_parser_init(&parser);
     for (bool more = true; more;) {
-        enum http_parse_status st =
-            conn_io_read_request(fd, &parser, idle_timeout_ms);
+        enum http_parse_status st = conn_io_read_request(fd, &parser, lim);
         if (st == HTTP_ERROR && conn_io_reject(fd, &parser))
             conn_io_drain_before_close(fd);
         if (st != HTTP_DONE)
@@ -198,6 +347,8 @@ void conn_io_serve(int fd, int idle_timeout_ms, conn_io_handler *handle,
         log_info("%s %s", parser.req.method, parser.req.path);
         more = handle(fd, &parser.req, arg);
         http_parser_consume(&parser);
+        if (!more)
+            conn_io_linger_if_unread(fd);
     }
     http_parser_free(&parser);
 }
@@ -219,7 +370,9 @@ bool conn_io_send_callback(const struct config *cfg,
 {
     char *body = exchange_callback_body(cfg->token, job, subtotals);
     struct callback *cb = body ? callback_new(cfg->main_service, body,
-                                              job->request_id) : NULL;
+                                              job->request_id,
+                                              cfg->callback_deadline_ms)
+                             : NULL;
     bool delivered = false;
     if (cb)
         delivered = callback_send_blocking(cb);

@@ -7,8 +7,10 @@
  * changes. That part lives here, so each stage file shows its model: 01's
  * accept-serve-close loop, 02's fork and reaping, 03's threads.
  *
- * Every wait on the client is bounded by the idle timeout, and between
- * requests it also watches the shutdown pipe (shutdown.h): a stop closes an
+ * Every wait on the client has a deadline that never moves (struct
+ * conn_io_limits): poll() gets the time left on CLOCK_MONOTONIC, so a
+ * client trickling one byte at a time cannot stretch it. Between requests
+ * the wait also watches the shutdown pipe (shutdown.h): a stop closes an
  * idle connection at once, while a request already under way is finished.
  * None of these calls can raise SIGPIPE (net.h). */
 #ifndef COMMON_CONN_IO_H
@@ -21,10 +23,27 @@
 #include "exchange.h"
 #include "http.h"
 
+/* The deadlines of DESIGN.md, in milliseconds. Each starts once and never
+ * moves with new bytes: a request is bounded by idle + header + body
+ * timeouts however its bytes are spread out. */
+struct conn_io_limits {
+    int idle_timeout_ms;   /* no byte of a request yet (a new or kept-alive
+                              connection): then a quiet close. Also bounds
+                              writing one whole answer */
+    int header_timeout_ms; /* from a request's first byte (CR/LF count) to
+                              the end of its head: past it, 408 */
+    int body_timeout_ms;   /* from the end of the head to the end of the
+                              body: past it, 408 */
+};
+
+/* The three limits as cfg's options set them. */
+struct conn_io_limits conn_io_limits_of(const struct config *cfg);
+
 /* ---- The acceptor ---- */
 
-/* Listens on cfg->host:cfg->port, logs the settings (config_log) and prints
- * the one stdout line (net_announce). The listening socket is non-blocking
+/* Raises the descriptor limit to the hard one (logged), listens on
+ * cfg->host:cfg->port, logs the settings (config_log) and prints the one
+ * stdout line (net_announce). The listening socket is non-blocking
  * only so that a client who gives up between poll and accept cannot block
  * the acceptor in accept(); client sockets stay blocking. -1 if it cannot
  * listen (why is printed). */
@@ -44,16 +63,24 @@ void conn_io_refuse_busy(int fd, const char *why);
 /* ---- One connection, in its own worker ---- */
 
 /* Reads until one whole request is parsed, answering "Expect:
- * 100-continue". Waits at most idle_timeout_ms for each chunk of bytes, so
- * the timeout is per wait, not per request. HTTP_DONE, HTTP_ERROR
- * (p->error_status says which), or HTTP_NEED_MORE when the connection is
- * over: the client left or went quiet, or a stop was asked while no request
- * was under way. */
+ * 100-continue", under lim's deadlines: idle until the first byte, then
+ * header, then body. HTTP_DONE; HTTP_ERROR with p->error_status saying
+ * which (408 when the head or body missed its deadline); or HTTP_NEED_MORE
+ * when the connection is over: the client left, stayed idle past
+ * idle_timeout_ms, or a stop was asked while no request was under way. */
 enum http_parse_status conn_io_read_request(int fd, struct http_parser *p,
-                                            int idle_timeout_ms);
+                                            const struct conn_io_limits *lim);
+
+/* Sets the time one whole answer may take to be written on fd (kept as
+ * the socket's SO_SNDTIMEO, the value conn_io_send_reply reads back): a
+ * client that does not read its answer is dropped after it, however it
+ * trickles. Without it, DEFAULT_WRITE_TIMEOUT_MS of conn_io.c applies.
+ * 0, or -1 with errno. */
+int conn_io_set_write_timeout(int fd, int ms);
 
 /* Renders reply with the Connection header keep_alive asks for and writes
- * it whole. False (logged) if the client left before it was written. */
+ * it whole, within one write timeout (conn_io_set_write_timeout). False
+ * (logged) if the client left or did not take it in time. */
 bool conn_io_send_reply(int fd, const struct endpoint_reply *reply,
                         bool keep_alive);
 
@@ -62,23 +89,31 @@ bool conn_io_send_reply(int fd, const struct endpoint_reply *reply,
  * True if the answer was written. */
 bool conn_io_reject(int fd, const struct http_parser *p);
 
-/* Before closing after an error answer: shuts our side, then drops what
- * the client still sends for up to a second (at most one request's worth),
- * because closing with unread bytes would reset the connection and could
- * destroy the answer. The caller closes fd. */
+/* The lingering close, before closing after an error answer: shuts our
+ * side, then drops what the client still sends until it closes too, one
+ * request's worth has gone, or a deadline of about a second passes.
+ * Closing with unread bytes would make the kernel send a reset, which can
+ * destroy the answer before the client reads it. The caller closes fd. */
 void conn_io_drain_before_close(int fd);
+
+/* The same lingering close, but only if the client sent bytes that were
+ * never read (a pipelined request after our last answer); otherwise
+ * nothing: a client done with the connection is not kept waiting. */
+void conn_io_linger_if_unread(int fd);
 
 /* A handler for conn_io_serve: answers one parsed request (conn_io_answer)
  * and returns whether the connection goes on. */
 typedef bool conn_io_handler(int fd, const struct http_request *req,
                              void *arg);
 
-/* Serves a keep-alive connection (02, 03) until it is over: sets fd's send
- * and receive timeouts, then reads each request, logs it, and hands it to
- * handle(fd, req, arg) while handle returns true. A malformed request is
- * rejected and the connection drained. The caller closes fd. */
-void conn_io_serve(int fd, int idle_timeout_ms, conn_io_handler *handle,
-                   void *arg);
+/* Serves a connection until it is over: reads each request under lim's
+ * deadlines, logs it, and hands it to handle(fd, req, arg) while handle
+ * returns true (01's handler always says false: one request). A malformed
+ * or late request is rejected (400..505, 408) and the connection drained;
+ * after the last answer unread input is drained too. The caller closes
+ * fd. */
+void conn_io_serve(int fd, const struct conn_io_limits *lim,
+                   conn_io_handler *handle, void *arg);
 
 /* Sends a handler's reply and frees it. The connection stays open only if
  * the client asked (req->keep_alive), this is not its last answer (last),
@@ -91,8 +126,9 @@ bool conn_io_answer(int fd, const struct http_request *req,
 /* ---- The callback ---- */
 
 /* PUTs a finished job's result to cfg->main_service (callback.h), blocking
- * the caller through every try and backoff. Out of memory is logged. True
- * if delivered. */
+ * the caller through every try and backoff, up to
+ * cfg->callback_deadline_ms; a give-up is logged, and so is running out of
+ * memory. True if delivered. */
 bool conn_io_send_callback(const struct config *cfg,
                            const struct exchange_request *job,
                            const double *subtotals);

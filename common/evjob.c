@@ -32,7 +32,8 @@ enum evjob_want evjob_on_bill_due(struct evjob *job, size_t i)
         return EVJOB_BILLS;
     const struct config *cfg = job->srv->cfg;
     char *body = exchange_callback_body(cfg->token, &job->req, job->subtotals);
-    job->cb = callback_new(cfg->main_service, body, job->req.request_id);
+    job->cb = callback_new(cfg->main_service, body, job->req.request_id,
+                           cfg->callback_deadline_ms);
     if (job->cb == NULL) {
         log_warn("callback %s: out of memory; result dropped",
                  job->req.request_id);
@@ -45,8 +46,8 @@ enum evjob_want evjob_on_bill_due(struct evjob *job, size_t i)
 
 bool evjob_put(struct evjob *job, CURLM *multi)
 {
-    log_info("callback %s: PUT, try %d of %d", job->req.request_id,
-             job->cb->tries + 1, CALLBACK_MAX_TRIES);
+    log_info("callback %s: PUT, try %d", job->req.request_id,
+             job->cb->tries + 1);
     CURLMcode rc = curl_multi_add_handle(multi, job->cb->easy);
     if (rc != CURLM_OK) {
         log_warn("callback %s: %s; result dropped", job->req.request_id,

@@ -5,6 +5,7 @@
 #include "endpoint.h"
 #include "exchange.h"
 #include "log.h"
+#include "timer.h"
 
 #include <check.h>
 #include <netinet/in.h>
@@ -707,31 +708,38 @@ END_TEST
 START_TEST(test_callback_retry_policy)
 {
     struct callback *cb = callback_new("http://127.0.0.1:9/", strdup("{}"),
-                                       "policy");
+                                       "policy", 120000);
     ck_assert_ptr_nonnull(cb);
     ck_assert_str_eq(cb->request_id, "policy");
     long wait = -1;
     strcpy(cb->errbuf, "Failed to connect to 127.0.0.1 port 9");
     ck_assert_int_eq(callback_after_attempt(cb, CURLE_COULDNT_CONNECT, &wait),
                      CALLBACK_RETRY);
-    ck_assert_int_eq(wait, 500);
+    ck_assert_int_ge(wait, 250); /* 500 ms with jitter: [250, 500] */
+    ck_assert_int_le(wait, 500);
     ck_assert_int_eq(cb->tries, 1);
     ck_assert_str_eq(cb->errbuf, ""); /* cleared for the next attempt */
     ck_assert_int_eq(callback_after_attempt(cb, CURLE_COULDNT_CONNECT, &wait),
                      CALLBACK_RETRY);
-    ck_assert_int_eq(wait, 1000);
+    ck_assert_int_ge(wait, 500);
+    ck_assert_int_le(wait, 1000);
+    /* No count of tries any more: only the deadline ends the retries. */
+    ck_assert_int_eq(callback_after_attempt(cb, CURLE_COULDNT_CONNECT, &wait),
+                     CALLBACK_RETRY);
+    cb->give_up_at_ms = timer_now_ms();
     ck_assert_int_eq(callback_after_attempt(cb, CURLE_COULDNT_CONNECT, &wait),
                      CALLBACK_FAILED);
-    ck_assert_int_eq(cb->tries, 3);
+    ck_assert_int_eq(cb->tries, 4);
     callback_free(cb);
 
     /* A "successful" transfer without a status (never performed: code 0)
      * is neither 2xx nor 4xx, so it is retried like a 5xx. */
-    cb = callback_new("http://127.0.0.1:9", strdup("{}"), "zero");
+    cb = callback_new("http://127.0.0.1:9", strdup("{}"), "zero", 120000);
     ck_assert_ptr_nonnull(cb);
     ck_assert_int_eq(callback_after_attempt(cb, CURLE_OK, &wait),
                      CALLBACK_RETRY);
-    ck_assert_int_eq(wait, 500);
+    ck_assert_int_ge(wait, 250);
+    ck_assert_int_le(wait, 500);
     ck_assert_int_eq(callback_after_attempt(cb, CURLE_OPERATION_TIMEDOUT, NULL),
                      CALLBACK_RETRY);
     callback_free(cb);
@@ -740,16 +748,16 @@ END_TEST
 
 START_TEST(test_callback_new_edges)
 {
-    ck_assert_ptr_null(callback_new("http://x", NULL, "r")); /* ENOMEM body */
+    ck_assert_ptr_null(callback_new("http://x", NULL, "r", 1000)); /* ENOMEM */
     char long_id[300];
     memset(long_id, 'i', sizeof long_id - 1);
     long_id[sizeof long_id - 1] = '\0';
     struct callback *cb = callback_new("http://127.0.0.1:9", strdup("{}"),
-                                       long_id);
+                                       long_id, 1000);
     ck_assert_ptr_nonnull(cb);
     ck_assert_uint_eq(strlen(cb->request_id), sizeof cb->request_id - 1);
     callback_free(cb);
-    cb = callback_new("http://127.0.0.1:9", strdup("{}"), NULL);
+    cb = callback_new("http://127.0.0.1:9", strdup("{}"), NULL, 1000);
     ck_assert_ptr_nonnull(cb);
     ck_assert_str_eq(cb->request_id, "");
     callback_free(cb);
@@ -833,11 +841,14 @@ static void responder_stop(struct responder *rs)
     close(rs->fd);
 }
 
+/* Callbacks to the responder, retried for CALLBACK_TEST_DEADLINE_MS. */
+#define CALLBACK_TEST_DEADLINE_MS 1500
 static struct callback *callback_to(int port, const char *suffix)
 {
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, suffix);
-    return callback_new(url, strdup("{\"token\":\"t\"}"), "cb_test");
+    return callback_new(url, strdup("{\"token\":\"t\"}"), "cb_test",
+                        CALLBACK_TEST_DEADLINE_MS);
 }
 
 START_TEST(test_callback_delivered)
@@ -882,7 +893,8 @@ START_TEST(test_callback_retries_5xx)
     ck_assert(callback_send_blocking(cb));
     double took = log_elapsed() - t0;
     ck_assert_int_eq(cb->tries, 3);
-    ck_assert_msg(took >= 1.45, "backoff 500 + 1000 ms, took %.3f s", took);
+    /* Backoff 500 then 1000 ms, each with jitter down to half. */
+    ck_assert_msg(took >= 0.74, "backoff >= 250 + 500 ms, took %.3f s", took);
     callback_free(cb);
     responder_stop(&rs);
 }
@@ -911,8 +923,16 @@ START_TEST(test_callback_refused)
     socklen_t alen = sizeof a;
     getsockname(fd, (struct sockaddr *)&a, &alen);
     struct callback *cb = callback_to(ntohs(a.sin_port), "");
+    double t0 = log_elapsed();
     ck_assert(!callback_send_blocking(cb));
-    ck_assert_int_eq(cb->tries, CALLBACK_MAX_TRIES);
+    double took = log_elapsed() - t0;
+    /* Retried until the deadline (the last try starts right at it), and
+     * not long after: 0.5 + 1 s of nominal backoff fits in 1.5 s, so at
+     * least three tries. */
+    ck_assert_int_ge(cb->tries, 3);
+    ck_assert_msg(took >= CALLBACK_TEST_DEADLINE_MS / 1000.0 - 0.01 &&
+                  took < CALLBACK_TEST_DEADLINE_MS / 1000.0 + 1.0,
+                  "gave up after %.3f s", took);
     callback_free(cb);
     close(fd);
 }

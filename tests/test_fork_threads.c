@@ -9,10 +9,14 @@
 #include <check.h>
 #include <ctype.h>
 #include <dirent.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -325,6 +329,112 @@ START_TEST(stop_finishes_pending_callbacks)
 }
 END_TEST
 
+/* Sends one byte every every_ms on fd until an answer arrives or
+ * within_ms passes; the answer (up to the server's close) goes to buf.
+ * Returns the seconds from the first byte to the answer, or -1 if none
+ * came. The bytes are CR: a trickle that never even starts a request
+ * line must not count as idle. */
+static double trickle_until_answer(int fd, int every_ms, int within_ms,
+                                   char *buf, size_t cap)
+{
+    double t0 = harness_now();
+    size_t len = 0;
+    buf[0] = '\0';
+    while (harness_now() - t0 < within_ms / 1000.0) {
+        if (send(fd, "\r", 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 &&
+            errno != EAGAIN)
+            break; /* closed: whatever was answered is in the socket */
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, every_ms) > 0)
+            break;
+    }
+    double answered = harness_now() - t0;
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (len + 1 >= cap || poll(&p, 1, 2000) <= 0)
+            break;
+        ssize_t n = recv(fd, buf + len, cap - 1 - len, 0);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        buf[len] = '\0';
+    }
+    return len > 0 ? answered : -1;
+}
+
+/* A client trickling a byte every 200 ms, quicker than the 600 ms idle
+ * timeout, is cut off by the head's deadline (1 s from its first byte,
+ * never moved) with a 408; its process or thread is then given back. */
+START_TEST(trickled_head_gets_408_and_frees_its_worker)
+{
+    if (!selected(rows[_i]))
+        return;
+    struct proc s;
+    start(&s, rows[_i], "--header-timeout-ms", "1000", "--idle-timeout-ms",
+          "600");
+    expect_get_root(s.port);
+    bool fork_row = strcmp(rows[_i], "02-fork") == 0;
+    int idle = fork_row ? 0 : stable_thread_count(s.pid);
+    int fd = raw_connect(s.port);
+    ck_assert_int_ge(fd, 0);
+    char buf[2048];
+    double took = trickle_until_answer(fd, 200, 5000, buf, sizeof buf);
+    close(fd);
+    ck_assert_msg(took >= 0.9 && took < 2.0, "answered after %.2f s: %s",
+                  took, buf);
+    ck_assert_int_eq(raw_status(buf), 408);
+    ck_assert_ptr_nonnull(strstr(buf, "Connection: close"));
+    ck_assert_ptr_nonnull(strstr(buf, "{\"detail\":\"request head"));
+    if (fork_row) {
+        double give_up = harness_now() + 3.0;
+        while (children_of(s.pid).total > 0 && harness_now() < give_up)
+            harness_sleep_ms(50);
+        ck_assert_int_eq(children_of(s.pid).total, 0);
+    } else {
+        ck_assert_msg(threads_settle_at(s.pid, idle, 3000), "expected %d "
+                      "threads, have %d", idle, thread_count(s.pid));
+    }
+    ck_assert_int_eq(proc_stop(&s, 20000), 0);
+}
+END_TEST
+
+/* A body sent a byte at a time, each quicker than the idle timeout, is
+ * cut off 1 s after the head ended: 408 naming the body. */
+START_TEST(trickled_body_gets_408_at_its_deadline)
+{
+    if (!selected(rows[_i]))
+        return;
+    struct proc s;
+    start(&s, rows[_i], "--body-timeout-ms", "1000", "--idle-timeout-ms",
+          "600");
+    int fd = raw_connect(s.port);
+    ck_assert_int_ge(fd, 0);
+    const char *head = "POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\n"
+                       "Content-Length: 100\r\n\r\n";
+    ck_assert_int_eq(write(fd, head, strlen(head)), (ssize_t)strlen(head));
+    double t0 = harness_now();
+    char buf[2048] = "";
+    size_t len = 0;
+    while (harness_now() - t0 < 5.0 && len == 0) {
+        ck_assert_int_eq(send(fd, " ", 1, MSG_NOSIGNAL), 1);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 200) > 0) {
+            ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+            len = n > 0 ? (size_t)n : 0;
+            buf[len] = '\0';
+            break;
+        }
+    }
+    double took = harness_now() - t0;
+    close(fd);
+    ck_assert_msg(took >= 0.9 && took < 2.0, "answered after %.2f s: %s",
+                  took, buf);
+    ck_assert_int_eq(raw_status(buf), 408);
+    ck_assert_ptr_nonnull(strstr(buf, "request body"));
+    ck_assert_int_eq(proc_stop(&s, 20000), 0);
+}
+END_TEST
+
 /* Three slow requests, room for two: the third is refused with 503, and
  * once the two are done the server serves again. */
 static void third_request_gets_503(const char *stage, const char *limit_opt)
@@ -513,6 +623,170 @@ START_TEST(threads_async_bills_finish_together)
 }
 END_TEST
 
+/* ---- 03: bounded threads under an async flood ---- */
+
+/* Samples the thread count of a server every few ms, keeping the highest. */
+struct thread_sampler {
+    pid_t pid;
+    volatile int stop;
+    int max;
+    pthread_t thread;
+};
+
+static void *sample_threads(void *arg)
+{
+    struct thread_sampler *ts = arg;
+    while (!ts->stop) {
+        char path[64], line[256];
+        snprintf(path, sizeof path, "/proc/%d/status", (int)ts->pid);
+        FILE *f = fopen(path, "r");
+        int n = -1;
+        while (f && fgets(line, sizeof line, f))
+            if (sscanf(line, "Threads: %d", &n) == 1)
+                break;
+        if (f)
+            fclose(f);
+        if (n > ts->max)
+            ts->max = n;
+        harness_sleep_ms(5);
+    }
+    return NULL;
+}
+
+/* A pipelined async request of `bills` bills, id "flood_<conn>_<k>". */
+static char *flood_request(int conn, int k, int bills)
+{
+    char json[8192];
+    int n = snprintf(json, sizeof json, "{\"request_id\": \"flood_%d_%d\", "
+                     "\"exchange_rate\": 2, \"bills\": [", conn, k);
+    for (int b = 0; b < bills; b++)
+        n += snprintf(json + n, sizeof json - (size_t)n,
+                      "%s{\"denomination_id\": %d, \"denomination\": 1.0, "
+                      "\"count\": 1}", b ? "," : "", b + 1);
+    n += snprintf(json + n, sizeof json - (size_t)n, "]}");
+    char *req = NULL;
+    ck_assert_int_gt(asprintf(&req, "POST /api/exchange_async HTTP/1.1\r\n"
+                              "Host: x\r\nContent-Length: %d\r\n\r\n%s", n,
+                              json), 0);
+    return req;
+}
+
+/* Reads n pipelined responses from fd; status[k] gets each one's status,
+ * and *with_retry_after counts the 503s that carry Retry-After. */
+static void read_responses(int fd, int n, int *status, int *with_retry_after)
+{
+    size_t cap = 1 << 16, len = 0, pos = 0;
+    char *buf = malloc(cap);
+    ck_assert_ptr_nonnull(buf);
+    double give_up = harness_now() + 20.0;
+    for (int k = 0; k < n;) {
+        buf[len] = '\0';
+        char *end = strstr(buf + pos, "\r\n\r\n");
+        if (end) {
+            const char *cl = strcasestr(buf + pos, "\r\nContent-Length:");
+            size_t body = cl && cl < end ? strtoul(cl + 17, NULL, 10) : 0;
+            size_t whole = (size_t)(end + 4 - buf) + body;
+            if (len >= whole) {
+                status[k] = raw_status(buf + pos);
+                if (status[k] == 503 &&
+                    strcasestr(buf + pos, "\r\nRetry-After: ") &&
+                    strcasestr(buf + pos, "\r\nRetry-After: ") < end)
+                    ++*with_retry_after;
+                pos = whole;
+                k++;
+                continue;
+            }
+        }
+        ck_assert_msg(harness_now() < give_up, "only %d of %d answers", k, n);
+        if (len + 4096 >= cap) {
+            buf = realloc(buf, cap *= 2);
+            ck_assert_ptr_nonnull(buf);
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 1000) <= 0)
+            continue;
+        ssize_t got = recv(fd, buf + len, cap - 1 - len, 0);
+        ck_assert_msg(got > 0, "connection ended after %d of %d answers", k,
+                      n);
+        len += (size_t)got;
+    }
+    free(buf);
+}
+
+/* Issue 12's flood, scaled down: pipelined async requests of 100 bills
+ * over 4 connections. A thread per bill made this thousands of threads;
+ * now the budget refuses what does not fit (503 with Retry-After, before
+ * any ok) and each accepted job waits its bills in at most 4 threads. Every
+ * accepted job calls back. */
+START_TEST(threads_stay_bounded_under_an_async_flood)
+{
+    if (!selected("03-threads"))
+        return;
+    enum { CONNS = 4, PER_CONN = 40, BILLS = 100, MAX_JOBS = 6 };
+    struct proc m, s;
+    char url[64];
+    start_main_service(&m, url, sizeof url);
+    const char *args[] = {"--delay-ms", "300", "--main-service", url,
+                          "--max-jobs", "6", "--max-bills", "1000", NULL};
+    proc_start(&s, "03-threads", args, test_env);
+    expect_get_root(s.port);
+    int idle = stable_thread_count(s.pid);
+    struct thread_sampler ts = {.pid = s.pid, .max = 0};
+    ck_assert_int_eq(pthread_create(&ts.thread, NULL, sample_threads, &ts),
+                     0);
+    int fds[CONNS];
+    for (int c = 0; c < CONNS; c++) {
+        fds[c] = raw_connect(s.port);
+        ck_assert_int_ge(fds[c], 0);
+        for (int k = 0; k < PER_CONN; k++) {
+            char *req = flood_request(c, k, BILLS);
+            size_t len = strlen(req);
+            ck_assert_int_eq(send(fds[c], req, len, MSG_NOSIGNAL),
+                             (ssize_t)len);
+            free(req);
+        }
+    }
+    int status[CONNS][PER_CONN], oks = 0, busy = 0, retry_after = 0;
+    for (int c = 0; c < CONNS; c++) {
+        read_responses(fds[c], PER_CONN, status[c], &retry_after);
+        for (int k = 0; k < PER_CONN; k++) {
+            oks += status[c][k] == 200;
+            busy += status[c][k] == 503;
+        }
+    }
+    ck_assert_int_eq(oks + busy, CONNS * PER_CONN);
+    ck_assert_int_ge(oks, MAX_JOBS);
+    ck_assert_int_gt(busy, 0);
+    ck_assert_int_eq(retry_after, busy);
+    /* Every ok is a promise kept. */
+    for (int c = 0; c < CONNS; c++)
+        for (int k = 0; k < PER_CONN; k++) {
+            if (status[c][k] != 200)
+                continue;
+            char path[96];
+            snprintf(path, sizeof path,
+                     "/api/exchange_result/flood_%d_%d?wait_ms=10000", c, k);
+            struct http_result r;
+            http_request("GET", m.port, path, NULL, &r);
+            ck_assert_msg(r.status == 200, "flood_%d_%d accepted, never "
+                          "called back", c, k);
+            http_result_free(&r);
+        }
+    ts.stop = 1;
+    pthread_join(ts.thread, NULL);
+    /* idle + a thread per connection + per job its own and 4 bill threads */
+    int bound = idle + CONNS + MAX_JOBS * (1 + 4);
+    ck_assert_msg(ts.max <= bound, "%d threads at the peak; bound %d",
+                  ts.max, bound);
+    for (int c = 0; c < CONNS; c++)
+        close(fds[c]);
+    ck_assert_msg(threads_settle_at(s.pid, idle, 5000), "expected %d "
+                  "threads, have %d", idle, thread_count(s.pid));
+    ck_assert_int_eq(proc_stop(&s, 20000), 0);
+    ck_assert_int_eq(proc_stop(&m, 5000), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("fork and threads");
@@ -527,6 +801,10 @@ int main(void)
     tcase_add_loop_test(both, stop_answers_the_request_in_flight_and_closes,
                         0, NUM_ROWS);
     tcase_add_loop_test(both, stop_finishes_pending_callbacks, 0, NUM_ROWS);
+    tcase_add_loop_test(both, trickled_head_gets_408_and_frees_its_worker, 0,
+                        NUM_ROWS);
+    tcase_add_loop_test(both, trickled_body_gets_408_at_its_deadline, 0,
+                        NUM_ROWS);
     suite_add_tcase(suite, both);
     TCase *fork_tc = tcase_create("02-fork");
     tcase_set_timeout(fork_tc, 120);
@@ -539,6 +817,7 @@ int main(void)
     tcase_add_test(threads_tc, threads_return_to_idle_count);
     tcase_add_test(threads_tc, threads_refuse_past_max_threads);
     tcase_add_test(threads_tc, threads_async_bills_finish_together);
+    tcase_add_test(threads_tc, threads_stay_bounded_under_an_async_flood);
     suite_add_tcase(suite, threads_tc);
     SRunner *sr = srunner_create(suite);
     srunner_run_all(sr, CK_NORMAL);

@@ -4,10 +4,12 @@
  * differ (do requests overlap? does it keep connections alive?); every test
  * runs once per row (Check loop tests), so a new stage is one new row. */
 #include <check.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -420,7 +422,9 @@ START_TEST(blocking_stage_logs_its_stall)
     if (!row_selected(0))
         return;
     struct proc s;
-    start_stage(&s, 0, "http://127.0.0.1:9", NULL); /* nobody listens */
+    /* Nobody listens: the callback is retried until its deadline. */
+    const char *const extra[] = {"--callback-deadline-ms", "1000", NULL};
+    start_stage(&s, 0, "http://127.0.0.1:9", extra);
     struct http_result r;
     http_request("POST", s.port, "/api/exchange_async", one_bill_body, &r);
     ck_assert_int_eq(r.status, 200);
@@ -433,6 +437,89 @@ START_TEST(blocking_stage_logs_its_stall)
     ck_assert_double_ge(r.seconds, DELAY_S * 0.8);
     http_result_free(&r);
     ck_assert_ptr_nonnull(strstr(harness_read_log(&s), "stall over"));
+    stop_stage(&s);
+}
+END_TEST
+
+/* 01 serves one client at a time, so a client that trickles its head
+ * holds everyone: but only until the head's deadline (1 s from its first
+ * byte), however often it sends (every 200 ms here, quicker than the
+ * 600 ms idle timeout). It gets 408; the client queued behind it is
+ * served right after. */
+START_TEST(blocking_stage_trickler_holds_it_until_the_head_deadline)
+{
+    if (!row_selected(0))
+        return;
+    struct proc s;
+    const char *const extra[] = {"--header-timeout-ms", "1000",
+                                 "--idle-timeout-ms", "600", NULL};
+    start_stage(&s, 0, NULL, extra);
+    int fd = raw_connect(s.port);
+    ck_assert_int_ge(fd, 0);
+    pid_t trickler = fork();
+    ck_assert_int_ge(trickler, 0);
+    if (trickler == 0) { /* one CR every 200 ms for 4 s */
+        for (int k = 0; k < 20; k++) {
+            if (send(fd, "\r", 1, MSG_NOSIGNAL) < 0)
+                break;
+            harness_sleep_ms(200);
+        }
+        _exit(0);
+    }
+    harness_sleep_ms(100);
+    struct http_result r;
+    http_request("GET", s.port, "/", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_msg(r.seconds > 0.6 && r.seconds < 2.0,
+                  "GET / waited %.2f s behind a trickler", r.seconds);
+    http_result_free(&r);
+    char buf[1024];
+    ssize_t n = recv(fd, buf, sizeof buf - 1, MSG_DONTWAIT);
+    buf[n > 0 ? n : 0] = '\0';
+    ck_assert_int_eq(raw_status(buf), 408);
+    close(fd);
+    waitpid(trickler, NULL, 0);
+    stop_stage(&s);
+}
+END_TEST
+
+/* After a 431 the client may still be sending the rest of its oversized
+ * head. Closing with those bytes unread would make the kernel answer
+ * them with a reset, which on a real network can destroy the 431 before
+ * the client reads it (on loopback it arrives first, so the test looks
+ * for the reset itself): 01 half-closes and drains first (the lingering
+ * close), and the client sees an orderly end of the stream. */
+START_TEST(blocking_stage_431_survives_unread_input)
+{
+    if (!row_selected(0))
+        return;
+    struct proc s;
+    start_stage(&s, 0, NULL, NULL);
+    int fd = raw_connect(s.port);
+    ck_assert_int_ge(fd, 0);
+    static char big[64 * 1024];
+    int k = snprintf(big, sizeof big, "GET / HTTP/1.1\r\nHost: x\r\n"
+                     "X-Big: ");
+    memset(big + k, 'a', sizeof big - (size_t)k);
+    size_t sent = 0;
+    while (sent < sizeof big) { /* the server stops reading at 8 KiB */
+        ssize_t n = send(fd, big + sent, sizeof big - sent, MSG_NOSIGNAL);
+        if (n <= 0)
+            break;
+        sent += (size_t)n;
+    }
+    harness_sleep_ms(300); /* the server has answered and closed by now */
+    char buf[2048];
+    ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+    ck_assert_msg(n > 0, "no answer: %s", n < 0 ? strerror(errno) : "EOF");
+    buf[n] = '\0';
+    ck_assert_int_eq(raw_status(buf), 431);
+    /* Then an orderly end of the stream, not a reset. */
+    while ((n = recv(fd, buf, sizeof buf, 0)) > 0)
+        ;
+    ck_assert_msg(n == 0, "after the 431: %s", strerror(errno));
+    close(fd);
+    expect_get_root(s.port, stages[0].name);
     stop_stage(&s);
 }
 END_TEST
@@ -458,6 +545,8 @@ int main(void)
     TCase *one = tcase_create("01-blocking only");
     tcase_set_timeout(one, 120);
     tcase_add_test(one, blocking_stage_logs_its_stall);
+    tcase_add_test(one, blocking_stage_trickler_holds_it_until_the_head_deadline);
+    tcase_add_test(one, blocking_stage_431_survives_unread_input);
     suite_add_tcase(suite, one);
     SRunner *sr = srunner_create(suite);
     srunner_run_all(sr, CK_NORMAL);
