@@ -88,8 +88,10 @@ $(STAGE_BINS): $(B)/%: $$(call objs_of,$$*) $(B)/libcommon.a
 
 $(TOOL_BINS): $(B)/%: $(B)/obj/tools/%.o $(B)/libcommon.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
-# loadgen's second engine lives in its own file (tools/rawhttp.c).
-$(B)/loadgen: $(B)/obj/tools/rawhttp.o
+# loadgen is split by concern (tools/loadgen_*.c); its second engine's
+# HTTP client is tools/rawhttp.c.
+$(B)/loadgen: $(patsubst %.c,$(B)/obj/%.o,$(wildcard tools/loadgen_*.c)) \
+              $(B)/obj/tools/rawhttp.o
 
 # Test programs may need a stage's own library file (06's coro.c, 05's loop.c).
 TEST_EXTRA_test_coro := $(B)/obj/06-coroutines/coro.o
