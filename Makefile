@@ -92,6 +92,8 @@ $(TOOL_BINS): $(B)/%: $(B)/obj/tools/%.o $(B)/libcommon.a
 # HTTP client is tools/rawhttp.c.
 $(B)/loadgen: $(patsubst %.c,$(B)/obj/%.o,$(wildcard tools/loadgen_*.c)) \
               $(B)/obj/tools/rawhttp.o
+# The main service keeps its store and its JSON text helpers apart.
+$(B)/main-service: $(patsubst %.c,$(B)/obj/%.o,$(wildcard tools/main_service_*.c))
 
 # Test programs may need a stage's own library file (06's coro.c, 05's loop.c).
 TEST_EXTRA_test_coro := $(B)/obj/06-coroutines/coro.o
