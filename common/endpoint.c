@@ -19,6 +19,7 @@ static void reply_set(struct endpoint_reply *reply, int status, char *body)
 {
     reply->status = body ? status : 500;
     reply->body = body;
+    reply->retry_after_s = 0;
 }
 
 static void reply_detail(struct endpoint_reply *reply, int status,
@@ -53,6 +54,7 @@ enum endpoint_route endpoint_route(const struct http_request *req,
 {
     reply->status = 0;
     reply->body = NULL;
+    reply->retry_after_s = 0;
     const char *path = req->path ? req->path : "";
     bool is_sync = strcmp(path, "/api/exchange_sync") == 0;
     bool is_async = strcmp(path, "/api/exchange_async") == 0;
@@ -103,6 +105,21 @@ void endpoint_busy(const char *why, struct endpoint_reply *reply)
     char detail[256];
     snprintf(detail, sizeof detail, "server busy: %s", why ? why : "");
     reply_detail(reply, 503, detail);
+    reply->retry_after_s = 1;
+}
+
+bool endpoint_admit_job(struct jobcap *cap,
+                        const struct exchange_request *job,
+                        struct endpoint_reply *reply)
+{
+    const char *why = NULL;
+    if (jobcap_take(cap, job->num_bills, &why))
+        return true;
+    log_warn("request %s refused: %s (jobs %ld, bills %ld in flight)",
+             job->request_id, why, jobcap_jobs(cap), jobcap_bills(cap));
+    endpoint_reply_free(reply);
+    endpoint_busy(why, reply);
+    return false;
 }
 
 char *endpoint_reply_render(const struct endpoint_reply *reply,
@@ -110,8 +127,12 @@ char *endpoint_reply_render(const struct endpoint_reply *reply,
 {
     const char *body = reply->body ? reply->body : INTERNAL_ERROR_BODY;
     int status = reply->body ? reply->status : 500;
-    return http_response_build(status, body, strlen(body), keep_alive,
-                               out_len);
+    char extra[48] = "";
+    if (reply->body && reply->retry_after_s > 0)
+        snprintf(extra, sizeof extra, "Retry-After: %d\r\n",
+                 reply->retry_after_s);
+    return http_response_build_with(status, extra, body, strlen(body),
+                                    keep_alive, out_len);
 }
 
 void endpoint_reply_free(struct endpoint_reply *reply)

@@ -12,14 +12,19 @@
 #ifndef COMMON_ENDPOINT_H
 #define COMMON_ENDPOINT_H
 
+#include <stdbool.h>
+
 #include "exchange.h"
 #include "http.h"
+#include "jobcap.h"
 
 enum endpoint_route { ENDPOINT_REPLY, ENDPOINT_SYNC, ENDPOINT_ASYNC };
 
 struct endpoint_reply {
     int status;
     char *body;      /* malloc'd JSON; endpoint_reply_free releases it */
+    int retry_after_s; /* > 0: a "Retry-After" header (503s say when to
+                          come back) */
 };
 
 /* Routes req. REPLY: *reply is the whole answer. SYNC: *job is filled.
@@ -39,8 +44,18 @@ void endpoint_sync_done(const struct exchange_request *job,
                         const double *subtotals,
                         struct endpoint_reply *reply);
 
-/* A 503 {"detail":"server busy: ..."} for a server at its limit. */
+/* A 503 {"detail":"server busy: ..."} with "Retry-After: 1", for a server
+ * at its limit. */
 void endpoint_busy(const char *why, struct endpoint_reply *reply);
+
+/* For ENDPOINT_ASYNC, before the ok is sent: reserves job's place in cap
+ * (jobcap_take). True if the job may start; otherwise *reply (the ok) is
+ * replaced by the 503 that names the cap, and the stage must not start the
+ * job. The stage returns the reservation with jobcap_bills_done and
+ * jobcap_job_done as the job progresses. */
+bool endpoint_admit_job(struct jobcap *cap,
+                        const struct exchange_request *job,
+                        struct endpoint_reply *reply);
 
 /* Formats reply as a full HTTP response (http_response_build). */
 char *endpoint_reply_render(const struct endpoint_reply *reply,

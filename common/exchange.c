@@ -1,6 +1,7 @@
 /* exchange: request validation, subtotals and the JSON answers. See
  * exchange.h. Pure functions: no I/O, no globals, no waiting. */
 #include "exchange.h"
+#include "utf8.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -72,42 +73,10 @@ static bool only_whitespace(const char *s, size_t from, size_t len)
 }
 
 /* RFC 8259 8.1: JSON exchanged between systems is UTF-8. cJSON copies the
- * bytes of a string as they come, so without this check a request_id in
- * Latin-1 or with stray bytes would be echoed into answers and callbacks
- * that no strict JSON reader accepts (found by tests/fuzz/fuzz_exchange.c).
- * Strict: no overlong forms, no surrogates, nothing past U+10FFFF. */
-static bool utf8_valid(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = s[i];
-        size_t len;
-        unsigned cp, min;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if (c >= 0xc2 && c <= 0xdf) {
-            len = 2, cp = c & 0x1fu, min = 0x80;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            len = 3, cp = c & 0x0fu, min = 0x800;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            len = 4, cp = c & 0x07u, min = 0x10000;
-        } else {
-            return false;
-        }
-        if (n - i < len)
-            return false;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + k] & 0x3fu);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += len;
-    }
-    return true;
-}
+ * bytes of a string as they come, so without a check (common/utf8) a
+ * request_id in Latin-1 or with stray bytes would be echoed into answers and
+ * callbacks that no strict JSON reader accepts (found by
+ * tests/fuzz/fuzz_exchange.c). */
 
 /* cJSON recurses once per level of nesting and allows 1000 levels: a 2 KB
  * body of "[[[[..." costs it some 100 KiB of stack, which overflows a

@@ -660,14 +660,24 @@ const char *http_status_text(int status)
 char *http_response_build(int status, const char *body, size_t body_len,
                           bool keep_alive, size_t *out_len)
 {
+    return http_response_build_with(status, "", body, body_len, keep_alive,
+                                    out_len);
+}
+
+char *http_response_build_with(int status, const char *extra,
+                               const char *body, size_t body_len,
+                               bool keep_alive, size_t *out_len)
+{
     static const char fmt[] = "HTTP/1.1 %d %s\r\n"
                               "Content-Type: application/json\r\n"
                               "Content-Length: %zu\r\n"
                               "Connection: %s\r\n"
+                              "%s"
                               "\r\n";
     const char *text = http_status_text(status);
     const char *conn = keep_alive ? "keep-alive" : "close";
-    int head = snprintf(NULL, 0, fmt, status, text, body_len, conn);
+    extra = extra ? extra : "";
+    int head = snprintf(NULL, 0, fmt, status, text, body_len, conn, extra);
     if (head < 0 || body_len > SIZE_MAX - (size_t)head - 1) {
         errno = ENOMEM;
         return NULL;
@@ -676,7 +686,7 @@ char *http_response_build(int status, const char *body, size_t body_len,
     char *out = malloc(total + 1); /* +1: snprintf's NUL; handy for logs */
     if (out == NULL)
         return NULL;
-    snprintf(out, (size_t)head + 1, fmt, status, text, body_len, conn);
+    snprintf(out, (size_t)head + 1, fmt, status, text, body_len, conn, extra);
     if (body_len > 0)
         memcpy(out + head, body, body_len);
     out[total] = '\0';

@@ -106,4 +106,10 @@ const char *http_status_text(int status);
 char *http_response_build(int status, const char *body, size_t body_len,
                           bool keep_alive, size_t *out_len);
 
+/* The same with extra header lines after Connection: extra is "" or whole
+ * lines, each ending in CRLF ("Retry-After: 1\r\n"). */
+char *http_response_build_with(int status, const char *extra,
+                               const char *body, size_t body_len,
+                               bool keep_alive, size_t *out_len);
+
 #endif

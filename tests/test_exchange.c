@@ -691,7 +691,7 @@ START_TEST(test_endpoint_render)
     endpoint_reply_free(&reply);
 
     /* An allocation failure leaves a NULL body: still a complete answer. */
-    struct endpoint_reply failed = { 500, NULL };
+    struct endpoint_reply failed = { .status = 500, .body = NULL };
     out = endpoint_reply_render(&failed, true, &len);
     ck_assert_ptr_nonnull(out);
     ck_assert_msg(strncmp(out, "HTTP/1.1 500 ", 13) == 0, "%s", out);
