@@ -1,7 +1,9 @@
 /* test_main_service: the callback receiver (tools/main-service.c) end to
  * end: its routes, token check, payload checks, long polling (one waiter,
  * many waiters on one id, many waiters on many ids), the bounded store,
- * keep-alive, 100-continue, its CLI and a clean exit on SIGTERM. */
+ * keep-alive, 100-continue, its CLI and a clean exit on SIGTERM; and the
+ * limits of issue 12: long polls capped apart from callbacks, the fd limit
+ * raised, only valid UTF-8 JSON out, the store capped by bytes. */
 #include "harness.h"
 
 #include <check.h>
@@ -558,6 +560,48 @@ START_TEST(sigterm_exits_zero_promptly)
 }
 END_TEST
 
+/* Issue 12 item 10: the store is capped by bytes too, evicting the
+ * oldest. 40 results of about 30 KB under --max-store-mb 1 keep about 34. */
+START_TEST(store_is_capped_by_bytes)
+{
+    enum { N = 40, PAD = 30000 };
+    struct proc p;
+    static const char *const args[] = {"--max-store-mb", "1", NULL};
+    proc_start(&p, "main-service", args, token_env);
+    char *pad = malloc(PAD + 1);
+    ck_assert_ptr_nonnull(pad);
+    memset(pad, 'x', PAD);
+    pad[PAD] = '\0';
+    for (int i = 0; i < N; i++) {
+        char *b;
+        ck_assert_int_ge(asprintf(&b, "{\"token\":\"" TOKEN "\","
+                                      "\"request_id\":\"big%d\","
+                                      "\"breakdown\":[\"%s\"]}", i, pad),
+                         0);
+        ck_assert_int_eq(put_result(p.port, b), 200);
+        free(b);
+    }
+    free(pad);
+    struct http_result r;
+    http_request("GET", p.port, RESULT "/big0", NULL, &r);
+    ck_assert_int_eq(r.status, 404);
+    http_result_free(&r);
+    http_request("GET", p.port, RESULT "/big39", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    http_result_free(&r);
+    http_request("GET", p.port, "/", NULL, &r);
+    int count = -1;
+    const char *c = strstr(r.body, "\"results\":");
+    ck_assert_ptr_nonnull(c);
+    count = atoi(c + strlen("\"results\":"));
+    http_result_free(&r);
+    ck_assert_int_ge(count, 30);
+    ck_assert_int_le(count, 35);
+    ck_assert_ptr_nonnull(strstr(harness_read_log(&p), "evicted"));
+    stop(&p);
+}
+END_TEST
+
 /* Runs the binary with argv and returns its exit status. */
 static int run_cli(const char *const *argv)
 {
@@ -609,6 +653,7 @@ int main(void)
     tcase_add_test(tc, default_token_is_used_with_a_warning);
     tcase_add_test(tc, sigterm_exits_zero_promptly);
     tcase_add_test(tc, cli_help_and_bad_options);
+    tcase_add_test(tc, store_is_capped_by_bytes);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

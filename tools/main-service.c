@@ -35,7 +35,9 @@
  *    breakdown is an array (400).
  *  - The stored result is the callback body minus the token, exactly as
  *    received (main_service_json.h), bounded in number (--max-results,
- *    default 10000; the oldest is evicted first).
+ *    default 10000) and in bytes (--max-store-mb, default 256; 10000
+ *    results of 54 KiB would be half a gigabyte): the oldest is evicted
+ *    first, with a log line.
  *  - The {id} in the path is percent-decoded (%XX; '+' stays '+'); a bad
  *    escape or %00 is a 400. Ids longer than 128 bytes are rejected (400),
  *    as the exchange servers never send them.
@@ -458,8 +460,9 @@ static int listen_and_announce(const char *host, int port)
         return -1;
     }
     net_announce(host, bound);
-    log_info("main service on http://%s:%d (max %d connections, %zu "
-             "results)", host, bound, g_opt.max_conns, g_opt.max_results);
+    log_info("main service on http://%s:%d (max %d connections; store: %zu "
+             "results, %zu MB)", host, bound, g_opt.max_conns,
+             g_opt.max_results, g_opt.max_store_mb);
     return fd;
 }
 
@@ -502,7 +505,7 @@ int main(int argc, char **argv)
                  "set SECRET_TOKEN outside a classroom", MS_DEFAULT_TOKEN);
 
     net_ignore_sigpipe();
-    if (store_init(g_opt.max_results) < 0)
+    if (store_init(g_opt.max_results, g_opt.max_store_mb << 20) < 0)
         return 1;
     if (shutdown_init() < 0) {
         perror("shutdown_init");

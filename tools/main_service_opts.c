@@ -22,6 +22,9 @@ static void usage(FILE *out, const char *prog)
         "past it, 503\n"
         "  --max-results N    results kept (default %d); the oldest is "
         "evicted\n"
+        "  --max-store-mb N   megabytes of results kept (default %d); the "
+        "oldest\n"
+        "                     is evicted\n"
         "  --quiet            log only warnings and errors\n"
         "  --help             this text\n"
         "\n"
@@ -45,7 +48,7 @@ static void usage(FILE *out, const char *prog)
         "stdout.\n"
         "SIGINT/SIGTERM stop it (exit 0).\n",
         prog, MS_DEFAULT_PORT, MS_DEFAULT_MAX_CONNS, MS_DEFAULT_MAX_RESULTS,
-        MS_DEFAULT_TOKEN, MS_MAX_WAIT_MS);
+        MS_DEFAULT_MAX_STORE_MB, MS_DEFAULT_TOKEN, MS_MAX_WAIT_MS);
 }
 
 static bool parse_int(const char *s, long min, long max, long *out)
@@ -74,14 +77,16 @@ void ms_options_parse(struct ms_options *o, int argc, char **argv)
     *o = (struct ms_options){.host = "127.0.0.1",
                              .port = MS_DEFAULT_PORT,
                              .max_conns = MS_DEFAULT_MAX_CONNS,
-                             .max_results = MS_DEFAULT_MAX_RESULTS};
-    enum { OPT_PORT = 1, OPT_HOST, OPT_MAX_CONNS, OPT_MAX_RESULTS, OPT_QUIET,
-           OPT_HELP };
+                             .max_results = MS_DEFAULT_MAX_RESULTS,
+                             .max_store_mb = MS_DEFAULT_MAX_STORE_MB};
+    enum { OPT_PORT = 1, OPT_HOST, OPT_MAX_CONNS, OPT_MAX_RESULTS,
+           OPT_MAX_STORE_MB, OPT_QUIET, OPT_HELP };
     static const struct option opts[] = {
         {"port", required_argument, 0, OPT_PORT},
         {"host", required_argument, 0, OPT_HOST},
         {"max-conns", required_argument, 0, OPT_MAX_CONNS},
         {"max-results", required_argument, 0, OPT_MAX_RESULTS},
+        {"max-store-mb", required_argument, 0, OPT_MAX_STORE_MB},
         {"quiet", no_argument, 0, OPT_QUIET},
         {"help", no_argument, 0, OPT_HELP},
         {0, 0, 0, 0},
@@ -107,6 +112,11 @@ void ms_options_parse(struct ms_options *o, int argc, char **argv)
             if (!parse_int(optarg, 1, 10000000, &v))
                 bad_usage(prog, "--max-results wants 1..10000000", optarg);
             o->max_results = (size_t)v;
+            break;
+        case OPT_MAX_STORE_MB:
+            if (!parse_int(optarg, 1, 1 << 20, &v))
+                bad_usage(prog, "--max-store-mb wants 1..1048576", optarg);
+            o->max_store_mb = (size_t)v;
             break;
         case OPT_QUIET:
             o->quiet = true;

@@ -19,6 +19,7 @@
 struct result {
     char *id;                     /* decoded request_id */
     char *json;                   /* {"request_id":..,"breakdown":[..]} */
+    size_t bytes;                 /* what it costs: result_bytes() */
     struct result *hnext;         /* next in the hash bucket */
     struct result *older, *newer; /* insertion order, for eviction */
 };
@@ -30,14 +31,15 @@ static struct {
     pthread_cond_t arrived[WAKE_STRIPES];
     struct result *buckets[STORE_BUCKETS];
     struct result *oldest, *newest;
-    size_t count;
-    size_t max_results; /* set by store_init, read-only afterwards */
+    size_t count, bytes;
+    size_t max_results, max_bytes; /* set by store_init, read-only after */
     bool stopping;
 } g_store = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
-int store_init(size_t max_results)
+int store_init(size_t max_results, size_t max_bytes)
 {
     g_store.max_results = max_results;
+    g_store.max_bytes = max_bytes;
     pthread_condattr_t ca;
     int rc = pthread_condattr_init(&ca);
     if (rc == 0) {
@@ -94,21 +96,40 @@ static void list_append(struct result *r)
     g_store.newest = r;
 }
 
+/* The bytes a result holds: its two strings and its node. The allocator's
+ * own overhead is left out, so the real footprint is a little larger. */
+static size_t result_bytes(const char *id, const char *json)
+{
+    return sizeof(struct result) + strlen(id) + 1 + strlen(json) + 1;
+}
+
 /* Caller holds g_store.mu. */
 static void store_evict_oldest(void)
 {
     struct result *r = g_store.oldest;
-    if (!r)
-        return;
     list_unlink(r);
     struct result **pp = &g_store.buckets[hash_id(r->id)];
     while (*pp != r)
         pp = &(*pp)->hnext;
     *pp = r->hnext;
     g_store.count--;
+    g_store.bytes -= r->bytes;
+    log_info("result %s evicted: the store is full (%zu results, %zu "
+             "bytes)", r->id, g_store.count, g_store.bytes);
     free(r->id);
     free(r->json);
     free(r);
+}
+
+/* Evicts the oldest results until both caps hold; the newest stays even
+ * if it alone were over the byte cap (a body is at most 64 KiB, the cap at
+ * least 1 MB). Caller holds g_store.mu. */
+static void store_trim(void)
+{
+    while (g_store.oldest != g_store.newest &&
+           (g_store.count > g_store.max_results ||
+            g_store.bytes > g_store.max_bytes))
+        store_evict_oldest();
 }
 
 int store_put(const char *id, char *json)
@@ -124,6 +145,7 @@ int store_put(const char *id, char *json)
     pthread_mutex_lock(&g_store.mu);
     struct result *r = store_find(id);
     if (r) { /* a repeated callback replaces the old result */
+        g_store.bytes -= r->bytes;
         free(r->json);
         r->json = json;
         list_unlink(r);
@@ -131,15 +153,18 @@ int store_put(const char *id, char *json)
         free(fresh);
         free(id_copy);
     } else {
-        fresh->id = id_copy;
-        fresh->json = json;
+        r = fresh;
+        r->id = id_copy;
+        r->json = json;
         size_t b = hash_id(id);
-        fresh->hnext = g_store.buckets[b];
-        g_store.buckets[b] = fresh;
-        list_append(fresh);
-        if (++g_store.count > g_store.max_results)
-            store_evict_oldest();
+        r->hnext = g_store.buckets[b];
+        g_store.buckets[b] = r;
+        list_append(r);
+        g_store.count++;
     }
+    r->bytes = result_bytes(r->id, r->json);
+    g_store.bytes += r->bytes;
+    store_trim();
     pthread_cond_broadcast(&g_store.arrived[hash_id(id) % WAKE_STRIPES]);
     pthread_mutex_unlock(&g_store.mu);
     return 0;

@@ -1,8 +1,9 @@
 /* main_service_store: the main service's results, kept in memory.
  *
  * A hash table by request_id plus a list in insertion order, capped by
- * count: past it the oldest result is evicted first. A second PUT for the
- * same id replaces the result (and makes it the newest).
+ * count and by bytes: past either cap the oldest results are evicted first
+ * (and logged). A second PUT for the same id replaces the result (and
+ * makes it the newest).
  *
  * Long polls wait here. One mutex guards the store, and a stored result
  * broadcasts a condition variable so the waiters on it wake, look for their
@@ -17,9 +18,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Sets the cap and makes the condition variables (CLOCK_MONOTONIC). Call
- * once before any thread starts. 0, or -1 (said on stderr). */
-int store_init(size_t max_results);
+/* Sets the caps (results; bytes of ids, results and bookkeeping) and makes
+ * the condition variables (CLOCK_MONOTONIC). Call once before any thread
+ * starts. 0, or -1 (said on stderr). */
+int store_init(size_t max_results, size_t max_bytes);
 
 /* Stores (or replaces) id's result and wakes its waiters. Takes ownership
  * of json. 0, or -1 on ENOMEM (json freed). */
