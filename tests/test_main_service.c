@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -560,6 +561,53 @@ START_TEST(sigterm_exits_zero_promptly)
 }
 END_TEST
 
+/* "Max open files  SOFT  HARD  files" of a process. */
+static void read_fd_limits(pid_t pid, char *soft, char *hard, size_t len)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/limits", (int)pid);
+    FILE *f = fopen(path, "re");
+    ck_assert_ptr_nonnull(f);
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f)) {
+        char fmt[64];
+        snprintf(fmt, sizeof fmt, "Max open files %%%zus %%%zus", len - 1,
+                 len - 1);
+        found = sscanf(line, fmt, soft, hard) == 2;
+    }
+    fclose(f);
+    ck_assert(found);
+}
+
+/* Issue 12 item 4: started under a low soft limit, it raises RLIMIT_NOFILE
+ * to the hard limit and logs what it got. */
+START_TEST(fd_limit_is_raised_to_the_hard_limit)
+{
+    struct rlimit saved, low;
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    if (saved.rlim_max != RLIM_INFINITY && saved.rlim_max <= 256)
+        return; /* nothing to raise on this machine */
+    /* The harness raises its own limit on its first start: get that done
+     * before lowering it for the server under test. */
+    struct proc p;
+    start(&p);
+    stop(&p);
+    low = saved;
+    low.rlim_cur = 256;
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    start(&p);
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &saved), 0);
+    char soft[32], hard[32];
+    read_fd_limits(p.pid, soft, hard, sizeof soft);
+    ck_assert_msg(strcmp(soft, hard) == 0, "soft %s, hard %s", soft, hard);
+    char want[64];
+    snprintf(want, sizeof want, "descriptor limit %s", hard);
+    ck_assert_msg(strstr(harness_read_log(&p), want), "no '%s' in the log",
+                  want);
+    stop(&p);
+}
+END_TEST
+
 /* Issue 12 item 10: the store is capped by bytes too, evicting the
  * oldest. 40 results of about 30 KB under --max-store-mb 1 keep about 34. */
 START_TEST(store_is_capped_by_bytes)
@@ -653,6 +701,7 @@ int main(void)
     tcase_add_test(tc, default_token_is_used_with_a_warning);
     tcase_add_test(tc, sigterm_exits_zero_promptly);
     tcase_add_test(tc, cli_help_and_bad_options);
+    tcase_add_test(tc, fd_limit_is_raised_to_the_hard_limit);
     tcase_add_test(tc, store_is_capped_by_bytes);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

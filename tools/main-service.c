@@ -70,6 +70,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -466,6 +467,22 @@ static int listen_and_announce(const char *host, int port)
     return fd;
 }
 
+/* A thread per connection needs a descriptor per connection: a shell's
+ * soft limit (often 1024) would leave clients in the backlog long before
+ * --max-conns. Raised to the hard limit, and the result said. */
+static void raise_fd_limit(void)
+{
+    if (net_raise_fd_limit() < 0)
+        log_warn("raising the descriptor limit: %s", strerror(errno));
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        log_warn("getrlimit: %s", strerror(errno));
+    else if (rl.rlim_cur == RLIM_INFINITY)
+        log_info("descriptor limit unlimited");
+    else
+        log_info("descriptor limit %llu", (unsigned long long)rl.rlim_cur);
+}
+
 /* Detached threads with a small stack. false if attr cannot be made. */
 static bool thread_attr_init(pthread_attr_t *attr)
 {
@@ -505,6 +522,7 @@ int main(int argc, char **argv)
                  "set SECRET_TOKEN outside a classroom", MS_DEFAULT_TOKEN);
 
     net_ignore_sigpipe();
+    raise_fd_limit();
     if (store_init(g_opt.max_results, g_opt.max_store_mb << 20) < 0)
         return 1;
     if (shutdown_init() < 0) {
