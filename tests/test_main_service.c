@@ -5,6 +5,7 @@
  * limits of issue 12: long polls capped apart from callbacks, the fd limit
  * raised, only valid UTF-8 JSON out, the store capped by bytes. */
 #include "harness.h"
+#include "utf8.h"
 
 #include <check.h>
 #include <errno.h>
@@ -608,6 +609,79 @@ START_TEST(fd_limit_is_raised_to_the_hard_limit)
 }
 END_TEST
 
+/* A response's body is valid UTF-8 and holds no raw control byte. */
+static void assert_clean_json(const char *what, const char *body)
+{
+    ck_assert_msg(utf8_valid((const unsigned char *)body, strlen(body)),
+                  "%s: not UTF-8", what);
+    for (const char *c = body; *c; c++)
+        ck_assert_msg((unsigned char)*c >= 0x20, "%s: control byte", what);
+}
+
+/* Issue 12 item 8: what the main service writes is valid UTF-8 JSON, and a
+ * callback it could not write back that way is refused, naming the
+ * field. */
+START_TEST(only_valid_utf8_json_goes_out)
+{
+    struct proc p;
+    start(&p);
+    struct http_result r;
+    http_request("GET", p.port, RESULT "/%FF%FE", NULL, &r);
+    ck_assert_int_eq(r.status, 400);
+    assert_clean_json("GET %FF%FE", r.body);
+    ck_assert_ptr_nonnull(strstr(r.body, "request id"));
+    http_result_free(&r);
+    /* A control character is a fine id: the answer escapes it. */
+    http_request("GET", p.port, RESULT "/a%01b", NULL, &r);
+    ck_assert_int_eq(r.status, 404);
+    assert_clean_json("GET %01", r.body);
+    ck_assert_str_eq(r.body, "{\"detail\":\"no result for a\\u0001b\"}");
+    http_result_free(&r);
+
+    static const struct {
+        const char *body, *field;
+    } bad[] = {
+        {"{\"token\":\"" TOKEN "\",\"request_id\":\"a\x01z\","
+         "\"breakdown\":[]}", "request_id"},
+        {"{\"token\":\"" TOKEN "\",\"request_id\":\"a\xff\xfez\","
+         "\"breakdown\":[]}", "request_id"},
+        {"{\"token\":\"" TOKEN "\",\"request_id\":\"ok\","
+         "\"breakdown\":[{\"note\":\"tab\there\"}]}", "breakdown"},
+        {"{\"token\":\"" TOKEN "\",\"request_id\":\"ok\","
+         "\"breakdown\":[{\"n\xc3\":1}]}", "breakdown"},
+        {"{\"token\":\"" TOKEN "\",\"request_id\":\"ok\","
+         "\"breakdown\":[\"\xed\xa0\x80\"]}", "breakdown"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        http_request("PUT", p.port, RESULT, bad[i].body, &r);
+        ck_assert_msg(r.status == 400, "case %zu -> %ld", i, r.status);
+        assert_clean_json("PUT", r.body);
+        ck_assert_msg(strstr(r.body, bad[i].field), "case %zu: %s", i,
+                      r.body);
+        http_result_free(&r);
+    }
+    http_request("GET", p.port, "/", NULL, &r);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"results\":0"));
+    http_result_free(&r);
+
+    /* Escaped controls and real UTF-8 are fine, and come back as sent. */
+    const char *good = "{\"token\":\"" TOKEN "\",\"request_id\":"
+                       "\"\xd1\x80\xd1\x83\xd0\xb1\\u0007\",\"breakdown\":"
+                       "[{\"note\":\"\\n\xe2\x82\xbd\"}]}";
+    ck_assert_int_eq(put_result(p.port, good), 200);
+    http_request("GET", p.port, RESULT, NULL, &r);
+    assert_clean_json("list", r.body);
+    http_result_free(&r);
+    http_request("GET", p.port, RESULT "/%D1%80%D1%83%D0%B1%07", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "{\"request_id\":\"\xd1\x80\xd1\x83\xd0\xb1"
+                             "\\u0007\",\"breakdown\":[{\"note\":\"\\n"
+                             "\xe2\x82\xbd\"}]}");
+    http_result_free(&r);
+    stop(&p);
+}
+END_TEST
+
 /* Issue 12 item 10: the store is capped by bytes too, evicting the
  * oldest. 40 results of about 30 KB under --max-store-mb 1 keep about 34. */
 START_TEST(store_is_capped_by_bytes)
@@ -702,6 +776,7 @@ int main(void)
     tcase_add_test(tc, sigterm_exits_zero_promptly);
     tcase_add_test(tc, cli_help_and_bad_options);
     tcase_add_test(tc, fd_limit_is_raised_to_the_hard_limit);
+    tcase_add_test(tc, only_valid_utf8_json_goes_out);
     tcase_add_test(tc, store_is_capped_by_bytes);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

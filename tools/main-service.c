@@ -38,6 +38,10 @@
  *    default 10000) and in bytes (--max-store-mb, default 256; 10000
  *    results of 54 KiB would be half a gigabyte): the oldest is evicted
  *    first, with a log line.
+ *  - Every string it writes is valid UTF-8 JSON: a PUT whose request_id or
+ *    breakdown holds invalid UTF-8 or a raw control byte in a string is a
+ *    400 naming the field, and so is an id in the path that decodes to
+ *    invalid UTF-8; cJSON escapes the rest.
  *  - The {id} in the path is percent-decoded (%XX; '+' stays '+'); a bad
  *    escape or %00 is a 400. Ids longer than 128 bytes are rejected (400),
  *    as the exchange servers never send them.
@@ -60,6 +64,7 @@
 #include "net.h"
 #include "shutdown.h"
 #include "timer.h"
+#include "utf8.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -145,8 +150,10 @@ static cJSON *parse_object(const struct http_request *req)
 
 /* Why a callback body cannot be stored: its status, *detail set; or 0.
  * The token first: a caller without it learns nothing about the payload
- * rules. */
-static int check_callback(const cJSON *root, const char **detail)
+ * rules. The text is stored as received, so it must be what we may write:
+ * UTF-8 without raw control bytes in its strings. */
+static int check_callback(const struct http_request *req, const cJSON *root,
+                          const char **detail)
 {
     const cJSON *token = cJSON_GetObjectItemCaseSensitive(root, "token");
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "request_id");
@@ -162,6 +169,15 @@ static int check_callback(const cJSON *root, const char **detail)
     }
     if (!cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(root, "breakdown"))) {
         *detail = "breakdown must be an array";
+        return 400;
+    }
+    const char *bad = json_unclean_member(req->body, req->body_len, root);
+    if (bad) {
+        *detail = strcmp(bad, "request_id") == 0
+                      ? "request_id must be UTF-8 without raw control "
+                        "characters"
+                      : "breakdown must be UTF-8 without raw control "
+                        "characters";
         return 400;
     }
     return 0;
@@ -201,7 +217,7 @@ static void handle_put(const struct http_request *req,
     }
     cJSON *root = parse_object(req);
     const char *detail = "body must be a JSON object";
-    int status = root ? check_callback(root, &detail) : 400;
+    int status = root ? check_callback(req, root, &detail) : 400;
     if (status)
         reply_error(rep, status, detail);
     else
@@ -334,6 +350,8 @@ static enum answer handle_get_result(const struct http_request *req,
                               "percent-encoded");
     else if (id[0] == '\0' || strlen(id) > EXCHANGE_MAX_ID_LEN)
         reply_error(rep, 400, "request id must be 1 to 128 bytes");
+    else if (!utf8_valid((const unsigned char *)id, strlen(id)))
+        reply_error(rep, 400, "request id in the path must be UTF-8");
     else if (query_wait_ms(req->query, &wait_ms) < 0)
         reply_error(rep, 400, "wait_ms must be an integer from 0 to 600000");
     else

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
+
 const char *json_skip_ws(const char *s, const char *end)
 {
     while (s < end && (unsigned char)*s <= 32)
@@ -129,6 +131,38 @@ static int member_index(const cJSON *obj, const char *key)
     return -1;
 }
 
+
+/* True if [s, end) is UTF-8 with no raw control byte inside a string. */
+static bool span_clean(const char *s, const char *end)
+{
+    if (!utf8_valid((const unsigned char *)s, (size_t)(end - s)))
+        return false;
+    bool in_string = false;
+    for (; s < end; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (in_string && c < 0x20)
+            return false;
+        if (in_string && c == '\\')
+            s++; /* an escape: the next byte is its letter */
+        else if (c == '"')
+            in_string = !in_string;
+    }
+    return true;
+}
+
+const char *json_unclean_member(const char *body, size_t len,
+                                const cJSON *root)
+{
+    static const char *const names[] = {"request_id", "breakdown"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        const char *s, *e;
+        if (member_span(body, body + len, member_index(root, names[i]), &s,
+                        &e) < 0 ||
+            !span_clean(s, e))
+            return names[i];
+    }
+    return NULL;
+}
 
 char *json_stored_result(const char *body, size_t len, const cJSON *root,
                          bool *nomem)

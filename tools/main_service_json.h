@@ -19,6 +19,14 @@ int json_depth(const char *s, size_t len);
 /* The first byte of [s, end) that is not whitespace, or end. */
 const char *json_skip_ws(const char *s, const char *end);
 
+/* Which member of root (parsed from [body, body+len)) would not go out as
+ * valid JSON if written back as received: "request_id" or "breakdown" when
+ * its raw text holds invalid UTF-8 (strict: utf8.h) or a raw control byte
+ * inside a string (RFC 8259 allows neither); NULL when both are clean.
+ * Escaped controls ("\u0007") are fine. */
+const char *json_unclean_member(const char *body, size_t len,
+                                const cJSON *root);
+
 /* The result as stored: {"request_id":<raw>,"breakdown":<raw>}, the raw
  * text of those two members of root (parsed from [body, body+len)) with
  * whitespace outside strings removed. malloc'd; NULL on ENOMEM (*nomem
