@@ -562,6 +562,72 @@ START_TEST(sigterm_exits_zero_promptly)
 }
 END_TEST
 
+/* Opens n long polls on ids prefix0..prefix(n-1), each on its own
+ * connection; the fds go to fds[]. */
+static void open_long_polls(int port, const char *prefix, int n, int *fds)
+{
+    char req[256];
+    for (int i = 0; i < n; i++) {
+        snprintf(req, sizeof req,
+                 "GET " RESULT "/%s%d?wait_ms=20000 HTTP/1.1\r\nHost: x\r\n"
+                 "Connection: close\r\n\r\n", prefix, i);
+        fds[i] = raw_send(port, req);
+    }
+}
+
+/* Issue 12 item 3: long polls are capped on their own (--max-waiters), so
+ * unauthenticated waiters cannot take the threads callbacks need. */
+START_TEST(long_polls_cannot_starve_callbacks)
+{
+    enum { N = 20 };
+    struct proc p;
+    static const char *const args[] = {"--max-conns", "20", NULL};
+    proc_start(&p, "main-service", args, token_env);
+    int fds[N];
+    open_long_polls(p.port, "starve", N, fds);
+    harness_sleep_ms(300);
+    char *b = callback_body(TOKEN, "starve0");
+    ck_assert_int_eq(put_result(p.port, b), 200);
+    free(b);
+    char *resp = raw_read_all(fds[0], 5000);
+    ck_assert_int_eq(raw_status(resp), 200);
+    free(resp);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    stop(&p);
+
+    /* Past --max-waiters a long poll gets 503 and Retry-After at once. */
+    static const char *const few[] = {"--max-waiters", "2", NULL};
+    proc_start(&p, "main-service", few, token_env);
+    open_long_polls(p.port, "few", 2, fds);
+    harness_sleep_ms(300);
+    double t0 = harness_now();
+    int third = raw_send(p.port, "GET " RESULT "/few2?wait_ms=20000 "
+                                 "HTTP/1.1\r\nHost: x\r\n"
+                                 "Connection: close\r\n\r\n");
+    resp = raw_read_all(third, 5000);
+    close(third);
+    ck_assert_double_lt(harness_now() - t0, 2.0);
+    ck_assert_int_eq(raw_status(resp), 503);
+    ck_assert_ptr_nonnull(strstr(resp, "Retry-After:"));
+    ck_assert_ptr_nonnull(strstr(raw_body(resp), "\"detail\""));
+    free(resp);
+    /* The two waiters are still served. */
+    for (int i = 0; i < 2; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "few%d", i);
+        b = callback_body(TOKEN, id);
+        ck_assert_int_eq(put_result(p.port, b), 200);
+        free(b);
+        resp = raw_read_all(fds[i], 5000);
+        close(fds[i]);
+        ck_assert_int_eq(raw_status(resp), 200);
+        free(resp);
+    }
+    stop(&p);
+}
+END_TEST
+
 /* "Max open files  SOFT  HARD  files" of a process. */
 static void read_fd_limits(pid_t pid, char *soft, char *hard, size_t len)
 {
@@ -775,6 +841,7 @@ int main(void)
     tcase_add_test(tc, default_token_is_used_with_a_warning);
     tcase_add_test(tc, sigterm_exits_zero_promptly);
     tcase_add_test(tc, cli_help_and_bad_options);
+    tcase_add_test(tc, long_polls_cannot_starve_callbacks);
     tcase_add_test(tc, fd_limit_is_raised_to_the_hard_limit);
     tcase_add_test(tc, only_valid_utf8_json_goes_out);
     tcase_add_test(tc, store_is_capped_by_bytes);

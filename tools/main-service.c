@@ -46,6 +46,11 @@
  *    escape or %00 is a 400. Ids longer than 128 bytes are rejected (400),
  *    as the exchange servers never send them.
  *  - The token is compared in constant time (no early exit on a mismatch).
+ *  - Long polls are capped on their own (--max-waiters, default 1024): a
+ *    connection thread that waits for a result leaves the --max-conns
+ *    count while it waits, so 20 long polls under --max-conns 20 still
+ *    leave room for the callback they wait for. Past the cap a long poll
+ *    gets 503 with Retry-After at once.
  *  - A long-poll waiter checks once a second whether its client hung up
  *    (POLLRDHUP and a zero-byte peek), so abandoned waiters do not pile up
  *    for up to ten minutes. A client that half-closes after its request is
@@ -97,7 +102,9 @@
 static struct ms_options g_opt;
 static size_t g_token_len;
 
-static atomic_int g_conn_threads; /* connection threads alive */
+static atomic_int g_conn_threads; /* connection threads alive, less the
+                                     waiters */
+static atomic_int g_waiters;      /* connection threads in a long poll */
 static atomic_int g_busy;         /* requests between parse and reply */
 
 /* ------------------------------------------------------------------ helpers */
@@ -335,6 +342,47 @@ static enum answer wait_reply(const char *id, int wait_ms, int fd,
     return ANSWER;
 }
 
+/* A long poll leaves the connections' count for the waiters' own while it
+ * waits: unauthenticated waiters are capped apart (--max-waiters), so they
+ * never take the threads callbacks need. False, and nothing counted, when
+ * the waiters are at their cap. */
+static bool waiter_enter(void)
+{
+    if (atomic_fetch_add(&g_waiters, 1) >= g_opt.max_waiters) {
+        atomic_fetch_sub(&g_waiters, 1);
+        return false;
+    }
+    atomic_fetch_sub(&g_conn_threads, 1);
+    return true;
+}
+
+/* Back among the connections. True if that put them over --max-conns: the
+ * waiter's answer is then its connection's last. */
+static bool waiter_leave(void)
+{
+    atomic_fetch_sub(&g_waiters, 1);
+    return atomic_fetch_add(&g_conn_threads, 1) >= g_opt.max_conns;
+}
+
+/* A long poll: waits as a waiter (see waiter_enter), or 503 if there are
+ * too many. wait_ms 0 only looks, and counts as an ordinary request. */
+static enum answer long_poll(const char *id, int wait_ms, int fd,
+                             struct endpoint_reply *rep)
+{
+    if (wait_ms == 0)
+        return wait_reply(id, 0, fd, rep);
+    if (!waiter_enter()) {
+        log_warn("%d long polls waiting: refusing one with 503",
+                 g_opt.max_waiters);
+        endpoint_busy("too many long polls waiting", rep);
+        return ANSWER;
+    }
+    enum answer a = wait_reply(id, wait_ms, fd, rep);
+    if (waiter_leave() && a == ANSWER)
+        a = ANSWER_LAST;
+    return a;
+}
+
 /* GET /api/exchange_result/{raw_id}[?wait_ms=N] */
 static enum answer handle_get_result(const struct http_request *req,
                                      const char *raw_id, int fd,
@@ -355,7 +403,7 @@ static enum answer handle_get_result(const struct http_request *req,
     else if (query_wait_ms(req->query, &wait_ms) < 0)
         reply_error(rep, 400, "wait_ms must be an integer from 0 to 600000");
     else
-        a = wait_reply(id, wait_ms < 0 ? 0 : wait_ms, fd, rep);
+        a = long_poll(id, wait_ms < 0 ? 0 : wait_ms, fd, rep);
     free(id);
     return a;
 }
@@ -479,9 +527,10 @@ static int listen_and_announce(const char *host, int port)
         return -1;
     }
     net_announce(host, bound);
-    log_info("main service on http://%s:%d (max %d connections; store: %zu "
-             "results, %zu MB)", host, bound, g_opt.max_conns,
-             g_opt.max_results, g_opt.max_store_mb);
+    log_info("main service on http://%s:%d (max %d connections, %d long "
+             "polls; store: %zu results, %zu MB)", host, bound,
+             g_opt.max_conns, g_opt.max_waiters, g_opt.max_results,
+             g_opt.max_store_mb);
     return fd;
 }
 
@@ -527,7 +576,8 @@ static void shut_down(int listen_fd)
     while (atomic_load(&g_busy) > 0 && timer_now_ms() < give_up)
         timer_nanosleep_ms(10);
     log_info("stopped (%d connections dropped, %zu results discarded)",
-             atomic_load(&g_conn_threads), store_count());
+             atomic_load(&g_conn_threads) + atomic_load(&g_waiters),
+             store_count());
 }
 int main(int argc, char **argv)
 {

@@ -20,6 +20,11 @@ static void usage(FILE *out, const char *prog)
         "  --host ADDR        address to bind (default 127.0.0.1)\n"
         "  --max-conns N      connection threads at most (default %d); "
         "past it, 503\n"
+        "  --max-waiters N    long polls waiting at most (default %d), "
+        "counted apart\n"
+        "                     from --max-conns so callbacks always find "
+        "room;\n"
+        "                     past it a long poll gets 503\n"
         "  --max-results N    results kept (default %d); the oldest is "
         "evicted\n"
         "  --max-store-mb N   megabytes of results kept (default %d); the "
@@ -47,7 +52,8 @@ static void usage(FILE *out, const char *prog)
         "Once listening it prints \"listening on http://HOST:PORT\" to "
         "stdout.\n"
         "SIGINT/SIGTERM stop it (exit 0).\n",
-        prog, MS_DEFAULT_PORT, MS_DEFAULT_MAX_CONNS, MS_DEFAULT_MAX_RESULTS,
+        prog, MS_DEFAULT_PORT, MS_DEFAULT_MAX_CONNS, MS_DEFAULT_MAX_WAITERS,
+        MS_DEFAULT_MAX_RESULTS,
         MS_DEFAULT_MAX_STORE_MB, MS_DEFAULT_TOKEN, MS_MAX_WAIT_MS);
 }
 
@@ -77,14 +83,17 @@ void ms_options_parse(struct ms_options *o, int argc, char **argv)
     *o = (struct ms_options){.host = "127.0.0.1",
                              .port = MS_DEFAULT_PORT,
                              .max_conns = MS_DEFAULT_MAX_CONNS,
+                             .max_waiters = MS_DEFAULT_MAX_WAITERS,
                              .max_results = MS_DEFAULT_MAX_RESULTS,
                              .max_store_mb = MS_DEFAULT_MAX_STORE_MB};
-    enum { OPT_PORT = 1, OPT_HOST, OPT_MAX_CONNS, OPT_MAX_RESULTS,
+    enum { OPT_PORT = 1, OPT_HOST, OPT_MAX_CONNS, OPT_MAX_WAITERS,
+           OPT_MAX_RESULTS,
            OPT_MAX_STORE_MB, OPT_QUIET, OPT_HELP };
     static const struct option opts[] = {
         {"port", required_argument, 0, OPT_PORT},
         {"host", required_argument, 0, OPT_HOST},
         {"max-conns", required_argument, 0, OPT_MAX_CONNS},
+        {"max-waiters", required_argument, 0, OPT_MAX_WAITERS},
         {"max-results", required_argument, 0, OPT_MAX_RESULTS},
         {"max-store-mb", required_argument, 0, OPT_MAX_STORE_MB},
         {"quiet", no_argument, 0, OPT_QUIET},
@@ -107,6 +116,11 @@ void ms_options_parse(struct ms_options *o, int argc, char **argv)
             if (!parse_int(optarg, 1, 100000, &v))
                 bad_usage(prog, "--max-conns wants 1..100000", optarg);
             o->max_conns = (int)v;
+            break;
+        case OPT_MAX_WAITERS:
+            if (!parse_int(optarg, 1, 100000, &v))
+                bad_usage(prog, "--max-waiters wants 1..100000", optarg);
+            o->max_waiters = (int)v;
             break;
         case OPT_MAX_RESULTS:
             if (!parse_int(optarg, 1, 10000000, &v))

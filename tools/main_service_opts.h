@@ -9,6 +9,7 @@
 #define MS_DEFAULT_PORT 3001
 #define MS_DEFAULT_TOKEN "MY_SECRET_TOKEN"
 #define MS_DEFAULT_MAX_CONNS 4096
+#define MS_DEFAULT_MAX_WAITERS 1024
 #define MS_DEFAULT_MAX_RESULTS 10000
 #define MS_DEFAULT_MAX_STORE_MB 256
 #define MS_MAX_WAIT_MS 600000 /* the longest ?wait_ms= a long poll takes */
@@ -17,6 +18,8 @@ struct ms_options {
     const char *host;     /* --host, default 127.0.0.1 */
     int port;             /* --port, default 3001; 0 = any free port */
     int max_conns;        /* --max-conns: connection threads; past it 503 */
+    int max_waiters;      /* --max-waiters: long polls waiting, counted
+                             apart from max_conns; past it 503 */
     size_t max_results;   /* --max-results: the oldest is evicted past it */
     size_t max_store_mb;  /* --max-store-mb: the same, by bytes */
     bool quiet;           /* --quiet */
