@@ -809,8 +809,52 @@ static int run_cli(const char *const *argv)
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+/* Runs the binary with --help; its stdout (malloc'd). */
+static char *help_text(void)
+{
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(fds[1], STDOUT_FILENO);
+        close(fds[0]);
+        execl(harness_bin("main-service"), "main-service", "--help",
+              (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t len = 0, cap = 16384;
+    char *text = malloc(cap);
+    ck_assert_ptr_nonnull(text);
+    ssize_t n;
+    while ((n = read(fds[0], text + len, cap - 1 - len)) > 0 ||
+           (n < 0 && errno == EINTR))
+        len += n > 0 ? (size_t)n : 0;
+    text[len] = '\0';
+    close(fds[0]);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    return text;
+}
+
 START_TEST(cli_help_and_bad_options)
 {
+    /* Every limit is listed with its default. */
+    char *help = help_text();
+    static const char *const limits[] = {
+        "--max-conns", "--max-waiters", "--max-results", "--max-store-mb",
+        "wait_ms"};
+    for (size_t i = 0; i < sizeof limits / sizeof *limits; i++) {
+        const char *at = strstr(help, limits[i]);
+        ck_assert_msg(at != NULL, "--help lacks %s", limits[i]);
+        const char *eol = strchr(at, '\n');
+        const char *dflt = strstr(at, "default");
+        ck_assert_msg(dflt && eol && dflt < eol, "%s: no default on its "
+                      "line", limits[i]);
+    }
+    free(help);
+
     const char *bin = harness_bin("main-service");
     ck_assert_int_eq(run_cli((const char *const[]){bin, "--help", NULL}), 0);
     ck_assert_int_eq(run_cli((const char *const[]){bin, "--bogus", NULL}), 2);

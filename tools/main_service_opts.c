@@ -46,7 +46,7 @@ static void usage(FILE *out, const char *prog)
         "  GET  /api/exchange_result       the stored request ids\n"
         "  GET  /api/exchange_result/ID    the stored result, or 404\n"
         "       ...?wait_ms=N              long poll: wait up to N ms "
-        "(0..%d)\n"
+        "(0..%d, default 0)\n"
         "                                  for the result to arrive\n"
         "\n"
         "Once listening it prints \"listening on http://HOST:PORT\" to "
