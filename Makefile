@@ -88,8 +88,12 @@ $(STAGE_BINS): $(B)/%: $$(call objs_of,$$*) $(B)/libcommon.a
 
 $(TOOL_BINS): $(B)/%: $(B)/obj/tools/%.o $(B)/libcommon.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
-# loadgen's second engine lives in its own file (tools/rawhttp.c).
-$(B)/loadgen: $(B)/obj/tools/rawhttp.o
+# loadgen is split by concern (tools/loadgen_*.c); its second engine's
+# HTTP client is tools/rawhttp.c.
+$(B)/loadgen: $(patsubst %.c,$(B)/obj/%.o,$(wildcard tools/loadgen_*.c)) \
+              $(B)/obj/tools/rawhttp.o
+# The main service keeps its store and its JSON text helpers apart.
+$(B)/main-service: $(patsubst %.c,$(B)/obj/%.o,$(wildcard tools/main_service_*.c))
 
 # Test programs may need a stage's own library files: test_coro links 06's
 # scheduler (every .c file of 06-coroutines but its server.c).

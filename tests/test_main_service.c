@@ -1,8 +1,11 @@
 /* test_main_service: the callback receiver (tools/main-service.c) end to
  * end: its routes, token check, payload checks, long polling (one waiter,
  * many waiters on one id, many waiters on many ids), the bounded store,
- * keep-alive, 100-continue, its CLI and a clean exit on SIGTERM. */
+ * keep-alive, 100-continue, its CLI and a clean exit on SIGTERM; and the
+ * limits of issue 12: long polls capped apart from callbacks, the fd limit
+ * raised, only valid UTF-8 JSON out, the store capped by bytes. */
 #include "harness.h"
+#include "utf8.h"
 
 #include <check.h>
 #include <errno.h>
@@ -12,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -558,6 +562,234 @@ START_TEST(sigterm_exits_zero_promptly)
 }
 END_TEST
 
+/* Opens n long polls on ids prefix0..prefix(n-1), each on its own
+ * connection; the fds go to fds[]. */
+static void open_long_polls(int port, const char *prefix, int n, int *fds)
+{
+    char req[256];
+    for (int i = 0; i < n; i++) {
+        snprintf(req, sizeof req,
+                 "GET " RESULT "/%s%d?wait_ms=20000 HTTP/1.1\r\nHost: x\r\n"
+                 "Connection: close\r\n\r\n", prefix, i);
+        fds[i] = raw_send(port, req);
+    }
+}
+
+/* Issue 12 item 3: long polls are capped on their own (--max-waiters), so
+ * unauthenticated waiters cannot take the threads callbacks need. */
+START_TEST(long_polls_cannot_starve_callbacks)
+{
+    enum { N = 20 };
+    struct proc p;
+    static const char *const args[] = {"--max-conns", "20", NULL};
+    proc_start(&p, "main-service", args, token_env);
+    int fds[N];
+    open_long_polls(p.port, "starve", N, fds);
+    harness_sleep_ms(300);
+    char *b = callback_body(TOKEN, "starve0");
+    ck_assert_int_eq(put_result(p.port, b), 200);
+    free(b);
+    char *resp = raw_read_all(fds[0], 5000);
+    ck_assert_int_eq(raw_status(resp), 200);
+    free(resp);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    stop(&p);
+
+    /* Past --max-waiters a long poll gets 503 and Retry-After at once. */
+    static const char *const few[] = {"--max-waiters", "2", NULL};
+    proc_start(&p, "main-service", few, token_env);
+    open_long_polls(p.port, "few", 2, fds);
+    harness_sleep_ms(300);
+    double t0 = harness_now();
+    int third = raw_send(p.port, "GET " RESULT "/few2?wait_ms=20000 "
+                                 "HTTP/1.1\r\nHost: x\r\n"
+                                 "Connection: close\r\n\r\n");
+    resp = raw_read_all(third, 5000);
+    close(third);
+    ck_assert_double_lt(harness_now() - t0, 2.0);
+    ck_assert_int_eq(raw_status(resp), 503);
+    ck_assert_ptr_nonnull(strstr(resp, "Retry-After:"));
+    ck_assert_ptr_nonnull(strstr(raw_body(resp), "\"detail\""));
+    free(resp);
+    /* The two waiters are still served. */
+    for (int i = 0; i < 2; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "few%d", i);
+        b = callback_body(TOKEN, id);
+        ck_assert_int_eq(put_result(p.port, b), 200);
+        free(b);
+        resp = raw_read_all(fds[i], 5000);
+        close(fds[i]);
+        ck_assert_int_eq(raw_status(resp), 200);
+        free(resp);
+    }
+    stop(&p);
+}
+END_TEST
+
+/* "Max open files  SOFT  HARD  files" of a process. */
+static void read_fd_limits(pid_t pid, char *soft, char *hard, size_t len)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/limits", (int)pid);
+    FILE *f = fopen(path, "re");
+    ck_assert_ptr_nonnull(f);
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f)) {
+        char fmt[64];
+        snprintf(fmt, sizeof fmt, "Max open files %%%zus %%%zus", len - 1,
+                 len - 1);
+        found = sscanf(line, fmt, soft, hard) == 2;
+    }
+    fclose(f);
+    ck_assert(found);
+}
+
+/* Issue 12 item 4: started under a low soft limit, it raises RLIMIT_NOFILE
+ * to the hard limit and logs what it got. */
+START_TEST(fd_limit_is_raised_to_the_hard_limit)
+{
+    struct rlimit saved, low;
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    if (saved.rlim_max != RLIM_INFINITY && saved.rlim_max <= 256)
+        return; /* nothing to raise on this machine */
+    /* The harness raises its own limit on its first start: get that done
+     * before lowering it for the server under test. */
+    struct proc p;
+    start(&p);
+    stop(&p);
+    low = saved;
+    low.rlim_cur = 256;
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    start(&p);
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &saved), 0);
+    char soft[32], hard[32];
+    read_fd_limits(p.pid, soft, hard, sizeof soft);
+    ck_assert_msg(strcmp(soft, hard) == 0, "soft %s, hard %s", soft, hard);
+    char want[64];
+    snprintf(want, sizeof want, "descriptor limit %s", hard);
+    ck_assert_msg(strstr(harness_read_log(&p), want), "no '%s' in the log",
+                  want);
+    stop(&p);
+}
+END_TEST
+
+/* A response's body is valid UTF-8 and holds no raw control byte. */
+static void assert_clean_json(const char *what, const char *body)
+{
+    ck_assert_msg(utf8_valid((const unsigned char *)body, strlen(body)),
+                  "%s: not UTF-8", what);
+    for (const char *c = body; *c; c++)
+        ck_assert_msg((unsigned char)*c >= 0x20, "%s: control byte", what);
+}
+
+/* Issue 12 item 8: what the main service writes is valid UTF-8 JSON, and a
+ * callback it could not write back that way is refused, naming the
+ * field. */
+START_TEST(only_valid_utf8_json_goes_out)
+{
+    struct proc p;
+    start(&p);
+    struct http_result r;
+    http_request("GET", p.port, RESULT "/%FF%FE", NULL, &r);
+    ck_assert_int_eq(r.status, 400);
+    assert_clean_json("GET %FF%FE", r.body);
+    ck_assert_ptr_nonnull(strstr(r.body, "request id"));
+    http_result_free(&r);
+    /* A control character is a fine id: the answer escapes it. */
+    http_request("GET", p.port, RESULT "/a%01b", NULL, &r);
+    ck_assert_int_eq(r.status, 404);
+    assert_clean_json("GET %01", r.body);
+    ck_assert_str_eq(r.body, "{\"detail\":\"no result for a\\u0001b\"}");
+    http_result_free(&r);
+
+    static const struct {
+        const char *body, *field;
+    } bad[] = {
+        {"{\"token\":\"" TOKEN "\",\"request_id\":\"a\x01z\","
+         "\"breakdown\":[]}", "request_id"},
+        {"{\"token\":\"" TOKEN "\",\"request_id\":\"a\xff\xfez\","
+         "\"breakdown\":[]}", "request_id"},
+        {"{\"token\":\"" TOKEN "\",\"request_id\":\"ok\","
+         "\"breakdown\":[{\"note\":\"tab\there\"}]}", "breakdown"},
+        {"{\"token\":\"" TOKEN "\",\"request_id\":\"ok\","
+         "\"breakdown\":[{\"n\xc3\":1}]}", "breakdown"},
+        {"{\"token\":\"" TOKEN "\",\"request_id\":\"ok\","
+         "\"breakdown\":[\"\xed\xa0\x80\"]}", "breakdown"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        http_request("PUT", p.port, RESULT, bad[i].body, &r);
+        ck_assert_msg(r.status == 400, "case %zu -> %ld", i, r.status);
+        assert_clean_json("PUT", r.body);
+        ck_assert_msg(strstr(r.body, bad[i].field), "case %zu: %s", i,
+                      r.body);
+        http_result_free(&r);
+    }
+    http_request("GET", p.port, "/", NULL, &r);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"results\":0"));
+    http_result_free(&r);
+
+    /* Escaped controls and real UTF-8 are fine, and come back as sent. */
+    const char *good = "{\"token\":\"" TOKEN "\",\"request_id\":"
+                       "\"\xd1\x80\xd1\x83\xd0\xb1\\u0007\",\"breakdown\":"
+                       "[{\"note\":\"\\n\xe2\x82\xbd\"}]}";
+    ck_assert_int_eq(put_result(p.port, good), 200);
+    http_request("GET", p.port, RESULT, NULL, &r);
+    assert_clean_json("list", r.body);
+    http_result_free(&r);
+    http_request("GET", p.port, RESULT "/%D1%80%D1%83%D0%B1%07", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "{\"request_id\":\"\xd1\x80\xd1\x83\xd0\xb1"
+                             "\\u0007\",\"breakdown\":[{\"note\":\"\\n"
+                             "\xe2\x82\xbd\"}]}");
+    http_result_free(&r);
+    stop(&p);
+}
+END_TEST
+
+/* Issue 12 item 10: the store is capped by bytes too, evicting the
+ * oldest. 40 results of about 30 KB under --max-store-mb 1 keep about 34. */
+START_TEST(store_is_capped_by_bytes)
+{
+    enum { N = 40, PAD = 30000 };
+    struct proc p;
+    static const char *const args[] = {"--max-store-mb", "1", NULL};
+    proc_start(&p, "main-service", args, token_env);
+    char *pad = malloc(PAD + 1);
+    ck_assert_ptr_nonnull(pad);
+    memset(pad, 'x', PAD);
+    pad[PAD] = '\0';
+    for (int i = 0; i < N; i++) {
+        char *b;
+        ck_assert_int_ge(asprintf(&b, "{\"token\":\"" TOKEN "\","
+                                      "\"request_id\":\"big%d\","
+                                      "\"breakdown\":[\"%s\"]}", i, pad),
+                         0);
+        ck_assert_int_eq(put_result(p.port, b), 200);
+        free(b);
+    }
+    free(pad);
+    struct http_result r;
+    http_request("GET", p.port, RESULT "/big0", NULL, &r);
+    ck_assert_int_eq(r.status, 404);
+    http_result_free(&r);
+    http_request("GET", p.port, RESULT "/big39", NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    http_result_free(&r);
+    http_request("GET", p.port, "/", NULL, &r);
+    int count = -1;
+    const char *c = strstr(r.body, "\"results\":");
+    ck_assert_ptr_nonnull(c);
+    count = atoi(c + strlen("\"results\":"));
+    http_result_free(&r);
+    ck_assert_int_ge(count, 30);
+    ck_assert_int_le(count, 35);
+    ck_assert_ptr_nonnull(strstr(harness_read_log(&p), "evicted"));
+    stop(&p);
+}
+END_TEST
+
 /* Runs the binary with argv and returns its exit status. */
 static int run_cli(const char *const *argv)
 {
@@ -577,8 +809,52 @@ static int run_cli(const char *const *argv)
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+/* Runs the binary with --help; its stdout (malloc'd). */
+static char *help_text(void)
+{
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(fds[1], STDOUT_FILENO);
+        close(fds[0]);
+        execl(harness_bin("main-service"), "main-service", "--help",
+              (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t len = 0, cap = 16384;
+    char *text = malloc(cap);
+    ck_assert_ptr_nonnull(text);
+    ssize_t n;
+    while ((n = read(fds[0], text + len, cap - 1 - len)) > 0 ||
+           (n < 0 && errno == EINTR))
+        len += n > 0 ? (size_t)n : 0;
+    text[len] = '\0';
+    close(fds[0]);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    return text;
+}
+
 START_TEST(cli_help_and_bad_options)
 {
+    /* Every limit is listed with its default. */
+    char *help = help_text();
+    static const char *const limits[] = {
+        "--max-conns", "--max-waiters", "--max-results", "--max-store-mb",
+        "wait_ms"};
+    for (size_t i = 0; i < sizeof limits / sizeof *limits; i++) {
+        const char *at = strstr(help, limits[i]);
+        ck_assert_msg(at != NULL, "--help lacks %s", limits[i]);
+        const char *eol = strchr(at, '\n');
+        const char *dflt = strstr(at, "default");
+        ck_assert_msg(dflt && eol && dflt < eol, "%s: no default on its "
+                      "line", limits[i]);
+    }
+    free(help);
+
     const char *bin = harness_bin("main-service");
     ck_assert_int_eq(run_cli((const char *const[]){bin, "--help", NULL}), 0);
     ck_assert_int_eq(run_cli((const char *const[]){bin, "--bogus", NULL}), 2);
@@ -609,6 +885,10 @@ int main(void)
     tcase_add_test(tc, default_token_is_used_with_a_warning);
     tcase_add_test(tc, sigterm_exits_zero_promptly);
     tcase_add_test(tc, cli_help_and_bad_options);
+    tcase_add_test(tc, long_polls_cannot_starve_callbacks);
+    tcase_add_test(tc, fd_limit_is_raised_to_the_hard_limit);
+    tcase_add_test(tc, only_valid_utf8_json_goes_out);
+    tcase_add_test(tc, store_is_capped_by_bytes);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

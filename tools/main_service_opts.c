@@ -1,0 +1,150 @@
+/* main_service_opts: see main_service_opts.h. */
+#include "main_service_opts.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *out, const char *prog)
+{
+    fprintf(out,
+        "usage: %s [options]\n"
+        "The main service: receives the exchange servers' callbacks and\n"
+        "keeps the results in memory (a thread per connection).\n"
+        "\n"
+        "options:\n"
+        "  --port N           port to listen on (default %d; 0 = any free "
+        "port)\n"
+        "  --host ADDR        address to bind (default 127.0.0.1)\n"
+        "  --max-conns N      connection threads at most (default %d); "
+        "past it, 503\n"
+        "  --max-waiters N    long polls waiting at most (default %d), "
+        "counted apart\n"
+        "                     from --max-conns so callbacks always find "
+        "room;\n"
+        "                     past it a long poll gets 503\n"
+        "  --max-results N    results kept (default %d); the oldest is "
+        "evicted\n"
+        "  --max-store-mb N   megabytes of results kept (default %d); the "
+        "oldest\n"
+        "                     is evicted\n"
+        "  --quiet            log only warnings and errors\n"
+        "  --help             this text\n"
+        "\n"
+        "environment:\n"
+        "  SECRET_TOKEN       token a callback must carry (default %s,\n"
+        "                     with a warning in the log)\n"
+        "\n"
+        "routes:\n"
+        "  GET  /                          status and number of results\n"
+        "  PUT  /api/exchange_result       store {\"token\",\"request_id\","
+        "\"breakdown\"}:\n"
+        "                                  403 bad token, 400 bad payload, "
+        "200 {\"status\":\"ok\"}\n"
+        "  GET  /api/exchange_result       the stored request ids\n"
+        "  GET  /api/exchange_result/ID    the stored result, or 404\n"
+        "       ...?wait_ms=N              long poll: wait up to N ms "
+        "(0..%d, default 0)\n"
+        "                                  for the result to arrive\n"
+        "\n"
+        "Once listening it prints \"listening on http://HOST:PORT\" to "
+        "stdout.\n"
+        "SIGINT/SIGTERM stop it (exit 0).\n",
+        prog, MS_DEFAULT_PORT, MS_DEFAULT_MAX_CONNS, MS_DEFAULT_MAX_WAITERS,
+        MS_DEFAULT_MAX_RESULTS,
+        MS_DEFAULT_MAX_STORE_MB, MS_DEFAULT_TOKEN, MS_MAX_WAIT_MS);
+}
+
+static bool parse_int(const char *s, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+static void bad_usage(const char *prog, const char *msg, const char *arg)
+{
+    if (msg)
+        fprintf(stderr, "%s: %s%s%s\n", prog, msg, arg ? ": " : "",
+                arg ? arg : "");
+    fprintf(stderr, "try '%s --help'\n", prog);
+    exit(2);
+}
+
+void ms_options_parse(struct ms_options *o, int argc, char **argv)
+{
+    const char *prog = argv[0];
+    *o = (struct ms_options){.host = "127.0.0.1",
+                             .port = MS_DEFAULT_PORT,
+                             .max_conns = MS_DEFAULT_MAX_CONNS,
+                             .max_waiters = MS_DEFAULT_MAX_WAITERS,
+                             .max_results = MS_DEFAULT_MAX_RESULTS,
+                             .max_store_mb = MS_DEFAULT_MAX_STORE_MB};
+    enum { OPT_PORT = 1, OPT_HOST, OPT_MAX_CONNS, OPT_MAX_WAITERS,
+           OPT_MAX_RESULTS,
+           OPT_MAX_STORE_MB, OPT_QUIET, OPT_HELP };
+    static const struct option opts[] = {
+        {"port", required_argument, 0, OPT_PORT},
+        {"host", required_argument, 0, OPT_HOST},
+        {"max-conns", required_argument, 0, OPT_MAX_CONNS},
+        {"max-waiters", required_argument, 0, OPT_MAX_WAITERS},
+        {"max-results", required_argument, 0, OPT_MAX_RESULTS},
+        {"max-store-mb", required_argument, 0, OPT_MAX_STORE_MB},
+        {"quiet", no_argument, 0, OPT_QUIET},
+        {"help", no_argument, 0, OPT_HELP},
+        {0, 0, 0, 0},
+    };
+    int c;
+    long v;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_PORT:
+            if (!parse_int(optarg, 0, 65535, &v))
+                bad_usage(prog, "--port wants 0..65535", optarg);
+            o->port = (int)v;
+            break;
+        case OPT_HOST:
+            o->host = optarg;
+            break;
+        case OPT_MAX_CONNS:
+            if (!parse_int(optarg, 1, 100000, &v))
+                bad_usage(prog, "--max-conns wants 1..100000", optarg);
+            o->max_conns = (int)v;
+            break;
+        case OPT_MAX_WAITERS:
+            if (!parse_int(optarg, 1, 100000, &v))
+                bad_usage(prog, "--max-waiters wants 1..100000", optarg);
+            o->max_waiters = (int)v;
+            break;
+        case OPT_MAX_RESULTS:
+            if (!parse_int(optarg, 1, 10000000, &v))
+                bad_usage(prog, "--max-results wants 1..10000000", optarg);
+            o->max_results = (size_t)v;
+            break;
+        case OPT_MAX_STORE_MB:
+            if (!parse_int(optarg, 1, 1 << 20, &v))
+                bad_usage(prog, "--max-store-mb wants 1..1048576", optarg);
+            o->max_store_mb = (size_t)v;
+            break;
+        case OPT_QUIET:
+            o->quiet = true;
+            break;
+        case OPT_HELP:
+            usage(stdout, prog);
+            exit(0);
+        default: /* getopt_long has said what was wrong */
+            bad_usage(prog, NULL, NULL);
+        }
+    }
+    if (optind < argc)
+        bad_usage(prog, "unexpected argument", argv[optind]);
+    const char *env_token = getenv("SECRET_TOKEN");
+    o->token = env_token && *env_token ? env_token : MS_DEFAULT_TOKEN;
+    o->token_is_default = strcmp(o->token, MS_DEFAULT_TOKEN) == 0;
+}
