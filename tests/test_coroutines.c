@@ -372,9 +372,5 @@ int main(void)
     tcase_add_test(tc, out_of_descriptors_backs_off_and_recovers);
     tcase_add_test(tc, a_smaller_stack_still_serves_the_lecture_example);
     suite_add_tcase(suite, tc);
-    SRunner *sr = srunner_create(suite);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return harness_run(suite);
 }

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "harness.h"
+
 #include "../05-epoll-callbacks/loop.h"
 
 static void make_pipe(int p[2])
@@ -522,9 +524,5 @@ int main(void)
     tcase_add_test(tc, stale_event_is_not_dispatched_to_a_new_owner);
     tcase_add_test(tc, event_of_an_fd_closed_earlier_in_the_batch_is_dropped);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return harness_run(s);
 }
