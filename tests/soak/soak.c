@@ -369,7 +369,7 @@ static void settle_and_measure(void)
         }
         /* The stages' kept connections to it close on its idle timeout. */
         main_fd_end = soak_fd_count(main_svc.pid);
-        if (main_fd_end > main_fd_base + FD_SLACK)
+        if (main_fd_end > main_fd_base + FD_SLACK + num_stages)
             settled = false;
         if (settled || soak_now() > deadline)
             break;
@@ -479,8 +479,11 @@ static int report(double seconds, double outage)
     }
     int main_exit = soak_proc_stop(&main_svc, STOP_TIMEOUT_MS);
     int main_crash_lines = crash_lines(main_svc.log_path);
+    /* Each stage may keep one connection to it open (libcurl's cache)
+     * until its 30 s idle timeout: that is a caller's, not a leak. */
+    int main_fd_max = main_fd_base + FD_SLACK + num_stages;
     bool main_ok = main_crashes == 0 && main_crash_lines == 0 &&
-                   main_exit == 0 && main_fd_end <= main_fd_base + FD_SLACK &&
+                   main_exit == 0 && main_fd_end <= main_fd_max &&
                    rss_near(main_rss_base, main_rss_end);
     if (!main_ok)
         failures++;
@@ -498,15 +501,29 @@ static int report(double seconds, double outage)
                stages[i].failed_by[FAIL_TIMEOUT],
                stages[i].failed_by[FAIL_STATUS],
                stages[i].failed_by[FAIL_PENDING]);
-    printf("\nhostile connections per family (answers read back):");
-    for (int f = 0; f < NUM_FAMILIES; f++) {
-        long n = 0, a = 0;
-        for (int i = 0; i < num_stages; i++) {
-            n += stages[i].hostile[f];
-            a += stages[i].hostile_answers[f];
+    printf("\n\nHostile connections: how many, how many the server closed "
+           "(mean seconds until it did), how many were still open at the "
+           "soak's own limit (%.0f s; slow readers %.0f s), answers read "
+           "back; the rest had every answer read, or were still running when "
+           "the traffic stopped.\n\n| stage |", SOAK_HOSTILE_HOLD_S, SOAK_SLOW_READER_HOLD_S);
+    for (int f = 0; f < NUM_FAMILIES; f++)
+        printf(" %s |", soak_family_names[f]);
+    printf("\n|---|");
+    for (int f = 0; f < NUM_FAMILIES; f++)
+        printf("---|");
+    for (int i = 0; i < num_stages; i++) {
+        struct soak_stage *s = &stages[i];
+        printf("\n| %s |", s->proc.name);
+        for (int f = 0; f < NUM_FAMILIES; f++) {
+            double mean = s->hostile_closed[f]
+                              ? s->hostile_close_s[f] / s->hostile_closed[f]
+                              : 0;
+            printf(" %ld: closed %ld (%.1f s), held %ld, answers %ld |",
+                   s->hostile[f], s->hostile_closed[f], mean,
+                   s->hostile_held[f], s->hostile_answers[f]);
         }
-        printf("%s %s %ld (%ld)", f ? "," : "", soak_family_names[f], n, a);
     }
+    printf("\n");
     printf("\nlogs: %s\n", log_dir);
     printf("soak: %s\n", failures ? "FAILED" : "passed");
     return failures ? 1 : 0;

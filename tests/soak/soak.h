@@ -61,6 +61,9 @@ enum soak_family {          /* hostile connections, drawn in turn */
 
 extern const char *const soak_family_names[NUM_FAMILIES];
 
+#define SOAK_HOSTILE_HOLD_S 40.0     /* longest a hostile connection lives */
+#define SOAK_SLOW_READER_HOLD_S 30.0 /* a slow reader, if not closed first */
+
 enum soak_failure {         /* why a normal request failed */
     FAIL_CONNECT,           /* connect() refused or failed */
     FAIL_CLOSED,            /* the connection closed before the answer */
@@ -90,6 +93,9 @@ struct soak_stage {
     long async_ok, async_503;
     long hostile[NUM_FAMILIES];
     long hostile_answers[NUM_FAMILIES]; /* 408, 503, ... got back */
+    long hostile_closed[NUM_FAMILIES];  /* closed by the server, */
+    double hostile_close_s[NUM_FAMILIES]; /* after this many s in all */
+    long hostile_held[NUM_FAMILIES];    /* still open at our own limit */
     /* health */
     int fd_base, fd_end, children_end;
     long rss_base, rss_end;

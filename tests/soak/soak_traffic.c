@@ -23,7 +23,6 @@
 
 #define IN_CAP 65536
 #define REQUEST_TIMEOUT_S 30.0   /* a normal request unanswered: failed */
-#define HOSTILE_HOLD_S 40.0      /* longest any hostile connection lives */
 #define HOSTILE_PAUSE_S 1.0      /* between two hostile connections */
 #define TRICKLE_EVERY_S 1.5      /* issue 12's trickled head */
 #define FLOOD_REQUESTS 40        /* pipelined async requests of 100 bills */
@@ -31,7 +30,6 @@
 #define LONG_POLLS 40            /* held on the main service at once */
 #define LONG_POLL_WAIT_MS 15000
 #define SLOW_READER_REQUESTS 1000
-#define SLOW_READER_HOLD_S 30.0
 
 const char *const soak_family_names[NUM_FAMILIES] = {
     "trickled head", "stalled body", "async flood", "long-poll flood",
@@ -373,7 +371,7 @@ static void long_polls_start(struct conn *slot)
         expect_answers(c, 1);
         c->family = HOSTILE_LONG_POLLS;
         c->started = soak_now();
-        c->end_at = c->started + HOSTILE_HOLD_S;
+        c->end_at = c->started + SOAK_HOSTILE_HOLD_S;
         if (!conn_open(c, 0))
             c->answered = 1; /* the main service is down: nothing held */
     }
@@ -394,7 +392,7 @@ static void hostile_start(struct conn *c)
     c->family = (int)(c->counter++ % NUM_FAMILIES);
     s->hostile[c->family]++;
     c->started = soak_now();
-    c->end_at = c->started + HOSTILE_HOLD_S;
+    c->end_at = c->started + SOAK_HOSTILE_HOLD_S;
     c->next_at = 0;
     char *out = NULL;
     size_t len = 0;
@@ -431,7 +429,7 @@ static void hostile_start(struct conn *c)
         for (int k = 0; k < SLOW_READER_REQUESTS; k++)
             out = append(out, &len, get, sizeof get - 1);
         expect_answers(c, 0); /* answers are never read */
-        c->end_at = c->started + SLOW_READER_HOLD_S;
+        c->end_at = c->started + SOAK_SLOW_READER_HOLD_S;
         rcvbuf = 4096;        /* so the server's writes back up soon */
         break;
     }
@@ -441,8 +439,20 @@ static void hostile_start(struct conn *c)
         c->end_at = c->started; /* refused: over at the next turn */
 }
 
-static void hostile_end(struct conn *c)
+enum outcome { ENDED_DONE, ENDED_CLOSED, ENDED_HELD };
+
+/* Ends a hostile connection: done (every answer read), closed by the
+ * server (how soon says whether a deadline held), or held by us until
+ * our own limit (the server let it stay). */
+static void hostile_end(struct conn *c, enum outcome how)
 {
+    struct soak_stage *s = c->st;
+    if (how == ENDED_CLOSED) {
+        s->hostile_closed[c->family]++;
+        s->hostile_close_s[c->family] += soak_now() - c->started;
+    } else if (how == ENDED_HELD) {
+        s->hostile_held[c->family]++;
+    }
     conn_close(c);
     c->family = -1;
     c->next_at = soak_now() + HOSTILE_PAUSE_S;
@@ -487,7 +497,7 @@ static void conn_lost(struct conn *c)
         if (c->next_at == 0)
             c->next_at = soak_now() + cfg.think_ms / 1000.0;
     } else if (c->role == ROLE_HOSTILE) {
-        hostile_end(c);
+        hostile_end(c, ENDED_CLOSED);
     } else {
         conn_close(c);
     }
@@ -530,7 +540,7 @@ static void on_event(struct conn *c, short revents)
     if (c->role == ROLE_HOSTILE && c->num_ids > 0 &&
         c->answered == c->num_ids && c->family != HOSTILE_TRICKLE &&
         c->family != HOSTILE_STALLED_BODY)
-        hostile_end(c); /* the whole flood was answered */
+        hostile_end(c, ENDED_DONE); /* the whole flood was answered */
     else if (c->role == ROLE_LONG_POLL && c->answered == c->num_ids)
         conn_close(c);
 }
@@ -557,9 +567,9 @@ static void on_time(struct conn *c, double now)
                 hostile_start(c);
         } else if (c->family == HOSTILE_LONG_POLLS) {
             if (long_polls_done(c))
-                hostile_end(c);
+                hostile_end(c, ENDED_DONE);
         } else if (now >= c->end_at) {
-            hostile_end(c);
+            hostile_end(c, c->fd >= 0 ? ENDED_HELD : ENDED_CLOSED);
         } else if (c->trickle && c->fd >= 0 && !c->connecting &&
                    now >= c->next_at) {
             if (c->out_off < c->out_len)
@@ -567,7 +577,7 @@ static void on_time(struct conn *c, double now)
             else
                 c->trickle = false; /* all sent: now only waits */
             if (c->fd < 0)
-                hostile_end(c);
+                hostile_end(c, ENDED_CLOSED);
         }
         break;
     case ROLE_LONG_POLL:
