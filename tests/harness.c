@@ -37,12 +37,37 @@ void harness_sleep_ms(int ms)
         ;
 }
 
+const struct stage_traits harness_stages[HARNESS_NUM_STAGES] = {
+    {"01-blocking", .overlaps = false, .keep_alive = false, .exhausts = false},
+    {"02-fork", .overlaps = true, .keep_alive = true, .exhausts = false},
+    {"03-threads", .overlaps = true, .keep_alive = true, .exhausts = true},
+    {"04-select", .overlaps = true, .keep_alive = true, .exhausts = true},
+    {"05-epoll-callbacks", .overlaps = true, .keep_alive = true,
+     .exhausts = true},
+    {"06-coroutines", .overlaps = true, .keep_alive = true, .exhausts = true},
+};
+
 bool harness_stage_selected(const char *name)
 {
     const char *only = getenv("STAGES");
     if (only && *only && !strstr(only, name))
         return false;
     return access(name, F_OK) == 0;
+}
+
+bool harness_row_selected(int row)
+{
+    return row >= 0 && row < HARNESS_NUM_STAGES &&
+           harness_stage_selected(harness_stages[row].name);
+}
+
+int harness_run(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
 }
 
 const char *harness_bin(const char *name)
@@ -374,6 +399,20 @@ char *raw_exchange(int port, const void *bytes, size_t len, int timeout_ms)
         close(fd);
     }
     return sink.data ? sink.data : strdup("");
+}
+
+int harness_listen(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(listen(fd, 64), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    *port = ntohs(sa.sin_port);
+    return fd;
 }
 
 int raw_status(const char *response)

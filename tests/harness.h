@@ -6,6 +6,8 @@
 #ifndef TESTS_HARNESS_H
 #define TESTS_HARNESS_H
 
+#include <check.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -16,6 +18,30 @@ struct proc {
     int log_fd;          /* read end of the server's stderr, or -1 */
     char name[64];
 };
+
+/* ---- the stages, and what each model promises ---- */
+
+/* One row per stage. The integration tests loop over this table with Check
+ * loop tests (tcase_add_loop_test(tc, t, 0, HARNESS_NUM_STAGES)), _i being
+ * the row, so a new stage is one new row here. A trait says where a model
+ * differs by design; every test reads the same answer for the same stage. */
+struct stage_traits {
+    const char *name;   /* folder, binary in build/, and "stage" in GET / */
+    /* Serves others while a request waits, a callback is retried or a
+     * client stalls: concurrent requests overlap (01 queues them). */
+    bool overlaps;
+    bool keep_alive;    /* serves several requests per connection (01 closes) */
+    /* 100 held clients reach a 64-descriptor limit. 01 holds one
+     * connection (the rest wait in the backlog, which costs no descriptor);
+     * 02's parent closes its copy of each socket right after fork. */
+    bool exhausts;
+};
+
+#define HARNESS_NUM_STAGES 6
+extern const struct stage_traits harness_stages[HARNESS_NUM_STAGES];
+
+/* harness_stage_selected for row `row` of harness_stages. */
+bool harness_row_selected(int row);
 
 /* Whether the tests should run stage `name` (a row of a stage table): its
  * folder is in the tree (then its binary must be built and pass), and
@@ -74,5 +100,80 @@ int raw_status(const char *response);
 
 /* Microsecond-free sleep helper. */
 void harness_sleep_ms(int ms);
+
+/* A listening TCP socket on 127.0.0.1, on a free port (*port gets it).
+ * Nobody accepts from it until the caller does: connections complete in
+ * the kernel's backlog, requests are sent and no answer ever comes. */
+int harness_listen(int *port);
+
+/* Every test program's main ends here: runs suite s with Check's runner
+ * (CK_NORMAL prints the "N%: Checks: X, Failures: Y, Errors: Z" line),
+ * frees it, and returns main's exit status: 0 if every test passed. */
+int harness_run(Suite *s);
+
+/* ---- a scriptable fake main service (tests/fake_main.c) ----
+ *
+ * What a stage calls back when the test needs the main service to
+ * misbehave. It listens at once (so a stage can be given its URL); once
+ * running, a thread of the test accepts one connection at a time, reads
+ * one request (head and Content-Length body), records it, waits delay_ms
+ * (cut short by fake_main_close), answers the next status of its script
+ * with "Connection: close" and closes. Never run, it is a main service
+ * that hangs: connections wait in the backlog and get no answer.
+ *
+ * Run it only after the test's proc_start calls: a fork copies only the
+ * calling thread, so a child of a process with a second thread running
+ * could inherit a lock that nobody will ever release. */
+#define FAKE_MAIN_MAX_STATUSES 8
+#define FAKE_MAIN_MAX_REQUESTS 16  /* recorded; more are counted only */
+
+struct fake_main {
+    int port;                /* 127.0.0.1:port, to give to a stage */
+    /* The rest is the fake's own: read it through the functions below. */
+    int lfd;
+    int delay_ms;
+    int statuses[FAKE_MAIN_MAX_STATUSES];
+    int num_statuses;
+    pthread_t thread;
+    bool running;
+    pthread_mutex_t lock;    /* guards what follows */
+    bool stop;
+    int requests;
+    double at[FAKE_MAIN_MAX_REQUESTS];
+    char *heads[FAKE_MAIN_MAX_REQUESTS];
+    char *bodies[FAKE_MAIN_MAX_REQUESTS];
+};
+
+/* Listens; request k will get statuses[min(k, n - 1)] (n >= 1; 2xx answers
+ * carry {"status":"ok"}, others a {"detail"}), each after delay_ms. */
+void fake_main_listen(struct fake_main *f, int delay_ms, const int *statuses,
+                      int n);
+
+/* Starts the thread that serves. */
+void fake_main_run(struct fake_main *f);
+
+/* fake_main_listen, then fake_main_run, for tests that fork nothing after. */
+void fake_main_start(struct fake_main *f, int delay_ms, const int *statuses,
+                     int n);
+
+/* Requests received (read whole) so far. */
+int fake_main_requests(struct fake_main *f);
+
+/* Waits until the fake has received n requests; fails the test after
+ * timeout_ms. */
+void fake_main_wait_requests(struct fake_main *f, int n, int timeout_ms);
+
+/* What request k (0-based, < FAKE_MAIN_MAX_REQUESTS) was: its head (request
+ * line and headers, up to and including the blank line), its body, and
+ * when it was read (harness_now()); NULL / 0 if it has not come. The
+ * strings stay valid until fake_main_close. */
+const char *fake_main_head(struct fake_main *f, int k);
+const char *fake_main_body(struct fake_main *f, int k);
+double fake_main_at(struct fake_main *f, int k);
+
+/* Stops the thread (a delayed answer is cut short), closes the listening
+ * socket (a never-run fake resets what waits in its backlog) and frees
+ * what was recorded. */
+void fake_main_close(struct fake_main *f);
 
 #endif

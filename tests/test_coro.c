@@ -978,10 +978,7 @@ int main(void)
     tcase_add_test(curl, a_curl_transfer_can_be_cancelled);
     suite_add_tcase(s, curl);
 
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = harness_run(s);
     curl_global_cleanup();
-    return failed ? 1 : 0;
+    return failed;
 }

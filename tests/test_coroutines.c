@@ -459,9 +459,5 @@ int main(void)
     tcase_add_test(tc, each_phase_of_a_request_has_its_own_deadline);
     tcase_add_test(tc, the_lingering_close_is_bounded);
     suite_add_tcase(suite, tc);
-    SRunner *sr = srunner_create(suite);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return harness_run(suite);
 }

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "harness.h"
+
 static char *read_text(const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -198,9 +200,5 @@ int main(void)
     tcase_add_test(tc, lecture_links_resolve);
     tcase_add_test(tc, tables_are_whole);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return harness_run(s);
 }

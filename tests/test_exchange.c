@@ -1,6 +1,6 @@
 /* Unit tests for common/exchange, common/endpoint and common/callback.
- * No server is started; the callback tests talk to a tiny scripted HTTP
- * responder on 127.0.0.1 in a thread of this process. */
+ * No server is started; the callback tests talk to the harness's scripted
+ * fake main service, a thread of this process on 127.0.0.1. */
 #include "callback.h"
 #include "endpoint.h"
 #include "exchange.h"
@@ -15,6 +15,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "harness.h"
 
 #define LECTURE_BODY                                                        \
     "{\"request_id\": \"sync_test\", \"exchange_rate\": 75.5, \"bills\": ["  \
@@ -765,83 +767,7 @@ START_TEST(test_callback_new_edges)
 }
 END_TEST
 
-/* A scripted HTTP responder: answers each connection with the next status
- * of its script ("Connection: close"), and keeps the first request seen. */
-struct responder {
-    int fd, port;
-    const int *statuses;
-    int n;
-    char first[4096];
-    pthread_t thread;
-};
-
-static void read_request(int c, char *buf, size_t cap)
-{
-    size_t len = 0;
-    buf[0] = '\0';
-    for (;;) {
-        ssize_t r = read(c, buf + len, cap - 1 - len);
-        if (r <= 0)
-            return;
-        len += (size_t)r;
-        buf[len] = '\0';
-        const char *end = strstr(buf, "\r\n\r\n");
-        if (end == NULL)
-            continue;
-        const char *cl = strcasestr(buf, "content-length:");
-        size_t want = cl ? strtoul(cl + 15, NULL, 10) : 0;
-        if (len >= (size_t)(end + 4 - buf) + want || len + 1 >= cap)
-            return;
-    }
-}
-
-static void *responder_main(void *arg)
-{
-    struct responder *rs = arg;
-    for (int i = 0; i < rs->n; i++) {
-        int c = accept(rs->fd, NULL, NULL);
-        if (c < 0)
-            return NULL;
-        char req[4096];
-        read_request(c, req, sizeof req);
-        if (i == 0)
-            memcpy(rs->first, req, sizeof req);
-        char resp[256];
-        int len = snprintf(resp, sizeof resp,
-                           "HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
-                           "Content-Length: 15\r\nConnection: close\r\n\r\n"
-                           "{\"status\":\"ok\"}", rs->statuses[i]);
-        ssize_t w = write(c, resp, (size_t)len);
-        (void)w;
-        close(c);
-    }
-    return NULL;
-}
-
-static void responder_start(struct responder *rs, const int *statuses, int n)
-{
-    memset(rs, 0, sizeof *rs);
-    rs->statuses = statuses;
-    rs->n = n;
-    rs->fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(rs->fd, 0);
-    struct sockaddr_in a = { .sin_family = AF_INET,
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    ck_assert_int_eq(bind(rs->fd, (struct sockaddr *)&a, sizeof a), 0);
-    ck_assert_int_eq(listen(rs->fd, 8), 0);
-    socklen_t alen = sizeof a;
-    getsockname(rs->fd, (struct sockaddr *)&a, &alen);
-    rs->port = ntohs(a.sin_port);
-    ck_assert_int_eq(pthread_create(&rs->thread, NULL, responder_main, rs), 0);
-}
-
-static void responder_stop(struct responder *rs)
-{
-    pthread_join(rs->thread, NULL);
-    close(rs->fd);
-}
-
-/* Callbacks to the responder, retried for CALLBACK_TEST_DEADLINE_MS. */
+/* Callbacks to the fake main service, retried for CALLBACK_TEST_DEADLINE_MS. */
 #define CALLBACK_TEST_DEADLINE_MS 1500
 static struct callback *callback_to(int port, const char *suffix)
 {
@@ -854,8 +780,8 @@ static struct callback *callback_to(int port, const char *suffix)
 START_TEST(test_callback_delivered)
 {
     static const int script[] = { 200 };
-    struct responder rs;
-    responder_start(&rs, script, 1);
+    struct fake_main rs;
+    fake_main_start(&rs, 0, script, 1);
     struct callback *cb = callback_to(rs.port, "//");
     ck_assert(callback_send_blocking(cb));
     ck_assert_int_eq(cb->tries, 1);
@@ -869,25 +795,26 @@ START_TEST(test_callback_delivered)
     curl_easy_getinfo(cb->easy, CURLINFO_PRIVATE, &priv);
     ck_assert_ptr_eq(priv, cb);
     callback_free(cb);
-    responder_stop(&rs);
 
-    ck_assert_msg(strncmp(rs.first, "PUT /api/exchange_result HTTP/1.1\r\n",
-                          35) == 0, "%s", rs.first);
-    ck_assert_ptr_nonnull(strcasestr(rs.first,
+    ck_assert_int_eq(fake_main_requests(&rs), 1);
+    const char *head = fake_main_head(&rs, 0);
+    ck_assert_msg(strncmp(head, "PUT /api/exchange_result HTTP/1.1\r\n",
+                          35) == 0, "%s", head);
+    ck_assert_ptr_nonnull(strcasestr(head,
                                      "\r\nContent-Type: application/json\r\n"));
-    ck_assert_ptr_nonnull(strcasestr(rs.first, "\r\nContent-Length: 13\r\n"));
-    ck_assert_ptr_null(strcasestr(rs.first, "Expect:"));
-    const char *body = strstr(rs.first, "\r\n\r\n");
-    ck_assert_ptr_nonnull(body);
-    ck_assert_str_eq(body + 4, "{\"token\":\"t\"}");
+    ck_assert_ptr_nonnull(strcasestr(head, "\r\nContent-Length: 13\r\n"));
+    ck_assert_ptr_null(strcasestr(head, "Expect:"));
+    ck_assert_str_eq(head + strlen(head) - 4, "\r\n\r\n");
+    ck_assert_str_eq(fake_main_body(&rs, 0), "{\"token\":\"t\"}");
+    fake_main_close(&rs);
 }
 END_TEST
 
 START_TEST(test_callback_retries_5xx)
 {
     static const int script[] = { 503, 500, 201 };
-    struct responder rs;
-    responder_start(&rs, script, 3);
+    struct fake_main rs;
+    fake_main_start(&rs, 0, script, 3);
     struct callback *cb = callback_to(rs.port, "");
     double t0 = log_elapsed();
     ck_assert(callback_send_blocking(cb));
@@ -896,20 +823,20 @@ START_TEST(test_callback_retries_5xx)
     /* Backoff 500 then 1000 ms, each with jitter down to half. */
     ck_assert_msg(took >= 0.74, "backoff >= 250 + 500 ms, took %.3f s", took);
     callback_free(cb);
-    responder_stop(&rs);
+    fake_main_close(&rs);
 }
 END_TEST
 
 START_TEST(test_callback_4xx_not_retried)
 {
     static const int script[] = { 403 };
-    struct responder rs;
-    responder_start(&rs, script, 1);
+    struct fake_main rs;
+    fake_main_start(&rs, 0, script, 1);
     struct callback *cb = callback_to(rs.port, "/");
     ck_assert(!callback_send_blocking(cb));
     ck_assert_int_eq(cb->tries, 1);
     callback_free(cb);
-    responder_stop(&rs);
+    fake_main_close(&rs);
 }
 END_TEST
 
@@ -994,10 +921,7 @@ int main(void)
 {
     log_init("test_exchange", true);
     callback_global_init();
-    SRunner *sr = srunner_create(exchange_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = harness_run(exchange_suite());
     callback_global_cleanup();
-    return failed == 0 ? 0 : 1;
+    return failed;
 }

@@ -9,12 +9,12 @@
  * (01 stalls by design) and whether a low descriptor limit is reached at
  * all (01 holds one connection, 02's parent closes each socket after fork).
  *
- * One table, one row per stage, as in test_stages.c: same STAGES filter,
+ * The harness's one stage table, as in test_stages.c: same STAGES filter,
  * same rule that a row runs when its folder exists.
  *
- * The fake main services here are plain sockets served by a thread of the
- * test. The thread is started only after every proc_start of its test, so
- * no fork ever copies a process with a second thread running. */
+ * The fake main service is the harness's (a thread of the test, scripted
+ * statuses). Its thread is started only after every proc_start of its
+ * test, so no fork ever copies a process with a second thread running. */
 #include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
@@ -33,30 +33,11 @@
 
 #include "harness.h"
 
-struct stage_row {
-    const char *name;
-    bool overlaps;  /* serves GET / while an async job waits or retries */
-    bool exhausts;  /* 100 held clients reach a 64-descriptor limit */
-};
-
-static const struct stage_row stages[] = {
-    /* One connection at a time: the others wait in the listen backlog,
-     * which costs no descriptor, so the limit is never reached. */
-    {"01-blocking", .overlaps = false, .exhausts = false},
-    /* The parent closes its copy of each socket right after fork: every
-     * child holds one descriptor of its own. The parent never runs out. */
-    {"02-fork", .overlaps = true, .exhausts = false},
-    {"03-threads", .overlaps = true, .exhausts = true},
-    {"04-select", .overlaps = true, .exhausts = true},
-    {"05-epoll-callbacks", .overlaps = true, .exhausts = true},
-    {"06-coroutines", .overlaps = true, .exhausts = true},
-};
-#define NUM_STAGES ((int)(sizeof stages / sizeof stages[0]))
-
-static bool row_selected(int i)
-{
-    return harness_stage_selected(stages[i].name);
-}
+/* The harness's one stage table (tests/harness.c), under the short names
+ * the cases use; _i is its row. */
+#define stages harness_stages
+#define NUM_STAGES HARNESS_NUM_STAGES
+#define row_selected harness_row_selected
 
 #define TOKEN "test-token"
 static const char *const token_env[] = {"SECRET_TOKEN=" TOKEN, NULL};
@@ -168,193 +149,20 @@ static void expect_root_within(int port, double limit_s)
     http_result_free(&r);
 }
 
-/* ---- a fake main service: scripted status, optional slowness ---- */
-
-#define FAKE_MAX_PUTS 16
-
-struct fake_main {
-    int lfd, port;
-    int delay_ms;              /* before each answer */
-    int statuses[4];           /* answer k gets statuses[min(k, n-1)] */
-    int num_statuses;
-    pthread_t thread;
-    bool running;
-    pthread_mutex_t lock;      /* guards what follows */
-    bool stop;
-    int puts;                  /* requests received */
-    double put_at[FAKE_MAX_PUTS];
-    char *bodies[FAKE_MAX_PUTS];
-    char *heads[FAKE_MAX_PUTS];
-};
-
-/* Listening now (so the stage can be given its URL); serving only after
- * fake_main_run. Connections queue in the backlog meanwhile. */
-static void fake_main_listen(struct fake_main *f, int delay_ms,
-                             const int *statuses, int n)
-{
-    memset(f, 0, sizeof *f);
-    f->delay_ms = delay_ms;
-    for (int i = 0; i < n && i < 4; i++)
-        f->statuses[i] = statuses[i];
-    f->num_statuses = n;
-    pthread_mutex_init(&f->lock, NULL);
-    f->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ck_assert_int_ge(f->lfd, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sa;
-    ck_assert(bind(f->lfd, (struct sockaddr *)&sa, sizeof sa) == 0);
-    ck_assert(listen(f->lfd, 64) == 0);
-    ck_assert(getsockname(f->lfd, (struct sockaddr *)&sa, &len) == 0);
-    f->port = ntohs(sa.sin_port);
-}
-
-static bool fake_stopping(struct fake_main *f)
-{
-    pthread_mutex_lock(&f->lock);
-    bool stop = f->stop;
-    pthread_mutex_unlock(&f->lock);
-    return stop;
-}
-
-/* Reads one request (head + Content-Length body) into a malloc'd string;
- * *body_at gets the body's offset. NULL if the client gave up. */
-static char *fake_read_request(int fd, size_t *body_at)
-{
-    size_t cap = 65536, len = 0;
-    char *buf = malloc(cap + 1);
-    ck_assert_ptr_nonnull(buf);
-    for (;;) {
-        ssize_t n = recv(fd, buf + len, cap - len, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-        buf[len] = '\0';
-        char *end = strstr(buf, "\r\n\r\n");
-        if (!end)
-            continue;
-        *end = '\0'; /* the head alone, for the header search */
-        const char *cl = strcasestr(buf, "\r\nContent-Length:");
-        size_t want = cl ? strtoul(cl + 17, NULL, 10) : 0;
-        *end = '\r';
-        *body_at = (size_t)(end + 4 - buf);
-        if (len >= *body_at + want || len == cap)
-            return buf;
-    }
-    free(buf);
-    return NULL;
-}
-
-static void fake_answer(int fd, int status)
-{
-    const char *body = status == 200 ? "{\"status\":\"ok\"}"
-                                     : "{\"detail\":\"scripted failure\"}";
-    char out[512];
-    int n = snprintf(out, sizeof out,
-                     "HTTP/1.1 %d Scripted\r\nContent-Type: application/json"
-                     "\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                     status, strlen(body), body);
-    ssize_t w = send(fd, out, (size_t)n, MSG_NOSIGNAL);
-    (void)w; /* a client that left is the stage's problem, judged by it */
-}
-
-static void fake_serve_one(struct fake_main *f, int fd)
-{
-    struct timeval tv = {5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    size_t body_at = 0;
-    char *req = fake_read_request(fd, &body_at);
-    if (!req)
-        return;
-    pthread_mutex_lock(&f->lock);
-    int k = f->puts++;
-    if (k < FAKE_MAX_PUTS) {
-        f->put_at[k] = harness_now();
-        f->bodies[k] = strdup(req + body_at);
-        req[body_at] = '\0';
-        f->heads[k] = strdup(req);
-    }
-    pthread_mutex_unlock(&f->lock);
-    free(req);
-    /* Slow, but interruptible so the test never waits on its own fake. */
-    for (int waited = 0; waited < f->delay_ms && !fake_stopping(f);
-         waited += 10)
-        harness_sleep_ms(10);
-    int idx = k < f->num_statuses ? k : f->num_statuses - 1;
-    fake_answer(fd, f->statuses[idx]);
-}
-
-static void *fake_main_thread(void *arg)
-{
-    struct fake_main *f = arg;
-    while (!fake_stopping(f)) {
-        struct pollfd p = {.fd = f->lfd, .events = POLLIN};
-        if (poll(&p, 1, 50) <= 0)
-            continue;
-        int fd = accept4(f->lfd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0)
-            continue;
-        fake_serve_one(f, fd);
-        close(fd);
-    }
-    return NULL;
-}
-
-static void fake_main_run(struct fake_main *f)
-{
-    ck_assert_int_eq(pthread_create(&f->thread, NULL, fake_main_thread, f), 0);
-    f->running = true;
-}
-
-static int fake_puts(struct fake_main *f)
-{
-    pthread_mutex_lock(&f->lock);
-    int n = f->puts;
-    pthread_mutex_unlock(&f->lock);
-    return n;
-}
-
-/* Waits until the fake has received n requests; fails after timeout_ms. */
-static void fake_wait_puts(struct fake_main *f, int n, int timeout_ms)
-{
-    double start = harness_now();
-    while (fake_puts(f) < n) {
-        ck_assert_msg(harness_now() - start < timeout_ms / 1000.0,
-                      "the fake main service got %d PUTs, wanted %d within "
-                      "%d ms", fake_puts(f), n, timeout_ms);
-        harness_sleep_ms(10);
-    }
-}
-
-static void fake_main_close(struct fake_main *f)
-{
-    pthread_mutex_lock(&f->lock);
-    f->stop = true;
-    pthread_mutex_unlock(&f->lock);
-    if (f->running)
-        pthread_join(f->thread, NULL);
-    close(f->lfd);
-    for (int i = 0; i < FAKE_MAX_PUTS; i++) {
-        free(f->bodies[i]);
-        free(f->heads[i]);
-    }
-    pthread_mutex_destroy(&f->lock);
-}
-
 /* Every PUT the fake saw was the callback of job id with our token. */
 static void fake_expect_callbacks(struct fake_main *f, const char *id)
 {
     char want_id[200];
     snprintf(want_id, sizeof want_id, "\"request_id\":\"%s\"", id);
-    int n = fake_puts(f);
-    for (int k = 0; k < n && k < FAKE_MAX_PUTS; k++) {
-        ck_assert_msg(strncmp(f->heads[k], "PUT /api/exchange_result ", 25)
-                      == 0, "request %d: %.60s", k, f->heads[k]);
-        ck_assert_ptr_nonnull(strstr(f->bodies[k], "\"token\":\"" TOKEN "\""));
-        ck_assert_ptr_nonnull(strstr(f->bodies[k], want_id));
-        ck_assert_ptr_nonnull(strstr(f->bodies[k],
+    int n = fake_main_requests(f);
+    for (int k = 0; k < n && k < FAKE_MAIN_MAX_REQUESTS; k++) {
+        const char *head = fake_main_head(f, k);
+        const char *body = fake_main_body(f, k);
+        ck_assert_msg(strncmp(head, "PUT /api/exchange_result ", 25) == 0,
+                      "request %d: %.60s", k, head);
+        ck_assert_ptr_nonnull(strstr(body, "\"token\":\"" TOKEN "\""));
+        ck_assert_ptr_nonnull(strstr(body, want_id));
+        ck_assert_ptr_nonnull(strstr(body,
             "\"breakdown\":[{\"denomination_id\":7,\"subtotal_rub\":6"));
     }
 }
@@ -409,13 +217,13 @@ START_TEST(slow_main_service_gets_its_callback_and_nobody_waits)
     fake_main_run(&f);
 
     post_async(s.port, "slow_job");
-    fake_wait_puts(&f, 1, 10000);
+    fake_main_wait_requests(&f, 1, 10000);
     double put_at = harness_now();
     if (stages[_i].overlaps)
         expect_root_within(s.port, FAST_S); /* the PUT is still held */
     wait_log(&s, "callback slow_job delivered (HTTP 200, try 1)", 10000);
     ck_assert_double_ge(harness_now() - put_at, 1.0);
-    ck_assert_int_eq(fake_puts(&f), 1);
+    ck_assert_int_eq(fake_main_requests(&f), 1);
     fake_expect_callbacks(&f, "slow_job");
     stop_stage(&s);
     fake_main_close(&f);
@@ -444,9 +252,9 @@ START_TEST(main_service_500_twice_then_200_delivers_on_the_third_try)
     wait_log(&s, "callback flaky_job delivered (HTTP 200, try 3)", 15000);
     ck_assert_ptr_nonnull(strstr(harness_read_log(&s),
         "callback flaky_job: HTTP 500; retry 2/2 in 1000 ms"));
-    ck_assert_int_eq(fake_puts(&f), 3);
-    ck_assert_double_ge(f.put_at[1] - f.put_at[0], BACKOFF_1_S - 0.05);
-    ck_assert_double_ge(f.put_at[2] - f.put_at[1], BACKOFF_2_S - 0.05);
+    ck_assert_int_eq(fake_main_requests(&f), 3);
+    ck_assert_double_ge(fake_main_at(&f, 1) - fake_main_at(&f, 0), BACKOFF_1_S - 0.05);
+    ck_assert_double_ge(fake_main_at(&f, 2) - fake_main_at(&f, 1), BACKOFF_2_S - 0.05);
     fake_expect_callbacks(&f, "flaky_job");
     stop_stage(&s);
     fake_main_close(&f);
@@ -468,14 +276,14 @@ START_TEST(main_service_always_500_fails_after_three_tries_without_a_stall)
 
     double posted = harness_now();
     post_async(s.port, "broken_job");
-    fake_wait_puts(&f, 2, 10000);
+    fake_main_wait_requests(&f, 2, 10000);
     if (stages[_i].overlaps)
         expect_root_within(s.port, FAST_S);
     wait_log(&s, "callback broken_job failed after 3 tries: HTTP 500", 15000);
     ck_assert_double_lt(harness_now() - posted, 10.0);
     /* Given up for good: no fourth try, however long we wait. */
     harness_sleep_ms(1500);
-    ck_assert_int_eq(fake_puts(&f), 3);
+    ck_assert_int_eq(fake_main_requests(&f), 3);
     fake_expect_callbacks(&f, "broken_job");
     expect_root_within(s.port, 5.0);
     stop_stage(&s);
@@ -720,9 +528,5 @@ int main(void)
     tcase_add_loop_test(tc, descriptor_exhaustion_no_busy_loop_and_recovery, 0, NUM_STAGES);
     tcase_add_loop_test(tc, sigterm_finishes_requests_and_callbacks_then_exits_0, 0, NUM_STAGES);
     suite_add_tcase(suite, tc);
-    SRunner *sr = srunner_create(suite);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return harness_run(suite);
 }

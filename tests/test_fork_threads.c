@@ -819,9 +819,5 @@ int main(void)
     tcase_add_test(threads_tc, threads_async_bills_finish_together);
     tcase_add_test(threads_tc, threads_stay_bounded_under_an_async_flood);
     suite_add_tcase(suite, threads_tc);
-    SRunner *sr = srunner_create(suite);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return harness_run(suite);
 }

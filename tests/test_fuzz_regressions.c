@@ -33,6 +33,7 @@ static char current_input[1024];
 #define FUZZ_NO_MAIN
 #include "fuzz/fuzz_exchange.c"
 #include "fuzz/fuzz_http.c"
+#include "harness.h"
 
 typedef int (*fuzz_fn)(const uint8_t *data, size_t size);
 
@@ -182,9 +183,5 @@ int main(void)
     tcase_add_test(tc, exchange_seed_corpus_passes);
     tcase_add_test(tc, fixed_findings_are_refused);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return harness_run(s);
 }

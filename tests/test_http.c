@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "harness.h"
 
 /* ------------------------------------------------------------------ */
 /* Helpers                                                             */
@@ -1042,9 +1043,5 @@ int main(void)
     tcase_add_test(tc, status_texts);
     suite_add_tcase(s, tc);
 
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return harness_run(s);
 }

@@ -612,10 +612,7 @@ int main(void)
     static const char *const engines[] = {"curl", "raw"};
     for (size_t i = 0; i < sizeof engines / sizeof engines[0]; i++) {
         engine = engines[i];
-        SRunner *sr = srunner_create(loadgen_suite());
-        srunner_run_all(sr, CK_NORMAL);
-        failed += srunner_ntests_failed(sr);
-        srunner_free(sr);
+        failed |= harness_run(loadgen_suite());
     }
-    return failed ? 1 : 0;
+    return failed;
 }

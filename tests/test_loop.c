@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "harness.h"
 #include "loop.h"
 
 static void make_pipe(int p[2])
@@ -634,9 +635,5 @@ int main(void)
     tcase_add_test(tc, watcher_names_the_callback_of_a_watched_fd);
     tcase_add_test(tc, wait_sigmask_lets_a_blocked_signal_in_while_waiting);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return harness_run(s);
 }

@@ -890,9 +890,5 @@ int main(void)
     tcase_add_test(tc, only_valid_utf8_json_goes_out);
     tcase_add_test(tc, store_is_capped_by_bytes);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return harness_run(s);
 }

@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "harness.h"
+
 #include "../tools/rawhttp.h"
 
 /* ---- the parser -------------------------------------------------------- */
@@ -461,9 +463,5 @@ int main(void)
     tcase_add_test(tc, head_answers_have_no_body);
     tcase_add_test(tc, failures_are_told_apart);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return harness_run(s);
 }

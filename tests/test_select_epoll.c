@@ -250,87 +250,15 @@ static char *post_sync_text(const char *extra_headers)
  * kernel's backlog, requests are sent, and no answer ever comes. */
 static int silent_listener(int *port)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    ck_assert_int_eq(listen(fd, 16), 0);
-    socklen_t sl = sizeof sa;
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-    *port = ntohs(sa.sin_port);
-    return fd;
+    return harness_listen(port);
 }
 
-/* A main service that answers every request with 500, on a thread. */
-struct failing_service {
-    int fd, port;
-    pthread_t th;
-    atomic_bool stop;
-    atomic_int requests;
-};
-
-static void failing_serve_one(struct failing_service *fs, int c)
+/* A main service that answers every request with 500, on a thread (the
+ * harness's fake main service with a one-status script). */
+static void failing_start(struct fake_main *fs)
 {
-    struct reader *r = calloc(1, sizeof *r);
-    r->fd = c;
-    /* The request: head, then Content-Length bytes of body. */
-    double deadline = harness_now() + 5;
-    for (;;) {
-        char *end = memmem(r->buf, r->len, "\r\n\r\n", 4);
-        if (end) {
-            size_t head = (size_t)(end + 4 - r->buf);
-            if (r->len >= head + content_length(r->buf, head))
-                break;
-        }
-        struct pollfd pfd = {.fd = c, .events = POLLIN};
-        if (harness_now() > deadline || poll(&pfd, 1, 100) < 0)
-            goto out;
-        if (!pfd.revents)
-            continue;
-        ssize_t n = recv(c, r->buf + r->len, sizeof r->buf - r->len, 0);
-        if (n <= 0)
-            goto out;
-        r->len += (size_t)n;
-    }
-    atomic_fetch_add(&fs->requests, 1);
-    const char *answer = "HTTP/1.1 500 Internal Server Error\r\n"
-                         "Content-Type: application/json\r\n"
-                         "Content-Length: 2\r\nConnection: close\r\n\r\n{}";
-    ssize_t ignored = send(c, answer, strlen(answer), MSG_NOSIGNAL);
-    (void)ignored;
-out:
-    free(r);
-    close(c);
-}
-
-static void *failing_main(void *arg)
-{
-    struct failing_service *fs = arg;
-    while (!atomic_load(&fs->stop)) {
-        struct pollfd pfd = {.fd = fs->fd, .events = POLLIN};
-        if (poll(&pfd, 1, 50) <= 0)
-            continue;
-        int c = accept(fs->fd, NULL, NULL);
-        if (c >= 0)
-            failing_serve_one(fs, c);
-    }
-    return NULL;
-}
-
-static void failing_start(struct failing_service *fs)
-{
-    fs->fd = silent_listener(&fs->port);
-    atomic_store(&fs->stop, false);
-    atomic_store(&fs->requests, 0);
-    ck_assert_int_eq(pthread_create(&fs->th, NULL, failing_main, fs), 0);
-}
-
-static void failing_stop(struct failing_service *fs)
-{
-    atomic_store(&fs->stop, true);
-    pthread_join(fs->th, NULL);
-    close(fs->fd);
+    static const int status_500[] = {500};
+    fake_main_start(fs, 0, status_500, 1);
 }
 
 /* ---- the tests ---- */
@@ -496,7 +424,7 @@ START_TEST(main_service_500_is_retried_and_the_loop_serves)
 {
     if (!row_selected(_i))
         return;
-    struct failing_service fs;
+    struct fake_main fs;
     failing_start(&fs);
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", fs.port);
@@ -518,10 +446,10 @@ START_TEST(main_service_500_is_retried_and_the_loop_serves)
     ck_assert_ptr_nonnull(strstr(log, "callback one failed after 3 tries"));
     ck_assert_ptr_nonnull(strstr(log, "HTTP 500; retry 1/2"));
     ck_assert_ptr_nonnull(strstr(log, "HTTP 500; retry 2/2"));
-    ck_assert_int_eq(atomic_load(&fs.requests), 3);
+    ck_assert_int_eq(fake_main_requests(&fs), 3);
     ck_assert_int_ge(served, 5); /* the backoffs (0.5 s + 1 s) were served */
     stop_stage(&s);
-    failing_stop(&fs);
+    fake_main_close(&fs);
 }
 END_TEST
 
@@ -763,9 +691,5 @@ int main(void)
     tcase_add_loop_test(tc, emfile_pauses_accepting_without_spinning, 0, NUM_ROWS);
     tcase_add_loop_test(tc, sigterm_closes_idle_and_finishes_pending_callbacks, 0, NUM_ROWS);
     suite_add_tcase(suite, tc);
-    SRunner *sr = srunner_create(suite);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return harness_run(suite);
 }

@@ -15,26 +15,11 @@
 
 #include "harness.h"
 
-struct stage_row {
-    const char *name;       /* binary in build/, and "stage" in GET / */
-    bool overlaps;          /* concurrent requests run at the same time */
-    bool keep_alive;        /* honours keep-alive (01 always closes) */
-};
-
-static const struct stage_row stages[] = {
-    {"01-blocking", .overlaps = false, .keep_alive = false},
-    {"02-fork", .overlaps = true, .keep_alive = true},
-    {"03-threads", .overlaps = true, .keep_alive = true},
-    {"04-select", .overlaps = true, .keep_alive = true},
-    {"05-epoll-callbacks", .overlaps = true, .keep_alive = true},
-    {"06-coroutines", .overlaps = true, .keep_alive = true},
-};
-#define NUM_STAGES ((int)(sizeof stages / sizeof stages[0]))
-
-static bool row_selected(int i)
-{
-    return harness_stage_selected(stages[i].name);
-}
+/* The harness's one stage table (tests/harness.c), under the short names
+ * the cases use; _i is its row. */
+#define stages harness_stages
+#define NUM_STAGES HARNESS_NUM_STAGES
+#define row_selected harness_row_selected
 
 #define DELAY_MS 300
 #define DELAY_S (DELAY_MS / 1000.0)
@@ -548,9 +533,5 @@ int main(void)
     tcase_add_test(one, blocking_stage_trickler_holds_it_until_the_head_deadline);
     tcase_add_test(one, blocking_stage_431_survives_unread_input);
     suite_add_tcase(suite, one);
-    SRunner *sr = srunner_create(suite);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return harness_run(suite);
 }

@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include "timer.h"
+#include "harness.h"
 
 struct item {
     int id;
@@ -147,9 +148,5 @@ int main(void)
     tcase_add_test(tc, random_operations_stay_ordered);
     tcase_add_test(tc, monotonic_clock_advances);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return harness_run(s);
 }

@@ -484,7 +484,12 @@ static bool serve_request(int fd, const struct http_request *req, void *arg)
 static void *connection_main(void *arg)
 {
     int fd = (int)(intptr_t)arg;
-    conn_io_serve(fd, IDLE_TIMEOUT_MS, serve_request, NULL);
+    static const struct conn_io_limits limits = {
+        .idle_timeout_ms = IDLE_TIMEOUT_MS,
+        .header_timeout_ms = 10000,
+        .body_timeout_ms = 10000,
+    };
+    conn_io_serve(fd, &limits, serve_request, NULL);
     if (close(fd) < 0)
         log_warn("close: %s", strerror(errno));
     atomic_fetch_sub(&g_conn_threads, 1);
