@@ -76,8 +76,8 @@
 
 #define STAGE "06-coroutines"
 #define STOP_POLL_MS 25
-#define LINGER_MS 1000              /* a refused request: drop input this */
-#define LINGER_MAX_BYTES (256 * 1024) /* long, and at most this much */
+#define LINGER_MS 1000      /* after a refusal, drop input this long, */
+#define LINGER_MAX_BYTES (256 * 1024) /* and at most this much */
 
 static struct config cfg;
 static unsigned jitter_seed = 1; /* one thread: one seed is enough */
@@ -246,9 +246,10 @@ static int gather_bills(const struct exchange_request *job, double *subtotals)
         tasks[i] = co_spawn(bill_task, &bills[i]);
     }
     int rc = co_gather(tasks, n, -1, results);
-    for (size_t i = 0; i < n && rc == 0; i++) /* a bill that got no */
-        rc = (int)(intptr_t)(tasks[i] ? results[i] /* coroutine waits here */
-                                      : bill_task(&bills[i]));
+    /* A bill that got no coroutine (out of memory) is waited for here,
+     * after the others: slower, but a promised job still finishes. */
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = (int)(intptr_t)(tasks[i] ? results[i] : bill_task(&bills[i]));
     for (size_t i = 0; i < n; i++)
         subtotals[i] = bills[i].subtotal;
     return rc;
