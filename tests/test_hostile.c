@@ -1300,8 +1300,11 @@ START_TEST(hostile_input_leaves_the_server_serving)
         return;
     char idle[16];
     snprintf(idle, sizeof idle, "%d", IDLE_TIMEOUT_MS);
+    /* One bound for every wait on a client: no byte yet, head, body. */
     const char *args[] = {"--delay-ms", DELAY_MS, "--jitter-ms", "0",
-                          "--idle-timeout-ms", idle, NULL};
+                          "--idle-timeout-ms", idle,
+                          "--header-timeout-ms", idle,
+                          "--body-timeout-ms", idle, NULL};
     static const char *const env[] = {"SECRET_TOKEN=test-token", NULL};
     struct proc p;
     proc_start(&p, stages[_i].name, args, env);
