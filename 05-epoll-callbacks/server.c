@@ -12,7 +12,7 @@
  *   on_bill_done   a bill's timer fired: next bill, or the answer
  *   on_writable    the socket has room: send; then read again or close
  *   on_draining    closing politely: drop what the client still sends
- *   on_timeout     idle, too slow, or not reading its answer: close
+ *   on_timeout     a deadline passed: a 408 for a late head or body, or close
  *
  * What a connection does in each of them is not in this file: the steps
  * are common/evconn.c, the very functions 04-select runs. Each callback

@@ -116,7 +116,8 @@ struct evconn {
     /* Where each deadline counts from (evconn_deadline); none moves when
      * bytes arrive. */
     uint64_t idle_since_ms;     /* accepted, or the last answer written */
-    uint64_t head_since_ms;     /* the request's first byte (CR/LF count) */
+    uint64_t head_since_ms;     /* the request's first byte (CR/LF count),
+                                   or, if it came pipelined, its turn */
     uint64_t body_since_ms;     /* the request's head ended */
     uint64_t write_since_ms;    /* the answer was queued or last progressed */
     uint64_t drain_since_ms;    /* the lingering close began */

@@ -676,6 +676,164 @@ START_TEST(sigterm_closes_idle_and_finishes_pending_callbacks)
 }
 END_TEST
 
+/* ---- deadlines that bytes never move (issue 12, item 1) ---- */
+
+/* After an answer that closes: a FIN within timeout_ms, not a reset (the
+ * lingering close drained what the client sent). */
+static void expect_fin(int fd, int timeout_ms)
+{
+    double t = seconds_until_closed(fd, timeout_ms);
+    ck_assert_msg(t >= 0, "still open %d ms after the 408", timeout_ms);
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    ck_assert_msg(err != ECONNRESET, "the 408 ended in a reset");
+}
+
+static void expect_408(const char *resp, const char *detail)
+{
+    ck_assert_msg(resp != NULL, "no answer at all");
+    ck_assert_int_eq(raw_status(resp), 408);
+    ck_assert_ptr_nonnull(strstr(resp, "\r\nConnection: close\r\n"));
+    ck_assert_msg(strstr(resp, detail) != NULL, "[%s]", resp);
+}
+
+/* "Expect: 100-continue": evconn writes the go-ahead (EVCONN_WRITE) and
+ * goes back to reading, and the body's deadline still counts from the
+ * head's end, not from the interim answer or from any new byte. A client
+ * that never sends the body gets a 408, then a FIN. */
+START_TEST(a_body_that_never_comes_after_100_continue_gets_408)
+{
+    if (!row_selected(_i))
+        return;
+    struct proc s;
+    start_stage(&s, rows[_i].name, 50, 600, NULL);
+    struct reader *r = calloc(1, sizeof *r);
+    r->fd = raw_connect(s.port);
+    send_all(r->fd, "POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\n"
+                    "Content-Length: 40\r\nExpect: 100-continue\r\n\r\n");
+    double start = harness_now();
+    char *interim = read_response(r, 5000);
+    ck_assert_ptr_nonnull(interim);
+    ck_assert_int_eq(raw_status(interim), 100);
+    harness_sleep_ms(300);
+    send_all(r->fd, "{\"request_id\""); /* part of it, then silence */
+    char *resp = read_response(r, 5000);
+    double took = harness_now() - start;
+    expect_408(resp, "request body not complete within 600 ms");
+    ck_assert_msg(took >= 0.45 && took < 2.5,
+                  "408 after %.3f s (body deadline 0.6 s)", took);
+    expect_fin(r->fd, 3000);
+    ck_assert(wait_for_log(&s, "(--body-timeout-ms); 408", 2000));
+    free(interim);
+    free(resp);
+    close(r->fd);
+    free(r);
+    expect_quick_get_root(s.port, 0.5);
+    stop_stage(&s);
+}
+END_TEST
+
+/* A pipelined request's head waits while the one before it is served (a
+ * sync request: one bill delay). Its deadline counts from when the server
+ * turns to it, not from when its bytes arrived: the client did not keep
+ * the server waiting, the server kept it. */
+START_TEST(a_pipelined_head_is_timed_from_when_its_turn_comes)
+{
+    if (!row_selected(_i))
+        return;
+    struct proc s;
+    start_stage(&s, rows[_i].name, 900, 600, NULL);
+    struct reader *r = calloc(1, sizeof *r);
+    r->fd = raw_connect(s.port);
+    char *first = post_sync_text("");
+    char *both;
+    ck_assert_int_ge(asprintf(&both, "%sGET / HTTP/1.1\r\nHost: x\r\n",
+                              first), 0);
+    send_all(r->fd, both);
+    char *resp = read_response(r, 5000); /* after the 900 ms bill */
+    ck_assert_ptr_nonnull(resp);
+    ck_assert_int_eq(raw_status(resp), 200);
+    free(resp);
+    /* Over 600 ms since the second head's first byte, under 600 ms since
+     * its turn came: it may still finish. */
+    harness_sleep_ms(250);
+    send_all(r->fd, "\r\n");
+    resp = read_response(r, 5000);
+    ck_assert_msg(resp != NULL && raw_status(resp) == 200,
+                  "the pipelined request was cut: [%s]", resp ? resp : "");
+    ck_assert_ptr_nonnull(strstr(resp, "Exchange service is running"));
+    free(resp);
+    free(first);
+    free(both);
+    close(r->fd);
+    free(r);
+    stop_stage(&s);
+}
+END_TEST
+
+/* ---- the async budget (issue 12, item 2) ---- */
+
+/* A refusal past the budget is an ordinary answer: the keep-alive
+ * connection goes on, and the bills come back as they are done, before
+ * the job's callback is over. */
+START_TEST(a_budget_refusal_keeps_the_connection_and_bills_come_back)
+{
+    if (!row_selected(_i))
+        return;
+    int port;
+    int silent = silent_listener(&port); /* callbacks hang: jobs stay open */
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+    struct proc s;
+    const char *args[] = {"--delay-ms", "300", "--main-service", url,
+                          "--max-jobs", "3", "--max-bills", "1",
+                          "--callback-deadline-ms", "2000", NULL};
+    static const char *const env[] = {"SECRET_TOKEN=test-token", NULL};
+    proc_start(&s, rows[_i].name, args, env);
+    struct reader *r = calloc(1, sizeof *r);
+    r->fd = raw_connect(s.port);
+    char *req;
+    ck_assert_int_ge(asprintf(&req, "POST /api/exchange_async HTTP/1.1\r\n"
+                              "Host: x\r\nContent-Length: %zu\r\n\r\n%s",
+                              strlen(one_bill_body), one_bill_body), 0);
+    send_all(r->fd, req);
+    char *resp = read_response(r, 5000);
+    ck_assert_msg(resp && raw_status(resp) == 200, "[%s]", resp);
+    free(resp);
+    send_all(r->fd, req); /* its bill still waits: no bill left */
+    resp = read_response(r, 5000);
+    ck_assert_msg(resp && raw_status(resp) == 503, "[%s]", resp);
+    ck_assert_ptr_nonnull(strstr(resp, "\r\nRetry-After: "));
+    ck_assert_ptr_nonnull(strstr(resp, "--max-bills"));
+    ck_assert_ptr_nonnull(strstr(resp, "Connection: keep-alive"));
+    free(resp);
+    /* The first job's bill is done, its callback hangs: the bill is back,
+     * the job is not, and there is room for two more jobs. */
+    harness_sleep_ms(600);
+    for (int k = 0; k < 2; k++) {
+        send_all(r->fd, req);
+        resp = read_response(r, 5000);
+        ck_assert_msg(resp && raw_status(resp) == 200, "job %d: [%s]", k,
+                      resp);
+        free(resp);
+        harness_sleep_ms(600);
+    }
+    send_all(r->fd, req); /* three jobs open: --max-jobs */
+    resp = read_response(r, 5000);
+    ck_assert_msg(resp && raw_status(resp) == 503, "[%s]", resp);
+    ck_assert_ptr_nonnull(strstr(resp, "--max-jobs"));
+    free(resp);
+    free(req);
+    close(r->fd);
+    free(r);
+    /* Closing the silent listener resets the hanging PUTs; their retries
+     * meet a closed port and give up, and the stop can finish. */
+    close(silent);
+    stop_stage(&s);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("select_epoll");
@@ -690,6 +848,13 @@ int main(void)
     tcase_add_loop_test(tc, idle_and_trickling_clients_are_closed, 0, NUM_ROWS);
     tcase_add_loop_test(tc, emfile_pauses_accepting_without_spinning, 0, NUM_ROWS);
     tcase_add_loop_test(tc, sigterm_closes_idle_and_finishes_pending_callbacks, 0, NUM_ROWS);
+    tcase_add_loop_test(tc, a_body_that_never_comes_after_100_continue_gets_408,
+                        0, NUM_ROWS);
+    tcase_add_loop_test(tc, a_pipelined_head_is_timed_from_when_its_turn_comes,
+                        0, NUM_ROWS);
+    tcase_add_loop_test(tc,
+                        a_budget_refusal_keeps_the_connection_and_bills_come_back,
+                        0, NUM_ROWS);
     suite_add_tcase(suite, tc);
     return harness_run(suite);
 }
