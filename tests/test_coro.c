@@ -811,7 +811,7 @@ START_TEST(a_curl_put_is_awaited)
                         "\"request_id\":\"coro_unit\","
                         "\"breakdown\":[{\"denomination_id\":1,"
                         "\"subtotal_rub\":3775.0}]}");
-    struct callback *cb = callback_new(url, body, "coro_unit");
+    struct callback *cb = callback_new(url, body, "coro_unit", 10000);
     ck_assert_ptr_nonnull(cb);
     init_sched();
     ck_assert_int_eq(co_detach(co_spawn(put_result, cb)), 0);
