@@ -151,8 +151,10 @@ long callback_backoff_ms(int tries, unsigned *seed)
     return half + (long)(rand_r(seed) % (unsigned)(nominal - half + 1));
 }
 
-/* Why the attempt failed, or "" if it is not worth retrying: delivered
- * (2xx, *verdict set) or refused (4xx, *verdict set). Logs those two. */
+/* Sorts one finished attempt. Delivered (2xx) or refused (4xx, never
+ * worth repeating): *verdict says so, and it is logged here. Otherwise
+ * (connection error, timeout, 5xx, no status) *verdict stays RETRY and why
+ * says what went wrong, for the caller's log line. */
 static void judge_attempt(struct callback *cb, CURLcode result, char *why,
                           size_t why_len, enum callback_verdict *verdict)
 {

@@ -3,9 +3,10 @@
  * The main service is down, slow, or answering 500 while async jobs want to
  * deliver their results; it comes back inside the retry window; the server
  * runs out of descriptors; SIGTERM arrives while requests and callbacks are
- * in flight. The retry policy is common/callback.c's (3 tries, backoff
- * 500 ms then 1000 ms, 5 s per try), so every stage must show the same log
- * lines; what differs per model is whether others are served meanwhile
+ * in flight. The retry policy is common/callback.c's (backoff from 500 ms
+ * doubling to 8 s, each wait drawn from [half, whole], until
+ * --callback-deadline-ms; 5 s per try), so every stage must show the same
+ * log lines; what differs per model is whether others are served meanwhile
  * (01 stalls by design) and whether a low descriptor limit is reached at
  * all (01 holds one connection, 02's parent closes each socket after fork).
  *
@@ -45,20 +46,31 @@ static const char *const token_env[] = {"SECRET_TOKEN=" TOKEN, NULL};
 /* "At once" for GET / while a job waits elsewhere. Sanitizer builds and a
  * shared 2-core machine need the margin; a stalled server needs seconds. */
 #define FAST_S 0.3
-/* The retry policy of common/callback.h, in seconds. */
+/* The retry policy of common/callback.h, in seconds: the nominal first two
+ * backoffs; with jitter each wait is between half of it and all of it. */
 #define BACKOFF_1_S 0.5
 #define BACKOFF_2_S 1.0
 
 /* ---- small helpers ---- */
 
+/* deadline_ms: --callback-deadline-ms, or 0 for the default (120 s). */
+static void start_stage_retrying(struct proc *p, int i, const char *main_url,
+                                 int delay_ms, int deadline_ms)
+{
+    char delay[16], deadline[16];
+    snprintf(delay, sizeof delay, "%d", delay_ms);
+    snprintf(deadline, sizeof deadline, "%d", deadline_ms);
+    const char *args[] = {"--delay-ms", delay, "--idle-timeout-ms", "5000",
+                          "--main-service", main_url,
+                          deadline_ms ? "--callback-deadline-ms" : NULL,
+                          deadline, NULL};
+    proc_start(p, stages[i].name, args, token_env);
+}
+
 static void start_stage(struct proc *p, int i, const char *main_url,
                         int delay_ms)
 {
-    char delay[16];
-    snprintf(delay, sizeof delay, "%d", delay_ms);
-    const char *args[] = {"--delay-ms", delay, "--idle-timeout-ms", "5000",
-                          "--main-service", main_url, NULL};
-    proc_start(p, stages[i].name, args, token_env);
+    start_stage_retrying(p, i, main_url, delay_ms, 0);
 }
 
 static void stop_stage(struct proc *p)
@@ -108,6 +120,21 @@ static long log_offset(struct proc *p, const char *needle)
     const char *log = harness_read_log(p);
     const char *at = strstr(log, needle);
     return at ? at - log : -1;
+}
+
+/* The backoff the log announced after try n of callback id ("callback id:
+ * try n failed: why; next try in W ms"), or -1. */
+static long logged_backoff_ms(struct proc *p, const char *id, int n)
+{
+    char needle[128];
+    snprintf(needle, sizeof needle, "callback %s: try %d failed: ", id, n);
+    const char *at = strstr(harness_read_log(p), needle);
+    const char *eol = at ? strchr(at, '\n') : NULL;
+    const char *next = at ? strstr(at, "; next try in ") : NULL;
+    long ms = -1;
+    if (next && (!eol || next < eol))
+        sscanf(next, "; next try in %ld ms", &ms);
+    return ms;
 }
 
 static int count_in(const char *hay, const char *needle)
@@ -176,25 +203,38 @@ START_TEST(main_service_down_retries_with_backoff_then_gives_up)
     char url[64];
     url_of(url, sizeof url, closed_port());
     struct proc s;
-    start_stage(&s, _i, url, 100);
+    start_stage_retrying(&s, _i, url, 100, 3000);
 
     double posted = harness_now();
     post_async(s.port, "down_job");
     wait_log(&s, "callback down_job: ", 10000);
     if (stages[_i].overlaps)
         expect_root_within(s.port, FAST_S); /* during the retries */
-    wait_log(&s, "callback down_job failed after 3 tries", 15000);
+    wait_log(&s, "callback down_job given up after ", 15000);
     double took = harness_now() - posted;
-    /* Both backoffs were really waited, and nothing stalled for long. */
-    ck_assert_double_ge(took, BACKOFF_1_S + BACKOFF_2_S - 0.05);
+    /* Retried until the 3 s deadline, not longer, nothing stalled. */
+    ck_assert_double_ge(took, 3.0 - 0.05);
     ck_assert_double_lt(took, 10.0);
 
-    long r1 = log_offset(&s, "callback down_job: ");
-    long a1 = log_offset(&s, "retry 1/2 in 500 ms");
-    long a2 = log_offset(&s, "retry 2/2 in 1000 ms");
-    long gave_up = log_offset(&s, "callback down_job failed after 3 tries");
-    ck_assert(r1 >= 0 && a1 > r1 && a2 > a1 && gave_up > a2);
-    ck_assert_int_eq(count_in(harness_read_log(&s), "retry 3/"), 0);
+    /* The backoff doubles, each wait jittered within [half, whole]. */
+    long w1 = logged_backoff_ms(&s, "down_job", 1);
+    long w2 = logged_backoff_ms(&s, "down_job", 2);
+    ck_assert_msg(w1 >= BACKOFF_1_S * 500 && w1 <= BACKOFF_1_S * 1000,
+                  "first backoff %ld ms", w1);
+    ck_assert_msg(w2 >= BACKOFF_2_S * 500 && w2 <= BACKOFF_2_S * 1000,
+                  "second backoff %ld ms", w2);
+    long r1 = log_offset(&s, "callback down_job: try 1 failed");
+    long r2 = log_offset(&s, "callback down_job: try 2 failed");
+    long r3 = log_offset(&s, "callback down_job: try 3 failed");
+    long gave_up = log_offset(&s, "callback down_job given up after ");
+    ck_assert(r1 >= 0 && r2 > r1 && r3 > r2 && gave_up > r3);
+    /* Every try but the last announced its retry; none came after. */
+    int tries = 0;
+    sscanf(harness_read_log(&s) + gave_up,
+           "callback down_job given up after %d tries", &tries);
+    ck_assert_int_ge(tries, 4); /* try 3 starts by 1.5 s: one more by 3 s */
+    ck_assert_int_eq(count_in(harness_read_log(&s), "callback down_job: try "),
+                     tries - 1);
 
     expect_root_within(s.port, 5.0); /* 01 too, once its stall is over */
     stop_stage(&s);
@@ -246,15 +286,21 @@ START_TEST(main_service_500_twice_then_200_delivers_on_the_third_try)
     fake_main_run(&f);
 
     post_async(s.port, "flaky_job");
-    wait_log(&s, "callback flaky_job: HTTP 500; retry 1/2 in 500 ms", 10000);
+    wait_log(&s, "callback flaky_job: try 1 failed: HTTP 500; next try in ",
+             10000);
     if (stages[_i].overlaps)
         expect_root_within(s.port, FAST_S);
     wait_log(&s, "callback flaky_job delivered (HTTP 200, try 3)", 15000);
     ck_assert_ptr_nonnull(strstr(harness_read_log(&s),
-        "callback flaky_job: HTTP 500; retry 2/2 in 1000 ms"));
+        "callback flaky_job: try 2 failed: HTTP 500; next try in "));
     ck_assert_int_eq(fake_main_requests(&f), 3);
-    ck_assert_double_ge(fake_main_at(&f, 1) - fake_main_at(&f, 0), BACKOFF_1_S - 0.05);
-    ck_assert_double_ge(fake_main_at(&f, 2) - fake_main_at(&f, 1), BACKOFF_2_S - 0.05);
+    /* Each backoff really waited: at least half its nominal (jitter). */
+    ck_assert_double_ge(fake_main_at(&f, 1) - fake_main_at(&f, 0), BACKOFF_1_S / 2 - 0.05);
+    ck_assert_double_ge(fake_main_at(&f, 2) - fake_main_at(&f, 1), BACKOFF_2_S / 2 - 0.05);
+    ck_assert_double_ge(fake_main_at(&f, 1) - fake_main_at(&f, 0),
+                        logged_backoff_ms(&s, "flaky_job", 1) / 1000.0 - 0.05);
+    ck_assert_double_ge(fake_main_at(&f, 2) - fake_main_at(&f, 1),
+                        logged_backoff_ms(&s, "flaky_job", 2) / 1000.0 - 0.05);
     fake_expect_callbacks(&f, "flaky_job");
     stop_stage(&s);
     fake_main_close(&f);
@@ -271,7 +317,10 @@ START_TEST(main_service_always_500_fails_after_three_tries_without_a_stall)
     char url[64];
     url_of(url, sizeof url, f.port);
     struct proc s;
-    start_stage(&s, _i, url, 100);
+    /* A 750 ms deadline means exactly three tries: the first backoff
+     * (250-500 ms) ends before it, the second (500-1000 ms) is cut to end
+     * at it, and the third try's failure is past it. */
+    start_stage_retrying(&s, _i, url, 100, 750);
     fake_main_run(&f);
 
     double posted = harness_now();
@@ -279,7 +328,9 @@ START_TEST(main_service_always_500_fails_after_three_tries_without_a_stall)
     fake_main_wait_requests(&f, 2, 10000);
     if (stages[_i].overlaps)
         expect_root_within(s.port, FAST_S);
-    wait_log(&s, "callback broken_job failed after 3 tries: HTTP 500", 15000);
+    wait_log(&s, "callback broken_job given up after 3 tries over ", 15000);
+    ck_assert_ptr_nonnull(strstr(harness_read_log(&s),
+        "(--callback-deadline-ms): HTTP 500"));
     ck_assert_double_lt(harness_now() - posted, 10.0);
     /* Given up for good: no fourth try, however long we wait. */
     harness_sleep_ms(1500);

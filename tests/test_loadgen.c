@@ -126,8 +126,11 @@ static char *url_of(int port, const char *path)
 static void start_01(struct proc *p, const char *delay_ms,
                      const char *idle_ms)
 {
+    /* A stalled head or body has its own deadline now: the same one. */
     const char *args[] = {"--quiet", "--delay-ms", delay_ms,
-                          "--idle-timeout-ms", idle_ms, NULL};
+                          "--idle-timeout-ms", idle_ms,
+                          "--header-timeout-ms", idle_ms,
+                          "--body-timeout-ms", idle_ms, NULL};
     static const char *const env[] = {"SECRET_TOKEN=test-token", NULL};
     proc_start(p, "01-blocking", args, env);
 }
