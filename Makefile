@@ -144,7 +144,7 @@ $(B)/soak: $(SOAK_OBJ) $(B)/libcommon.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 soak: all $(B)/soak
-	@STAGE_BIN_DIR=$(B) $(B)/soak
+	@SOAK_SAN=$(SAN) STAGE_BIN_DIR=$(B) $(B)/soak
 
 STAGE ?= 1
 run: all

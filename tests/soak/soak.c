@@ -353,6 +353,14 @@ static struct verdict count_callbacks(const struct soak_stage *s)
 
 /* ---- health ---- */
 
+/* Descriptors over the baseline, not counting the connections libcurl
+ * keeps open to the main service (a bounded cache, reused by the next
+ * callback). */
+static bool fd_leak(const struct soak_stage *s)
+{
+    return s->fd_end - s->fd_end_to_main > s->fd_base + FD_SLACK;
+}
+
 static void settle_and_measure(void)
 {
     double deadline = soak_now() + SETTLE_S;
@@ -363,8 +371,9 @@ static void settle_and_measure(void)
             if (s->proc.pid <= 0)
                 continue;
             s->fd_end = soak_fd_count(s->proc.pid);
+            s->fd_end_to_main = soak_fds_to_port(s->proc.pid, main_port);
             s->children_end = soak_children(s->proc.pid);
-            if (s->fd_end > s->fd_base + FD_SLACK)
+            if (fd_leak(s))
                 settled = false;
         }
         /* The stages' kept connections to it close on its idle timeout. */
@@ -425,6 +434,11 @@ static int report(double seconds, double outage)
     char date[32];
     strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now));
     int p99_max = env_int("SOAK_P99_MS", 2000);
+    /* AddressSanitizer keeps freed memory in quarantine, so RSS says
+     * nothing there; its leak check at exit (a report in the log, counted
+     * as a crash) does the job instead. */
+    const char *san = getenv("SOAK_SAN");
+    bool judge_rss = !san || !*san;
     printf("\n### make soak, %s: %.0f s, two main-service outages of %.0f s, "
            "%d normal connections per stage + 1 hostile\n\n",
            date, seconds, outage, env_int("SOAK_CONNS", 9));
@@ -439,10 +453,10 @@ static int report(double seconds, double outage)
         qsort(s->latency_ms, s->num_latency, sizeof *s->latency_ms,
               cmp_double);
         struct verdict v = count_callbacks(s);
-        int crashes = (s->proc.crashed ? 1 : 0) + crash_lines(s->proc.log_path);
+        bool died = s->proc.crashed;
         int exit_status = soak_proc_stop(&s->proc, STOP_TIMEOUT_MS);
-        if (s->proc.crashed)
-            exit_status = s->proc.exit_status;
+        /* After the stop: LeakSanitizer reports at exit. */
+        int crashes = (died ? 1 : 0) + crash_lines(s->proc.log_path);
         long hostile = 0;
         for (int f = 0; f < NUM_FAMILIES; f++)
             hostile += s->hostile[f];
@@ -455,9 +469,9 @@ static int report(double seconds, double outage)
             strcat(why, " exit");
         if (v.lost || v.gave_up)
             strcat(why, " callbacks");
-        if (s->fd_end > s->fd_base + FD_SLACK)
+        if (fd_leak(s))
             strcat(why, " fds");
-        if (!rss_near(s->rss_base, s->rss_end))
+        if (judge_rss && !rss_near(s->rss_base, s->rss_end))
             strcat(why, " rss");
         if (!by_design && p99 > p99_max)
             strcat(why, " p99");
@@ -468,12 +482,14 @@ static int report(double seconds, double outage)
         if (*why)
             failures++;
         printf("| %s | %ld | %ld | %ld | %.0f | %.0f%s | %ld | %ld | "
-               "%ld + %ld | %ld | %ld | %d -> %d | %.1f -> %.1f | %d | %d | "
+               "%ld + %ld | %ld | %ld | %d -> %d (%d to main) | %.1f -> %.1f | "
+               "%d | %d | "
                "%s%s |\n",
                s->proc.name, s->requests, s->refused_503, s->failed,
                percentile(s, 0.5), p99, by_design ? " (by design)" : "",
                hostile, v.promised, v.stored_get, v.stored_log, v.gave_up,
-               v.lost, s->fd_base, s->fd_end, s->rss_base / 1024.0,
+               v.lost, s->fd_base, s->fd_end, s->fd_end_to_main,
+               s->rss_base / 1024.0,
                s->rss_end / 1024.0, crashes, exit_status,
                *why ? "FAIL:" : "pass", why);
     }
@@ -484,7 +500,7 @@ static int report(double seconds, double outage)
     int main_fd_max = main_fd_base + FD_SLACK + num_stages;
     bool main_ok = main_crashes == 0 && main_crash_lines == 0 &&
                    main_exit == 0 && main_fd_end <= main_fd_max &&
-                   rss_near(main_rss_base, main_rss_end);
+                   (!judge_rss || rss_near(main_rss_base, main_rss_end));
     if (!main_ok)
         failures++;
     printf("| main-service | | | | | | | | | | | %d -> %d | %.1f -> %.1f | "

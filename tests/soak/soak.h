@@ -39,6 +39,9 @@ int soak_proc_stop(struct soak_proc *p, int timeout_ms);
 /* Open descriptors of pid (entries of /proc/PID/fd), or -1. */
 int soak_fd_count(pid_t pid);
 
+/* Of those, TCP connections of pid to 127.0.0.1:port. */
+int soak_fds_to_port(pid_t pid, int port);
+
 /* Resident memory in KiB of pid and its direct children (02's forks). */
 long soak_rss_kib(pid_t pid);
 
@@ -98,6 +101,7 @@ struct soak_stage {
     long hostile_held[NUM_FAMILIES];    /* still open at our own limit */
     /* health */
     int fd_base, fd_end, children_end;
+    int fd_end_to_main;        /* of fd_end: libcurl's kept connections */
     long rss_base, rss_end;
 };
 
