@@ -17,7 +17,7 @@
 #   make bench           the benchmarks (tables + CSV under bench/results)
 #   make soak            5 minutes of mixed and hostile traffic against every
 #                        stage and the main service, with two outages of it
-#                        (SOAK_SECONDS=60 for a short form; tests/soak/soak.c)
+#                        (SOAK_SECONDS=60: a short form; see tests/soak/soak.c)
 #   make deps            install missing libraries (Debian/Ubuntu)
 #   make fuzz            libFuzzer targets (clang)
 #   make clean
