@@ -138,10 +138,11 @@ valgrind: $(B)/$(VG_STAGE) $(B)/main-service
 	@./tests/valgrind.sh $(B) $(VG_STAGE)
 
 # The soak (issue 12): minutes long, so not part of make test. Its driver
-# lives in tests/soak/, out of the harness's tests/*.c.
+# lives in tests/soak/, out of the harness's tests/*.c, and reads the
+# harness's stage table.
 SOAK_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(wildcard tests/soak/*.c))
-$(B)/soak: $(SOAK_OBJ) $(B)/libcommon.a
-	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+$(B)/soak: $(SOAK_OBJ) $(HARNESS_OBJ) $(B)/libcommon.a
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) $(CHECK_LIBS) -o $@
 
 soak: all $(B)/soak
 	@SOAK_SAN=$(SAN) STAGE_BIN_DIR=$(B) $(B)/soak

@@ -78,8 +78,11 @@ enum soak_failure {         /* why a normal request failed */
 };
 
 /* What one stage got and said; filled by the traffic, read by the report. */
+struct stage_traits;
+
 struct soak_stage {
     struct soak_proc proc;
+    const struct stage_traits *traits; /* its row of tests/harness.c */
     int index;                 /* in request ids: soak-<index>-<n> */
     /* normal requests */
     long requests, ok, refused_503, failed;
