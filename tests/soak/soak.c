@@ -275,6 +275,7 @@ static long account(struct soak_stage *s, const char *main_log, int *fd)
                      s->next_id);
         ids_on_lines(stage_log, "give", s->index, s->gave_up, s->next_id);
         ids_on_lines(stage_log, "gave", s->index, s->gave_up, s->next_id);
+        ids_on_lines(stage_log, "giving", s->index, s->gave_up, s->next_id);
         free(stage_log);
     }
     long missing = 0;
