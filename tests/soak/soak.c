@@ -270,12 +270,13 @@ static long account(struct soak_stage *s, const char *main_log, int *fd)
     }
     char *stage_log = soak_read_file(s->proc.log_path);
     if (stage_log) {
-        /* Today's "failed after N tries", and issue 12's give-up line. */
-        ids_on_lines(stage_log, "failed after", s->index, s->gave_up,
-                     s->next_id);
-        ids_on_lines(stage_log, "give", s->index, s->gave_up, s->next_id);
-        ids_on_lines(stage_log, "gave", s->index, s->gave_up, s->next_id);
-        ids_on_lines(stage_log, "giving", s->index, s->gave_up, s->next_id);
+        /* Today's "failed after N tries", and issue 12's final give-up
+         * line; not a try's "(gives up at ...)", which is no verdict. */
+        static const char *const final[] = {"failed after", "gave up",
+                                            "giving up", "give up"};
+        for (size_t k = 0; k < sizeof final / sizeof final[0]; k++)
+            ids_on_lines(stage_log, final[k], s->index, s->gave_up,
+                         s->next_id);
         free(stage_log);
     }
     long missing = 0;
