@@ -1,5 +1,6 @@
-/* harness: what the Check tests use to start servers and talk to them.
- * Servers are started on port 0 and their port read from the one stdout
+/* harness: what the Check tests use to start servers and talk to them,
+ * the one table of stages and their traits, the runner every test's main
+ * ends with, and a scriptable fake main service. Servers are started on port 0 and their port read from the one stdout
  * line they print ("listening on http://HOST:PORT"). A started server gets
  * PR_SET_PDEATHSIG, so a crashed test never leaves one behind.
  * Binaries come from $STAGE_BIN_DIR (set by make: build, build/asan, ...). */

@@ -31,8 +31,7 @@ static const char *const rows[] = {"02-fork", "03-threads"};
 
 static bool selected(const char *stage)
 {
-    const char *only = getenv("STAGES");
-    return !only || !*only || strstr(only, stage) != NULL;
+    return harness_stage_selected(stage);
 }
 
 static const char *const one_bill_body =

@@ -3,8 +3,9 @@
  * clients asking GET /, sync and async requests, and one hostile slot per
  * stage (10% of its connections) playing trickled heads, stalled bodies,
  * floods of async work, long-poll floods against the main service and
- * slow readers. The main service is stopped twice for SOAK_OUTAGE_SECONDS
- * (default 20, or a sixth of a short run) and restarted on its port.
+ * slow readers. The main service is stopped twice, a quarter and five
+ * eighths into the run, for SOAK_OUTAGE_SECONDS (default 20; a sixth of a
+ * run shorter than a minute) and restarted on its port.
  *
  * Then it checks, per stage, and prints a table README can quote:
  *   - no crash: the process ran throughout, its log has no sanitizer
@@ -18,7 +19,8 @@
  *   - descriptors and resident memory back near the baseline taken after
  *     a warm-up;
  *   - the p99 latency of normal requests during the attack (at most
- *     SOAK_P99_MS, default 2000; 01-blocking is reported, not judged: one
+ *     SOAK_P99_MS, default 2000; 01-blocking, which does not overlap
+ *     requests (tests/harness.c's trait), is reported, not judged: one
  *     trickling client holds it by design).
  *
  * Environment: SOAK_SECONDS, SOAK_OUTAGE_SECONDS, SOAK_DRAIN_SECONDS
@@ -40,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../harness.h"
 #include "net.h"
 
 #define TOKEN_ENV "SECRET_TOKEN=soak-token"
@@ -48,11 +51,7 @@
 #define SETTLE_S 15.0            /* for descriptors to come back at the end */
 #define STOP_TIMEOUT_MS 30000
 
-static const char *const all_stages[] = {
-    "01-blocking", "02-fork", "03-threads", "04-select",
-    "05-epoll-callbacks", "06-coroutines",
-};
-#define MAX_STAGES ((int)(sizeof all_stages / sizeof all_stages[0]))
+#define MAX_STAGES HARNESS_NUM_STAGES
 
 static struct soak_stage stages[MAX_STAGES];
 static int num_stages;
@@ -153,20 +152,18 @@ static void start_all(void)
     const char *args[] = {"--port", "0", "--delay-ms", "20", "--jitter-ms",
                           "10", "--main-service", url, NULL};
     static const char *const env[] = {TOKEN_ENV, NULL};
-    const char *only = getenv("STAGES");
     for (int i = 0; i < MAX_STAGES; i++) {
-        if (only && *only && !strstr(only, all_stages[i]))
-            continue;
-        if (access(all_stages[i], F_OK) != 0)
-            continue; /* not in this tree */
+        if (!harness_row_selected(i))
+            continue; /* not in STAGES, or not in this tree */
         struct soak_stage *s = &stages[num_stages];
         s->index = i + 1;
-        s->proc.name = all_stages[i];
+        s->traits = &harness_stages[i];
+        s->proc.name = harness_stages[i].name;
         snprintf(s->proc.log_path, sizeof s->proc.log_path, "%s/%s.log",
-                 log_dir, all_stages[i]);
+                 log_dir, s->proc.name);
         unlink(s->proc.log_path);
         char bin[300];
-        snprintf(bin, sizeof bin, "%s/%s", bin_dir, all_stages[i]);
+        snprintf(bin, sizeof bin, "%s/%s", bin_dir, s->proc.name);
         if (!soak_proc_start(&s->proc, bin, args, env))
             exit(3);
         num_stages++;
@@ -273,11 +270,13 @@ static long account(struct soak_stage *s, const char *main_log, int *fd)
     }
     char *stage_log = soak_read_file(s->proc.log_path);
     if (stage_log) {
-        /* Today's "failed after N tries", and issue 12's give-up line. */
-        ids_on_lines(stage_log, "failed after", s->index, s->gave_up,
-                     s->next_id);
-        ids_on_lines(stage_log, "give", s->index, s->gave_up, s->next_id);
-        ids_on_lines(stage_log, "gave", s->index, s->gave_up, s->next_id);
+        /* Today's "failed after N tries", and issue 12's final give-up
+         * line; not a try's "(gives up at ...)", which is no verdict. */
+        static const char *const final[] = {"failed after", "gave up",
+                                            "giving up", "give up"};
+        for (size_t k = 0; k < sizeof final / sizeof final[0]; k++)
+            ids_on_lines(stage_log, final[k], s->index, s->gave_up,
+                         s->next_id);
         free(stage_log);
     }
     long missing = 0;
@@ -353,6 +352,14 @@ static struct verdict count_callbacks(const struct soak_stage *s)
 
 /* ---- health ---- */
 
+/* Descriptors over the baseline, not counting the connections libcurl
+ * keeps open to the main service (a bounded cache, reused by the next
+ * callback). */
+static bool fd_leak(const struct soak_stage *s)
+{
+    return s->fd_end - s->fd_end_to_main > s->fd_base + FD_SLACK;
+}
+
 static void settle_and_measure(void)
 {
     double deadline = soak_now() + SETTLE_S;
@@ -363,8 +370,9 @@ static void settle_and_measure(void)
             if (s->proc.pid <= 0)
                 continue;
             s->fd_end = soak_fd_count(s->proc.pid);
+            s->fd_end_to_main = soak_fds_to_port(s->proc.pid, main_port);
             s->children_end = soak_children(s->proc.pid);
-            if (s->fd_end > s->fd_base + FD_SLACK)
+            if (fd_leak(s))
                 settled = false;
         }
         /* The stages' kept connections to it close on its idle timeout. */
@@ -425,6 +433,11 @@ static int report(double seconds, double outage)
     char date[32];
     strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now));
     int p99_max = env_int("SOAK_P99_MS", 2000);
+    /* AddressSanitizer keeps freed memory in quarantine, so RSS says
+     * nothing there; its leak check at exit (a report in the log, counted
+     * as a crash) does the job instead. */
+    const char *san = getenv("SOAK_SAN");
+    bool judge_rss = !san || !*san;
     printf("\n### make soak, %s: %.0f s, two main-service outages of %.0f s, "
            "%d normal connections per stage + 1 hostile\n\n",
            date, seconds, outage, env_int("SOAK_CONNS", 9));
@@ -439,15 +452,17 @@ static int report(double seconds, double outage)
         qsort(s->latency_ms, s->num_latency, sizeof *s->latency_ms,
               cmp_double);
         struct verdict v = count_callbacks(s);
-        int crashes = (s->proc.crashed ? 1 : 0) + crash_lines(s->proc.log_path);
+        bool died = s->proc.crashed;
         int exit_status = soak_proc_stop(&s->proc, STOP_TIMEOUT_MS);
-        if (s->proc.crashed)
-            exit_status = s->proc.exit_status;
+        /* After the stop: LeakSanitizer reports at exit. */
+        int crashes = (died ? 1 : 0) + crash_lines(s->proc.log_path);
         long hostile = 0;
         for (int f = 0; f < NUM_FAMILIES; f++)
             hostile += s->hostile[f];
         double p99 = percentile(s, 0.99);
-        bool by_design = strcmp(s->proc.name, "01-blocking") == 0;
+        /* A stage that serves one client at a time (01) is held by one
+         * trickling client: its latency is the lesson, not a failure. */
+        bool by_design = !s->traits->overlaps;
         char why[160] = "";
         if (crashes)
             strcat(why, " crash");
@@ -455,9 +470,9 @@ static int report(double seconds, double outage)
             strcat(why, " exit");
         if (v.lost || v.gave_up)
             strcat(why, " callbacks");
-        if (s->fd_end > s->fd_base + FD_SLACK)
+        if (fd_leak(s))
             strcat(why, " fds");
-        if (!rss_near(s->rss_base, s->rss_end))
+        if (judge_rss && !rss_near(s->rss_base, s->rss_end))
             strcat(why, " rss");
         if (!by_design && p99 > p99_max)
             strcat(why, " p99");
@@ -468,12 +483,14 @@ static int report(double seconds, double outage)
         if (*why)
             failures++;
         printf("| %s | %ld | %ld | %ld | %.0f | %.0f%s | %ld | %ld | "
-               "%ld + %ld | %ld | %ld | %d -> %d | %.1f -> %.1f | %d | %d | "
+               "%ld + %ld | %ld | %ld | %d -> %d (%d to main) | %.1f -> %.1f | "
+               "%d | %d | "
                "%s%s |\n",
                s->proc.name, s->requests, s->refused_503, s->failed,
                percentile(s, 0.5), p99, by_design ? " (by design)" : "",
                hostile, v.promised, v.stored_get, v.stored_log, v.gave_up,
-               v.lost, s->fd_base, s->fd_end, s->rss_base / 1024.0,
+               v.lost, s->fd_base, s->fd_end, s->fd_end_to_main,
+               s->rss_base / 1024.0,
                s->rss_end / 1024.0, crashes, exit_status,
                *why ? "FAIL:" : "pass", why);
     }
@@ -484,7 +501,7 @@ static int report(double seconds, double outage)
     int main_fd_max = main_fd_base + FD_SLACK + num_stages;
     bool main_ok = main_crashes == 0 && main_crash_lines == 0 &&
                    main_exit == 0 && main_fd_end <= main_fd_max &&
-                   rss_near(main_rss_base, main_rss_end);
+                   (!judge_rss || rss_near(main_rss_base, main_rss_end));
     if (!main_ok)
         failures++;
     printf("| main-service | | | | | | | | | | | %d -> %d | %.1f -> %.1f | "
@@ -537,8 +554,10 @@ int main(void)
     const char *dir = getenv("STAGE_BIN_DIR");
     snprintf(bin_dir, sizeof bin_dir, "%s", dir && *dir ? dir : "build");
     double seconds = env_int("SOAK_SECONDS", 300);
+    /* Issue 12's outages are 20 s; a run under a minute gets a sixth of
+     * itself, so that two of them still fit between the traffic. */
     double outage = env_int("SOAK_OUTAGE_SECONDS",
-                            seconds >= 120 ? 20 : (int)(seconds / 6));
+                            seconds >= 60 ? 20 : (int)(seconds / 6));
     int drain = env_int("SOAK_DRAIN_SECONDS", 60);
 
     start_all();

@@ -1,7 +1,8 @@
 /* soak: minutes of mixed traffic with hostile connections against every
  * stage and the main service at once (make soak; issue 12). Private header
  * of tests/soak/: soak.c runs the schedule and reports, soak_traffic.c
- * drives the connections, soak_proc.c starts processes and reads /proc. */
+ * drives the connections, soak_http.c writes and reads HTTP, soak_proc.c
+ * starts processes and reads /proc. */
 #ifndef SOAK_H
 #define SOAK_H
 
@@ -39,6 +40,9 @@ int soak_proc_stop(struct soak_proc *p, int timeout_ms);
 /* Open descriptors of pid (entries of /proc/PID/fd), or -1. */
 int soak_fd_count(pid_t pid);
 
+/* Of those, TCP connections of pid to 127.0.0.1:port. */
+int soak_fds_to_port(pid_t pid, int port);
+
 /* Resident memory in KiB of pid and its direct children (02's forks). */
 long soak_rss_kib(pid_t pid);
 
@@ -74,8 +78,11 @@ enum soak_failure {         /* why a normal request failed */
 };
 
 /* What one stage got and said; filled by the traffic, read by the report. */
+struct stage_traits;
+
 struct soak_stage {
     struct soak_proc proc;
+    const struct stage_traits *traits; /* its row of tests/harness.c */
     int index;                 /* in request ids: soak-<index>-<n> */
     /* normal requests */
     long requests, ok, refused_503, failed;
@@ -98,6 +105,7 @@ struct soak_stage {
     long hostile_held[NUM_FAMILIES];    /* still open at our own limit */
     /* health */
     int fd_base, fd_end, children_end;
+    int fd_end_to_main;        /* of fd_end: libcurl's kept connections */
     long rss_base, rss_end;
 };
 
@@ -120,6 +128,30 @@ void soak_traffic_stop(void);
 
 /* A new promise id for stage s (grows its tables). */
 int soak_stage_new_id(struct soak_stage *s);
+
+/* ---- HTTP bytes (soak_http.c) ---- */
+
+/* Appends n bytes of text to the malloc'd buf of *len bytes (kept
+ * NUL-terminated); returns the new buf. Exits on ENOMEM. */
+char *soak_append(char *buf, size_t *len, const char *text, size_t n);
+
+/* Appends a POST of a JSON body to path. */
+char *soak_append_post(char *buf, size_t *len, const char *path,
+                       const char *body);
+
+/* An exchange request body (malloc'd) with request_id id (NULL: "sync")
+ * and that many bills. */
+char *soak_exchange_body(const char *id, int bills);
+
+/* A non-blocking TCP socket connecting to 127.0.0.1:port (rcvbuf: its
+ * SO_RCVBUF, 0 for the default), or -1. */
+int soak_connect(int port, int rcvbuf);
+
+/* Whether buf starts with a whole response; *size, *status and *closes
+ * ("Connection: close") describe it. Every server here sends
+ * Content-Length; a response without one has no body. */
+bool soak_whole_response(const char *buf, size_t len, size_t *size,
+                         int *status, bool *closes);
 
 /* One blocking request on a keep-alive connection *fd to 127.0.0.1:port
  * (opened or reopened as needed). Returns the status, 0 on failure. */

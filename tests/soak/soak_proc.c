@@ -197,6 +197,49 @@ int soak_fd_count(pid_t pid)
     return n;
 }
 
+/* Whether socket inode is a TCP connection to 127.0.0.1:port, from one of
+ * /proc/net/tcp's lines ("sl local rem st ... uid timeout inode"). */
+static bool inode_to_port(const char *tcp, unsigned long inode, int port)
+{
+    for (const char *line = strchr(tcp, '\n'); line && line[1];
+         line = strchr(line + 1, '\n')) {
+        unsigned rport = 0;
+        unsigned long ino = 0;
+        if (sscanf(line + 1, "%*d: %*x:%*x %*x:%x %*x %*x:%*x %*x:%*x %*x "
+                   "%*u %*d %lu", &rport, &ino) == 2 &&
+            ino == inode && (int)rport == port)
+            return true;
+    }
+    return false;
+}
+
+int soak_fds_to_port(pid_t pid, int port)
+{
+    char path[300];
+    snprintf(path, sizeof path, "/proc/%d/net/tcp", (int)pid);
+    char *tcp = soak_read_file(path);
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    int n = 0;
+    struct dirent *e;
+    while (tcp && d && (e = readdir(d)) != NULL) {
+        char link[600], target[64];
+        snprintf(link, sizeof link, "%s/%s", path, e->d_name);
+        ssize_t len = readlink(link, target, sizeof target - 1);
+        if (len <= 0)
+            continue;
+        target[len] = '\0';
+        unsigned long inode;
+        if (sscanf(target, "socket:[%lu]", &inode) == 1 &&
+            inode_to_port(tcp, inode, port))
+            n++;
+    }
+    if (d)
+        closedir(d);
+    free(tcp);
+    return n;
+}
+
 /* VmRSS of one process in KiB, 0 if it is gone. */
 static long rss_of(pid_t pid)
 {

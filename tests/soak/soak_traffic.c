@@ -11,13 +11,10 @@
 #include "soak.h"
 
 #include <errno.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -102,53 +99,6 @@ static void record_latency(struct soak_stage *s, double ms)
     s->latency_ms[s->num_latency++] = ms;
 }
 
-/* ---- requests ---- */
-
-static char *append(char *buf, size_t *len, const char *text, size_t n)
-{
-    char *p = realloc(buf, *len + n + 1);
-    if (!p) {
-        fprintf(stderr, "soak: out of memory\n");
-        exit(3);
-    }
-    memcpy(p + *len, text, n);
-    *len += n;
-    p[*len] = '\0';
-    return p;
-}
-
-/* Appends a POST of body to path. */
-static char *append_post(char *buf, size_t *len, const char *path,
-                         const char *body)
-{
-    char head[256];
-    int n = snprintf(head, sizeof head,
-                     "POST %s HTTP/1.1\r\nHost: soak\r\nContent-Type: "
-                     "application/json\r\nContent-Length: %zu\r\n\r\n",
-                     path, strlen(body));
-    buf = append(buf, len, head, (size_t)n);
-    return append(buf, len, body, strlen(body));
-}
-
-/* An exchange request body with id (NULL: "sync") and bills bills. */
-static char *exchange_body(const char *id, int bills)
-{
-    size_t len = 0;
-    char *b = NULL;
-    char part[128];
-    int n = snprintf(part, sizeof part,
-                     "{\"request_id\": \"%s\", \"exchange_rate\": 2, "
-                     "\"bills\": [", id ? id : "sync");
-    b = append(b, &len, part, (size_t)n);
-    for (int i = 0; i < bills; i++) {
-        n = snprintf(part, sizeof part,
-                     "%s{\"denomination_id\": %d, \"denomination\": 1.5, "
-                     "\"count\": 2}", i ? ", " : "", i + 1);
-        b = append(b, &len, part, (size_t)n);
-    }
-    return append(b, &len, "]}", 2);
-}
-
 static void queue_out(struct conn *c, char *out, size_t len)
 {
     free(c->out);
@@ -179,8 +129,8 @@ static char *append_async(struct conn *c, char *buf, size_t *len, int k,
     char id[64];
     snprintf(id, sizeof id, "soak-%d-%d", c->st->index, n);
     c->ids[k] = n;
-    char *body = exchange_body(id, bills);
-    buf = append_post(buf, len, "/api/exchange_async", body);
+    char *body = soak_exchange_body(id, bills);
+    buf = soak_append_post(buf, len, "/api/exchange_async", body);
     free(body);
     return buf;
 }
@@ -199,49 +149,13 @@ static void conn_close(struct conn *c)
 
 static bool conn_open(struct conn *c, int rcvbuf)
 {
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (c->fd < 0)
-        return false;
-    if (rcvbuf > 0)
-        setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)c->port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int r = connect(c->fd, (struct sockaddr *)&sa, sizeof sa);
-    if (r == 0 || errno == EINPROGRESS) {
-        c->connecting = r != 0;
-        return true;
-    }
-    conn_close(c);
-    return false;
+    c->fd = soak_connect(c->port, rcvbuf);
+    /* EINPROGRESS: poll says when it is done (POLLOUT) or failed. */
+    c->connecting = c->fd >= 0;
+    return c->fd >= 0;
 }
 
 /* ---- answers ---- */
-
-/* Whether buf starts with a whole response; *size, *status and *closes
- * describe it. Responses without Content-Length have no body here (every
- * server of this project sends one). */
-static bool whole_response(const char *buf, size_t len, size_t *size,
-                           int *status, bool *closes)
-{
-    const char *end = memmem(buf, len, "\r\n\r\n", 4);
-    if (!end)
-        return false;
-    size_t head = (size_t)(end + 4 - buf);
-    char h[8192];
-    size_t hn = head < sizeof h - 1 ? head : sizeof h - 1;
-    memcpy(h, buf, hn);
-    h[hn] = '\0';
-    const char *cl = strcasestr(h, "\r\nContent-Length:");
-    size_t body = cl ? strtoul(cl + 17, NULL, 10) : 0;
-    if (len < head + body)
-        return false;
-    *size = head + body;
-    *status = 0;
-    sscanf(h, "HTTP/1.%*d %d", status);
-    *closes = strcasestr(h, "\r\nConnection: close") != NULL;
-    return true;
-}
 
 static void normal_answer(struct conn *c, int status, const char *resp,
                           size_t size)
@@ -304,7 +218,7 @@ static bool conn_read(struct conn *c)
     int status;
     bool closes;
     while (c->answered < c->num_ids &&
-           whole_response(c->in, c->in_len, &size, &status, &closes)) {
+           soak_whole_response(c->in, c->in_len, &size, &status, &closes)) {
         if (c->role == ROLE_NORMAL)
             normal_answer(c, status, c->in, size);
         else
@@ -331,10 +245,10 @@ static void normal_next(struct conn *c)
     size_t len = 0;
     if (c->kind == KIND_GET) {
         static const char get[] = "GET / HTTP/1.1\r\nHost: soak\r\n\r\n";
-        out = append(out, &len, get, sizeof get - 1);
+        out = soak_append(out, &len, get, sizeof get - 1);
     } else if (c->kind == KIND_SYNC) {
-        char *body = exchange_body(NULL, 1);
-        out = append_post(out, &len, "/api/exchange_sync", body);
+        char *body = soak_exchange_body(NULL, 1);
+        out = soak_append_post(out, &len, "/api/exchange_sync", body);
         free(body);
     } else {
         out = append_async(c, out, &len, 0, 2);
@@ -366,7 +280,7 @@ static void long_polls_start(struct conn *slot)
                          slot->st->index, i, LONG_POLL_WAIT_MS);
         char *out = NULL;
         size_t len = 0;
-        out = append(out, &len, req, (size_t)n);
+        out = soak_append(out, &len, req, (size_t)n);
         queue_out(c, out, len);
         expect_answers(c, 1);
         c->family = HOSTILE_LONG_POLLS;
@@ -400,7 +314,7 @@ static void hostile_start(struct conn *c)
     switch (c->family) {
     case HOSTILE_TRICKLE: {
         static const char head[] = "GET / HTTP/1.1\r\nHost: soak\r\n\r\n";
-        out = append(out, &len, head, sizeof head - 1);
+        out = soak_append(out, &len, head, sizeof head - 1);
         expect_answers(c, 1);
         c->trickle = true;
         c->next_at = c->started;
@@ -411,7 +325,7 @@ static void hostile_start(struct conn *c)
             "POST /api/exchange_sync HTTP/1.1\r\nHost: soak\r\nContent-Type: "
             "application/json\r\nContent-Length: 400\r\n\r\n"
             "{\"request_id\": \"stalled\", ";
-        out = append(out, &len, part, sizeof part - 1);
+        out = soak_append(out, &len, part, sizeof part - 1);
         expect_answers(c, 1);
         break;
     }
@@ -427,7 +341,7 @@ static void hostile_start(struct conn *c)
     case HOSTILE_SLOW_READER: {
         static const char get[] = "GET / HTTP/1.1\r\nHost: soak\r\n\r\n";
         for (int k = 0; k < SLOW_READER_REQUESTS; k++)
-            out = append(out, &len, get, sizeof get - 1);
+            out = soak_append(out, &len, get, sizeof get - 1);
         expect_answers(c, 0); /* answers are never read */
         c->end_at = c->started + SOAK_SLOW_READER_HOLD_S;
         rcvbuf = 4096;        /* so the server's writes back up soon */
@@ -701,52 +615,3 @@ void soak_traffic_stop(void)
     num_conns = 0;
 }
 
-/* ---- a blocking GET, for the checks after the traffic ---- */
-
-int soak_http_get(int *fd, int port, const char *path, int timeout_ms)
-{
-    for (int attempt = 0; attempt < 2; attempt++) {
-        if (*fd < 0) {
-            struct conn c = {.port = port, .fd = -1};
-            if (!conn_open(&c, 0))
-                return 0;
-            *fd = c.fd;
-            struct pollfd p = {.fd = *fd, .events = POLLOUT};
-            if (poll(&p, 1, timeout_ms) <= 0) {
-                close(*fd);
-                *fd = -1;
-                return 0;
-            }
-        }
-        char req[512];
-        int n = snprintf(req, sizeof req,
-                         "GET %s HTTP/1.1\r\nHost: soak\r\n\r\n", path);
-        bool sent = send(*fd, req, (size_t)n, MSG_NOSIGNAL) == n;
-        static char in[IN_CAP];
-        size_t len = 0, size;
-        int status = 0;
-        bool closes = false;
-        double deadline = soak_now() + timeout_ms / 1000.0;
-        while (sent && soak_now() < deadline) {
-            struct pollfd p = {.fd = *fd, .events = POLLIN};
-            if (poll(&p, 1, 50) <= 0)
-                continue;
-            ssize_t r = recv(*fd, in + len, sizeof in - len, 0);
-            if (r < 0 && (errno == EINTR || errno == EAGAIN))
-                continue;
-            if (r <= 0)
-                break;
-            len += (size_t)r;
-            if (whole_response(in, len, &size, &status, &closes)) {
-                if (closes) {
-                    close(*fd);
-                    *fd = -1;
-                }
-                return status;
-            }
-        }
-        close(*fd); /* a kept connection the server had closed: retry once */
-        *fd = -1;
-    }
-    return 0;
-}
