@@ -153,7 +153,7 @@ int main(int argc, char **argv)
     }
     callback_global_init();
     jobcap_init(&jobcap, cfg.max_jobs, cfg.max_bills);
-    int lfd = conn_io_listen(&cfg); /* then "listening on ..." on stdout */
+    int lfd = net_listen_announce(&cfg); /* then "listening on ..." on stdout */
     if (lfd < 0)
         return 1;
 

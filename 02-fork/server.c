@@ -362,7 +362,7 @@ int main(int argc, char **argv)
         perror("jobcap: mmap");
         return 1;
     }
-    int lfd = conn_io_listen(&cfg); /* then "listening on ..." on stdout */
+    int lfd = net_listen_announce(&cfg); /* then "listening on ..." on stdout */
     if (lfd < 0)
         return 1;
 

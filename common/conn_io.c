@@ -18,7 +18,6 @@
 #include "shutdown.h"
 #include "timer.h"
 
-#define ACCEPT_BACKOFF_MS 100     /* out of descriptors: wait, do not spin */
 #define BUSY_SEND_TIMEOUT_MS 100  /* the acceptor never waits long on a 503 */
 #define DRAIN_TIMEOUT_MS 1000     /* a worker can afford this, not more */
 #define DEFAULT_WRITE_TIMEOUT_MS 10000 /* no conn_io_set_write_timeout */
@@ -122,44 +121,15 @@ static void drop_input_until(int fd, uint64_t deadline)
 
 /* ---- The acceptor ---- */
 
-/* A worker per connection needs a descriptor per connection: a shell's
- * soft limit (often 1024) would stop accept() with EMFILE long before
- * --max-children or --max-threads. Raised to the hard limit, and said. */
-static void raise_fd_limit(void)
-{
-    struct rlimit rl;
-    if (net_raise_fd_limit() < 0)
-        log_warn("raising the descriptor limit: %s", strerror(errno));
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
-        log_info("descriptor limit: %llu", (unsigned long long)rl.rlim_cur);
-}
-
-int conn_io_listen(const struct config *cfg)
-{
-    raise_fd_limit();
-    int port;
-    int fd = net_listen(cfg->host, cfg->port, &port);
-    if (fd < 0)
-        return -1;
-    if (net_set_nonblocking(fd) < 0) {
-        perror("listening socket: O_NONBLOCK");
-        close(fd);
-        return -1;
-    }
-    config_log(cfg);
-    net_announce(cfg->host, port);
-    return fd;
-}
-
 int conn_io_accept(int listen_fd)
 {
     int fd = net_accept(listen_fd, false);
     if (fd >= 0)
         return fd;
     if (errno == EMFILE || errno == ENFILE) {
-        log_warn("accept: %s; pausing %d ms", strerror(errno),
-                 ACCEPT_BACKOFF_MS);
-        timer_nanosleep_ms(ACCEPT_BACKOFF_MS);
+        log_warn("accept: %s; not accepting for %d ms", strerror(errno),
+                 NET_ACCEPT_PAUSE_MS);
+        timer_nanosleep_ms(NET_ACCEPT_PAUSE_MS);
     } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
         log_warn("accept: %s", strerror(errno));
     }

@@ -41,14 +41,6 @@ struct conn_io_limits conn_io_limits_of(const struct config *cfg);
 
 /* ---- The acceptor ---- */
 
-/* Raises the descriptor limit to the hard one (logged), listens on
- * cfg->host:cfg->port, logs the settings (config_log) and prints the one
- * stdout line (net_announce). The listening socket is non-blocking
- * only so that a client who gives up between poll and accept cannot block
- * the acceptor in accept(); client sockets stay blocking. -1 if it cannot
- * listen (why is printed). */
-int conn_io_listen(const struct config *cfg);
-
 /* Accepts one client as a blocking socket. -1 if there was none after all;
  * out of descriptors (EMFILE/ENFILE) it logs and pauses 100 ms first, so
  * the acceptor backs off instead of spinning. */
