@@ -491,6 +491,7 @@ static enum http_parse_status http_apply_headers(struct http_parser *p)
     struct http_length cl = {false, 0, NULL};
     struct http_connection conn = {false, false};
     bool expect_continue = false;
+    size_t hosts = 0;
 
     for (size_t i = 0; i < r->num_headers; i++) {
         const char *name = r->headers[i].name, *value = r->headers[i].value;
@@ -502,6 +503,8 @@ static enum http_parse_status http_apply_headers(struct http_parser *p)
             http_each_element(value, http_length_element, &cl);
         else if (strcasecmp(name, "Connection") == 0)
             http_each_element(value, http_connection_token, &conn);
+        else if (strcasecmp(name, "Host") == 0)
+            hosts++;
         else if (strcasecmp(name, "Expect") == 0 &&
                  strcasecmp(value, "100-continue") == 0)
             expect_continue = true;
@@ -513,6 +516,12 @@ static enum http_parse_status http_apply_headers(struct http_parser *p)
         return http_fail(p, 411, "Content-Length required");
     if (cl.value > HTTP_MAX_BODY_BYTES)
         return http_fail(p, 413, "body exceeds 64 KiB");
+    /* RFC 9112 3.2: an HTTP/1.1 request names its Host, and no request
+     * names two (a proxy and this server could pick different ones). */
+    if (hosts > 1)
+        return http_fail(p, 400, "more than one Host header");
+    if (hosts == 0 && r->minor_version == 1)
+        return http_fail(p, 400, "Host header required");
 
     p->body_len = cl.value;
     if (r->minor_version == 1)

@@ -12,6 +12,7 @@
  *   POST/PUT without Content-Length       411
  *   any Transfer-Encoding                 501
  *   malformed request line or header      400
+ *   HTTP/1.1 without Host, or two Hosts   400
  *   HTTP version other than 1.0 / 1.1     505
  * Bare LF line endings are accepted, as RFC 9112 allows. */
 #ifndef COMMON_HTTP_H

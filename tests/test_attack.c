@@ -12,6 +12,7 @@
  *                  client sees the answer and a FIN, never a reset
  *   stop           a sync request in flight at SIGTERM is answered
  *                  "Connection: close", then the server exits 0
+ *   Host           HTTP/1.1 without exactly one Host is a 400
  *   logs           a request id cannot forge log lines or send escapes
  *   fd limit       a server raises its soft descriptor limit to the hard one
  *
@@ -543,6 +544,18 @@ START_TEST(refusals_end_in_a_lingering_close)
                      stages[_i]);
     refused_then_fin(s.port, "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: ", 'p',
                      100000, 431, stages[_i]);
+    /* RFC 9112 3.2: HTTP/1.1 without Host, or with two, is a 400. */
+    static const char *const hostless[] = {
+        "GET / HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    };
+    for (int k = 0; k < 2; k++) {
+        char *got = raw_exchange(s.port, hostless[k], strlen(hostless[k]),
+                                 5000);
+        ck_assert_msg(raw_status(got) == 400 && strstr(got, "Host"),
+                      "%s: want a 400 naming Host, got [%s]", stages[_i], got);
+        free(got);
+    }
     expect_root_ok(s.port, stages[_i]);
     ck_assert_int_eq(proc_stop(&s, 20000), 0);
 }

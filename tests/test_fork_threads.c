@@ -227,7 +227,7 @@ START_TEST(fifty_stalled_clients_do_not_delay_another)
     start(&s, rows[_i], NULL, NULL, NULL, NULL);
     enum { N = 50 };
     int fds[N];
-    const char *half = "POST /api/exchange_sync HTTP/1.1\r\nContent-Le";
+    const char *half = "POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\nContent-Le";
     for (int k = 0; k < N; k++) {
         fds[k] = raw_connect(s.port);
         ck_assert_int_ge(fds[k], 0);

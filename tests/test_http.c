@@ -70,6 +70,29 @@ static void expect_error_str(const char *req, int status)
 /* ------------------------------------------------------------------ */
 /* Well-formed requests                                                */
 
+/* RFC 9112 3.2: an HTTP/1.1 request must name exactly one Host; HTTP/1.0
+ * predates Host and may omit it. */
+START_TEST(host_is_required_once)
+{
+    expect_error_str("GET / HTTP/1.1\r\n\r\n", 400);
+    expect_error_str("GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", 400);
+    expect_error_str("GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n", 400);
+    struct http_parser p;
+    http_parser_init(&p);
+    ck_assert_int_eq(feed_parse_str(&p, "GET / HTTP/1.1\r\n\r\n"), HTTP_ERROR);
+    ck_assert_str_eq(p.error_detail, "Host header required");
+    http_parser_free(&p);
+    http_parser_init(&p);
+    ck_assert_int_eq(feed_parse_str(&p, "GET / HTTP/1.1\r\nHOST: a\r\n"
+                                        "Host: b\r\n\r\n"), HTTP_ERROR);
+    ck_assert_str_eq(p.error_detail, "more than one Host header");
+    http_parser_free(&p);
+    http_parser_init(&p);
+    ck_assert_int_eq(feed_parse_str(&p, "GET / HTTP/1.0\r\n\r\n"), HTTP_DONE);
+    http_parser_free(&p);
+}
+END_TEST
+
 START_TEST(simple_get)
 {
     struct http_parser p;
@@ -181,7 +204,7 @@ START_TEST(big_body_grows_buffer)
     size_t body_len = 60000;
     char head[128];
     int hn = snprintf(head, sizeof head,
-                      "PUT /big?x=1 HTTP/1.1\r\nContent-Length: %zu\r\n"
+                      "PUT /big?x=1 HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n"
                       "X-Tag: kept\r\n\r\n", body_len);
     char *body = malloc(body_len);
     ck_assert_ptr_nonnull(body);
@@ -207,7 +230,7 @@ START_TEST(big_body_grows_buffer)
     http_parser_consume(&p);
     ck_assert(http_parser_empty(&p));
     /* The parser is reusable after the big request. */
-    ck_assert_int_eq(feed_parse_str(&p, "GET /again HTTP/1.1\r\n\r\n"), HTTP_DONE);
+    ck_assert_int_eq(feed_parse_str(&p, "GET /again HTTP/1.1\r\nHost: x\r\n\r\n"), HTTP_DONE);
     ck_assert_str_eq(p.req.path, "/again");
     http_parser_free(&p);
     free(body);
@@ -227,7 +250,7 @@ START_TEST(bare_lf_line_endings)
 
     /* Mixed endings too. */
     http_parser_init(&p);
-    ck_assert_int_eq(feed_parse_str(&p, "GET / HTTP/1.1\r\nA: 1\nB: 2\r\n\n"),
+    ck_assert_int_eq(feed_parse_str(&p, "GET / HTTP/1.1\r\nHost: x\r\nA: 1\nB: 2\r\n\n"),
                      HTTP_DONE);
     ck_assert_str_eq(http_request_header(&p.req, "a"), "1");
     ck_assert_str_eq(http_request_header(&p.req, "b"), "2");
@@ -241,13 +264,13 @@ START_TEST(leading_empty_lines_ignored)
     http_parser_init(&p);
     ck_assert_int_eq(feed_parse_str(&p, "\r\n"), HTTP_NEED_MORE);
     ck_assert(http_parser_empty(&p));
-    const char *rest = "\r\n\nGET /x HTTP/1.1\r\n\r\n";
+    const char *rest = "\r\n\nGET /x HTTP/1.1\r\nHost: x\r\n\r\n";
     ck_assert_int_eq(feed_bytewise(&p, rest, strlen(rest)), HTTP_DONE);
     ck_assert_str_eq(p.req.path, "/x");
     http_parser_free(&p);
 
     /* A client that sends only empty lines is not sending a request. */
-    expect_error_str("\r\n\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\n\r\n", 400);
+    expect_error_str("\r\n\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", 400);
 }
 END_TEST
 
@@ -260,7 +283,7 @@ START_TEST(huge_header_431)
     size_t n = HTTP_MAX_HEADER_BYTES + 100;
     char *req = malloc(n + 1);
     ck_assert_ptr_nonnull(req);
-    strcpy(req, "GET / HTTP/1.1\r\nX-Big: ");
+    strcpy(req, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: ");
     size_t used = strlen(req);
     memset(req + used, 'a', n - used - 4);
     memcpy(req + n - 4, "\r\n\r\n", 4);
@@ -286,7 +309,7 @@ START_TEST(header_limit_boundary)
         size_t n = HTTP_MAX_HEADER_BYTES + extra;
         char *req = malloc(n);
         ck_assert_ptr_nonnull(req);
-        const char *start = "GET / HTTP/1.1\r\nX-Fill: ";
+        const char *start = "GET / HTTP/1.1\r\nHost: x\r\nX-Fill: ";
         size_t sl = strlen(start);
         memcpy(req, start, sl);
         memset(req + sl, 'b', n - sl - 4);
@@ -313,8 +336,9 @@ static char *many_headers(int count, size_t *n)
     size_t cap = 64 + (size_t)count * 16;
     char *req = malloc(cap);
     ck_assert_ptr_nonnull(req);
-    size_t len = (size_t)sprintf(req, "GET / HTTP/1.1\r\n");
-    for (int i = 0; i < count; i++)
+    /* Host is one of the count headers (HTTP/1.1 requires it). */
+    size_t len = (size_t)sprintf(req, "GET / HTTP/1.1\r\nHost: x\r\n");
+    for (int i = 1; i < count; i++)
         len += (size_t)sprintf(req + len, "X-H%d: %d\r\n", i, i);
     len += (size_t)sprintf(req + len, "\r\n");
     *n = len;
@@ -344,7 +368,7 @@ START_TEST(body_too_large_413_early)
     struct http_parser p;
     http_parser_init(&p);
     /* Only the head is sent: the answer must not wait for 70000 bytes. */
-    ck_assert_int_eq(feed_parse_str(&p, "POST /api/exchange_sync HTTP/1.1\r\n"
+    ck_assert_int_eq(feed_parse_str(&p, "POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\n"
                                         "Content-Length: 70000\r\n\r\n"),
                      HTTP_ERROR);
     ck_assert_int_eq(p.error_status, 413);
@@ -355,7 +379,7 @@ START_TEST(body_too_large_413_early)
     ck_assert_int_eq(p.error_status, 413);
     http_parser_free(&p);
 
-    expect_error_str("PUT / HTTP/1.1\r\nContent-Length: 65537\r\n\r\n", 413);
+    expect_error_str("PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 65537\r\n\r\n", 413);
 }
 END_TEST
 
@@ -364,7 +388,7 @@ START_TEST(body_at_limit_accepted)
     size_t n = HTTP_MAX_BODY_BYTES;
     char head[96];
     int hn = snprintf(head, sizeof head,
-                      "POST / HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", n);
+                      "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", n);
     struct http_parser p;
     http_parser_init(&p);
     ck_assert_int_eq(feed_parse(&p, head, (size_t)hn), HTTP_NEED_MORE);
@@ -382,11 +406,11 @@ END_TEST
 START_TEST(length_required_411)
 {
     expect_error_str("POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\n\r\n", 411);
-    expect_error_str("PUT /api/exchange_result HTTP/1.1\r\n\r\n", 411);
+    expect_error_str("PUT /api/exchange_result HTTP/1.1\r\nHost: x\r\n\r\n", 411);
     /* A GET without a length simply has no body. */
     struct http_parser p;
     http_parser_init(&p);
-    ck_assert_int_eq(feed_parse_str(&p, "GET / HTTP/1.1\r\n\r\n"), HTTP_DONE);
+    ck_assert_int_eq(feed_parse_str(&p, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"), HTTP_DONE);
     ck_assert_uint_eq(p.req.body_len, 0);
     http_parser_free(&p);
 }
@@ -394,9 +418,9 @@ END_TEST
 
 START_TEST(transfer_encoding_501)
 {
-    expect_error_str("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    expect_error_str("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                      "5\r\nhello\r\n0\r\n\r\n", 501);
-    expect_error_str("POST / HTTP/1.1\r\nContent-Length: 5\r\n"
+    expect_error_str("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
                      "transfer-encoding: gzip\r\n\r\nhello", 501);
 }
 END_TEST
@@ -406,12 +430,12 @@ static const char *const bad_request_lines[] = {
     "GET\r\n\r\n",                          /* one part */
     "GET / HTTP/1.1 extra\r\n\r\n",         /* four parts */
     "GET  / HTTP/1.1\r\n\r\n",              /* double space */
-    " GET / HTTP/1.1\r\n\r\n",              /* empty method */
-    "get / HTTP/1.1\r\n\r\n",               /* lowercase method */
+    " GET / HTTP/1.1\r\nHost: x\r\n\r\n",              /* empty method */
+    "get / HTTP/1.1\r\nHost: x\r\n\r\n",               /* lowercase method */
     "G3T / HTTP/1.1\r\n\r\n",               /* digit in method */
-    "GET x HTTP/1.1\r\n\r\n",               /* target not starting with / */
-    "OPTIONS * HTTP/1.1\r\n\r\n",           /* asterisk form */
-    "GET http://a/ HTTP/1.1\r\n\r\n",       /* absolute form */
+    "GET x HTTP/1.1\r\nHost: x\r\n\r\n",               /* target not starting with / */
+    "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",           /* asterisk form */
+    "GET http://a/ HTTP/1.1\r\nHost: x\r\n\r\n",       /* absolute form */
     "GET /a\tb HTTP/1.1\r\n\r\n",           /* control char in target */
     "GET /a\x7f HTTP/1.1\r\n\r\n",          /* DEL in target */
     "GET / HTTP/1.1\rX\r\n\r\n",            /* bare CR inside */
@@ -431,17 +455,17 @@ START_TEST(malformed_request_line_400)
 END_TEST
 
 static const char *const bad_header_lines[] = {
-    "GET / HTTP/1.1\r\nNoColonHere\r\n\r\n",
-    "GET / HTTP/1.1\r\n: value\r\n\r\n",
-    "GET / HTTP/1.1\r\nHost : x\r\n\r\n",
-    "GET / HTTP/1.1\r\nHost\t: x\r\n\r\n",
-    "GET / HTTP/1.1\r\nA: 1\r\n  folded\r\n\r\n",
-    "GET / HTTP/1.1\r\nA: 1\r\n\tfolded\r\n\r\n",
-    "GET / HTTP/1.1\r\n X: 1\r\n\r\n",
-    "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
-    "GET / HTTP/1.1\r\nBad(Name): x\r\n\r\n",
-    "GET / HTTP/1.1\r\nA: b\x01 c\r\n\r\n",
-    "GET / HTTP/1.1\r\nA: b\rc\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\nNoColonHere\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\n: value\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\nHost : x\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\nHost\t: x\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\n  folded\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\n\tfolded\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\n X: 1\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\nBad Name: x\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\nBad(Name): x\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\nA: b\x01 c\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\nA: b\rc\r\n\r\n",
 };
 
 START_TEST(malformed_header_line_400)
@@ -454,12 +478,12 @@ START_TEST(nul_byte_400)
 {
     static const char a[] = "GET /a\0b HTTP/1.1\r\n\r\n";
     expect_error(a, sizeof a - 1, 400);
-    static const char b[] = "GET / HTTP/1.1\r\nX: a\0b\r\n\r\n";
+    static const char b[] = "GET / HTTP/1.1\r\nHost: x\r\nX: a\0b\r\n\r\n";
     expect_error(b, sizeof b - 1, 400);
-    static const char c[] = "GET / HTTP/1.1\r\nX\0: ab\r\n\r\n";
+    static const char c[] = "GET / HTTP/1.1\r\nHost: x\r\nX\0: ab\r\n\r\n";
     expect_error(c, sizeof c - 1, 400);
     /* A NUL in the body is just data. */
-    static const char d[] = "POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\na\0b";
+    static const char d[] = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\na\0b";
     struct http_parser p;
     http_parser_init(&p);
     ck_assert_int_eq(feed_parse(&p, d, sizeof d - 1), HTTP_DONE);
@@ -500,7 +524,7 @@ static const char *const bad_lengths[] = {
 START_TEST(bad_content_length_400)
 {
     char req[256];
-    snprintf(req, sizeof req, "POST / HTTP/1.1\r\n%s\r\nhello", bad_lengths[_i]);
+    snprintf(req, sizeof req, "POST / HTTP/1.1\r\nHost: x\r\n%s\r\nhello", bad_lengths[_i]);
     expect_error_str(req, 400);
 }
 END_TEST
@@ -509,7 +533,7 @@ START_TEST(conflicting_length_detail_and_equal_duplicates)
 {
     struct http_parser p;
     http_parser_init(&p);
-    ck_assert_int_eq(feed_parse_str(&p, "POST / HTTP/1.1\r\nContent-Length: 3\r\n"
+    ck_assert_int_eq(feed_parse_str(&p, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
                                         "Content-Length: 4\r\n\r\nabcd"),
                      HTTP_ERROR);
     ck_assert_int_eq(p.error_status, 400);
@@ -518,7 +542,7 @@ START_TEST(conflicting_length_detail_and_equal_duplicates)
 
     /* Identical duplicates are one length. */
     http_parser_init(&p);
-    ck_assert_int_eq(feed_parse_str(&p, "POST / HTTP/1.1\r\nContent-Length: 3\r\n"
+    ck_assert_int_eq(feed_parse_str(&p, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
                                         "content-length: 3 , 3\r\n\r\nabc"),
                      HTTP_DONE);
     ck_assert_str_eq(p.req.body, "abc");
@@ -526,7 +550,7 @@ START_TEST(conflicting_length_detail_and_equal_duplicates)
 
     /* Leading zeros are still digits. */
     http_parser_init(&p);
-    ck_assert_int_eq(feed_parse_str(&p, "POST / HTTP/1.1\r\nContent-Length: 003\r\n"
+    ck_assert_int_eq(feed_parse_str(&p, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 003\r\n"
                                         "\r\nabc"),
                      HTTP_DONE);
     ck_assert_uint_eq(p.req.body_len, 3);
@@ -544,7 +568,7 @@ START_TEST(error_is_sticky)
     size_t avail;
     ck_assert_ptr_nonnull(http_parser_space(&p, &avail));
     ck_assert_uint_eq(avail, 0);
-    http_parser_feed(&p, "GET / HTTP/1.1\r\n\r\n", 18);
+    http_parser_feed(&p, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27);
     ck_assert_int_eq(http_parser_parse(&p), HTTP_ERROR);
     ck_assert_int_eq(p.error_status, status);
     ck_assert_ptr_eq(p.error_detail, detail);
@@ -583,10 +607,10 @@ START_TEST(keep_alive_rules)
     const struct keep_alive_case *c = &keep_alive_cases[_i];
     char req[256];
     if (c->connection != NULL)
-        snprintf(req, sizeof req, "GET / %s\r\nConnection: %s\r\n\r\n",
-                 c->version, c->connection);
+        snprintf(req, sizeof req, "GET / %s\r\nHost: x\r\n"
+                 "Connection: %s\r\n\r\n", c->version, c->connection);
     else
-        snprintf(req, sizeof req, "GET / %s\r\n\r\n", c->version);
+        snprintf(req, sizeof req, "GET / %s\r\nHost: x\r\n\r\n", c->version);
     struct http_parser p;
     http_parser_init(&p);
     ck_assert_int_eq(feed_parse_str(&p, req), HTTP_DONE);
@@ -600,7 +624,7 @@ START_TEST(keep_alive_two_connection_headers)
 {
     struct http_parser p;
     http_parser_init(&p);
-    ck_assert_int_eq(feed_parse_str(&p, "GET / HTTP/1.1\r\nConnection: Upgrade\r\n"
+    ck_assert_int_eq(feed_parse_str(&p, "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
                                         "Connection: close\r\n\r\n"),
                      HTTP_DONE);
     ck_assert(!p.req.keep_alive);
@@ -612,7 +636,7 @@ END_TEST
 /* Pipelining                                                          */
 
 static const char pipelined[] =
-    "POST /api/exchange_async HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
+    "POST /api/exchange_async HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
     "GET /second?q=2 HTTP/1.1\r\nHost: h\r\n\r\n"
     "PUT /third HTTP/1.0\r\nContent-Length: 2\r\n\r\nok";
 
@@ -696,14 +720,14 @@ START_TEST(crlf_after_body_is_idle)
 {
     struct http_parser p;
     http_parser_init(&p);
-    ck_assert_int_eq(feed_parse_str(&p, "POST / HTTP/1.1\r\nContent-Length: 1\r\n"
+    ck_assert_int_eq(feed_parse_str(&p, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
                                         "\r\nx\r\n"),
                      HTTP_DONE);
     ck_assert_str_eq(p.req.body, "x");
     http_parser_consume(&p);
     ck_assert(http_parser_empty(&p));
     ck_assert_int_eq(http_parser_parse(&p), HTTP_NEED_MORE);
-    ck_assert_int_eq(feed_parse_str(&p, "GET /n HTTP/1.1\r\n\r\n"), HTTP_DONE);
+    ck_assert_int_eq(feed_parse_str(&p, "GET /n HTTP/1.1\r\nHost: x\r\n\r\n"), HTTP_DONE);
     ck_assert_str_eq(p.req.path, "/n");
     http_parser_free(&p);
 }
@@ -716,7 +740,7 @@ START_TEST(expect_continue)
 {
     struct http_parser p;
     http_parser_init(&p);
-    ck_assert_int_eq(feed_parse_str(&p, "POST /api/exchange_sync HTTP/1.1\r\n"
+    ck_assert_int_eq(feed_parse_str(&p, "POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\n"
                                         "Content-Length: 4\r\n"
                                         "Expect: 100-Continue\r\n\r\n"),
                      HTTP_NEED_MORE);
@@ -730,14 +754,14 @@ START_TEST(expect_continue)
     http_parser_consume(&p);
 
     /* Body sent along with the head: nobody is waiting. */
-    ck_assert_int_eq(feed_parse_str(&p, "POST / HTTP/1.1\r\nContent-Length: 2\r\n"
+    ck_assert_int_eq(feed_parse_str(&p, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
                                         "Expect: 100-continue\r\n\r\nhi"),
                      HTTP_DONE);
     ck_assert(!http_parser_take_continue(&p));
     http_parser_consume(&p);
 
     /* No body at all: nothing to wait for. */
-    ck_assert_int_eq(feed_parse_str(&p, "POST / HTTP/1.1\r\nContent-Length: 0\r\n"
+    ck_assert_int_eq(feed_parse_str(&p, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
                                         "Expect: 100-continue\r\n\r\n"),
                      HTTP_DONE);
     ck_assert(!http_parser_take_continue(&p));
@@ -752,7 +776,7 @@ START_TEST(expect_continue)
 
     /* Without Expect: no interim response. */
     http_parser_init(&p);
-    ck_assert_int_eq(feed_parse_str(&p, "POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n"),
+    ck_assert_int_eq(feed_parse_str(&p, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n"),
                      HTTP_NEED_MORE);
     ck_assert(!http_parser_take_continue(&p));
     http_parser_free(&p);
@@ -795,7 +819,7 @@ START_TEST(full_buffer_gives_done_or_error)
 
     /* A maximal request (8 KiB head + 64 KiB body) fills it exactly, plus
      * bytes of a next request that do not fit: DONE, body NUL-terminated. */
-    const char *start = "POST / HTTP/1.1\r\nContent-Length: 65536\r\nX-Pad: ";
+    const char *start = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 65536\r\nX-Pad: ";
     size_t sl = strlen(start);
     size_t head = HTTP_MAX_HEADER_BYTES;
     memcpy(data, start, sl);
@@ -818,7 +842,7 @@ START_TEST(full_buffer_gives_done_or_error)
     ck_assert(http_parser_empty(&p));
     /* The rest arrives now. */
     ck_assert_int_eq(feed_parse(&p, data + max, 10), HTTP_NEED_MORE);
-    ck_assert_int_eq(feed_parse_str(&p, "/1.1\r\n\r\n"), HTTP_DONE);
+    ck_assert_int_eq(feed_parse_str(&p, "/1.1\r\nHost: x\r\n\r\n"), HTTP_DONE);
     ck_assert_str_eq(p.req.method, "GET");
     http_parser_free(&p);
     free(data);
@@ -829,7 +853,7 @@ START_TEST(space_and_commit)
 {
     struct http_parser p;
     http_parser_init(&p);
-    const char *req = "GET /sc HTTP/1.1\r\n\r\n";
+    const char *req = "GET /sc HTTP/1.1\r\nHost: x\r\n\r\n";
     size_t n = strlen(req), done = 0;
     while (done < n) {
         size_t avail;
@@ -898,8 +922,8 @@ START_TEST(random_splits_agree)
     static const char *const templates[] = {
         "POST /api/exchange_sync?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nabcd"
         "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
-        "GET /a HTTP/1.1\nExpect: 100-continue\nContent-Length: 2\n\nhi\r\n"
-        "PUT /b HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+        "GET /a HTTP/1.1\nHost: x\nExpect: 100-continue\nContent-Length: 2\n\nhi\r\n"
+        "PUT /b HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
     };
     static const char noise[] = "\r\n :\t\0/?,A1-";
     unsigned seed = 12345;
@@ -1014,6 +1038,7 @@ int main(void)
     tcase_add_test(tc, body_too_large_413_early);
     tcase_add_test(tc, body_at_limit_accepted);
     tcase_add_test(tc, length_required_411);
+    tcase_add_test(tc, host_is_required_once);
     tcase_add_test(tc, transfer_encoding_501);
     tcase_add_loop_test(tc, malformed_request_line_400, 0, COUNT(bad_request_lines));
     tcase_add_loop_test(tc, malformed_header_line_400, 0, COUNT(bad_header_lines));

@@ -564,7 +564,7 @@ START_TEST(idle_and_trickling_clients_are_closed)
     close(idle);
 
     int slow = raw_connect(s.port);
-    const char *req = "GET / HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+    const char *req = "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaa"
                       "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     double start = harness_now();
     bool closed = false;

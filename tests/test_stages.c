@@ -182,7 +182,7 @@ static const struct bad_case bad_cases[] = {
     {"malformed request line", "GARBAGE\r\n\r\n", 400},
     {"missing version", "GET /\r\n\r\n", 400},
     {"HTTP/2.0 version", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505},
-    {"header without colon", "GET / HTTP/1.1\r\nHost x\r\n\r\n", 400},
+    {"header without colon", "GET / HTTP/1.1\r\nHost: x\r\nHost x\r\n\r\n", 400},
     {"POST without Content-Length",
      "POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\n\r\n", 411},
     {"Transfer-Encoding",
@@ -262,7 +262,7 @@ START_TEST(headers_over_8k_get_431)
     start_stage(&s, _i, NULL, NULL);
     size_t n = 9000;
     char *req = malloc(n + 64);
-    int k = snprintf(req, n + 64, "GET / HTTP/1.1\r\nX-Big: ");
+    int k = snprintf(req, n + 64, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: ");
     memset(req + k, 'a', n);
     strcpy(req + k + n, "\r\n\r\n");
     char *resp = raw_exchange(s.port, req, strlen(req), 3000);
@@ -353,7 +353,7 @@ START_TEST(stalled_client_and_others)
     start_stage(&s, _i, NULL, NULL);
     int fd = raw_connect(s.port);
     ck_assert_int_ge(fd, 0);
-    const char *half = "POST /api/exchange_sync HTTP/1.1\r\nContent-Le";
+    const char *half = "POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\nContent-Le";
     ck_assert_int_eq(write(fd, half, strlen(half)), (ssize_t)strlen(half));
     harness_sleep_ms(100);
     struct http_result r;
