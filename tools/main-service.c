@@ -28,7 +28,11 @@
  * acceptor answers 503 itself and closes.
  *
  * Details a reader may want to know:
- *  - An idle connection is closed after 30 s.
+ *  - Deadlines that never move, kept by conn_io: a request head must be
+ *    complete 10 s after its first byte (--header-timeout-ms), a body 10 s
+ *    after its head (--body-timeout-ms), or the client gets 408; a
+ *    connection with no request under way is closed after 30 s
+ *    (--idle-timeout-ms). A long poll's own wait is wait_ms.
  *  - PUT checks, in order: the body is a JSON object (400), the token
  *    (403: a caller without it learns nothing about the payload rules),
  *    request_id is a non-empty string of at most 128 bytes (400),
@@ -84,7 +88,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define IDLE_TIMEOUT_MS 30000
 #define STOP_GRACE_MS 1000 /* requests in progress get this long at exit */
 #define MAX_JSON_DEPTH 32  /* keeps cJSON's recursion small */
 #define RESULT_PATH "/api/exchange_result"
@@ -101,6 +104,7 @@
 /* Set in main before any thread starts, read-only afterwards. */
 static struct ms_options g_opt;
 static size_t g_token_len;
+static struct conn_io_limits g_limits; /* g_opt's deadlines for conn_io */
 
 static atomic_int g_conn_threads; /* connection threads alive, less the
                                      waiters */
@@ -484,12 +488,7 @@ static bool serve_request(int fd, const struct http_request *req, void *arg)
 static void *connection_main(void *arg)
 {
     int fd = (int)(intptr_t)arg;
-    static const struct conn_io_limits limits = {
-        .idle_timeout_ms = IDLE_TIMEOUT_MS,
-        .header_timeout_ms = 10000,
-        .body_timeout_ms = 10000,
-    };
-    conn_io_serve(fd, &limits, serve_request, NULL);
+    conn_io_serve(fd, &g_limits, serve_request, NULL);
     if (close(fd) < 0)
         log_warn("close: %s", strerror(errno));
     atomic_fetch_sub(&g_conn_threads, 1);
@@ -588,6 +587,10 @@ int main(int argc, char **argv)
 {
     ms_options_parse(&g_opt, argc, argv);
     g_token_len = strlen(g_opt.token);
+    g_limits = (struct conn_io_limits){
+        .idle_timeout_ms = g_opt.idle_timeout_ms,
+        .header_timeout_ms = g_opt.header_timeout_ms,
+        .body_timeout_ms = g_opt.body_timeout_ms};
     log_init("main-service", g_opt.quiet);
     log_show_threads(true);
     if (g_opt.token_is_default)
