@@ -791,8 +791,8 @@ START_TEST(store_is_capped_by_bytes)
 END_TEST
 
 /* Sends text (over and over) one byte every gap_ms until the server
- * answers or closes, or budget_ms pass; returns what it answered (malloc'd) and the seconds
- * taken in *took. */
+ * answers or closes, or budget_ms pass. Returns what it answered
+ * (malloc'd); the seconds taken go to *took. */
 static char *trickle(int fd, const char *text, int gap_ms, int budget_ms,
                      double *took)
 {
