@@ -69,6 +69,7 @@
 #include "log.h"
 #include "main_service_json.h"
 #include "main_service_opts.h"
+#include "main_service_path.h"
 #include "main_service_store.h"
 #include "net.h"
 #include "shutdown.h"
@@ -90,7 +91,6 @@
 
 #define STOP_GRACE_MS 1000 /* requests in progress get this long at exit */
 #define MAX_JSON_DEPTH 32  /* keeps cJSON's recursion small */
-#define RESULT_PATH "/api/exchange_result"
 
 /* Sanitizers make stack frames much larger; give threads room for them. */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -236,64 +236,6 @@ static void handle_put(const struct http_request *req,
     cJSON_Delete(root);
 }
 
-/* Percent-decodes src into dst (at least strlen(src)+1 bytes). 0, or -1 on
- * a bad escape or an encoded NUL. */
-static int percent_decode(const char *src, char *dst)
-{
-    for (; *src; src++) {
-        if (*src != '%') {
-            *dst++ = *src;
-            continue;
-        }
-        int v = 0;
-        for (int k = 1; k <= 2; k++) {
-            char c = src[k];
-            int d = c >= '0' && c <= '9'   ? c - '0'
-                    : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                    : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                           : -1;
-            if (d < 0)
-                return -1;
-            v = v * 16 + d;
-        }
-        if (v == 0)
-            return -1;
-        *dst++ = (char)v;
-        src += 2;
-    }
-    *dst = '\0';
-    return 0;
-}
-
-/* wait_ms from the query ("a=1&wait_ms=500"): 0 and *ms set (-1 when
- * absent), or -1 when present but not an integer 0..MS_MAX_WAIT_MS. */
-static int query_wait_ms(const char *query, int *ms)
-{
-    *ms = -1;
-    for (const char *p = query; *p;) {
-        size_t len = strcspn(p, "&");
-        if (len > 8 && memcmp(p, "wait_ms=", 8) == 0) {
-            long v = 0;
-            for (size_t i = 8; i < len; i++) {
-                if (p[i] < '0' || p[i] > '9' || v > MS_MAX_WAIT_MS)
-                    return -1;
-                v = v * 10 + (p[i] - '0');
-            }
-            if (v > MS_MAX_WAIT_MS)
-                return -1;
-            *ms = (int)v;
-        } else if (len == 7 && memcmp(p, "wait_ms", 7) == 0) {
-            return -1; /* "wait_ms" or "wait_ms=" with no number */
-        } else if (len == 8 && memcmp(p, "wait_ms=", 8) == 0) {
-            return -1;
-        }
-        p += len;
-        if (*p == '&')
-            p++;
-    }
-    return 0;
-}
-
 /* True when the client closed its end (or the socket failed): a long-poll
  * waiter then stops waiting for nobody. */
 static bool peer_gone(void *arg)
@@ -427,16 +369,6 @@ static void handle_root(struct endpoint_reply *rep)
              store_count());
     rep->status = 200;
     rep->body = strdup(body);
-}
-
-/* "{id}" of a path /api/exchange_result/{id} (one segment), or NULL. */
-static const char *result_id_in(const char *path)
-{
-    static const char prefix[] = RESULT_PATH "/";
-    if (strncmp(path, prefix, sizeof prefix - 1) != 0)
-        return NULL;
-    const char *id = path + sizeof prefix - 1;
-    return *id && !strchr(id, '/') ? id : NULL;
 }
 
 static enum answer route(const struct http_request *req, int fd,
