@@ -790,6 +790,66 @@ START_TEST(store_is_capped_by_bytes)
 }
 END_TEST
 
+/* Sends text (over and over) one byte every gap_ms until the server
+ * answers or closes, or budget_ms pass. Returns what it answered
+ * (malloc'd); the seconds taken go to *took. */
+static char *trickle(int fd, const char *text, int gap_ms, int budget_ms,
+                     double *took)
+{
+    double t0 = harness_now();
+    size_t len = strlen(text);
+    for (size_t i = 0; harness_now() - t0 < budget_ms / 1000.0; i++) {
+        if (send(fd, text + i % len, 1, MSG_NOSIGNAL) < 0)
+            break; /* closed on us */
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, gap_ms) > 0)
+            break;
+    }
+    char *resp = raw_read_all(fd, 2000);
+    *took = harness_now() - t0;
+    return resp;
+}
+
+/* Issue 12 items 1 and 3: the main service's requests have deadlines that
+ * never move (through common/conn_io): a head trickled a byte at a time
+ * gets 408 at --header-timeout-ms after its first byte, a trickled body at
+ * --body-timeout-ms, and a silent connection is closed at
+ * --idle-timeout-ms. */
+START_TEST(requests_have_deadlines_that_never_move)
+{
+    struct proc p;
+    static const char *const args[] = {
+        "--header-timeout-ms", "1000", "--body-timeout-ms", "1000",
+        "--idle-timeout-ms", "1000", NULL};
+    proc_start(&p, "main-service", args, token_env);
+    double took;
+    int fd = raw_send(p.port, "GET / HTTP/1.1\r\nHost: x\r\n");
+    char *resp = trickle(fd, "X-Slow: abcdefgh\r\n", 200, 4000, &took);
+    close(fd);
+    ck_assert_int_eq(raw_status(resp), 408);
+    ck_assert_double_lt(took, 2.5);
+    free(resp);
+
+    fd = raw_send(p.port, "PUT " RESULT " HTTP/1.1\r\nHost: x\r\n"
+                          "Content-Length: 1000\r\n\r\n{");
+    resp = trickle(fd, "\"token\": 1, ", 200, 4000, &took);
+    close(fd);
+    ck_assert_int_eq(raw_status(resp), 408);
+    ck_assert_double_lt(took, 2.5);
+    free(resp);
+
+    fd = raw_connect(p.port);
+    ck_assert_int_ge(fd, 0);
+    double t0 = harness_now();
+    resp = raw_read_all(fd, 4000);
+    close(fd);
+    ck_assert_str_eq(resp, "");
+    ck_assert_double_lt(harness_now() - t0, 2.5);
+    free(resp);
+    stop(&p);
+}
+END_TEST
+
 /* Runs the binary with argv and returns its exit status. */
 static int run_cli(const char *const *argv)
 {
@@ -844,6 +904,7 @@ START_TEST(cli_help_and_bad_options)
     char *help = help_text();
     static const char *const limits[] = {
         "--max-conns", "--max-waiters", "--max-results", "--max-store-mb",
+        "--header-timeout-ms", "--body-timeout-ms", "--idle-timeout-ms",
         "wait_ms"};
     for (size_t i = 0; i < sizeof limits / sizeof *limits; i++) {
         const char *at = strstr(help, limits[i]);
@@ -889,6 +950,7 @@ int main(void)
     tcase_add_test(tc, fd_limit_is_raised_to_the_hard_limit);
     tcase_add_test(tc, only_valid_utf8_json_goes_out);
     tcase_add_test(tc, store_is_capped_by_bytes);
+    tcase_add_test(tc, requests_have_deadlines_that_never_move);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }

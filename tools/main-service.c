@@ -28,7 +28,11 @@
  * acceptor answers 503 itself and closes.
  *
  * Details a reader may want to know:
- *  - An idle connection is closed after 30 s.
+ *  - Deadlines that never move, kept by conn_io: a request head must be
+ *    complete 10 s after its first byte (--header-timeout-ms), a body 10 s
+ *    after its head (--body-timeout-ms), or the client gets 408; a
+ *    connection with no request under way is closed after 30 s
+ *    (--idle-timeout-ms). A long poll's own wait is wait_ms.
  *  - PUT checks, in order: the body is a JSON object (400), the token
  *    (403: a caller without it learns nothing about the payload rules),
  *    request_id is a non-empty string of at most 128 bytes (400),
@@ -65,6 +69,7 @@
 #include "log.h"
 #include "main_service_json.h"
 #include "main_service_opts.h"
+#include "main_service_path.h"
 #include "main_service_store.h"
 #include "net.h"
 #include "shutdown.h"
@@ -84,10 +89,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define IDLE_TIMEOUT_MS 30000
 #define STOP_GRACE_MS 1000 /* requests in progress get this long at exit */
 #define MAX_JSON_DEPTH 32  /* keeps cJSON's recursion small */
-#define RESULT_PATH "/api/exchange_result"
 
 /* Sanitizers make stack frames much larger; give threads room for them. */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -101,6 +104,7 @@
 /* Set in main before any thread starts, read-only afterwards. */
 static struct ms_options g_opt;
 static size_t g_token_len;
+static struct conn_io_limits g_limits; /* g_opt's deadlines for conn_io */
 
 static atomic_int g_conn_threads; /* connection threads alive, less the
                                      waiters */
@@ -230,64 +234,6 @@ static void handle_put(const struct http_request *req,
     else
         store_callback(req, root, rep);
     cJSON_Delete(root);
-}
-
-/* Percent-decodes src into dst (at least strlen(src)+1 bytes). 0, or -1 on
- * a bad escape or an encoded NUL. */
-static int percent_decode(const char *src, char *dst)
-{
-    for (; *src; src++) {
-        if (*src != '%') {
-            *dst++ = *src;
-            continue;
-        }
-        int v = 0;
-        for (int k = 1; k <= 2; k++) {
-            char c = src[k];
-            int d = c >= '0' && c <= '9'   ? c - '0'
-                    : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                    : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                           : -1;
-            if (d < 0)
-                return -1;
-            v = v * 16 + d;
-        }
-        if (v == 0)
-            return -1;
-        *dst++ = (char)v;
-        src += 2;
-    }
-    *dst = '\0';
-    return 0;
-}
-
-/* wait_ms from the query ("a=1&wait_ms=500"): 0 and *ms set (-1 when
- * absent), or -1 when present but not an integer 0..MS_MAX_WAIT_MS. */
-static int query_wait_ms(const char *query, int *ms)
-{
-    *ms = -1;
-    for (const char *p = query; *p;) {
-        size_t len = strcspn(p, "&");
-        if (len > 8 && memcmp(p, "wait_ms=", 8) == 0) {
-            long v = 0;
-            for (size_t i = 8; i < len; i++) {
-                if (p[i] < '0' || p[i] > '9' || v > MS_MAX_WAIT_MS)
-                    return -1;
-                v = v * 10 + (p[i] - '0');
-            }
-            if (v > MS_MAX_WAIT_MS)
-                return -1;
-            *ms = (int)v;
-        } else if (len == 7 && memcmp(p, "wait_ms", 7) == 0) {
-            return -1; /* "wait_ms" or "wait_ms=" with no number */
-        } else if (len == 8 && memcmp(p, "wait_ms=", 8) == 0) {
-            return -1;
-        }
-        p += len;
-        if (*p == '&')
-            p++;
-    }
-    return 0;
 }
 
 /* True when the client closed its end (or the socket failed): a long-poll
@@ -425,16 +371,6 @@ static void handle_root(struct endpoint_reply *rep)
     rep->body = strdup(body);
 }
 
-/* "{id}" of a path /api/exchange_result/{id} (one segment), or NULL. */
-static const char *result_id_in(const char *path)
-{
-    static const char prefix[] = RESULT_PATH "/";
-    if (strncmp(path, prefix, sizeof prefix - 1) != 0)
-        return NULL;
-    const char *id = path + sizeof prefix - 1;
-    return *id && !strchr(id, '/') ? id : NULL;
-}
-
 static enum answer route(const struct http_request *req, int fd,
                          struct endpoint_reply *rep)
 {
@@ -484,12 +420,7 @@ static bool serve_request(int fd, const struct http_request *req, void *arg)
 static void *connection_main(void *arg)
 {
     int fd = (int)(intptr_t)arg;
-    static const struct conn_io_limits limits = {
-        .idle_timeout_ms = IDLE_TIMEOUT_MS,
-        .header_timeout_ms = 10000,
-        .body_timeout_ms = 10000,
-    };
-    conn_io_serve(fd, &limits, serve_request, NULL);
+    conn_io_serve(fd, &g_limits, serve_request, NULL);
     if (close(fd) < 0)
         log_warn("close: %s", strerror(errno));
     atomic_fetch_sub(&g_conn_threads, 1);
@@ -588,6 +519,10 @@ int main(int argc, char **argv)
 {
     ms_options_parse(&g_opt, argc, argv);
     g_token_len = strlen(g_opt.token);
+    g_limits = (struct conn_io_limits){
+        .idle_timeout_ms = g_opt.idle_timeout_ms,
+        .header_timeout_ms = g_opt.header_timeout_ms,
+        .body_timeout_ms = g_opt.body_timeout_ms};
     log_init("main-service", g_opt.quiet);
     log_show_threads(true);
     if (g_opt.token_is_default)

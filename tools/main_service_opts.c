@@ -30,6 +30,16 @@ static void usage(FILE *out, const char *prog)
         "  --max-store-mb N   megabytes of results kept (default %d); the "
         "oldest\n"
         "                     is evicted\n"
+        "  --header-timeout-ms N  default %d: a request head must be whole "
+        "N ms\n"
+        "                     after its first byte (CR/LF count); past it, "
+        "408\n"
+        "  --body-timeout-ms N    default %d: a body must be whole N ms "
+        "after its\n"
+        "                     head; past it, 408\n"
+        "  --idle-timeout-ms N    default %d: a connection with no request "
+        "under\n"
+        "                     way is closed after N ms\n"
         "  --quiet            log only warnings and errors\n"
         "  --help             this text\n"
         "\n"
@@ -54,7 +64,9 @@ static void usage(FILE *out, const char *prog)
         "SIGINT/SIGTERM stop it (exit 0).\n",
         prog, MS_DEFAULT_PORT, MS_DEFAULT_MAX_CONNS, MS_DEFAULT_MAX_WAITERS,
         MS_DEFAULT_MAX_RESULTS,
-        MS_DEFAULT_MAX_STORE_MB, MS_DEFAULT_TOKEN, MS_MAX_WAIT_MS);
+        MS_DEFAULT_MAX_STORE_MB, MS_DEFAULT_HEADER_TIMEOUT_MS,
+        MS_DEFAULT_BODY_TIMEOUT_MS, MS_DEFAULT_IDLE_TIMEOUT_MS,
+        MS_DEFAULT_TOKEN, MS_MAX_WAIT_MS);
 }
 
 static bool parse_int(const char *s, long min, long max, long *out)
@@ -85,10 +97,14 @@ void ms_options_parse(struct ms_options *o, int argc, char **argv)
                              .max_conns = MS_DEFAULT_MAX_CONNS,
                              .max_waiters = MS_DEFAULT_MAX_WAITERS,
                              .max_results = MS_DEFAULT_MAX_RESULTS,
-                             .max_store_mb = MS_DEFAULT_MAX_STORE_MB};
+                             .max_store_mb = MS_DEFAULT_MAX_STORE_MB,
+                             .header_timeout_ms = MS_DEFAULT_HEADER_TIMEOUT_MS,
+                             .body_timeout_ms = MS_DEFAULT_BODY_TIMEOUT_MS,
+                             .idle_timeout_ms = MS_DEFAULT_IDLE_TIMEOUT_MS};
     enum { OPT_PORT = 1, OPT_HOST, OPT_MAX_CONNS, OPT_MAX_WAITERS,
            OPT_MAX_RESULTS,
-           OPT_MAX_STORE_MB, OPT_QUIET, OPT_HELP };
+           OPT_MAX_STORE_MB, OPT_HEADER_TIMEOUT, OPT_BODY_TIMEOUT,
+           OPT_IDLE_TIMEOUT, OPT_QUIET, OPT_HELP };
     static const struct option opts[] = {
         {"port", required_argument, 0, OPT_PORT},
         {"host", required_argument, 0, OPT_HOST},
@@ -96,6 +112,9 @@ void ms_options_parse(struct ms_options *o, int argc, char **argv)
         {"max-waiters", required_argument, 0, OPT_MAX_WAITERS},
         {"max-results", required_argument, 0, OPT_MAX_RESULTS},
         {"max-store-mb", required_argument, 0, OPT_MAX_STORE_MB},
+        {"header-timeout-ms", required_argument, 0, OPT_HEADER_TIMEOUT},
+        {"body-timeout-ms", required_argument, 0, OPT_BODY_TIMEOUT},
+        {"idle-timeout-ms", required_argument, 0, OPT_IDLE_TIMEOUT},
         {"quiet", no_argument, 0, OPT_QUIET},
         {"help", no_argument, 0, OPT_HELP},
         {0, 0, 0, 0},
@@ -131,6 +150,15 @@ void ms_options_parse(struct ms_options *o, int argc, char **argv)
             if (!parse_int(optarg, 1, 1 << 20, &v))
                 bad_usage(prog, "--max-store-mb wants 1..1048576", optarg);
             o->max_store_mb = (size_t)v;
+            break;
+        case OPT_HEADER_TIMEOUT:
+        case OPT_BODY_TIMEOUT:
+        case OPT_IDLE_TIMEOUT:
+            if (!parse_int(optarg, 1, 3600000, &v))
+                bad_usage(prog, "a timeout wants 1..3600000 ms", optarg);
+            *(c == OPT_HEADER_TIMEOUT ? &o->header_timeout_ms
+              : c == OPT_BODY_TIMEOUT ? &o->body_timeout_ms
+                                      : &o->idle_timeout_ms) = (int)v;
             break;
         case OPT_QUIET:
             o->quiet = true;

@@ -12,6 +12,9 @@
 #define MS_DEFAULT_MAX_WAITERS 1024
 #define MS_DEFAULT_MAX_RESULTS 10000
 #define MS_DEFAULT_MAX_STORE_MB 256
+#define MS_DEFAULT_HEADER_TIMEOUT_MS 10000
+#define MS_DEFAULT_BODY_TIMEOUT_MS 10000
+#define MS_DEFAULT_IDLE_TIMEOUT_MS 30000
 #define MS_MAX_WAIT_MS 600000 /* the longest ?wait_ms= a long poll takes */
 
 struct ms_options {
@@ -22,6 +25,12 @@ struct ms_options {
                              apart from max_conns; past it 503 */
     size_t max_results;   /* --max-results: the oldest is evicted past it */
     size_t max_store_mb;  /* --max-store-mb: the same, by bytes */
+    int header_timeout_ms; /* --header-timeout-ms: a head must be complete
+                              this long after its first byte; past it 408 */
+    int body_timeout_ms;  /* --body-timeout-ms: the same for a body, from
+                             the end of its head */
+    int idle_timeout_ms;  /* --idle-timeout-ms: a connection with no byte
+                             of a request yet is closed after this */
     bool quiet;           /* --quiet */
     const char *token;    /* SECRET_TOKEN, or the default */
     bool token_is_default;
