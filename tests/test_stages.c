@@ -37,13 +37,16 @@ static const char *const one_bill_body =
 static void start_stage(struct proc *p, int i, const char *main_url,
                         const char *const *extra)
 {
-    const char *args[24] = {"--delay-ms", "300", "--idle-timeout-ms", "2000"};
-    int n = 4;
+    /* Every wait on a client (idle, head, body) is bounded at 2 s. */
+    const char *args[28] = {"--delay-ms", "300", "--idle-timeout-ms", "2000",
+                            "--header-timeout-ms", "2000",
+                            "--body-timeout-ms", "2000"};
+    int n = 8;
     if (main_url) {
         args[n++] = "--main-service";
         args[n++] = main_url;
     }
-    for (int k = 0; extra && extra[k] && n < 22; k++)
+    for (int k = 0; extra && extra[k] && n < 26; k++)
         args[n++] = extra[k];
     args[n] = NULL;
     static const char *const env[] = {"SECRET_TOKEN=test-token", NULL};
@@ -174,9 +177,11 @@ struct bad_case {
     int status;
 };
 
+/* "Connection: close": raw_exchange reads until the server closes, and a
+ * 400 for bad JSON otherwise keeps the connection for the idle timeout. */
 #define POST_JSON(path, json) \
     "POST " path " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" \
-    "Content-Length: %zu\r\n\r\n" json
+    "Connection: close\r\nContent-Length: %zu\r\n\r\n" json
 
 static const struct bad_case bad_cases[] = {
     {"malformed request line", "GARBAGE\r\n\r\n", 400},
