@@ -196,10 +196,14 @@ static const struct bad_case bad_cases[] = {
     {"body over 64 KiB",
      "POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\n"
      "Content-Length: 70000\r\n\r\n", 413},
-    {"unknown path", "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", 404},
-    {"wrong method", "DELETE / HTTP/1.1\r\nHost: x\r\n\r\n", 405},
-    {"GET on the sync route",
-     "GET /api/exchange_sync HTTP/1.1\r\nHost: x\r\n\r\n", 405},
+    /* Answers that keep the connection: "Connection: close" ends it at
+     * once instead of at the idle timeout (as in POST_JSON). */
+    {"unknown path",
+     "GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 404},
+    {"wrong method",
+     "DELETE / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 405},
+    {"GET on the sync route", "GET /api/exchange_sync HTTP/1.1\r\nHost: x\r\n"
+     "Connection: close\r\n\r\n", 405},
     {"invalid JSON", POST_JSON("/api/exchange_sync", "{not json"), 400},
     {"JSON not an object", POST_JSON("/api/exchange_async", "[1,2]"), 400},
     {"missing request_id",
