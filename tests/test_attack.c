@@ -388,9 +388,10 @@ static char *async_request(const char *id, int bills)
                       "\"count\": 1}", b ? "," : "", b + 1);
     n += snprintf(json + n, sizeof json - (size_t)n, "]}");
     char *req = NULL;
+    /* "Connection: close": raw_exchange reads until the server closes. */
     ck_assert_int_gt(asprintf(&req, "POST /api/exchange_async HTTP/1.1\r\n"
-                              "Host: x\r\nContent-Length: %d\r\n\r\n%s",
-                              n, json), 0);
+                              "Host: x\r\nConnection: close\r\n"
+                              "Content-Length: %d\r\n\r\n%s", n, json), 0);
     return req;
 }
 
