@@ -81,12 +81,18 @@ static void trace_write(const char *line, size_t len)
 
 void trace_event(enum trace_kind kind, const void *obj, uint64_t i)
 {
+    trace_event_at(kind, obj, i, trace_now_us());
+}
+
+void trace_event_at(enum trace_kind kind, const void *obj, uint64_t i,
+                    uint64_t t_us)
+{
     if (trace_fd < 0 || (unsigned)kind >= TRACE_NUM_KINDS)
         return;
     char line[TRACE_LINE_MAX];
     long pid = (long)getpid();
     long co = coro_source ? coro_source() : -1;
-    int n = trace_format(line, trace_now_us(), pid, current_tid(pid), co, kind,
+    int n = trace_format(line, t_us, pid, current_tid(pid), co, kind,
                          (uint64_t)(uintptr_t)obj + i, NULL);
     trace_write(line, (size_t)n);
 }

@@ -66,6 +66,11 @@ void trace_set_coro_source(long (*current_id)(void));
 /* Writes one event now; use TRACE(), which skips the call when off. */
 void trace_event(enum trace_kind kind, const void *obj, uint64_t i);
 
+/* The same with its own time (t_us, trace_now_us's clock): loadgen writes
+ * a request's start, first byte and end when it ends. */
+void trace_event_at(enum trace_kind kind, const void *obj, uint64_t i,
+                    uint64_t t_us);
+
 /* Formats one line into buf (at least TRACE_LINE_MAX bytes); returns its
  * length. Exposed for the unit test and for trace_event. */
 #define TRACE_LINE_MAX 160
