@@ -63,7 +63,7 @@ LDFLAGS := $(SANFLAGS) -pthread
 LDLIBS  := $(PKG_LIBS) -lm
 
 STAGE_DIRS := $(sort $(patsubst %/,%,$(wildcard 0[1-6]-*/)))
-TOOLS   := main-service loadgen
+TOOLS   := main-service loadgen trace
 TESTS   := $(sort $(basename $(notdir $(wildcard tests/test_*.c))))
 
 COMMON_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(wildcard common/*.c))
@@ -95,6 +95,8 @@ $(TOOL_BINS): $(B)/%: $(B)/obj/tools/%.o $(B)/libcommon.a
 # HTTP client is tools/rawhttp.c.
 $(B)/loadgen: $(patsubst %.c,$(B)/obj/%.o,$(wildcard tools/loadgen_*.c)) \
               $(B)/obj/tools/rawhttp.o
+# The trace tool: its model and its drawing apart from the command line.
+$(B)/trace: $(B)/obj/tools/trace_model.o $(B)/obj/tools/trace_draw.o
 # The main service keeps its store and its JSON text helpers apart.
 $(B)/main-service: $(patsubst %.c,$(B)/obj/%.o,$(wildcard tools/main_service_*.c))
 
@@ -102,6 +104,7 @@ $(B)/main-service: $(patsubst %.c,$(B)/obj/%.o,$(wildcard tools/main_service_*.c
 # scheduler (every .c file of 06-coroutines but its server.c).
 TEST_EXTRA_test_coro := $(patsubst %.c,$(B)/obj/%.o,$(filter-out %/server.c,$(wildcard 06-coroutines/*.c)))
 TEST_EXTRA_test_rawhttp := $(B)/obj/tools/rawhttp.o
+TEST_EXTRA_test_trace := $(B)/obj/tools/trace_model.o $(B)/obj/tools/trace_draw.o
 $(TEST_BINS): $(B)/tests/%: $(B)/obj/tests/%.o $$(TEST_EXTRA_$$*) $(HARNESS_OBJ) $(B)/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) $(CHECK_LIBS) -o $@
