@@ -152,6 +152,7 @@ static const char page_style[] =
     "h2{font-size:14px;margin:14px 0 2px}svg{display:block}"
     ".grid{stroke:#e3e3e3}.tick{font-size:10px;fill:#666}"
     ".label{font-size:10px;fill:#333}.band{fill:#f4f5f7}"
+    ".span,.client{stroke:#fff;stroke-width:0.6}"
     ".open{stroke:#000;stroke-dasharray:2 2}.fb{stroke:#222;stroke-width:2}"
     ".mark{fill:#222}#tip{position:fixed;display:none;background:#ffd;"
     "border:1px solid #999;padding:2px 6px;pointer-events:none}"
@@ -212,7 +213,8 @@ static bool gnuplot_script(FILE *gp, const char *png, const struct panel *p,
 {
     int h = panel_height(p);
     fprintf(gp, "set terminal pngcairo size %d,%d font 'sans,9'\n"
-                "set output '%s'\nset title '%s'\n"
+                "set output '%s'\nset title '%s  (grey: client request, blue: "
+                "request served, orange: bill wait, green: callback)'\n"
                 "set xrange [0:%.3f]\nset yrange [%d:%d]\n"
                 "set xlabel 'ms'\nunset key\nset grid xtics\n"
                 "set ytics scale 0 (\"client\" %d", GUTTER + PLOT + 120,
