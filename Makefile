@@ -14,7 +14,8 @@
 #                        03-threads) run under valgrind, fails on any error
 #                        or definite leak (tests/valgrind.sh)
 #   make run STAGE=4     run one stage in the foreground (Ctrl-C stops it)
-#   make demo            the instructor demo, side by side
+#   make demo            the instructor demo, side by side; its pictures
+#                        (traces drawn by build/trace) in build/demo/
 #   make bench           the benchmarks (tables + CSV under bench/results)
 #   make soak            5 minutes of mixed and hostile traffic against every
 #                        stage and the main service, with two outages of it
@@ -187,6 +188,6 @@ clean:
 	rm -rf build
 
 help:
-	@sed -n '2,23p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,25p' Makefile | sed 's/^# \{0,1\}//'
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
