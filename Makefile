@@ -7,13 +7,15 @@
 #                        only 03-threads and 06-coroutines (its worker pool)
 #                        are built, and only the tests that drive threads run
 #                        (test_coro, test_coroutines, test_fork_threads,
-#                        test_stages, test_main_service, test_faults), with
+#                        test_stages, test_main_service, test_faults,
+#                        test_trace), with
 #                        STAGES=03-threads,06-coroutines
 #   make valgrind        memcheck spot check: one stage (VG_STAGE, default
 #                        03-threads) run under valgrind, fails on any error
 #                        or definite leak (tests/valgrind.sh)
 #   make run STAGE=4     run one stage in the foreground (Ctrl-C stops it)
-#   make demo            the instructor demo, side by side
+#   make demo            the instructor demo, side by side; its pictures
+#                        (traces drawn by build/trace) in build/demo/
 #   make bench           the benchmarks (tables + CSV under bench/results)
 #   make soak            5 minutes of mixed and hostile traffic against every
 #                        stage and the main service, with two outages of it
@@ -63,7 +65,7 @@ LDFLAGS := $(SANFLAGS) -pthread
 LDLIBS  := $(PKG_LIBS) -lm
 
 STAGE_DIRS := $(sort $(patsubst %/,%,$(wildcard 0[1-6]-*/)))
-TOOLS   := main-service loadgen
+TOOLS   := main-service loadgen trace
 TESTS   := $(sort $(basename $(notdir $(wildcard tests/test_*.c))))
 
 COMMON_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(wildcard common/*.c))
@@ -95,6 +97,8 @@ $(TOOL_BINS): $(B)/%: $(B)/obj/tools/%.o $(B)/libcommon.a
 # HTTP client is tools/rawhttp.c.
 $(B)/loadgen: $(patsubst %.c,$(B)/obj/%.o,$(wildcard tools/loadgen_*.c)) \
               $(B)/obj/tools/rawhttp.o
+# The trace tool: its model and its drawing apart from the command line.
+$(B)/trace: $(B)/obj/tools/trace_model.o $(B)/obj/tools/trace_draw.o
 # The main service keeps its store and its JSON text helpers apart.
 $(B)/main-service: $(patsubst %.c,$(B)/obj/%.o,$(wildcard tools/main_service_*.c))
 
@@ -102,6 +106,15 @@ $(B)/main-service: $(patsubst %.c,$(B)/obj/%.o,$(wildcard tools/main_service_*.c
 # scheduler (every .c file of 06-coroutines but its server.c).
 TEST_EXTRA_test_coro := $(patsubst %.c,$(B)/obj/%.o,$(filter-out %/server.c,$(wildcard 06-coroutines/*.c)))
 TEST_EXTRA_test_rawhttp := $(B)/obj/tools/rawhttp.o
+TEST_EXTRA_test_trace := $(B)/obj/tools/trace_model.o $(B)/obj/tools/trace_draw.o
+# test_trace reads Chromium's screenshot, a PNG, with zlib where its
+# headers are installed (.ci/run installs them); without, it compares the
+# screenshot's size with a blank page's. It drives loadgen and the tool.
+ifeq ($(shell pkg-config --exists zlib 2>/dev/null && echo ok),ok)
+  $(B)/obj/tests/test_trace.o: CFLAGS += -DHAVE_ZLIB
+  $(B)/tests/test_trace: LDLIBS += -lz
+endif
+$(B)/tests/test_trace: | $(B)/loadgen $(B)/trace
 $(TEST_BINS): $(B)/tests/%: $(B)/obj/tests/%.o $$(TEST_EXTRA_$$*) $(HARNESS_OBJ) $(B)/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) $(CHECK_LIBS) -o $@
@@ -116,7 +129,7 @@ $(TEST_BINS): $(B)/tests/%: $(B)/obj/tests/%.o $$(TEST_EXTRA_$$*) $(HARNESS_OBJ)
 # main service they call back. The tests that start stages honour STAGES.
 ifeq ($(SAN),thread)
   TSAN_TESTS := test_coro test_coroutines test_fork_threads test_stages \
-                test_main_service test_faults
+                test_main_service test_faults test_trace
   TEST_RUN   := $(addprefix $(B)/tests/,$(filter $(TSAN_TESTS),$(TESTS)))
   TEST_NEEDS := $(addprefix $(B)/,03-threads 06-coroutines main-service)
   TEST_ENV   := STAGES=03-threads,06-coroutines
@@ -175,6 +188,6 @@ clean:
 	rm -rf build
 
 help:
-	@sed -n '2,23p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,25p' Makefile | sed 's/^# \{0,1\}//'
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

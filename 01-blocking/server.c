@@ -43,6 +43,7 @@
 #include "net.h"
 #include "shutdown.h"
 #include "timer.h"
+#include "trace.h"
 
 #define STAGE "01-blocking"
 
@@ -62,9 +63,11 @@ static void compute_bills(const struct exchange_request *job, double *subtotals,
 {
     for (size_t i = 0; i < job->num_bills; i++) {
         /* Blocks here until the delay has passed. */
+        TRACE(TRACE_BILL_BEGIN, job, i);
         timer_nanosleep_ms(config_bill_delay_ms(&cfg, &jitter_seed));
         subtotals[i] = exchange_subtotal(&job->bills[i], job->exchange_rate);
         endpoint_log_bill(job, i, subtotals[i]);
+        TRACE(TRACE_BILL_END, job, i);
         if (budget)
             jobcap_bills_done(budget, 1);
     }

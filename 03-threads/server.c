@@ -95,6 +95,7 @@
 #include "net.h"
 #include "shutdown.h"
 #include "timer.h"
+#include "trace.h"
 
 #define STAGE "03-threads"
 #define THREAD_STACK_BYTES (256 * 1024) /* why: see the header */
@@ -190,10 +191,12 @@ static void *bill_thread(void *arg)
     struct bill_share *b = arg;
     const struct exchange_request *job = b->job;
     for (size_t i = b->first; i < job->num_bills; i += b->step) {
+        TRACE(TRACE_BILL_BEGIN, job, i);
         sleep_until_ms(b->started_ms + (uint64_t)b->delay_ms[i]);
         b->subtotals[i] = exchange_subtotal(&job->bills[i],
                                             job->exchange_rate);
         endpoint_log_bill(job, i, b->subtotals[i]);
+        TRACE(TRACE_BILL_END, job, i);
         jobcap_bills_done(&jobcap, 1);
     }
     return NULL;
@@ -290,9 +293,11 @@ static void compute_bills(const struct exchange_request *job,
                           double *subtotals, unsigned *seed)
 {
     for (size_t i = 0; i < job->num_bills; i++) {
+        TRACE(TRACE_BILL_BEGIN, job, i);
         timer_nanosleep_ms(config_bill_delay_ms(&cfg, seed));
         subtotals[i] = exchange_subtotal(&job->bills[i], job->exchange_rate);
         endpoint_log_bill(job, i, subtotals[i]);
+        TRACE(TRACE_BILL_END, job, i);
     }
 }
 

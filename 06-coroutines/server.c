@@ -73,6 +73,7 @@
 #include "net.h"
 #include "shutdown.h"
 #include "timer.h"
+#include "trace.h"
 
 #define STAGE "06-coroutines"
 #define STOP_POLL_MS 25
@@ -205,11 +206,13 @@ static int bill_wait(void)
 static int compute_bills(const struct exchange_request *job, double *subtotals)
 {
     for (size_t i = 0; i < job->num_bills; i++) {
+        TRACE(TRACE_BILL_BEGIN, job, i);
         int rc = bill_wait();
         if (rc < 0)
             return rc;
         subtotals[i] = exchange_subtotal(&job->bills[i], job->exchange_rate);
         endpoint_log_bill(job, i, subtotals[i]);
+        TRACE(TRACE_BILL_END, job, i);
     }
     return 0;
 }
@@ -224,11 +227,13 @@ struct bill_task {
 static void *bill_task(void *arg)
 {
     struct bill_task *b = arg;
+    TRACE(TRACE_BILL_BEGIN, b->job, b->index);
     int rc = bill_wait();
     if (rc == 0) {
         b->subtotal = exchange_subtotal(&b->job->bills[b->index],
                                         b->job->exchange_rate);
         endpoint_log_bill(b->job, b->index, b->subtotal);
+        TRACE(TRACE_BILL_END, b->job, b->index);
     }
     return (void *)(intptr_t)rc;
 }
@@ -270,6 +275,7 @@ static void send_callback(const struct exchange_request *job,
         return;
     }
     for (;;) {
+        TRACE(TRACE_CB_BEGIN, cb, 0);
         int rc = co_curl_perform(cb->easy); /* parks until curl is done */
         long retry_in_ms = 0;
         if (rc >= 0 && callback_after_attempt(cb, (CURLcode)rc,
@@ -428,6 +434,7 @@ static bool send_reply(struct conn *c, const struct endpoint_reply *reply)
                       : -ENOMEM;
     if (rc < 0)
         log_info("could not answer %s: %s", c->peer, strerror((int)-rc));
+    TRACE(TRACE_REQ_END, NULL, c->fd);
     free(text);
     return rc >= 0;
 }
@@ -496,6 +503,7 @@ static void *serve_connection(void *arg)
             break;
         }
         c->keep_alive = parser.req.keep_alive;
+        TRACE(TRACE_REQ_BEGIN, NULL, c->fd);
         bool ok = handle_request(c, &parser.req);
         http_parser_consume(&parser);
         if (!ok || !c->keep_alive)
@@ -595,6 +603,7 @@ int main(int argc, char **argv)
                  "Stage 06: one thread, a coroutine per connection "
                  "(ucontext scheduler over epoll).");
     log_init(STAGE, cfg.quiet);
+    trace_set_coro_source(co_current_id);
     net_ignore_sigpipe();
     if (shutdown_init() < 0) {
         perror("shutdown_init");

@@ -4,6 +4,7 @@
 
 #include "log.h"
 #include "timer.h"
+#include "trace.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -185,6 +186,7 @@ enum callback_verdict callback_after_attempt(struct callback *cb,
     char why[CURL_ERROR_SIZE + 32] = "";
     enum callback_verdict verdict = CALLBACK_RETRY;
 
+    TRACE(TRACE_CB_END, cb, 0);
     cb->tries++;
     if (retry_in_ms)
         *retry_in_ms = 0;
@@ -226,6 +228,7 @@ bool callback_send_blocking(struct callback *cb)
         return false;
     for (;;) {
         long wait = 0;
+        TRACE(TRACE_CB_BEGIN, cb, 0);
         CURLcode rc = curl_easy_perform(cb->easy);
         switch (callback_after_attempt(cb, rc, &wait)) {
         case CALLBACK_DELIVERED:

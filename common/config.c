@@ -9,12 +9,13 @@
 #include <string.h>
 
 #include "log.h"
+#include "trace.h"
 
 #define DEFAULT_TOKEN "MY_SECRET_TOKEN"
 #define DEFAULT_MAIN_SERVICE "http://localhost:3001"
 
 enum { OPT_PORT = 256, OPT_HOST, OPT_DELAY, OPT_JITTER, OPT_IDLE, OPT_MAIN,
-       OPT_QUIET, OPT_HELP, OPT_HEADER_TIMEOUT, OPT_BODY_TIMEOUT,
+       OPT_QUIET, OPT_HELP, OPT_TRACE, OPT_HEADER_TIMEOUT, OPT_BODY_TIMEOUT,
        OPT_MAX_JOBS, OPT_MAX_BILLS, OPT_CALLBACK_DEADLINE, OPT_MAX_CHILDREN, OPT_MAX_THREADS,
        OPT_BLOCKING_BUG, OPT_CPU_MS, OPT_OFFLOAD, OPT_STACK_KB };
 
@@ -50,6 +51,9 @@ static void config_usage(FILE *out, const struct config *cfg, int default_port,
         "  --main-service URL  where async results are PUT (default\n"
         "                      $MAIN_SERVICE_URL or " DEFAULT_MAIN_SERVICE ")\n"
         "  --quiet             log only warnings and errors\n"
+        "  --trace FILE        append what the workers do (accept, request,\n"
+        "                      bill waits, callbacks) to FILE for tools/trace\n"
+        "                      (default: off, no cost but a branch)\n"
         "  --help              this text\n",
         cfg->stage, description, default_port);
     if (extras & CONFIG_MAX_CHILDREN)
@@ -118,6 +122,7 @@ void config_parse(struct config *cfg, int argc, char **argv,
         {"callback-deadline-ms", required_argument, 0, OPT_CALLBACK_DEADLINE},
         {"main-service", required_argument, 0, OPT_MAIN},
         {"quiet", no_argument, 0, OPT_QUIET},
+        {"trace", required_argument, 0, OPT_TRACE},
         {"help", no_argument, 0, OPT_HELP},
         {"max-children", required_argument, 0, OPT_MAX_CHILDREN},
         {"max-threads", required_argument, 0, OPT_MAX_THREADS},
@@ -155,6 +160,7 @@ void config_parse(struct config *cfg, int argc, char **argv,
         case OPT_CALLBACK_DEADLINE: cfg->callback_deadline_ms = config_int(stage, "callback-deadline-ms", optarg, 1, 86400000); break;
         case OPT_MAIN: cfg->main_service = optarg; break;
         case OPT_QUIET: cfg->quiet = true; break;
+        case OPT_TRACE: cfg->trace = optarg; break;
         case OPT_MAX_CHILDREN: cfg->max_children = config_int(stage, "max-children", optarg, 1, 100000); break;
         case OPT_MAX_THREADS: cfg->max_threads = config_int(stage, "max-threads", optarg, 1, 100000); break;
         case OPT_BLOCKING_BUG: cfg->blocking_bug = true; break;
@@ -172,6 +178,11 @@ void config_parse(struct config *cfg, int argc, char **argv,
     if (optind < argc) {
         fprintf(stderr, "%s: unexpected argument '%s'; try '%s --help'\n",
                 stage, argv[optind], argv[0]);
+        exit(2);
+    }
+    if (cfg->trace && trace_open(cfg->trace, stage) < 0) {
+        fprintf(stderr, "%s: --trace %s: %s\n", stage, cfg->trace,
+                strerror(errno));
         exit(2);
     }
 }

@@ -44,6 +44,8 @@ struct config {
     const char *token;        /* SECRET_TOKEN */
     bool token_is_default;
     bool quiet;               /* --quiet */
+    const char *trace;        /* --trace FILE, default none: events appended
+                                 to FILE (trace.h); opened by config_parse */
     int max_children;         /* 02, default 256 */
     int max_threads;          /* 03, default 1024 */
     bool blocking_bug;        /* 06 */

@@ -17,6 +17,7 @@
 #include "net.h"
 #include "shutdown.h"
 #include "timer.h"
+#include "trace.h"
 
 #define BUSY_SEND_TIMEOUT_MS 100  /* the acceptor never waits long on a 503 */
 #define DRAIN_TIMEOUT_MS 1000     /* a worker can afford this, not more */
@@ -272,6 +273,7 @@ bool conn_io_send_reply(int fd, const struct endpoint_reply *reply,
                                    deadline_in(write_timeout_of(fd))) == 0;
     if (text && !ok)
         log_info("client did not take the answer: %s", strerror(errno));
+    TRACE(TRACE_REQ_END, NULL, fd);
     free(text);
     return ok;
 }
@@ -315,6 +317,7 @@ void conn_io_serve(int fd, const struct conn_io_limits *lim,
         if (st != HTTP_DONE)
             break;
         log_info("%s %s", parser.req.method, parser.req.path);
+        TRACE(TRACE_REQ_BEGIN, NULL, fd);
         more = handle(fd, &parser.req, arg);
         http_parser_consume(&parser);
         if (!more)

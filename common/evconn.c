@@ -16,6 +16,7 @@
 #include "log.h"
 #include "net.h"
 #include "timer.h"
+#include "trace.h"
 
 /* The sync route's job: bills waited one after another. */
 struct evconn_sync {
@@ -151,6 +152,7 @@ static enum evconn_want conn_send_continue(struct evconn *c)
 static enum evconn_want conn_wait_bill(struct evconn *c)
 {
     c->sync->due_ms = evconn_bill_deadline(c->srv);
+    TRACE(TRACE_BILL_BEGIN, &c->sync->req, c->sync->next);
     return EVCONN_BILL;
 }
 
@@ -176,6 +178,7 @@ enum evconn_want evconn_on_bill_due(struct evconn *c)
     s->subtotals[i] = exchange_subtotal(&s->req.bills[i],
                                         s->req.exchange_rate);
     endpoint_log_bill(&s->req, i, s->subtotals[i]);
+    TRACE(TRACE_BILL_END, &s->req, i);
     if (++s->next < s->req.num_bills)
         return c->want = conn_wait_bill(c);
     struct endpoint_reply reply;
@@ -194,6 +197,7 @@ static enum evconn_want conn_handle_request(struct evconn *c)
 {
     const struct http_request *req = &c->parser.req;
     log_info("%s %s from %s", req->method, req->path, c->peer);
+    TRACE(TRACE_REQ_BEGIN, NULL, c->fd);
     bool keep_alive = req->keep_alive && !c->srv->stopping;
     struct exchange_request job;
     struct endpoint_reply reply;
@@ -332,6 +336,7 @@ static enum evconn_want conn_write(struct evconn *c)
         return EVCONN_WRITE; /* a partial write: the rest later */
     free(c->out);
     c->out = NULL;
+    TRACE(TRACE_REQ_END, NULL, c->fd);
     if (c->out_interim)
         return conn_next_request(c); /* "100 Continue" sent: now the body */
     if (c->close_after_write)

@@ -7,6 +7,7 @@
 #include "endpoint.h"
 #include "log.h"
 #include "timer.h"
+#include "trace.h"
 
 void evjob_init(struct evjob *job, struct evconn_server *srv,
                 const struct exchange_request *req)
@@ -20,6 +21,7 @@ void evjob_init(struct evjob *job, struct evconn_server *srv,
         srv->jobs->prev = job;
     srv->jobs = job;
     srv->num_jobs++;
+    for (size_t i = 0; i < req->num_bills; i++) TRACE(TRACE_BILL_BEGIN, &job->req, i);
 }
 
 enum evjob_want evjob_on_bill_due(struct evjob *job, size_t i)
@@ -27,6 +29,7 @@ enum evjob_want evjob_on_bill_due(struct evjob *job, size_t i)
     job->subtotals[i] = exchange_subtotal(&job->req.bills[i],
                                           job->req.exchange_rate);
     endpoint_log_bill(&job->req, i, job->subtotals[i]);
+    TRACE(TRACE_BILL_END, &job->req, i);
     jobcap_bills_done(&job->srv->budget, 1);
     if (--job->bills_left > 0)
         return EVJOB_BILLS;
@@ -48,6 +51,7 @@ bool evjob_put(struct evjob *job, CURLM *multi)
 {
     log_info("callback %s: PUT, try %d", job->req.request_id,
              job->cb->tries + 1);
+    TRACE(TRACE_CB_BEGIN, job->cb, 0);
     CURLMcode rc = curl_multi_add_handle(multi, job->cb->easy);
     if (rc != CURLM_OK) {
         log_warn("callback %s: %s; result dropped", job->req.request_id,

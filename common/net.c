@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "trace.h"
 
 #define NET_BACKLOG 4096 /* the kernel caps it at net.core.somaxconn */
 
@@ -156,8 +157,10 @@ int net_accept(int listen_fd, bool nonblocking)
     int flags = SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0);
     for (;;) {
         int fd = accept4(listen_fd, NULL, NULL, flags);
-        if (fd >= 0)
+        if (fd >= 0) {
+            TRACE(TRACE_ACCEPT, NULL, fd);
             return fd;
+        }
         /* A client that gave up before we accepted it is not our error. */
         if (errno == EINTR || errno == ECONNABORTED)
             continue;

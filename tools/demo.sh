@@ -5,19 +5,26 @@
 # own log lines for the first bill (who handled it, and when), then one
 # async request whose callback is shown arriving at the main service. A
 # summary table closes. Stages that are not built are listed as such.
+# Every server and loadgen run writes --trace into DEMO_OUT (default
+# BUILD_DIR/demo), and build/trace turns those into one page, demo.html
+# (plus demo.json for Perfetto, and PNGs where gnuplot is installed);
+# the page's path is printed at the end. 06 also runs once with
+# --blocking-bug, to show every lane frozen.
 # Everything it starts is stopped again, also on Ctrl-C.
 #
 # Usage: tools/demo.sh [BUILD_DIR]          (make demo passes build/)
-# Environment: DEMO_PAUSE=1 waits for Enter between stages (for a lecture).
+# Environment: DEMO_PAUSE=1 waits for Enter between stages (for a lecture);
+# DEMO_OUT=DIR puts the traces and the page there.
 set -u
 
 B=${1:-build}
 LG=$B/loadgen
+OUTDIR=${DEMO_OUT:-$B/demo}
 DELAY=300 N=5 BILLS=2
 ONE_MS=$((DELAY * BILLS))          # one request: its bills one after another
 STAGES=(01-blocking 02-fork 03-threads 04-select 05-epoll-callbacks 06-coroutines)
 
-for tool in loadgen main-service; do
+for tool in loadgen main-service trace; do
     if [ ! -x "$B/$tool" ]; then
         echo "demo: $B/$tool is missing; build first (make, or make demo)" >&2
         exit 1
@@ -31,6 +38,8 @@ else
 fi
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/demo.XXXXXX")
+mkdir -p "$OUTDIR" || exit 1
+rm -f "$OUTDIR"/*.trace
 PIDS=()
 cleanup() {
     local p
@@ -139,7 +148,8 @@ for s in "${STAGES[@]}"; do
     fi
     first=
     heading "== $s: $(model_of "$s")"
-    if ! start "$s" --delay-ms "$DELAY" --main-service "http://127.0.0.1:$MAIN_PORT"; then
+    TRACE=$OUTDIR/$s.trace
+    if ! start "$s" --delay-ms "$DELAY" --main-service "http://127.0.0.1:$MAIN_PORT" --trace "$TRACE"; then
         SUMMARY+=("$s|$(model_of "$s")|-|-|-|did not start")
         continue
     fi
@@ -148,7 +158,7 @@ for s in "${STAGES[@]}"; do
     # One time axis for every stage (five requests one at a time), so a
     # wall is visibly short next to 01's staircase.
     "$LG" --quiet --timeline --span "$(secs "$N * $ONE_MS / 1000")" \
-        -c "$N" -n "$N" --timeout-ms 20000 \
+        -c "$N" -n "$N" --timeout-ms 20000 --trace "$TRACE" \
         --body "$(body_for "demo-sync")" \
         "http://127.0.0.1:$PORT/api/exchange_sync" >"$TMP/run.txt" 2>&1
     sed 's/^/  /' "$TMP/run.txt"
@@ -161,7 +171,7 @@ for s in "${STAGES[@]}"; do
     # One async request: an answer at once, the result later by callback.
     id="demo-$s"
     echo "  Async: POST /api/exchange_async (id $id), then a long poll at the main service:"
-    "$LG" --print -n 1 --timeout-ms 10000 --body "$(body_for "$id")" \
+    "$LG" --print -n 1 --timeout-ms 10000 --body "$(body_for "$id")" --trace "$TRACE" \
         "http://127.0.0.1:$PORT/api/exchange_async" 2>&1 | sed 's/^/    answer:   /'
     cb=$("$LG" --print -n 1 --timeout-ms 10000 \
         "http://127.0.0.1:$MAIN_PORT/api/exchange_result/$id?wait_ms=8000" 2>&1)
@@ -174,6 +184,20 @@ for s in "${STAGES[@]}"; do
         SUMMARY+=("$s|$(model_of "$s")|-|-|-|the sync run failed")
     fi
 done
+
+# 06's deliberate bug: a bill waits in nanosleep, and with it every
+# coroutine. Only its picture is kept (the timeline above shows the wait).
+if [ -x "$B/06-coroutines" ]; then
+    heading "== 06-coroutines --blocking-bug: one sleeping coroutine freezes the thread"
+    TRACE=$OUTDIR/06-coroutines-blocking-bug.trace
+    if start 06-coroutines --delay-ms "$DELAY" --blocking-bug --trace "$TRACE"; then
+        "$LG" --quiet --timeline --span "$(secs "$N * $ONE_MS / 1000")" \
+            -c "$N" -n "$N" --timeout-ms 20000 --trace "$TRACE" \
+            --body "$(body_for "demo-bug")" \
+            "http://127.0.0.1:$PORT/api/exchange_sync" 2>&1 | sed 's/^/  /'
+        stop
+    fi
+fi
 PID=$MAIN_PID
 stop
 
@@ -188,3 +212,21 @@ echo
 echo "  Ideal: the five requests overlap, so the wall time is one request, $(secs "$ONE_MS / 1000") s."
 echo "  The async callback waits for both bills: one after another in 01 and 02"
 echo "  ($(secs "$ONE_MS / 1000") s), together where the model allows it (03-06, $(secs "$DELAY / 1000") s)."
+
+# The pictures: one panel per trace, in the order the stages ran.
+traces=()
+for s in "${STAGES[@]}" 06-coroutines-blocking-bug; do
+    [ -s "$OUTDIR/$s.trace" ] && traces+=("$OUTDIR/$s.trace")
+done
+if [ ${#traces[@]} -gt 0 ]; then
+    heading "== Pictures"
+    title="progressive-servers demo, $(date -u '+%Y-%m-%d %H:%M UTC'): $N x POST /api/exchange_sync, $BILLS bills x ${DELAY} ms, then one async"
+    if "$B/trace" --title "$title" --html "$OUTDIR/demo.html" \
+            --json "$OUTDIR/demo.json" "${traces[@]}"; then
+        command -v gnuplot >/dev/null 2>&1 &&
+            "$B/trace" --png "$OUTDIR" "${traces[@]}" &&
+            echo "  PNGs (gnuplot): $OUTDIR/*.png"
+        echo "  Perfetto / chrome://tracing: $OUTDIR/demo.json"
+        echo "  The page (open it in a browser, offline): $OUTDIR/demo.html"
+    fi
+fi

@@ -1,6 +1,7 @@
 /* loadgen_opts: the command line (loadgen --help), checked whole before
  * anything starts: a bad value is a usage error (exit 2). */
 #include "loadgen.h"
+#include "trace.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -42,6 +43,9 @@ static void usage(FILE *out)
         "      --width N        timeline columns (default: terminal's, or %d)\n"
         "      --span S         timeline axis of at least S seconds, so runs\n"
         "                       drawn one after another share a scale\n"
+        "      --trace FILE     append each request's start, first byte\n"
+        "                       (curl engine only) and end to FILE for\n"
+        "                       build/trace (common/trace.h; default off)\n"
         "      --json           machine-readable summary on stdout (every key\n"
         "                       appears once, so grep/sed can read it)\n"
         "      --print          print each response (status, ms, body)\n"
@@ -126,7 +130,7 @@ static char *need_memory(char *p)
 void parse_options(struct options *o, int argc, char **argv)
 {
     enum { O_URL = 256, O_ENGINE, O_METHOD, O_BODY, O_BILLS, O_KA, O_NO_KA,
-           O_TIMEOUT, O_TIMELINE, O_WIDTH, O_SPAN, O_JSON, O_PRINT, O_STALL,
+           O_TIMEOUT, O_TIMELINE, O_TRACE, O_WIDTH, O_SPAN, O_JSON, O_PRINT, O_STALL,
            O_WATCH, O_QUIET, O_VERSION };
     static const struct option longs[] = {
         {"concurrency", required_argument, NULL, 'c'},
@@ -144,6 +148,7 @@ void parse_options(struct options *o, int argc, char **argv)
         {"no-keep-alive", no_argument, NULL, O_NO_KA},
         {"timeout-ms", required_argument, NULL, O_TIMEOUT},
         {"timeline", no_argument, NULL, O_TIMELINE},
+        {"trace", required_argument, NULL, O_TRACE},
         {"width", required_argument, NULL, O_WIDTH},
         {"span", required_argument, NULL, O_SPAN},
         {"json", no_argument, NULL, O_JSON},
@@ -209,6 +214,7 @@ void parse_options(struct options *o, int argc, char **argv)
                 bad_usage("--timeout-ms wants 1..86400000, not '%s'", optarg);
             break;
         case O_TIMELINE: o->timeline = true; break;
+        case O_TRACE: o->trace = optarg; break;
         case O_WIDTH:
             if (!parse_long(optarg, 10, 1000, &v))
                 bad_usage("--width wants 10..1000, not '%s'", optarg);
@@ -256,6 +262,11 @@ void parse_options(struct options *o, int argc, char **argv)
     }
     if (o->threads > o->concurrency)
         o->threads = o->concurrency; /* every thread needs a connection */
+    if (o->trace && trace_open(o->trace, "loadgen") < 0) {
+        fprintf(stderr, "loadgen: --trace %s: %s\n", o->trace,
+                strerror(errno));
+        exit(3);
+    }
 }
 
 const char *method_name(const struct options *o)

@@ -2,6 +2,7 @@
  * connections (slots), its records and its epoll set; the engines
  * (loadgen_curl.c, loadgen_raw.c) plug into it. */
 #include "loadgen.h"
+#include "trace.h"
 
 #include <errno.h>
 #include <math.h>
@@ -100,12 +101,29 @@ static bool want_more(struct worker *w, double now)
 
 static void print_response(const struct worker *w, const struct slot *sl);
 
+/* --trace: the request's start, first byte (curl knows it) and end, on
+ * the servers' clock, written when it ends. */
+static void trace_request(const struct worker *w, const struct slot *sl,
+                          const struct record *r)
+{
+    uint64_t start = (uint64_t)(r->start * 1e6);
+    curl_off_t first = 0;
+    trace_event_at(TRACE_CLIENT_BEGIN, r, 0, start);
+    if (w->sh->opt->engine == ENGINE_CURL &&
+        curl_easy_getinfo(sl->easy, CURLINFO_STARTTRANSFER_TIME_T, &first) ==
+            CURLE_OK && first > 0)
+        trace_event_at(TRACE_CLIENT_FIRST, r, 0, start + (uint64_t)first);
+    trace_event_at(TRACE_CLIENT_END, r, 0, (uint64_t)(r->end * 1e6));
+}
+
 /* A request ended: record it and free its slot for the next. */
 void finish(struct worker *w, struct slot *sl, double now,
             enum outcome out, int status, const char *error)
 {
     struct record *r = &w->recs[sl->rec];
     r->end = now;
+    if (trace_fd >= 0)
+        trace_request(w, sl, r);
     r->status = status;
     r->outcome = (unsigned char)out;
     if (out == OUT_OTHER && !w->first_error[0])
