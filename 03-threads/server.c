@@ -563,12 +563,13 @@ int main(int argc, char **argv)
     }
     callback_global_init(); /* once, before any thread starts */
     jobcap_init(&jobcap, cfg.max_jobs, cfg.max_bills);
+    /* The pool's threads run before the server says it is listening. */
+    if (cfg.pool > 0 && pool_start() < 0)
+        return 1;
     int lfd = net_listen_announce(&cfg); /* then "listening on ..." on stdout */
     if (lfd < 0)
         return 1;
 
-    if (cfg.pool > 0 && pool_start() < 0)
-        return 1;
     while (shutdown_wait_accept(lfd)) {
         int fd = conn_io_accept(lfd);
         if (fd >= 0 && cfg.pool > 0)
