@@ -87,26 +87,26 @@ static void workers_log_accepts(const struct config *cfg,
         len += (size_t)snprintf(line + len, sizeof line - len, " %lu",
                                 __atomic_load_n(&accepts[i],
                                                 __ATOMIC_RELAXED));
-    log_info("accepts per worker:%s (%s)", line,
-             cfg->shared_listener ? "shared listener, EPOLLEXCLUSIVE"
-                                  : "SO_REUSEPORT");
+    /* A result, not an event: printed even with --quiet, for the bench. */
+    fprintf(stderr, "%s: accepts per worker:%s (%s)\n", cfg->stage, line,
+            cfg->shared_listener ? "shared listener, EPOLLEXCLUSIVE"
+                                 : "SO_REUSEPORT");
 }
 
 int workers_run(const struct config *cfg, int (*serve)(int listen_fd))
 {
     int n = cfg->workers;
     int nfds = cfg->shared_listener ? 1 : n;
-    int *fds = calloc((size_t)n, sizeof *fds);
-    pid_t *pids = calloc((size_t)n, sizeof *pids);
+    int fds[WORKERS_MAX];   /* on the stack: a worker exits without */
+    pid_t pids[WORKERS_MAX]; /* returning here, and frees nothing */
     /* Each worker writes its count here before it exits: a page shared
      * across fork, since the workers share no other memory. */
     unsigned long *accepts = mmap(NULL, (size_t)n * sizeof *accepts,
                                   PROT_READ | PROT_WRITE,
                                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (!fds || !pids || accepts == MAP_FAILED) {
-        fprintf(stderr, "workers: out of memory\n");
-        free(fds);
-        free(pids);
+    if (n > WORKERS_MAX || accepts == MAP_FAILED) {
+        fprintf(stderr, "workers: cannot map the shared page: %s\n",
+                n > WORKERS_MAX ? "too many workers" : strerror(errno));
         if (accepts != MAP_FAILED)
             munmap(accepts, (size_t)n * sizeof *accepts);
         return 1;
@@ -143,7 +143,5 @@ int workers_run(const struct config *cfg, int (*serve)(int listen_fd))
     rc = all_ok && started == n ? 0 : 1;
 out:
     munmap(accepts, (size_t)n * sizeof *accepts);
-    free(fds);
-    free(pids);
     return rc;
 }

@@ -34,6 +34,9 @@
 
 #include "config.h"
 
+/* --workers' upper bound (config.c checks it). */
+#define WORKERS_MAX 256
+
 /* The share of a whole-server budget (--max-jobs, --max-bills) each of
  * cfg->workers workers gets: total / workers, at least 1. */
 int workers_share(const struct config *cfg, int total);
