@@ -49,6 +49,18 @@
  * A child still busy when the grace period ends dies with the parent
  * (PR_SET_PDEATHSIG), so a stopped server leaves no orphans.
  *
+ * --prefork N (UNP's pre-forked server, chapter 30): the fork moves out of
+ * the request's path. N children are forked at start and each one loops:
+ * wait for the listener, accept, serve that connection to its end, again.
+ * The parent only reaps and stops them. No fork per client, so a new
+ * connection costs what it costs in 01; but N is also the number of
+ * clients served at once (the rest wait in the kernel's backlog), and a
+ * slow client holds a whole child. All N wait on one listener, and poll()
+ * wakes every one of them for each new client, though only one accept()
+ * wins: the thundering herd, counted per child as "empty wake-ups" and
+ * printed at exit. --accept-lock makes the children take turns waiting
+ * (a process-shared mutex, as UNP's lock_wait), so none wakes for nothing.
+ *
  * What to notice in the log: the pid on every line says who wrote it. The
  * parent (the pid of the first lines) writes "forked child 4122 for
  * 127.0.0.1:53000"; then pid 4122 serves that connection; then the parent
@@ -508,8 +520,8 @@ static int prefork_run(int lfd)
         if (fds[0].revents)
             reap_children();
     }
-    log_info("stop requested: waiting for %d prefork children",
-             live_children);
+    log_info("%s: waiting for %d prefork children", live_children > 0
+             ? "stop requested" : "every child is gone", live_children);
     wait_for_children();
     prefork_log_totals();
     int rc = live_children == 0 ? 0 : 1;

@@ -28,6 +28,11 @@
  * (the configuration). ThreadSanitizer checks that claim (make
  * SAN=thread).
  *
+ * --pool N turns this into ThreadPoolExecutor's shape: N threads started
+ * once, fed through a bounded queue (--queue, 503 past it). It bounds the
+ * threads without a per-connection pthread_create, and shows the pool's
+ * price: slow requests clog it ("--pool N" below).
+ *
  * Stack size: THREAD_STACK_BYTES, 256 KiB, set explicitly for every thread.
  * The parser's buffer is on the heap; what sits on a thread's stack is a
  * job (~2.5 KB for 100 bills), its subtotals (800 B), one log line (1 KB),

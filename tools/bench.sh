@@ -538,6 +538,7 @@ pid $d/nginx.pid;
 events { worker_connections 4096; }
 http {
     access_log off;
+    keepalive_requests 1000000; # the stages never close a busy connection
     client_body_temp_path $d/body;
     proxy_temp_path $d/proxy;
     fastcgi_temp_path $d/fastcgi;
@@ -626,6 +627,7 @@ designs_scenario() {
             acc=$(sed -n 's/.*accepts per \(worker\|child\):\([0-9 ]*\).*/\2/p' "$log" | head -1)
             empty=$(sed -n 's/.*empty wake-ups per child:\([0-9 ]*\).*/\1/p' "$log" | head -1)
             acc=${acc# }
+            acc=${acc% }
             [ -n "$empty" ] && acc="$acc (${empty# })"
             [ -z "$acc" ] && acc="one process"
         fi
