@@ -628,7 +628,8 @@ designs_scenario() {
             empty=$(sed -n 's/.*empty wake-ups per child:\([0-9 ]*\).*/\1/p' "$log" | head -1)
             acc=${acc# }
             acc=${acc% }
-            [ -n "$empty" ] && acc="$acc (${empty# })"
+            empty=${empty# } empty=${empty% }
+            [ -n "$empty" ] && acc="$acc ($empty)"
             [ -z "$acc" ] && acc="one process"
         fi
         [ "$label" = "05 x2" ] && x2=$rps
