@@ -49,6 +49,18 @@
  * A child still busy when the grace period ends dies with the parent
  * (PR_SET_PDEATHSIG), so a stopped server leaves no orphans.
  *
+ * --prefork N (UNP's pre-forked server, chapter 30): the fork moves out of
+ * the request's path. N children are forked at start and each one loops:
+ * wait for the listener, accept, serve that connection to its end, again.
+ * The parent only reaps and stops them. No fork per client, so a new
+ * connection costs what it costs in 01; but N is also the number of
+ * clients served at once (the rest wait in the kernel's backlog), and a
+ * slow client holds a whole child. All N wait on one listener, and poll()
+ * wakes every one of them for each new client, though only one accept()
+ * wins: the thundering herd, counted per child as "empty wake-ups" and
+ * printed at exit. --accept-lock makes the children take turns waiting
+ * (a process-shared mutex, as UNP's lock_wait), so none wakes for nothing.
+ *
  * What to notice in the log: the pid on every line says who wrote it. The
  * parent (the pid of the first lines) writes "forked child 4122 for
  * 127.0.0.1:53000"; then pid 4122 serves that connection; then the parent
@@ -71,11 +83,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -229,7 +243,8 @@ static bool handle_request(int fd, const struct http_request *req, void *arg)
  * parent's handler in here before they are ignored. */
 static void child_leave_parent_role(int listen_fd, pid_t parent)
 {
-    close(listen_fd);
+    if (listen_fd >= 0) /* -1: a prefork child keeps it, to accept */
+        close(listen_fd);
     close(sigchld_pipe[0]);
     close(sigchld_pipe[1]);
     signal(SIGCHLD, SIG_DFL);
@@ -245,14 +260,11 @@ static void child_leave_parent_role(int listen_fd, pid_t parent)
         _exit(1);
 }
 
-static void __attribute__((noreturn)) child_main(int fd, const char *peer)
+/* One connection, start to end, in this process: every request,
+ * keep-alive included, blocking in each read, sleep and write (only this
+ * process waits); then the async job, if the last request left one. */
+static void serve_connection(int fd, const char *peer)
 {
-    /* The child inherited the parent's random state: without this, every
-     * child would draw the same jitter. */
-    jitter_seed = (unsigned)getpid();
-    log_info("child serving %s", peer);
-    /* Every request of this connection, keep-alive included, blocking in
-     * each read, sleep and write: only this process waits. */
     struct child_conn conn = {.async_job = false};
     struct conn_io_limits limits = conn_io_limits_of(&cfg);
     conn_io_serve(fd, &limits, handle_request, &conn);
@@ -261,6 +273,15 @@ static void __attribute__((noreturn)) child_main(int fd, const char *peer)
     log_info("closed %s", peer);
     if (conn.async_job)
         finish_async_job(&conn.job);
+}
+
+static void __attribute__((noreturn)) child_main(int fd, const char *peer)
+{
+    /* The child inherited the parent's random state: without this, every
+     * child would draw the same jitter. */
+    jitter_seed = (unsigned)getpid();
+    log_info("child serving %s", peer);
+    serve_connection(fd, peer);
     callback_global_cleanup();
     exit(0);
 }
@@ -347,9 +368,175 @@ static void wait_for_children(void)
     }
 }
 
+/* ---- --prefork N: UNP's pre-forked server ---- */
+
+/* What the prefork children count, in a MAP_SHARED page mapped before the
+ * forks (they share no other memory); each child writes only its own row
+ * and the parent reads them once the children are gone. The accept lock
+ * lives in the same page: a pthread mutex made process-shared, and robust,
+ * so a child killed while holding it does not stop the others for good. */
+struct prefork_stats {
+    unsigned long accepts; /* connections this child accepted */
+    unsigned long empty;   /* wake-ups that found nothing to accept */
+};
+struct prefork_shared {
+    pthread_mutex_t lock;  /* --accept-lock */
+    struct prefork_stats child[];
+};
+static struct prefork_shared *prefork;
+static size_t prefork_size;
+
+static int accept_lock_init(void)
+{
+    pthread_mutexattr_t attr;
+    int err = pthread_mutexattr_init(&attr);
+    if (!err)
+        err = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    if (!err)
+        err = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    if (!err)
+        err = pthread_mutex_init(&prefork->lock, &attr);
+    pthread_mutexattr_destroy(&attr);
+    return err;
+}
+
+static void accept_lock_take(void)
+{
+    if (pthread_mutex_lock(&prefork->lock) == EOWNERDEAD) {
+        log_warn("a child died holding the accept lock; taking it over");
+        pthread_mutex_consistent(&prefork->lock);
+    }
+}
+
+/* A prefork child: wait until the listener is readable, accept, serve that
+ * one connection to its end (and its async job), and again, until the
+ * stop. Without the lock every idle child waits in poll() on the same
+ * listener, and poll wakes them all for each new client: one accept()
+ * gets it, the others get EAGAIN, counted in `empty` (the thundering
+ * herd). With --accept-lock only the child holding the lock waits in
+ * poll(); the others wait for the lock, and no wake-up is wasted, at the
+ * price of a lock round trip per accept. (A plain blocking accept() would
+ * not show the herd: Linux wakes one accept() waiter since 2.6. Waiting in
+ * poll, as here and in any server that also watches a stop pipe, does.) */
+static void __attribute__((noreturn)) prefork_child(int lfd, int i)
+{
+    jitter_seed = (unsigned)getpid();
+    struct prefork_stats *me = &prefork->child[i];
+    for (;;) {
+        if (cfg.accept_lock)
+            accept_lock_take();
+        bool ready = shutdown_wait_accept(lfd); /* false: the stop pipe */
+        int fd = ready ? conn_io_accept(lfd) : -1;
+        int err = errno;
+        if (cfg.accept_lock)
+            pthread_mutex_unlock(&prefork->lock);
+        if (!ready)
+            break;
+        if (fd < 0) {
+            if (err == EAGAIN || err == EWOULDBLOCK)
+                me->empty++; /* another child took it */
+            continue;
+        }
+        me->accepts++;
+        char peer[64];
+        net_peer_name(fd, peer, sizeof peer);
+        log_info("prefork child %d serving %s", i + 1, peer);
+        serve_connection(fd, peer);
+    }
+    log_info("prefork child %d: accepted %lu, woke for nothing %lu times; "
+             "exiting", i + 1, me->accepts, me->empty);
+    close(lfd);
+    callback_global_cleanup();
+    exit(0);
+}
+
+/* The parent's summary line, the one make bench and the tests read. */
+static void prefork_log_totals(void)
+{
+    char accepts[512], empty[512];
+    size_t a = 0, e = 0;
+    unsigned long total = 0;
+    for (int i = 0; i < cfg.prefork; i++) {
+        const struct prefork_stats *c = &prefork->child[i];
+        if (a < sizeof accepts)
+            a += (size_t)snprintf(accepts + a, sizeof accepts - a, " %lu",
+                                  c->accepts);
+        if (e < sizeof empty)
+            e += (size_t)snprintf(empty + e, sizeof empty - e, " %lu",
+                                  c->empty);
+        total += c->empty;
+    }
+    /* A result, not an event: printed even with --quiet, for the bench. */
+    fprintf(stderr, "%s: prefork: accepts per child:%s; empty wake-ups per "
+            "child:%s (%lu in all, accept lock %s)\n", STAGE,
+            a ? accepts : "", e ? empty : "", total,
+            cfg.accept_lock ? "on" : "off");
+}
+
+/* Forks cfg.prefork children that all accept on lfd, then waits for a
+ * stop (or for every child to be gone) and for the children to finish.
+ * The children are not replaced if one dies: the log says so, and the
+ * others go on. Returns main's exit status. */
+static int prefork_run(int lfd)
+{
+    prefork_size = sizeof *prefork +
+                   (size_t)cfg.prefork * sizeof prefork->child[0];
+    prefork = mmap(NULL, prefork_size, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (prefork == MAP_FAILED || accept_lock_init() != 0) {
+        log_warn("prefork: cannot map the shared page or its lock");
+        return 1;
+    }
+    log_info("prefork: forking %d children, each accepting on the listener "
+             "and serving one connection at a time (accept lock %s)",
+             cfg.prefork, cfg.accept_lock ? "on" : "off");
+    sigset_t stop_signals, old;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pid_t parent = getpid();
+    for (int i = 0; i < cfg.prefork; i++) {
+        sigprocmask(SIG_BLOCK, &stop_signals, &old);
+        pid_t pid = fork();
+        if (pid == 0) {
+            child_leave_parent_role(-1, parent);
+            prefork_child(lfd, i);
+        }
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        if (pid < 0) {
+            log_warn("fork: %s; %d children only", strerror(errno), i);
+            break;
+        }
+        live_children++;
+        log_info("prefork child %d is pid %d", i + 1, (int)pid);
+    }
+    close(lfd); /* the children accept; the port closes with the last */
+    struct pollfd fds[2] = {{.fd = sigchld_pipe[0], .events = POLLIN},
+                            {.fd = shutdown_fd(), .events = POLLIN}};
+    while (live_children > 0 && !shutdown_requested()) {
+        if (poll(fds, 2, -1) < 0 && errno != EINTR) {
+            log_warn("poll: %s; stopping", strerror(errno));
+            break;
+        }
+        if (fds[1].revents)
+            break;
+        if (fds[0].revents)
+            reap_children();
+    }
+    log_info("%s: waiting for %d prefork children", live_children > 0
+             ? "stop requested" : "every child is gone", live_children);
+    wait_for_children();
+    prefork_log_totals();
+    int rc = live_children == 0 ? 0 : 1;
+    pthread_mutex_destroy(&prefork->lock);
+    munmap(prefork, prefork_size);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
-    config_parse(&cfg, argc, argv, STAGE, 8002, CONFIG_MAX_CHILDREN,
+    config_parse(&cfg, argc, argv, STAGE, 8002,
+                 CONFIG_MAX_CHILDREN | CONFIG_PREFORK,
                  "Stage 02: forks a child process for every connection.");
     log_init(STAGE, cfg.quiet);
     net_ignore_sigpipe();
@@ -368,6 +555,12 @@ int main(int argc, char **argv)
     int lfd = net_listen_announce(&cfg); /* then "listening on ..." on stdout */
     if (lfd < 0)
         return 1;
+    if (cfg.prefork > 0) {
+        int rc = prefork_run(lfd);
+        callback_global_cleanup();
+        jobcap_free_shared(jobcap);
+        return rc;
+    }
 
     while (parent_wait(lfd)) {
         int fd = conn_io_accept(lfd);

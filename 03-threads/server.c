@@ -28,6 +28,11 @@
  * (the configuration). ThreadSanitizer checks that claim (make
  * SAN=thread).
  *
+ * --pool N turns this into ThreadPoolExecutor's shape: N threads started
+ * once, fed through a bounded queue (--queue, 503 past it). It bounds the
+ * threads without a per-connection pthread_create, and shows the pool's
+ * price: slow requests clog it ("--pool N" below).
+ *
  * Stack size: THREAD_STACK_BYTES, 256 KiB, set explicitly for every thread.
  * The parser's buffer is on the heap; what sits on a thread's stack is a
  * job (~2.5 KB for 100 bills), its subtotals (800 B), one log line (1 KB),
@@ -336,20 +341,143 @@ struct connection {
     char peer[64];
 };
 
+/* One connection, start to end, in the calling thread: every request of
+ * it, keep-alive included, blocking in each read, sleep and write (only
+ * this thread waits). Then closes it. */
+static void serve_connection(int fd, const char *peer)
+{
+    log_info("thread serving %s", peer);
+    unsigned seed = (unsigned)timer_now_ms() ^ (unsigned)fd; /* its own */
+    struct conn_io_limits limits = conn_io_limits_of(&cfg);
+    conn_io_serve(fd, &limits, handle_request, &seed);
+    close(fd);
+    log_info("closed %s", peer);
+}
+
 static void *connection_thread(void *arg)
 {
     struct connection *c = arg;
-    log_info("thread serving %s", c->peer);
-    unsigned seed = (unsigned)timer_now_ms() ^ (unsigned)c->fd; /* its own */
-    /* Every request of this connection, keep-alive included, blocking in
-     * each read, sleep and write: only this thread waits. */
-    struct conn_io_limits limits = conn_io_limits_of(&cfg);
-    conn_io_serve(c->fd, &limits, handle_request, &seed);
-    close(c->fd);
-    log_info("closed %s", c->peer);
+    serve_connection(c->fd, c->peer);
     free(c);
     live_leave(&live_connections);
     return NULL;
+}
+
+/* ---- --pool N: a fixed pool fed through a bounded queue ---- */
+
+/* ThreadPoolExecutor's shape: N threads started once, and a queue of
+ * accepted connections between the accepting thread and them. The queue
+ * is a ring of --queue descriptors under one mutex; a pool thread takes
+ * the oldest, serves that connection to its end, and takes the next. Past
+ * --queue waiting connections the accepting thread answers 503 itself: a
+ * queue without a bound would hide the overload as ever longer waits.
+ *
+ * What it costs (the clogged pool): a pool thread is held for a whole
+ * connection, slow requests and idle keep-alive time included. N slow
+ * clients hold all N threads, and a GET / that needs a microsecond waits
+ * in the queue behind them (LECTURE.md, "Pools and cores", measures it).
+ * A thread per connection (the default) never makes anyone wait for
+ * someone else's request; the pool trades that for a fixed number of
+ * threads. Async jobs still run on their own threads (bounded by the
+ * budget), as before: only connections go through the pool. */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t nonempty;
+    int *fds;          /* ring of cfg.queue accepted sockets */
+    size_t head, count;
+    bool closing;      /* the stop: take what is queued, then leave */
+} pool = {.lock = PTHREAD_MUTEX_INITIALIZER,
+          .nonempty = PTHREAD_COND_INITIALIZER};
+
+/* Queues an accepted socket for the pool; false when the queue is full. */
+static bool pool_push(int fd)
+{
+    pthread_mutex_lock(&pool.lock);
+    bool room = pool.count < (size_t)cfg.queue;
+    if (room) {
+        pool.fds[(pool.head + pool.count++) % (size_t)cfg.queue] = fd;
+        pthread_cond_signal(&pool.nonempty);
+    }
+    pthread_mutex_unlock(&pool.lock);
+    return room;
+}
+
+/* The next queued socket, waiting for one; -1 once the pool is closing
+ * and its queue is empty. */
+static int pool_take(void)
+{
+    pthread_mutex_lock(&pool.lock);
+    while (pool.count == 0 && !pool.closing)
+        pthread_cond_wait(&pool.nonempty, &pool.lock);
+    int fd = -1;
+    if (pool.count > 0) {
+        fd = pool.fds[pool.head];
+        pool.head = (pool.head + 1) % (size_t)cfg.queue;
+        pool.count--;
+    }
+    pthread_mutex_unlock(&pool.lock);
+    return fd;
+}
+
+/* A pool thread: connections from the queue, one after another. It counts
+ * as a live connection thread for its whole life, so the stop waits for
+ * it as for any connection thread (wait_for_threads). */
+static void *pool_thread(void *arg)
+{
+    (void)arg;
+    for (int fd; (fd = pool_take()) >= 0;) {
+        char peer[64];
+        net_peer_name(fd, peer, sizeof peer);
+        serve_connection(fd, peer);
+    }
+    live_leave(&live_connections);
+    return NULL;
+}
+
+/* Starts the cfg.pool threads. 0, or -1 (logged) if none could start. */
+static int pool_start(void)
+{
+    pool.fds = calloc((size_t)cfg.queue, sizeof *pool.fds);
+    if (pool.fds == NULL) {
+        log_warn("pool: out of memory for a queue of %d", cfg.queue);
+        return -1;
+    }
+    int started = 0;
+    for (int i = 0; i < cfg.pool; i++) {
+        live_enter(&live_connections, INT_MAX);
+        pthread_t t;
+        int err = thread_start(&t, true, pool_thread, NULL);
+        if (err) {
+            live_leave(&live_connections);
+            log_warn("pool thread: %s", strerror(err));
+            break;
+        }
+        started++;
+    }
+    log_info("pool: %d threads, a queue of %d connections (503 past it)",
+             started, cfg.queue);
+    return started > 0 ? 0 : -1;
+}
+
+/* The accepting thread's side: queue the client, or answer 503. */
+static void pool_offer(int fd)
+{
+    if (pool_push(fd))
+        return;
+    char peer[64];
+    net_peer_name(fd, peer, sizeof peer);
+    log_warn("pool queue full (%d waiting): refusing %s with 503", cfg.queue,
+             peer);
+    conn_io_refuse_busy(fd, "the pool's queue is full");
+}
+
+/* The stop: the pool threads serve what is queued, then leave. */
+static void pool_close(void)
+{
+    pthread_mutex_lock(&pool.lock);
+    pool.closing = true;
+    pthread_cond_broadcast(&pool.nonempty);
+    pthread_mutex_unlock(&pool.lock);
 }
 
 /* ---- The main thread: accept, start, refuse ---- */
@@ -428,7 +556,8 @@ static int live_changed_init(void)
 
 int main(int argc, char **argv)
 {
-    config_parse(&cfg, argc, argv, STAGE, 8003, CONFIG_MAX_THREADS,
+    config_parse(&cfg, argc, argv, STAGE, 8003,
+                 CONFIG_MAX_THREADS | CONFIG_POOL,
                  "Stage 03: starts a thread for every connection.");
     log_init(STAGE, cfg.quiet);
     log_show_threads(true);
@@ -444,16 +573,23 @@ int main(int argc, char **argv)
     }
     callback_global_init(); /* once, before any thread starts */
     jobcap_init(&jobcap, cfg.max_jobs, cfg.max_bills);
+    /* The pool's threads run before the server says it is listening. */
+    if (cfg.pool > 0 && pool_start() < 0)
+        return 1;
     int lfd = net_listen_announce(&cfg); /* then "listening on ..." on stdout */
     if (lfd < 0)
         return 1;
 
     while (shutdown_wait_accept(lfd)) {
         int fd = conn_io_accept(lfd);
-        if (fd >= 0)
+        if (fd >= 0 && cfg.pool > 0)
+            pool_offer(fd);
+        else if (fd >= 0)
             start_connection(fd);
     }
     close(lfd); /* new clients are refused from now on */
+    if (cfg.pool > 0)
+        pool_close();
     if (!wait_for_threads()) {
         /* Threads still run: exit()'s cleanup (curl, stdio, atexit) would
          * pull the ground from under them. Leave at once instead. */
@@ -462,5 +598,6 @@ int main(int argc, char **argv)
     log_info("exiting");
     callback_global_cleanup();
     pthread_cond_destroy(&live_changed);
+    free(pool.fds);
     return 0;
 }

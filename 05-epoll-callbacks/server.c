@@ -101,6 +101,7 @@
 #include "net.h"
 #include "shutdown.h"
 #include "timer.h"
+#include "workers.h"
 
 #define STAGE "05-epoll-callbacks"
 
@@ -486,20 +487,14 @@ static void begin_stop(struct loop *l, int fd, unsigned events, void *arg)
 }
 
 /* ------------------------------------------------------------------ */
+/* Running: one loop, or one per worker process (--workers N)          */
 
-int main(int argc, char **argv)
+/* The server on one listener: its loop, curl glue and timers, run until
+ * the stop. Each worker process runs exactly this (common/workers.h says
+ * why processes), so nothing above knows there may be several. */
+static int serve(int lfd)
 {
-    config_parse(&cfg, argc, argv, STAGE, 8005, 0,
-                 "Stage 05: one thread, an epoll event loop and a chain of "
-                 "callbacks.");
-    log_init(STAGE, cfg.quiet);
-    jobcap_init(&srv.budget, cfg.max_jobs, cfg.max_bills);
-    net_ignore_sigpipe();
-    if (shutdown_init() < 0) {
-        perror("shutdown_init");
-        return 1;
-    }
-    callback_global_init();
+    listen_fd = lfd;
     loop = loop_new();
     if (loop == NULL || !curl_setup()) {
         log_warn("cannot set up the event loop or curl: %s", strerror(errno));
@@ -507,10 +502,6 @@ int main(int argc, char **argv)
     }
     loop_timer_init(&accept_resume, accept_resumed, NULL);
     loop_timer_init(&grace, grace_over, NULL);
-    log_info("one thread; an epoll loop calls back whoever is ready");
-    listen_fd = net_listen_announce(&cfg);
-    if (listen_fd < 0)
-        return 1;
     if (loop_watch(loop, listen_fd, LOOP_READABLE, on_accept, NULL) < 0 ||
         loop_watch(loop, shutdown_fd(), LOOP_READABLE, begin_stop, NULL) < 0) {
         log_warn("cannot watch the listener: %s", strerror(errno));
@@ -529,9 +520,36 @@ int main(int argc, char **argv)
     if (listen_fd >= 0)
         close(listen_fd);
     curl_loop_free(curl); /* may still call back into the loop */
-    callback_global_cleanup();
     log_info("stopped; %lu stale epoll events were dropped",
              loop_stale_events(loop));
     loop_free(loop);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    config_parse(&cfg, argc, argv, STAGE, 8005, CONFIG_WORKERS,
+                 "Stage 05: one thread, an epoll event loop and a chain of "
+                 "callbacks.");
+    log_init(STAGE, cfg.quiet);
+    /* With --workers each worker process has its own copy: its share. */
+    jobcap_init(&srv.budget, workers_share(&cfg, cfg.max_jobs),
+                workers_share(&cfg, cfg.max_bills));
+    net_ignore_sigpipe();
+    if (shutdown_init() < 0) {
+        perror("shutdown_init");
+        return 1;
+    }
+    callback_global_init();
+    log_info("one thread; an epoll loop calls back whoever is ready");
+    int rc = 1;
+    if (cfg.workers > 1) {
+        rc = workers_run(&cfg, serve);
+    } else {
+        int lfd = net_listen_announce(&cfg);
+        if (lfd >= 0)
+            rc = serve(lfd);
+    }
+    callback_global_cleanup();
     return rc;
 }

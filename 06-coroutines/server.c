@@ -74,6 +74,7 @@
 #include "shutdown.h"
 #include "timer.h"
 #include "trace.h"
+#include "workers.h"
 
 #define STAGE "06-coroutines"
 #define STOP_POLL_MS 25
@@ -597,20 +598,11 @@ static void *watch_for_stop(void *arg)
     return NULL; /* co_sched_run returns once the cancelled ones unwind */
 }
 
-int main(int argc, char **argv)
+/* The server on one listener, until the stop; with --workers each worker
+ * process runs exactly this (common/workers.h says why processes). */
+static int serve(int lfd)
 {
-    config_parse(&cfg, argc, argv, STAGE, 8006, CONFIG_CORO,
-                 "Stage 06: one thread, a coroutine per connection "
-                 "(ucontext scheduler over epoll).");
-    log_init(STAGE, cfg.quiet);
-    trace_set_coro_source(co_current_id);
-    net_ignore_sigpipe();
-    if (shutdown_init() < 0) {
-        perror("shutdown_init");
-        return 1;
-    }
-    callback_global_init();
-    jobcap_init(&jobcap, cfg.max_jobs, cfg.max_bills);
+    listen_fd = lfd;
     struct co_options opts = {.stack_size = (size_t)cfg.stack_kb * 1024};
     int rc = co_sched_init(&opts);
     if (rc < 0) {
@@ -618,17 +610,6 @@ int main(int argc, char **argv)
         return 1;
     }
     log_set_coroutine_id_fn(co_current_id);
-    log_info("coroutine stacks %d KiB%s%s", cfg.stack_kb,
-             cfg.blocking_bug ? "; --blocking-bug: bills call nanosleep, "
-                                "so the whole loop stops during each" : "",
-             cfg.cpu_ms > 0 ? (cfg.offload ? "; cpu work offloaded to "
-                                             "worker threads"
-                                           : "; cpu work on the loop thread")
-                            : "");
-    listen_fd = net_listen_announce(&cfg);
-    if (listen_fd < 0)
-        return 1;
-
     struct co *acceptor = co_spawn(accept_loop, NULL);
     struct co *watcher = acceptor ? co_spawn(watch_for_stop, acceptor) : NULL;
     if (!watcher) {
@@ -641,6 +622,36 @@ int main(int argc, char **argv)
         log_warn("scheduler: %s", strerror(-rc));
     log_info("every coroutine has finished; exiting");
     co_sched_free();
-    callback_global_cleanup();
     return rc < 0 ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    config_parse(&cfg, argc, argv, STAGE, 8006, CONFIG_CORO | CONFIG_WORKERS,
+                 "Stage 06: one thread, a coroutine per connection "
+                 "(ucontext scheduler over epoll).");
+    log_init(STAGE, cfg.quiet);
+    trace_set_coro_source(co_current_id);
+    net_ignore_sigpipe();
+    if (shutdown_init() < 0) {
+        perror("shutdown_init");
+        return 1;
+    }
+    callback_global_init();
+    jobcap_init(&jobcap, workers_share(&cfg, cfg.max_jobs), /* each its */
+                workers_share(&cfg, cfg.max_bills));        /* own copy */
+    log_info("coroutine stacks %d KiB%s%s", cfg.stack_kb,
+             cfg.blocking_bug ? "; --blocking-bug: bills call nanosleep, "
+                                "so the whole loop stops during each" : "",
+             cfg.cpu_ms > 0 ? (cfg.offload ? "; cpu work offloaded to "
+                                             "worker threads"
+                                           : "; cpu work on the loop thread")
+                            : "");
+    int rc = 1, lfd;
+    if (cfg.workers > 1)
+        rc = workers_run(&cfg, serve);
+    else if ((lfd = net_listen_announce(&cfg)) >= 0)
+        rc = serve(lfd);
+    callback_global_cleanup();
+    return rc;
 }

@@ -17,7 +17,9 @@
 enum { OPT_PORT = 256, OPT_HOST, OPT_DELAY, OPT_JITTER, OPT_IDLE, OPT_MAIN,
        OPT_QUIET, OPT_HELP, OPT_TRACE, OPT_HEADER_TIMEOUT, OPT_BODY_TIMEOUT,
        OPT_MAX_JOBS, OPT_MAX_BILLS, OPT_CALLBACK_DEADLINE, OPT_MAX_CHILDREN, OPT_MAX_THREADS,
-       OPT_BLOCKING_BUG, OPT_CPU_MS, OPT_OFFLOAD, OPT_STACK_KB };
+       OPT_BLOCKING_BUG, OPT_CPU_MS, OPT_OFFLOAD, OPT_STACK_KB,
+       OPT_PREFORK, OPT_ACCEPT_LOCK, OPT_POOL, OPT_QUEUE, OPT_WORKERS,
+       OPT_SHARED_LISTENER };
 
 static void config_usage(FILE *out, const struct config *cfg, int default_port,
                          unsigned extras, const char *description)
@@ -70,6 +72,27 @@ static void config_usage(FILE *out, const struct config *cfg, int default_port,
             "  --offload           run that CPU work on the worker pool\n"
             "                      (co_run_blocking) instead of the loop\n"
             "  --stack-kb N        coroutine stack size (default 64)\n");
+    if (extras & CONFIG_PREFORK)
+        fprintf(out,
+            "  --prefork N         fork N children at start, each accepting\n"
+            "                      and serving one connection at a time\n"
+            "                      (default 0: a child per connection)\n"
+            "  --accept-lock       prefork: one child at a time waits to\n"
+            "                      accept (default off: all wait, all wake)\n");
+    if (extras & CONFIG_POOL)
+        fprintf(out,
+            "  --pool N            a fixed pool of N threads serves the\n"
+            "                      connections (default 0: a thread each)\n"
+            "  --queue N           pool: connections waiting for a thread;\n"
+            "                      past N, 503 (default 64)\n");
+    if (extras & CONFIG_WORKERS)
+        fprintf(out,
+            "  --workers N         N worker processes, each its own event\n"
+            "                      loop and SO_REUSEPORT listener; budgets\n"
+            "                      (--max-jobs, --max-bills) are split\n"
+            "                      between them (default 1)\n"
+            "  --shared-listener   workers: one listener in every worker's\n"
+            "                      epoll, with EPOLLEXCLUSIVE (default off)\n");
     fprintf(out,
         "\nenvironment:\n"
         "  SECRET_TOKEN        token sent with callbacks (default "
@@ -106,6 +129,7 @@ void config_parse(struct config *cfg, int argc, char **argv,
         .main_service = env_url && *env_url ? env_url : DEFAULT_MAIN_SERVICE,
         .token = env_token && *env_token ? env_token : DEFAULT_TOKEN,
         .max_children = 256, .max_threads = 1024, .stack_kb = 64,
+        .queue = 64, .workers = 1,
     };
     cfg->token_is_default = strcmp(cfg->token, DEFAULT_TOKEN) == 0;
 
@@ -130,6 +154,12 @@ void config_parse(struct config *cfg, int argc, char **argv,
         {"cpu-ms", required_argument, 0, OPT_CPU_MS},
         {"offload", no_argument, 0, OPT_OFFLOAD},
         {"stack-kb", required_argument, 0, OPT_STACK_KB},
+        {"prefork", required_argument, 0, OPT_PREFORK},
+        {"accept-lock", no_argument, 0, OPT_ACCEPT_LOCK},
+        {"pool", required_argument, 0, OPT_POOL},
+        {"queue", required_argument, 0, OPT_QUEUE},
+        {"workers", required_argument, 0, OPT_WORKERS},
+        {"shared-listener", no_argument, 0, OPT_SHARED_LISTENER},
         {0, 0, 0, 0},
     };
     /* Keep only the options this stage takes, so --help and getopt agree. */
@@ -139,7 +169,13 @@ void config_parse(struct config *cfg, int argc, char **argv,
         int v = all[i].val;
         if ((v == OPT_MAX_CHILDREN && !(extras & CONFIG_MAX_CHILDREN)) ||
             (v == OPT_MAX_THREADS && !(extras & CONFIG_MAX_THREADS)) ||
-            (v >= OPT_BLOCKING_BUG && !(extras & CONFIG_CORO)))
+            (v >= OPT_BLOCKING_BUG && v <= OPT_STACK_KB &&
+             !(extras & CONFIG_CORO)) ||
+            ((v == OPT_PREFORK || v == OPT_ACCEPT_LOCK) &&
+             !(extras & CONFIG_PREFORK)) ||
+            ((v == OPT_POOL || v == OPT_QUEUE) && !(extras & CONFIG_POOL)) ||
+            ((v == OPT_WORKERS || v == OPT_SHARED_LISTENER) &&
+             !(extras & CONFIG_WORKERS)))
             continue;
         opts[n++] = all[i];
     }
@@ -167,6 +203,12 @@ void config_parse(struct config *cfg, int argc, char **argv,
         case OPT_CPU_MS: cfg->cpu_ms = config_int(stage, "cpu-ms", optarg, 0, 60000); break;
         case OPT_OFFLOAD: cfg->offload = true; break;
         case OPT_STACK_KB: cfg->stack_kb = config_int(stage, "stack-kb", optarg, 16, 65536); break;
+        case OPT_PREFORK: cfg->prefork = config_int(stage, "prefork", optarg, 0, 1024); break;
+        case OPT_ACCEPT_LOCK: cfg->accept_lock = true; break;
+        case OPT_POOL: cfg->pool = config_int(stage, "pool", optarg, 0, 10000); break;
+        case OPT_QUEUE: cfg->queue = config_int(stage, "queue", optarg, 1, 1000000); break;
+        case OPT_WORKERS: cfg->workers = config_int(stage, "workers", optarg, 1, 256); break;
+        case OPT_SHARED_LISTENER: cfg->shared_listener = true; break;
         case OPT_HELP:
             config_usage(stdout, cfg, default_port, extras, description);
             exit(0);

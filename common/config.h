@@ -12,6 +12,9 @@ enum config_extra {
     CONFIG_MAX_THREADS = 1 << 1,  /* 03: --max-threads */
     CONFIG_CORO = 1 << 2,         /* 06: --blocking-bug --cpu-ms --offload
                                          --stack-kb */
+    CONFIG_PREFORK = 1 << 3,      /* 02: --prefork --accept-lock */
+    CONFIG_POOL = 1 << 4,         /* 03: --pool --queue */
+    CONFIG_WORKERS = 1 << 5,      /* 05, 06: --workers --shared-listener */
 };
 
 struct config {
@@ -52,6 +55,21 @@ struct config {
     int cpu_ms;               /* 06 */
     bool offload;             /* 06 */
     int stack_kb;             /* 06, default 64 */
+    int prefork;              /* 02 --prefork N, default 0: a child per
+                                 connection; N: N children forked at start,
+                                 each accepting (UNP's pre-forked server) */
+    bool accept_lock;         /* 02 --accept-lock: one prefork child at a
+                                 time waits in poll+accept */
+    int pool;                 /* 03 --pool N, default 0: a thread per
+                                 connection; N: a fixed pool of N threads */
+    int queue;                /* 03 --queue N, default 64: accepted
+                                 connections waiting for a pool thread;
+                                 past it, 503 */
+    int workers;              /* 05, 06 --workers N, default 1: N worker
+                                 processes, each with its own loop */
+    bool shared_listener;     /* 05, 06 --shared-listener: one listener in
+                                 every worker's epoll (EPOLLEXCLUSIVE)
+                                 instead of one SO_REUSEPORT listener each */
 };
 
 /* Fills cfg from defaults, the environment, then argv. Exits on --help or

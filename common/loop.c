@@ -110,6 +110,10 @@ static void loop_epoll_del(struct loop *loop, int fd, struct loop_slot *s)
     loop->in_epoll--;
 }
 
+static int exclusive_fd = -1; /* see loop_exclusive_fd */
+
+void loop_exclusive_fd(int fd) { exclusive_fd = fd; }
+
 /* Tells epoll what slot s wants now: ADD, MOD or DEL. */
 static int loop_epoll_sync(struct loop *loop, int fd, struct loop_slot *s,
                            unsigned events)
@@ -125,6 +129,12 @@ static int loop_epoll_sync(struct loop *loop, int fd, struct loop_slot *s,
     ev.events = ((events & LOOP_READABLE) ? EPOLLIN : 0) |
                 ((events & LOOP_WRITABLE) ? EPOLLOUT : 0);
     ev.data.u64 = (uint64_t)s->gen << 32 | (uint32_t)fd;
+    if (fd == exclusive_fd) {
+        /* epoll refuses MOD on an EPOLLEXCLUSIVE registration: a change
+         * is a DEL and a new ADD. */
+        ev.events |= EPOLLEXCLUSIVE;
+        loop_epoll_del(loop, fd, s);
+    }
     int op = s->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
     int rc = epoll_ctl(loop->epfd, op, fd, &ev);
     if (rc < 0 && op == EPOLL_CTL_MOD && errno == ENOENT) {
@@ -176,6 +186,8 @@ int loop_watch(struct loop *loop, int fd, unsigned events, loop_io_fn fn,
 
 void loop_unwatch(struct loop *loop, int fd)
 {
+    if (fd == exclusive_fd)
+        exclusive_fd = -1;
     if (fd < 0 || (size_t)fd >= loop->num_slots || !loop->slots[fd].active)
         return;
     struct loop_slot *s = &loop->slots[fd];

@@ -155,6 +155,15 @@ void loop_set_wait_sigmask(struct loop *loop, const sigset_t *mask);
  * watched: lets a user refuse an fd someone else registered. */
 loop_io_fn loop_watcher(const struct loop *loop, int fd);
 
+/* Marks fd, a listening socket that several worker processes watch in
+ * their own loops (05 and 06 --workers --shared-listener), to be added to
+ * epoll with EPOLLEXCLUSIVE: a new client then wakes one waiting worker
+ * (or a few), not every one. The mark is the process's (one loop per
+ * worker process) so that it reaches 06, whose listener is watched
+ * through coro_fd, as well as 05's loop_watch; loop_unwatch(fd) clears it,
+ * so a reused descriptor number does not inherit it. -1 clears it. */
+void loop_exclusive_fd(int fd);
+
 /* Makes loop_run return once the callback that calls it returns: no further
  * callback runs in this turn. Callable from any callback. */
 void loop_stop(struct loop *loop);

@@ -18,7 +18,13 @@
 
 #define NET_BACKLOG 4096 /* the kernel caps it at net.core.somaxconn */
 
-int net_listen(const char *host, int port, int *bound_port)
+static unsigned long accepted; /* per process: see net_accepted */
+
+unsigned long net_accepted(void) { return accepted; }
+
+/* net_listen, with SO_REUSEPORT too if reuseport. */
+static int net_listen_opt(const char *host, int port, bool reuseport,
+                          int *bound_port)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
@@ -42,6 +48,13 @@ int net_listen(const char *host, int port, int *bound_port)
         /* Without SO_REUSEADDR a restart fails for a minute while old
          * connections sit in TIME_WAIT. */
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (reuseport &&
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
+            err = errno;
+            close(fd);
+            fd = -1;
+            continue;
+        }
         if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
             listen(fd, NET_BACKLOG) == 0)
             break;
@@ -66,6 +79,11 @@ int net_listen(const char *host, int port, int *bound_port)
                             ? ((struct sockaddr_in6 *)&ss)->sin6_port
                             : ((struct sockaddr_in *)&ss)->sin_port);
     return fd;
+}
+
+int net_listen(const char *host, int port, int *bound_port)
+{
+    return net_listen_opt(host, port, false, bound_port);
 }
 
 void net_announce(const char *host, int port)
@@ -136,6 +154,29 @@ int net_listen_announce(const struct config *cfg)
     return fd;
 }
 
+int net_listen_announce_reuseport(const struct config *cfg, int *fds, int n)
+{
+    net_log_fd_limit();
+    int port = cfg->port;
+    for (int i = 0; i < n; i++) {
+        fds[i] = net_listen_opt(cfg->host, port, true, &port);
+        if (fds[i] >= 0 && net_set_nonblocking(fds[i]) < 0) {
+            fprintf(stderr, "listening socket: O_NONBLOCK: %s\n",
+                    strerror(errno));
+            close(fds[i]);
+            fds[i] = -1;
+        }
+        if (fds[i] < 0) {
+            while (i-- > 0)
+                close(fds[i]);
+            return -1;
+        }
+    }
+    config_log(cfg);
+    net_announce(cfg->host, port);
+    return 0;
+}
+
 int net_set_nonblocking(int fd)
 {
     int flags = fcntl(fd, F_GETFL);
@@ -173,6 +214,7 @@ int net_accept_batch(int listen_fd, void (*take)(int fd))
     for (int i = 0; i < NET_ACCEPT_BATCH; i++) {
         int fd = net_accept(listen_fd, true);
         if (fd >= 0) {
+            accepted++;
             take(fd);
             continue;
         }

@@ -32,6 +32,19 @@
  * Returns the listening fd, or -1 after printing why to stderr. */
 int net_listen_announce(const struct config *cfg);
 
+/* For a server of n worker processes (05 and 06 --workers): what
+ * net_listen_announce does, but n listeners on the same port, each with
+ * SO_REUSEPORT, into fds[0..n-1]: the kernel then hashes each new
+ * connection to one of them, so each worker accepts from its own queue and
+ * no worker wakes for another's client. With port 0 the first one picks
+ * the port and the others join it. 0, or -1 after printing why (none left
+ * open). */
+int net_listen_announce_reuseport(const struct config *cfg, int *fds, int n);
+
+/* Connections this process accepted through net_accept_batch, for the
+ * "accepts per worker" lines (each worker is a process: one count each). */
+unsigned long net_accepted(void);
+
 /* Binds and listens on host:port with SO_REUSEADDR (port 0 = any free
  * port). Returns the fd and stores the real port in *bound_port, or returns
  * -1 after printing why to stderr. The fd is close-on-exec. */

@@ -15,6 +15,10 @@
 #   5 cpu           server CPU time per request, a new connection each
 #                   (Stevens' comparison of server designs)
 #   6 06 pitfall    06 normal, --blocking-bug, --cpu-ms, --cpu-ms --offload
+#   7 designs       UNP's designs as options (02 --prefork, 03 --pool, 05/06
+#                   --workers 2) and nginx with 1 and 2 workers: CPU per
+#                   request (new connection each), GET / keep-alive req/s,
+#                   accepts per worker (issue 15)
 #
 # Usage: tools/bench.sh [BUILD_DIR]          (make bench passes build/)
 # Environment: BENCH_QUICK=1 (under a minute), BENCH_CONC=N (scenario 3),
@@ -499,6 +503,14 @@ if scenario 6; then
         chart 6-pitfall.csv 6-pitfall.png "06: GET / latency while $PIT_N sync requests run" "milliseconds (log)" log \
             "5:GET / p99" "6:GET / max"
     fi
+fi
+
+# ---- 7. designs (issue 15): tools/bench_designs.sh -------------------------
+
+# shellcheck source=tools/bench_designs.sh
+. "$(dirname "$0")/bench_designs.sh"
+if scenario 7; then
+    designs_scenario
 fi
 
 scenario done
