@@ -80,9 +80,14 @@
  * Simplifications, on purpose (as in 04):
  * - While its bills wait, a connection's socket is paused (not watched): a
  *   client that hangs up meanwhile is noticed when the answer is written.
- * - A response is written when epoll next says writable, not tried at
- *   once: one more turn per response, for steps that read the same in
- *   both loops. */
+ *
+ * An answer is written at once, by the step that made it (evconn.c,
+ * conn_flush), and the socket is watched for writable only when its buffer
+ * is full: a keep-alive request stays "readable" from one request to the
+ * next, and loop_watch with unchanged events makes no system call. So a
+ * request costs a read and a write (and a share of one epoll_wait), where
+ * watching writable first cost two epoll_ctl more (strace -c -f: 4.0 system
+ * calls per keep-alive GET / before, 2.0 after). */
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdbool.h>

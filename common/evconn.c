@@ -107,8 +107,8 @@ bool evconn_idle(const struct evconn *c)
 /* ------------------------------------------------------------------ */
 /* Answering                                                           */
 
-/* Queues a whole response; the loop writes it when the socket is
- * writable. Takes over reply. */
+/* Queues a whole response; the public step that led here writes it at
+ * once (conn_flush). Takes over reply. */
 static enum evconn_want conn_respond(struct evconn *c,
                                      struct endpoint_reply *reply,
                                      bool keep_alive)
@@ -124,6 +124,7 @@ static enum evconn_want conn_respond(struct evconn *c,
     c->out_len = len;
     c->out_sent = 0;
     c->out_interim = false;
+    c->out_fresh = true;
     c->close_after_write = !keep_alive;
     c->write_since_ms = timer_now_ms();
     return EVCONN_WRITE;
@@ -139,6 +140,7 @@ static enum evconn_want conn_send_continue(struct evconn *c)
     c->out_len = strlen(c->out);
     c->out_sent = 0;
     c->out_interim = true;
+    c->out_fresh = true;
     c->write_since_ms = timer_now_ms();
     return EVCONN_WRITE;
 }
@@ -169,6 +171,8 @@ static enum evconn_want conn_start_bills(struct evconn *c,
     return conn_wait_bill(c);
 }
 
+static enum evconn_want conn_flush(struct evconn *c, enum evconn_want want);
+
 enum evconn_want evconn_on_bill_due(struct evconn *c)
 {
     struct evconn_sync *s = c->sync;
@@ -180,8 +184,8 @@ enum evconn_want evconn_on_bill_due(struct evconn *c)
         return c->want = conn_wait_bill(c);
     struct endpoint_reply reply;
     endpoint_sync_done(&s->req, s->subtotals, &reply);
-    return c->want = conn_respond(c, &reply,
-                                  s->keep_alive && !c->srv->stopping);
+    return c->want = conn_flush(c, conn_respond(c, &reply,
+                                  s->keep_alive && !c->srv->stopping));
 }
 
 /* ------------------------------------------------------------------ */
@@ -280,7 +284,7 @@ static enum evconn_want conn_read(struct evconn *c)
 
 enum evconn_want evconn_on_readable(struct evconn *c)
 {
-    return c->want = conn_read(c);
+    return c->want = conn_flush(c, conn_read(c));
 }
 
 /* ------------------------------------------------------------------ */
@@ -317,6 +321,7 @@ enum evconn_want evconn_on_draining(struct evconn *c)
  * close_after_write). */
 static enum evconn_want conn_write(struct evconn *c)
 {
+    c->out_fresh = false;
     ssize_t n = net_write_some(c->fd, c->out + c->out_sent,
                                c->out_len - c->out_sent);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -345,9 +350,24 @@ static enum evconn_want conn_write(struct evconn *c)
     return conn_next_request(c);
 }
 
+/* An answer is written by the step that made it, not on the loop's next
+ * turn: the socket's buffer almost always has room, so waiting to hear
+ * "writable" would cost a turn and, in 05, two epoll_ctl per keep-alive
+ * request (watch writable, then readable again). Only a write that does
+ * not fit leaves EVCONN_WRITE for the loop to watch, as nginx and Redis
+ * do. Pipelined answers chain here too, EVCONN_WRITE_BURST at most: the
+ * rest wait a turn, so one client cannot keep the loop to itself. */
+static enum evconn_want conn_flush(struct evconn *c, enum evconn_want want)
+{
+    for (int i = 0; want == EVCONN_WRITE && c->out_fresh &&
+                    i < EVCONN_WRITE_BURST; i++)
+        want = conn_write(c);
+    return want;
+}
+
 enum evconn_want evconn_on_writable(struct evconn *c)
 {
-    return c->want = conn_write(c);
+    return c->want = conn_flush(c, conn_write(c));
 }
 
 /* ------------------------------------------------------------------ */
@@ -377,10 +397,12 @@ enum evconn_want evconn_on_timeout(struct evconn *c)
             break;
         }
         if (!c->parser.head_done)
-            return c->want = conn_too_slow(c, "head", "--header-timeout-ms",
-                                           cfg->header_timeout_ms);
-        return c->want = conn_too_slow(c, "body", "--body-timeout-ms",
-                                       cfg->body_timeout_ms);
+            return c->want = conn_flush(
+                       c, conn_too_slow(c, "head", "--header-timeout-ms",
+                                        cfg->header_timeout_ms));
+        return c->want = conn_flush(
+                   c, conn_too_slow(c, "body", "--body-timeout-ms",
+                                    cfg->body_timeout_ms));
     case EVCONN_WRITE:
         log_info("%s stopped reading its answer for %d ms; closing", c->peer,
                  cfg->idle_timeout_ms);
