@@ -17,14 +17,41 @@
 #include "net.h"
 #include "timer.h"
 
-/* The sync route's job: bills waited one after another. */
+/* The sync route's job: bills waited one after another. It is sized to
+ * the request's bills, not to EXCHANGE_MAX_BILLS: a struct exchange_request
+ * is 2.5 KiB, and with 10,000 clients waiting that alone would be 25 MiB
+ * for one bill each (issue 14). exchange_request() rebuilds the whole
+ * struct on the stack when a function wants it. */
+struct evconn_sync_bill {
+    struct exchange_bill bill;
+    double subtotal;
+};
+
 struct evconn_sync {
-    struct exchange_request req;
-    double subtotals[EXCHANGE_MAX_BILLS];
     size_t next;              /* the bill being waited for */
     uint64_t due_ms;          /* when it is done */
     bool keep_alive;          /* the request asked for it */
+    size_t cap;               /* bills this allocation holds */
+    size_t num_bills;
+    double exchange_rate;
+    char request_id[EXCHANGE_MAX_ID_LEN + 1];
+    struct evconn_sync_bill bills[];
 };
+
+/* The whole request again, for endpoint's functions (a few KiB of stack,
+ * as the routed job was); subtotals too, if asked. */
+static void sync_request(const struct evconn_sync *s,
+                         struct exchange_request *req, double *subtotals)
+{
+    memcpy(req->request_id, s->request_id, sizeof req->request_id);
+    req->exchange_rate = s->exchange_rate;
+    req->num_bills = s->num_bills;
+    for (size_t i = 0; i < s->num_bills; i++) {
+        req->bills[i] = s->bills[i].bill;
+        if (subtotals)
+            subtotals[i] = s->bills[i].subtotal;
+    }
+}
 
 uint64_t evconn_bill_deadline(struct evconn_server *srv)
 {
@@ -160,14 +187,29 @@ static enum evconn_want conn_start_bills(struct evconn *c,
                                          const struct exchange_request *job,
                                          bool keep_alive)
 {
-    if (c->sync == NULL && (c->sync = malloc(sizeof *c->sync)) == NULL) {
-        struct endpoint_reply reply;
-        endpoint_busy("out of memory", &reply);
-        return conn_respond(c, &reply, false);
+    size_t n = job->num_bills;
+    if (c->sync == NULL || c->sync->cap < n) {
+        /* A keep-alive connection reuses it; a bigger request replaces it. */
+        free(c->sync);
+        c->sync = malloc(sizeof *c->sync + n * sizeof c->sync->bills[0]);
+        if (c->sync == NULL) {
+            struct endpoint_reply reply;
+            endpoint_busy("out of memory", &reply);
+            return conn_respond(c, &reply, false);
+        }
+        c->sync->cap = n;
     }
-    c->sync->req = *job;
-    c->sync->next = 0;
-    c->sync->keep_alive = keep_alive;
+    struct evconn_sync *s = c->sync;
+    memcpy(s->request_id, job->request_id, sizeof s->request_id);
+    s->exchange_rate = job->exchange_rate;
+    s->num_bills = n;
+    for (size_t i = 0; i < n; i++)
+        s->bills[i].bill = job->bills[i];
+    s->next = 0;
+    s->keep_alive = keep_alive;
+    /* Nothing to read while the bills wait (the socket is not watched), so
+     * the read buffer goes back unless a pipelined request is in it. */
+    http_parser_trim(&c->parser);
     return conn_wait_bill(c);
 }
 
@@ -177,13 +219,16 @@ enum evconn_want evconn_on_bill_due(struct evconn *c)
 {
     struct evconn_sync *s = c->sync;
     size_t i = s->next;
-    s->subtotals[i] = exchange_subtotal(&s->req.bills[i],
-                                        s->req.exchange_rate);
-    endpoint_log_bill(&s->req, i, s->subtotals[i]);
-    if (++s->next < s->req.num_bills)
+    s->bills[i].subtotal = exchange_subtotal(&s->bills[i].bill,
+                                             s->exchange_rate);
+    struct exchange_request req;
+    double subtotals[EXCHANGE_MAX_BILLS];
+    sync_request(s, &req, subtotals);
+    endpoint_log_bill(&req, i, s->bills[i].subtotal);
+    if (++s->next < s->num_bills)
         return c->want = conn_wait_bill(c);
     struct endpoint_reply reply;
-    endpoint_sync_done(&s->req, s->subtotals, &reply);
+    endpoint_sync_done(&req, subtotals, &reply);
     return c->want = conn_flush(c, conn_respond(c, &reply,
                                   s->keep_alive && !c->srv->stopping));
 }
