@@ -907,12 +907,50 @@ START_TEST(an_answer_is_written_by_the_step_that_made_it)
 }
 END_TEST
 
+/* While a sync request's bills wait, the connection holds no read buffer
+ * (issue 14: 10,000 waiting clients in 32 MiB); a pipelined request behind
+ * it keeps its bytes. */
+START_TEST(a_waiting_request_holds_no_read_buffer)
+{
+    log_init("steps", true);
+    struct config cfg;
+    struct evconn_server srv;
+    step_server(&srv, &cfg);
+    cfg.delay_ms = 60000;
+    int sv[2];
+    ck_assert_int_eq(
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    struct evconn c;
+    evconn_init(&c, &srv, sv[0]);
+    char *req = post_sync_text("");
+    send_all(sv[1], req);
+    ck_assert_int_eq(evconn_on_readable(&c), EVCONN_BILL);
+    ck_assert_ptr_null(c.parser.buf);
+    evconn_release(&c);
+    close(sv[1]);
+
+    /* The same request with GET / pipelined behind it. */
+    ck_assert_int_eq(
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    evconn_init(&c, &srv, sv[0]);
+    send_all(sv[1], req);
+    send_all(sv[1], "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    ck_assert_int_eq(evconn_on_readable(&c), EVCONN_BILL);
+    ck_assert_ptr_nonnull(c.parser.buf);
+    ck_assert(!http_parser_empty(&c.parser));
+    evconn_release(&c);
+    close(sv[1]);
+    free(req);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("select_epoll");
     TCase *tc = tcase_create("one thread");
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, an_answer_is_written_by_the_step_that_made_it);
+    tcase_add_test(tc, a_waiting_request_holds_no_read_buffer);
     tcase_add_loop_test(tc, many_sync_requests_one_thread_one_delay, 0, NUM_ROWS);
     tcase_add_test(tc, select_answers_503_past_fd_setsize_and_goes_on);
     tcase_add_loop_test(tc, get_root_answered_while_a_callback_hangs, 0, NUM_ROWS);
