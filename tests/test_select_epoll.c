@@ -642,6 +642,42 @@ END_TEST
 
 /* SIGTERM: an idle keep-alive connection is closed at once, while an async
  * job's bills and callback still finish before the exit. */
+/* A client that half-closes right after its sync request: the end of its
+ * stream arrives while the bill waits. The loop must not spin on that
+ * "readable" (05 pauses the socket when input comes during a wait, issue
+ * 14), and the answer still goes out. */
+START_TEST(input_during_a_bill_wait_does_not_spin)
+{
+    if (!row_selected(_i))
+        return;
+    struct proc s;
+    start_stage(&s, rows[_i].name, 1500, 30000, NULL);
+    struct reader *r = calloc(1, sizeof *r);
+    ck_assert_ptr_nonnull(r);
+    r->fd = raw_connect(s.port);
+    ck_assert_int_ge(r->fd, 0);
+    char *req = post_sync_text("");
+    send_all(r->fd, req);
+    ck_assert_int_eq(shutdown(r->fd, SHUT_WR), 0);
+    harness_sleep_ms(200);
+    long before = cpu_ticks(s.pid);
+    harness_sleep_ms(1000);
+    long used = cpu_ticks(s.pid) - before;
+    long hz = sysconf(_SC_CLK_TCK);
+    ck_assert_msg(before >= 0 && used < hz / 4,
+                  "the server used %ld ticks of CPU in a second (%ld/s) "
+                  "while a bill waited: spinning", used, hz);
+    char *resp = read_response(r, 5000);
+    ck_assert_ptr_nonnull(resp);
+    ck_assert_ptr_nonnull(strstr(resp, one_bill_answer));
+    free(resp);
+    free(req);
+    close(r->fd);
+    free(r);
+    stop_stage(&s);
+}
+END_TEST
+
 START_TEST(sigterm_closes_idle_and_finishes_pending_callbacks)
 {
     if (!row_selected(_i))
@@ -959,6 +995,7 @@ int main(void)
     tcase_add_loop_test(tc, expect_100_continue_gets_the_go_ahead, 0, NUM_ROWS);
     tcase_add_loop_test(tc, idle_and_trickling_clients_are_closed, 0, NUM_ROWS);
     tcase_add_loop_test(tc, emfile_pauses_accepting_without_spinning, 0, NUM_ROWS);
+    tcase_add_loop_test(tc, input_during_a_bill_wait_does_not_spin, 0, NUM_ROWS);
     tcase_add_loop_test(tc, sigterm_closes_idle_and_finishes_pending_callbacks, 0, NUM_ROWS);
     tcase_add_loop_test(tc, a_body_that_never_comes_after_100_continue_gets_408,
                         0, NUM_ROWS);
