@@ -193,11 +193,14 @@ static struct conn *conn_of(struct evconn *ev)
 static void conn_close(struct conn *c)
 {
     /* Everything the loop holds for c must go before c does: a forgotten
-     * timer or registration would call back into freed memory. */
-    loop_unwatch(loop, c->ev.fd);
+     * timer or registration would call back into freed memory. The close
+     * (in evconn_release) takes the socket out of epoll by itself, so the
+     * loop only forgets it: no epoll_ctl DEL. */
+    int fd = c->ev.fd;
     loop_timer_cancel(loop, &c->timeout);
     loop_timer_cancel(loop, &c->bill_timer);
     evconn_release(&c->ev);
+    loop_forget_closed(loop, fd);
     free(c);
     stop_if_done();
 }
