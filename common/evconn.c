@@ -20,8 +20,8 @@
 /* The sync route's job: bills waited one after another. It is sized to
  * the request's bills, not to EXCHANGE_MAX_BILLS: a struct exchange_request
  * is 2.5 KiB, and with 10,000 clients waiting that alone would be 25 MiB
- * for one bill each (issue 14). exchange_request() rebuilds the whole
- * struct on the stack when a function wants it. */
+ * for one bill each (issue 14). sync_request() rebuilds the whole struct
+ * on the stack when a function wants it. */
 struct evconn_sync_bill {
     struct exchange_bill bill;
     double subtotal;
@@ -207,8 +207,9 @@ static enum evconn_want conn_start_bills(struct evconn *c,
         s->bills[i].bill = job->bills[i];
     s->next = 0;
     s->keep_alive = keep_alive;
-    /* Nothing to read while the bills wait (the socket is not watched), so
-     * the read buffer goes back unless a pipelined request is in it. */
+    /* Nothing is read while the bills wait, so the read buffer goes back
+     * unless a pipelined request is in it (10,000 waiting clients would
+     * otherwise pin 40 MiB of empty buffers). */
     http_parser_trim(&c->parser);
     return conn_wait_bill(c);
 }
