@@ -2,17 +2,22 @@
 # stage, for GET / on keep-alive connections and GET / on a new connection
 # each (issue 14, item 7):
 #
-#   CPU us      the server's user+system time over the run (its /proc stat,
-#               reaped children included) per request
+#   CPU us      the server's user+system time over the run (its /proc stat:
+#               every thread, and children it reaped; read half a second
+#               after the run, so 02's children for keep-alive connections
+#               have exited and been reaped) per request
 #   syscalls    system calls per request, counted by perf stat (the
 #               raw_syscalls:sys_enter tracepoint, threads and children
 #               included) when perf can, else by strace -c -f (which slows
 #               the server: its run is shorter); the table says which
 #   ctx vol/inv voluntary and involuntary context switches per request,
 #               from /proc (every task of every live process in the
-#               server's process group, before and after; children that
-#               exited meanwhile are not there: 02's figure is its
-#               parent's, and perf's count is given beside it)
+#               server's process group, before and after). /proc keeps no
+#               count for a task that is gone: where tasks come and go
+#               (02's children, 03's thread per connection) the figure
+#               covers the live ones only ("-" if fewer were counted after
+#               than before), and perf's count, given beside it, is the
+#               whole one
 #
 # Two runs per row: one clean (CPU, /proc), one under the counter. Uses
 # bench.sh's helpers (say, note, row, table_start, csv_*, lg, jget, num,
@@ -25,7 +30,24 @@ cost_ctx() {
         files+=(/proc/"$p"/task/*/status)
     done
     [ ${#files[@]} -eq 0 ] && { echo "0 0"; return; }
-    awk '/^voluntary_ctxt_switches/ { v += $2 } /^nonvoluntary_ctxt_switches/ { n += $2 } END { print v + 0, n + 0 }' "${files[@]}" 2>/dev/null
+    # cat, not awk FILES: a task may end between the glob and the read, and
+    # mawk stops at a file it cannot open.
+    cat "${files[@]}" 2>/dev/null |
+        awk '/^voluntary_ctxt_switches/ { v += $2 } /^nonvoluntary_ctxt_switches/ { n += $2 } END { printf "%d %d\n", v, n }'
+}
+
+# cost_cpu PID: user+system clock ticks of PID, its threads and the
+# children it reaped (fields 14-17 of /proc/PID/stat).
+cost_cpu() {
+    awk '{ sub(/^.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# cost_delta BEFORE AFTER FIELD N: (after - before) / N for one field of
+# two "vol invol" samples, or "-" when tasks that were counted are gone.
+cost_delta() {
+    local b a
+    b=$(echo "$1" | cut -d' ' -f"$3") a=$(echo "$2" | cut -d' ' -f"$3")
+    if [ "$a" -lt "$b" ]; then printf -- '-'; else num %.3f "($a - $b) / $4"; fi
 }
 
 # cost_counter: which counter this machine has: perf, strace or none.
@@ -71,7 +93,7 @@ bench_cost() {
     note "cost: per request, $n_ka keep-alive and $n_new new-connection GET /, counted by $counter"
     say "## Cost per request: CPU, system calls, context switches"
     say ""
-    say "GET /, delay 0: $n_ka requests on 64 keep-alive connections, then $n_new on a new connection each (8 at a time); loadgen --engine raw. CPU: the server's user+system time (/proc, reaped children included) per request. System calls: $(case $counter in perf) echo "perf stat -e raw_syscalls:sys_enter on the server's pid (threads and children included), in a second run" ;; strace) echo "strace -c -f on the server, in a second run of a quarter the size (strace slows the server, and a slower server batches more per epoll_wait)" ;; *) echo "neither perf nor strace is installed: not counted" ;; esac). Context switches: voluntary/involuntary from /proc/PID/task/*/status over the server's process group$([ "$counter" = perf ] && echo ", and perf's count (children that exited included)"). Syscalls per request is the figure to look at."
+    say "GET /, delay 0: $n_ka requests on 64 keep-alive connections, then $n_new on a new connection each (8 at a time); loadgen --engine raw. CPU: the server's user+system time (/proc: its threads and reaped children) per request. System calls: $(case $counter in perf) echo "perf stat -e raw_syscalls:sys_enter on the server's pid (threads and children included), in a second run" ;; strace) echo "strace -c -f on the server, in a second run of a quarter the size (strace slows the server, and a slower server batches more per epoll_wait)" ;; *) echo "neither perf nor strace is installed: not counted" ;; esac). Context switches: voluntary/involuntary from /proc/PID/task/*/status over the server's live processes and threads (a task that ended takes its count with it: for 02's children and 03's threads per connection see perf's)$([ "$counter" = perf ] && echo ", and perf's count (every task, ended ones included)"). Clock ticks are 10 ms: small totals are coarse. Syscalls per request is the figure to look at."
     say ""
     table_start "stage|connection|requests|CPU us/request|syscalls/request|ctx vol/request|ctx invol/request|ctx (perf)/request|failures"
     csv_start cost.csv "stage,connection,requests,cpu_us,syscalls,ctx_vol,ctx_invol,ctx_perf"
@@ -83,11 +105,13 @@ bench_cost() {
             if ! start_stage "$s" --delay-ms 0; then row "$s|$mode|$START_ERR|||||| "; continue; fi
             local n=$n_ka args=(-c 64)
             [ "$mode" = new ] && n=$n_new args=(-c 8 --no-keepalive)
-            local f=$TMP/cost-$s-$mode.json before after
-            before=$(cost_ctx "$SPID")
+            local f=$TMP/cost-$s-$mode.json before after t0 t1
+            before=$(cost_ctx "$SPID") t0=$(cost_cpu "$SPID")
             lg "$f" --engine raw -n "$n" "${args[@]}" --timeout-ms 10000 \
-                --watch-pid "$SPID" "http://127.0.0.1:$SPORT/"
+                "http://127.0.0.1:$SPORT/"
             after=$(cost_ctx "$SPID")
+            sleep 0.5 # 02: the keep-alive children exit and are reaped
+            t1=$(cost_cpu "$SPID")
             local cn=$n
             [ "$counter" = strace ] && cn=$((n / 4))
             cost_count "$counter" "$SPID" "$TMP/cost-count" --engine raw -n "$cn" \
@@ -96,13 +120,13 @@ bench_cost() {
             local req cpu sys cperf vol inv
             req=$(jget "$f" requests)
             [ "$req" = 0 ] && req=1
-            cpu=$(num %.1f "$(jget "$f" server_cpu_s) * 1e6 / $req")
+            cpu=$(num %.1f "($t1 - $t0) * 1e6 / $(getconf CLK_TCK) / $req")
             read -r sys cperf <"$TMP/cost-count"
             sys=$(num %.2f "${sys:-0} / $cn")
             cperf=$([ "$counter" = perf ] && num %.3f "${cperf:-0} / $cn" || echo -)
             [ "$counter" = none ] && sys=-
-            vol=$(num %.3f "($(echo "$after" | cut -d' ' -f1) - $(echo "$before" | cut -d' ' -f1)) / $req")
-            inv=$(num %.3f "($(echo "$after" | cut -d' ' -f2) - $(echo "$before" | cut -d' ' -f2)) / $req")
+            vol=$(cost_delta "$before" "$after" 1 "$req")
+            inv=$(cost_delta "$before" "$after" 2 "$req")
             local conn=$mode
             [ "$s" = 01-blocking ] && [ "$mode" = keep-alive ] && conn="keep-alive asked (01 closes)"
             row "$s|$conn|$(jget "$f" requests)|$cpu|$sys|$vol|$inv|$cperf|$(failures "$f")${STOP_NOTE:+ ($STOP_NOTE)}"
