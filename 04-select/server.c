@@ -94,9 +94,11 @@
  *   client that hangs up meanwhile is noticed when the answer is written.
  *   (Watching it would make select() return at once, again and again, for
  *   a pipelined request that is not to be read yet.)
- * - A response is written on the next turn, when select() says the socket
- *   is writable, not tried at once: one more select() per response, for a
- *   loop that reads the same everywhere. */
+ *
+ * An answer is written at once, by the step that made it (evconn.c,
+ * conn_flush): the socket goes in the write set only when its buffer is
+ * full, so a keep-alive request costs one read and one write, not an extra
+ * select() turn. */
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdbool.h>

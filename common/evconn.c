@@ -18,14 +18,41 @@
 #include "timer.h"
 #include "trace.h"
 
-/* The sync route's job: bills waited one after another. */
+/* The sync route's job: bills waited one after another. It is sized to
+ * the request's bills, not to EXCHANGE_MAX_BILLS: a struct exchange_request
+ * is 2.5 KiB, and with 10,000 clients waiting that alone would be 25 MiB
+ * for one bill each (issue 14). sync_request() rebuilds the whole struct
+ * on the stack when a function wants it. */
+struct evconn_sync_bill {
+    struct exchange_bill bill;
+    double subtotal;
+};
+
 struct evconn_sync {
-    struct exchange_request req;
-    double subtotals[EXCHANGE_MAX_BILLS];
     size_t next;              /* the bill being waited for */
     uint64_t due_ms;          /* when it is done */
     bool keep_alive;          /* the request asked for it */
+    size_t cap;               /* bills this allocation holds */
+    size_t num_bills;
+    double exchange_rate;
+    char request_id[EXCHANGE_MAX_ID_LEN + 1];
+    struct evconn_sync_bill bills[];
 };
+
+/* The whole request again, for endpoint's functions (a few KiB of stack,
+ * as the routed job was); subtotals too, if asked. */
+static void sync_request(const struct evconn_sync *s,
+                         struct exchange_request *req, double *subtotals)
+{
+    memcpy(req->request_id, s->request_id, sizeof req->request_id);
+    req->exchange_rate = s->exchange_rate;
+    req->num_bills = s->num_bills;
+    for (size_t i = 0; i < s->num_bills; i++) {
+        req->bills[i] = s->bills[i].bill;
+        if (subtotals)
+            subtotals[i] = s->bills[i].subtotal;
+    }
+}
 
 uint64_t evconn_bill_deadline(struct evconn_server *srv)
 {
@@ -108,8 +135,8 @@ bool evconn_idle(const struct evconn *c)
 /* ------------------------------------------------------------------ */
 /* Answering                                                           */
 
-/* Queues a whole response; the loop writes it when the socket is
- * writable. Takes over reply. */
+/* Queues a whole response; the public step that led here writes it at
+ * once (conn_flush). Takes over reply. */
 static enum evconn_want conn_respond(struct evconn *c,
                                      struct endpoint_reply *reply,
                                      bool keep_alive)
@@ -125,6 +152,7 @@ static enum evconn_want conn_respond(struct evconn *c,
     c->out_len = len;
     c->out_sent = 0;
     c->out_interim = false;
+    c->out_fresh = true;
     c->close_after_write = !keep_alive;
     c->write_since_ms = timer_now_ms();
     return EVCONN_WRITE;
@@ -140,6 +168,7 @@ static enum evconn_want conn_send_continue(struct evconn *c)
     c->out_len = strlen(c->out);
     c->out_sent = 0;
     c->out_interim = true;
+    c->out_fresh = true;
     c->write_since_ms = timer_now_ms();
     return EVCONN_WRITE;
 }
@@ -152,7 +181,7 @@ static enum evconn_want conn_send_continue(struct evconn *c)
 static enum evconn_want conn_wait_bill(struct evconn *c)
 {
     c->sync->due_ms = evconn_bill_deadline(c->srv);
-    TRACE(TRACE_BILL_BEGIN, &c->sync->req, c->sync->next);
+    TRACE(TRACE_BILL_BEGIN, c->sync, c->sync->next);
     return EVCONN_BILL;
 }
 
@@ -160,31 +189,52 @@ static enum evconn_want conn_start_bills(struct evconn *c,
                                          const struct exchange_request *job,
                                          bool keep_alive)
 {
-    if (c->sync == NULL && (c->sync = malloc(sizeof *c->sync)) == NULL) {
-        struct endpoint_reply reply;
-        endpoint_busy("out of memory", &reply);
-        return conn_respond(c, &reply, false);
+    size_t n = job->num_bills;
+    if (c->sync == NULL || c->sync->cap < n) {
+        /* A keep-alive connection reuses it; a bigger request replaces it. */
+        free(c->sync);
+        c->sync = malloc(sizeof *c->sync + n * sizeof c->sync->bills[0]);
+        if (c->sync == NULL) {
+            struct endpoint_reply reply;
+            endpoint_busy("out of memory", &reply);
+            return conn_respond(c, &reply, false);
+        }
+        c->sync->cap = n;
     }
-    c->sync->req = *job;
-    c->sync->next = 0;
-    c->sync->keep_alive = keep_alive;
+    struct evconn_sync *s = c->sync;
+    memcpy(s->request_id, job->request_id, sizeof s->request_id);
+    s->exchange_rate = job->exchange_rate;
+    s->num_bills = n;
+    for (size_t i = 0; i < n; i++)
+        s->bills[i].bill = job->bills[i];
+    s->next = 0;
+    s->keep_alive = keep_alive;
+    /* Nothing is read while the bills wait, so the read buffer goes back
+     * unless a pipelined request is in it (10,000 waiting clients would
+     * otherwise pin 40 MiB of empty buffers). */
+    http_parser_trim(&c->parser);
     return conn_wait_bill(c);
 }
+
+static enum evconn_want conn_flush(struct evconn *c, enum evconn_want want);
 
 enum evconn_want evconn_on_bill_due(struct evconn *c)
 {
     struct evconn_sync *s = c->sync;
     size_t i = s->next;
-    s->subtotals[i] = exchange_subtotal(&s->req.bills[i],
-                                        s->req.exchange_rate);
-    endpoint_log_bill(&s->req, i, s->subtotals[i]);
-    TRACE(TRACE_BILL_END, &s->req, i);
-    if (++s->next < s->req.num_bills)
+    s->bills[i].subtotal = exchange_subtotal(&s->bills[i].bill,
+                                             s->exchange_rate);
+    struct exchange_request req;
+    double subtotals[EXCHANGE_MAX_BILLS];
+    sync_request(s, &req, subtotals);
+    endpoint_log_bill(&req, i, s->bills[i].subtotal);
+    TRACE(TRACE_BILL_END, s, i);
+    if (++s->next < s->num_bills)
         return c->want = conn_wait_bill(c);
     struct endpoint_reply reply;
-    endpoint_sync_done(&s->req, s->subtotals, &reply);
-    return c->want = conn_respond(c, &reply,
-                                  s->keep_alive && !c->srv->stopping);
+    endpoint_sync_done(&req, subtotals, &reply);
+    return c->want = conn_flush(c, conn_respond(c, &reply,
+                                  s->keep_alive && !c->srv->stopping));
 }
 
 /* ------------------------------------------------------------------ */
@@ -284,7 +334,7 @@ static enum evconn_want conn_read(struct evconn *c)
 
 enum evconn_want evconn_on_readable(struct evconn *c)
 {
-    return c->want = conn_read(c);
+    return c->want = conn_flush(c, conn_read(c));
 }
 
 /* ------------------------------------------------------------------ */
@@ -321,6 +371,7 @@ enum evconn_want evconn_on_draining(struct evconn *c)
  * close_after_write). */
 static enum evconn_want conn_write(struct evconn *c)
 {
+    c->out_fresh = false;
     ssize_t n = net_write_some(c->fd, c->out + c->out_sent,
                                c->out_len - c->out_sent);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -350,9 +401,24 @@ static enum evconn_want conn_write(struct evconn *c)
     return conn_next_request(c);
 }
 
+/* An answer is written by the step that made it, not on the loop's next
+ * turn: the socket's buffer almost always has room, so waiting to hear
+ * "writable" would cost a turn and, in 05, two epoll_ctl per keep-alive
+ * request (watch writable, then readable again). Only a write that does
+ * not fit leaves EVCONN_WRITE for the loop to watch, as nginx and Redis
+ * do. Pipelined answers chain here too, EVCONN_WRITE_BURST at most: the
+ * rest wait a turn, so one client cannot keep the loop to itself. */
+static enum evconn_want conn_flush(struct evconn *c, enum evconn_want want)
+{
+    for (int i = 0; want == EVCONN_WRITE && c->out_fresh &&
+                    i < EVCONN_WRITE_BURST; i++)
+        want = conn_write(c);
+    return want;
+}
+
 enum evconn_want evconn_on_writable(struct evconn *c)
 {
-    return c->want = conn_write(c);
+    return c->want = conn_flush(c, conn_write(c));
 }
 
 /* ------------------------------------------------------------------ */
@@ -382,10 +448,12 @@ enum evconn_want evconn_on_timeout(struct evconn *c)
             break;
         }
         if (!c->parser.head_done)
-            return c->want = conn_too_slow(c, "head", "--header-timeout-ms",
-                                           cfg->header_timeout_ms);
-        return c->want = conn_too_slow(c, "body", "--body-timeout-ms",
-                                       cfg->body_timeout_ms);
+            return c->want = conn_flush(
+                       c, conn_too_slow(c, "head", "--header-timeout-ms",
+                                        cfg->header_timeout_ms));
+        return c->want = conn_flush(
+                   c, conn_too_slow(c, "body", "--body-timeout-ms",
+                                    cfg->body_timeout_ms));
     case EVCONN_WRITE:
         log_info("%s stopped reading its answer for %d ms; closing", c->peer,
                  cfg->idle_timeout_ms);

@@ -22,7 +22,10 @@
  *   EVCONN_BILL    watch nothing               the sync bill is due (then
  *                                              evconn_on_bill_due instead)
  *   EVCONN_WRITE   watch the socket writable   --idle-timeout-ms after the
- *                                              last progress
+ *                  (the socket's buffer was    last progress
+ *                  full: a step writes an
+ *                  answer at once, so most
+ *                  never ask for this)
  *   EVCONN_DRAIN   watch the socket readable   EVCONN_LINGER_MS after the
  *                                              answer
  *   EVCONN_CLOSE   stop watching, close it     -
@@ -68,6 +71,9 @@
 #define EVCONN_LINGER_MS 1000            /* a closing connection drains input
                                             this long at most */
 #define EVCONN_LINGER_MAX_BYTES (256 * 1024) /* ...and this much */
+#define EVCONN_WRITE_BURST 16            /* answers one step writes at once
+                                            (pipelined requests) before the
+                                            loop's next turn */
 
 struct evconn;
 struct evjob;
@@ -125,6 +131,8 @@ struct evconn {
     char *out;                  /* the response (or 100 Continue) */
     size_t out_len, out_sent;
     bool out_interim;           /* out is "100 Continue": more to read */
+    bool out_fresh;             /* out was queued and not yet tried: the
+                                   step that queued it writes it at once */
     bool close_after_write;
     size_t drained;             /* bytes dropped while closing */
     struct evconn_sync *sync;   /* allocated on the first sync request */

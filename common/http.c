@@ -622,6 +622,16 @@ void http_parser_consume(struct http_parser *p)
     }
 }
 
+void http_parser_trim(struct http_parser *p)
+{
+    if (p->len != 0 || p->buf == NULL || http_parser_done(p) ||
+        p->error_status != 0)
+        return;
+    free(p->buf);
+    p->buf = NULL;
+    p->cap = 0;
+}
+
 const char *http_request_header(const struct http_request *req,
                                 const char *name)
 {

@@ -91,6 +91,11 @@ bool http_parser_take_continue(struct http_parser *p);
 /* Drops the request just parsed, keeps the bytes after it. */
 void http_parser_consume(struct http_parser *p);
 
+/* Frees the buffer if it holds no byte (the next http_parser_space
+ * allocates again): for a connection that will not read for a while, such
+ * as one whose request waits. */
+void http_parser_trim(struct http_parser *p);
+
 /* True if no bytes of a next request have arrived (an idle keep-alive). */
 bool http_parser_empty(const struct http_parser *p);
 

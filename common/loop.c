@@ -200,6 +200,21 @@ void loop_unwatch(struct loop *loop, int fd)
     s->arg = NULL;
 }
 
+void loop_forget_closed(struct loop *loop, int fd)
+{
+    if (fd < 0 || (size_t)fd >= loop->num_slots || !loop->slots[fd].active)
+        return;
+    struct loop_slot *s = &loop->slots[fd];
+    if (s->in_epoll) { /* gone from epoll with the close: only count it */
+        s->in_epoll = false;
+        loop->in_epoll--;
+    }
+    s->active = false;
+    s->events = 0;
+    s->fn = NULL;
+    s->arg = NULL;
+}
+
 /* ------------------------------------------------------------------ */
 /* Timers                                                              */
 

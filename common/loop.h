@@ -110,6 +110,15 @@ int loop_watch(struct loop *loop, int fd, unsigned events, loop_io_fn fn,
  * dropped. */
 void loop_unwatch(struct loop *loop, int fd);
 
+/* loop_unwatch for an fd its owner has just closed: epoll dropped the fd
+ * by itself when the last descriptor of its socket was closed, so the
+ * loop forgets the registration without a system call (one epoll_ctl
+ * less per connection). Only for an fd never dup'ed nor inherited by a
+ * child: otherwise the socket lives on in epoll and may still be
+ * reported (as a stale event, then dropped). Call it before the next
+ * accept or open can reuse the number. */
+void loop_forget_closed(struct loop *loop, int fd);
+
 /* Prepares a timer: fn(loop, arg) will run when it fires. Call once. */
 void loop_timer_init(struct loop_timer *t, loop_timer_fn fn, void *arg);
 

@@ -506,6 +506,40 @@ START_TEST(event_of_an_fd_closed_earlier_in_the_batch_is_dropped)
 }
 END_TEST
 
+/* An fd forgotten after its close: nothing is called for it, its number
+ * can be watched by a new owner at once, and a loop left with nothing
+ * watched returns. */
+START_TEST(a_closed_and_forgotten_fd_is_silent_and_its_number_reusable)
+{
+    struct loop *loop = loop_new();
+    int p[2], q[2];
+    make_pipe(p);
+    struct io_seen seen = {0};
+    ck_assert_int_eq(loop_watch(loop, p[0], LOOP_READABLE, on_io_stop, &seen),
+                     0);
+    put_byte(p[1]);
+    int num = p[0];
+    close(p[0]);
+    loop_forget_closed(loop, num);
+    ck_assert_ptr_null(loop_watcher(loop, num));
+    close(p[1]);
+    ck_assert_int_eq(loop_run(loop), 0); /* nothing left: returns at once */
+    ck_assert_int_eq(seen.calls, 0);
+
+    make_pipe(q); /* the lowest free numbers: q[0] takes p[0]'s */
+    ck_assert_int_eq(q[0], num);
+    ck_assert_int_eq(loop_watch(loop, q[0], LOOP_READABLE, on_io_stop, &seen),
+                     0);
+    put_byte(q[1]);
+    ck_assert_int_eq(loop_run(loop), 0);
+    ck_assert_int_eq(seen.calls, 1);
+    ck_assert_int_eq(seen.fd, q[0]);
+    close(q[0]);
+    close(q[1]);
+    loop_free(loop);
+}
+END_TEST
+
 /* ---- one turn at a time (06's scheduler drives the loop this way) ---- */
 
 static void on_count(struct loop *loop, int fd, unsigned events, void *arg)
@@ -631,6 +665,7 @@ int main(void)
     tcase_add_test(tc, bad_arguments_are_refused);
     tcase_add_test(tc, stale_event_is_not_dispatched_to_a_new_owner);
     tcase_add_test(tc, event_of_an_fd_closed_earlier_in_the_batch_is_dropped);
+    tcase_add_test(tc, a_closed_and_forgotten_fd_is_silent_and_its_number_reusable);
     tcase_add_test(tc, run_once_turns_once_and_waits_at_most_its_timeout);
     tcase_add_test(tc, watcher_names_the_callback_of_a_watched_fd);
     tcase_add_test(tc, wait_sigmask_lets_a_blocked_signal_in_while_waiting);

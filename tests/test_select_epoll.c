@@ -20,7 +20,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "evconn.h"
 #include "harness.h"
+#include "log.h"
 
 struct row {
     const char *name;
@@ -640,6 +642,42 @@ END_TEST
 
 /* SIGTERM: an idle keep-alive connection is closed at once, while an async
  * job's bills and callback still finish before the exit. */
+/* A client that half-closes right after its sync request: the end of its
+ * stream arrives while the bill waits. The loop must not spin on that
+ * "readable" (05 pauses the socket when input comes during a wait, issue
+ * 14), and the answer still goes out. */
+START_TEST(input_during_a_bill_wait_does_not_spin)
+{
+    if (!row_selected(_i))
+        return;
+    struct proc s;
+    start_stage(&s, rows[_i].name, 1500, 30000, NULL);
+    struct reader *r = calloc(1, sizeof *r);
+    ck_assert_ptr_nonnull(r);
+    r->fd = raw_connect(s.port);
+    ck_assert_int_ge(r->fd, 0);
+    char *req = post_sync_text("");
+    send_all(r->fd, req);
+    ck_assert_int_eq(shutdown(r->fd, SHUT_WR), 0);
+    harness_sleep_ms(200);
+    long before = cpu_ticks(s.pid);
+    harness_sleep_ms(1000);
+    long used = cpu_ticks(s.pid) - before;
+    long hz = sysconf(_SC_CLK_TCK);
+    ck_assert_msg(before >= 0 && used < hz / 4,
+                  "the server used %ld ticks of CPU in a second (%ld/s) "
+                  "while a bill waited: spinning", used, hz);
+    char *resp = read_response(r, 5000);
+    ck_assert_ptr_nonnull(resp);
+    ck_assert_ptr_nonnull(strstr(resp, one_bill_answer));
+    free(resp);
+    free(req);
+    close(r->fd);
+    free(r);
+    stop_stage(&s);
+}
+END_TEST
+
 START_TEST(sigterm_closes_idle_and_finishes_pending_callbacks)
 {
     if (!row_selected(_i))
@@ -839,11 +877,116 @@ START_TEST(a_budget_refusal_keeps_the_connection_and_bills_come_back)
 }
 END_TEST
 
+/* The steps themselves, without a loop (issue 14): an answer is written by
+ * the step that made it, so a keep-alive request leaves the connection
+ * wanting READ again with the answer already on its way; 05 then needs no
+ * epoll_ctl between requests. Pipelined answers are written
+ * EVCONN_WRITE_BURST per step, the rest on the next turn. */
+static void step_server(struct evconn_server *srv, struct config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->header_timeout_ms = cfg->body_timeout_ms = 10000;
+    cfg->idle_timeout_ms = 10000;
+    memset(srv, 0, sizeof *srv);
+    srv->cfg = cfg;
+    srv->stage = "steps";
+    jobcap_init(&srv->budget, 1, 1);
+}
+
+/* How many answers to GET / the peer can read now. */
+static int answers_waiting(int fd)
+{
+    char buf[65536];
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof buf &&
+           (n = recv(fd, buf + len, sizeof buf - len, MSG_DONTWAIT)) > 0)
+        len += (size_t)n;
+    int count = 0;
+    for (const char *p = buf; (p = memmem(p, len - (size_t)(p - buf),
+                                          "HTTP/1.1 200", 12)) != NULL; p++)
+        count++;
+    return count;
+}
+
+START_TEST(an_answer_is_written_by_the_step_that_made_it)
+{
+    log_init("steps", true);
+    struct config cfg;
+    struct evconn_server srv;
+    step_server(&srv, &cfg);
+    int sv[2];
+    ck_assert_int_eq(
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    struct evconn c;
+    evconn_init(&c, &srv, sv[0]);
+    const char *get = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    send_all(sv[1], get);
+    ck_assert_int_eq(evconn_on_readable(&c), EVCONN_READ);
+    ck_assert_int_eq(answers_waiting(sv[1]), 1);
+
+    /* Twenty pipelined: the first step answers a burst, the loop's next
+     * turn (writable) the rest. */
+    char *many = malloc(20 * strlen(get) + 1);
+    ck_assert_ptr_nonnull(many);
+    many[0] = '\0';
+    for (int i = 0; i < 20; i++)
+        strcat(many, get);
+    send_all(sv[1], many);
+    free(many);
+    ck_assert_int_eq(evconn_on_readable(&c), EVCONN_WRITE);
+    ck_assert_int_eq(answers_waiting(sv[1]), EVCONN_WRITE_BURST);
+    ck_assert_int_eq(evconn_on_writable(&c), EVCONN_READ);
+    ck_assert_int_eq(answers_waiting(sv[1]), 20 - EVCONN_WRITE_BURST);
+    evconn_release(&c);
+    close(sv[1]);
+}
+END_TEST
+
+/* While a sync request's bills wait, the connection holds no read buffer
+ * (issue 14: 10,000 waiting clients in 32 MiB); a pipelined request behind
+ * it keeps its bytes. */
+START_TEST(a_waiting_request_holds_no_read_buffer)
+{
+    log_init("steps", true);
+    struct config cfg;
+    struct evconn_server srv;
+    step_server(&srv, &cfg);
+    cfg.delay_ms = 60000;
+    int sv[2];
+    ck_assert_int_eq(
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    struct evconn c;
+    evconn_init(&c, &srv, sv[0]);
+    char *req = post_sync_text("");
+    send_all(sv[1], req);
+    ck_assert_int_eq(evconn_on_readable(&c), EVCONN_BILL);
+    ck_assert_ptr_null(c.parser.buf);
+    evconn_release(&c);
+    close(sv[1]);
+
+    /* The same request with GET / pipelined behind it. */
+    ck_assert_int_eq(
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    evconn_init(&c, &srv, sv[0]);
+    send_all(sv[1], req);
+    send_all(sv[1], "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    ck_assert_int_eq(evconn_on_readable(&c), EVCONN_BILL);
+    ck_assert_ptr_nonnull(c.parser.buf);
+    ck_assert(!http_parser_empty(&c.parser));
+    evconn_release(&c);
+    close(sv[1]);
+    free(req);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("select_epoll");
     TCase *tc = tcase_create("one thread");
     tcase_set_timeout(tc, 180);
+    tcase_add_test(tc, an_answer_is_written_by_the_step_that_made_it);
+    tcase_add_test(tc, a_waiting_request_holds_no_read_buffer);
     tcase_add_loop_test(tc, many_sync_requests_one_thread_one_delay, 0, NUM_ROWS);
     tcase_add_test(tc, select_answers_503_past_fd_setsize_and_goes_on);
     tcase_add_loop_test(tc, get_root_answered_while_a_callback_hangs, 0, NUM_ROWS);
@@ -852,6 +995,7 @@ int main(void)
     tcase_add_loop_test(tc, expect_100_continue_gets_the_go_ahead, 0, NUM_ROWS);
     tcase_add_loop_test(tc, idle_and_trickling_clients_are_closed, 0, NUM_ROWS);
     tcase_add_loop_test(tc, emfile_pauses_accepting_without_spinning, 0, NUM_ROWS);
+    tcase_add_loop_test(tc, input_during_a_bill_wait_does_not_spin, 0, NUM_ROWS);
     tcase_add_loop_test(tc, sigterm_closes_idle_and_finishes_pending_callbacks, 0, NUM_ROWS);
     tcase_add_loop_test(tc, a_body_that_never_comes_after_100_continue_gets_408,
                         0, NUM_ROWS);

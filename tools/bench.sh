@@ -19,13 +19,20 @@
 #                   --workers 2) and nginx with 1 and 2 workers: CPU per
 #                   request (new connection each), GET / keep-alive req/s,
 #                   accepts per worker (issue 15)
+#   anchors         04-06 beside nginx (GET /) and the seed's FastAPI app
+#                   (sync route), interleaved rounds, ratio columns; then
+#                   BENCH_MANY concurrent 1 s requests (bench/anchors.sh)
+#   cost            CPU us, system calls and context switches per request,
+#                   keep-alive and a new connection each (bench/cost.sh)
 #
 # Usage: tools/bench.sh [BUILD_DIR]          (make bench passes build/)
 # Environment: BENCH_QUICK=1 (under a minute), BENCH_CONC=N (scenario 3),
 # BENCH_STAGES=01-blocking,05-epoll-callbacks (only those),
 # BENCH_SCENARIOS=1,2 (only those), BENCH_RESULTS=DIR (default bench/results),
 # BENCH_THREADS=N (loadgen threads for throughput, default 1),
-# BENCH_ENGINE=curl|raw (loadgen's engine for throughput, default raw).
+# BENCH_ENGINE=curl|raw (loadgen's engine for throughput, default raw),
+# BENCH_MANY=N (the anchors' many-clients row, default 10000; quick 2000);
+# BENCH_SCENARIOS takes the names anchors and cost too.
 # Every process it starts is stopped again, also on Ctrl-C.
 set -u
 
@@ -512,6 +519,19 @@ fi
 if scenario 7; then
     designs_scenario
 fi
+
+# ---- anchors and cost per request (issue 14) ------------------------------
+# Their own files in bench/, sourced: "anchors" (04-06 beside nginx and
+# FastAPI, ratio columns, BENCH_MANY concurrent 1 s requests) and "cost"
+# (CPU, system calls and context switches per request, every stage).
+
+BENCH_DIR=$(cd "$(dirname "$0")/../bench" && pwd)
+# shellcheck source=../bench/anchors.sh
+. "$BENCH_DIR/anchors.sh"
+# shellcheck source=../bench/cost.sh
+. "$BENCH_DIR/cost.sh"
+if scenario anchors; then bench_anchors; fi
+if scenario cost; then bench_cost; fi
 
 scenario done
 charts=

@@ -2,8 +2,9 @@
 # Makes sure the libraries the build needs are installed: cJSON, libcurl and
 # Check, found through pkg-config. On Debian/Ubuntu it installs what is
 # missing (with sudo when not root); elsewhere it prints what to install.
-# Usage: tools/deps.sh [--optional]   (--optional adds wrk and gnuplot, used
-# by make bench but not required by it)
+# Usage: tools/deps.sh [--optional]   (--optional adds wrk, gnuplot and the
+# bench's anchors: nginx, FastAPI on uvicorn; used by make bench but not
+# required by it)
 set -u
 
 need_pkgs=""
@@ -17,6 +18,21 @@ command -v cc >/dev/null 2>&1 || need_pkgs="$need_pkgs gcc"
 if [ "${1:-}" = "--optional" ]; then
     command -v wrk >/dev/null 2>&1 || need_pkgs="$need_pkgs wrk"
     command -v gnuplot >/dev/null 2>&1 || need_pkgs="$need_pkgs gnuplot-nox"
+fi
+
+# The bench's anchors (bench/anchors.sh): nginx with one worker, and the
+# seed's FastAPI service on uvicorn with uvloop and httptools, all from
+# Debian; and a system call counter for its cost table (perf or strace).
+# Optional like the rest: bench reports a missing anchor and goes on.
+if [ "${1:-}" = "--optional" ]; then
+    { command -v nginx || [ -x /usr/sbin/nginx ]; } >/dev/null 2>&1 ||
+        need_pkgs="$need_pkgs nginx-light"
+    for m in fastapi uvicorn uvloop httptools; do
+        /usr/bin/python3 -c "import $m" >/dev/null 2>&1 ||
+            need_pkgs="$need_pkgs python3-$m"
+    done
+    { command -v perf || command -v strace; } >/dev/null 2>&1 ||
+        need_pkgs="$need_pkgs strace"
 fi
 
 [ -z "$need_pkgs" ] && exit 0
