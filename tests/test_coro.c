@@ -19,6 +19,7 @@
 #include "../06-coroutines/coro.h"
 #include "callback.h"
 #include "harness.h"
+#include "timer.h"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define UNDER_SANITIZER 1
@@ -831,6 +832,83 @@ START_TEST(a_stack_overflow_dies_on_the_guard_page)
 }
 END_TEST
 
+/* ---- co_close and a waiter still parked ----
+ * The stale-event test covers a waiter already woken by the same batch;
+ * this one covers the waiter still parked: co_close must wake it with
+ * -EBADF at once, not leave it to its timeout (or forever, without one). */
+
+static int closed_pipe[2];
+
+static void *parked_reader(void *arg)
+{
+    (void)arg;
+    double t0 = harness_now();
+    ck_assert_int_eq(co_wait_readable(closed_pipe[0], 5000), -EBADF);
+    ck_assert_double_lt(harness_now() - t0, 1.0);
+    return NULL;
+}
+
+static void *closer(void *arg)
+{
+    (void)arg;
+    ck_assert_int_eq(co_sleep(10), 0);
+    ck_assert_int_eq(co_close(closed_pipe[0]), 0);
+    return NULL;
+}
+
+START_TEST(co_close_wakes_a_parked_waiter)
+{
+    init_sched();
+    nonblocking_pipe(closed_pipe);
+    ck_assert_int_eq(co_detach(co_spawn(parked_reader, NULL)), 0);
+    ck_assert_int_eq(co_detach(co_spawn(closer, NULL)), 0);
+    run_and_free();
+    close(closed_pipe[1]);
+}
+END_TEST
+
+/* ---- a join whose timeout and target end in the same turn ----
+ * A hog blocks the thread past both deadlines, so the target's sleep and
+ * the joiner's timeout fire in one loop turn, target first. (Pass 1: the
+ * joiner spawns the target and parks, the hog yields; pass 2: the target
+ * parks, then the hog blocks: no timing luck involved.) The timeout
+ * must take the joiner off the target: when the target then returns it
+ * must not wake the joiner a second time (a coroutine queued twice). */
+
+static void *sleeps_49(void *arg)
+{
+    (void)arg;
+    ck_assert_int_eq(co_sleep(49), 0);
+    return AS_PTR(7);
+}
+
+static void *joins_with_50(void *arg)
+{
+    (void)arg;
+    struct co *t = co_spawn(sleeps_49, NULL);
+    void *r = NULL;
+    ck_assert_int_eq(co_join(t, 50, &r), -ETIMEDOUT);
+    ck_assert_int_eq(INT_RESULT(r), 7); /* it did finish, just late */
+    return NULL;
+}
+
+static void *hog(void *arg)
+{
+    (void)arg;
+    ck_assert_int_eq(co_yield(), 0);
+    timer_nanosleep_ms(150); /* blocks the thread: both deadlines pass */
+    return NULL;
+}
+
+START_TEST(a_timed_out_join_is_not_woken_again_by_its_target)
+{
+    init_sched();
+    ck_assert_int_eq(co_detach(co_spawn(joins_with_50, NULL)), 0);
+    ck_assert_int_eq(co_detach(co_spawn(hog, NULL)), 0);
+    run_and_free();
+}
+END_TEST
+
 /* ---- awaiting libcurl ---- */
 
 static int main_port;
@@ -1000,6 +1078,8 @@ int main(void)
     tcase_add_test(basics, a_deadlock_is_reported_not_slept_through);
     tcase_add_test(basics, ids_count_up_and_main_has_none);
     tcase_add_test(basics, a_stack_overflow_dies_on_the_guard_page);
+    tcase_add_test(basics, co_close_wakes_a_parked_waiter);
+    tcase_add_test(basics, a_timed_out_join_is_not_woken_again_by_its_target);
     suite_add_tcase(s, basics);
 
     TCase *pool = tcase_create("worker pool");
