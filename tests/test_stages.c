@@ -509,6 +509,33 @@ START_TEST(blocking_stage_431_survives_unread_input)
 }
 END_TEST
 
+/* SIGPIPE is ignored, as the kernel reports it: the writes use MSG_NOSIGNAL
+ * too, but libcurl, a log pipe or a future write(2) would not, and one
+ * client that hangs up early must not kill the server. Two layers, so each
+ * is checked on its own: this is the process's side. */
+START_TEST(sigpipe_is_ignored)
+{
+    if (!row_selected(_i))
+        return;
+    struct proc s;
+    start_stage(&s, _i, NULL, NULL);
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)s.pid);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    unsigned long long ignored = 0;
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f))
+        found = sscanf(line, "SigIgn: %llx", &ignored) == 1;
+    fclose(f);
+    ck_assert_msg(found, "no SigIgn line in %s", path);
+    ck_assert_msg(ignored & (1ULL << (SIGPIPE - 1)),
+                  "%s does not ignore SIGPIPE (SigIgn %llx)", stages[_i].name,
+                  ignored);
+    stop_stage(&s);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("stages");
@@ -526,6 +553,7 @@ int main(void)
     tcase_add_loop_test(tc, stalled_client_and_others, 0, NUM_STAGES);
     tcase_add_loop_test(tc, sigterm_exits_cleanly, 0, NUM_STAGES);
     tcase_add_loop_test(tc, sigterm_finishes_the_request_in_flight, 0, NUM_STAGES);
+    tcase_add_loop_test(tc, sigpipe_is_ignored, 0, NUM_STAGES);
     suite_add_tcase(suite, tc);
     TCase *one = tcase_create("01-blocking only");
     tcase_set_timeout(one, 120);
