@@ -184,6 +184,8 @@ static const struct bad_top bad_tops[] = {
      * a different way to be not UTF-8, and each has its own check. */
     { "{\"request_id\":\"caf\xe9\"}", E_UTF8 },             /* Latin-1 */
     { "{\"request_id\":\"\xc0\xaf\"}", E_UTF8 },            /* overlong / */
+    { "{\"request_id\":\"\xe0\x80\xaf\"}", E_UTF8 },        /* ...in 3 */
+    { "{\"request_id\":\"\xf0\x80\x80\xaf\"}", E_UTF8 },    /* ...in 4 */
     { "{\"request_id\":\"\xed\xa0\x80\"}", E_UTF8 },        /* U+D800 */
     { "{\"request_id\":\"\xf4\x90\x80\x80\"}", E_UTF8 },    /* > U+10FFFF */
     { "{\"request_id\":\"\xe2\x82\"}", E_UTF8 },            /* cut short */

@@ -22,6 +22,9 @@
 #   MUTANT_SHARE=K/N      only every N-th mutant, starting at the K-th (1..N):
 #                         a rotating share for a CI that cannot run them all
 #   MUTANT_JOBS=2         make -j for the scratch builds
+#   MUTANT_BASELINE=1     first run every Test line on the unmutated tree:
+#                         a test that fails anyway would "kill" every mutant
+#                         (CI runs make test before, which says the same)
 set -uo pipefail
 # A make of its own: not a submake of the make that called us.
 unset MAKEFLAGS MAKELEVEL MFLAGS
@@ -42,7 +45,7 @@ sync_tree() {
         case $f in tests/mutants/*) continue ;; esac
         if ! cmp -s "$f" "$TREE/$f"; then
             mkdir -p "$TREE/$(dirname "$f")"
-            cp -p "$f" "$TREE/$f"
+            cp "$f" "$TREE/$f" # a fresh mtime: make rebuilds from it
         fi
     done
     # A file no longer tracked would still be compiled by the wildcards.
@@ -122,6 +125,20 @@ fi
 
 declare -a bad=()
 killed=0
+if [ -n "${MUTANT_BASELINE:-}" ]; then
+    while IFS= read -r t; do
+        run_test "$t"
+        case $? in
+            1) bad+=("baseline: $t fails without any mutant") ;;
+            2) bad+=("baseline: $t runs no test") ;;
+        esac
+    done < <(for p in "${patches[@]}"; do header "$p" Test; done | sort -u)
+    if [ ${#bad[@]} -gt 0 ]; then
+        printf 'mutants: %s\n' "${bad[@]}"
+        exit 1
+    fi
+    echo "mutants: baseline passes"
+fi
 for p in "${patches[@]}"; do
     name=$(basename "$p" .patch)
     t0=$SECONDS
@@ -157,7 +174,11 @@ for p in "${patches[@]}"; do
             killed=$((killed + 1))
         fi
     fi
-    (cd "$TREE" && patch -p1 -R -F0 -s --no-backup-if-mismatch <"$ROOT/$p")
+    if ! (cd "$TREE" && patch -p1 -R -F0 -s --no-backup-if-mismatch \
+            <"$ROOT/$p") >>"$LOG" 2>&1; then
+        bad+=("$name: could not be reverted; the scratch tree was synced again")
+        sync_tree
+    fi
     printf '  %-40s %-16s %4d s\n' "$name" "$verdict" $((SECONDS - t0))
 done
 
