@@ -20,6 +20,10 @@
 #   make soak            5 minutes of mixed and hostile traffic against every
 #                        stage and the main service, with two outages of it
 #                        (SOAK_SECONDS=60: a short form; see tests/soak/soak.c)
+#   make mutants         every protection has a test that fails without it:
+#                        each tests/mutants/*.patch is applied to a scratch
+#                        copy (build/mutants/tree) and its named tests must
+#                        fail (MUTANTS='glob' runs some; see tests/mutants/run.sh)
 #   make deps            install missing libraries (Debian/Ubuntu)
 #   make fuzz            libFuzzer targets (clang)
 #   make clean
@@ -75,7 +79,7 @@ STAGE_BINS := $(addprefix $(B)/,$(STAGE_DIRS))
 TOOL_BINS  := $(addprefix $(B)/,$(filter $(TOOLS),$(basename $(notdir $(wildcard tools/*.c)))))
 TEST_BINS  := $(addprefix $(B)/tests/,$(TESTS))
 
-.PHONY: all test unit integration run demo bench deps fuzz clean help valgrind soak
+.PHONY: all test unit integration run demo bench deps fuzz clean help valgrind soak mutants
 all: $(STAGE_BINS) $(TOOL_BINS)
 
 $(B)/obj/%.o: %.c
@@ -168,6 +172,11 @@ $(B)/soak: $(SOAK_OBJ) $(HARNESS_OBJ) $(B)/libcommon.a
 soak: all $(B)/soak
 	@SOAK_SAN=$(SAN) STAGE_BIN_DIR=$(B) $(B)/soak
 
+# Mutants (issue 19): a scratch copy of the tracked files with its own
+# build/, so the tree being worked on is never patched.
+mutants:
+	@./tests/mutants/run.sh
+
 STAGE ?= 1
 run: all
 	@bin=$$(ls -d $(B)/0$(STAGE)-* 2>/dev/null | head -1); \
@@ -192,6 +201,6 @@ clean:
 	rm -rf build
 
 help:
-	@sed -n '2,25p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,29p' Makefile | sed 's/^# \{0,1\}//'
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

@@ -19,6 +19,7 @@
 #include "../06-coroutines/coro.h"
 #include "callback.h"
 #include "harness.h"
+#include "timer.h"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define UNDER_SANITIZER 1
@@ -710,9 +711,21 @@ START_TEST(ids_count_up_and_main_has_none)
 }
 END_TEST
 
-/* ---- the guard page ---- */
+/* ---- the guard page ----
+ * Two neighbouring stacks: the overflowing coroutine is spawned first, its
+ * neighbour second, and mmap hands out addresses top down, so the
+ * neighbour's stack usually ends right where the overflowing one's guard
+ * page begins. Without the guard the overflow runs on into the neighbour
+ * (whose frames it overwrites) or past the guard into whatever lies below:
+ * either way the fault, if any, is not in the guard page. So the test
+ * demands the fault address inside the page just below the overflowing
+ * stack, exactly, and the neighbour's canary intact. */
 
-static char *stack_top_probe;
+#define GUARD_CANARY 0x5a
+
+static char *stack_top_probe;              /* a local of the overflower */
+static volatile char *neighbour_canary;    /* 512 bytes on the neighbour */
+static uintptr_t guard_page_size;          /* sysconf, before the fault */
 
 static int recurse(int depth)
 {
@@ -729,19 +742,40 @@ static void *overflow(void *arg)
     (void)arg;
     char here;
     stack_top_probe = &here;
+    co_yield(); /* the neighbour goes first and parks with its canary */
     return AS_PTR(recurse(0));
 }
 
-/* Exit 42 if the fault address lies in the page just below the stack: the
- * guard page, PROT_NONE. */
+static void *neighbour(void *arg)
+{
+    (void)arg;
+    volatile char canary[512];
+    for (size_t i = 0; i < sizeof canary; i++)
+        canary[i] = GUARD_CANARY;
+    neighbour_canary = canary;
+    co_sleep(10000); /* parked while the other one overflows */
+    return NULL;
+}
+
+/* Exit 42 if the fault address lies in the overflowing stack's guard page
+ * and the neighbour's canary is intact; 43 for a fault elsewhere, 44 for a
+ * trampled neighbour. The stack's top is the probe rounded up to a page
+ * (the probe is a few bytes below it), so the guard page is exactly
+ * [top - size - page, top - size). */
 static void on_segv(int sig, siginfo_t *si, void *ctx)
 {
     (void)sig;
     (void)ctx;
-    char *bottom = stack_top_probe - CO_DEFAULT_STACK_SIZE;
-    char *addr = si->si_addr;
-    bool in_guard = addr >= bottom - 4096 - 2048 && addr < bottom + 2048;
-    _exit(in_guard ? 42 : 43);
+    uintptr_t page = guard_page_size;
+    uintptr_t top = ((uintptr_t)stack_top_probe + page - 1) & ~(page - 1);
+    uintptr_t bottom = top - CO_DEFAULT_STACK_SIZE;
+    uintptr_t addr = (uintptr_t)si->si_addr;
+    if (addr < bottom - page || addr >= bottom)
+        _exit(43);
+    for (size_t i = 0; i < 512; i++)
+        if (neighbour_canary[i] != GUARD_CANARY)
+            _exit(44);
+    _exit(42);
 }
 
 START_TEST(a_stack_overflow_dies_on_the_guard_page)
@@ -757,8 +791,10 @@ START_TEST(a_stack_overflow_dies_on_the_guard_page)
         struct sigaction sa = {.sa_sigaction = on_segv,
                                .sa_flags = SA_SIGINFO | SA_ONSTACK};
         sigaction(SIGSEGV, &sa, NULL);
+        guard_page_size = (uintptr_t)sysconf(_SC_PAGESIZE);
         co_sched_init(NULL);
-        co_spawn(overflow, NULL);
+        co_detach(co_spawn(overflow, NULL));
+        co_detach(co_spawn(neighbour, NULL));
         co_sched_run();
         _exit(0); /* survived: the test fails below */
     }
@@ -779,7 +815,8 @@ START_TEST(a_stack_overflow_dies_on_the_guard_page)
     if (!(WIFEXITED(status) && WEXITSTATUS(status) == 42)) {
         ck_assert_msg(WIFSIGNALED(status) ||
                           (WIFEXITED(status) && WEXITSTATUS(status) != 0 &&
-                           WEXITSTATUS(status) != 43),
+                           WEXITSTATUS(status) != 43 &&
+                           WEXITSTATUS(status) != 44),
                       "child survived the overflow: %s", report);
         ck_assert_msg(strstr(report, "stack-overflow") ||
                           strstr(report, "SEGV"),
@@ -788,8 +825,87 @@ START_TEST(a_stack_overflow_dies_on_the_guard_page)
     }
 #endif
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 42,
-                  "expected a fault on the guard page, got status %#x: %s",
+                  "expected a fault on the guard page with the neighbour "
+                  "intact (exit 42), got status %#x (exit 43: the fault was "
+                  "elsewhere; 44: the neighbour's stack was overwritten): %s",
                   status, report);
+}
+END_TEST
+
+/* ---- co_close and a waiter still parked ----
+ * The stale-event test covers a waiter already woken by the same batch;
+ * this one covers the waiter still parked: co_close must wake it with
+ * -EBADF at once, not leave it to its timeout (or forever, without one). */
+
+static int closed_pipe[2];
+
+static void *parked_reader(void *arg)
+{
+    (void)arg;
+    double t0 = harness_now();
+    ck_assert_int_eq(co_wait_readable(closed_pipe[0], 5000), -EBADF);
+    ck_assert_double_lt(harness_now() - t0, 1.0);
+    return NULL;
+}
+
+static void *closer(void *arg)
+{
+    (void)arg;
+    ck_assert_int_eq(co_sleep(10), 0);
+    ck_assert_int_eq(co_close(closed_pipe[0]), 0);
+    return NULL;
+}
+
+START_TEST(co_close_wakes_a_parked_waiter)
+{
+    init_sched();
+    nonblocking_pipe(closed_pipe);
+    ck_assert_int_eq(co_detach(co_spawn(parked_reader, NULL)), 0);
+    ck_assert_int_eq(co_detach(co_spawn(closer, NULL)), 0);
+    run_and_free();
+    close(closed_pipe[1]);
+}
+END_TEST
+
+/* ---- a join whose timeout and target end in the same turn ----
+ * A hog blocks the thread past both deadlines, so the target's sleep and
+ * the joiner's timeout fire in one loop turn, target first. (Pass 1: the
+ * joiner spawns the target and parks, the hog yields; pass 2: the target
+ * parks, then the hog blocks: no timing luck involved.) The timeout
+ * must take the joiner off the target: when the target then returns it
+ * must not wake the joiner a second time (a coroutine queued twice). */
+
+static void *sleeps_49(void *arg)
+{
+    (void)arg;
+    ck_assert_int_eq(co_sleep(49), 0);
+    return AS_PTR(7);
+}
+
+static void *joins_with_50(void *arg)
+{
+    (void)arg;
+    struct co *t = co_spawn(sleeps_49, NULL);
+    void *r = NULL;
+    ck_assert_int_eq(co_join(t, 50, &r), -ETIMEDOUT);
+    ck_assert_int_eq(INT_RESULT(r), 7); /* it did finish, just late */
+    return NULL;
+}
+
+static void *hog(void *arg)
+{
+    (void)arg;
+    ck_assert_int_eq(co_yield(), 0);
+    timer_nanosleep_ms(150); /* blocks the thread: both deadlines pass */
+    return NULL;
+}
+
+START_TEST(a_timed_out_join_is_not_woken_again_by_its_target)
+{
+    init_sched();
+    ck_assert_int_eq(co_detach(co_spawn(joins_with_50, NULL)), 0);
+    ck_assert_int_eq(co_detach(co_spawn(hog, NULL)), 0);
+    run_and_free();
 }
 END_TEST
 
@@ -962,6 +1078,8 @@ int main(void)
     tcase_add_test(basics, a_deadlock_is_reported_not_slept_through);
     tcase_add_test(basics, ids_count_up_and_main_has_none);
     tcase_add_test(basics, a_stack_overflow_dies_on_the_guard_page);
+    tcase_add_test(basics, co_close_wakes_a_parked_waiter);
+    tcase_add_test(basics, a_timed_out_join_is_not_woken_again_by_its_target);
     suite_add_tcase(s, basics);
 
     TCase *pool = tcase_create("worker pool");

@@ -29,6 +29,8 @@
 #define E_RATE "exchange_rate must be a positive number"
 #define E_BILLS "bills must be a non-empty array"
 #define E_MANY "bills must have at most 100 items"
+#define E_UTF8 "body is not valid UTF-8"
+#define E_DEEP "body nests deeper than 32 levels"
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -178,6 +180,18 @@ static const struct bad_top bad_tops[] = {
     { "{\"request_id\":\"r\",\"exchange_rate\":2,\"bills\":null}", E_BILLS },
     { "{\"request_id\":\"r\",\"exchange_rate\":2,\"bills\":"
       "{\"denomination_id\":1,\"denomination\":1,\"count\":1}}", E_BILLS },
+    /* Checked on the raw bytes, before cJSON sees them: each of these is
+     * a different way to be not UTF-8, and each has its own check. */
+    { "{\"request_id\":\"caf\xe9\"}", E_UTF8 },             /* Latin-1 */
+    { "{\"request_id\":\"\xc0\xaf\"}", E_UTF8 },            /* overlong / */
+    { "{\"request_id\":\"\xe0\x80\xaf\"}", E_UTF8 },        /* ...in 3 */
+    { "{\"request_id\":\"\xf0\x80\x80\xaf\"}", E_UTF8 },    /* ...in 4 */
+    { "{\"request_id\":\"\xed\xa0\x80\"}", E_UTF8 },        /* U+D800 */
+    { "{\"request_id\":\"\xf4\x90\x80\x80\"}", E_UTF8 },    /* > U+10FFFF */
+    { "{\"request_id\":\"\xe2\x82\"}", E_UTF8 },            /* cut short */
+    /* 33 levels: one past EXCHANGE_MAX_DEPTH, far below cJSON's own. */
+    { "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+      E_DEEP },
 };
 
 START_TEST(test_bad_top)

@@ -518,6 +518,61 @@ START_TEST(blocking_stage_431_survives_unread_input)
 }
 END_TEST
 
+/* SIGPIPE is ignored, as the kernel reports it: the writes use MSG_NOSIGNAL
+ * too, but libcurl, a log pipe or a future write(2) would not, and one
+ * client that hangs up early must not kill the server. Two layers, so each
+ * is checked on its own: this is the process's side. */
+START_TEST(sigpipe_is_ignored)
+{
+    if (!row_selected(_i))
+        return;
+    struct proc s;
+    start_stage(&s, _i, NULL, NULL);
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)s.pid);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    unsigned long long ignored = 0;
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f))
+        found = sscanf(line, "SigIgn: %llx", &ignored) == 1;
+    fclose(f);
+    ck_assert_msg(found, "no SigIgn line in %s", path);
+    ck_assert_msg(ignored & (1ULL << (SIGPIPE - 1)),
+                  "%s does not ignore SIGPIPE (SigIgn %llx)", stages[_i].name,
+                  ignored);
+    stop_stage(&s);
+}
+END_TEST
+
+/* Without --host a stage listens on 127.0.0.1 only: a teaching server
+ * with a --blocking-bug switch is not for the network. The kernel's socket
+ * table says what was bound, whatever the announce line says. */
+START_TEST(listens_on_loopback_by_default)
+{
+    if (!row_selected(_i))
+        return;
+    struct proc s;
+    start_stage(&s, _i, NULL, NULL);
+    FILE *f = fopen("/proc/net/tcp", "r");
+    ck_assert_ptr_nonnull(f);
+    char line[512], addr[16] = "";
+    unsigned port, state;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, " %*d: %8[0-9A-F]:%x %*[0-9A-F]:%*x %x", addr, &port,
+                   &state) == 3 &&
+            port == (unsigned)s.port && state == 0x0A)
+            break;
+        else
+            addr[0] = '\0';
+    fclose(f);
+    ck_assert_msg(strcmp(addr, "0100007F") == 0,
+                  "%s listens on [%s] (hex, from /proc/net/tcp), not on "
+                  "127.0.0.1", stages[_i].name, addr);
+    stop_stage(&s);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("stages");
@@ -535,6 +590,8 @@ int main(void)
     tcase_add_loop_test(tc, stalled_client_and_others, 0, NUM_STAGES);
     tcase_add_loop_test(tc, sigterm_exits_cleanly, 0, NUM_STAGES);
     tcase_add_loop_test(tc, sigterm_finishes_the_request_in_flight, 0, NUM_STAGES);
+    tcase_add_loop_test(tc, sigpipe_is_ignored, 0, NUM_STAGES);
+    tcase_add_loop_test(tc, listens_on_loopback_by_default, 0, NUM_STAGES);
     suite_add_tcase(suite, tc);
     TCase *one = tcase_create("01-blocking only");
     tcase_set_timeout(one, 120);
