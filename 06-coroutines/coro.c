@@ -2,8 +2,9 @@
  * core, in six parts: 1. stacks, 2. switching, 3. waiting and waking, 4. the
  * loop, 5. tasks, 6. the scheduler's life. Beside it: coro_fd.c (waiting on
  * descriptors), coro_pool.c (co_run_blocking), coro_curl.c
- * (co_curl_perform), coro_san.h (what the sanitizers must hear about each
- * switch) and coro_impl.h (the structs they share).
+ * (co_curl_perform), coro_switch.c (how a switch changes stacks),
+ * coro_san.h (what the sanitizers must hear about each switch) and
+ * coro_impl.h (the structs they share).
  *
  * 06 stands on 05's loop (common/loop). A coroutine that waits for an fd or
  * a deadline registers a loop callback (loop_watch, loop_timer_arm) whose
@@ -69,10 +70,8 @@ static void co_stack_free(struct co *c)
 
 /* ---- 2. switching ----------------------------------------------------------
  * co_resume runs in the scheduler and switches to a coroutine;
- * co_switch_out runs in a coroutine and switches back. swapcontext saves
- * the callee-saved registers, the stack pointer and (glibc) the signal
- * mask, which costs a system call per switch; hand-written assembly
- * switches avoid that, at the price of portability and readability. */
+ * co_switch_out runs in a coroutine and switches back. How the stack
+ * changes (swapcontext, or _setjmp/_longjmp) is coro_switch.c's business. */
 
 static void co_retire(struct co *c);
 
@@ -80,22 +79,13 @@ static void co_resume(struct co *c)
 {
     sched->current = c;
     c->state = CO_RUNNING;
-    san_to_coroutine(&sched->san, &c->san, c->stack, c->stack_size);
-    if (swapcontext(&sched->ctx, &c->ctx) < 0)
-        abort(); /* only fails on a bad pointer: a bug here, not an error */
-    san_back_in_loop(&sched->san);
+    co_ctx_enter(c);
     sched->current = NULL;
     if (c->state == CO_DONE)
         co_retire(c); /* off its stack now, so the stack can go */
 }
 
-static void co_switch_out(struct co *c)
-{
-    san_to_loop(&sched->san, &c->san, c->state == CO_DONE);
-    if (swapcontext(&c->ctx, &sched->ctx) < 0)
-        abort();
-    san_back_in_coroutine(&c->san);
-}
+static void co_switch_out(struct co *c) { co_ctx_leave(c); }
 
 /* Every coroutine starts here (makecontext passes no arguments that can
  * hold a pointer portably, so it finds itself as sched->current). */
@@ -301,20 +291,6 @@ int co_sched_run(void)
 }
 
 /* ---- 5. tasks --------------------------------------------------------- */
-/* A context that starts co_trampoline on c's stack. Its own function
- * because getcontext "returns twice" in the compiler's eyes, and no other
- * local variable should live across it. */
-static int co_context_init(struct co *c)
-{
-    if (getcontext(&c->ctx) < 0)
-        return -errno;
-    c->ctx.uc_stack.ss_sp = c->stack;
-    c->ctx.uc_stack.ss_size = c->stack_size;
-    c->ctx.uc_link = NULL; /* never returns through it: see co_trampoline */
-    makecontext(&c->ctx, co_trampoline, 0);
-    return 0;
-}
-
 struct co *co_spawn(co_fn fn, void *arg)
 {
     if (!sched || !fn) {
@@ -328,7 +304,7 @@ struct co *co_spawn(co_fn fn, void *arg)
     }
     int rc = co_stack_alloc(c);
     if (rc == 0)
-        rc = co_context_init(c);
+        rc = co_ctx_make(c, co_trampoline);
     if (rc < 0) {
         co_stack_free(c);
         free(c);
@@ -474,6 +450,7 @@ int co_sched_init(const struct co_options *opts)
     s->stack_size = (size + s->page_size - 1) / s->page_size * s->page_size;
     s->workers = opts && opts->workers > 0 ? opts->workers
                                            : CO_DEFAULT_WORKERS;
+    s->use_setjmp = !opts || opts->switch_kind != CO_SWITCH_SWAPCONTEXT;
     s->next_id = 1;
     s->loop_thread = pthread_self();
     san_signals_hold(&s->san, s->loop);

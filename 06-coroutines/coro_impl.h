@@ -8,6 +8,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <ucontext.h>
@@ -42,7 +43,11 @@ struct co {
     enum co_state state;
     co_fn fn;
     void *arg, *result;
-    ucontext_t ctx;            /* registers while not running */
+    ucontext_t *ctx;           /* how it starts (and, with swapcontext,
+                                  its registers while not running); at
+                                  the top of its stack (coro_switch.c) */
+    jmp_buf jb;                /* setjmp: its registers while not running */
+    bool started;              /* setjmp: entered once (by setcontext) */
     char *map;                 /* the whole mapping, guard page included */
     size_t map_len;
     char *stack;               /* the usable part, just above the guard */
@@ -88,8 +93,10 @@ struct co_sched {
                                   than a coroutine can wake: if none and
                                   nobody is ready, that is a deadlock */
     bool running;              /* inside co_sched_run */
+    bool use_setjmp;           /* co_options.switch_kind */
     ucontext_t ctx;            /* the loop's own registers while a
-                                  coroutine runs */
+                                  coroutine runs (swapcontext)... */
+    jmp_buf jb;                /* ...or (setjmp) */
     pthread_t loop_thread;
     int workers;               /* co_options.workers */
     struct co_pool *pool;      /* started by the first co_run_blocking */
@@ -145,6 +152,14 @@ void co_wait_end(struct co *c, int result);
  * it still runs); and the whole of it at co_sched_free. */
 void co_curl_abort(struct co *c);
 void co_curl_free(void);
+
+/* coro_switch.c: builds c's context (entry on its own stack); switches
+ * from the loop to c, returning when c switches back; switches from the
+ * running c to the loop, returning when c is resumed (never, if c is
+ * CO_DONE). Sanitizer hooks included. */
+int co_ctx_make(struct co *c, void (*entry)(void));
+void co_ctx_enter(struct co *c);
+void co_ctx_leave(struct co *c);
 
 /* coro_pool.c: waits for running jobs, ends the workers (co_sched_free). */
 void co_pool_free(void);

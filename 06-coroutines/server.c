@@ -602,14 +602,18 @@ int main(int argc, char **argv)
     }
     callback_global_init();
     jobcap_init(&jobcap, cfg.max_jobs, cfg.max_bills);
-    struct co_options opts = {.stack_size = (size_t)cfg.stack_kb * 1024};
+    struct co_options opts = {
+        .stack_size = (size_t)cfg.stack_kb * 1024,
+        .switch_kind = strcmp(cfg.coro_switch, "swapcontext") == 0
+                           ? CO_SWITCH_SWAPCONTEXT : CO_SWITCH_SETJMP};
     int rc = co_sched_init(&opts);
     if (rc < 0) {
         fprintf(stderr, "co_sched_init: %s\n", strerror(-rc));
         return 1;
     }
     log_set_coroutine_id_fn(co_current_id);
-    log_info("coroutine stacks %d KiB%s%s", cfg.stack_kb,
+    log_info("coroutine stacks %d KiB, switched by %s%s%s", cfg.stack_kb,
+             cfg.coro_switch,
              cfg.blocking_bug ? "; --blocking-bug: bills call nanosleep, "
                                 "so the whole loop stops during each" : "",
              cfg.cpu_ms > 0 ? (cfg.offload ? "; cpu work offloaded to "

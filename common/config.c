@@ -16,7 +16,7 @@
 enum { OPT_PORT = 256, OPT_HOST, OPT_DELAY, OPT_JITTER, OPT_IDLE, OPT_MAIN,
        OPT_QUIET, OPT_HELP, OPT_HEADER_TIMEOUT, OPT_BODY_TIMEOUT,
        OPT_MAX_JOBS, OPT_MAX_BILLS, OPT_CALLBACK_DEADLINE, OPT_MAX_CHILDREN, OPT_MAX_THREADS,
-       OPT_BLOCKING_BUG, OPT_CPU_MS, OPT_OFFLOAD, OPT_STACK_KB };
+       OPT_BLOCKING_BUG, OPT_CPU_MS, OPT_OFFLOAD, OPT_STACK_KB, OPT_SWITCH };
 
 static void config_usage(FILE *out, const struct config *cfg, int default_port,
                          unsigned extras, const char *description)
@@ -65,7 +65,11 @@ static void config_usage(FILE *out, const struct config *cfg, int default_port,
             "  --cpu-ms N          each bill also burns N ms of CPU\n"
             "  --offload           run that CPU work on the worker pool\n"
             "                      (co_run_blocking) instead of the loop\n"
-            "  --stack-kb N        coroutine stack size (default 64)\n");
+            "  --stack-kb N        coroutine stack size (default 64)\n"
+            "  --switch HOW        how coroutines switch stacks: setjmp\n"
+            "                      (_setjmp/_longjmp, no system call) or\n"
+            "                      swapcontext (saves the signal mask too:\n"
+            "                      one system call a switch) (default setjmp)\n");
     fprintf(out,
         "\nenvironment:\n"
         "  SECRET_TOKEN        token sent with callbacks (default "
@@ -102,6 +106,7 @@ void config_parse(struct config *cfg, int argc, char **argv,
         .main_service = env_url && *env_url ? env_url : DEFAULT_MAIN_SERVICE,
         .token = env_token && *env_token ? env_token : DEFAULT_TOKEN,
         .max_children = 256, .max_threads = 1024, .stack_kb = 64,
+        .coro_switch = "setjmp",
     };
     cfg->token_is_default = strcmp(cfg->token, DEFAULT_TOKEN) == 0;
 
@@ -125,6 +130,7 @@ void config_parse(struct config *cfg, int argc, char **argv,
         {"cpu-ms", required_argument, 0, OPT_CPU_MS},
         {"offload", no_argument, 0, OPT_OFFLOAD},
         {"stack-kb", required_argument, 0, OPT_STACK_KB},
+        {"switch", required_argument, 0, OPT_SWITCH},
         {0, 0, 0, 0},
     };
     /* Keep only the options this stage takes, so --help and getopt agree. */
@@ -161,6 +167,15 @@ void config_parse(struct config *cfg, int argc, char **argv,
         case OPT_CPU_MS: cfg->cpu_ms = config_int(stage, "cpu-ms", optarg, 0, 60000); break;
         case OPT_OFFLOAD: cfg->offload = true; break;
         case OPT_STACK_KB: cfg->stack_kb = config_int(stage, "stack-kb", optarg, 16, 65536); break;
+        case OPT_SWITCH:
+            if (strcmp(optarg, "setjmp") != 0 &&
+                strcmp(optarg, "swapcontext") != 0) {
+                fprintf(stderr, "%s: --switch wants setjmp or swapcontext, "
+                                "got '%s'\n", stage, optarg);
+                exit(2);
+            }
+            cfg->coro_switch = optarg;
+            break;
         case OPT_HELP:
             config_usage(stdout, cfg, default_port, extras, description);
             exit(0);

@@ -11,7 +11,7 @@ enum config_extra {
     CONFIG_MAX_CHILDREN = 1 << 0, /* 02: --max-children */
     CONFIG_MAX_THREADS = 1 << 1,  /* 03: --max-threads */
     CONFIG_CORO = 1 << 2,         /* 06: --blocking-bug --cpu-ms --offload
-                                         --stack-kb */
+                                         --stack-kb --switch */
 };
 
 struct config {
@@ -50,6 +50,8 @@ struct config {
     int cpu_ms;               /* 06 */
     bool offload;             /* 06 */
     int stack_kb;             /* 06, default 64 */
+    const char *coro_switch;  /* 06 --switch: "setjmp" (default) or
+                                 "swapcontext" */
 };
 
 /* Fills cfg from defaults, the environment, then argv. Exits on --help or
