@@ -80,12 +80,33 @@ static void co_resume(struct co *c)
     sched->current = c;
     c->state = CO_RUNNING;
     co_ctx_enter(c);
+    while (c->call_fn) { /* co_call_on_loop_stack: run it here, go back */
+        co_fn fn = c->call_fn;
+        c->call_fn = NULL;
+        sched->on_loop_stack = true;
+        c->call_result = fn(c->call_arg);
+        sched->on_loop_stack = false;
+        co_ctx_enter(c);
+    }
     sched->current = NULL;
     if (c->state == CO_DONE)
         co_retire(c); /* off its stack now, so the stack can go */
 }
 
 static void co_switch_out(struct co *c) { co_ctx_leave(c); }
+
+/* The coroutine stays CO_RUNNING: it only lends its turn to the loop's
+ * stack, which co_resume runs fn on before switching straight back. */
+void *co_call_on_loop_stack(co_fn fn, void *arg)
+{
+    struct co *c = co_running();
+    if (!c)
+        return fn(arg); /* main, a worker, or already on the loop's stack */
+    c->call_fn = fn;
+    c->call_arg = arg;
+    co_switch_out(c);
+    return c->call_result;
+}
 
 /* Every coroutine starts here (makecontext passes no arguments that can
  * hold a pointer portably, so it finds itself as sched->current). */

@@ -261,6 +261,18 @@ int co_run_blocking(co_fn fn, void *arg, void **result);
  * The scheduler does not use CURLOPT_PRIVATE: it stays yours. */
 int co_curl_perform(CURL *easy);
 
+/* Runs fn(arg) on the scheduler's own stack (the thread's, megabytes
+ * deep) and returns its result: for deep calls that need no wait, such as
+ * parsing JSON or formatting numbers, so that the coroutine's stack only
+ * ever holds its own shallow frames. Stack pages, once touched, stay
+ * memory until the coroutine ends; a snprintf of a double or a cJSON parse
+ * touches a few KiB, and 10,000 waiting connections would each keep them.
+ * Costs two switches (tens of ns with CO_SWITCH_SETJMP). fn must not wait:
+ * a co_* wait inside it returns -EPERM, as outside a coroutine (co_self is
+ * NULL there; co_current_id still names the caller, for the log). Called
+ * outside a coroutine it simply calls fn. */
+void *co_call_on_loop_stack(co_fn fn, void *arg);
+
 /* ---- who am I ------------------------------------------------------------ */
 
 /* The running coroutine, or NULL outside coroutines. */

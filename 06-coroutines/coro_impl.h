@@ -43,11 +43,15 @@ struct co {
     enum co_state state;
     co_fn fn;
     void *arg, *result;
-    ucontext_t *ctx;           /* how it starts (and, with swapcontext,
-                                  its registers while not running); at
-                                  the top of its stack (coro_switch.c) */
+    ucontext_t *ctx;           /* swapcontext: how it starts, then its
+                                  registers while not running; at the top
+                                  of its stack (coro_switch.c) */
+    void (*entry)(void);       /* what it starts with (co_trampoline) */
     jmp_buf jb;                /* setjmp: its registers while not running */
     bool started;              /* setjmp: entered once (by setcontext) */
+    co_fn call_fn;             /* co_call_on_loop_stack: what the loop is
+                                  asked to run for us, and its answer */
+    void *call_arg, *call_result;
     char *map;                 /* the whole mapping, guard page included */
     size_t map_len;
     char *stack;               /* the usable part, just above the guard */
@@ -93,10 +97,14 @@ struct co_sched {
                                   than a coroutine can wake: if none and
                                   nobody is ready, that is a deadlock */
     bool running;              /* inside co_sched_run */
+    bool on_loop_stack;        /* running a co_call_on_loop_stack: no
+                                  waits (co_running is NULL) */
     bool use_setjmp;           /* co_options.switch_kind */
     ucontext_t ctx;            /* the loop's own registers while a
                                   coroutine runs (swapcontext)... */
     jmp_buf jb;                /* ...or (setjmp) */
+    ucontext_t boot;           /* setjmp: builds each coroutine's first
+                                  entry (coro_switch.c) */
     pthread_t loop_thread;
     int workers;               /* co_options.workers */
     struct co_pool *pool;      /* started by the first co_run_blocking */
@@ -110,7 +118,7 @@ extern struct co_sched *sched;
 /* The running coroutine, or NULL if the caller is not one. */
 static inline struct co *co_running(void)
 {
-    return sched ? sched->current : NULL;
+    return sched && !sched->on_loop_stack ? sched->current : NULL;
 }
 
 /* Consumes a pending cancel: a wait about to start reports it at once. */

@@ -7,9 +7,9 @@
  * They differ in how they move between stacks afterwards:
  *  - swapcontext: glibc saves and restores the signal mask too, one
  *    rt_sigprocmask system call per switch.
- *  - setjmp: the first entry is a setcontext (two system calls per
- *    coroutine, ever: it sets the signal mask, which we read first so that
- *    it stays the thread's); from then on every switch is _setjmp to save where
+ *  - setjmp: the first entry is a getcontext + makecontext + setcontext
+ *    (two system calls per coroutine, ever: the mask is read and set
+ *    back); from then on every switch is _setjmp to save where
  *    we are and _longjmp to go where the other side saved itself: a few
  *    registers, no system call. GNU Pth calls this "mcsc" (makecontext +
  *    switch via setjmp); libtask and many green-thread libraries do the same.
@@ -19,34 +19,47 @@
  * fiber that was current and looks the buffer up there at _longjmp, so a
  * side saves itself before it tells TSan to switch fibers, and jumps after.
  *
- * The context itself lives at the top of the coroutine's stack mapping, not
- * in its control block: that page is touched anyway by the first frame, so
- * the ~1 KiB of ucontext_t costs no memory of its own (10,000 connections:
- * 10 MB less heap). */
+ * A ucontext_t is about 1 KiB. With swapcontext it lives at the top of the
+ * coroutine's stack mapping, not in its control block: that page is
+ * touched anyway by the first frame. With setjmp it is needed only until
+ * the first entry, so one scratch context in the scheduler serves every
+ * coroutine, and a waiting coroutine keeps only its jmp_buf (200 bytes). */
 #include "coro_impl.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <stdalign.h>
 #include <stddef.h>
 #include <stdlib.h>
 
-/* Carves the context off the stack's top and leaves the rest as the stack
- * makecontext sees. Its own function: getcontext "returns twice" in the
- * compiler's eyes, and no other local variable should live across it. */
+/* A context that starts entry on the given stack. Its own function:
+ * getcontext "returns twice" in the compiler's eyes, and no other local
+ * variable should live across it. */
+static int ctx_build(ucontext_t *uc, char *stack, size_t size,
+                     void (*entry)(void))
+{
+    if (getcontext(uc) < 0)
+        return -errno;
+    uc->uc_stack.ss_sp = stack;
+    uc->uc_stack.ss_size = size;
+    uc->uc_link = NULL; /* never returns through it: see co_trampoline */
+    makecontext(uc, entry, 0);
+    return 0;
+}
+
+/* swapcontext keeps the context for the coroutine's whole life, at the top
+ * of its stack. setjmp needs it only for the first entry, and builds it
+ * then in the scheduler's one scratch context (enter_setjmp). */
 int co_ctx_make(struct co *c, void (*entry)(void))
 {
+    c->entry = entry;
+    c->started = false;
+    c->ctx = NULL;
+    if (sched->use_setjmp)
+        return 0;
     size_t room = (sizeof(ucontext_t) + alignof(max_align_t) - 1) /
                   alignof(max_align_t) * alignof(max_align_t);
     c->ctx = (ucontext_t *)(c->stack + c->stack_size - room);
-    c->started = false;
-    if (getcontext(c->ctx) < 0)
-        return -errno;
-    c->ctx->uc_stack.ss_sp = c->stack;
-    c->ctx->uc_stack.ss_size = c->stack_size - room;
-    c->ctx->uc_link = NULL; /* never returns through it: see co_trampoline */
-    makecontext(c->ctx, entry, 0);
-    return 0;
+    return ctx_build(c->ctx, c->stack, c->stack_size - room, entry);
 }
 
 static void enter_swapcontext(struct co *c)
@@ -62,12 +75,12 @@ static void enter_setjmp(struct co *c)
         return; /* c jumped back: co_ctx_leave */
     san_to_coroutine(&sched->san, &c->san, c->stack, c->stack_size);
     if (!c->started) {
-        /* setcontext also sets the mask saved at getcontext; make it the
-         * thread's mask of now, so starting a coroutine changes nothing. */
+        /* getcontext reads the thread's signal mask of now, so starting a
+         * coroutine changes nothing; setcontext jumps to co_trampoline. */
         c->started = true;
-        if (pthread_sigmask(SIG_BLOCK, NULL, &c->ctx->uc_sigmask) != 0)
-            abort(); /* fails only on a bad argument */
-        setcontext(c->ctx); /* returns only on a bad pointer */
+        if (ctx_build(&sched->boot, c->stack, c->stack_size, c->entry) < 0)
+            abort(); /* getcontext fails only on a bad pointer */
+        setcontext(&sched->boot); /* returns only on a bad pointer */
         abort();
     }
     _longjmp(c->jb, 1);

@@ -71,6 +71,7 @@
 #include "jobcap.h"
 #include "log.h"
 #include "net.h"
+#include "server_deep.h"
 #include "shutdown.h"
 #include "timer.h"
 
@@ -125,6 +126,10 @@ struct conn {
     int fd;
     bool keep_alive;             /* for the answer in hand; a stop clears it */
     char peer[64];
+    struct http_parser parser;   /* here, not on the coroutine's stack: the
+                                    request's exchange_request is there
+                                    (handle_request), and both together
+                                    would take a second stack page */
 };
 
 struct async_job {
@@ -201,15 +206,17 @@ static int bill_wait(void)
     return rc;
 }
 
-/* The sync route: one bill after another, exactly as 01 does it. */
-static int compute_bills(const struct exchange_request *job, double *subtotals)
+/* The sync route: one bill after another, exactly as 01 does it. Each
+ * bill's subtotal is logged as it is done; deep_sync_answer computes them
+ * again for the answer, on the loop's stack, so that no array of them
+ * sits on this stack while the bills wait. */
+static int compute_bills(const struct exchange_request *job)
 {
     for (size_t i = 0; i < job->num_bills; i++) {
         int rc = bill_wait();
         if (rc < 0)
             return rc;
-        subtotals[i] = exchange_subtotal(&job->bills[i], job->exchange_rate);
-        endpoint_log_bill(job, i, subtotals[i]);
+        deep_bill_subtotal(job, i); /* logs it */
     }
     return 0;
 }
@@ -226,9 +233,7 @@ static void *bill_task(void *arg)
     struct bill_task *b = arg;
     int rc = bill_wait();
     if (rc == 0) {
-        b->subtotal = exchange_subtotal(&b->job->bills[b->index],
-                                        b->job->exchange_rate);
-        endpoint_log_bill(b->job, b->index, b->subtotal);
+        b->subtotal = deep_bill_subtotal(b->job, b->index);
     }
     return (void *)(intptr_t)rc;
 }
@@ -311,14 +316,19 @@ static void *finish_async_job(void *arg)
 /* After endpoint_admit_job: the job's coroutine exists before the ok goes
  * out, so an ok is never followed by "cannot start it". False: the
  * reservation is given back and *reply becomes a 503. */
-static bool start_async_job(struct async_job *aj,
+static bool start_async_job(const struct exchange_request *job,
                             struct endpoint_reply *reply)
 {
-    aj->task.co = co_spawn(finish_async_job, aj); /* asyncio.create_task */
-    if (!aj->task.co) {
-        log_warn("job %s: cannot start it: %s", aj->req.request_id,
-                 strerror(errno));
-        jobcap_bills_done(&jobcap, aj->req.num_bills);
+    struct async_job *aj = malloc(sizeof *aj);
+    if (aj) {
+        aj->req = *job;
+        aj->task.co = co_spawn(finish_async_job, aj); /* create_task */
+    }
+    if (!aj || !aj->task.co) {
+        log_warn("job %s: cannot start it: %s", job->request_id,
+                 aj ? strerror(errno) : "out of memory");
+        free(aj);
+        jobcap_bills_done(&jobcap, job->num_bills);
         jobcap_job_done(&jobcap);
         endpoint_reply_free(reply);
         endpoint_busy("cannot start a coroutine", reply);
@@ -369,12 +379,20 @@ static int read_request(struct conn *c, struct http_parser *p,
             co_write(c->fd, HTTP_CONTINUE_RESPONSE,
                      strlen(HTTP_CONTINUE_RESPONSE), left) < 0)
             return -1;
-        size_t avail;
-        char *space = http_parser_space(p, &avail);
-        if (!space)
-            return -1;
+        /* No buffer yet (a new connection, or one released while its
+         * request waited): it is allocated when the first byte is there,
+         * so an idle client pins none. */
         c->task.idle = http_parser_empty(p); /* a stop may cancel us here */
-        ssize_t n = co_read(c->fd, space, avail, left); /* parks right here */
+        ssize_t n = p->buf ? 0 : co_wait_readable(c->fd, left);
+        if (n == 0) {
+            size_t avail;
+            char *space = http_parser_space(p, &avail);
+            if (!space)
+                return -1;
+            now = timer_now_ms();
+            n = co_read(c->fd, space, avail, /* parks right here */
+                        now < deadline ? (int)(deadline - now) : 0);
+        }
         c->task.idle = false;
         if (n > 0) {
             http_parser_commit(p, (size_t)n);
@@ -406,7 +424,10 @@ static void linger_before_close(struct conn *c)
     if (shutdown(c->fd, SHUT_WR) < 0)
         return;
     uint64_t deadline = timer_now_ms() + LINGER_MS;
-    char sink[4096];
+    /* What we drop goes to one static sink shared by every coroutine
+     * (one thread; nobody reads it): 4 KiB on each stack would cost a
+     * page per connection. */
+    static char sink[4096];
     for (size_t dropped = 0; dropped < LINGER_MAX_BYTES;) {
         uint64_t now = timer_now_ms();
         ssize_t n = co_read(c->fd, sink, sizeof sink,
@@ -423,7 +444,7 @@ static bool send_reply(struct conn *c, const struct endpoint_reply *reply)
 {
     c->keep_alive = c->keep_alive && !stopping;
     size_t len;
-    char *text = endpoint_reply_render(reply, c->keep_alive, &len);
+    char *text = deep_endpoint_reply_render(reply, c->keep_alive, &len);
     ssize_t rc = text ? co_write(c->fd, text, len, cfg.idle_timeout_ms)
                       : -ENOMEM;
     if (rc < 0)
@@ -432,43 +453,51 @@ static bool send_reply(struct conn *c, const struct endpoint_reply *reply)
     return rc >= 0;
 }
 
-/* Routes one request and answers it. Returns false if the connection
- * cannot go on (the client left, or the server gave up on the request). */
-static bool handle_request(struct conn *c, const struct http_request *req)
+/* A request that will wait (its bills) needs nothing more from the read
+ * buffer: it is dropped now, unless the next request already sits in it,
+ * and the next read allocates it again. 10,000 waiting connections would
+ * otherwise pin 4 KiB each. */
+static void release_read_buffer(struct http_parser *p)
 {
-    struct endpoint_reply reply = {0};
-    struct async_job *aj = malloc(sizeof *aj);
-    if (!aj) {
-        endpoint_busy("out of memory", &reply);
-        c->keep_alive = false;
-        send_reply(c, &reply);
-        endpoint_reply_free(&reply);
-        return false;
+    http_parser_consume(p);
+    if (http_parser_empty(p)) {
+        http_parser_free(p);
+        http_parser_init(p);
     }
+}
+
+/* Routes the request parsed in p and answers it; the request is consumed
+ * from p on return. Returns false if the connection cannot go on (the
+ * client left, or the server gave up on the request). */
+static bool handle_request(struct conn *c, struct http_parser *p)
+{
+    const struct http_request *req = &p->req;
+    struct endpoint_reply reply = {0};
+    /* On the stack, not the heap: parsing writes only its first few
+     * hundred bytes (one bill), and untouched stack costs no memory. */
+    struct exchange_request job;
     bool ok = true;
     log_info("%s %s", req->method, req->path);
-    switch (endpoint_route(req, STAGE, &aj->req, &reply)) {
+    switch (deep_endpoint_route(req, STAGE, &job, &reply)) {
     case ENDPOINT_REPLY:
         ok = send_reply(c, &reply);
         break;
-    case ENDPOINT_SYNC: {
-        double subtotals[EXCHANGE_MAX_BILLS];
-        ok = compute_bills(&aj->req, subtotals) == 0;
+    case ENDPOINT_SYNC:
+        release_read_buffer(p); /* req is gone from here on */
+        ok = compute_bills(&job) == 0;
         if (ok) {
-            endpoint_sync_done(&aj->req, subtotals, &reply);
+            deep_sync_answer(&job, &reply);
             ok = send_reply(c, &reply);
         }
         break;
-    }
     case ENDPOINT_ASYNC: /* a promise: budget and coroutine first */
-        if (endpoint_admit_job(&jobcap, &aj->req, &reply) &&
-            start_async_job(aj, &reply))
-            aj = NULL; /* the background coroutine owns it now */
+        if (endpoint_admit_job(&jobcap, &job, &reply))
+            start_async_job(&job, &reply);
         ok = send_reply(c, &reply); /* {"status":"ok"} at once, or a 503 */
         break;
     }
     endpoint_reply_free(&reply);
-    free(aj);
+    http_parser_consume(p);
     return ok;
 }
 
@@ -477,12 +506,12 @@ static void *serve_connection(void *arg)
 {
     struct conn *c = arg;
     log_info("connection from %s", c->peer);
-    struct http_parser parser;
-    http_parser_init(&parser);
+    struct http_parser *parser = &c->parser;
+    http_parser_init(parser);
     /* A stopping server finishes the request in hand, starts no new one. */
-    while (!(stopping && http_parser_empty(&parser))) {
+    while (!(stopping && http_parser_empty(parser))) {
         const char *detail;
-        int refusal = read_request(c, &parser, &detail);
+        int refusal = read_request(c, parser, &detail);
         if (refusal < 0)
             break;
         if (refusal > 0) {
@@ -495,13 +524,12 @@ static void *serve_connection(void *arg)
             endpoint_reply_free(&reply);
             break;
         }
-        c->keep_alive = parser.req.keep_alive;
-        bool ok = handle_request(c, &parser.req);
-        http_parser_consume(&parser);
+        c->keep_alive = parser->req.keep_alive;
+        bool ok = handle_request(c, parser);
         if (!ok || !c->keep_alive)
             break;
     }
-    http_parser_free(&parser);
+    http_parser_free(parser);
     co_close(c->fd);
     log_info("closed %s", c->peer);
     task_remove(&connections, &c->task);

@@ -943,6 +943,55 @@ START_TEST(a_curl_transfer_can_be_cancelled)
 }
 END_TEST
 
+/* ---- co_call_on_loop_stack ---------------------------------------- */
+
+struct on_loop_probe {
+    char *coroutine_local;  /* an address on the coroutine's stack */
+    long distance;          /* from there to fn's own local */
+    int wait_rc;            /* what a wait says inside fn */
+    long id_inside;         /* co_current_id inside fn */
+};
+
+static void *probe_on_loop(void *arg)
+{
+    struct on_loop_probe *p = arg;
+    char here;
+    p->distance = labs((long)((intptr_t)&here - (intptr_t)p->coroutine_local));
+    p->wait_rc = co_sleep(1);
+    p->id_inside = co_current_id();
+    return AS_PTR(42);
+}
+
+static void *calls_on_loop(void *arg)
+{
+    struct on_loop_probe *p = arg;
+    char mine;
+    p->coroutine_local = &mine;
+    void *r = co_call_on_loop_stack(probe_on_loop, p);
+    ck_assert_int_eq(co_sleep(1), 0); /* a wait works again afterwards */
+    return r;
+}
+
+/* fn runs on another stack (the loop's, not within this coroutine's 64
+ * KiB), may not wait, and its result comes back. */
+START_TEST(a_deep_call_runs_on_the_loop_stack)
+{
+    init_sched();
+    struct on_loop_probe p = {0};
+    struct co *c = co_spawn(calls_on_loop, &p);
+    ck_assert_ptr_nonnull(c);
+    long id = co_id(c);
+    void *r = NULL;
+    ck_assert_int_eq(co_sched_run(), 0);
+    ck_assert_int_eq(co_join(c, -1, &r), 0);
+    co_sched_free();
+    ck_assert_int_eq(INT_RESULT(r), 42);
+    ck_assert_int_gt(p.distance, CO_DEFAULT_STACK_SIZE);
+    ck_assert_int_eq(p.wait_rc, -EPERM);
+    ck_assert_int_eq(p.id_inside, id);
+}
+END_TEST
+
 /* ---- what each switch keeps: the signal mask (coro.h, "Switching") ---- */
 
 static bool usr2_blocked(void)
@@ -1020,6 +1069,7 @@ static Suite *coro_suite(const char *name)
     tcase_add_test(basics, a_stack_overflow_dies_on_the_guard_page);
     tcase_add_test(basics,
                    the_signal_mask_is_per_coroutine_only_with_swapcontext);
+    tcase_add_test(basics, a_deep_call_runs_on_the_loop_stack);
     suite_add_tcase(s, basics);
 
     TCase *pool = tcase_create("worker pool");
