@@ -349,11 +349,13 @@ static int read_request(struct conn *c, struct http_parser *p,
             co_write(c->fd, HTTP_CONTINUE_RESPONSE,
                      strlen(HTTP_CONTINUE_RESPONSE), left) < 0)
             return -1;
-        /* No buffer yet (a new connection, or one released while its
-         * request waited): it is allocated when the first byte is there,
-         * so an idle client pins none. */
+        /* Nothing of a request yet: wait until its first byte is there,
+         * then read. A keep-alive client sends its next request only
+         * after our answer, so reading first would cost a read that says
+         * EAGAIN every time; and a buffer released while a request waited
+         * is allocated again only when there is something to put in it. */
         c->task.idle = http_parser_empty(p); /* a stop may cancel us here */
-        ssize_t n = p->buf ? 0 : co_wait_readable(c->fd, left);
+        ssize_t n = c->task.idle ? co_wait_readable(c->fd, left) : 0;
         if (n == 0) {
             size_t avail;
             char *space = http_parser_space(p, &avail);
