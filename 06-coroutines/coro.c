@@ -52,9 +52,7 @@ static int co_stack_alloc(struct co *c)
         return -err;
     }
     c->map = map;
-    c->map_len = len;
     c->stack = map + sched->page_size;
-    c->stack_size = sched->stack_size;
     return 0;
 }
 
@@ -62,8 +60,8 @@ static void co_stack_free(struct co *c)
 {
     if (!c->map)
         return;
-    san_stack_unmapped(c->stack, c->stack_size);
-    munmap(c->map, c->map_len);
+    san_stack_unmapped(c->stack, sched->stack_size);
+    munmap(c->map, sched->page_size + sched->stack_size);
     c->map = NULL;
     c->stack = NULL;
 }
@@ -80,11 +78,11 @@ static void co_resume(struct co *c)
     sched->current = c;
     c->state = CO_RUNNING;
     co_ctx_enter(c);
-    while (c->call_fn) { /* co_call_on_loop_stack: run it here, go back */
-        co_fn fn = c->call_fn;
-        c->call_fn = NULL;
+    while (sched->call_fn) { /* co_call_on_loop_stack: run it, go back */
+        co_fn fn = sched->call_fn;
+        sched->call_fn = NULL;
         sched->on_loop_stack = true;
-        c->call_result = fn(c->call_arg);
+        sched->call_result = fn(sched->call_arg);
         sched->on_loop_stack = false;
         co_ctx_enter(c);
     }
@@ -102,10 +100,10 @@ void *co_call_on_loop_stack(co_fn fn, void *arg)
     struct co *c = co_running();
     if (!c)
         return fn(arg); /* main, a worker, or already on the loop's stack */
-    c->call_fn = fn;
-    c->call_arg = arg;
+    sched->call_fn = fn;
+    sched->call_arg = arg;
     co_switch_out(c);
-    return c->call_result;
+    return sched->call_result;
 }
 
 /* Every coroutine starts here (makecontext passes no arguments that can

@@ -43,17 +43,13 @@ struct co {
     enum co_state state;
     co_fn fn;
     void *arg, *result;
-    ucontext_t *ctx;           /* swapcontext: how it starts, then its
-                                  registers while not running; at the top
-                                  of its stack (coro_switch.c) */
-    void (*entry)(void);       /* what it starts with (co_trampoline) */
-    jmp_buf jb;                /* setjmp: its registers while not running */
+    union {                    /* at the top of its stack (coro_switch.c) */
+        ucontext_t *ctx;       /* swapcontext: how it starts, then its
+                                  registers while not running */
+        jmp_buf *jb;           /* setjmp: its registers while not running */
+    };
     bool started;              /* setjmp: entered once (by setcontext) */
-    co_fn call_fn;             /* co_call_on_loop_stack: what the loop is
-                                  asked to run for us, and its answer */
-    void *call_arg, *call_result;
-    char *map;                 /* the whole mapping, guard page included */
-    size_t map_len;
+    char *map;                 /* the whole mapping (guard page + stack) */
     char *stack;               /* the usable part, just above the guard */
     size_t stack_size;
     struct co *next_ready;     /* ready queue link */
@@ -99,6 +95,10 @@ struct co_sched {
     bool running;              /* inside co_sched_run */
     bool on_loop_stack;        /* running a co_call_on_loop_stack: no
                                   waits (co_running is NULL) */
+    co_fn call_fn;             /* what the current coroutine asks the loop
+                                  to run on its stack, and the answer */
+    void *call_arg, *call_result;
+    void (*entry)(void);       /* where every coroutine starts */
     bool use_setjmp;           /* co_options.switch_kind */
     ucontext_t ctx;            /* the loop's own registers while a
                                   coroutine runs (swapcontext)... */

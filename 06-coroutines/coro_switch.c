@@ -19,11 +19,13 @@
  * fiber that was current and looks the buffer up there at _longjmp, so a
  * side saves itself before it tells TSan to switch fibers, and jumps after.
  *
- * A ucontext_t is about 1 KiB. With swapcontext it lives at the top of the
- * coroutine's stack mapping, not in its control block: that page is
- * touched anyway by the first frame. With setjmp it is needed only until
- * the first entry, so one scratch context in the scheduler serves every
- * coroutine, and a waiting coroutine keeps only its jmp_buf (200 bytes). */
+ * Where the saved registers live: at the top of the coroutine's stack
+ * mapping, not in its control block, because that page is touched anyway
+ * by the first frame (10,000 connections: 2 MB of heap less for the 200
+ * bytes of a jmp_buf, 10 MB for a ucontext_t). With swapcontext that is
+ * the whole ucontext_t (about 1 KiB). With setjmp it is the jmp_buf; a
+ * ucontext_t is needed only for the first entry, so one scratch context in
+ * the scheduler serves every coroutine. */
 #include "coro_impl.h"
 
 #include <errno.h>
@@ -49,22 +51,31 @@ static int ctx_build(ucontext_t *uc, char *stack, size_t size,
 /* swapcontext keeps the context for the coroutine's whole life, at the top
  * of its stack. setjmp needs it only for the first entry, and builds it
  * then in the scheduler's one scratch context (enter_setjmp). */
+/* Bytes for an object of size n at the top of a stack, keeping the stack
+ * below it aligned. */
+static size_t top_room(size_t n)
+{
+    return (n + alignof(max_align_t) - 1) / alignof(max_align_t) *
+           alignof(max_align_t);
+}
+
 int co_ctx_make(struct co *c, void (*entry)(void))
 {
-    c->entry = entry;
+    size_t size = sched->stack_size;
+    sched->entry = entry;
     c->started = false;
-    c->ctx = NULL;
-    if (sched->use_setjmp)
+    if (sched->use_setjmp) {
+        c->jb = (jmp_buf *)(c->stack + size - top_room(sizeof(jmp_buf)));
         return 0;
-    size_t room = (sizeof(ucontext_t) + alignof(max_align_t) - 1) /
-                  alignof(max_align_t) * alignof(max_align_t);
-    c->ctx = (ucontext_t *)(c->stack + c->stack_size - room);
-    return ctx_build(c->ctx, c->stack, c->stack_size - room, entry);
+    }
+    size_t room = top_room(sizeof(ucontext_t));
+    c->ctx = (ucontext_t *)(c->stack + size - room);
+    return ctx_build(c->ctx, c->stack, size - room, entry);
 }
 
 static void enter_swapcontext(struct co *c)
 {
-    san_to_coroutine(&sched->san, &c->san, c->stack, c->stack_size);
+    san_to_coroutine(&sched->san, &c->san, c->stack, sched->stack_size);
     if (swapcontext(&sched->ctx, c->ctx) < 0)
         abort(); /* only fails on a bad pointer: a bug here, not an error */
 }
@@ -73,17 +84,19 @@ static void enter_setjmp(struct co *c)
 {
     if (_setjmp(sched->jb) != 0)
         return; /* c jumped back: co_ctx_leave */
-    san_to_coroutine(&sched->san, &c->san, c->stack, c->stack_size);
+    san_to_coroutine(&sched->san, &c->san, c->stack, sched->stack_size);
     if (!c->started) {
         /* getcontext reads the thread's signal mask of now, so starting a
          * coroutine changes nothing; setcontext jumps to co_trampoline. */
         c->started = true;
-        if (ctx_build(&sched->boot, c->stack, c->stack_size, c->entry) < 0)
+        if (ctx_build(&sched->boot, c->stack,
+                      sched->stack_size - top_room(sizeof(jmp_buf)),
+                      sched->entry) < 0)
             abort(); /* getcontext fails only on a bad pointer */
         setcontext(&sched->boot); /* returns only on a bad pointer */
         abort();
     }
-    _longjmp(c->jb, 1);
+    _longjmp(*c->jb, 1);
 }
 
 void co_ctx_enter(struct co *c)
@@ -106,7 +119,7 @@ void co_ctx_leave(struct co *c)
         /* A finished coroutine need not save itself: it never runs again. */
         san_to_loop(&sched->san, &c->san, true);
         _longjmp(sched->jb, 1);
-    } else if (_setjmp(c->jb) == 0) {
+    } else if (_setjmp(*c->jb) == 0) {
         san_to_loop(&sched->san, &c->san, false);
         _longjmp(sched->jb, 1);
     }

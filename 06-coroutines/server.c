@@ -76,6 +76,7 @@
 #include "primes.h"
 #include "server_deep.h"
 #include "shutdown.h"
+#include "tasks.h"
 #include "timer.h"
 
 #define STAGE "06-coroutines"
@@ -89,50 +90,17 @@ static int listen_fd = -1;
 static bool stopping;            /* SIGINT/SIGTERM seen: finish, then exit */
 static struct jobcap jobcap;     /* async jobs and bills promised, not done */
 
-/* Every connection and background job, so that a stop can find them.
- * A task removes itself from its list just before its coroutine returns,
- * so a handle found in a list is always alive. */
-struct task {
-    struct co *co;
-    bool idle;                   /* a connection waiting for a new request */
-    struct task *prev, *next;
-};
-
-struct task_list {
-    struct task head;            /* circular, with a sentinel */
-    size_t count;
-};
-
-static struct task_list connections = {
-    .head = {.prev = &connections.head, .next = &connections.head}};
-static struct task_list jobs = {
-    .head = {.prev = &jobs.head, .next = &jobs.head}};
-
-static void task_add(struct task_list *l, struct task *t)
-{
-    t->next = &l->head;
-    t->prev = l->head.prev;
-    l->head.prev->next = t;
-    l->head.prev = t;
-    l->count++;
-}
-
-static void task_remove(struct task_list *l, struct task *t)
-{
-    t->prev->next = t->next;
-    t->next->prev = t->prev;
-    l->count--;
-}
+/* Every connection and background job, so that a stop can find them. */
+static struct task_list connections = TASK_LIST_INIT(connections);
+static struct task_list jobs = TASK_LIST_INIT(jobs);
 
 struct conn {
     struct task task;            /* in `connections` */
     int fd;
     bool keep_alive;             /* for the answer in hand; a stop clears it */
     char peer[64];
-    struct http_parser parser;   /* here, not on the coroutine's stack: the
-                                    request's exchange_request is there
-                                    (handle_request), and both together
-                                    would take a second stack page */
+    struct http_parser *parser;  /* NULL between requests that waited:
+                                    see new_parser_at_first_byte */
 };
 
 struct async_job {
@@ -352,8 +320,7 @@ static int read_request(struct conn *c, struct http_parser *p,
         /* Nothing of a request yet: wait until its first byte is there,
          * then read. A keep-alive client sends its next request only
          * after our answer, so reading first would cost a read that says
-         * EAGAIN every time; and a buffer released while a request waited
-         * is allocated again only when there is something to put in it. */
+         * EAGAIN every time. */
         c->task.idle = http_parser_empty(p); /* a stop may cancel us here */
         ssize_t n = c->task.idle ? co_wait_readable(c->fd, left) : 0;
         if (n == 0) {
@@ -425,25 +392,46 @@ static bool send_reply(struct conn *c, const struct endpoint_reply *reply)
     return rc >= 0;
 }
 
-/* A request that will wait (its bills) needs nothing more from the read
- * buffer: it is dropped now, unless the next request already sits in it,
- * and the next read allocates it again. 10,000 waiting connections would
- * otherwise pin 4 KiB each. */
-static void release_read_buffer(struct http_parser *p)
+/* A request that will wait (its bills) needs nothing more from its
+ * parser: parser and buffer go now (unless the next request already sits
+ * in them) and come back with the next request's first byte. 10,000
+ * waiting connections would otherwise pin 5 KiB each. */
+static void release_parser(struct conn *c)
 {
-    http_parser_consume(p);
-    if (http_parser_empty(p)) {
-        http_parser_free(p);
-        http_parser_init(p);
+    http_parser_consume(c->parser);
+    if (http_parser_empty(c->parser)) {
+        http_parser_free(c->parser);
+        free(c->parser);
+        c->parser = NULL;
     }
 }
 
-/* Routes the request parsed in p and answers it; the request is consumed
- * from p on return. Returns false if the connection cannot go on (the
- * client left, or the server gave up on the request). */
-static bool handle_request(struct conn *c, struct http_parser *p)
+/* Waits, as an idle connection, for a request's first byte, then makes the
+ * parser. NULL to close (the client stayed idle, the server stops, or no
+ * memory). The parser lives in the heap, not on the coroutine's stack:
+ * with the request's exchange_request (handle_request) both would take a
+ * second stack page. */
+static struct http_parser *new_parser_at_first_byte(struct conn *c)
 {
-    const struct http_request *req = &p->req;
+    c->task.idle = true; /* a stop may cancel us here */
+    int rc = co_wait_readable(c->fd, cfg.idle_timeout_ms);
+    c->task.idle = false;
+    if (rc == -ETIMEDOUT)
+        log_info("%s idle for %d ms; closing", c->peer, cfg.idle_timeout_ms);
+    else if (rc == -ECANCELED)
+        log_info("%s idle while the server stops; closing", c->peer);
+    struct http_parser *p = rc == 0 ? malloc(sizeof *p) : NULL;
+    if (p)
+        http_parser_init(p);
+    return p;
+}
+
+/* Routes the request parsed in c->parser and answers it; the request is
+ * consumed on return. Returns false if the connection cannot go on (the
+ * client left, or the server gave up on the request). */
+static bool handle_request(struct conn *c)
+{
+    const struct http_request *req = &c->parser->req;
     struct endpoint_reply reply = {0};
     /* On the stack, not the heap: parsing writes only its first few
      * hundred bytes (one bill), and untouched stack costs no memory. */
@@ -455,7 +443,7 @@ static bool handle_request(struct conn *c, struct http_parser *p)
         ok = send_reply(c, &reply);
         break;
     case ENDPOINT_SYNC:
-        release_read_buffer(p); /* req is gone from here on */
+        release_parser(c); /* req is gone from here on */
         ok = compute_bills(&job) == 0;
         if (ok) {
             deep_sync_answer(&job, &reply);
@@ -469,7 +457,8 @@ static bool handle_request(struct conn *c, struct http_parser *p)
         break;
     }
     endpoint_reply_free(&reply);
-    http_parser_consume(p);
+    if (c->parser)
+        http_parser_consume(c->parser);
     return ok;
 }
 
@@ -478,12 +467,12 @@ static void *serve_connection(void *arg)
 {
     struct conn *c = arg;
     log_info("connection from %s", c->peer);
-    struct http_parser *parser = &c->parser;
-    http_parser_init(parser);
     /* A stopping server finishes the request in hand, starts no new one. */
-    while (!(stopping && http_parser_empty(parser))) {
+    while (!(stopping && (!c->parser || http_parser_empty(c->parser)))) {
+        if (!c->parser && !(c->parser = new_parser_at_first_byte(c)))
+            break;
         const char *detail;
-        int refusal = read_request(c, parser, &detail);
+        int refusal = read_request(c, c->parser, &detail);
         if (refusal < 0)
             break;
         if (refusal > 0) {
@@ -496,12 +485,15 @@ static void *serve_connection(void *arg)
             endpoint_reply_free(&reply);
             break;
         }
-        c->keep_alive = parser->req.keep_alive;
-        bool ok = handle_request(c, parser);
+        c->keep_alive = c->parser->req.keep_alive;
+        bool ok = handle_request(c);
         if (!ok || !c->keep_alive)
             break;
     }
-    http_parser_free(parser);
+    if (c->parser) {
+        http_parser_free(c->parser);
+        free(c->parser);
+    }
     co_close(c->fd);
     log_info("closed %s", c->peer);
     task_remove(&connections, &c->task);

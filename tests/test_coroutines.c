@@ -412,10 +412,10 @@ static void *watch_rss(void *arg)
     return NULL;
 }
 
-/* A connection waiting for its bill holds one stack page, its control
- * blocks and no read buffer (server_deep.h): about 6 KiB. Before the deep
- * calls moved to the loop's stack it was 16 KiB or more. Sanitizer builds
- * have larger frames and shadow memory: they are not measured. */
+/* A connection waiting for its bill holds one stack page and its control
+ * blocks, no parser and no read buffer (server_deep.h, release_parser):
+ * about 5 KiB. Before, it was 20 KiB. Sanitizer builds have larger frames
+ * and shadow memory: they are not measured. */
 START_TEST(a_waiting_connection_costs_a_few_kib)
 {
     const char *dir = getenv("STAGE_BIN_DIR");
