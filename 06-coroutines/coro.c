@@ -1,6 +1,7 @@
 /* coro: see coro.h for what each function does. This file is how: the
  * core, in six parts: 1. stacks, 2. switching, 3. waiting and waking, 4. the
- * loop, 5. tasks, 6. the scheduler's life. Beside it: coro_fd.c (waiting on
+ * loop, 5. tasks, 6. the scheduler's life. Beside it: coro_stack.c (the
+ * stacks themselves), coro_fd.c (waiting on
  * descriptors), coro_pool.c (co_run_blocking), coro_curl.c
  * (co_curl_perform), coro_switch.c (how a switch changes stacks),
  * coro_san.h (what the sanitizers must hear about each switch) and
@@ -21,50 +22,13 @@
 
 #include <errno.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #define CO_MIN_STACK (16 * 1024)
 
 struct co_sched *sched;
 
-/* ---- 1. stacks ------------------------------------------------------------
- * Each stack is its own mapping: [guard page][stack_size bytes]. Stacks
- * grow down, so running off the end touches the guard page and the kernel
- * sends SIGSEGV, instead of silently overwriting whatever lies below.
- * MAP_NORESERVE: pages are only committed when touched, so 10,000 idle
- * coroutines cost a few pages each, not 64 KiB each.
- * Simplification: a stack is unmapped as soon as its coroutine returns. A
- * busy server would keep a small cache of stacks to save the mmap, mprotect
- * and munmap per coroutine. */
-
-static int co_stack_alloc(struct co *c)
-{
-    size_t len = sched->stack_size + sched->page_size;
-    char *map = mmap(NULL, len, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK,
-                     -1, 0);
-    if (map == MAP_FAILED)
-        return -errno;
-    if (mprotect(map, sched->page_size, PROT_NONE) < 0) {
-        int err = errno;
-        munmap(map, len);
-        return -err;
-    }
-    c->map = map;
-    c->stack = map + sched->page_size;
-    return 0;
-}
-
-static void co_stack_free(struct co *c)
-{
-    if (!c->map)
-        return;
-    san_stack_unmapped(c->stack, sched->stack_size);
-    munmap(c->map, sched->page_size + sched->stack_size);
-    c->map = NULL;
-    c->stack = NULL;
-}
+/* ---- 1. stacks: coro_stack.c ------------------------------------------- */
 
 /* ---- 2. switching ----------------------------------------------------------
  * co_resume runs in the scheduler and switches to a coroutine;
@@ -488,6 +452,7 @@ void co_sched_free(void)
         s->all->detached = true; /* so co_retire frees the block too */
         co_retire(s->all);
     }
+    co_stack_cache_free();
     loop_free(s->loop);
     san_signals_release(&s->san);
     free(s->fds);

@@ -99,6 +99,9 @@ struct co_sched {
                                   to run on its stack, and the answer */
     void *call_arg, *call_result;
     void (*entry)(void);       /* where every coroutine starts */
+    char **stack_cache;        /* mappings of finished coroutines, for
+                                  the next ones (coro_stack.c) */
+    size_t stack_cached;
     bool use_setjmp;           /* co_options.switch_kind */
     ucontext_t ctx;            /* the loop's own registers while a
                                   coroutine runs (swapcontext)... */
@@ -160,6 +163,13 @@ void co_wait_end(struct co *c, int result);
  * it still runs); and the whole of it at co_sched_free. */
 void co_curl_abort(struct co *c);
 void co_curl_free(void);
+
+/* coro_stack.c: gives c a stack (c->map, c->stack), 0 or a negative
+ * errno; takes it back (nothing if c has none) into a small cache; unmaps
+ * the cache (co_sched_free). */
+int co_stack_alloc(struct co *c);
+void co_stack_free(struct co *c);
+void co_stack_cache_free(void);
 
 /* coro_switch.c: builds c's context (entry on its own stack); switches
  * from the loop to c, returning when c switches back; switches from the
