@@ -1,9 +1,11 @@
 /* coro: see coro.h for what each function does. This file is how: the
  * core, in six parts: 1. stacks, 2. switching, 3. waiting and waking, 4. the
- * loop, 5. tasks, 6. the scheduler's life. Beside it: coro_fd.c (waiting on
+ * loop, 5. tasks, 6. the scheduler's life. Beside it: coro_stack.c (the
+ * stacks themselves), coro_fd.c (waiting on
  * descriptors), coro_pool.c (co_run_blocking), coro_curl.c
- * (co_curl_perform), coro_san.h (what the sanitizers must hear about each
- * switch) and coro_impl.h (the structs they share).
+ * (co_curl_perform), coro_switch.c (how a switch changes stacks),
+ * coro_san.h (what the sanitizers must hear about each switch) and
+ * coro_impl.h (the structs they share).
  *
  * 06 stands on 05's loop (common/loop). A coroutine that waits for an fd or
  * a deadline registers a loop callback (loop_watch, loop_timer_arm) whose
@@ -20,59 +22,18 @@
 
 #include <errno.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #define CO_MIN_STACK (16 * 1024)
 
 struct co_sched *sched;
 
-/* ---- 1. stacks ------------------------------------------------------------
- * Each stack is its own mapping: [guard page][stack_size bytes]. Stacks
- * grow down, so running off the end touches the guard page and the kernel
- * sends SIGSEGV, instead of silently overwriting whatever lies below.
- * MAP_NORESERVE: pages are only committed when touched, so 10,000 idle
- * coroutines cost a few pages each, not 64 KiB each.
- * Simplification: a stack is unmapped as soon as its coroutine returns. A
- * busy server would keep a small cache of stacks to save the mmap, mprotect
- * and munmap per coroutine. */
-
-static int co_stack_alloc(struct co *c)
-{
-    size_t len = sched->stack_size + sched->page_size;
-    char *map = mmap(NULL, len, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK,
-                     -1, 0);
-    if (map == MAP_FAILED)
-        return -errno;
-    if (mprotect(map, sched->page_size, PROT_NONE) < 0) {
-        int err = errno;
-        munmap(map, len);
-        return -err;
-    }
-    c->map = map;
-    c->map_len = len;
-    c->stack = map + sched->page_size;
-    c->stack_size = sched->stack_size;
-    return 0;
-}
-
-static void co_stack_free(struct co *c)
-{
-    if (!c->map)
-        return;
-    san_stack_unmapped(c->stack, c->stack_size);
-    munmap(c->map, c->map_len);
-    c->map = NULL;
-    c->stack = NULL;
-}
+/* ---- 1. stacks: coro_stack.c ------------------------------------------- */
 
 /* ---- 2. switching ----------------------------------------------------------
  * co_resume runs in the scheduler and switches to a coroutine;
- * co_switch_out runs in a coroutine and switches back. swapcontext saves
- * the callee-saved registers, the stack pointer and (glibc) the signal
- * mask, which costs a system call per switch; hand-written assembly
- * switches avoid that, at the price of portability and readability. */
+ * co_switch_out runs in a coroutine and switches back. How the stack
+ * changes (swapcontext, or _setjmp/_longjmp) is coro_switch.c's business. */
 
 static void co_retire(struct co *c);
 
@@ -80,21 +41,33 @@ static void co_resume(struct co *c)
 {
     sched->current = c;
     c->state = CO_RUNNING;
-    san_to_coroutine(&sched->san, &c->san, c->stack, c->stack_size);
-    if (swapcontext(&sched->ctx, &c->ctx) < 0)
-        abort(); /* only fails on a bad pointer: a bug here, not an error */
-    san_back_in_loop(&sched->san);
+    co_ctx_enter(c);
+    while (sched->call_fn) { /* co_call_on_loop_stack: run it, go back */
+        co_fn fn = sched->call_fn;
+        sched->call_fn = NULL;
+        sched->on_loop_stack = true;
+        sched->call_result = fn(sched->call_arg);
+        sched->on_loop_stack = false;
+        co_ctx_enter(c);
+    }
     sched->current = NULL;
     if (c->state == CO_DONE)
         co_retire(c); /* off its stack now, so the stack can go */
 }
 
-static void co_switch_out(struct co *c)
+static void co_switch_out(struct co *c) { co_ctx_leave(c); }
+
+/* The coroutine stays CO_RUNNING: it only lends its turn to the loop's
+ * stack, which co_resume runs fn on before switching straight back. */
+void *co_call_on_loop_stack(co_fn fn, void *arg)
 {
-    san_to_loop(&sched->san, &c->san, c->state == CO_DONE);
-    if (swapcontext(&c->ctx, &sched->ctx) < 0)
-        abort();
-    san_back_in_coroutine(&c->san);
+    struct co *c = co_running();
+    if (!c)
+        return fn(arg); /* main, a worker, or already on the loop's stack */
+    sched->call_fn = fn;
+    sched->call_arg = arg;
+    co_switch_out(c);
+    return sched->call_result;
 }
 
 /* Every coroutine starts here (makecontext passes no arguments that can
@@ -301,20 +274,6 @@ int co_sched_run(void)
 }
 
 /* ---- 5. tasks --------------------------------------------------------- */
-/* A context that starts co_trampoline on c's stack. Its own function
- * because getcontext "returns twice" in the compiler's eyes, and no other
- * local variable should live across it. */
-static int co_context_init(struct co *c)
-{
-    if (getcontext(&c->ctx) < 0)
-        return -errno;
-    c->ctx.uc_stack.ss_sp = c->stack;
-    c->ctx.uc_stack.ss_size = c->stack_size;
-    c->ctx.uc_link = NULL; /* never returns through it: see co_trampoline */
-    makecontext(&c->ctx, co_trampoline, 0);
-    return 0;
-}
-
 struct co *co_spawn(co_fn fn, void *arg)
 {
     if (!sched || !fn) {
@@ -328,7 +287,7 @@ struct co *co_spawn(co_fn fn, void *arg)
     }
     int rc = co_stack_alloc(c);
     if (rc == 0)
-        rc = co_context_init(c);
+        rc = co_ctx_make(c, co_trampoline);
     if (rc < 0) {
         co_stack_free(c);
         free(c);
@@ -474,6 +433,7 @@ int co_sched_init(const struct co_options *opts)
     s->stack_size = (size + s->page_size - 1) / s->page_size * s->page_size;
     s->workers = opts && opts->workers > 0 ? opts->workers
                                            : CO_DEFAULT_WORKERS;
+    s->use_setjmp = !opts || opts->switch_kind != CO_SWITCH_SWAPCONTEXT;
     s->next_id = 1;
     s->loop_thread = pthread_self();
     san_signals_hold(&s->san, s->loop);
@@ -492,6 +452,7 @@ void co_sched_free(void)
         s->all->detached = true; /* so co_retire frees the block too */
         co_retire(s->all);
     }
+    co_stack_cache_free();
     loop_free(s->loop);
     san_signals_release(&s->san);
     free(s->fds);

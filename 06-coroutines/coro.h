@@ -23,7 +23,8 @@
  *
  * The model. A coroutine is a function with its own stack. It runs until it
  * has to wait (a sleep, a socket, another coroutine, a thread, an HTTP
- * transfer); the wait saves its registers (swapcontext) and returns to the
+ * transfer); the wait saves its registers (_setjmp, or swapcontext: see
+ * "Switching" below) and returns to the
  * scheduler, which runs the next ready coroutine. A wait registers a
  * callback on the event loop whose only job is to mark the coroutine ready
  * again (asyncio's Task is such a callback on its loop). When nothing is
@@ -65,6 +66,23 @@
  *    epoll fd, an eventfd for the worker pool and, through libcurl, the
  *    sockets of HTTP transfers.
  *
+ * Switching. A coroutine is built with getcontext/makecontext (portable
+ * POSIX, if obsolescent) and then switched to and from in one of two ways:
+ *   CO_SWITCH_SETJMP (the default)  _setjmp/_longjmp from a makecontext
+ *       trampoline, as GNU Pth's "mcsc": saves a few registers in user
+ *       space, about 15 ns a switch on the lecture's machine.
+ *   CO_SWITCH_SWAPCONTEXT  glibc's swapcontext, which also saves and
+ *       restores the signal mask: one rt_sigprocmask system call per
+ *       switch, about 200 ns.
+ * What setjmp gives up is the signal mask per coroutine: with it, every
+ * coroutine runs with the thread's mask, and a coroutine that blocks a
+ * signal blocks it for all of them until it unblocks it. That is fine
+ * here: no coroutine changes its mask, signals are taken by a handler that
+ * writes to a pipe (common/shutdown) read by a coroutine like any socket,
+ * and in a ThreadSanitizer build the mask is the loop thread's, changed
+ * only inside epoll_pwait (coro_san.h). A program whose coroutines must
+ * each keep their own mask should pick CO_SWITCH_SWAPCONTEXT.
+ *
  * Global state: exactly one scheduler exists at a time, and coro.c keeps a
  * single pointer to it (`sched`, shared with the scheduler's other files
  * through the private coro_impl.h) so that co_sleep and friends need no
@@ -85,12 +103,20 @@
 #define CO_DEFAULT_STACK_SIZE (64 * 1024)
 #define CO_DEFAULT_WORKERS 4
 
+/* How to switch stacks (see "Switching" above). */
+enum co_switch {
+    CO_SWITCH_DEFAULT = 0,  /* CO_SWITCH_SETJMP */
+    CO_SWITCH_SETJMP,
+    CO_SWITCH_SWAPCONTEXT,
+};
+
 struct co_options {
     size_t stack_size; /* bytes per coroutine, rounded up to whole pages
                           (at least 16 KiB);
                           0 = CO_DEFAULT_STACK_SIZE */
     int workers;       /* threads for co_run_blocking (started on first
                           use); 0 = CO_DEFAULT_WORKERS */
+    enum co_switch switch_kind; /* 0 = CO_SWITCH_SETJMP */
 };
 
 /* A coroutine, as its creator holds it: asyncio's Task. Opaque. */
@@ -234,6 +260,18 @@ int co_run_blocking(co_fn fn, void *arg, void **result);
  * handle its own timeout (CURLOPT_TIMEOUT_MS); co_curl_perform has none.
  * The scheduler does not use CURLOPT_PRIVATE: it stays yours. */
 int co_curl_perform(CURL *easy);
+
+/* Runs fn(arg) on the scheduler's own stack (the thread's, megabytes
+ * deep) and returns its result: for deep calls that need no wait, such as
+ * parsing JSON or formatting numbers, so that the coroutine's stack only
+ * ever holds its own shallow frames. Stack pages, once touched, stay
+ * memory until the coroutine ends; a snprintf of a double or a cJSON parse
+ * touches a few KiB, and 10,000 waiting connections would each keep them.
+ * Costs two switches (tens of ns with CO_SWITCH_SETJMP). fn must not wait:
+ * a co_* wait inside it returns -EPERM, as outside a coroutine (co_self is
+ * NULL there; co_current_id still names the caller, for the log). Called
+ * outside a coroutine it simply calls fn. */
+void *co_call_on_loop_stack(co_fn fn, void *arg);
 
 /* ---- who am I ------------------------------------------------------------ */
 

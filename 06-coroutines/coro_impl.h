@@ -8,6 +8,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <ucontext.h>
@@ -42,9 +43,13 @@ struct co {
     enum co_state state;
     co_fn fn;
     void *arg, *result;
-    ucontext_t ctx;            /* registers while not running */
-    char *map;                 /* the whole mapping, guard page included */
-    size_t map_len;
+    union {                    /* at the top of its stack (coro_switch.c) */
+        ucontext_t *ctx;       /* swapcontext: how it starts, then its
+                                  registers while not running */
+        jmp_buf *jb;           /* setjmp: its registers while not running */
+    };
+    bool started;              /* setjmp: entered once (by setcontext) */
+    char *map;                 /* the whole mapping (guard page + stack) */
     char *stack;               /* the usable part, just above the guard */
     size_t stack_size;
     struct co *next_ready;     /* ready queue link */
@@ -88,8 +93,21 @@ struct co_sched {
                                   than a coroutine can wake: if none and
                                   nobody is ready, that is a deadlock */
     bool running;              /* inside co_sched_run */
+    bool on_loop_stack;        /* running a co_call_on_loop_stack: no
+                                  waits (co_running is NULL) */
+    co_fn call_fn;             /* what the current coroutine asks the loop
+                                  to run on its stack, and the answer */
+    void *call_arg, *call_result;
+    void (*entry)(void);       /* where every coroutine starts */
+    char **stack_cache;        /* mappings of finished coroutines, for
+                                  the next ones (coro_stack.c) */
+    size_t stack_cached;
+    bool use_setjmp;           /* co_options.switch_kind */
     ucontext_t ctx;            /* the loop's own registers while a
-                                  coroutine runs */
+                                  coroutine runs (swapcontext)... */
+    jmp_buf jb;                /* ...or (setjmp) */
+    ucontext_t boot;           /* setjmp: builds each coroutine's first
+                                  entry (coro_switch.c) */
     pthread_t loop_thread;
     int workers;               /* co_options.workers */
     struct co_pool *pool;      /* started by the first co_run_blocking */
@@ -103,7 +121,7 @@ extern struct co_sched *sched;
 /* The running coroutine, or NULL if the caller is not one. */
 static inline struct co *co_running(void)
 {
-    return sched ? sched->current : NULL;
+    return sched && !sched->on_loop_stack ? sched->current : NULL;
 }
 
 /* Consumes a pending cancel: a wait about to start reports it at once. */
@@ -145,6 +163,21 @@ void co_wait_end(struct co *c, int result);
  * it still runs); and the whole of it at co_sched_free. */
 void co_curl_abort(struct co *c);
 void co_curl_free(void);
+
+/* coro_stack.c: gives c a stack (c->map, c->stack), 0 or a negative
+ * errno; takes it back (nothing if c has none) into a small cache; unmaps
+ * the cache (co_sched_free). */
+int co_stack_alloc(struct co *c);
+void co_stack_free(struct co *c);
+void co_stack_cache_free(void);
+
+/* coro_switch.c: builds c's context (entry on its own stack); switches
+ * from the loop to c, returning when c switches back; switches from the
+ * running c to the loop, returning when c is resumed (never, if c is
+ * CO_DONE). Sanitizer hooks included. */
+int co_ctx_make(struct co *c, void (*entry)(void));
+void co_ctx_enter(struct co *c);
+void co_ctx_leave(struct co *c);
 
 /* coro_pool.c: waits for running jobs, ends the workers (co_sched_free). */
 void co_pool_free(void);

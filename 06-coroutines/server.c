@@ -18,8 +18,10 @@
  * the same epoll (co_curl_perform), retrying after a co_sleep.
  *
  * What it costs: a stack per coroutine (64 KiB reserved by default,
- * --stack-kb; only the pages touched are real memory, a few KiB for a
- * connection) and a context switch per wait. And one core: every
+ * --stack-kb; only the pages touched are real memory: one 4 KiB page for a
+ * connection, because the deep calls run on the loop's stack, see
+ * server_deep.h) and two context switches per wait (--switch: setjmp,
+ * about 20 ns each, or swapcontext, about 250 ns and a system call). And one core: every
  * coroutine shares this thread, so a coroutine that computes or calls a
  * blocking function stops all the others. That is the lesson of the flags:
  *   --blocking-bug   a bill waits with nanosleep instead of co_sleep, the C
@@ -71,7 +73,10 @@
 #include "jobcap.h"
 #include "log.h"
 #include "net.h"
+#include "primes.h"
+#include "server_deep.h"
 #include "shutdown.h"
+#include "tasks.h"
 #include "timer.h"
 #include "trace.h"
 #include "workers.h"
@@ -87,46 +92,17 @@ static int listen_fd = -1;
 static bool stopping;            /* SIGINT/SIGTERM seen: finish, then exit */
 static struct jobcap jobcap;     /* async jobs and bills promised, not done */
 
-/* Every connection and background job, so that a stop can find them.
- * A task removes itself from its list just before its coroutine returns,
- * so a handle found in a list is always alive. */
-struct task {
-    struct co *co;
-    bool idle;                   /* a connection waiting for a new request */
-    struct task *prev, *next;
-};
-
-struct task_list {
-    struct task head;            /* circular, with a sentinel */
-    size_t count;
-};
-
-static struct task_list connections = {
-    .head = {.prev = &connections.head, .next = &connections.head}};
-static struct task_list jobs = {
-    .head = {.prev = &jobs.head, .next = &jobs.head}};
-
-static void task_add(struct task_list *l, struct task *t)
-{
-    t->next = &l->head;
-    t->prev = l->head.prev;
-    l->head.prev->next = t;
-    l->head.prev = t;
-    l->count++;
-}
-
-static void task_remove(struct task_list *l, struct task *t)
-{
-    t->prev->next = t->next;
-    t->next->prev = t->prev;
-    l->count--;
-}
+/* Every connection and background job, so that a stop can find them. */
+static struct task_list connections = TASK_LIST_INIT(connections);
+static struct task_list jobs = TASK_LIST_INIT(jobs);
 
 struct conn {
     struct task task;            /* in `connections` */
     int fd;
     bool keep_alive;             /* for the answer in hand; a stop clears it */
     char peer[64];
+    struct http_parser *parser;  /* NULL between requests that waited:
+                                    see new_parser_at_first_byte */
 };
 
 struct async_job {
@@ -135,39 +111,6 @@ struct async_job {
 };
 
 /* ---- the bills -------------------------------------------------------- */
-
-struct cpu_work {
-    int ms;
-    long primes, largest;
-};
-
-/* Real work, not a sleep: counts primes by trial division until `ms` of
- * this thread's CPU time are spent. It runs on whichever thread calls it:
- * the loop's (inline) or a worker's (--offload). */
-static void *count_primes(void *arg)
-{
-    struct cpu_work *w = arg;
-    struct timespec start, now;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &start);
-    long n = 1;
-    for (;;) {
-        for (int k = 0; k < 512; k++) {
-            n++;
-            bool prime = n % 2 != 0 || n == 2;
-            for (long d = 3; prime && d * d <= n; d += 2)
-                prime = n % d != 0;
-            if (prime) {
-                w->primes++;
-                w->largest = n;
-            }
-        }
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
-        long spent_ms = (now.tv_sec - start.tv_sec) * 1000 +
-                        (now.tv_nsec - start.tv_nsec) / 1000000;
-        if (spent_ms >= w->ms)
-            return w;
-    }
-}
 
 /* --cpu-ms: the CPU-bound half of a bill. Inline it holds the whole loop;
  * offloaded it holds one worker thread and only this coroutine waits. */
@@ -203,16 +146,18 @@ static int bill_wait(void)
     return rc;
 }
 
-/* The sync route: one bill after another, exactly as 01 does it. */
-static int compute_bills(const struct exchange_request *job, double *subtotals)
+/* The sync route: one bill after another, exactly as 01 does it. Each
+ * bill's subtotal is logged as it is done; deep_sync_answer computes them
+ * again for the answer, on the loop's stack, so that no array of them
+ * sits on this stack while the bills wait. */
+static int compute_bills(const struct exchange_request *job)
 {
     for (size_t i = 0; i < job->num_bills; i++) {
         TRACE(TRACE_BILL_BEGIN, job, i);
         int rc = bill_wait();
         if (rc < 0)
             return rc;
-        subtotals[i] = exchange_subtotal(&job->bills[i], job->exchange_rate);
-        endpoint_log_bill(job, i, subtotals[i]);
+        deep_bill_subtotal(job, i); /* logs it */
         TRACE(TRACE_BILL_END, job, i);
     }
     return 0;
@@ -231,9 +176,7 @@ static void *bill_task(void *arg)
     TRACE(TRACE_BILL_BEGIN, b->job, b->index);
     int rc = bill_wait();
     if (rc == 0) {
-        b->subtotal = exchange_subtotal(&b->job->bills[b->index],
-                                        b->job->exchange_rate);
-        endpoint_log_bill(b->job, b->index, b->subtotal);
+        b->subtotal = deep_bill_subtotal(b->job, b->index);
         TRACE(TRACE_BILL_END, b->job, b->index);
     }
     return (void *)(intptr_t)rc;
@@ -318,14 +261,19 @@ static void *finish_async_job(void *arg)
 /* After endpoint_admit_job: the job's coroutine exists before the ok goes
  * out, so an ok is never followed by "cannot start it". False: the
  * reservation is given back and *reply becomes a 503. */
-static bool start_async_job(struct async_job *aj,
+static bool start_async_job(const struct exchange_request *job,
                             struct endpoint_reply *reply)
 {
-    aj->task.co = co_spawn(finish_async_job, aj); /* asyncio.create_task */
-    if (!aj->task.co) {
-        log_warn("job %s: cannot start it: %s", aj->req.request_id,
-                 strerror(errno));
-        jobcap_bills_done(&jobcap, aj->req.num_bills);
+    struct async_job *aj = malloc(sizeof *aj);
+    if (aj) {
+        aj->req = *job;
+        aj->task.co = co_spawn(finish_async_job, aj); /* create_task */
+    }
+    if (!aj || !aj->task.co) {
+        log_warn("job %s: cannot start it: %s", job->request_id,
+                 aj ? strerror(errno) : "out of memory");
+        free(aj);
+        jobcap_bills_done(&jobcap, job->num_bills);
         jobcap_job_done(&jobcap);
         endpoint_reply_free(reply);
         endpoint_busy("cannot start a coroutine", reply);
@@ -376,12 +324,21 @@ static int read_request(struct conn *c, struct http_parser *p,
             co_write(c->fd, HTTP_CONTINUE_RESPONSE,
                      strlen(HTTP_CONTINUE_RESPONSE), left) < 0)
             return -1;
-        size_t avail;
-        char *space = http_parser_space(p, &avail);
-        if (!space)
-            return -1;
+        /* Nothing of a request yet: wait until its first byte is there,
+         * then read. A keep-alive client sends its next request only
+         * after our answer, so reading first would cost a read that says
+         * EAGAIN every time. */
         c->task.idle = http_parser_empty(p); /* a stop may cancel us here */
-        ssize_t n = co_read(c->fd, space, avail, left); /* parks right here */
+        ssize_t n = c->task.idle ? co_wait_readable(c->fd, left) : 0;
+        if (n == 0) {
+            size_t avail;
+            char *space = http_parser_space(p, &avail);
+            if (!space)
+                return -1;
+            now = timer_now_ms();
+            n = co_read(c->fd, space, avail, /* parks right here */
+                        now < deadline ? (int)(deadline - now) : 0);
+        }
         c->task.idle = false;
         if (n > 0) {
             http_parser_commit(p, (size_t)n);
@@ -413,7 +370,10 @@ static void linger_before_close(struct conn *c)
     if (shutdown(c->fd, SHUT_WR) < 0)
         return;
     uint64_t deadline = timer_now_ms() + LINGER_MS;
-    char sink[4096];
+    /* What we drop goes to one static sink shared by every coroutine
+     * (one thread; nobody reads it): 4 KiB on each stack would cost a
+     * page per connection. */
+    static char sink[4096];
     for (size_t dropped = 0; dropped < LINGER_MAX_BYTES;) {
         uint64_t now = timer_now_ms();
         ssize_t n = co_read(c->fd, sink, sizeof sink,
@@ -430,7 +390,7 @@ static bool send_reply(struct conn *c, const struct endpoint_reply *reply)
 {
     c->keep_alive = c->keep_alive && !stopping;
     size_t len;
-    char *text = endpoint_reply_render(reply, c->keep_alive, &len);
+    char *text = deep_endpoint_reply_render(reply, c->keep_alive, &len);
     ssize_t rc = text ? co_write(c->fd, text, len, cfg.idle_timeout_ms)
                       : -ENOMEM;
     if (rc < 0)
@@ -440,43 +400,73 @@ static bool send_reply(struct conn *c, const struct endpoint_reply *reply)
     return rc >= 0;
 }
 
-/* Routes one request and answers it. Returns false if the connection
- * cannot go on (the client left, or the server gave up on the request). */
-static bool handle_request(struct conn *c, const struct http_request *req)
+/* A request that will wait (its bills) needs nothing more from its
+ * parser: parser and buffer go now (unless the next request already sits
+ * in them) and come back with the next request's first byte. 10,000
+ * waiting connections would otherwise pin 5 KiB each. */
+static void release_parser(struct conn *c)
 {
-    struct endpoint_reply reply = {0};
-    struct async_job *aj = malloc(sizeof *aj);
-    if (!aj) {
-        endpoint_busy("out of memory", &reply);
-        c->keep_alive = false;
-        send_reply(c, &reply);
-        endpoint_reply_free(&reply);
-        return false;
+    http_parser_consume(c->parser);
+    if (http_parser_empty(c->parser)) {
+        http_parser_free(c->parser);
+        free(c->parser);
+        c->parser = NULL;
     }
+}
+
+/* Waits, as an idle connection, for a request's first byte, then makes the
+ * parser. NULL to close (the client stayed idle, the server stops, or no
+ * memory). The parser lives in the heap, not on the coroutine's stack:
+ * with the request's exchange_request (handle_request) both would take a
+ * second stack page. */
+static struct http_parser *new_parser_at_first_byte(struct conn *c)
+{
+    c->task.idle = true; /* a stop may cancel us here */
+    int rc = co_wait_readable(c->fd, cfg.idle_timeout_ms);
+    c->task.idle = false;
+    if (rc == -ETIMEDOUT)
+        log_info("%s idle for %d ms; closing", c->peer, cfg.idle_timeout_ms);
+    else if (rc == -ECANCELED)
+        log_info("%s idle while the server stops; closing", c->peer);
+    struct http_parser *p = rc == 0 ? malloc(sizeof *p) : NULL;
+    if (p)
+        http_parser_init(p);
+    return p;
+}
+
+/* Routes the request parsed in c->parser and answers it; the request is
+ * consumed on return. Returns false if the connection cannot go on (the
+ * client left, or the server gave up on the request). */
+static bool handle_request(struct conn *c)
+{
+    const struct http_request *req = &c->parser->req;
+    struct endpoint_reply reply = {0};
+    /* On the stack, not the heap: parsing writes only its first few
+     * hundred bytes (one bill), and untouched stack costs no memory. */
+    struct exchange_request job;
     bool ok = true;
     log_info("%s %s", req->method, req->path);
-    switch (endpoint_route(req, STAGE, &aj->req, &reply)) {
+    switch (deep_endpoint_route(req, STAGE, &job, &reply)) {
     case ENDPOINT_REPLY:
         ok = send_reply(c, &reply);
         break;
-    case ENDPOINT_SYNC: {
-        double subtotals[EXCHANGE_MAX_BILLS];
-        ok = compute_bills(&aj->req, subtotals) == 0;
+    case ENDPOINT_SYNC:
+        release_parser(c); /* req is gone from here on */
+        ok = compute_bills(&job) == 0;
         if (ok) {
-            endpoint_sync_done(&aj->req, subtotals, &reply);
+            deep_sync_answer(&job, &reply);
             ok = send_reply(c, &reply);
         }
         break;
-    }
     case ENDPOINT_ASYNC: /* a promise: budget and coroutine first */
-        if (endpoint_admit_job(&jobcap, &aj->req, &reply) &&
-            start_async_job(aj, &reply))
-            aj = NULL; /* the background coroutine owns it now */
+        if (endpoint_admit_job(&jobcap, &job, &reply))
+            start_async_job(&job, &reply);
         ok = send_reply(c, &reply); /* {"status":"ok"} at once, or a 503 */
         break;
     }
     endpoint_reply_free(&reply);
-    free(aj);
+    if (c->parser)
+        http_parser_consume(c->parser);
     return ok;
 }
 
@@ -485,12 +475,12 @@ static void *serve_connection(void *arg)
 {
     struct conn *c = arg;
     log_info("connection from %s", c->peer);
-    struct http_parser parser;
-    http_parser_init(&parser);
     /* A stopping server finishes the request in hand, starts no new one. */
-    while (!(stopping && http_parser_empty(&parser))) {
+    while (!(stopping && (!c->parser || http_parser_empty(c->parser)))) {
+        if (!c->parser && !(c->parser = new_parser_at_first_byte(c)))
+            break;
         const char *detail;
-        int refusal = read_request(c, &parser, &detail);
+        int refusal = read_request(c, c->parser, &detail);
         if (refusal < 0)
             break;
         if (refusal > 0) {
@@ -503,14 +493,16 @@ static void *serve_connection(void *arg)
             endpoint_reply_free(&reply);
             break;
         }
-        c->keep_alive = parser.req.keep_alive;
+        c->keep_alive = c->parser->req.keep_alive;
         TRACE(TRACE_REQ_BEGIN, NULL, c->fd);
-        bool ok = handle_request(c, &parser.req);
-        http_parser_consume(&parser);
+        bool ok = handle_request(c);
         if (!ok || !c->keep_alive)
             break;
     }
-    http_parser_free(&parser);
+    if (c->parser) {
+        http_parser_free(c->parser);
+        free(c->parser);
+    }
     co_close(c->fd);
     log_info("closed %s", c->peer);
     task_remove(&connections, &c->task);
@@ -603,7 +595,10 @@ static void *watch_for_stop(void *arg)
 static int serve(int lfd)
 {
     listen_fd = lfd;
-    struct co_options opts = {.stack_size = (size_t)cfg.stack_kb * 1024};
+    struct co_options opts = {
+        .stack_size = (size_t)cfg.stack_kb * 1024,
+        .switch_kind = strcmp(cfg.coro_switch, "swapcontext") == 0
+                           ? CO_SWITCH_SWAPCONTEXT : CO_SWITCH_SETJMP};
     int rc = co_sched_init(&opts);
     if (rc < 0) {
         fprintf(stderr, "co_sched_init: %s\n", strerror(-rc));
@@ -640,7 +635,8 @@ int main(int argc, char **argv)
     callback_global_init();
     jobcap_init(&jobcap, workers_share(&cfg, cfg.max_jobs), /* each its */
                 workers_share(&cfg, cfg.max_bills));        /* own copy */
-    log_info("coroutine stacks %d KiB%s%s", cfg.stack_kb,
+    log_info("coroutine stacks %d KiB, switched by %s%s%s", cfg.stack_kb,
+             cfg.coro_switch,
              cfg.blocking_bug ? "; --blocking-bug: bills call nanosleep, "
                                 "so the whole loop stops during each" : "",
              cfg.cpu_ms > 0 ? (cfg.offload ? "; cpu work offloaded to "

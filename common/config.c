@@ -17,7 +17,7 @@
 enum { OPT_PORT = 256, OPT_HOST, OPT_DELAY, OPT_JITTER, OPT_IDLE, OPT_MAIN,
        OPT_QUIET, OPT_HELP, OPT_TRACE, OPT_HEADER_TIMEOUT, OPT_BODY_TIMEOUT,
        OPT_MAX_JOBS, OPT_MAX_BILLS, OPT_CALLBACK_DEADLINE, OPT_MAX_CHILDREN, OPT_MAX_THREADS,
-       OPT_BLOCKING_BUG, OPT_CPU_MS, OPT_OFFLOAD, OPT_STACK_KB,
+       OPT_BLOCKING_BUG, OPT_CPU_MS, OPT_OFFLOAD, OPT_STACK_KB, OPT_SWITCH,
        OPT_PREFORK, OPT_ACCEPT_LOCK, OPT_POOL, OPT_QUEUE, OPT_WORKERS,
        OPT_SHARED_LISTENER };
 
@@ -71,7 +71,11 @@ static void config_usage(FILE *out, const struct config *cfg, int default_port,
             "  --cpu-ms N          each bill also burns N ms of CPU\n"
             "  --offload           run that CPU work on the worker pool\n"
             "                      (co_run_blocking) instead of the loop\n"
-            "  --stack-kb N        coroutine stack size (default 64)\n");
+            "  --stack-kb N        coroutine stack size (default 64)\n"
+            "  --switch HOW        how coroutines switch stacks: setjmp\n"
+            "                      (_setjmp/_longjmp, no system call) or\n"
+            "                      swapcontext (saves the signal mask too:\n"
+            "                      one system call a switch) (default setjmp)\n");
     if (extras & CONFIG_PREFORK)
         fprintf(out,
             "  --prefork N         fork N children at start, each accepting\n"
@@ -129,7 +133,7 @@ void config_parse(struct config *cfg, int argc, char **argv,
         .main_service = env_url && *env_url ? env_url : DEFAULT_MAIN_SERVICE,
         .token = env_token && *env_token ? env_token : DEFAULT_TOKEN,
         .max_children = 256, .max_threads = 1024, .stack_kb = 64,
-        .queue = 64, .workers = 1,
+        .queue = 64, .workers = 1, .coro_switch = "setjmp",
     };
     cfg->token_is_default = strcmp(cfg->token, DEFAULT_TOKEN) == 0;
 
@@ -160,6 +164,7 @@ void config_parse(struct config *cfg, int argc, char **argv,
         {"queue", required_argument, 0, OPT_QUEUE},
         {"workers", required_argument, 0, OPT_WORKERS},
         {"shared-listener", no_argument, 0, OPT_SHARED_LISTENER},
+        {"switch", required_argument, 0, OPT_SWITCH},
         {0, 0, 0, 0},
     };
     /* Keep only the options this stage takes, so --help and getopt agree. */
@@ -169,7 +174,7 @@ void config_parse(struct config *cfg, int argc, char **argv,
         int v = all[i].val;
         if ((v == OPT_MAX_CHILDREN && !(extras & CONFIG_MAX_CHILDREN)) ||
             (v == OPT_MAX_THREADS && !(extras & CONFIG_MAX_THREADS)) ||
-            (v >= OPT_BLOCKING_BUG && v <= OPT_STACK_KB &&
+            (v >= OPT_BLOCKING_BUG && v <= OPT_SWITCH &&
              !(extras & CONFIG_CORO)) ||
             ((v == OPT_PREFORK || v == OPT_ACCEPT_LOCK) &&
              !(extras & CONFIG_PREFORK)) ||
@@ -209,6 +214,15 @@ void config_parse(struct config *cfg, int argc, char **argv,
         case OPT_QUEUE: cfg->queue = config_int(stage, "queue", optarg, 1, 1000000); break;
         case OPT_WORKERS: cfg->workers = config_int(stage, "workers", optarg, 1, 256); break;
         case OPT_SHARED_LISTENER: cfg->shared_listener = true; break;
+        case OPT_SWITCH:
+            if (strcmp(optarg, "setjmp") != 0 &&
+                strcmp(optarg, "swapcontext") != 0) {
+                fprintf(stderr, "%s: --switch wants setjmp or swapcontext, "
+                                "got '%s'\n", stage, optarg);
+                exit(2);
+            }
+            cfg->coro_switch = optarg;
+            break;
         case OPT_HELP:
             config_usage(stdout, cfg, default_port, extras, description);
             exit(0);

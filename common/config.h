@@ -11,7 +11,7 @@ enum config_extra {
     CONFIG_MAX_CHILDREN = 1 << 0, /* 02: --max-children */
     CONFIG_MAX_THREADS = 1 << 1,  /* 03: --max-threads */
     CONFIG_CORO = 1 << 2,         /* 06: --blocking-bug --cpu-ms --offload
-                                         --stack-kb */
+                                         --stack-kb --switch */
     CONFIG_PREFORK = 1 << 3,      /* 02: --prefork --accept-lock */
     CONFIG_POOL = 1 << 4,         /* 03: --pool --queue */
     CONFIG_WORKERS = 1 << 5,      /* 05, 06: --workers --shared-listener */
@@ -70,6 +70,8 @@ struct config {
     bool shared_listener;     /* 05, 06 --shared-listener: one listener in
                                  every worker's epoll (EPOLLEXCLUSIVE)
                                  instead of one SO_REUSEPORT listener each */
+    const char *coro_switch;  /* 06 --switch: "setjmp" (default) or
+                                 "swapcontext" */
 };
 
 /* Fills cfg from defaults, the environment, then argv. Exits on --help or

@@ -32,9 +32,14 @@
 #define INT_RESULT(p) ((int)(intptr_t)(p))
 #define AS_PTR(n) ((void *)(intptr_t)(n))
 
+/* Every test runs once per way of switching (main): this is the one in
+ * use, so every co_sched_init here passes it. */
+static enum co_switch test_switch;
+
 static void init_sched(void)
 {
-    ck_assert_int_eq(co_sched_init(NULL), 0);
+    struct co_options opts = {.switch_kind = test_switch};
+    ck_assert_int_eq(co_sched_init(&opts), 0);
 }
 
 static void run_and_free(void)
@@ -623,7 +628,7 @@ static void *offload_one(void *arg)
 
 START_TEST(run_blocking_calls_run_in_parallel)
 {
-    struct co_options opts = {.workers = 4};
+    struct co_options opts = {.workers = 4, .switch_kind = test_switch};
     ck_assert_int_eq(co_sched_init(&opts), 0);
     struct co *cs[8];
     for (int i = 0; i < 8; i++)
@@ -792,7 +797,7 @@ START_TEST(a_stack_overflow_dies_on_the_guard_page)
                                .sa_flags = SA_SIGINFO | SA_ONSTACK};
         sigaction(SIGSEGV, &sa, NULL);
         guard_page_size = (uintptr_t)sysconf(_SC_PAGESIZE);
-        co_sched_init(NULL);
+        init_sched();
         co_detach(co_spawn(overflow, NULL));
         co_detach(co_spawn(neighbour, NULL));
         co_sched_run();
@@ -1054,10 +1059,111 @@ START_TEST(a_curl_transfer_can_be_cancelled)
 }
 END_TEST
 
-int main(void)
+/* ---- co_call_on_loop_stack ---------------------------------------- */
+
+struct on_loop_probe {
+    char *coroutine_local;  /* an address on the coroutine's stack */
+    long distance;          /* from there to fn's own local */
+    int wait_rc;            /* what a wait says inside fn */
+    long id_inside;         /* co_current_id inside fn */
+};
+
+static void *probe_on_loop(void *arg)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    Suite *s = suite_create("coro");
+    struct on_loop_probe *p = arg;
+    char here;
+    p->distance = labs((long)((intptr_t)&here - (intptr_t)p->coroutine_local));
+    p->wait_rc = co_sleep(1);
+    p->id_inside = co_current_id();
+    return AS_PTR(42);
+}
+
+static void *calls_on_loop(void *arg)
+{
+    struct on_loop_probe *p = arg;
+    char mine;
+    p->coroutine_local = &mine;
+    void *r = co_call_on_loop_stack(probe_on_loop, p);
+    ck_assert_int_eq(co_sleep(1), 0); /* a wait works again afterwards */
+    return r;
+}
+
+/* fn runs on another stack (the loop's, not within this coroutine's 64
+ * KiB), may not wait, and its result comes back. */
+START_TEST(a_deep_call_runs_on_the_loop_stack)
+{
+    init_sched();
+    struct on_loop_probe p = {0};
+    struct co *c = co_spawn(calls_on_loop, &p);
+    ck_assert_ptr_nonnull(c);
+    long id = co_id(c);
+    void *r = NULL;
+    ck_assert_int_eq(co_sched_run(), 0);
+    ck_assert_int_eq(co_join(c, -1, &r), 0);
+    co_sched_free();
+    ck_assert_int_eq(INT_RESULT(r), 42);
+    ck_assert_int_gt(p.distance, CO_DEFAULT_STACK_SIZE);
+    ck_assert_int_eq(p.wait_rc, -EPERM);
+    ck_assert_int_eq(p.id_inside, id);
+}
+END_TEST
+
+/* ---- what each switch keeps: the signal mask (coro.h, "Switching") ---- */
+
+static bool usr2_blocked(void)
+{
+    sigset_t now;
+    pthread_sigmask(SIG_BLOCK, NULL, &now);
+    return sigismember(&now, SIGUSR2) == 1;
+}
+
+static void toggle_usr2(void)
+{
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, SIGUSR2);
+    pthread_sigmask(usr2_blocked() ? SIG_UNBLOCK : SIG_BLOCK, &one, NULL);
+}
+
+static bool seen_by_b;
+
+static void *mask_changer(void *arg)
+{
+    (void)arg;
+    toggle_usr2();
+    co_yield(); /* b runs now and looks */
+    toggle_usr2();
+    return NULL;
+}
+
+static void *mask_reader(void *arg)
+{
+    (void)arg;
+    seen_by_b = usr2_blocked();
+    return NULL;
+}
+
+/* swapcontext gives each coroutine its own mask; setjmp shares the
+ * thread's, so one coroutine's change is seen by the next. */
+START_TEST(the_signal_mask_is_per_coroutine_only_with_swapcontext)
+{
+    init_sched(); /* (which, under TSan, blocks SIGUSR2 itself) */
+    bool before = usr2_blocked();
+    co_detach(co_spawn(mask_changer, NULL));
+    co_detach(co_spawn(mask_reader, NULL));
+    ck_assert_int_eq(co_sched_run(), 0);
+    ck_assert_int_eq(usr2_blocked(), before);
+    co_sched_free();
+    if (test_switch == CO_SWITCH_SWAPCONTEXT)
+        ck_assert_int_eq(seen_by_b, before);
+    else
+        ck_assert_int_ne(seen_by_b, before);
+}
+END_TEST
+
+static Suite *coro_suite(const char *name)
+{
+    Suite *s = suite_create(name);
     TCase *basics = tcase_create("scheduler");
     tcase_set_timeout(basics, 60);
     tcase_add_test(basics, sleeps_wake_in_deadline_order);
@@ -1080,6 +1186,9 @@ int main(void)
     tcase_add_test(basics, a_stack_overflow_dies_on_the_guard_page);
     tcase_add_test(basics, co_close_wakes_a_parked_waiter);
     tcase_add_test(basics, a_timed_out_join_is_not_woken_again_by_its_target);
+    tcase_add_test(basics,
+                   the_signal_mask_is_per_coroutine_only_with_swapcontext);
+    tcase_add_test(basics, a_deep_call_runs_on_the_loop_stack);
     suite_add_tcase(s, basics);
 
     TCase *pool = tcase_create("worker pool");
@@ -1095,8 +1204,26 @@ int main(void)
     tcase_add_test(curl, curl_transfers_overlap_and_the_loop_keeps_running);
     tcase_add_test(curl, a_curl_transfer_can_be_cancelled);
     suite_add_tcase(s, curl);
+    return s;
+}
 
-    int failed = harness_run(s);
+/* The whole suite once per switch (CO_SWITCH=setjmp or swapcontext runs
+ * only that one). */
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    static const struct { enum co_switch kind; const char *name; } ways[] = {
+        {CO_SWITCH_SETJMP, "setjmp"}, {CO_SWITCH_SWAPCONTEXT, "swapcontext"}};
+    const char *only = getenv("CO_SWITCH");
+    int failed = 0;
+    for (size_t i = 0; i < sizeof ways / sizeof ways[0]; i++) {
+        if (only && *only && strcmp(only, ways[i].name) != 0)
+            continue;
+        test_switch = ways[i].kind;
+        char name[64];
+        snprintf(name, sizeof name, "coro, switch %s", ways[i].name);
+        failed |= harness_run(coro_suite(name));
+    }
     curl_global_cleanup();
     return failed;
 }
