@@ -636,13 +636,10 @@ int main(int argc, char **argv)
     jobcap_init(&jobcap, workers_share(&cfg, cfg.max_jobs), /* each its */
                 workers_share(&cfg, cfg.max_bills));        /* own copy */
     log_info("coroutine stacks %d KiB, switched by %s%s%s", cfg.stack_kb,
-             cfg.coro_switch,
-             cfg.blocking_bug ? "; --blocking-bug: bills call nanosleep, "
-                                "so the whole loop stops during each" : "",
-             cfg.cpu_ms > 0 ? (cfg.offload ? "; cpu work offloaded to "
-                                             "worker threads"
-                                           : "; cpu work on the loop thread")
-                            : "");
+             cfg.coro_switch, cfg.blocking_bug ? "; --blocking-bug: bills "
+             "call nanosleep, so the whole loop stops during each" : "",
+             !cfg.cpu_ms ? "" : cfg.offload ? "; cpu work offloaded to "
+             "worker threads" : "; cpu work on the loop thread");
     int rc = 1, lfd;
     if (cfg.workers > 1)
         rc = workers_run(&cfg, serve);
