@@ -33,13 +33,11 @@
 
 #include "harness.h"
 
-static const char *const stages[] = {
-    "01-blocking", "02-fork", "03-threads",
-    "04-select", "05-epoll-callbacks", "06-coroutines",
-};
-#define NUM_STAGES ((int)(sizeof stages / sizeof stages[0]))
-/* 01 serves one connection at a time, by design. */
-#define CONCURRENT(i) ((i) != 0)
+/* The harness's stage table; 01 serves one connection at a time, by
+ * design (the overlaps trait). */
+#define NUM_STAGES HARNESS_NUM_STAGES
+#define STAGE(i) (harness_stages[(i)].name)
+#define CONCURRENT(i) (harness_stages[(i)].overlaps)
 
 #define HEADER_MS 600
 #define BODY_MS 900
@@ -159,7 +157,7 @@ static void start_stage(struct proc *p, int i, const char *const *extra)
     for (int k = 0; extra && extra[k] && n < 30; k++)
         args[n++] = extra[k];
     args[n] = NULL;
-    proc_start(p, stages[i], args, token_env);
+    proc_start(p, STAGE(i), args, token_env);
 }
 
 /* ------------------------------------------------------------------ */
@@ -293,7 +291,7 @@ static void run_slow(struct slow_client *list, int n, int port)
  * soft descriptor limit of 512 and must raise it to the hard one. */
 START_TEST(each_wait_ends_at_its_own_deadline)
 {
-    if (!harness_stage_selected(stages[_i]))
+    if (!harness_row_selected(_i))
         return;
     /* The harness raises its own limit once, on first use: let it do so
      * now, so that the low limit below is the one the server inherits. */
@@ -322,7 +320,7 @@ START_TEST(each_wait_ends_at_its_own_deadline)
             sscanf(line + 14, "%ld %ld", &soft, &hard);
     fclose(f);
     ck_assert_msg(soft == hard && soft > 512, "%s: descriptor limit "
-                  "soft %ld, hard %ld: not raised", stages[_i], soft, hard);
+                  "soft %ld, hard %ld: not raised", STAGE(_i), soft, hard);
 
     if (CONCURRENT(_i)) {
         run_slow(slow_clients, NUM_SLOW, s.port);
@@ -332,8 +330,8 @@ START_TEST(each_wait_ends_at_its_own_deadline)
             run_slow(&slow_clients[k], 1, s.port);
     }
     for (int k = 0; k < NUM_SLOW; k++)
-        slow_check(&slow_clients[k], stages[_i]);
-    expect_root_ok(s.port, stages[_i]);
+        slow_check(&slow_clients[k], STAGE(_i));
+    expect_root_ok(s.port, STAGE(_i));
     ck_assert_int_eq(proc_stop(&s, 20000), 0);
 }
 END_TEST
@@ -342,7 +340,7 @@ END_TEST
  * deadline, counted from the answer. */
 START_TEST(idle_keep_alive_is_closed)
 {
-    if (!harness_stage_selected(stages[_i]) || !CONCURRENT(_i))
+    if (!harness_row_selected(_i) || !CONCURRENT(_i))
         return; /* 01 closes after every answer */
     struct proc s;
     start_stage(&s, _i, (const char *const[]){"--idle-timeout-ms", "800",
@@ -360,13 +358,13 @@ START_TEST(idle_keep_alive_is_closed)
     double took = harness_now() - t0;
     close(fd);
     ck_assert_msg(!timed_out && !reset, "%s: idle connection not closed "
-                  "cleanly (%s)", stages[_i], timed_out ? "still open"
+                  "cleanly (%s)", STAGE(_i), timed_out ? "still open"
                                                         : "reset");
     ck_assert_msg(took >= 0.65 && took <= 0.8 + SLACK_S,
                   "%s: idle keep-alive closed after %.2f s (want 0.8)",
-                  stages[_i], took);
+                  STAGE(_i), took);
     ck_assert_msg(*rest == '\0' || raw_status(rest) == 408,
-                  "%s: unexpected bytes on an idle close: [%s]", stages[_i],
+                  "%s: unexpected bytes on an idle close: [%s]", STAGE(_i),
                   rest);
     free(rest);
     ck_assert_int_eq(proc_stop(&s, 20000), 0);
@@ -423,7 +421,7 @@ static void expect_busy_503(const char *resp, const char *cap,
 
 START_TEST(async_work_is_bounded_before_the_ok)
 {
-    if (!harness_stage_selected(stages[_i]))
+    if (!harness_row_selected(_i))
         return;
     struct proc main_svc, s;
     proc_start(&main_svc, "main-service", NULL, token_env);
@@ -436,7 +434,7 @@ START_TEST(async_work_is_bounded_before_the_ok)
     /* One job larger than the whole bill budget: refused in every stage. */
     char *req = async_request("too_many_bills", 6);
     char *resp = raw_exchange(s.port, req, strlen(req), 5000);
-    expect_busy_503(resp, "--max-bills", stages[_i]);
+    expect_busy_503(resp, "--max-bills", STAGE(_i));
     free(req);
     free(resp);
 
@@ -462,21 +460,21 @@ START_TEST(async_work_is_bounded_before_the_ok)
                           "[%s]", resp);
             oks++;
         } else {
-            expect_busy_503(resp, "--max-jobs", stages[_i]);
+            expect_busy_503(resp, "--max-jobs", STAGE(_i));
         }
         free(resp);
         close(fds[k]);
     }
     if (CONCURRENT(_i))
         ck_assert_msg(oks == atoi(MAX_JOBS), "%s: %d of %d jobs accepted "
-                      "with --max-jobs %s", stages[_i], oks, FLOOD, MAX_JOBS);
+                      "with --max-jobs %s", STAGE(_i), oks, FLOOD, MAX_JOBS);
     /* Every ok is a promise kept: its result reaches the main service. The
      * refused ones never do. */
     for (int k = 0; k < FLOOD; k++)
         if (accepted[k])
             ck_assert_msg(result_stored(main_svc.port, ids[k], 15000),
                           "%s: %s was accepted but never called back",
-                          stages[_i], ids[k]);
+                          STAGE(_i), ids[k]);
     for (int k = 0; k < FLOOD; k++)
         if (!accepted[k])
             ck_assert(!result_stored(main_svc.port, ids[k], 0));
@@ -485,7 +483,7 @@ START_TEST(async_work_is_bounded_before_the_ok)
     req = async_request("after_flood", 1);
     resp = raw_exchange(s.port, req, strlen(req), 5000);
     ck_assert_msg(raw_status(resp) == 200, "%s: budget not returned: [%s]",
-                  stages[_i], resp);
+                  STAGE(_i), resp);
     free(req);
     free(resp);
     ck_assert(result_stored(main_svc.port, "after_flood", 15000));
@@ -535,16 +533,16 @@ static void refused_then_fin(int port, const char *head, char filler,
 
 START_TEST(refusals_end_in_a_lingering_close)
 {
-    if (!harness_stage_selected(stages[_i]))
+    if (!harness_row_selected(_i))
         return;
     struct proc s;
     start_stage(&s, _i, NULL);
     refused_then_fin(s.port,
                      "POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\n"
                      "Content-Length: 300000\r\n\r\n", 'x', 200000, 413,
-                     stages[_i]);
+                     STAGE(_i));
     refused_then_fin(s.port, "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: ", 'p',
-                     100000, 431, stages[_i]);
+                     100000, 431, STAGE(_i));
     /* RFC 9112 3.2: HTTP/1.1 without Host, or with two, is a 400. */
     static const char *const hostless[] = {
         "GET / HTTP/1.1\r\n\r\n",
@@ -554,10 +552,10 @@ START_TEST(refusals_end_in_a_lingering_close)
         char *got = raw_exchange(s.port, hostless[k], strlen(hostless[k]),
                                  5000);
         ck_assert_msg(raw_status(got) == 400 && strstr(got, "Host"),
-                      "%s: want a 400 naming Host, got [%s]", stages[_i], got);
+                      "%s: want a 400 naming Host, got [%s]", STAGE(_i), got);
         free(got);
     }
-    expect_root_ok(s.port, stages[_i]);
+    expect_root_ok(s.port, STAGE(_i));
     ck_assert_int_eq(proc_stop(&s, 20000), 0);
 }
 END_TEST
@@ -566,7 +564,7 @@ END_TEST
  * answer still comes, says "Connection: close", and the server exits 0. */
 START_TEST(stop_during_a_request_answers_connection_close)
 {
-    if (!harness_stage_selected(stages[_i]))
+    if (!harness_row_selected(_i))
         return;
     struct proc s;
     start_stage(&s, _i, (const char *const[]){"--delay-ms", "1000", NULL});
@@ -585,9 +583,9 @@ START_TEST(stop_during_a_request_answers_connection_close)
     ck_assert_int_eq(kill(s.pid, SIGTERM), 0);
     char *resp = read_response(fd, 10000);
     close(fd);
-    ck_assert_msg(raw_status(resp) == 200, "%s: [%s]", stages[_i], resp);
+    ck_assert_msg(raw_status(resp) == 200, "%s: [%s]", STAGE(_i), resp);
     ck_assert_msg(strstr(resp, "\r\nConnection: close\r\n") != NULL,
-                  "%s: an answer during a stop must close: [%s]", stages[_i],
+                  "%s: an answer during a stop must close: [%s]", STAGE(_i),
                   resp);
     free(resp);
     ck_assert_int_eq(proc_stop(&s, 20000), 0);
@@ -599,7 +597,7 @@ END_TEST
 
 START_TEST(request_ids_cannot_forge_log_lines)
 {
-    if (!harness_stage_selected(stages[_i]))
+    if (!harness_row_selected(_i))
         return;
     struct proc s;
     start_stage(&s, _i, (const char *const[]){"--delay-ms", "0", NULL});
@@ -620,11 +618,11 @@ START_TEST(request_ids_cannot_forge_log_lines)
     char *log = strdup(harness_read_log(&s));
     ck_assert_int_eq(proc_stop(&s, 20000), 0);
     ck_assert_msg(strstr(log, "\nFORGED") == NULL, "%s: a forged log line:"
-                  "\n%s", stages[_i], log);
+                  "\n%s", STAGE(_i), log);
     ck_assert_msg(strchr(log, '\x1b') == NULL, "%s: a raw ESC in the log",
-                  stages[_i]);
+                  STAGE(_i));
     ck_assert_msg(strstr(log, "inj\\x0aFORGED") != NULL, "%s: the id is "
-                  "not in the log, escaped:\n%s", stages[_i], log);
+                  "not in the log, escaped:\n%s", STAGE(_i), log);
     free(log);
 }
 END_TEST
@@ -642,9 +640,5 @@ int main(void)
                         NUM_STAGES);
     tcase_add_loop_test(tc, request_ids_cannot_forge_log_lines, 0, NUM_STAGES);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return harness_run(s);
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "endpoint.h"
+#include "harness.h"
 #include "jobcap.h"
 
 START_TEST(caps_jobs_then_bills)
@@ -134,9 +135,5 @@ int main(void)
     tcase_add_test(tc, shared_budget_spans_processes);
     tcase_add_test(tc, admit_turns_ok_into_503_with_retry_after);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return harness_run(s);
 }

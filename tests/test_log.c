@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "harness.h"
 #include "log.h"
 #include "utf8.h"
 
@@ -107,9 +108,5 @@ int main(void)
     tcase_add_test(tc, utf8_is_strict);
     tcase_add_test(tc, log_info_writes_one_clean_line);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return harness_run(s);
 }
