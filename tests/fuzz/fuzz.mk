@@ -41,7 +41,7 @@ FUZZ_OPTS_http     := -dict=tests/fuzz/http.dict
 FUZZ_OPTS_exchange := -dict=tests/fuzz/json.dict
 
 SRC_http     := tests/fuzz/fuzz_http.c common/http.c
-SRC_exchange := tests/fuzz/fuzz_exchange.c common/exchange.c
+SRC_exchange := tests/fuzz/fuzz_exchange.c common/exchange.c common/utf8.c
 LIBS_http    :=
 LIBS_exchange := $(CJSON_LIBS) -lm -pthread
 
