@@ -7,6 +7,9 @@
  *   asyncio                              coro
  *   ----------------------------------   -----------------------------------
  *   asyncio.run(main())                  co_sched_init; co_spawn; co_sched_run
+ *                                        (but see co_sched_run: asyncio.run
+ *                                        cancels what main left pending;
+ *                                        co_sched_run waits for it)
  *   asyncio.create_task(coro)            co_spawn(fn, arg)
  *   await task                           co_join(task, -1, &result)
  *   asyncio.wait_for(task, timeout)      co_join(task, timeout_ms, &result)
