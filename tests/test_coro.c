@@ -876,21 +876,23 @@ END_TEST
  * A hog blocks the thread past both deadlines, so the target's sleep and
  * the joiner's timeout fire in one loop turn, target first. (Pass 1: the
  * joiner spawns the target and parks, the hog yields; pass 2: the target
- * parks, then the hog blocks: no timing luck involved.) The timeout
- * must take the joiner off the target: when the target then returns it
- * must not wake the joiner a second time (a coroutine queued twice). */
+ * parks, then the hog blocks.) The target's deadline comes 40 ms before
+ * the joiner's, so it fires first however slowly (a sanitizer build) the
+ * target got to its sleep. The timeout must take the joiner off the
+ * target: when the target then returns it must not wake the joiner a
+ * second time (a coroutine queued twice). */
 
-static void *sleeps_49(void *arg)
+static void *sleeps_10(void *arg)
 {
     (void)arg;
-    ck_assert_int_eq(co_sleep(49), 0);
+    ck_assert_int_eq(co_sleep(10), 0);
     return AS_PTR(7);
 }
 
 static void *joins_with_50(void *arg)
 {
     (void)arg;
-    struct co *t = co_spawn(sleeps_49, NULL);
+    struct co *t = co_spawn(sleeps_10, NULL);
     void *r = NULL;
     ck_assert_int_eq(co_join(t, 50, &r), -ETIMEDOUT);
     ck_assert_int_eq(INT_RESULT(r), 7); /* it did finish, just late */
