@@ -374,6 +374,18 @@ END_TEST
 /* ------------------------------------------------------------------ */
 /* Bounded async work.                                                */
 
+/* A raw POST of json to path; close asks for "Connection: close" (then
+ * raw_exchange need not wait out a keep-alive). Malloc'd. */
+static char *post_request(const char *path, const char *json, bool close)
+{
+    char *req = NULL;
+    ck_assert_int_gt(asprintf(&req, "POST %s HTTP/1.1\r\nHost: x\r\n%s"
+                              "Content-Length: %zu\r\n\r\n%s", path,
+                              close ? "Connection: close\r\n" : "",
+                              strlen(json), json), 0);
+    return req;
+}
+
 static char *async_request(const char *id, int bills)
 {
     char json[8192];
@@ -384,13 +396,8 @@ static char *async_request(const char *id, int bills)
         n += snprintf(json + n, sizeof json - (size_t)n,
                       "%s{\"denomination_id\": %d, \"denomination\": 1.0, "
                       "\"count\": 1}", b ? "," : "", b + 1);
-    n += snprintf(json + n, sizeof json - (size_t)n, "]}");
-    char *req = NULL;
-    /* "Connection: close": raw_exchange reads until the server closes. */
-    ck_assert_int_gt(asprintf(&req, "POST /api/exchange_async HTTP/1.1\r\n"
-                              "Host: x\r\nConnection: close\r\n"
-                              "Content-Length: %d\r\n\r\n%s", n, json), 0);
-    return req;
+    snprintf(json + n, sizeof json - (size_t)n, "]}");
+    return post_request("/api/exchange_async", json, true);
 }
 
 static bool result_stored(int main_port, const char *id, int wait_ms)
@@ -573,10 +580,7 @@ START_TEST(stop_during_a_request_answers_connection_close)
     const char *json = "{\"request_id\": \"stop\", \"exchange_rate\": 2, "
                        "\"bills\": [{\"denomination_id\": 1, "
                        "\"denomination\": 1.0, \"count\": 1}]}";
-    char *req = NULL;
-    ck_assert_int_gt(asprintf(&req, "POST /api/exchange_sync HTTP/1.1\r\n"
-                              "Host: x\r\nContent-Length: %zu\r\n\r\n%s",
-                              strlen(json), json), 0);
+    char *req = post_request("/api/exchange_sync", json, false);
     send_all(fd, req, strlen(req));
     free(req);
     harness_sleep_ms(300);
@@ -605,11 +609,7 @@ START_TEST(request_ids_cannot_forge_log_lines)
         "{\"request_id\": \"inj\\nFORGED | WARNING: \\u001b[31mred\", "
         "\"exchange_rate\": 2, \"bills\": [{\"denomination_id\": 1, "
         "\"denomination\": 1.0, \"count\": 1}]}";
-    char *req = NULL;
-    ck_assert_int_gt(asprintf(&req, "POST /api/exchange_sync HTTP/1.1\r\n"
-                              "Host: x\r\nConnection: close\r\n"
-                              "Content-Length: %zu\r\n\r\n%s",
-                              strlen(json), json), 0);
+    char *req = post_request("/api/exchange_sync", json, true);
     char *resp = raw_exchange(s.port, req, strlen(req), 5000);
     ck_assert_int_eq(raw_status(resp), 200);
     free(req);
