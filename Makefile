@@ -79,7 +79,7 @@ STAGE_BINS := $(addprefix $(B)/,$(STAGE_DIRS))
 TOOL_BINS  := $(addprefix $(B)/,$(filter $(TOOLS),$(basename $(notdir $(wildcard tools/*.c)))))
 TEST_BINS  := $(addprefix $(B)/tests/,$(TESTS))
 
-.PHONY: all test unit integration run demo bench deps fuzz clean help valgrind soak mutants
+.PHONY: all test unit integration run demo bench deps fuzz clean help valgrind soak mutants examples
 all: $(STAGE_BINS) $(TOOL_BINS)
 
 $(B)/obj/%.o: %.c
@@ -106,9 +106,19 @@ $(B)/trace: $(B)/obj/tools/trace_model.o $(B)/obj/tools/trace_draw.o
 # The main service keeps its store and its JSON text helpers apart.
 $(B)/main-service: $(patsubst %.c,$(B)/obj/%.o,$(wildcard tools/main_service_*.c))
 
+# The lecture's small programs (examples/*.c, one file each): built by
+# `make examples` and by make test, whose doc test runs them. They may use
+# 06's scheduler (co_spawn, co_gather...), so they link its library files.
+CORO_LIB_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(filter-out %/server.c,$(wildcard 06-coroutines/*.c)))
+EXAMPLE_BINS := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
+examples: $(EXAMPLE_BINS)
+$(EXAMPLE_BINS): $(B)/examples/%: $(B)/obj/examples/%.o $(CORO_LIB_OBJ) $(B)/libcommon.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
 # Test programs may need a stage's own library files: test_coro links 06's
 # scheduler (every .c file of 06-coroutines but its server.c).
-TEST_EXTRA_test_coro := $(patsubst %.c,$(B)/obj/%.o,$(filter-out %/server.c,$(wildcard 06-coroutines/*.c)))
+TEST_EXTRA_test_coro := $(CORO_LIB_OBJ)
 TEST_EXTRA_test_rawhttp := $(B)/obj/tools/rawhttp.o
 TEST_EXTRA_test_trace := $(B)/obj/tools/trace_model.o $(B)/obj/tools/trace_draw.o
 # test_trace reads Chromium's screenshot, a PNG, with zlib where its
@@ -139,7 +149,7 @@ ifeq ($(SAN),thread)
   TEST_ENV   := STAGES=03-threads,06-coroutines
 else
   TEST_RUN   := $(TEST_BINS)
-  TEST_NEEDS := all
+  TEST_NEEDS := all examples
   TEST_ENV   :=
 endif
 
