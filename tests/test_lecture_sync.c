@@ -15,7 +15,7 @@
 
 #include "harness.h"
 
-enum { MAX_ITEMS = 2048 };
+enum { MAX_ITEMS = 1024 };
 
 /* One thing that must match: a section heading, a fenced block, an HTML
  * comment or a table row. `text` points into the document (a whole line
