@@ -70,24 +70,6 @@ struct block {
     char *script;
 };
 
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&buf, &len);
-    char chunk[8192];
-    size_t got;
-    while (mem && (got = fread(chunk, 1, sizeof chunk, f)) > 0)
-        fwrite(chunk, 1, got, mem);
-    if (mem)
-        fclose(mem);
-    fclose(f);
-    return buf;
-}
-
 static uint64_t now_ms(void)
 {
     struct timespec ts;
@@ -167,7 +149,7 @@ static bool parse_marker(struct block *b, char *text, char **errs)
  * Problems with markers (missing, malformed, duplicate id) go to *errs. */
 static struct block *find_blocks(const char *doc, int *count, char **errs)
 {
-    char *text = read_text(doc);
+    char *text = harness_read_file(doc);
     *count = 0;
     if (!text)
         return NULL;

@@ -15,25 +15,9 @@
 
 #include "harness.h"
 
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *buf = malloc((size_t)n + 1);
-    size_t got = buf ? fread(buf, 1, (size_t)n, f) : 0;
-    fclose(f);
-    if (buf)
-        buf[got] = '\0';
-    return buf;
-}
-
 static long count_lines(const char *path)
 {
-    char *text = read_text(path);
+    char *text = harness_read_file(path);
     if (!text)
         return -1;
     long lines = 0;
@@ -87,7 +71,7 @@ static int check_target(const char *doc, const char *target, size_t len)
 /* Markdown links "](target)" that are not URLs, and `path:line` spans. */
 static int check_document(const char *doc, int *checked)
 {
-    char *text = read_text(doc);
+    char *text = harness_read_file(doc);
     ck_assert_msg(text != NULL, "%s is missing", doc);
     int broken = 0;
     for (char *p = strstr(text, "]("); p; p = strstr(p + 1, "](")) {
@@ -131,7 +115,7 @@ static int cells(const char *line, size_t len)
  * by a blank line. Returns the number of broken tables; fills *tables. */
 static int check_tables(const char *doc, int *tables)
 {
-    char *text = read_text(doc);
+    char *text = harness_read_file(doc);
     ck_assert_msg(text != NULL, "cannot read %s", doc);
     int broken = 0, want = 0, lineno = 0;
     bool in_code = false;
@@ -218,7 +202,7 @@ static int check_reading_link(const char *doc, const char *link)
                 "[`function`](file#LA-LB) (lines A-B): %.60s\n", doc, link);
         return 1;
     }
-    char *text = read_text(path);
+    char *text = harness_read_file(path);
     if (!text) {
         fprintf(stderr, "%s: %s (for %s) is missing\n", doc, path, name);
         return 1;
@@ -262,7 +246,7 @@ static int check_reading_link(const char *doc, const char *link)
 START_TEST(start_reading_ranges_hold)
 {
     static const int stage_sections[] = {2, 3, 4, 6, 7, 8};
-    char *text = read_text("LECTURE.md");
+    char *text = harness_read_file("LECTURE.md");
     ck_assert_ptr_nonnull(text);
     int bad = 0, links = 0;
     for (size_t i = 0; i < sizeof stage_sections / sizeof stage_sections[0];
