@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -277,6 +278,48 @@ START_TEST(start_reading_ranges_hold)
 }
 END_TEST
 
+/* The range check itself, on a file with a two-line prototype before the
+ * definition (which must not count) and a comment above it. */
+START_TEST(start_reading_check_finds_functions)
+{
+    char path[] = "/tmp/start-reading.XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    static const char code[] =
+        "static void on_x(int a,\n"        /* 1 */
+        "                 int b);\n"       /* 2 */
+        "\n"                               /* 3 */
+        "/* Says why.\n"                   /* 4 */
+        " * Twice. */\n"                   /* 5 */
+        "static void on_x(int a, int b)\n" /* 6 */
+        "{\n"                              /* 7 */
+        "    if (a) {\n"                   /* 8 */
+        "    }\n"                          /* 9 */
+        "}\n";                             /* 10 */
+    ck_assert_int_eq(write(fd, code, sizeof code - 1), (ssize_t)sizeof code - 1);
+    close(fd);
+    char link[512];
+    static const int good[][2] = {{4, 10}, {6, 10}, {6, 11}};
+    static const int stale[][2] = {{1, 10}, {3, 10}, {7, 10}, {4, 9}, {4, 12}};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        snprintf(link, sizeof link, "[`on_x`](%s#L%d-L%d) (lines %d-%d)", path,
+                 good[i][0], good[i][1], good[i][0], good[i][1]);
+        ck_assert_msg(check_reading_link("test", link) == 0, "%s", link);
+    }
+    for (size_t i = 0; i < sizeof stale / sizeof stale[0]; i++) {
+        snprintf(link, sizeof link, "[`on_x`](%s#L%d-L%d) (lines %d-%d)", path,
+                 stale[i][0], stale[i][1], stale[i][0], stale[i][1]);
+        ck_assert_msg(check_reading_link("test", link) == 1, "%s", link);
+    }
+    /* The text's numbers must match the anchor's; a missing name fails. */
+    snprintf(link, sizeof link, "[`on_x`](%s#L4-L10) (lines 4-11)", path);
+    ck_assert_int_eq(check_reading_link("test", link), 1);
+    snprintf(link, sizeof link, "[`on_y`](%s#L4-L10) (lines 4-10)", path);
+    ck_assert_int_eq(check_reading_link("test", link), 1);
+    unlink(path);
+}
+END_TEST
+
 START_TEST(tables_are_whole)
 {
     static const char *const docs[] = {"README.md", "LECTURE.md",
@@ -314,6 +357,7 @@ int main(void)
     tcase_add_test(tc, lecture_links_resolve);
     tcase_add_test(tc, tables_are_whole);
     tcase_add_test(tc, start_reading_ranges_hold);
+    tcase_add_test(tc, start_reading_check_finds_functions);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
