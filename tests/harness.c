@@ -70,6 +70,29 @@ int harness_run(Suite *s)
     return failed ? 1 : 0;
 }
 
+char *harness_read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    char chunk[8192];
+    size_t got;
+    while (mem && (got = fread(chunk, 1, sizeof chunk, f)) > 0)
+        fwrite(chunk, 1, got, mem);
+    bool ok = !ferror(f);
+    if (mem)
+        fclose(mem); /* sets buf */
+    fclose(f);
+    if (!ok) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
 const char *harness_bin(const char *name)
 {
     static char path[512];

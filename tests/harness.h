@@ -53,6 +53,10 @@ bool harness_stage_selected(const char *name);
 /* Path of a built program: "$STAGE_BIN_DIR/name" (default "build/name"). */
 const char *harness_bin(const char *name);
 
+/* The whole of a text file, NUL-terminated (malloc'd; NULL if it cannot
+ * be read). */
+char *harness_read_file(const char *path);
+
 /* Starts program `name` with "--port 0" and args (NULL-terminated list, may
  * be NULL), extra environment entries env ("K=V", NULL-terminated, may be
  * NULL). Waits for the listening line; fails the test if it never comes.

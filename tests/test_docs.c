@@ -2,7 +2,9 @@
  * `file:line` reference in LECTURE.md and README.md must point at a file
  * that exists and, for a line, at a line that exists; and every table is
  * whole (figures pasted from a terminal once brought progress lines into
- * the middle of tables, which then rendered as broken text). */
+ * the middle of tables, which then rendered as broken text). And each
+ * stage section's "Start reading at" line names functions by line range
+ * (issue 17, item 6): every range must still hold its function. */
 #include <check.h>
 #include <ctype.h>
 #include <stdbool.h>
@@ -10,28 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "harness.h"
 
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *buf = malloc((size_t)n + 1);
-    size_t got = buf ? fread(buf, 1, (size_t)n, f) : 0;
-    fclose(f);
-    if (buf)
-        buf[got] = '\0';
-    return buf;
-}
-
 static long count_lines(const char *path)
 {
-    char *text = read_text(path);
+    char *text = harness_read_file(path);
     if (!text)
         return -1;
     long lines = 0;
@@ -85,7 +72,7 @@ static int check_target(const char *doc, const char *target, size_t len)
 /* Markdown links "](target)" that are not URLs, and `path:line` spans. */
 static int check_document(const char *doc, int *checked)
 {
-    char *text = read_text(doc);
+    char *text = harness_read_file(doc);
     ck_assert_msg(text != NULL, "%s is missing", doc);
     int broken = 0;
     for (char *p = strstr(text, "]("); p; p = strstr(p + 1, "](")) {
@@ -129,7 +116,7 @@ static int cells(const char *line, size_t len)
  * by a blank line. Returns the number of broken tables; fills *tables. */
 static int check_tables(const char *doc, int *tables)
 {
-    char *text = read_text(doc);
+    char *text = harness_read_file(doc);
     ck_assert_msg(text != NULL, "cannot read %s", doc);
     int broken = 0, want = 0, lineno = 0;
     bool in_code = false;
@@ -162,6 +149,176 @@ static int check_tables(const char *doc, int *tables)
     free(text);
     return broken;
 }
+
+/* Where a function is in lines[0..n): its definition line (1-based), the
+ * first line of the comment just above it, and its closing brace. The
+ * house style puts a definition's return type on its line and its braces
+ * at column 0; a prototype ends with ';' before any '{'. */
+struct span {
+    int comment, def, close;
+};
+
+static bool find_function(char **lines, int n, const char *name,
+                          struct span *sp)
+{
+    size_t len = strlen(name);
+    for (int i = 0; i < n; i++) {
+        const char *l = lines[i], *at = strstr(l, name);
+        if (!at || !isalpha((unsigned char)l[0]) || at[len] != '(' ||
+            (at > l && (isalnum((unsigned char)at[-1]) || at[-1] == '_') ) ||
+            (at > l && at[-1] != ' ' && at[-1] != '*'))
+            continue;
+        int j = i; /* the first line ending in '{' or ';' decides */
+        while (j < n) {
+            size_t k = strlen(lines[j]);
+            if (k && (lines[j][k - 1] == '{' || lines[j][k - 1] == ';'))
+                break;
+            j++;
+        }
+        if (j >= n || lines[j][strlen(lines[j]) - 1] == ';')
+            continue; /* a prototype */
+        int c = j + 1;
+        while (c < n && strcmp(lines[c], "}") != 0)
+            c++;
+        int top = i;
+        if (i > 0 && strstr(lines[i - 1], "*/"))
+            while (top > 0 && strncmp(lines[top], "/*", 2) != 0)
+                top--;
+        sp->comment = top + 1;
+        sp->def = i + 1;
+        sp->close = c + 1;
+        return c < n;
+    }
+    return false;
+}
+
+/* Checks one "[`name`](path#LA-LB) (lines A-B)" link; 0 if it holds. */
+static int check_reading_link(const char *doc, const char *link)
+{
+    char name[64], path[256];
+    int a, b, ta = -1, tb = -1;
+    if (sscanf(link, "[`%63[A-Za-z0-9_]`](%255[^#)]#L%d-L%d) (lines %d-%d)",
+               name, path, &a, &b, &ta, &tb) < 4) {
+        fprintf(stderr, "%s: a start-reading link is not "
+                "[`function`](file#LA-LB) (lines A-B): %.60s\n", doc, link);
+        return 1;
+    }
+    char *text = harness_read_file(path);
+    if (!text) {
+        fprintf(stderr, "%s: %s (for %s) is missing\n", doc, path, name);
+        return 1;
+    }
+    char **lines = NULL; /* lines[i] is line i + 1 */
+    int n = 0;
+    for (char *p = text; *p;) {
+        lines = realloc(lines, sizeof *lines * (size_t)(n + 1));
+        lines[n++] = p;
+        char *nl = strchr(p, '\n');
+        if (!nl)
+            break;
+        *nl = '\0';
+        p = nl + 1;
+    }
+    struct span sp;
+    int bad = 0;
+    if (!find_function(lines, n, name, &sp)) {
+        fprintf(stderr, "%s: %s defines no function %s\n", doc, path, name);
+        bad = 1;
+    } else {
+        /* The range starts at the function's comment or its definition
+         * and ends at its closing brace (or a line after). */
+        if (a < sp.comment || a > sp.def || b < sp.close || b > sp.close + 1 ||
+            ta != a || tb != b) {
+            fprintf(stderr, "%s: [`%s`](%s#L%d-L%d) (lines %d-%d) is stale: "
+                    "%s is at lines %d-%d (its comment from %d); write "
+                    "[`%s`](%s#L%d-L%d) (lines %d-%d)\n", doc, name, path,
+                    a, b, ta, tb, name, sp.def, sp.close, sp.comment, name,
+                    path, sp.comment, sp.close, sp.comment, sp.close);
+            bad = 1;
+        }
+    }
+    free(lines);
+    free(text);
+    return bad;
+}
+
+/* Every stage section (2, 3, 4, 6, 7, 8) has a "Start reading at" line
+ * whose links each name a function and the lines that still hold it. */
+START_TEST(start_reading_ranges_hold)
+{
+    static const int stage_sections[] = {2, 3, 4, 6, 7, 8};
+    char *text = harness_read_file("LECTURE.md");
+    ck_assert_ptr_nonnull(text);
+    int bad = 0, links = 0;
+    for (size_t i = 0; i < sizeof stage_sections / sizeof stage_sections[0];
+         i++) {
+        char head[16];
+        snprintf(head, sizeof head, "\n## %d. ", stage_sections[i]);
+        char *sec = strstr(text, head);
+        ck_assert_msg(sec, "LECTURE.md has no section %d", stage_sections[i]);
+        char *end = strstr(sec + 1, "\n## ");
+        char *line = strstr(sec, "\nStart reading at ");
+        if (!line || (end && line > end)) {
+            fprintf(stderr, "LECTURE.md: section %d has no \"Start reading "
+                    "at\" line\n", stage_sections[i]);
+            bad++;
+            continue;
+        }
+        char *stop = strstr(line + 1, "\n\n"); /* the paragraph */
+        for (char *l = strstr(line, "[`"); l && (!stop || l < stop);
+             l = strstr(l + 2, "[`")) {
+            bad += check_reading_link("LECTURE.md", l);
+            links++;
+        }
+    }
+    free(text);
+    ck_assert_msg(bad == 0, "%d stale start-reading line(s) or link(s), "
+                  "see above", bad);
+    ck_assert_int_ge(links, 6);
+}
+END_TEST
+
+/* The range check itself, on a file with a two-line prototype before the
+ * definition (which must not count) and a comment above it. */
+START_TEST(start_reading_check_finds_functions)
+{
+    char path[] = "/tmp/start-reading.XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    static const char code[] =
+        "static void on_x(int a,\n"        /* 1 */
+        "                 int b);\n"       /* 2 */
+        "\n"                               /* 3 */
+        "/* Says why.\n"                   /* 4 */
+        " * Twice. */\n"                   /* 5 */
+        "static void on_x(int a, int b)\n" /* 6 */
+        "{\n"                              /* 7 */
+        "    if (a) {\n"                   /* 8 */
+        "    }\n"                          /* 9 */
+        "}\n";                             /* 10 */
+    ck_assert_int_eq(write(fd, code, sizeof code - 1), (ssize_t)sizeof code - 1);
+    close(fd);
+    char link[512];
+    static const int good[][2] = {{4, 10}, {6, 10}, {6, 11}};
+    static const int stale[][2] = {{1, 10}, {3, 10}, {7, 10}, {4, 9}, {4, 12}};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        snprintf(link, sizeof link, "[`on_x`](%s#L%d-L%d) (lines %d-%d)", path,
+                 good[i][0], good[i][1], good[i][0], good[i][1]);
+        ck_assert_msg(check_reading_link("test", link) == 0, "%s", link);
+    }
+    for (size_t i = 0; i < sizeof stale / sizeof stale[0]; i++) {
+        snprintf(link, sizeof link, "[`on_x`](%s#L%d-L%d) (lines %d-%d)", path,
+                 stale[i][0], stale[i][1], stale[i][0], stale[i][1]);
+        ck_assert_msg(check_reading_link("test", link) == 1, "%s", link);
+    }
+    /* The text's numbers must match the anchor's; a missing name fails. */
+    snprintf(link, sizeof link, "[`on_x`](%s#L4-L10) (lines 4-11)", path);
+    ck_assert_int_eq(check_reading_link("test", link), 1);
+    snprintf(link, sizeof link, "[`on_y`](%s#L4-L10) (lines 4-10)", path);
+    ck_assert_int_eq(check_reading_link("test", link), 1);
+    unlink(path);
+}
+END_TEST
 
 START_TEST(tables_are_whole)
 {
@@ -199,6 +356,8 @@ int main(void)
     tcase_add_test(tc, readme_links_resolve);
     tcase_add_test(tc, lecture_links_resolve);
     tcase_add_test(tc, tables_are_whole);
+    tcase_add_test(tc, start_reading_ranges_hold);
+    tcase_add_test(tc, start_reading_check_finds_functions);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }

@@ -50,23 +50,6 @@ static void remove_dir(const char *dir)
         fprintf(stderr, "test_trace: could not remove %s\n", dir);
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&buf, &len);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        fwrite(chunk, 1, n, mem);
-    fclose(f);
-    fclose(mem);
-    return buf;
-}
-
 static size_t count_of(const char *hay, const char *needle)
 {
     size_t n = 0;
@@ -120,7 +103,7 @@ START_TEST(off_writes_nothing_and_fork_appends_whole_lines)
     ck_assert_int_eq(waitpid(child, &st, 0), child);
     trace_close();
 
-    char *text = slurp(path);
+    char *text = harness_read_file(path);
     ck_assert_ptr_nonnull(text);
     size_t lines = 0, from_child = 0;
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
@@ -246,13 +229,13 @@ static const char async_body[] =
 static char *wait_trace(const char *path, const char *name, char ph, size_t n)
 {
     for (int i = 0; i < 100; i++) {
-        char *text = slurp(path);
+        char *text = harness_read_file(path);
         if (text && trace_lines(text, name, ph) >= n)
             return text;
         free(text);
         harness_sleep_ms(50);
     }
-    return slurp(path);
+    return harness_read_file(path);
 }
 
 START_TEST(every_stage_traces_its_steps)
@@ -556,7 +539,7 @@ START_TEST(chromium_draws_every_event)
     char *tool[] = {(char *)harness_bin("trace"), "--html", page, tr, NULL};
     ck_assert_int_eq(run(tool, NULL, 10000), 0);
 
-    char *text = slurp(tr);
+    char *text = harness_read_file(tr);
     ck_assert_ptr_nonnull(text);
     long client = (long)trace_lines(text, "client", 'B');
     long worker = (long)(trace_lines(text, "request", 'B') +
@@ -567,7 +550,7 @@ START_TEST(chromium_draws_every_event)
     free(text);
 
     ck_assert_int_eq(chromium(browser, dir, page, dom, NULL), 0);
-    char *html = slurp(dom);
+    char *html = harness_read_file(dom);
     ck_assert_int_eq(drawn_count(html, "data-client-bars=\""), client);
     ck_assert_int_eq(drawn_count(html, "data-worker-spans=\""), worker);
     free(html);
