@@ -264,35 +264,9 @@ static char *lecture_diff(const char *a_name, const char *a_text,
     return msg;
 }
 
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t cap = 0, len = 0;
-    for (;;) {
-        if (len + 4096 + 1 > cap) {
-            cap = (cap + 4096) * 2;
-            char *grown = realloc(buf, cap);
-            if (!grown)
-                break;
-            buf = grown;
-        }
-        size_t got = fread(buf + len, 1, cap - len - 1, f);
-        len += got;
-        if (got == 0)
-            break;
-    }
-    fclose(f);
-    if (buf)
-        buf[len] = '\0';
-    return buf;
-}
-
 START_TEST(russian_lecture_follows_english)
 {
-    char *en = read_text("LECTURE.md"), *ru = read_text("LECTURE.ru.md");
+    char *en = harness_read_file("LECTURE.md"), *ru = harness_read_file("LECTURE.ru.md");
     ck_assert_msg(en != NULL, "cannot read LECTURE.md (run from the top)");
     ck_assert_msg(ru != NULL, "cannot read LECTURE.ru.md");
     char *msg = lecture_diff("LECTURE.md", en, "LECTURE.ru.md", ru);
@@ -309,7 +283,7 @@ START_TEST(both_lectures_link_the_glossary)
     ck_assert_msg(g != NULL, "docs/glossary.md is missing");
     fclose(g);
     for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
-        char *text = read_text(docs[i]);
+        char *text = harness_read_file(docs[i]);
         ck_assert_msg(text != NULL, "cannot read %s", docs[i]);
         ck_assert_msg(strstr(text, "](docs/glossary.md)") != NULL,
                       "%s does not link docs/glossary.md", docs[i]);
