@@ -71,3 +71,12 @@ ex_time_ms() {
     t1=$(date +%s%N)
     echo $(( (t1 - t0) / 1000000 ))
 }
+
+# ex_children PID [STATE]: how many processes PID is the parent of (in
+# STATE only, e.g. Z for zombies), read from /proc/*/stat (after the
+# "(comm)", the state and the parent's pid).
+ex_children() {
+    cat /proc/[0-9]*/stat 2>/dev/null |
+        sed 's/^.*) //' | awk -v ppid="$1" -v st="${2:-}" \
+        '$2 == ppid && (st == "" || $1 == st) { n++ } END { print n + 0 }'
+}
