@@ -31,7 +31,7 @@ ex_start() {
     EX_PIDS+=("$PID")
     local i
     for i in $(seq 100); do
-        PORT=$(sed -n 's/^listening on http:.*:\([0-9]*\)$/\1/p' "$EX_DIR/$name.out")
+        PORT=$(sed -n 's/^listening on http:.*:\([0-9]*\)$/\1/p' "$EX_DIR/$name.out" 2>/dev/null)
         [ -n "$PORT" ] && return 0
         kill -0 "$PID" 2>/dev/null || break
         sleep 0.05

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# s8-offload: 06 sends CPU work of 50 ms or more to its worker pool even without --offload
+EX_ID=s8-offload
+. "$(dirname "$0")/lib.sh"
+ex_start s "$B/06-coroutines" --quiet --cpu-ms 500 --delay-ms 10
+ex_post "$PORT" exchange_sync 2 -o /dev/null &
+sleep 0.15
+ms=$(ex_time_ms curl -s -m 5 "http://127.0.0.1:$PORT/")
+wait $!
+msg="GET / during a sync request's 500 ms of CPU work (--cpu-ms 500, no --offload) took $ms ms (want under 200: the loop stays free)"
+[ "$ms" -lt 200 ] && ex_pass "$msg"
+ex_fail "$msg"
