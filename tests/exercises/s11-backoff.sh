@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # s11-backoff: a failed callback is retried after 0.1 s (doubling), not 0.5 s
+# needs: 05-epoll-callbacks
 EX_ID=s11-backoff
 . "$(dirname "$0")/lib.sh"
 # Port 1 on the loopback: nobody listens, every try is refused at once.

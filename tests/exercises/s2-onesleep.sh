@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # s2-onesleep: 01 waits once for all of a request's bills, not once per bill
+# needs: 01-blocking
 EX_ID=s2-onesleep
 . "$(dirname "$0")/lib.sh"
 ex_start s "$B/01-blocking" --quiet --delay-ms 300

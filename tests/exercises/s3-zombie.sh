@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # s3-zombie: 02's parent stops reaping, and its dead children stay zombies
+# needs: 02-fork
 EX_ID=s3-zombie
 . "$(dirname "$0")/lib.sh"
 ex_start s "$B/02-fork" --quiet

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # s4-stack: 03's connection threads get the default 8 MiB stack instead of 256 KiB
+# needs: 03-threads
 EX_ID=s4-stack
 . "$(dirname "$0")/lib.sh"
 ex_start s "$B/03-threads" --quiet --delay-ms 1500

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # s6-block: 04 sleeps 200 ms in a step that reads a request, and every client waits for it
+# needs: 04-select
 EX_ID=s6-block
 . "$(dirname "$0")/lib.sh"
 ex_start s "$B/04-select" --quiet

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # s6-tick: 04's select() wakes every 100 ms instead of at the next deadline, and the bills end late
+# needs: 04-select
 EX_ID=s6-tick
 . "$(dirname "$0")/lib.sh"
 ex_start s "$B/04-select" --quiet --delay-ms 10

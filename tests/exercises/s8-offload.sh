@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # s8-offload: 06 sends CPU work of 50 ms or more to its worker pool even without --offload
+# needs: 06-coroutines
 EX_ID=s8-offload
 . "$(dirname "$0")/lib.sh"
 ex_start s "$B/06-coroutines" --quiet --cpu-ms 500 --delay-ms 10

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # s8-slow: 06's scheduler warns "slow coroutine" when one runs 100 ms or more without giving the loop back
+# needs: 06-coroutines
 EX_ID=s8-slow
 . "$(dirname "$0")/lib.sh"
 ex_start s "$B/06-coroutines" --quiet --blocking-bug --delay-ms 200
