@@ -34,6 +34,11 @@ git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' 
     mkdir -p "$TREE/$(dirname "$f")"
     if [ $fresh = 1 ]; then cp -p "$f" "$TREE/$f"; else cp "$f" "$TREE/$f"; fi
 done
+# A file no longer tracked would still be compiled by the wildcards.
+(cd "$TREE" && find . -path ./build -prune -o -type f -print) | sed 's|^\./||' |
+    while IFS= read -r f; do
+        [ -e "$f" ] || rm -f "$TREE/$f"
+    done
 if [ $fresh = 1 ]; then
     mkdir -p "$TREE/build"
     for e in "$B"/*; do
