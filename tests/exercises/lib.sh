@@ -2,6 +2,7 @@
 # run. A check starts what it needs on port 0, looks at the answer, the log
 # or the timing, prints one line and exits 0 (change made) or 1 (not yet).
 B=${B:-build}
+EX_ID=$(basename "$0" .sh)
 EX_DIR=$(mktemp -d "${TMPDIR:-/tmp}/exercise.XXXXXX")
 EX_PIDS=()
 
@@ -19,6 +20,13 @@ trap ex_cleanup EXIT
 
 ex_pass() { echo "PASS $EX_ID: $*"; exit 0; }
 ex_fail() { echo "FAIL $EX_ID: $*"; exit 1; }
+# ex_verdict MSG TEST...: passes if the command TEST... succeeds.
+ex_verdict() {
+    local msg=$1
+    shift
+    if "$@"; then ex_pass "$msg"; fi
+    ex_fail "$msg"
+}
 
 # ex_start NAME BIN ARGS...: starts BIN on a free port with its log in
 # $EX_DIR/NAME.log; sets PORT and PID (and NAME_port in the environment's

@@ -9,7 +9,7 @@ B=${1:-build}
 ID=${2:-}
 if [ -z "$ID" ]; then
     echo "exercises (make check-exercise EX=<id>):"
-    for f in tests/exercises/s[0-9]*-*.sh; do
+    for f in $(printf "%s\n" tests/exercises/s[0-9]*-*.sh | sort -V); do
         sed -n '2s/^# \([^:]*\): *\(.*\)/  \1  \2/p' "$f"
     done
     exit 0

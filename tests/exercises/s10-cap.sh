@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # s10-cap: the main service holds a long poll at most 1 s, whatever wait_ms asks
 # needs: main-service
-EX_ID=s10-cap
 . "$(dirname "$0")/lib.sh"
 ex_start m "$B/main-service" --quiet
 t0=$(date +%s%N)

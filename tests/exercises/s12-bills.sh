@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # s12-bills: a request may carry at most 10 bills; an 11th gets 400
 # needs: 05-epoll-callbacks
-EX_ID=s12-bills
 . "$(dirname "$0")/lib.sh"
 ex_start s "$B/05-epoll-callbacks" --quiet --delay-ms 0
 ten=$(ex_post "$PORT" exchange_sync 10 -o /dev/null -w '%{http_code}')

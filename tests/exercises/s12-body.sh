@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # s12-body: a body over 16 KiB gets 413 (not 64 KiB)
 # needs: 04-select
-EX_ID=s12-body
 . "$(dirname "$0")/lib.sh"
 ex_start s "$B/04-select" --quiet --delay-ms 0
 # A valid request padded with spaces (JSON allows them) to N bytes.

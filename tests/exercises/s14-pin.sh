@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # s14-pin: each of 05's --workers runs on a CPU of its own (sched_setaffinity)
 # needs: 05-epoll-callbacks
-EX_ID=s14-pin
 . "$(dirname "$0")/lib.sh"
 ex_start s "$B/05-epoll-callbacks" --quiet --workers 2
 sleep 0.2

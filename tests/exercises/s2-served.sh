@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # s2-served: 01 logs how long it held each connection ("closed PEER after S s")
 # needs: 01-blocking
-EX_ID=s2-served
 . "$(dirname "$0")/lib.sh"
 ex_start s "$B/01-blocking" --delay-ms 200
 ex_post "$PORT" exchange_sync 1 -o /dev/null

@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # s3-crash: a 02 child that aborts on GET /crash dies alone; the parent logs the signal and serves on
 # needs: 02-fork
-EX_ID=s3-crash
 . "$(dirname "$0")/lib.sh"
 ex_start s "$B/02-fork"
 code=$(curl -s -m 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/crash")

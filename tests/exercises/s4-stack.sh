@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # s4-stack: 03's connection threads get the default 8 MiB stack instead of 256 KiB
 # needs: 03-threads
-EX_ID=s4-stack
 . "$(dirname "$0")/lib.sh"
 ex_start s "$B/03-threads" --quiet --delay-ms 1500
 pids=()
@@ -19,5 +18,4 @@ done <"/proc/$PID/maps"
 threads=$(awk '/^Threads:/ { print $2 }' "/proc/$PID/status")
 wait "${pids[@]}"
 msg="03 with 10 slow requests: $threads threads, $big mappings of about 8 MiB (want at least 10: one stack each)"
-[ "$big" -ge 10 ] && ex_pass "$msg"
-ex_fail "$msg"
+ex_verdict "$msg" [ "$big" -ge 10 ]

@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # s7-turns: the event loop counts its turns (epoll_wait calls) and 05 logs "loop: N turns" at its stop
 # needs: 05-epoll-callbacks
-EX_ID=s7-turns
 . "$(dirname "$0")/lib.sh"
 ex_start s "$B/05-epoll-callbacks"
 for i in 1 2 3; do curl -s -m 5 -o /dev/null "http://127.0.0.1:$PORT/"; done
