@@ -80,11 +80,11 @@ ex_time_ms() {
     echo $(( (t1 - t0) / 1000000 ))
 }
 
-# ex_children PID [STATE]: how many processes PID is the parent of (in
-# STATE only, e.g. Z for zombies), read from /proc/*/stat (after the
-# "(comm)", the state and the parent's pid).
+# ex_children PID [STATE]: the pids of PID's children (in STATE only, e.g.
+# Z for zombies), one a line, read from /proc/*/stat (after "pid (comm) ",
+# the state and the parent's pid).
 ex_children() {
-    cat /proc/[0-9]*/stat 2>/dev/null |
-        sed 's/^.*) //' | awk -v ppid="$1" -v st="${2:-}" \
-        '$2 == ppid && (st == "" || $1 == st) { n++ } END { print n + 0 }'
+    cat /proc/[0-9]*/stat 2>/dev/null | awk -v ppid="$1" -v st="${2:-}" '
+        { pid = $1; s = $0; sub(/^.*\) /, "", s); split(s, f, " ")
+          if (f[2] == ppid && (st == "" || f[1] == st)) print pid }'
 }

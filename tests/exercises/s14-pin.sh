@@ -5,7 +5,7 @@
 ex_start s "$B/05-epoll-callbacks" --quiet --workers 2
 sleep 0.2
 lists=()
-for p in $(ps -o pid= --ppid "$PID"); do
+for p in $(ex_children "$PID"); do
     lists+=("$(awk '/^Cpus_allowed_list:/ { print $2 }' "/proc/$p/status")")
 done
 single=0
