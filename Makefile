@@ -24,6 +24,8 @@
 #                        each tests/mutants/*.patch is applied to a scratch
 #                        copy (build/mutants/tree) and its named tests must
 #                        fail (MUTANTS='glob' runs some; see tests/mutants/run.sh)
+#   make check-exercise EX=s2-onesleep  check one of LECTURE.md's exercises
+#                        (without EX: list them)
 #   make deps            install missing libraries (Debian/Ubuntu)
 #   make fuzz            libFuzzer targets (clang)
 #   make clean
@@ -79,7 +81,7 @@ STAGE_BINS := $(addprefix $(B)/,$(STAGE_DIRS))
 TOOL_BINS  := $(addprefix $(B)/,$(filter $(TOOLS),$(basename $(notdir $(wildcard tools/*.c)))))
 TEST_BINS  := $(addprefix $(B)/tests/,$(TESTS))
 
-.PHONY: all test unit integration run demo bench deps fuzz clean help valgrind soak mutants examples
+.PHONY: all test unit integration run demo bench deps fuzz clean help valgrind soak mutants examples check-exercise
 all: $(STAGE_BINS) $(TOOL_BINS)
 
 $(B)/obj/%.o: %.c
@@ -187,6 +189,11 @@ soak: all $(B)/soak
 mutants:
 	@./tests/mutants/run.sh
 
+# The lecture's exercises (tests/exercises/<id>.sh; solutions/<id>.patch,
+# which make test's test_solutions applies): without EX, the list of ids.
+check-exercise: all examples
+	@./tests/exercises/run.sh $(B) $(EX)
+
 STAGE ?= 1
 run: all
 	@bin=$$(ls -d $(B)/0$(STAGE)-* 2>/dev/null | head -1); \
@@ -211,6 +218,6 @@ clean:
 	rm -rf build
 
 help:
-	@sed -n '2,29p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,31p' Makefile | sed 's/^# \{0,1\}//'
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,90 @@
+# Shared by the exercise checks (tests/exercises/<id>.sh), sourced, never
+# run. A check starts what it needs on port 0, looks at the answer, the log
+# or the timing, prints one line and exits 0 (change made) or 1 (not yet).
+B=${B:-build}
+EX_ID=$(basename "$0" .sh)
+EX_DIR=$(mktemp -d "${TMPDIR:-/tmp}/exercise.XXXXXX")
+EX_PIDS=()
+
+ex_cleanup() {
+    local pid
+    for pid in "${EX_PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null
+    done
+    for pid in "${EX_PIDS[@]}"; do
+        wait "$pid" 2>/dev/null
+    done
+    rm -rf "$EX_DIR"
+}
+trap ex_cleanup EXIT
+
+ex_pass() { echo "PASS $EX_ID: $*"; exit 0; }
+ex_fail() { echo "FAIL $EX_ID: $*"; exit 1; }
+# ex_verdict MSG TEST...: passes if the command TEST... succeeds.
+ex_verdict() {
+    local msg=$1
+    shift
+    if "$@"; then ex_pass "$msg"; fi
+    ex_fail "$msg"
+}
+
+# ex_start NAME BIN ARGS...: starts BIN on a free port with its log in
+# $EX_DIR/NAME.log; sets PORT and PID (and NAME_port in the environment's
+# sense: the caller keeps PORT if it needs two servers).
+ex_start() {
+    local name=$1; shift
+    [ -x "$1" ] || ex_fail "$1 is not built (run make all examples)"
+    "$@" --port 0 >"$EX_DIR/$name.out" 2>"$EX_DIR/$name.log" &
+    PID=$!
+    EX_PIDS+=("$PID")
+    local i
+    for i in $(seq 100); do
+        PORT=$(sed -n 's/^listening on http:.*:\([0-9]*\)$/\1/p' "$EX_DIR/$name.out" 2>/dev/null)
+        [ -n "$PORT" ] && return 0
+        kill -0 "$PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    ex_fail "$1 did not start: $(tail -2 "$EX_DIR/$name.log")"
+}
+
+# ex_stop PID: SIGTERM and wait (its log is then complete).
+ex_stop() {
+    kill -TERM "$1" 2>/dev/null
+    wait "$1" 2>/dev/null
+    return 0
+}
+
+# ex_bills N: a request body with N bills.
+ex_bills() {
+    local i bills=""
+    for i in $(seq "$1"); do
+        bills="$bills${bills:+,}{\"denomination_id\":$i,\"denomination\":10.0,\"count\":1}"
+    done
+    printf '{"request_id":"ex%s","exchange_rate":2,"bills":[%s]}' "$RANDOM" "$bills"
+}
+
+# ex_post PORT ROUTE N [CURL ARGS...]: POSTs N bills to /api/ROUTE, prints
+# the body.
+ex_post() {
+    local port=$1 route=$2 n=$3; shift 3
+    curl -s -m 20 -X POST "http://127.0.0.1:$port/api/$route" \
+        -H 'Content-Type: application/json' -d "$(ex_bills "$n")" "$@"
+}
+
+# ex_time_ms CMD...: runs CMD, prints how long it took in ms.
+ex_time_ms() {
+    local t0 t1
+    t0=$(date +%s%N)
+    "$@" >/dev/null 2>&1
+    t1=$(date +%s%N)
+    echo $(( (t1 - t0) / 1000000 ))
+}
+
+# ex_children PID [STATE]: the pids of PID's children (in STATE only, e.g.
+# Z for zombies), one a line, read from /proc/*/stat (after "pid (comm) ",
+# the state and the parent's pid).
+ex_children() {
+    cat /proc/[0-9]*/stat 2>/dev/null | awk -v ppid="$1" -v st="${2:-}" '
+        { pid = $1; s = $0; sub(/^.*\) /, "", s); split(s, f, " ")
+          if (f[2] == ppid && (st == "" || f[1] == st)) print pid }'
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# make check-exercise [EX=<id>]: runs one exercise's check
+# (tests/exercises/<id>.sh) against the build B, or lists the ids with the
+# one-line title each check carries on its second line ("# <id>: title").
+# Usage: tests/exercises/run.sh B [ID]
+set -u
+cd "$(dirname "$0")/../.."
+B=${1:-build}
+ID=${2:-}
+if [ -z "$ID" ]; then
+    echo "exercises (make check-exercise EX=<id>):"
+    for f in $(printf "%s\n" tests/exercises/s[0-9]*-*.sh | sort -V); do
+        sed -n '2s/^# \([^:]*\): *\(.*\)/  \1  \2/p' "$f"
+    done
+    exit 0
+fi
+if [ ! -f "tests/exercises/$ID.sh" ]; then
+    echo "no exercise '$ID'; make check-exercise lists them" >&2
+    exit 2
+fi
+B=$B exec bash "tests/exercises/$ID.sh"
