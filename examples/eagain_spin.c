@@ -116,7 +116,7 @@ int main(void)
             perror("fork");
             return 1;
         }
-        long calls;
+        long calls = 0;
         int rc = receive(sv[0], spin, &calls);
         double wall = clock_s(CLOCK_MONOTONIC) - wall0;
         double cpu = clock_s(CLOCK_PROCESS_CPUTIME_ID) - cpu0;
