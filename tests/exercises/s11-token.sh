@@ -2,17 +2,8 @@
 # s11-token: a callback with no token at all gets 401, a wrong token
 # still 403, the right one 200.
 B=${B:-build}
-out=$(mktemp)
-"$B/main-service" --quiet --port 0 >"$out" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null; rm -f "$out"' EXIT
-port=
-for _ in $(seq 50); do
-    port=$(sed -n 's/^listening on http:\/\/127\.0\.0\.1:\([0-9]*\)$/\1/p' "$out")
-    [ -n "$port" ] && break
-    sleep 0.1
-done
-[ -n "$port" ] || { echo "s11-token: main-service did not start"; exit 1; }
+. "$(dirname "$0")/lib/serve.sh"
+serve s11-token "$B/main-service"
 put() {
     curl -s -o /dev/null -w '%{http_code}' -X PUT "http://127.0.0.1:$port/api/exchange_result" \
         -H 'Content-Type: application/json' -d "{$1\"request_id\":\"tok\",\"breakdown\":[]}"

@@ -2,17 +2,8 @@
 # s12-bills: a request may carry at most 50 bills (EXCHANGE_MAX_BILLS):
 # 51 bills get 400, 50 still get 200.
 B=${B:-build}
-out=$(mktemp)
-"$B/01-blocking" --quiet --port 0 --delay-ms 0 >"$out" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null; rm -f "$out"' EXIT
-port=
-for _ in $(seq 50); do
-    port=$(sed -n 's/^listening on http:\/\/127\.0\.0\.1:\([0-9]*\)$/\1/p' "$out")
-    [ -n "$port" ] && break
-    sleep 0.1
-done
-[ -n "$port" ] || { echo "s12-bills: 01-blocking did not start"; exit 1; }
+. "$(dirname "$0")/lib/serve.sh"
+serve s12-bills "$B/01-blocking" --delay-ms 0
 status_for() {
     local bills=
     for i in $(seq "$1"); do bills="$bills${bills:+,}{\"denomination_id\":$i,\"denomination\":1,\"count\":1}"; done

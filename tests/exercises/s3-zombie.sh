@@ -2,17 +2,8 @@
 # s3-zombie: 02-fork no longer reaps its children, so finished children
 # stay in the process table as zombies (state Z) under the parent.
 B=${B:-build}
-out=$(mktemp)
-"$B/02-fork" --quiet --port 0 --delay-ms 0 >"$out" 2>&1 &
-pid=$!
-trap '{ kill -9 $pid; wait $pid; } 2>/dev/null; rm -f "$out"' EXIT
-port=
-for _ in $(seq 50); do
-    port=$(sed -n 's/^listening on http:\/\/127\.0\.0\.1:\([0-9]*\)$/\1/p' "$out")
-    [ -n "$port" ] && break
-    sleep 0.1
-done
-[ -n "$port" ] || { echo "s3-zombie: 02-fork did not start"; exit 1; }
+. "$(dirname "$0")/lib/serve.sh"
+serve s3-zombie "$B/02-fork" --delay-ms 0
 for i in 1 2 3; do curl -s -o /dev/null "http://127.0.0.1:$port/"; done
 sleep 0.5
 z=$(ps -o stat= --ppid "$pid" | grep -c '^Z')

@@ -2,17 +2,8 @@
 # s4-gil: 06's worker pool has one thread (CO_DEFAULT_WORKERS 1), so after
 # offloaded work the server has two threads: the loop's and one worker.
 B=${B:-build}
-out=$(mktemp)
-"$B/06-coroutines" --quiet --port 0 --delay-ms 0 --cpu-ms 20 --offload >"$out" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null; rm -f "$out"' EXIT
-port=
-for _ in $(seq 50); do
-    port=$(sed -n 's/^listening on http:\/\/127\.0\.0\.1:\([0-9]*\)$/\1/p' "$out")
-    [ -n "$port" ] && break
-    sleep 0.1
-done
-[ -n "$port" ] || { echo "s4-gil: 06-coroutines did not start"; exit 1; }
+. "$(dirname "$0")/lib/serve.sh"
+serve s4-gil "$B/06-coroutines" --delay-ms 0 --cpu-ms 20 --offload
 "$B/loadgen" -c 4 -n 8 --url "http://127.0.0.1:$port/api/exchange_sync" --bills 1 --quiet >/dev/null 2>&1
 threads=$(sed -n 's/^Threads:[[:space:]]*//p' "/proc/$pid/status")
 if [ -n "$threads" ] && [ "$threads" -le 2 ]; then
