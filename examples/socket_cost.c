@@ -40,6 +40,24 @@ static int pass(int from, int to, char *buf, size_t n)
     return w == (ssize_t)n && r == (ssize_t)n ? 0 : -1;
 }
 
+/* Connects a new socket to the listener and accepts it: *c is the
+ * client's end, *s the server's. The handshake completes in the kernel
+ * before accept, so one thread can do both. */
+static int open_connection(int lfd, const struct sockaddr_in *addr, int *c, int *s)
+{
+    *c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (*c < 0 || connect(*c, (const struct sockaddr *)addr, sizeof *addr) != 0) {
+        perror("connect");
+        return -1;
+    }
+    *s = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    if (*s < 0) {
+        perror("accept4");
+        return -1;
+    }
+    return 0;
+}
+
 int main(void)
 {
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
@@ -53,32 +71,17 @@ int main(void)
     }
 
     double t0 = now_us();
+    int c, s;
     for (int i = 0; i < CONNECTIONS; i++) {
-        int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (c < 0 || connect(c, (struct sockaddr *)&addr, sizeof addr) != 0) {
-            perror("connect");
+        if (open_connection(lfd, &addr, &c, &s) != 0)
             return 1;
-        }
-        int s = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-        if (s < 0) {
-            perror("accept4");
-            return 1;
-        }
         close(c);
         close(s);
     }
     double conn_us = (now_us() - t0) / CONNECTIONS;
 
-    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (c < 0 || connect(c, (struct sockaddr *)&addr, sizeof addr) != 0) {
-        perror("connect");
+    if (open_connection(lfd, &addr, &c, &s) != 0)
         return 1;
-    }
-    int s = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-    if (s < 0) {
-        perror("accept4");
-        return 1;
-    }
     char buf[100];
     memset(buf, 'x', sizeof buf);
     t0 = now_us();
