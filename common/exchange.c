@@ -246,10 +246,42 @@ int exchange_parse_request(const char *json, size_t len,
 
 /* ---- numbers ------------------------------------------------------------ */
 
+/* The whole cents "%.2f" rounds v to: v's exact binary value rounded to
+ * the nearest cent, ties to even (printf's rounding, and Python's round).
+ * printf gets there through big-number arithmetic, a third of a sync
+ * request's user time; this does it in a few float operations. fma gives
+ * the rounding error of v * 100 exactly (v * 100 == p + e), and below 2^52
+ * p lies at a multiple of ulp(p) <= 0.5 from its nearest integer, so e can
+ * only decide a tie. Outside that range (and for negatives, whose "-0.00"
+ * printf spells with its sign) it says no and the caller asks printf. */
+static bool cents_of(double v, long long *cents)
+{
+    if (v == 0 && !signbit(v)) {
+        *cents = 0;
+        return true;
+    }
+    if (!(v >= 1e-200 && v < 1e13)) /* NaN and negatives fail here too */
+        return false;
+    double p = v * 100.0;
+    double e = fma(v, 100.0, -p);
+    double n = nearbyint(p); /* ties to even, like printf */
+    double d = p - n;        /* exact: both within 2^52 */
+    if (d == 0.5 && e > 0)
+        n += 1;
+    else if (d == -0.5 && e < 0)
+        n -= 1;
+    *cents = (long long)n;
+    return true;
+}
+
 /* The value "%.2f" prints, read back: Python's round(x, 2) gives the same,
- * both being correctly rounded from the double's exact decimal value. */
+ * both being correctly rounded from the double's exact decimal value. The
+ * quotient of two exact numbers is rounded once, as strtod rounds. */
 static double round_cents(double v)
 {
+    long long c;
+    if (cents_of(v, &c))
+        return (double)c / 100.0;
     char buf[MONEY_BUF];
     snprintf(buf, sizeof buf, "%.2f", v);
     return strtod(buf, NULL);
@@ -266,12 +298,17 @@ void exchange_format_money(double value, char *out, size_t outlen)
     if (out == NULL || outlen == 0)
         return;
     char buf[MONEY_BUF];
+    long long c;
+    int n;
     if (!isfinite(value)) {
         /* Never produced for a validated request; keeps the JSON valid. */
         snprintf(out, outlen, "null");
         return;
     }
-    int n = snprintf(buf, sizeof buf, "%.2f", value);
+    if (cents_of(value, &c))
+        n = snprintf(buf, sizeof buf, "%lld.%02d", c / 100, (int)(c % 100));
+    else
+        n = snprintf(buf, sizeof buf, "%.2f", value);
     /* "%.2f" always has a point and two decimals: drop trailing zeros but
      * keep one digit after the point, as Python's repr does. */
     while (n >= 2 && buf[n - 1] == '0' && buf[n - 2] != '.')
