@@ -8,6 +8,7 @@
 #include "timer.h"
 
 #include <check.h>
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -465,6 +466,44 @@ static void same_as_printf(double v)
     ck_assert_msg(strcmp(money(v), want) == 0, "%.17g: \"%s\", printf says "
                   "\"%s\"", v, money(v), want);
 }
+
+/* The answers are written without cJSON now (exchange.c); its printer
+ * stays the reference for how a string is escaped: every byte alone and
+ * in company, a key as well as a value, and null. */
+static void same_as_cjson(const char *key, const char *value)
+{
+    cJSON *o = cJSON_CreateObject();
+    ck_assert_ptr_nonnull(o);
+    ck_assert_ptr_nonnull(value ? cJSON_AddStringToObject(o, key, value)
+                                : cJSON_AddNullToObject(o, key));
+    char *want = cJSON_PrintUnformatted(o);
+    char *got = exchange_json_object(key, value, (char *)NULL);
+    ck_assert_ptr_nonnull(want);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_msg(strcmp(got, want) == 0, "got %s, cJSON says %s", got, want);
+    free(got);
+    cJSON_free(want);
+    cJSON_Delete(o);
+}
+
+START_TEST(test_strings_escaped_as_cjson_does)
+{
+    char all[256];
+    for (int c = 1; c < 256; c++) {
+        char one[4] = {'a', (char)c, 'z', 0};
+        same_as_cjson("k", one);
+        same_as_cjson(one, "v");
+        all[c - 1] = (char)c;
+    }
+    all[255] = 0;
+    same_as_cjson("all", all);
+    same_as_cjson("", "");
+    same_as_cjson("nothing", NULL);
+    char *empty = exchange_json_object(NULL, NULL);
+    ck_assert_str_eq(empty, "{}");
+    free(empty);
+}
+END_TEST
 
 START_TEST(test_rounding_matches_printf)
 {
@@ -951,6 +990,7 @@ static Suite *exchange_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_lecture_sync);
     tcase_add_test(tc, test_rounding_matches_printf);
+    tcase_add_test(tc, test_strings_escaped_as_cjson_does);
     tcase_add_test(tc, test_lecture_notes_numbers);
     tcase_add_test(tc, test_lecture_callback_body);
     tcase_add_test(tc, test_parse_fields);
