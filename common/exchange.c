@@ -305,15 +305,30 @@ void exchange_format_money(double value, char *out, size_t outlen)
         snprintf(out, outlen, "null");
         return;
     }
-    if (cents_of(value, &c))
-        n = snprintf(buf, sizeof buf, "%lld.%02d", c / 100, (int)(c % 100));
-    else
+    if (cents_of(value, &c)) { /* "%lld.%02lld" by hand: below 1e15 */
+        char *p = buf + 32;
+        *--p = (char)('0' + c % 10);
+        *--p = (char)('0' + c / 10 % 10);
+        *--p = '.';
+        long long whole = c / 100;
+        do
+            *--p = (char)('0' + whole % 10);
+        while (whole /= 10);
+        n = (int)(buf + 32 - p);
+        memmove(buf, p, (size_t)n);
+        buf[n] = '\0';
+    } else {
         n = snprintf(buf, sizeof buf, "%.2f", value);
+        if (n < 0)
+            n = 0, buf[0] = '\0';
+    }
     /* "%.2f" always has a point and two decimals: drop trailing zeros but
      * keep one digit after the point, as Python's repr does. */
     while (n >= 2 && buf[n - 1] == '0' && buf[n - 2] != '.')
         buf[--n] = '\0';
-    snprintf(out, outlen, "%s", buf);
+    size_t len = (size_t)n < outlen ? (size_t)n : outlen - 1;
+    memcpy(out, buf, len); /* cut short, as snprintf would */
+    out[len] = '\0';
 }
 
 /* ---- JSON out ----------------------------------------------------------- */
