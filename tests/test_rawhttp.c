@@ -457,17 +457,11 @@ END_TEST
 START_TEST(a_burst_sends_each_request_once_its_connection_is_open)
 {
     enum { N = 8 };
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ck_assert_int_ge(lfd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof a;
-    ck_assert(bind(lfd, (struct sockaddr *)&a, sizeof a) == 0);
-    ck_assert(listen(lfd, N) == 0);
-    ck_assert(getsockname(lfd, (struct sockaddr *)&a, &al) == 0);
+    int port;
+    int lfd = harness_listen(&port);
     struct client cl[N];
     for (int i = 0; i < N; i++) {
-        client_init(&cl[i], ntohs(a.sin_port), "GET", true);
+        client_init(&cl[i], port, "GET", true);
         ck_assert_int_eq(raw_start(cl[i].c, &cl[i].rq, cl[i].ep, 1),
                          RAW_PENDING);
     }
