@@ -246,10 +246,42 @@ int exchange_parse_request(const char *json, size_t len,
 
 /* ---- numbers ------------------------------------------------------------ */
 
+/* The whole cents "%.2f" rounds v to: v's exact binary value rounded to
+ * the nearest cent, ties to even (printf's rounding, and Python's round).
+ * printf gets there through big-number arithmetic, a third of a sync
+ * request's user time; this does it in a few float operations. fma gives
+ * the rounding error of v * 100 exactly (v * 100 == p + e), and below 2^52
+ * p lies at a multiple of ulp(p) <= 0.5 from its nearest integer, so e can
+ * only decide a tie. Outside that range (and for negatives, whose "-0.00"
+ * printf spells with its sign) it says no and the caller asks printf. */
+static bool cents_of(double v, long long *cents)
+{
+    if (v == 0 && !signbit(v)) {
+        *cents = 0;
+        return true;
+    }
+    if (!(v >= 1e-200 && v < 1e13)) /* NaN and negatives fail here too */
+        return false;
+    double p = v * 100.0;
+    double e = fma(v, 100.0, -p);
+    double n = nearbyint(p); /* ties to even, like printf */
+    double d = p - n;        /* exact: both within 2^52 */
+    if (d == 0.5 && e > 0)
+        n += 1;
+    else if (d == -0.5 && e < 0)
+        n -= 1;
+    *cents = (long long)n;
+    return true;
+}
+
 /* The value "%.2f" prints, read back: Python's round(x, 2) gives the same,
- * both being correctly rounded from the double's exact decimal value. */
+ * both being correctly rounded from the double's exact decimal value. The
+ * quotient of two exact numbers is rounded once, as strtod rounds. */
 static double round_cents(double v)
 {
+    long long c;
+    if (cents_of(v, &c))
+        return (double)c / 100.0;
     char buf[MONEY_BUF];
     snprintf(buf, sizeof buf, "%.2f", v);
     return strtod(buf, NULL);
@@ -266,57 +298,142 @@ void exchange_format_money(double value, char *out, size_t outlen)
     if (out == NULL || outlen == 0)
         return;
     char buf[MONEY_BUF];
+    long long c;
+    int n;
     if (!isfinite(value)) {
         /* Never produced for a validated request; keeps the JSON valid. */
         snprintf(out, outlen, "null");
         return;
     }
-    int n = snprintf(buf, sizeof buf, "%.2f", value);
+    if (cents_of(value, &c)) { /* "%lld.%02lld" by hand: below 1e15 */
+        char *p = buf + 32;
+        *--p = (char)('0' + c % 10);
+        *--p = (char)('0' + c / 10 % 10);
+        *--p = '.';
+        long long whole = c / 100;
+        do
+            *--p = (char)('0' + whole % 10);
+        while (whole /= 10);
+        n = (int)(buf + 32 - p);
+        memmove(buf, p, (size_t)n);
+        buf[n] = '\0';
+    } else {
+        n = snprintf(buf, sizeof buf, "%.2f", value);
+        if (n < 0)
+            n = 0, buf[0] = '\0';
+    }
     /* "%.2f" always has a point and two decimals: drop trailing zeros but
      * keep one digit after the point, as Python's repr does. */
     while (n >= 2 && buf[n - 1] == '0' && buf[n - 2] != '.')
         buf[--n] = '\0';
-    snprintf(out, outlen, "%s", buf);
+    size_t len = (size_t)n < outlen ? (size_t)n : outlen - 1;
+    memcpy(out, buf, len); /* cut short, as snprintf would */
+    out[len] = '\0';
 }
 
 /* ---- JSON out ----------------------------------------------------------- */
 
-static bool add_money(cJSON *obj, const char *key, double value)
+/* The answers are written straight into one buffer, byte for byte what
+ * cJSON_PrintUnformatted made of a tree of them (tests/test_exchange.c
+ * compares the two): building and printing a tree was a malloc per node
+ * and most of a sync request's rendering time. */
+struct jbuf {
+    char *p;
+    size_t len, cap;
+    bool bad; /* out of memory: the answer is NULL */
+};
+
+static void jb_put(struct jbuf *b, const char *s, size_t n)
+{
+    if (b->bad)
+        return;
+    if (b->cap - b->len <= n) { /* room for the NUL too */
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap - b->len <= n)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (p == NULL) {
+            b->bad = true;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void jb_lit(struct jbuf *b, const char *s) { jb_put(b, s, strlen(s)); }
+
+/* A JSON string as cJSON prints it: '"' and '\\' and the C0 controls
+ * escaped (\b \f \n \r \t by name, the rest as \u00XX), every other
+ * byte as it is. */
+static void jb_str(struct jbuf *b, const char *s)
+{
+    jb_put(b, "\"", 1);
+    const char *run = s;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 32 && c != '"' && c != '\\')
+            continue;
+        jb_put(b, run, (size_t)(s - run));
+        run = s + 1;
+        char esc[8];
+        const char *named = c == '"' ? "\\\"" : c == '\\' ? "\\\\"
+                            : c == '\b' ? "\\b" : c == '\f' ? "\\f"
+                            : c == '\n' ? "\\n" : c == '\r' ? "\\r"
+                            : c == '\t' ? "\\t" : NULL;
+        if (named == NULL) {
+            snprintf(esc, sizeof esc, "\\u%04x", c);
+            named = esc;
+        }
+        jb_lit(b, named);
+    }
+    jb_put(b, run, (size_t)(s - run));
+    jb_put(b, "\"", 1);
+}
+
+/* "key": as the first member (open is "{") or a later one (","). */
+static void jb_key(struct jbuf *b, const char *open, const char *key)
+{
+    jb_lit(b, open);
+    jb_str(b, key);
+    jb_put(b, ":", 1);
+}
+
+static void jb_money(struct jbuf *b, double value)
 {
     char buf[MONEY_BUF];
     exchange_format_money(value, buf, sizeof buf);
-    return cJSON_AddRawToObject(obj, key, buf) != NULL;
+    jb_lit(b, buf);
 }
 
-static bool add_breakdown(cJSON *root, const struct exchange_request *req,
+/* The buffer as the caller's string; NULL when memory ran out. */
+static char *jb_done(struct jbuf *b)
+{
+    if (b->bad || b->p == NULL) {
+        free(b->p);
+        return NULL;
+    }
+    return b->p;
+}
+
+static void add_breakdown(struct jbuf *b, const struct exchange_request *req,
                           const double *subtotals)
 {
-    cJSON *arr = cJSON_AddArrayToObject(root, "breakdown");
-    if (arr == NULL)
-        return false;
+    jb_key(b, ",", "breakdown");
+    jb_put(b, "[", 1);
     for (size_t i = 0; i < req->num_bills; i++) {
-        cJSON *item = cJSON_CreateObject();
-        if (item == NULL)
-            return false;
-        if (!cJSON_AddItemToArray(arr, item)) {
-            cJSON_Delete(item);
-            return false;
-        }
         char id[32];
+        jb_lit(b, i ? ",{\"denomination_id\":" : "{\"denomination_id\":");
         snprintf(id, sizeof id, "%lld", req->bills[i].denomination_id);
-        if (!cJSON_AddRawToObject(item, "denomination_id", id) ||
-            !add_money(item, "subtotal_rub", subtotals[i]))
-            return false;
+        jb_lit(b, id);
+        jb_lit(b, ",\"subtotal_rub\":");
+        jb_money(b, subtotals[i]);
+        jb_put(b, "}", 1);
     }
-    return true;
-}
-
-/* Prints root unformatted and frees it; NULL if root is NULL or on ENOMEM. */
-static char *print_and_delete(cJSON *root, bool ok)
-{
-    char *s = (ok && root) ? cJSON_PrintUnformatted(root) : NULL;
-    cJSON_Delete(root);
-    return s;
+    jb_put(b, "]", 1);
 }
 
 char *exchange_sync_response(const struct exchange_request *req,
@@ -327,25 +444,29 @@ char *exchange_sync_response(const struct exchange_request *req,
         total += subtotals[i];
     total = round_cents(total);
 
-    cJSON *root = cJSON_CreateObject();
-    bool ok = root &&
-              cJSON_AddStringToObject(root, "status", "completed") &&
-              cJSON_AddStringToObject(root, "request_id", req->request_id) &&
-              add_breakdown(root, req, subtotals) &&
-              add_money(root, "total_rub", total);
-    return print_and_delete(root, ok);
+    struct jbuf b = {0};
+    jb_lit(&b, "{\"status\":\"completed\"");
+    jb_key(&b, ",", "request_id");
+    jb_str(&b, req->request_id);
+    add_breakdown(&b, req, subtotals);
+    jb_key(&b, ",", "total_rub");
+    jb_money(&b, total);
+    jb_put(&b, "}", 1);
+    return jb_done(&b);
 }
 
 char *exchange_callback_body(const char *token,
                              const struct exchange_request *req,
                              const double *subtotals)
 {
-    cJSON *root = cJSON_CreateObject();
-    bool ok = root &&
-              cJSON_AddStringToObject(root, "token", token ? token : "") &&
-              cJSON_AddStringToObject(root, "request_id", req->request_id) &&
-              add_breakdown(root, req, subtotals);
-    return print_and_delete(root, ok);
+    struct jbuf b = {0};
+    jb_key(&b, "{", "token");
+    jb_str(&b, token ? token : "");
+    jb_key(&b, ",", "request_id");
+    jb_str(&b, req->request_id);
+    add_breakdown(&b, req, subtotals);
+    jb_put(&b, "}", 1);
+    return jb_done(&b);
 }
 
 char *exchange_error_body(const char *detail)
@@ -355,15 +476,18 @@ char *exchange_error_body(const char *detail)
 
 char *exchange_json_object(const char *key, ...)
 {
-    cJSON *root = cJSON_CreateObject();
-    bool ok = root != NULL;
+    struct jbuf b = {0};
     va_list ap;
     va_start(ap, key);
-    for (const char *k = key; ok && k; k = va_arg(ap, const char *)) {
+    for (const char *k = key; k; k = va_arg(ap, const char *)) {
         const char *v = va_arg(ap, const char *);
-        ok = v ? cJSON_AddStringToObject(root, k, v) != NULL
-               : cJSON_AddNullToObject(root, k) != NULL;
+        jb_key(&b, k == key ? "{" : ",", k);
+        if (v)
+            jb_str(&b, v);
+        else
+            jb_lit(&b, "null");
     }
     va_end(ap);
-    return print_and_delete(root, ok);
+    jb_put(&b, key ? "}" : "{}", key ? 1 : 2);
+    return jb_done(&b);
 }

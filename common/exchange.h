@@ -1,5 +1,6 @@
-/* exchange: the business logic of the endpoint, and nothing else. JSON in,
- * a validated plain struct, subtotals, JSON out (cJSON). No I/O, no waiting,
+/* exchange: the business logic of the endpoint, and nothing else. JSON in
+ * (cJSON), a validated plain struct, subtotals, JSON out (written directly,
+ * the bytes cJSON's printer would give). No I/O, no waiting,
  * no globals: every stage calls the same functions and differs only in how
  * it waits between them.
  *

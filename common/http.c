@@ -35,6 +35,7 @@
 #include "http.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -683,31 +684,62 @@ char *http_response_build(int status, const char *body, size_t body_len,
                                     out_len);
 }
 
+/* v in decimal at buf (at least 24 bytes); returns its length. */
+static size_t put_decimal(char *buf, long long v)
+{
+    char tmp[24], *p = tmp + sizeof tmp;
+    unsigned long long u = v < 0 ? 0 - (unsigned long long)v
+                                 : (unsigned long long)v;
+    do
+        *--p = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0)
+        *--p = '-';
+    size_t n = (size_t)(tmp + sizeof tmp - p);
+    memcpy(buf, p, n);
+    return n;
+}
+
+/* The head is put together from its pieces with memcpy: two passes of
+ * snprintf (one to measure, one to write) were a tenth of a small
+ * request's user time. */
 char *http_response_build_with(int status, const char *extra,
                                const char *body, size_t body_len,
                                bool keep_alive, size_t *out_len)
 {
-    static const char fmt[] = "HTTP/1.1 %d %s\r\n"
-                              "Content-Type: application/json\r\n"
-                              "Content-Length: %zu\r\n"
-                              "Connection: %s\r\n"
-                              "%s"
-                              "\r\n";
-    const char *text = http_status_text(status);
-    const char *conn = keep_alive ? "keep-alive" : "close";
-    extra = extra ? extra : "";
-    int head = snprintf(NULL, 0, fmt, status, text, body_len, conn, extra);
-    if (head < 0 || body_len > SIZE_MAX - (size_t)head - 1) {
+    char code[24], length[24];
+    size_t code_len = put_decimal(code, status);
+    if (body_len > LLONG_MAX) {
         errno = ENOMEM;
         return NULL;
     }
-    size_t total = (size_t)head + body_len;
-    char *out = malloc(total + 1); /* +1: snprintf's NUL; handy for logs */
+    size_t length_len = put_decimal(length, (long long)body_len);
+    const char *pieces[] = {
+        "HTTP/1.1 ", code, " ", http_status_text(status),
+        "\r\nContent-Type: application/json\r\nContent-Length: ", length,
+        "\r\nConnection: ", keep_alive ? "keep-alive" : "close", "\r\n",
+        extra ? extra : "", "\r\n"};
+    enum { NPIECES = sizeof pieces / sizeof pieces[0] };
+    size_t sizes[NPIECES], head = 0;
+    for (size_t i = 0; i < NPIECES; i++) {
+        sizes[i] = i == 1 ? code_len : i == 5 ? length_len : strlen(pieces[i]);
+        head += sizes[i];
+    }
+    if (body_len > SIZE_MAX - head - 1) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t total = head + body_len;
+    char *out = malloc(total + 1); /* +1: a NUL; handy for logs */
     if (out == NULL)
         return NULL;
-    snprintf(out, (size_t)head + 1, fmt, status, text, body_len, conn, extra);
+    char *p = out;
+    for (size_t i = 0; i < NPIECES; i++) {
+        memcpy(p, pieces[i], sizes[i]);
+        p += sizes[i];
+    }
     if (body_len > 0)
-        memcpy(out + head, body, body_len);
+        memcpy(p, body, body_len);
     out[total] = '\0';
     *out_len = total;
     return out;

@@ -8,6 +8,8 @@
 #include "timer.h"
 
 #include <check.h>
+#include <cjson/cJSON.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -442,6 +444,106 @@ START_TEST(test_rounding)
     ck_assert_str_eq(money(subtotal_of(1e15, 3, 1.1)), "3300000000000000.5");
     ck_assert_str_eq(money(subtotal_of(19.99, 7, 75.5)), "10564.71");
     ck_assert_str_eq(money(subtotal_of(10.0, 0, 75.5)), "0.0");
+}
+END_TEST
+
+/* Cents are rounded without printf on the common range (exchange.c says
+ * how); printf's "%.2f" stays the reference, so every figure is checked
+ * against it: sums of cents and their halves (the ties), dyadic ties that
+ * round to even, lecture-like products, random bit patterns, and the edges
+ * of the range. */
+static void same_as_printf(double v)
+{
+    char want[512];
+    int n = snprintf(want, sizeof want, "%.2f", v);
+    double back = strtod(want, NULL);
+    while (n >= 2 && want[n - 1] == '0' && want[n - 2] != '.')
+        want[--n] = '\0';
+    struct exchange_bill b = {1, v, 1};
+    double got = exchange_subtotal(&b, 1.0);
+    ck_assert_msg(got == back || (isnan(got) && isnan(back)),
+                  "%.17g: rounded to %.17g, printf says %.17g", v, got, back);
+    ck_assert_msg(strcmp(money(v), want) == 0, "%.17g: \"%s\", printf says "
+                  "\"%s\"", v, money(v), want);
+}
+
+/* The answers are written without cJSON now (exchange.c); its printer
+ * stays the reference for how a string is escaped: every byte alone and
+ * in company, a key as well as a value, and null. */
+static void same_as_cjson(const char *key, const char *value)
+{
+    cJSON *o = cJSON_CreateObject();
+    ck_assert_ptr_nonnull(o);
+    ck_assert_ptr_nonnull(value ? cJSON_AddStringToObject(o, key, value)
+                                : cJSON_AddNullToObject(o, key));
+    char *want = cJSON_PrintUnformatted(o);
+    char *got = exchange_json_object(key, value, (char *)NULL);
+    ck_assert_ptr_nonnull(want);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_msg(strcmp(got, want) == 0, "got %s, cJSON says %s", got, want);
+    free(got);
+    cJSON_free(want);
+    cJSON_Delete(o);
+}
+
+START_TEST(test_strings_escaped_as_cjson_does)
+{
+    char all[256];
+    for (int c = 1; c < 256; c++) {
+        char one[4] = {'a', (char)c, 'z', 0};
+        same_as_cjson("k", one);
+        same_as_cjson(one, "v");
+        all[c - 1] = (char)c;
+    }
+    all[255] = 0;
+    same_as_cjson("all", all);
+    same_as_cjson("", "");
+    same_as_cjson("nothing", NULL);
+    char *empty = exchange_json_object(NULL, NULL);
+    ck_assert_str_eq(empty, "{}");
+    free(empty);
+}
+END_TEST
+
+START_TEST(test_rounding_matches_printf)
+{
+    static const double edges[] = {0.0, 0.005, 0.015, 0.025, 0.125, 0.375,
+                                   0.625, 2.5e-3, 1e-200, 9.99e-201, 1e-300,
+                                   9999999999999.995, 1e13, 1e13 - 1.0 / 64,
+                                   4503599627370495.5, 1e15, 1e300};
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++)
+        same_as_printf(edges[i]);
+    unsigned long long x = 88172645463325252ULL; /* xorshift64 */
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        double v;
+        switch (i % 5) {
+        case 0: /* cents and half cents, as decimals */
+            v = (double)(x % 100000000000ULL) / 1000.0;
+            break;
+        case 1: /* dyadic fractions: exact ties at the third decimal */
+            v = (double)(x % 1000000000ULL) / 1024.0;
+            break;
+        case 2: /* a bill times a count times a rate, as requests give */
+            v = (double)(x % 1000000) / 100.0 * (double)(x >> 40 & 1023) *
+                ((double)(x >> 20 & 0xfffff) / 1000.0);
+            break;
+        case 3: /* any finite positive double below 1e14 */
+            memcpy(&v, &x, sizeof v);
+            v = fabs(v);
+            if (!isfinite(v) || v >= 1e14)
+                v = fmod(v, 1e14);
+            if (!isfinite(v))
+                v = 1.0;
+            break;
+        default: /* near the top of the range */
+            v = 1e13 - (double)(x % 100000000) / 1000.0;
+            break;
+        }
+        same_as_printf(v);
+    }
 }
 END_TEST
 
@@ -887,6 +989,8 @@ static Suite *exchange_suite(void)
     TCase *tc = tcase_create("exchange");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_lecture_sync);
+    tcase_add_test(tc, test_rounding_matches_printf);
+    tcase_add_test(tc, test_strings_escaped_as_cjson_does);
     tcase_add_test(tc, test_lecture_notes_numbers);
     tcase_add_test(tc, test_lecture_callback_body);
     tcase_add_test(tc, test_parse_fields);

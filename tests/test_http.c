@@ -993,6 +993,25 @@ START_TEST(response_build_exact)
                         "Content-Length: 0\r\n"
                         "Connection: close\r\n\r\n");
     free(r);
+
+    /* An extra header line, and a length of many digits (the head is put
+     * together by hand, not by snprintf). */
+    static char big[1234567];
+    memset(big, 'x', sizeof big);
+    r = http_response_build_with(503, "Retry-After: 1\r\n", big, sizeof big,
+                                 true, &n);
+    ck_assert_ptr_nonnull(r);
+    want = "HTTP/1.1 503 Service Unavailable\r\n"
+           "Content-Type: application/json\r\n"
+           "Content-Length: 1234567\r\n"
+           "Connection: keep-alive\r\n"
+           "Retry-After: 1\r\n"
+           "\r\n";
+    ck_assert_uint_eq(n, strlen(want) + sizeof big);
+    ck_assert_mem_eq(r, want, strlen(want));
+    ck_assert_mem_eq(r + strlen(want), big, sizeof big);
+    ck_assert(r[n] == '\0');
+    free(r);
 }
 END_TEST
 

@@ -210,9 +210,14 @@ static enum raw_result begin(struct raw_conn *c, const struct raw_request *rq,
     c->len = 0;
     if (c->fd < 0) {
         enum raw_result r = open_conn(c, rq, ep, tag);
-        if (r != RAW_PENDING || c->connecting)
+        if (r != RAW_PENDING)
             return r;
     }
+    /* Even when connect() said EINPROGRESS: on loopback the handshake is
+     * usually over by the time it returns, and a burst of new clients
+     * should each send at once, not after the whole burst has connected.
+     * A socket still connecting says EAGAIN; EPOLLOUT comes when it is
+     * open. */
     return send_some(c, rq, ep, tag);
 }
 
@@ -240,10 +245,14 @@ static enum raw_result send_some(struct raw_conn *c,
                          MSG_NOSIGNAL);
         if (n > 0) {
             c->sent += (size_t)n;
+            c->connecting = false; /* bytes went: it is open */
         } else if (n < 0 && errno == EINTR) {
             continue;
         } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             return RAW_PENDING; /* EPOLLOUT comes when there is room */
+        } else if (c->connecting) {
+            raw_close(c); /* the connect failed (refused, say) */
+            return RAW_REFUSED;
         } else {
             return lost(c, rq, ep, tag, RAW_RESET);
         }
