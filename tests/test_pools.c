@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -464,10 +465,38 @@ static void count_wake(struct loop *l, int fd, unsigned events, void *arg)
     atomic_fetch_add(&woken, 1); /* nobody accepts: it stays readable */
 }
 
+static _Atomic pid_t waiter_tid[2];
+
+struct turn { struct loop *loop; int slot; };
+
 static void *turn_once(void *arg)
 {
-    loop_run_once(arg, 500);
+    struct turn *t = arg;
+    atomic_store(&waiter_tid[t->slot], gettid());
+    loop_run_once(t->loop, 500);
     return NULL;
+}
+
+/* True once thread tid sleeps in epoll_wait (or epoll_pwait): its
+ * /proc syscall file names the call it is blocked in. A thread that only
+ * reaches epoll_wait after the client arrives finds the listener ready
+ * whatever the flag, so the test waits for both to be asleep first. */
+static bool asleep_in_epoll(pid_t tid)
+{
+    char path[64], line[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    long nr = -1;
+    if (fgets(line, sizeof line, f) != NULL)
+        nr = strtol(line, NULL, 10);
+    fclose(f);
+    return nr == SYS_epoll_wait || nr == SYS_epoll_pwait
+#ifdef SYS_epoll_pwait2
+           || nr == SYS_epoll_pwait2
+#endif
+        ;
 }
 
 /* Two loops (as two workers) wait on one listener in their own epoll, each
@@ -490,10 +519,21 @@ START_TEST(exclusive_listener_wakes_one_loop)
         ck_assert_int_eq(loop_watch(loops[i], lfd, LOOP_READABLE, count_wake,
                                     NULL), 0);
     }
-    for (int i = 0; i < 2; i++)
+    struct turn turns[2];
+    for (int i = 0; i < 2; i++) {
+        atomic_store(&waiter_tid[i], 0);
+        turns[i] = (struct turn){loops[i], i};
         ck_assert_int_eq(pthread_create(&threads[i], NULL, turn_once,
-                                        loops[i]), 0);
-    harness_sleep_ms(100); /* both asleep in epoll_wait */
+                                        &turns[i]), 0);
+    }
+    /* Both asleep in epoll_wait before the client comes (at most 400 ms:
+     * each wait lasts 500). */
+    for (int waited = 0; waited < 400; waited += 5) {
+        pid_t a = atomic_load(&waiter_tid[0]), b = atomic_load(&waiter_tid[1]);
+        if (a && b && asleep_in_epoll(a) && asleep_in_epoll(b))
+            break;
+        harness_sleep_ms(5);
+    }
     int client = raw_connect(port);
     ck_assert_int_ge(client, 0);
     for (int i = 0; i < 2; i++)
