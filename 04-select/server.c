@@ -116,6 +116,7 @@
 #include "log.h"
 #include "net.h"
 #include "shutdown.h"
+#include "stage.h"
 #include "timer.h"
 
 #define STAGE "04-select"
@@ -600,17 +601,11 @@ static bool serve_one_turn(void)
 
 int main(int argc, char **argv)
 {
-    config_parse(&cfg, argc, argv, STAGE, 8004, 0,
-                 "Stage 04: one thread serves every connection with select() "
-                 "and a state machine per connection.");
-    log_init(STAGE, cfg.quiet);
-    jobcap_init(&srv.budget, cfg.max_jobs, cfg.max_bills);
-    net_ignore_sigpipe();
-    if (shutdown_init() < 0) {
-        perror("shutdown_init");
+    if (stage_begin(&cfg, argc, argv, STAGE, 8004, 0,
+                    "Stage 04: one thread serves every connection with "
+                    "select() and a state machine per connection.") < 0)
         return 1;
-    }
-    callback_global_init();
+    jobcap_init(&srv.budget, cfg.max_jobs, cfg.max_bills);
     multi = curl_multi_init();
     if (multi == NULL) {
         log_warn("curl_multi_init failed");

@@ -111,6 +111,7 @@
 #include "loop.h"
 #include "net.h"
 #include "shutdown.h"
+#include "stage.h"
 #include "timer.h"
 #include "workers.h"
 
@@ -558,19 +559,13 @@ static int serve(int lfd)
 
 int main(int argc, char **argv)
 {
-    config_parse(&cfg, argc, argv, STAGE, 8005, CONFIG_WORKERS,
-                 "Stage 05: one thread, an epoll event loop and a chain of "
-                 "callbacks.");
-    log_init(STAGE, cfg.quiet);
+    if (stage_begin(&cfg, argc, argv, STAGE, 8005, CONFIG_WORKERS,
+                    "Stage 05: one thread, an epoll event loop and a chain "
+                    "of callbacks.") < 0)
+        return 1;
     /* With --workers each worker process has its own copy: its share. */
     jobcap_init(&srv.budget, workers_share(&cfg, cfg.max_jobs),
                 workers_share(&cfg, cfg.max_bills));
-    net_ignore_sigpipe();
-    if (shutdown_init() < 0) {
-        perror("shutdown_init");
-        return 1;
-    }
-    callback_global_init();
     log_info("one thread; an epoll loop calls back whoever is ready");
     int rc = 1;
     if (cfg.workers > 1) {
