@@ -25,9 +25,10 @@
  *   cannot do better than bound the stall. Only a stop request ends the
  *   idle wait early.
  *
- * Reading a request, writing an answer, listening and the callback PUT are
- * the same in 02 and 03, so they live in common/conn_io; what is left here
- * is the model, and a comment marks each call that blocks. */
+ * Reading, routing and answering a request, waiting its bills, and the
+ * callback PUT are the same in 02 and 03, so they live in common/conn_io;
+ * what is left here is the model, and a comment marks each call that
+ * blocks. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,8 +44,6 @@
 #include "net.h"
 #include "shutdown.h"
 #include "stage.h"
-#include "timer.h"
-#include "trace.h"
 
 #define STAGE "01-blocking"
 
