@@ -117,45 +117,61 @@ static struct config blocking_cfg(void)
     return cfg;
 }
 
+/* A blocking stage's setup (a budget of one job) and a connection to it:
+ * sv[0] is the server's end. */
+struct blocking {
+    struct config cfg;
+    struct jobcap cap;
+    unsigned seed;
+    struct conn_io_stage st;
+    int sv[2];
+};
+
+static void blocking_start(struct blocking *b, bool one_request)
+{
+    log_init("test", true);
+    b->cfg = blocking_cfg();
+    jobcap_init(&b->cap, 1, 10);
+    b->seed = 1;
+    b->st = (struct conn_io_stage){.cfg = &b->cfg, .stage = "00-test",
+                                   .cap = &b->cap, .seed = &b->seed,
+                                   .one_request = one_request};
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, b->sv), 0);
+}
+
 /* 02's policy: keep-alive requests go on; a sync request's bills are
  * waited in the caller; an admitted async request's ok is the last
  * answer, and the job comes back to the caller after the close. */
 START_TEST(serve_blocking_answers_then_hands_back_the_async_job)
 {
-    log_init("test", true);
-    struct config cfg = blocking_cfg();
-    struct jobcap cap;
-    jobcap_init(&cap, 1, 10);
-    unsigned seed = 1;
-    struct conn_io_stage st = {.cfg = &cfg, .stage = "00-test", .cap = &cap,
-                               .seed = &seed};
-    int sv[2];
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    struct blocking b;
+    blocking_start(&b, false);
     char *sync = post("/api/exchange_sync"), *async = post("/api/exchange_async");
-    send_all(sv[1], "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    send_all(sv[1], sync);
-    send_all(sv[1], async);
+    send_all(b.sv[1], "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    send_all(b.sv[1], sync);
+    send_all(b.sv[1], async);
     struct exchange_request job;
-    ck_assert(conn_io_serve_blocking(&st, sv[0], "peer", &job));
+    ck_assert(conn_io_serve_blocking(&b.st, b.sv[0], "peer", &job));
     ck_assert_str_eq(job.request_id, "one");
     ck_assert_int_eq(job.num_bills, 1);
-    ck_assert_int_eq(jobcap_jobs(&cap), 1); /* reserved for the caller */
-    char *got = read_to_close(sv[1]); /* sv[0] was closed */
+    ck_assert_int_eq(jobcap_jobs(&b.cap), 1); /* reserved for the caller */
+    char *got = read_to_close(b.sv[1]); /* sv[0] was closed */
     ck_assert_ptr_nonnull(strstr(got, "\"total_rub\":6.0"));
     ck_assert_ptr_nonnull(strstr(got, "{\"status\":\"ok\"}"));
     ck_assert_ptr_nonnull(strstr(got, "Connection: close"));
     free(got);
+    close(b.sv[1]);
 
     /* The budget is full now: the next async request gets a 503 and the
      * connection goes on, with no job handed back. */
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    send_all(sv[1], async);
-    shutdown(sv[1], SHUT_WR);
-    ck_assert(!conn_io_serve_blocking(&st, sv[0], "peer", &job));
-    got = read_to_close(sv[1]);
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, b.sv), 0);
+    send_all(b.sv[1], async);
+    shutdown(b.sv[1], SHUT_WR);
+    ck_assert(!conn_io_serve_blocking(&b.st, b.sv[0], "peer", &job));
+    got = read_to_close(b.sv[1]);
     ck_assert_ptr_nonnull(strstr(got, "HTTP/1.1 503"));
     free(got);
-    close(sv[1]);
+    close(b.sv[1]);
     free(sync);
     free(async);
 }
@@ -164,24 +180,17 @@ END_TEST
 /* 01's policy: one request per connection, "Connection: close". */
 START_TEST(serve_blocking_one_request_closes_after_the_first_answer)
 {
-    log_init("test", true);
-    struct config cfg = blocking_cfg();
-    struct jobcap cap;
-    jobcap_init(&cap, 1, 10);
-    unsigned seed = 1;
-    struct conn_io_stage st = {.cfg = &cfg, .stage = "00-test", .cap = &cap,
-                               .seed = &seed, .one_request = true};
-    int sv[2];
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    send_all(sv[1], "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
-                    "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    struct blocking b;
+    blocking_start(&b, true);
+    send_all(b.sv[1], "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+                      "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     struct exchange_request job;
-    ck_assert(!conn_io_serve_blocking(&st, sv[0], "peer", &job));
-    char *got = read_to_close(sv[1]);
+    ck_assert(!conn_io_serve_blocking(&b.st, b.sv[0], "peer", &job));
+    char *got = read_to_close(b.sv[1]);
     ck_assert_ptr_nonnull(strstr(got, "Connection: close"));
     ck_assert_ptr_null(strstr(strstr(got, "HTTP/1.1") + 1, "HTTP/1.1"));
     free(got);
-    close(sv[1]);
+    close(b.sv[1]);
 }
 END_TEST
 
@@ -281,14 +290,18 @@ END_TEST
 
 int main(void)
 {
+    const TTest *const cases[] = {
+        stage_begin_parses_and_sets_up_the_signals,
+        the_stop_signals_are_blocked_then_restored,
+        serve_blocking_answers_then_hands_back_the_async_job,
+        serve_blocking_one_request_closes_after_the_first_answer,
+        wait_bills_gives_each_bill_back_to_the_budget,
+        a_stop_closes_idle_connections_and_drop_ends_the_rest,
+    };
     Suite *s = suite_create("stage_common");
     TCase *tc = tcase_create("shared");
-    tcase_add_test(tc, stage_begin_parses_and_sets_up_the_signals);
-    tcase_add_test(tc, the_stop_signals_are_blocked_then_restored);
-    tcase_add_test(tc, serve_blocking_answers_then_hands_back_the_async_job);
-    tcase_add_test(tc, serve_blocking_one_request_closes_after_the_first_answer);
-    tcase_add_test(tc, wait_bills_gives_each_bill_back_to_the_budget);
-    tcase_add_test(tc, a_stop_closes_idle_connections_and_drop_ends_the_rest);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        tcase_add_test(tc, cases[i]);
     suite_add_tcase(s, tc);
     return harness_run(s);
 }
