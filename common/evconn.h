@@ -46,11 +46,12 @@
  *
  * An async job's steps are in evjob: a job outlives its connection. The one
  * thing a connection's step cannot do by itself is start such a job (arming
- * its bills is the loop's business), so the stage supplies that one
- * operation: evconn_ops.start_job. Before it, the step reserves the job
- * and its bills in srv->budget (common/jobcap): past --max-jobs or
- * --max-bills the client gets 503 with Retry-After, never an ok for work
- * the server may drop.
+ * its bills is the loop's business), so the stage supplies that
+ * operation: evconn_ops.start_job (beside the two that end a connection
+ * and a job, for a stop: evconn_server_stop). Before it, the step
+ * reserves the job and its bills in srv->budget (common/jobcap): past
+ * --max-jobs or --max-bills the client gets 503 with Retry-After, never an
+ * ok for work the server may drop.
  *
  * One thread drives every connection: nothing here is thread-safe. A step
  * keeps no state of its own outside the connection it is given; a routed
