@@ -484,8 +484,8 @@ int main(int argc, char **argv)
      * create their own curl handles. */
     if (stage_begin(&cfg, argc, argv, STAGE, 8002,
                     CONFIG_MAX_CHILDREN | CONFIG_PREFORK,
-                    "Stage 02: forks a child process for every connection.")
-        < 0)
+                    "Stage 02: forks a child process for every "
+                    "connection.") < 0)
         return 1;
     if (sigchld_init() < 0) {
         perror("sigchld_init");
