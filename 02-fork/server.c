@@ -483,9 +483,8 @@ int main(int argc, char **argv)
     /* Before any fork (stage.h): the children inherit libcurl's setup and
      * create their own curl handles. */
     if (stage_begin(&cfg, argc, argv, STAGE, 8002,
-                    CONFIG_MAX_CHILDREN | CONFIG_PREFORK,
-                    "Stage 02: forks a child process for every "
-                    "connection.") < 0)
+                    CONFIG_MAX_CHILDREN | CONFIG_PREFORK, "Stage 02: "
+                    "forks a child process for every connection.") < 0)
         return 1;
     if (sigchld_init() < 0) {
         perror("sigchld_init");
