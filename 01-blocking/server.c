@@ -25,9 +25,10 @@
  *   cannot do better than bound the stall. Only a stop request ends the
  *   idle wait early.
  *
- * Reading a request, writing an answer, listening and the callback PUT are
- * the same in 02 and 03, so they live in common/conn_io; what is left here
- * is the model, and a comment marks each call that blocks. */
+ * Reading, routing and answering a request, waiting its bills, and the
+ * callback PUT are the same in 02 and 03, so they live in common/conn_io;
+ * what is left here is the model, and a comment marks each call that
+ * blocks. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,8 +43,7 @@
 #include "log.h"
 #include "net.h"
 #include "shutdown.h"
-#include "timer.h"
-#include "trace.h"
+#include "stage.h"
 
 #define STAGE "01-blocking"
 
@@ -55,24 +55,6 @@ static unsigned jitter_seed = 1;
  * same in every stage. */
 static struct jobcap jobcap;
 
-/* The simulated external call, once per bill, one after another. The whole
- * process sleeps: this is what "blocking" means. With a budget (an async
- * job) each bill is given back to it as soon as it is done. */
-static void compute_bills(const struct exchange_request *job, double *subtotals,
-                          struct jobcap *budget)
-{
-    for (size_t i = 0; i < job->num_bills; i++) {
-        /* Blocks here until the delay has passed. */
-        TRACE(TRACE_BILL_BEGIN, job, i);
-        timer_nanosleep_ms(config_bill_delay_ms(&cfg, &jitter_seed));
-        subtotals[i] = exchange_subtotal(&job->bills[i], job->exchange_rate);
-        endpoint_log_bill(job, i, subtotals[i]);
-        TRACE(TRACE_BILL_END, job, i);
-        if (budget)
-            jobcap_bills_done(budget, 1);
-    }
-}
-
 /* The async route's second half, after the client already has its answer
  * and its connection is closed. Nothing else runs until it returns. */
 static void finish_async_job(const struct exchange_request *job)
@@ -81,8 +63,11 @@ static void finish_async_job(const struct exchange_request *job)
     log_info("server stalled: computing job %s (%zu bills) and sending its "
              "callback; no new connection is accepted until this is done",
              job->request_id, job->num_bills);
+    /* Blocks here through every bill, one after another: the whole
+     * process sleeps, which is what "blocking" means. Each bill goes back
+     * to the budget as soon as it is done. */
     double subtotals[EXCHANGE_MAX_BILLS];
-    compute_bills(job, subtotals, &jobcap);
+    conn_io_wait_bills(&cfg, job, subtotals, &jitter_seed, &jobcap);
     /* Blocks here until the main service answers (retries included, up to
      * --callback-deadline-ms). */
     conn_io_send_callback(&cfg, job, subtotals);
@@ -91,37 +76,14 @@ static void finish_async_job(const struct exchange_request *job)
              log_elapsed() - started);
 }
 
-/* What the connection leaves behind: the async job, if any, to do once
- * the client is gone. */
-struct one_request {
-    struct exchange_request job;
-    bool async_job;
-};
-
-/* Answers the connection's one request (a conn_io_handler). Always the
- * last answer: "Connection: close", see the header. */
-static bool handle_request(int fd, const struct http_request *req, void *arg)
-{
-    struct one_request *one = arg;
-    struct endpoint_reply reply;
-    switch (endpoint_route(req, STAGE, &one->job, &reply)) {
-    case ENDPOINT_REPLY:
-        break;
-    case ENDPOINT_SYNC: {
-        double subtotals[EXCHANGE_MAX_BILLS];
-        compute_bills(&one->job, subtotals, NULL);
-        endpoint_sync_done(&one->job, subtotals, &reply);
-        break;
-    }
-    case ENDPOINT_ASYNC:
-        /* {"status":"ok"} right away and the job later, if the budget has
-         * room: checked before the ok, which is a promise. Else a 503. */
-        one->async_job = endpoint_admit_job(&jobcap, &one->job, &reply);
-        break;
-    }
-    /* Blocks here until the kernel has taken the whole answer. */
-    return conn_io_answer(fd, req, &reply, true);
-}
+/* How every request is answered (conn_io_serve_blocking): routed, a sync
+ * request's bills waited right there (the whole process sleeps), an async
+ * request's ok given only if the budget has room (checked before the ok,
+ * which is a promise; else a 503). Every answer is the last one:
+ * "Connection: close", see the header. */
+static const struct conn_io_stage serving = {
+    .cfg = &cfg, .stage = STAGE, .cap = &jobcap, .seed = &jitter_seed,
+    .one_request = true};
 
 static void serve_connection(int fd)
 {
@@ -131,30 +93,20 @@ static void serve_connection(int fd)
 
     /* Blocks here until the whole request has arrived (or missed one of its
      * deadlines, or the client left), then while it is handled and its
-     * answer written. A bad or late request gets its 4xx and a lingering
-     * close, so the client reads the answer instead of a reset. */
-    struct one_request one = {.async_job = false};
-    struct conn_io_limits limits = conn_io_limits_of(&cfg);
-    conn_io_serve(fd, &limits, handle_request, &one);
-    /* Close before the async work, so the client is not kept waiting. */
-    close(fd);
-    log_info("closed %s", peer);
-    if (one.async_job)
-        finish_async_job(&one.job);
+     * answer written, then closes. A bad or late request gets its 4xx and
+     * a lingering close, so the client reads the answer instead of a
+     * reset. What is left is the async job, if the answer promised one. */
+    struct exchange_request job;
+    if (conn_io_serve_blocking(&serving, fd, peer, &job))
+        finish_async_job(&job);
 }
 
 int main(int argc, char **argv)
 {
-    config_parse(&cfg, argc, argv, STAGE, 8001, 0,
-                 "Stage 01: a blocking server that serves one connection "
-                 "at a time.");
-    log_init(STAGE, cfg.quiet);
-    net_ignore_sigpipe();
-    if (shutdown_init() < 0) {
-        perror("shutdown_init");
+    if (stage_begin(&cfg, argc, argv, STAGE, 8001, 0,
+                    "Stage 01: a blocking server that serves one connection "
+                    "at a time.") < 0)
         return 1;
-    }
-    callback_global_init();
     jobcap_init(&jobcap, cfg.max_jobs, cfg.max_bills);
     int lfd = net_listen_announce(&cfg); /* then "listening on ..." on stdout */
     if (lfd < 0)

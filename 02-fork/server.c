@@ -103,6 +103,7 @@
 #include "log.h"
 #include "net.h"
 #include "shutdown.h"
+#include "stage.h"
 #include "timer.h"
 #include "trace.h"
 
@@ -115,6 +116,10 @@ static unsigned jitter_seed = 1; /* reseeded in each child, see child_main */
  * before the first fork, so every child sees and updates the same counts
  * (lock-free atomics work across processes). */
 static struct jobcap *jobcap;
+/* How each child answers its requests (conn_io_serve_blocking); .cap is
+ * the shared budget, mapped in main. */
+static struct conn_io_stage serving = {
+    .cfg = &cfg, .stage = STAGE, .seed = &jitter_seed};
 
 /* ---- The parent's side: who is alive ---- */
 
@@ -176,64 +181,16 @@ static void reap_children(void)
 
 /* ---- The child's side: one connection, blocking calls ---- */
 
-/* The simulated external call, once per bill, one after another. Only this
- * process sleeps; the parent and the other children go on. */
-static void compute_bills(const struct exchange_request *job, double *subtotals,
-                          struct jobcap *budget)
-{
-    for (size_t i = 0; i < job->num_bills; i++) {
-        TRACE(TRACE_BILL_BEGIN, job, i);
-        timer_nanosleep_ms(config_bill_delay_ms(&cfg, &jitter_seed));
-        subtotals[i] = exchange_subtotal(&job->bills[i], job->exchange_rate);
-        endpoint_log_bill(job, i, subtotals[i]);
-        TRACE(TRACE_BILL_END, job, i);
-        if (budget) /* an async job gives each bill back when it is done */
-            jobcap_bills_done(budget, 1);
-    }
-}
-
 /* The async route's second half, once the client has its answer and its
  * connection is closed. Sequential on purpose: see the header (IPC). */
 static void finish_async_job(const struct exchange_request *job)
 {
     log_info("job %s: waiting %zu bills one after another in this process, "
              "then the callback", job->request_id, job->num_bills);
-    double subtotals[EXCHANGE_MAX_BILLS];
-    compute_bills(job, subtotals, jobcap);
+    double subtotals[EXCHANGE_MAX_BILLS]; /* only this process sleeps */
+    conn_io_wait_bills(&cfg, job, subtotals, &jitter_seed, jobcap);
     conn_io_send_callback(&cfg, job, subtotals); /* delivered or given up */
     jobcap_job_done(jobcap);
-}
-
-/* What a child's connection leaves behind: the async job, if any, to do
- * once the client is gone. */
-struct child_conn {
-    struct exchange_request job;
-    bool async_job;
-};
-
-/* Answers one parsed request (a conn_io_handler). True if the connection
- * goes on. The async route's answer is the last: the child then closes
- * the connection and does the job (child_main). */
-static bool handle_request(int fd, const struct http_request *req, void *arg)
-{
-    struct child_conn *conn = arg;
-    struct endpoint_reply reply;
-    switch (endpoint_route(req, STAGE, &conn->job, &reply)) {
-    case ENDPOINT_REPLY:
-        break;
-    case ENDPOINT_SYNC: {
-        double subtotals[EXCHANGE_MAX_BILLS];
-        compute_bills(&conn->job, subtotals, NULL);
-        endpoint_sync_done(&conn->job, subtotals, &reply);
-        break;
-    }
-    case ENDPOINT_ASYNC:
-        /* The ok only if the shared budget has room; else a 503 and the
-         * connection goes on. */
-        conn->async_job = endpoint_admit_job(jobcap, &conn->job, &reply);
-        break;
-    }
-    return conn_io_answer(fd, req, &reply, conn->async_job);
 }
 
 /* The child was born a copy of the accept loop; it drops that role before
@@ -250,11 +207,7 @@ static void child_leave_parent_role(int listen_fd, pid_t parent)
     signal(SIGCHLD, SIG_DFL);
     signal(SIGINT, SIG_IGN);
     signal(SIGTERM, SIG_IGN);
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    sigprocmask(SIG_UNBLOCK, &stop_signals, NULL);
+    shutdown_mask_signals(SIG_UNBLOCK, NULL);
     /* If the parent gives up on us (grace period over), we go with it. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
         _exit(1);
@@ -262,17 +215,15 @@ static void child_leave_parent_role(int listen_fd, pid_t parent)
 
 /* One connection, start to end, in this process: every request,
  * keep-alive included, blocking in each read, sleep and write (only this
- * process waits); then the async job, if the last request left one. */
+ * process waits); a sync request's bills waited here, an async one's ok
+ * given only if the shared budget has room (else a 503 and the connection
+ * goes on), and that ok the connection's last answer. Then the async job,
+ * once the client is gone. */
 static void serve_connection(int fd, const char *peer)
 {
-    struct child_conn conn = {.async_job = false};
-    struct conn_io_limits limits = conn_io_limits_of(&cfg);
-    conn_io_serve(fd, &limits, handle_request, &conn);
-    /* Close before the async work, so the client is not kept waiting. */
-    close(fd);
-    log_info("closed %s", peer);
-    if (conn.async_job)
-        finish_async_job(&conn.job);
+    struct exchange_request job;
+    if (conn_io_serve_blocking(&serving, fd, peer, &job))
+        finish_async_job(&job);
 }
 
 static void __attribute__((noreturn)) child_main(int fd, const char *peer)
@@ -298,11 +249,8 @@ static void fork_child(int listen_fd, int fd)
         conn_io_refuse_busy(fd, "too many child processes");
         return;
     }
-    sigset_t stop_signals, old;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    sigprocmask(SIG_BLOCK, &stop_signals, &old);
+    sigset_t old;
+    shutdown_mask_signals(SIG_BLOCK, &old);
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
@@ -490,13 +438,10 @@ static int prefork_run(int lfd)
     log_info("prefork: forking %d children, each accepting on the listener "
              "and serving one connection at a time (accept lock %s)",
              cfg.prefork, cfg.accept_lock ? "on" : "off");
-    sigset_t stop_signals, old;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
+    sigset_t old;
     pid_t parent = getpid();
     for (int i = 0; i < cfg.prefork; i++) {
-        sigprocmask(SIG_BLOCK, &stop_signals, &old);
+        shutdown_mask_signals(SIG_BLOCK, &old);
         pid_t pid = fork();
         if (pid == 0) {
             child_leave_parent_role(-1, parent);
@@ -535,23 +480,22 @@ static int prefork_run(int lfd)
 
 int main(int argc, char **argv)
 {
-    config_parse(&cfg, argc, argv, STAGE, 8002,
-                 CONFIG_MAX_CHILDREN | CONFIG_PREFORK,
-                 "Stage 02: forks a child process for every connection.");
-    log_init(STAGE, cfg.quiet);
-    net_ignore_sigpipe();
-    if (shutdown_init() < 0 || sigchld_init() < 0) {
-        perror("signal setup");
+    /* Before any fork (stage.h): the children inherit libcurl's setup and
+     * create their own curl handles. */
+    if (stage_begin(&cfg, argc, argv, STAGE, 8002,
+                    CONFIG_MAX_CHILDREN | CONFIG_PREFORK, "Stage 02: "
+                    "forks a child process for every connection.") < 0)
+        return 1;
+    if (sigchld_init() < 0) {
+        perror("sigchld_init");
         return 1;
     }
-    /* Once, before any fork: the children inherit it and create their own
-     * curl handles. */
-    callback_global_init();
     jobcap = jobcap_new_shared(cfg.max_jobs, cfg.max_bills);
     if (jobcap == NULL) {
         perror("jobcap: mmap");
         return 1;
     }
+    serving.cap = jobcap;
     int lfd = net_listen_announce(&cfg); /* then "listening on ..." on stdout */
     if (lfd < 0)
         return 1;

@@ -99,6 +99,7 @@
 #include "log.h"
 #include "net.h"
 #include "shutdown.h"
+#include "stage.h"
 #include "timer.h"
 #include "trace.h"
 
@@ -151,11 +152,8 @@ static int thread_start(pthread_t *t, bool detached, void *(*fn)(void *),
     if (!err && detached)
         err = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     if (!err) {
-        sigset_t stop_signals, old;
-        sigemptyset(&stop_signals);
-        sigaddset(&stop_signals, SIGINT);
-        sigaddset(&stop_signals, SIGTERM);
-        pthread_sigmask(SIG_BLOCK, &stop_signals, &old);
+        sigset_t old;
+        shutdown_mask_signals(SIG_BLOCK, &old);
         err = pthread_create(t, &attr, fn, arg);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
@@ -292,46 +290,20 @@ static bool start_async_job(const struct exchange_request *job)
 
 /* ---- A connection thread: one client, blocking calls ---- */
 
-/* The sync route: the bills one after another, in this thread. Only this
- * thread sleeps; the others go on. */
-static void compute_bills(const struct exchange_request *job,
-                          double *subtotals, unsigned *seed)
-{
-    for (size_t i = 0; i < job->num_bills; i++) {
-        TRACE(TRACE_BILL_BEGIN, job, i);
-        timer_nanosleep_ms(config_bill_delay_ms(&cfg, seed));
-        subtotals[i] = exchange_subtotal(&job->bills[i], job->exchange_rate);
-        endpoint_log_bill(job, i, subtotals[i]);
-        TRACE(TRACE_BILL_END, job, i);
-    }
-}
-
 /* Answers one parsed request (a conn_io_handler). True if the connection
- * goes on. arg is this thread's random seed. */
+ * goes on. arg is this thread's random seed: a sync request's bills are
+ * waited in this thread, and only this thread sleeps. */
 static bool handle_request(int fd, const struct http_request *req, void *arg)
 {
     struct exchange_request job; /* ~2.5 KB: the stack is sized for it */
     struct endpoint_reply reply;
-    switch (endpoint_route(req, STAGE, &job, &reply)) {
-    case ENDPOINT_REPLY:
-        break;
-    case ENDPOINT_SYNC: {
-        double subtotals[EXCHANGE_MAX_BILLS];
-        compute_bills(&job, subtotals, arg);
-        endpoint_sync_done(&job, subtotals, &reply);
-        break;
-    }
-    case ENDPOINT_ASYNC:
-        /* The ok only if the budget has room (else a 503), and only once
-         * the job's thread runs. The job runs beside this connection,
-         * which stays open. */
-        if (!endpoint_admit_job(&jobcap, &job, &reply))
-            break;
-        if (!start_async_job(&job)) {
-            endpoint_reply_free(&reply);
-            endpoint_busy("cannot start the job", &reply);
-        }
-        break;
+    /* An async job gets the ok only if the budget has room (else a 503),
+     * and only once the job's thread runs. The job runs beside this
+     * connection, which stays open. */
+    if (conn_io_route(&cfg, req, STAGE, &jobcap, arg, &job, &reply) &&
+        !start_async_job(&job)) {
+        endpoint_reply_free(&reply);
+        endpoint_busy("cannot start the job", &reply);
     }
     return conn_io_answer(fd, req, &reply, false);
 }
@@ -546,8 +518,9 @@ static int live_changed_init(void)
 {
     pthread_condattr_t attr;
     int err = pthread_condattr_init(&attr);
-    if (!err)
-        err = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    if (err)
+        return err; /* nothing to destroy */
+    err = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     if (!err)
         err = pthread_cond_init(&live_changed, &attr);
     pthread_condattr_destroy(&attr);
@@ -556,22 +529,17 @@ static int live_changed_init(void)
 
 int main(int argc, char **argv)
 {
-    config_parse(&cfg, argc, argv, STAGE, 8003,
-                 CONFIG_MAX_THREADS | CONFIG_POOL,
-                 "Stage 03: starts a thread for every connection.");
-    log_init(STAGE, cfg.quiet);
-    log_show_threads(true);
-    net_ignore_sigpipe();
-    if (shutdown_init() < 0) {
-        perror("shutdown_init");
+    /* Before any thread starts (stage.h). */
+    if (stage_begin(&cfg, argc, argv, STAGE, 8003,
+                    CONFIG_MAX_THREADS | CONFIG_POOL,
+                    "Stage 03: starts a thread for every connection.") < 0)
         return 1;
-    }
+    log_show_threads(true);
     int err = live_changed_init();
     if (err) {
         fprintf(stderr, "pthread_cond_init: %s\n", strerror(err));
         return 1;
     }
-    callback_global_init(); /* once, before any thread starts */
     jobcap_init(&jobcap, cfg.max_jobs, cfg.max_bills);
     /* The pool's threads run before the server says it is listening. */
     if (cfg.pool > 0 && pool_start() < 0)

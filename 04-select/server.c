@@ -116,6 +116,7 @@
 #include "log.h"
 #include "net.h"
 #include "shutdown.h"
+#include "stage.h"
 #include "timer.h"
 
 #define STAGE "04-select"
@@ -168,15 +169,9 @@ static void deadline_cancel(struct deadline *d)
 /* ------------------------------------------------------------------ */
 /* The server's state: globals, because one thread owns all of it.     */
 
-static bool job_start(const struct exchange_request *req);
-
-/* What every connection and job shares (common/evconn, common/evjob). */
-static struct evconn_server srv = {
-    .cfg = &cfg,
-    .stage = STAGE,
-    .start_job = job_start,
-    .jitter_seed = 1,
-};
+/* What every connection and job shares (common/evconn, common/evjob),
+ * set up in main with this loop's part (ops, after begin_stop). */
+static struct evconn_server srv;
 
 /* A connection: the shared state machine, plus the one deadline this loop
  * keeps for it (a timeout, or its current bill). */
@@ -199,10 +194,6 @@ struct job {
     struct bill_wait bills[]; /* core.req.num_bills of them */
 };
 
-static int listen_fd = -1;
-static struct deadline accept_resume;
-static bool accept_paused;
-
 static CURLM *multi;          /* every callback PUT in flight */
 static int transfers;         /* easy handles in it */
 
@@ -215,7 +206,7 @@ static bool done;             /* serve_one_turn no more */
 
 static void stop_if_done(void)
 {
-    if (srv.stopping && srv.num_conns == 0 && srv.num_jobs == 0)
+    if (evconn_server_done(&srv))
         done = true;
 }
 
@@ -228,10 +219,12 @@ static struct conn *conn_of(struct evconn *ev)
     return container_of(ev, struct conn, ev);
 }
 
-static void conn_close(struct conn *c)
+/* srv's close_conn, for the connection around ev. */
+static void conn_close(struct evconn *ev)
 {
+    struct conn *c = conn_of(ev);
     deadline_cancel(&c->deadline);
-    evconn_release(&c->ev);
+    evconn_release(ev);
     free(c);
     stop_if_done();
 }
@@ -245,7 +238,7 @@ static void conn_apply(struct conn *c, enum evconn_want want)
 {
     if (want == EVCONN_CLOSE ||
         !deadline_at(&c->deadline, evconn_deadline(&c->ev)))
-        conn_close(c);
+        conn_close(&c->ev);
 }
 
 /* The connection's deadline passed: a bill is due, or it waited too long. */
@@ -259,12 +252,9 @@ static void conn_deadline_passed(struct conn *c)
 
 static void conn_open(int fd)
 {
-    struct conn *c = calloc(1, sizeof *c);
-    if (c == NULL) {
-        log_warn("out of memory for a new connection; closing it");
-        close(fd);
+    struct conn *c = evconn_alloc(sizeof *c, fd);
+    if (c == NULL)
         return;
-    }
     deadline_init(&c->deadline, DEADLINE_CONN);
     evconn_init(&c->ev, &srv, fd);
     conn_apply(c, EVCONN_READ); /* a new connection waits for a request */
@@ -272,6 +262,10 @@ static void conn_open(int fd)
 
 /* ------------------------------------------------------------------ */
 /* Accepting                                                           */
+
+static int listen_fd = -1;
+static struct deadline accept_resume; /* the pause after EMFILE */
+static bool accept_paused;
 
 /* A descriptor select() cannot watch (see FD_SETSIZE at the top): answer
  * 503 with one non-blocking send, best effort, and close. */
@@ -321,13 +315,6 @@ static void accept_resumed(void)
     log_info("accepting again");
 }
 
-/* The listener is readable: accept a batch (net.h). */
-static void accept_ready(void)
-{
-    if (net_accept_batch(listen_fd, conn_take) != 0)
-        accept_pause();
-}
-
 /* ------------------------------------------------------------------ */
 /* Async jobs: concurrent bills, then a callback PUT through curl multi. */
 
@@ -337,8 +324,10 @@ static struct job *job_of(struct evjob *core)
     return container_of(core, struct job, core);
 }
 
-static void job_free(struct job *job)
+/* srv's free_job, for the job around core. */
+static void job_free(struct evjob *core)
 {
+    struct job *job = job_of(core);
     for (size_t i = 0; i < job->core.req.num_bills; i++)
         deadline_cancel(&job->bills[i].timer);
     deadline_cancel(&job->retry);
@@ -379,16 +368,16 @@ static void job_apply(struct job *job, enum evjob_want want)
         curl_easy_setopt(job->core.cb->easy, CURLOPT_SOCKOPTFUNCTION,
                          curl_refuse_high_socket);
         if (!evjob_put(&job->core, multi))
-            job_free(job);
+            job_free(&job->core);
         else
             transfers++;
         return;
     case EVJOB_RETRY: /* the backoff is a deadline like any other */
         if (!deadline_at(&job->retry, job->core.retry_at_ms))
-            job_free(job);
+            job_free(&job->core);
         return;
     case EVJOB_DONE:
-        job_free(job);
+        job_free(&job->core);
         return;
     }
 }
@@ -418,8 +407,6 @@ static bool job_start(const struct exchange_request *req)
     }
     /* The point of no return: the job takes over its reservation. */
     evjob_init(&job->core, &srv, req);
-    log_info("job %s: %zu bills waiting side by side", req->request_id,
-             req->num_bills);
     return true;
 }
 
@@ -456,22 +443,18 @@ static void grace_over(void)
  * (stop_if_done). Answers written from now on say "Connection: close". */
 static void begin_stop(void)
 {
-    srv.stopping = true;
     close(listen_fd);
     listen_fd = -1;
     deadline_cancel(&accept_resume);
-    log_info("stop requested: not accepting; finishing %zu connections and "
-             "%zu jobs (at most %d ms)", srv.num_conns, srv.num_jobs,
-             SHUTDOWN_GRACE_MS);
     if (!deadline_at(&grace, timer_now_ms() + SHUTDOWN_GRACE_MS))
         done = true;
-    for (struct evconn *e = srv.conns, *next; e != NULL; e = next) {
-        next = e->next;
-        if (evconn_idle(e))
-            conn_close(conn_of(e));
-    }
+    evconn_server_stop(&srv); /* stopping, logged, idle ones closed */
     stop_if_done();
 }
+
+/* This loop's part of the shared server (evconn.h). */
+static const struct evconn_ops ops = {
+    .start_job = job_start, .close_conn = conn_close, .free_job = job_free};
 
 /* ------------------------------------------------------------------ */
 /* The loop                                                            */
@@ -588,8 +571,10 @@ static bool serve_one_turn(void)
         else if (FD_ISSET(e->fd, &wr) && e->want == EVCONN_WRITE)
             conn_apply(conn_of(e), evconn_on_writable(e));
     }
-    if (listen_fd >= 0 && !accept_paused && FD_ISSET(listen_fd, &rd))
-        accept_ready();
+    /* The listener is readable: accept a batch (net.h). */
+    if (listen_fd >= 0 && !accept_paused && FD_ISSET(listen_fd, &rd) &&
+        net_accept_batch(listen_fd, conn_take) != 0)
+        accept_pause();
     if (transfers > 0)
         curl_drive();
     deadlines_expire();
@@ -600,17 +585,11 @@ static bool serve_one_turn(void)
 
 int main(int argc, char **argv)
 {
-    config_parse(&cfg, argc, argv, STAGE, 8004, 0,
-                 "Stage 04: one thread serves every connection with select() "
-                 "and a state machine per connection.");
-    log_init(STAGE, cfg.quiet);
-    jobcap_init(&srv.budget, cfg.max_jobs, cfg.max_bills);
-    net_ignore_sigpipe();
-    if (shutdown_init() < 0) {
-        perror("shutdown_init");
+    if (stage_begin(&cfg, argc, argv, STAGE, 8004, 0,
+                    "Stage 04: one thread serves every connection with "
+                    "select() and a state machine per connection.") < 0)
         return 1;
-    }
-    callback_global_init();
+    evconn_server_init(&srv, &cfg, STAGE, &ops, cfg.max_jobs, cfg.max_bills);
     multi = curl_multi_init();
     if (multi == NULL) {
         log_warn("curl_multi_init failed");
@@ -632,10 +611,7 @@ int main(int argc, char **argv)
             break;
         }
     }
-    while (srv.conns)
-        conn_close(conn_of(srv.conns));
-    while (srv.jobs)
-        job_free(job_of(srv.jobs));
+    evconn_server_drop(&srv);
     if (listen_fd >= 0)
         close(listen_fd);
     curl_multi_cleanup(multi);

@@ -111,6 +111,7 @@
 #include "loop.h"
 #include "net.h"
 #include "shutdown.h"
+#include "stage.h"
 #include "timer.h"
 #include "workers.h"
 
@@ -122,15 +123,9 @@ static struct loop *loop;
 /* ------------------------------------------------------------------ */
 /* The server's state: globals, because one thread owns all of it.     */
 
-static bool job_start(const struct exchange_request *req);
-
-/* What every connection and job shares (common/evconn, common/evjob). */
-static struct evconn_server srv = {
-    .cfg = &cfg,
-    .stage = STAGE,
-    .start_job = job_start,
-    .jitter_seed = 1,
-};
+/* What every connection and job shares (common/evconn, common/evjob),
+ * set up in main with this loop's part (ops, after begin_stop). */
+static struct evconn_server srv;
 
 /* A connection: the shared state machine, plus what the loop holds for it.
  * Its fd's registration lives in the loop, keyed by ev.fd. */
@@ -140,12 +135,14 @@ struct conn {
     struct loop_timer bill_timer; /* the sync route's current bill */
 };
 
-/* An async job: its bills wait concurrently, then its callback is PUT. */
+/* An async job: its bills wait concurrently, then its callback is PUT.
+ * A bill's timer hands its callback one pointer, so it comes with what
+ * the callback needs to know: which job, which bill. */
 struct job;
 struct bill_wait {
-    struct loop_timer timer;
     struct job *job;
     size_t index;
+    struct loop_timer timer; /* calls back with this bill_wait */
 };
 
 struct job {
@@ -153,9 +150,6 @@ struct job {
     struct loop_timer retry;
     struct bill_wait bills[]; /* core.req.num_bills of them */
 };
-
-static int listen_fd = -1;
-static struct loop_timer accept_resume;
 
 static struct curl_loop *curl; /* curl's sockets and timer on our loop */
 static CURLM *multi;           /* its multi handle: every PUT in flight */
@@ -178,7 +172,7 @@ static void on_timeout(struct loop *l, void *arg);
 
 static void stop_if_done(void)
 {
-    if (srv.stopping && srv.num_conns == 0 && srv.num_jobs == 0)
+    if (evconn_server_done(&srv))
         loop_stop(loop);
 }
 
@@ -191,8 +185,10 @@ static struct conn *conn_of(struct evconn *ev)
     return container_of(ev, struct conn, ev);
 }
 
-static void conn_close(struct conn *c)
+/* srv's close_conn, for the connection around ev. */
+static void conn_close(struct evconn *ev)
 {
+    struct conn *c = conn_of(ev);
     /* Everything the loop holds for c must go before c does: a forgotten
      * timer or registration would call back into freed memory. The close
      * (in evconn_release) takes the socket out of epoll by itself, so the
@@ -200,7 +196,7 @@ static void conn_close(struct conn *c)
     int fd = c->ev.fd;
     loop_timer_cancel(loop, &c->timeout);
     loop_timer_cancel(loop, &c->bill_timer);
-    evconn_release(&c->ev);
+    evconn_release(ev);
     loop_forget_closed(loop, fd);
     free(c);
     stop_if_done();
@@ -238,13 +234,13 @@ static void conn_apply(struct conn *c, enum evconn_want want)
         timer = &c->bill_timer;
         break;
     case EVCONN_CLOSE:
-        conn_close(c);
+        conn_close(&c->ev);
         return;
     }
     if (loop_watch(loop, c->ev.fd, events, ready, c) < 0 ||
         loop_timer_arm_at(loop, timer, evconn_deadline(&c->ev)) < 0) {
         log_warn("%s: cannot wait: %s", c->ev.peer, strerror(errno));
-        conn_close(c);
+        conn_close(&c->ev);
     }
 }
 
@@ -311,12 +307,9 @@ static void on_timeout(struct loop *l, void *arg)
 
 static void conn_open(int fd)
 {
-    struct conn *c = calloc(1, sizeof *c);
-    if (c == NULL) {
-        log_warn("out of memory for a new connection; closing it");
-        close(fd);
+    struct conn *c = evconn_alloc(sizeof *c, fd);
+    if (c == NULL)
         return;
-    }
     loop_timer_init(&c->timeout, on_timeout, c);
     loop_timer_init(&c->bill_timer, on_bill_done, c);
     evconn_init(&c->ev, &srv, fd);
@@ -325,6 +318,9 @@ static void conn_open(int fd)
 
 /* ------------------------------------------------------------------ */
 /* Accepting                                                           */
+
+static int listen_fd = -1;
+static struct loop_timer accept_resume; /* the pause after EMFILE */
 
 /* A new client from net_accept_batch: epoll takes any descriptor. */
 static void conn_take(int fd)
@@ -376,8 +372,10 @@ static struct job *job_of(struct evjob *core)
     return container_of(core, struct job, core);
 }
 
-static void job_free(struct job *job)
+/* srv's free_job, for the job around core. */
+static void job_free(struct evjob *core)
 {
+    struct job *job = job_of(core);
     for (size_t i = 0; i < job->core.req.num_bills; i++)
         loop_timer_cancel(loop, &job->bills[i].timer);
     loop_timer_cancel(loop, &job->retry);
@@ -396,14 +394,14 @@ static void job_apply(struct job *job, enum evjob_want want)
         return;
     case EVJOB_PUT:
         if (!evjob_put(&job->core, multi))
-            job_free(job);
+            job_free(&job->core);
         return;
     case EVJOB_RETRY: /* the backoff is a loop timer like any other */
         if (loop_timer_arm_at(loop, &job->retry, job->core.retry_at_ms) < 0)
-            job_free(job);
+            job_free(&job->core);
         return;
     case EVJOB_DONE:
-        job_free(job);
+        job_free(&job->core);
         return;
     }
 }
@@ -450,8 +448,6 @@ static bool job_start(const struct exchange_request *req)
     }
     /* The point of no return: the job takes over its reservation. */
     evjob_init(&job->core, &srv, req);
-    log_info("job %s: %zu bills waiting side by side", req->request_id,
-             req->num_bills);
     return true;
 }
 
@@ -499,22 +495,18 @@ static void begin_stop(struct loop *l, int fd, unsigned events, void *arg)
     (void)arg;
     loop_unwatch(l, fd); /* it stays readable for good: stop listening */
     loop_unwatch(l, listen_fd);
-    srv.stopping = true;
     close(listen_fd);
     listen_fd = -1;
     loop_timer_cancel(l, &accept_resume);
-    log_info("stop requested: not accepting; finishing %zu connections and "
-             "%zu jobs (at most %d ms)", srv.num_conns, srv.num_jobs,
-             SHUTDOWN_GRACE_MS);
     if (loop_timer_arm(l, &grace, SHUTDOWN_GRACE_MS) < 0)
         loop_stop(l);
-    for (struct evconn *e = srv.conns, *next; e != NULL; e = next) {
-        next = e->next;
-        if (evconn_idle(e))
-            conn_close(conn_of(e));
-    }
+    evconn_server_stop(&srv); /* stopping, logged, idle ones closed */
     stop_if_done();
 }
+
+/* This loop's part of the shared server (evconn.h). */
+static const struct evconn_ops ops = {
+    .start_job = job_start, .close_conn = conn_close, .free_job = job_free};
 
 /* ------------------------------------------------------------------ */
 /* Running: one loop, or one per worker process (--workers N)          */
@@ -543,10 +535,7 @@ static int serve(int lfd)
         log_warn("epoll_wait: %s", strerror(errno));
         rc = 1;
     }
-    while (srv.conns)
-        conn_close(conn_of(srv.conns));
-    while (srv.jobs)
-        job_free(job_of(srv.jobs));
+    evconn_server_drop(&srv);
     if (listen_fd >= 0)
         close(listen_fd);
     curl_loop_free(curl); /* may still call back into the loop */
@@ -558,19 +547,14 @@ static int serve(int lfd)
 
 int main(int argc, char **argv)
 {
-    config_parse(&cfg, argc, argv, STAGE, 8005, CONFIG_WORKERS,
-                 "Stage 05: one thread, an epoll event loop and a chain of "
-                 "callbacks.");
-    log_init(STAGE, cfg.quiet);
-    /* With --workers each worker process has its own copy: its share. */
-    jobcap_init(&srv.budget, workers_share(&cfg, cfg.max_jobs),
-                workers_share(&cfg, cfg.max_bills));
-    net_ignore_sigpipe();
-    if (shutdown_init() < 0) {
-        perror("shutdown_init");
+    if (stage_begin(&cfg, argc, argv, STAGE, 8005, CONFIG_WORKERS,
+                    "Stage 05: one thread, an epoll event loop and a chain "
+                    "of callbacks.") < 0)
         return 1;
-    }
-    callback_global_init();
+    /* With --workers each worker process has its own copy: its share. */
+    evconn_server_init(&srv, &cfg, STAGE, &ops,
+                       workers_share(&cfg, cfg.max_jobs),
+                       workers_share(&cfg, cfg.max_bills));
     log_info("one thread; an epoll loop calls back whoever is ready");
     int rc = 1;
     if (cfg.workers > 1) {

@@ -76,6 +76,7 @@
 #include "primes.h"
 #include "server_deep.h"
 #include "shutdown.h"
+#include "stage.h"
 #include "tasks.h"
 #include "timer.h"
 #include "trace.h"
@@ -622,17 +623,12 @@ static int serve(int lfd)
 
 int main(int argc, char **argv)
 {
-    config_parse(&cfg, argc, argv, STAGE, 8006, CONFIG_CORO | CONFIG_WORKERS,
-                 "Stage 06: one thread, a coroutine per connection "
-                 "(ucontext scheduler over epoll).");
-    log_init(STAGE, cfg.quiet);
-    trace_set_coro_source(co_current_id);
-    net_ignore_sigpipe();
-    if (shutdown_init() < 0) {
-        perror("shutdown_init");
+    if (stage_begin(&cfg, argc, argv, STAGE, 8006,
+                    CONFIG_CORO | CONFIG_WORKERS,
+                    "Stage 06: one thread, a coroutine per connection "
+                    "(ucontext scheduler over epoll).") < 0)
         return 1;
-    }
-    callback_global_init();
+    trace_set_coro_source(co_current_id);
     jobcap_init(&jobcap, workers_share(&cfg, cfg.max_jobs), /* each its */
                 workers_share(&cfg, cfg.max_bills));        /* own copy */
     log_info("coroutine stacks %d KiB, switched by %s%s%s", cfg.stack_kb,

@@ -337,6 +337,73 @@ bool conn_io_answer(int fd, const struct http_request *req,
 
 /* ---- The callback ---- */
 
+void conn_io_wait_bills(const struct config *cfg,
+                        const struct exchange_request *job,
+                        double *subtotals, unsigned *seed,
+                        struct jobcap *budget)
+{
+    for (size_t i = 0; i < job->num_bills; i++) {
+        TRACE(TRACE_BILL_BEGIN, job, i);
+        /* Blocks here until the delay has passed: the whole process in
+         * 01, only this child in 02, only this thread in 03. */
+        timer_nanosleep_ms(config_bill_delay_ms(cfg, seed));
+        subtotals[i] = exchange_subtotal(&job->bills[i], job->exchange_rate);
+        endpoint_log_bill(job, i, subtotals[i]);
+        TRACE(TRACE_BILL_END, job, i);
+        if (budget)
+            jobcap_bills_done(budget, 1);
+    }
+}
+
+bool conn_io_route(const struct config *cfg, const struct http_request *req,
+                   const char *stage, struct jobcap *cap, unsigned *seed,
+                   struct exchange_request *job,
+                   struct endpoint_reply *reply)
+{
+    switch (endpoint_route(req, stage, job, reply)) {
+    case ENDPOINT_REPLY:
+        return false;
+    case ENDPOINT_SYNC: {
+        double subtotals[EXCHANGE_MAX_BILLS];
+        conn_io_wait_bills(cfg, job, subtotals, seed, NULL);
+        endpoint_sync_done(job, subtotals, reply);
+        return false;
+    }
+    case ENDPOINT_ASYNC:
+        return endpoint_admit_job(cap, job, reply);
+    }
+    return false;
+}
+
+/* conn_io_serve_blocking's handler and what it leaves behind. */
+struct blocking_conn {
+    const struct conn_io_stage *st;
+    struct exchange_request *job;
+    bool async_job;
+};
+
+static bool handle_blocking(int fd, const struct http_request *req, void *arg)
+{
+    struct blocking_conn *bc = arg;
+    const struct conn_io_stage *st = bc->st;
+    struct endpoint_reply reply;
+    bc->async_job = conn_io_route(st->cfg, req, st->stage, st->cap, st->seed,
+                                  bc->job, &reply);
+    return conn_io_answer(fd, req, &reply, st->one_request || bc->async_job);
+}
+
+bool conn_io_serve_blocking(const struct conn_io_stage *st, int fd,
+                            const char *peer, struct exchange_request *job)
+{
+    struct blocking_conn bc = {.st = st, .job = job, .async_job = false};
+    struct conn_io_limits limits = conn_io_limits_of(st->cfg);
+    conn_io_serve(fd, &limits, handle_blocking, &bc);
+    /* Closed before the async work, so the client is not kept waiting. */
+    close(fd);
+    log_info("closed %s", peer);
+    return bc.async_job;
+}
+
 bool conn_io_send_callback(const struct config *cfg,
                            const struct exchange_request *job,
                            const double *subtotals)

@@ -22,6 +22,7 @@
 #include "endpoint.h"
 #include "exchange.h"
 #include "http.h"
+#include "jobcap.h"
 
 /* The deadlines of DESIGN.md, in milliseconds. Each starts once and never
  * moves with new bytes: a request is bounded by idle + header + body
@@ -114,6 +115,48 @@ void conn_io_serve(int fd, const struct conn_io_limits *lim,
  * the connection goes on. */
 bool conn_io_answer(int fd, const struct http_request *req,
                     struct endpoint_reply *reply, bool last);
+
+/* ---- The bills, waited in the caller ---- */
+
+/* The simulated external call of each of job's bills, one after another:
+ * a plain nanosleep of cfg's delay (seed is the caller's own, for the
+ * jitter), so only the calling worker waits. Fills subtotals and logs each
+ * bill. With a budget (an async job) each bill is given back to it as
+ * soon as it is done (jobcap_bills_done); NULL for the sync route. */
+void conn_io_wait_bills(const struct config *cfg,
+                        const struct exchange_request *job,
+                        double *subtotals, unsigned *seed,
+                        struct jobcap *budget);
+
+/* What a blocking stage's handler does before it answers, the same in 01,
+ * 02 and 03: routes req (endpoint_route) into *reply; for the sync route
+ * waits the bills right here (conn_io_wait_bills) and makes the 200; for
+ * the async route checks cap before the ok (endpoint_admit_job), since the
+ * ok is a promise. True only for an admitted async job: *job is filled,
+ * *reply is the ok, and the stage does the job its own way (after the
+ * close in 01 and 02, in a thread in 03). */
+bool conn_io_route(const struct config *cfg, const struct http_request *req,
+                   const char *stage, struct jobcap *cap, unsigned *seed,
+                   struct exchange_request *job,
+                   struct endpoint_reply *reply);
+
+/* What 01 and 02 answer requests with: the same for every connection of
+ * the process (a static in the stage, set up before the first accept). */
+struct conn_io_stage {
+    const struct config *cfg;
+    const char *stage;   /* the name GET / reports */
+    struct jobcap *cap;  /* checked before an async ok */
+    unsigned *seed;      /* the process's jitter seed */
+    bool one_request;    /* every answer is the connection's last (01) */
+};
+
+/* 01 and 02's whole connection, in the calling process: every request
+ * read, routed and answered (conn_io_serve, conn_io_route, conn_io_answer),
+ * an admitted async job's ok being the last answer; then close(fd) and
+ * "closed peer" in the log. True if that last answer promised a job: it is
+ * in *job, for the caller to do now that the client is gone. */
+bool conn_io_serve_blocking(const struct conn_io_stage *st, int fd,
+                            const char *peer, struct exchange_request *job);
 
 /* ---- The callback ---- */
 

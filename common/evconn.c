@@ -15,6 +15,7 @@
 #include "endpoint.h"
 #include "log.h"
 #include "net.h"
+#include "shutdown.h"
 #include "timer.h"
 #include "trace.h"
 
@@ -52,6 +53,55 @@ static void sync_request(const struct evconn_sync *s,
         if (subtotals)
             subtotals[i] = s->bills[i].subtotal;
     }
+}
+
+void evconn_server_init(struct evconn_server *srv, const struct config *cfg,
+                        const char *stage, const struct evconn_ops *ops,
+                        long max_jobs, long max_bills)
+{
+    memset(srv, 0, sizeof *srv);
+    srv->cfg = cfg;
+    srv->stage = stage;
+    srv->ops = ops;
+    srv->jitter_seed = 1;
+    jobcap_init(&srv->budget, max_jobs, max_bills);
+}
+
+void *evconn_alloc(size_t size, int fd)
+{
+    void *c = calloc(1, size);
+    if (c == NULL) {
+        log_warn("out of memory for a new connection; closing it");
+        close(fd);
+    }
+    return c;
+}
+
+void evconn_server_stop(struct evconn_server *srv)
+{
+    srv->stopping = true;
+    log_info("stop requested: not accepting; finishing %zu connections and "
+             "%zu jobs (at most %d ms)", srv->num_conns, srv->num_jobs,
+             SHUTDOWN_GRACE_MS);
+    /* close_conn unlinks e: take its successor first. */
+    for (struct evconn *e = srv->conns, *next; e != NULL; e = next) {
+        next = e->next;
+        if (evconn_idle(e))
+            srv->ops->close_conn(e);
+    }
+}
+
+bool evconn_server_done(const struct evconn_server *srv)
+{
+    return srv->stopping && srv->num_conns == 0 && srv->num_jobs == 0;
+}
+
+void evconn_server_drop(struct evconn_server *srv)
+{
+    while (srv->conns)
+        srv->ops->close_conn(srv->conns);
+    while (srv->jobs)
+        srv->ops->free_job(srv->jobs);
 }
 
 uint64_t evconn_bill_deadline(struct evconn_server *srv)
@@ -264,7 +314,7 @@ static enum evconn_want conn_handle_request(struct evconn *c)
     case ENDPOINT_ASYNC: /* an ok is a promise: reserve before answering */
         if (!endpoint_admit_job(&c->srv->budget, &job, &reply))
             break; /* reply is now the 503 that names the cap */
-        if (!c->srv->start_job(&job)) {
+        if (!c->srv->ops->start_job(&job)) {
             jobcap_bills_done(&c->srv->budget, job.num_bills);
             jobcap_job_done(&c->srv->budget);
             endpoint_reply_free(&reply);

@@ -46,11 +46,12 @@
  *
  * An async job's steps are in evjob: a job outlives its connection. The one
  * thing a connection's step cannot do by itself is start such a job (arming
- * its bills is the loop's business), so the stage supplies that one
- * operation: evconn_server.start_job. Before it, the step reserves the job
- * and its bills in srv->budget (common/jobcap): past --max-jobs or
- * --max-bills the client gets 503 with Retry-After, never an ok for work
- * the server may drop.
+ * its bills is the loop's business), so the stage supplies that
+ * operation: evconn_ops.start_job (beside the two that end a connection
+ * and a job, for a stop: evconn_server_stop). Before it, the step
+ * reserves the job and its bills in srv->budget (common/jobcap): past
+ * --max-jobs or --max-bills the client gets 503 with Retry-After, never an
+ * ok for work the server may drop.
  *
  * One thread drives every connection: nothing here is thread-safe. A step
  * keeps no state of its own outside the connection it is given; a routed
@@ -78,15 +79,10 @@
 struct evconn;
 struct evjob;
 
-/* What one server shares with all its connections and jobs (evjob.h). The
- * stage fills cfg, stage, start_job and a jitter_seed, sets up budget
- * (jobcap_init with cfg->max_jobs, cfg->max_bills), and sets stopping on
- * SIGINT/SIGTERM. The lists are kept by evconn_init/evconn_release and
- * evjob_init/evjob_release, for the loop to walk (container_of finds the
- * stage's struct around each) and for a stop to count. */
-struct evconn_server {
-    const struct config *cfg; /* timeouts, bill delays, main service, token */
-    const char *stage;        /* "04-select": GET / names it */
+/* What a loop supplies to the steps and to a stop: the three things they
+ * cannot do by themselves, because each touches what only the loop holds
+ * (timers, registrations, the stage's struct around evconn and evjob). */
+struct evconn_ops {
     /* Starts an async job for req (copy it: req lives on the caller's
      * stack): arms its bills, then evjob_init, which takes over req's
      * reservation in budget. False, with nothing started and the
@@ -94,6 +90,22 @@ struct evconn_server {
      * then gets a 503. So everything that can fail comes before
      * evjob_init. */
     bool (*start_job)(const struct exchange_request *req);
+    /* Ends a connection: cancels what the loop holds for it, then
+     * evconn_release, then frees the stage's struct around it. */
+    void (*close_conn)(struct evconn *c);
+    /* Ends a job the same way (evjob_release). */
+    void (*free_job)(struct evjob *job);
+};
+
+/* What one server shares with all its connections and jobs (evjob.h), set
+ * up by evconn_server_init; the loop sets stopping on SIGINT/SIGTERM
+ * (evconn_server_stop). The lists are kept by evconn_init/evconn_release
+ * and evjob_init/evjob_release, for the loop to walk (container_of finds
+ * the stage's struct around each) and for a stop to count. */
+struct evconn_server {
+    const struct config *cfg; /* timeouts, bill delays, main service, token */
+    const char *stage;        /* "04-select": GET / names it */
+    const struct evconn_ops *ops; /* the loop's part */
     struct jobcap budget;     /* async jobs and bills promised, not done */
     bool stopping;            /* answers say "Connection: close" from now */
     unsigned jitter_seed;     /* rand_r's state for the bills' jitter */
@@ -102,6 +114,34 @@ struct evconn_server {
     struct evjob *jobs;       /* every async job not yet done */
     size_t num_jobs;
 };
+
+/* Sets srv up for a stage: no connection or job yet, the async budget
+ * (jobcap_init) of max_jobs and max_bills, jitter seed 1. ops must
+ * outlive srv. */
+void evconn_server_init(struct evconn_server *srv, const struct config *cfg,
+                        const char *stage, const struct evconn_ops *ops,
+                        long max_jobs, long max_bills);
+
+/* Zeroed memory for a new connection's struct, size bytes (its evconn
+ * and the loop's fields beside it). NULL if there is none: then fd is
+ * closed, and that is logged. */
+void *evconn_alloc(size_t size, int fd);
+
+/* The stop's part that is the same for every loop: sets srv->stopping
+ * (answers from now on say "Connection: close"), logs what is left to
+ * finish, and closes every connection idle between requests
+ * (ops->close_conn). Not accepting any more, and bounding the rest by
+ * SHUTDOWN_GRACE_MS, are the loop's. */
+void evconn_server_stop(struct evconn_server *srv);
+
+/* True once srv is stopping and nothing is left in flight: the loop may
+ * end. */
+bool evconn_server_done(const struct evconn_server *srv);
+
+/* Ends every connection and job still there (ops->close_conn,
+ * ops->free_job): for after a loop that ended before they did (the grace
+ * period ran out, or the loop failed). */
+void evconn_server_drop(struct evconn_server *srv);
 
 /* What a connection waits for next: its whole state (see the table). */
 enum evconn_want {

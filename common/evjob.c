@@ -22,6 +22,8 @@ void evjob_init(struct evjob *job, struct evconn_server *srv,
     srv->jobs = job;
     srv->num_jobs++;
     for (size_t i = 0; i < req->num_bills; i++) TRACE(TRACE_BILL_BEGIN, &job->req, i);
+    log_info("job %s: %zu bills waiting side by side", req->request_id,
+             req->num_bills);
 }
 
 enum evjob_want evjob_on_bill_due(struct evjob *job, size_t i)

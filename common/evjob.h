@@ -64,10 +64,10 @@ struct evjob {
     struct evjob *prev, *next; /* in srv->jobs */
 };
 
-/* Sets job up for req (copied), adds it to srv->jobs, and takes over the
- * reservation evconn made for req in srv->budget. Cannot fail: the stage
- * arms one deadline per bill first, each at evconn_bill_deadline(srv), so
- * they run out side by side. */
+/* Sets job up for req (copied), adds it to srv->jobs, takes over the
+ * reservation evconn made for req in srv->budget, and logs it. Cannot
+ * fail: the stage arms one deadline per bill first, each at
+ * evconn_bill_deadline(srv), so they run out side by side. */
 void evjob_init(struct evjob *job, struct evconn_server *srv,
                 const struct exchange_request *req);
 

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -31,6 +32,16 @@ int shutdown_init(void)
     if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0)
         return -1;
     return 0;
+}
+
+void shutdown_mask_signals(int how, sigset_t *old)
+{
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    /* Fails only for a bad how: a bug, not a state to handle. */
+    (void)pthread_sigmask(how, &stop_signals, old);
 }
 
 int shutdown_fd(void) { return shutdown_pipe[0]; }

@@ -8,6 +8,7 @@
 #ifndef COMMON_SHUTDOWN_H
 #define COMMON_SHUTDOWN_H
 
+#include <signal.h>
 #include <stdbool.h>
 
 /* Installs the handlers (SA_RESTART, so other calls are not disturbed) and
@@ -24,6 +25,13 @@ bool shutdown_requested(void);
 /* Waits until listen_fd is readable (true) or a stop was asked (false);
  * for the blocking stages' accept loops. Retries EINTR. */
 bool shutdown_wait_accept(int listen_fd);
+
+/* Blocks (how = SIG_BLOCK) or unblocks (SIG_UNBLOCK) SIGINT and SIGTERM
+ * in the calling thread, saving the mask it had in *old unless old is
+ * NULL; sigprocmask(SIG_SETMASK, old, NULL) puts it back. Around a fork
+ * or a pthread_create, so the new child or thread cannot run the stop
+ * handler before it has decided what to do with these signals. */
+void shutdown_mask_signals(int how, sigset_t *old);
 
 /* Seconds a stopping server waits for in-flight work before it gives up. */
 #define SHUTDOWN_GRACE_MS 15000

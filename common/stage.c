@@ -1,0 +1,22 @@
+#include "stage.h"
+
+#include <stdio.h>
+
+#include "callback.h"
+#include "log.h"
+#include "net.h"
+#include "shutdown.h"
+
+int stage_begin(struct config *cfg, int argc, char **argv, const char *stage,
+                int default_port, unsigned extras, const char *description)
+{
+    config_parse(cfg, argc, argv, stage, default_port, extras, description);
+    log_init(stage, cfg->quiet);
+    net_ignore_sigpipe();
+    if (shutdown_init() < 0) {
+        perror("shutdown_init");
+        return -1;
+    }
+    callback_global_init();
+    return 0;
+}
