@@ -43,8 +43,9 @@ QUICK=${BENCH_QUICK:-0}
 [ "$QUICK" = 0 ] && QUICK=
 ALL_STAGES=(01-blocking 02-fork 03-threads 04-select 05-epoll-callbacks 06-coroutines)
 
-# Sizes: the full run takes about 5 minutes with six stages, the anchors and the cost table (326 s on 2026-11-27), the quick one
-# under a minute. 01 is always the slow row: it is bounded by time budgets.
+# Sizes: the full run takes about 5 minutes with six stages, the anchors
+# and the cost table (326 s on 2026-11-27), the quick one under a minute.
+# 01 is always the slow row: it is bounded by time budgets.
 if [ -n "$QUICK" ]; then
     OVERLAP_N=20 TP_GET_S=1 TP_SYNC_S=0.5 WRK_S=1
     CONC=${BENCH_CONC:-500} MANY_BUDGET_MS=2500
