@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -444,4 +445,20 @@ int raw_status(const char *response)
     if (sscanf(response, "HTTP/1.%*d %d", &status) != 1)
         return 0;
     return status;
+}
+
+void harness_appendf(char **buf, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *text = NULL;
+    if (vasprintf(&text, fmt, ap) < 0)
+        text = NULL;
+    va_end(ap);
+    char *joined = NULL;
+    if (text && asprintf(&joined, "%s%s", *buf ? *buf : "", text) >= 0) {
+        free(*buf);
+        *buf = joined;
+    }
+    free(text);
 }

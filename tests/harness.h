@@ -57,6 +57,11 @@ const char *harness_bin(const char *name);
  * be read). */
 char *harness_read_file(const char *path);
 
+/* Appends printf-style text to the malloc'd string *buf (NULL: empty);
+ * out of memory, *buf is left as it was. For messages built line by line. */
+void harness_appendf(char **buf, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* Starts program `name` with "--port 0" and args (NULL-terminated list, may
  * be NULL), extra environment entries env ("K=V", NULL-terminated, may be
  * NULL). Waits for the listening line; fails the test if it never comes.

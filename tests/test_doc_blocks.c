@@ -78,23 +78,8 @@ static uint64_t now_ms(void)
 }
 
 /* Appends a complaint to *errs (one line each). */
-static void complain(char **errs, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void complain(char **errs, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *msg = NULL;
-    if (vasprintf(&msg, fmt, ap) < 0)
-        msg = NULL;
-    va_end(ap);
-    char *joined = NULL;
-    if (asprintf(&joined, "%s%s\n", *errs ? *errs : "", msg ? msg : "?") < 0)
-        joined = NULL;
-    free(msg);
-    free(*errs);
-    *errs = joined;
-}
+#define complain(errs, ...) (harness_appendf((errs), __VA_ARGS__), \
+                             harness_appendf((errs), "\n"))
 
 /* Parses a marker's text (from "doc-test:" to before "-->") into b. */
 static bool parse_marker(struct block *b, char *text, char **errs)

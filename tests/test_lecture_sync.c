@@ -165,23 +165,6 @@ static size_t title_len(const struct outline *o, int section)
                        : o->items[SECTION][section].len;
 }
 
-/* Appends a formatted line to a growing message. */
-static void say(char **msg, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *line = NULL;
-    if (vasprintf(&line, fmt, ap) < 0)
-        line = NULL;
-    va_end(ap);
-    char *joined = NULL;
-    if (line && asprintf(&joined, "%s%s", *msg ? *msg : "", line) >= 0) {
-        free(*msg);
-        *msg = joined;
-    }
-    free(line);
-}
-
 /* Names where a difference is, and the first line of it on each side. */
 static void show_difference(char **msg, const struct outline *a,
                             const struct item *x, const struct outline *b,
@@ -189,7 +172,7 @@ static void show_difference(char **msg, const struct outline *a,
 {
     int sec = x ? x->section : y->section;
     const struct outline *o = x ? a : b;
-    say(msg, "%s #%d differs in section \"%.*s\"\n", kind_name[k], index + 1,
+    harness_appendf(msg, "%s #%d differs in section \"%.*s\"\n", kind_name[k], index + 1,
         (int)title_len(o, sec), section_title(o, sec));
     /* First differing line: walk both texts line by line. */
     const char *p = x ? x->text : "", *q = y ? y->text : "";
@@ -209,17 +192,17 @@ static void show_difference(char **msg, const struct outline *a,
         off++;
     }
     if (x)
-        say(msg, "  %s:%d: %.*s\n", a->name, x->line + off,
+        harness_appendf(msg, "  %s:%d: %.*s\n", a->name, x->line + off,
             (int)(p < pe ? line_len(p) : 0), p < pe ? p : "(ends here)");
     else
-        say(msg, "  %s: (missing)\n", a->name);
+        harness_appendf(msg, "  %s: (missing)\n", a->name);
     if (y)
-        say(msg, "  %s:%d: %.*s\n", b->name, y->line + off,
+        harness_appendf(msg, "  %s:%d: %.*s\n", b->name, y->line + off,
             (int)(q < qe ? line_len(q) : 0), q < qe ? q : "(ends here)");
     else
-        say(msg, "  %s: (missing)\n", b->name);
+        harness_appendf(msg, "  %s: (missing)\n", b->name);
     if (k == ROW && x && y)
-        say(msg, "  figures per cell: \"%s\" versus \"%s\"\n", x->key, y->key);
+        harness_appendf(msg, "  figures per cell: \"%s\" versus \"%s\"\n", x->key, y->key);
 }
 
 static bool same(const struct item *x, const struct item *y, enum kind k)
@@ -242,7 +225,7 @@ static char *lecture_diff(const char *a_name, const char *a_text,
     static struct outline a, b;
     char *msg = NULL;
     if (!outline_parse(&a, a_name, a_text) || !outline_parse(&b, b_name, b_text)) {
-        say(&msg, "more than %d items of a kind: not a lecture?\n", MAX_ITEMS);
+        harness_appendf(&msg, "more than %d items of a kind: not a lecture?\n", MAX_ITEMS);
         return msg;
     }
     for (enum kind k = 0; k < NKINDS; k++) {
@@ -253,7 +236,7 @@ static char *lecture_diff(const char *a_name, const char *a_text,
             if (x && y && same(x, y, k))
                 continue;
             if (k == SECTION && x && y && strcmp(x->key, y->key) == 0)
-                say(&msg, "section \"%.*s\" has %d \"###\" headings in %s, "
+                harness_appendf(&msg, "section \"%.*s\" has %d \"###\" headings in %s, "
                     "%d in %s\n", (int)x->len, x->text, x->h3, a_name, y->h3,
                     b_name);
             else
