@@ -114,10 +114,10 @@ static void harness_curl_init(void)
     }
 }
 
-/* Reads stdout until the listening line; returns the port or -1. */
-static int harness_wait_listening(int fd, pid_t pid, char *line, size_t cap)
+int harness_wait_listening(int fd, pid_t pid)
 {
-    size_t len = 0;
+    char line[256];
+    size_t cap = sizeof line, len = 0;
     double deadline = harness_now() + START_TIMEOUT_MS / 1000.0;
     while (harness_now() < deadline && len < cap - 1) {
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
@@ -192,8 +192,7 @@ void proc_start(struct proc *p, const char *name, const char *const *args,
         _exit(127);
     }
     close(out[1]);
-    char line[256];
-    p->port = harness_wait_listening(out[0], p->pid, line, sizeof line);
+    p->port = harness_wait_listening(out[0], p->pid);
     close(out[0]);
     if (p->port <= 0) {
         fprintf(stderr, "%s did not start; its log:\n%s\n", name,
@@ -461,4 +460,18 @@ void harness_appendf(char **buf, const char *fmt, ...)
         *buf = joined;
     }
     free(text);
+}
+
+int harness_thread_count(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    int threads = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Threads: %d", &threads) == 1)
+            break;
+    fclose(f);
+    return threads;
 }

@@ -57,6 +57,14 @@ const char *harness_bin(const char *name);
  * be read). */
 char *harness_read_file(const char *path);
 
+/* Reads a just-started server's stdout (fd) until its "listening on
+ * http://HOST:PORT" line and returns PORT; -1 if pid exits first, the
+ * line is something else, or 20 s pass (sanitizer builds start slowly). */
+int harness_wait_listening(int fd, pid_t pid);
+
+/* "Threads:" of /proc/pid/status (fails the test if pid is gone). */
+int harness_thread_count(pid_t pid);
+
 /* Appends printf-style text to the malloc'd string *buf (NULL: empty);
  * out of memory, *buf is left as it was. For messages built line by line. */
 void harness_appendf(char **buf, const char *fmt, ...)

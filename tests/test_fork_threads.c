@@ -106,26 +106,11 @@ static struct children children_of(pid_t pid)
     return c;
 }
 
-/* "Threads:" of /proc/pid/status. */
-static int thread_count(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    ck_assert_ptr_nonnull(f);
-    int threads = -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "Threads: %d", &threads) == 1)
-            break;
-    fclose(f);
-    return threads;
-}
-
 /* Polls until the thread count is want (true) or timeout_ms passes. */
 static bool threads_settle_at(pid_t pid, int want, int timeout_ms)
 {
     double give_up = harness_now() + timeout_ms / 1000.0;
-    while (thread_count(pid) != want) {
+    while (harness_thread_count(pid) != want) {
         if (harness_now() > give_up)
             return false;
         harness_sleep_ms(20);
@@ -136,10 +121,10 @@ static bool threads_settle_at(pid_t pid, int want, int timeout_ms)
 /* The thread count once it has not moved for 200 ms. */
 static int stable_thread_count(pid_t pid)
 {
-    int last = thread_count(pid);
+    int last = harness_thread_count(pid);
     for (int same = 0; same < 10;) {
         harness_sleep_ms(20);
-        int now = thread_count(pid);
+        int now = harness_thread_count(pid);
         same = now == last ? same + 1 : 0;
         last = now;
     }
@@ -392,7 +377,7 @@ START_TEST(trickled_head_gets_408_and_frees_its_worker)
         ck_assert_int_eq(children_of(s.pid).total, 0);
     } else {
         ck_assert_msg(threads_settle_at(s.pid, idle, 3000), "expected %d "
-                      "threads, have %d", idle, thread_count(s.pid));
+                      "threads, have %d", idle, harness_thread_count(s.pid));
     }
     ck_assert_int_eq(proc_stop(&s, 20000), 0);
 }
@@ -562,11 +547,11 @@ START_TEST(threads_return_to_idle_count)
     }
     ck_assert_msg(threads_settle_at(s.pid, idle + OPEN, 3000),
                   "expected %d threads, have %d", idle + OPEN,
-                  thread_count(s.pid));
+                  harness_thread_count(s.pid));
     for (int k = 0; k < OPEN; k++)
         close(fds[k]);
     ck_assert_msg(threads_settle_at(s.pid, idle, 3000),
-                  "expected %d threads, have %d", idle, thread_count(s.pid));
+                  "expected %d threads, have %d", idle, harness_thread_count(s.pid));
     /* ...and none left behind by a burst. */
     enum { N = 20 };
     struct http_result r[N];
@@ -576,7 +561,7 @@ START_TEST(threads_return_to_idle_count)
         http_result_free(&r[k]);
     }
     ck_assert_msg(threads_settle_at(s.pid, idle, 3000),
-                  "expected %d threads, have %d", idle, thread_count(s.pid));
+                  "expected %d threads, have %d", idle, harness_thread_count(s.pid));
     ck_assert_int_eq(proc_stop(&s, 20000), 0);
 }
 END_TEST
@@ -786,7 +771,7 @@ START_TEST(threads_stay_bounded_under_an_async_flood)
     for (int c = 0; c < CONNS; c++)
         close(fds[c]);
     ck_assert_msg(threads_settle_at(s.pid, idle, 5000), "expected %d "
-                  "threads, have %d", idle, thread_count(s.pid));
+                  "threads, have %d", idle, harness_thread_count(s.pid));
     ck_assert_int_eq(proc_stop(&s, 20000), 0);
     ck_assert_int_eq(proc_stop(&m, 5000), 0);
 }

@@ -84,20 +84,6 @@ static int fd_count(pid_t pid)
     return n;
 }
 
-static int thread_count(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    ck_assert_ptr_nonnull(f);
-    int threads = -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "Threads: %d", &threads) == 1)
-            break;
-    fclose(f);
-    return threads;
-}
-
 /* Waits until pid has `want` children, none a zombie; fails after 3 s. */
 static int expect_children(pid_t pid, int want, pid_t *kids)
 {
@@ -299,18 +285,18 @@ START_TEST(pool_has_its_threads_and_no_more)
     struct proc s;
     const char *five[] = {"--pool", "5", NULL};
     start(&s, "03-threads", five);
-    int with_five = thread_count(s.pid);
+    int with_five = harness_thread_count(s.pid);
     free(stop_and_log(&s, NULL, 0));
     const char *args[] = {"--pool", "3", NULL};
     start(&s, "03-threads", args);
-    int base = thread_count(s.pid);
+    int base = harness_thread_count(s.pid);
     ck_assert_int_ge(base, 1 + 3);
     ck_assert_int_eq(with_five - base, 2);
     int before = fd_count(s.pid);
     get_root(s.port, 10);
     pid_t me[1] = {s.pid};
     expect_fds(me, &before, 1);
-    ck_assert_int_eq(thread_count(s.pid), base);
+    ck_assert_int_eq(harness_thread_count(s.pid), base);
     free(stop_and_log(&s, NULL, 0));
 }
 END_TEST

@@ -4,6 +4,8 @@
  * because a soak wants every stage's verdict, not the first failure. */
 #include "soak.h"
 
+#include "../harness.h"
+
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -19,7 +21,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define START_TIMEOUT_S 20.0 /* sanitizer builds start slowly */
 
 double soak_now(void)
 {
@@ -33,41 +34,6 @@ static void sleep_ms(int ms)
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
         ;
-}
-
-/* Reads the child's stdout until "listening on http://HOST:PORT". */
-static int read_port(int fd, pid_t pid)
-{
-    char line[256];
-    size_t len = 0;
-    double deadline = soak_now() + START_TIMEOUT_S;
-    while (soak_now() < deadline && len < sizeof line - 1) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        int r = poll(&pfd, 1, 100);
-        if (r < 0 && errno != EINTR)
-            return -1;
-        if (r <= 0) {
-            if (waitpid(pid, NULL, WNOHANG) == pid)
-                return -1;
-            continue;
-        }
-        ssize_t n = read(fd, line + len, sizeof line - 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        len += (size_t)n;
-        line[len] = '\0';
-        char *nl = strchr(line, '\n');
-        if (nl) {
-            *nl = '\0';
-            char *colon = strrchr(line, ':');
-            if (strncmp(line, "listening on http://", 20) != 0 || !colon)
-                return -1;
-            return atoi(colon + 1);
-        }
-    }
-    return -1;
 }
 
 bool soak_proc_start(struct soak_proc *p, const char *bin,
@@ -118,7 +84,7 @@ bool soak_proc_start(struct soak_proc *p, const char *bin,
     close(out[1]);
     close(log);
     p->pid = pid;
-    p->port = read_port(out[0], pid);
+    p->port = harness_wait_listening(out[0], pid);
     close(out[0]);
     p->crashed = false;
     p->exit_status = 0;
