@@ -62,7 +62,8 @@ char *harness_read_file(const char *path);
  * line is something else, or 20 s pass (sanitizer builds start slowly). */
 int harness_wait_listening(int fd, pid_t pid);
 
-/* "Threads:" of /proc/pid/status (fails the test if pid is gone). */
+/* "Threads:" of /proc/pid/status; -1 if pid is gone. Safe to call from
+ * a test's helper threads (it asserts nothing). */
 int harness_thread_count(pid_t pid);
 
 /* Appends printf-style text to the malloc'd string *buf (NULL: empty);

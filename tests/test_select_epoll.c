@@ -103,21 +103,6 @@ static void expect_quick_get_root(int port, double max_s)
 
 /* ---- the server's threads, from /proc ---- */
 
-static int threads_of(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    int n = -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "Threads: %d", &n) == 1)
-            break;
-    fclose(f);
-    return n;
-}
-
 /* Samples the thread count every 10 ms on a helper thread while the test
  * thread drives the load. */
 struct thread_probe {
@@ -131,7 +116,7 @@ static void *probe_main(void *arg)
 {
     struct thread_probe *tp = arg;
     while (!atomic_load(&tp->stop)) {
-        int n = threads_of(tp->pid);
+        int n = harness_thread_count(tp->pid);
         if (n > 0) {
             tp->samples++;
             if (n > tp->max)
@@ -412,7 +397,7 @@ START_TEST(get_root_answered_while_a_callback_hangs)
     harness_sleep_ms(300); /* connected, request sent, waiting for nothing */
     for (int k = 0; k < 5; k++)
         expect_quick_get_root(s.port, 0.3);
-    int threads = threads_of(s.pid);
+    int threads = harness_thread_count(s.pid);
     ck_assert_msg(threads >= 1 && threads <= 2,
                   "%d threads (one, plus perhaps curl's resolver)", threads);
     ck_assert_ptr_null(strstr(harness_read_log(&s), "delivered"));
