@@ -476,3 +476,67 @@ int harness_thread_count(pid_t pid)
     fclose(f);
     return threads;
 }
+
+void harness_send_all(int fd, const void *data, size_t n)
+{
+    const char *s = data;
+    while (n > 0) {
+        ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        ck_assert_msg(w > 0, "send: %s", strerror(errno));
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+char *harness_read_to_end(int fd, int timeout_ms, bool *reset, bool *timed_out)
+{
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+    ck_assert_ptr_nonnull(buf);
+    bool reset_, timed_out_;
+    if (reset == NULL)
+        reset = &reset_;
+    if (timed_out == NULL)
+        timed_out = &timed_out_;
+    *reset = *timed_out = false;
+    double deadline = harness_now() + timeout_ms / 1000.0;
+    for (;;) {
+        int left = (int)((deadline - harness_now()) * 1000);
+        if (left <= 0) {
+            *timed_out = true;
+            break;
+        }
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int r = poll(&pfd, 1, left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r == 0) {
+            *timed_out = true;
+            break;
+        }
+        if (len + 4096 >= cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            ck_assert_ptr_nonnull(buf);
+        }
+        ssize_t n = recv(fd, buf + len, cap - len - 1, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            *reset = errno == ECONNRESET;
+            break;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    buf[len] = '\0';
+    return buf;
+}
+
+void harness_send_text(int fd, const char *text)
+{
+    harness_send_all(fd, text, strlen(text));
+}

@@ -66,6 +66,17 @@ int harness_wait_listening(int fd, pid_t pid);
  * a test's helper threads (it asserts nothing). */
 int harness_thread_count(pid_t pid);
 
+/* Sends all n bytes (MSG_NOSIGNAL, EINTR retried) or fails the test. */
+void harness_send_all(int fd, const void *data, size_t n);
+/* The same for a NUL-terminated text. */
+void harness_send_text(int fd, const char *text);
+
+/* Reads until the peer closes or timeout_ms pass; returns what came
+ * (malloc'd). *reset: the end was a reset (ECONNRESET), not a FIN;
+ * *timed_out: the time ran out first. Either may be NULL. */
+char *harness_read_to_end(int fd, int timeout_ms, bool *reset,
+                          bool *timed_out);
+
 /* Appends printf-style text to the malloc'd string *buf (NULL: empty);
  * out of memory, *buf is left as it was. For messages built line by line. */
 void harness_appendf(char **buf, const char *fmt, ...)

@@ -49,61 +49,7 @@ static const char *const token_env[] = {"SECRET_TOKEN=test-token", NULL};
 /* ------------------------------------------------------------------ */
 /* Small raw-socket helpers.                                          */
 
-static void send_all(int fd, const char *s, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        ck_assert_msg(w > 0, "send: %s", strerror(errno));
-        s += w;
-        n -= (size_t)w;
-    }
-}
 
-/* Reads until the peer closes or timeout_ms passes; *reset says whether
- * the end was a reset (ECONNRESET) rather than a FIN. Returns what came,
- * malloc'd. */
-static char *read_to_end(int fd, int timeout_ms, bool *reset, bool *timed_out)
-{
-    size_t cap = 65536, len = 0;
-    char *buf = malloc(cap);
-    ck_assert_ptr_nonnull(buf);
-    *reset = *timed_out = false;
-    double deadline = harness_now() + timeout_ms / 1000.0;
-    for (;;) {
-        int left = (int)((deadline - harness_now()) * 1000);
-        if (left <= 0) {
-            *timed_out = true;
-            break;
-        }
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        int r = poll(&pfd, 1, left);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r == 0) {
-            *timed_out = true;
-            break;
-        }
-        if (len + 4096 >= cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            ck_assert_ptr_nonnull(buf);
-        }
-        ssize_t n = recv(fd, buf + len, cap - len - 1, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            *reset = errno == ECONNRESET;
-            break;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-    }
-    buf[len] = '\0';
-    return buf;
-}
 
 /* Reads one whole response (head + Content-Length body) or fails. */
 static char *read_response(int fd, int timeout_ms)
@@ -209,7 +155,7 @@ static void slow_begin(struct slow_client *c, int port)
     c->got_len = 0;
     c->done = c->reset = false;
     if (*c->first)
-        send_all(c->fd, c->first, strlen(c->first));
+        harness_send_all(c->fd, c->first, strlen(c->first));
 }
 
 /* One turn: drip a byte if due, read what came. */
@@ -348,13 +294,13 @@ START_TEST(idle_keep_alive_is_closed)
     int fd = raw_connect(s.port);
     ck_assert_int_ge(fd, 0);
     const char *req = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-    send_all(fd, req, strlen(req));
+    harness_send_all(fd, req, strlen(req));
     char *resp = read_response(fd, 5000);
     ck_assert_int_eq(raw_status(resp), 200);
     free(resp);
     double t0 = harness_now();
     bool reset, timed_out;
-    char *rest = read_to_end(fd, 5000, &reset, &timed_out);
+    char *rest = harness_read_to_end(fd, 5000, &reset, &timed_out);
     double took = harness_now() - t0;
     close(fd);
     ck_assert_msg(!timed_out && !reset, "%s: idle connection not closed "
@@ -454,7 +400,7 @@ START_TEST(async_work_is_bounded_before_the_ok)
         fds[k] = raw_connect(s.port);
         ck_assert_int_ge(fds[k], 0);
         req = async_request(ids[k], 1);
-        send_all(fds[k], req, strlen(req));
+        harness_send_all(fds[k], req, strlen(req));
         free(req);
     }
     bool accepted[FLOOD];
@@ -528,7 +474,7 @@ static void refused_then_fin(int port, const char *head, char filler,
     }
     free(buf);
     bool reset, timed_out;
-    char *got = read_to_end(fd, 5000, &reset, &timed_out);
+    char *got = harness_read_to_end(fd, 5000, &reset, &timed_out);
     close(fd);
     ck_assert_msg(raw_status(got) == want, "%s: want %d, got [%.200s]",
                   stage, want, got);
@@ -581,7 +527,7 @@ START_TEST(stop_during_a_request_answers_connection_close)
                        "\"bills\": [{\"denomination_id\": 1, "
                        "\"denomination\": 1.0, \"count\": 1}]}";
     char *req = post_request("/api/exchange_sync", json, false);
-    send_all(fd, req, strlen(req));
+    harness_send_all(fd, req, strlen(req));
     free(req);
     harness_sleep_ms(300);
     ck_assert_int_eq(kill(s.pid, SIGTERM), 0);

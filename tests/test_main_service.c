@@ -72,39 +72,6 @@ static int raw_send(int port, const char *text)
     return fd;
 }
 
-/* Reads until the peer closes or timeout_ms pass; malloc'd text. */
-static char *raw_read_all(int fd, int timeout_ms)
-{
-    size_t len = 0, cap = 4096;
-    char *buf = malloc(cap);
-    ck_assert_ptr_nonnull(buf);
-    double deadline = harness_now() + timeout_ms / 1000.0;
-    for (;;) {
-        int left = (int)((deadline - harness_now()) * 1000);
-        if (left <= 0)
-            break;
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        int r = poll(&pfd, 1, left);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        if (cap - len < 2048) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            ck_assert_ptr_nonnull(buf);
-        }
-        ssize_t n = recv(fd, buf + len, cap - len - 1, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    buf[len] = '\0';
-    return buf;
-}
-
 static const char *raw_body(const char *response)
 {
     const char *b = strstr(response, "\r\n\r\n");
@@ -316,7 +283,7 @@ START_TEST(long_poll_returns_when_the_result_arrives)
     ck_assert_int_eq(put_result(p.port, b), 200);
     free(b);
     double put_done = harness_now();
-    char *resp = raw_read_all(fd, 10000);
+    char *resp = harness_read_to_end(fd, 10000, NULL, NULL);
     double took = harness_now() - t0;
     /* Woken by the result itself, not by a periodic check (every 1 s). */
     ck_assert_double_lt(harness_now() - put_done, 0.5);
@@ -437,7 +404,7 @@ START_TEST(two_hundred_waiters_on_different_ids)
     for (int i = 0; i < N; i++) {
         char id[16];
         snprintf(id, sizeof id, "w%d", i);
-        char *resp = raw_read_all(fds[i], 10000);
+        char *resp = harness_read_to_end(fds[i], 10000, NULL, NULL);
         close(fds[i]);
         ck_assert_msg(raw_status(resp) == 200, "waiter %d: %.60s", i, resp);
         char *want = stored_body(id);
@@ -509,7 +476,7 @@ START_TEST(keep_alive_pipelining_and_continue)
     ck_assert_int_eq(send(fd, body, strlen(body), MSG_NOSIGNAL),
                      (ssize_t)strlen(body));
     free(body);
-    resp = raw_read_all(fd, 5000);
+    resp = harness_read_to_end(fd, 5000, NULL, NULL);
     close(fd);
     ck_assert_int_eq(raw_status(resp), 200);
     free(resp);
@@ -554,7 +521,7 @@ START_TEST(sigterm_exits_zero_promptly)
     double t0 = harness_now();
     ck_assert_int_eq(proc_stop(&p, 5000), 0);
     ck_assert_double_lt(harness_now() - t0, 2.0);
-    char *resp = raw_read_all(fd, 2000);
+    char *resp = harness_read_to_end(fd, 2000, NULL, NULL);
     close(fd);
     /* The waiter was told (503), or saw the connection close. */
     ck_assert(resp[0] == '\0' || raw_status(resp) == 503);
@@ -589,7 +556,7 @@ START_TEST(long_polls_cannot_starve_callbacks)
     char *b = callback_body(TOKEN, "starve0");
     ck_assert_int_eq(put_result(p.port, b), 200);
     free(b);
-    char *resp = raw_read_all(fds[0], 5000);
+    char *resp = harness_read_to_end(fds[0], 5000, NULL, NULL);
     ck_assert_int_eq(raw_status(resp), 200);
     free(resp);
     for (int i = 0; i < N; i++)
@@ -605,7 +572,7 @@ START_TEST(long_polls_cannot_starve_callbacks)
     int third = raw_send(p.port, "GET " RESULT "/few2?wait_ms=20000 "
                                  "HTTP/1.1\r\nHost: x\r\n"
                                  "Connection: close\r\n\r\n");
-    resp = raw_read_all(third, 5000);
+    resp = harness_read_to_end(third, 5000, NULL, NULL);
     close(third);
     ck_assert_double_lt(harness_now() - t0, 2.0);
     ck_assert_int_eq(raw_status(resp), 503);
@@ -619,7 +586,7 @@ START_TEST(long_polls_cannot_starve_callbacks)
         b = callback_body(TOKEN, id);
         ck_assert_int_eq(put_result(p.port, b), 200);
         free(b);
-        resp = raw_read_all(fds[i], 5000);
+        resp = harness_read_to_end(fds[i], 5000, NULL, NULL);
         close(fds[i]);
         ck_assert_int_eq(raw_status(resp), 200);
         free(resp);
@@ -805,7 +772,7 @@ static char *trickle(int fd, const char *text, int gap_ms, int budget_ms,
         if (poll(&pfd, 1, gap_ms) > 0)
             break;
     }
-    char *resp = raw_read_all(fd, 2000);
+    char *resp = harness_read_to_end(fd, 2000, NULL, NULL);
     *took = harness_now() - t0;
     return resp;
 }
@@ -841,7 +808,7 @@ START_TEST(requests_have_deadlines_that_never_move)
     fd = raw_connect(p.port);
     ck_assert_int_ge(fd, 0);
     double t0 = harness_now();
-    resp = raw_read_all(fd, 4000);
+    resp = harness_read_to_end(fd, 4000, NULL, NULL);
     close(fd);
     ck_assert_str_eq(resp, "");
     ck_assert_double_lt(harness_now() - t0, 2.5);

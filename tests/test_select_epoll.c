@@ -194,19 +194,6 @@ static char *read_response(struct reader *r, int timeout_ms)
     }
 }
 
-static void send_all(int fd, const char *text)
-{
-    size_t len = strlen(text);
-    while (len > 0) {
-        ssize_t w = send(fd, text, len, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        ck_assert_msg(w > 0, "send: %s", strerror(errno));
-        text += w;
-        len -= (size_t)w;
-    }
-}
-
 /* Seconds until the server closes fd (recv 0 or an error), or -1. */
 static double seconds_until_closed(int fd, int timeout_ms)
 {
@@ -459,7 +446,7 @@ START_TEST(keep_alive_and_a_three_request_pipeline)
     ck_assert_int_ge(r->fd, 0);
     const char *get = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
     for (int k = 0; k < 3; k++) {
-        send_all(r->fd, get);
+        harness_send_text(r->fd, get);
         char *resp = read_response(r, 5000);
         ck_assert_ptr_nonnull(resp);
         ck_assert_int_eq(raw_status(resp), 200);
@@ -467,7 +454,7 @@ START_TEST(keep_alive_and_a_three_request_pipeline)
         free(resp);
     }
     char *post = post_sync_text("");
-    send_all(r->fd, post);
+    harness_send_text(r->fd, post);
     char *resp = read_response(r, 5000);
     ck_assert_ptr_nonnull(resp);
     ck_assert_ptr_nonnull(strstr(resp, one_bill_answer));
@@ -477,7 +464,7 @@ START_TEST(keep_alive_and_a_three_request_pipeline)
     ck_assert_int_ge(asprintf(&pipeline, "%s%s%s", get, post,
                               "GET / HTTP/1.1\r\nHost: x\r\n"
                               "Connection: close\r\n\r\n"), 0);
-    send_all(r->fd, pipeline);
+    harness_send_text(r->fd, pipeline);
     char *a = read_response(r, 5000);
     char *b = read_response(r, 5000);
     char *c = read_response(r, 5000);
@@ -519,11 +506,11 @@ START_TEST(expect_100_continue_gets_the_go_ahead)
              "POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\n"
              "Content-Type: application/json\r\nContent-Length: %zu\r\n"
              "Expect: 100-continue\r\n\r\n", strlen(one_bill_body));
-    send_all(r->fd, head);
+    harness_send_text(r->fd, head);
     char *interim = read_response(r, 5000);
     ck_assert_ptr_nonnull(interim);
     ck_assert_int_eq(raw_status(interim), 100);
-    send_all(r->fd, one_bill_body);
+    harness_send_text(r->fd, one_bill_body);
     char *resp = read_response(r, 5000);
     ck_assert_ptr_nonnull(resp);
     ck_assert_int_eq(raw_status(resp), 200);
@@ -642,7 +629,7 @@ START_TEST(input_during_a_bill_wait_does_not_spin)
     r->fd = raw_connect(s.port);
     ck_assert_int_ge(r->fd, 0);
     char *req = post_sync_text("");
-    send_all(r->fd, req);
+    harness_send_text(r->fd, req);
     ck_assert_int_eq(shutdown(r->fd, SHUT_WR), 0);
     harness_sleep_ms(200);
     long before = cpu_ticks(s.pid);
@@ -676,7 +663,7 @@ START_TEST(sigterm_closes_idle_and_finishes_pending_callbacks)
 
     struct reader *idle = calloc(1, sizeof *idle);
     idle->fd = raw_connect(s.port);
-    send_all(idle->fd, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    harness_send_text(idle->fd, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     char *resp = read_response(idle, 5000);
     ck_assert_ptr_nonnull(resp);
     free(resp);
@@ -738,14 +725,14 @@ START_TEST(a_body_that_never_comes_after_100_continue_gets_408)
     start_stage(&s, rows[_i].name, 50, 600, NULL);
     struct reader *r = calloc(1, sizeof *r);
     r->fd = raw_connect(s.port);
-    send_all(r->fd, "POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\n"
+    harness_send_text(r->fd, "POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\n"
                     "Content-Length: 40\r\nExpect: 100-continue\r\n\r\n");
     double start = harness_now();
     char *interim = read_response(r, 5000);
     ck_assert_ptr_nonnull(interim);
     ck_assert_int_eq(raw_status(interim), 100);
     harness_sleep_ms(300);
-    send_all(r->fd, "{\"request_id\""); /* part of it, then silence */
+    harness_send_text(r->fd, "{\"request_id\""); /* part of it, then silence */
     char *resp = read_response(r, 5000);
     double took = harness_now() - start;
     expect_408(resp, "request body not complete within 600 ms");
@@ -778,7 +765,7 @@ START_TEST(a_pipelined_head_is_timed_from_when_its_turn_comes)
     char *both;
     ck_assert_int_ge(asprintf(&both, "%sGET / HTTP/1.1\r\nHost: x\r\n",
                               first), 0);
-    send_all(r->fd, both);
+    harness_send_text(r->fd, both);
     char *resp = read_response(r, 5000); /* after the 900 ms bill */
     ck_assert_ptr_nonnull(resp);
     ck_assert_int_eq(raw_status(resp), 200);
@@ -786,7 +773,7 @@ START_TEST(a_pipelined_head_is_timed_from_when_its_turn_comes)
     /* Over 600 ms since the second head's first byte, under 600 ms since
      * its turn came: it may still finish. */
     harness_sleep_ms(250);
-    send_all(r->fd, "\r\n");
+    harness_send_text(r->fd, "\r\n");
     resp = read_response(r, 5000);
     ck_assert_msg(resp != NULL && raw_status(resp) == 200,
                   "the pipelined request was cut: [%s]", resp ? resp : "");
@@ -825,11 +812,11 @@ START_TEST(a_budget_refusal_keeps_the_connection_and_bills_come_back)
     ck_assert_int_ge(asprintf(&req, "POST /api/exchange_async HTTP/1.1\r\n"
                               "Host: x\r\nContent-Length: %zu\r\n\r\n%s",
                               strlen(one_bill_body), one_bill_body), 0);
-    send_all(r->fd, req);
+    harness_send_text(r->fd, req);
     char *resp = read_response(r, 5000);
     ck_assert_msg(resp && raw_status(resp) == 200, "[%s]", resp);
     free(resp);
-    send_all(r->fd, req); /* its bill still waits: no bill left */
+    harness_send_text(r->fd, req); /* its bill still waits: no bill left */
     resp = read_response(r, 5000);
     ck_assert_msg(resp && raw_status(resp) == 503, "[%s]", resp);
     ck_assert_ptr_nonnull(strstr(resp, "\r\nRetry-After: "));
@@ -840,14 +827,14 @@ START_TEST(a_budget_refusal_keeps_the_connection_and_bills_come_back)
      * the job is not, and there is room for two more jobs. */
     harness_sleep_ms(600);
     for (int k = 0; k < 2; k++) {
-        send_all(r->fd, req);
+        harness_send_text(r->fd, req);
         resp = read_response(r, 5000);
         ck_assert_msg(resp && raw_status(resp) == 200, "job %d: [%s]", k,
                       resp);
         free(resp);
         harness_sleep_ms(600);
     }
-    send_all(r->fd, req); /* three jobs open: --max-jobs */
+    harness_send_text(r->fd, req); /* three jobs open: --max-jobs */
     resp = read_response(r, 5000);
     ck_assert_msg(resp && raw_status(resp) == 503, "[%s]", resp);
     ck_assert_ptr_nonnull(strstr(resp, "--max-jobs"));
@@ -906,7 +893,7 @@ START_TEST(an_answer_is_written_by_the_step_that_made_it)
     struct evconn c;
     evconn_init(&c, &srv, sv[0]);
     const char *get = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-    send_all(sv[1], get);
+    harness_send_text(sv[1], get);
     ck_assert_int_eq(evconn_on_readable(&c), EVCONN_READ);
     ck_assert_int_eq(answers_waiting(sv[1]), 1);
 
@@ -917,7 +904,7 @@ START_TEST(an_answer_is_written_by_the_step_that_made_it)
     many[0] = '\0';
     for (int i = 0; i < 20; i++)
         strcat(many, get);
-    send_all(sv[1], many);
+    harness_send_text(sv[1], many);
     free(many);
     ck_assert_int_eq(evconn_on_readable(&c), EVCONN_WRITE);
     ck_assert_int_eq(answers_waiting(sv[1]), EVCONN_WRITE_BURST);
@@ -944,7 +931,7 @@ START_TEST(a_waiting_request_holds_no_read_buffer)
     struct evconn c;
     evconn_init(&c, &srv, sv[0]);
     char *req = post_sync_text("");
-    send_all(sv[1], req);
+    harness_send_text(sv[1], req);
     ck_assert_int_eq(evconn_on_readable(&c), EVCONN_BILL);
     ck_assert_ptr_null(c.parser.buf);
     evconn_release(&c);
@@ -954,8 +941,8 @@ START_TEST(a_waiting_request_holds_no_read_buffer)
     ck_assert_int_eq(
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
     evconn_init(&c, &srv, sv[0]);
-    send_all(sv[1], req);
-    send_all(sv[1], "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    harness_send_text(sv[1], req);
+    harness_send_text(sv[1], "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     ck_assert_int_eq(evconn_on_readable(&c), EVCONN_BILL);
     ck_assert_ptr_nonnull(c.parser.buf);
     ck_assert(!http_parser_empty(&c.parser));

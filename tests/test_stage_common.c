@@ -36,12 +36,6 @@ static char *post(const char *path)
     return text;
 }
 
-static void send_all(int fd, const char *text)
-{
-    size_t len = strlen(text);
-    ck_assert_int_eq(write(fd, text, len), (ssize_t)len);
-}
-
 /* Everything the peer of fd sends until it closes. */
 static char *read_to_close(int fd)
 {
@@ -147,9 +141,9 @@ START_TEST(serve_blocking_answers_then_hands_back_the_async_job)
     struct blocking b;
     blocking_start(&b, false);
     char *sync = post("/api/exchange_sync"), *async = post("/api/exchange_async");
-    send_all(b.sv[1], "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    send_all(b.sv[1], sync);
-    send_all(b.sv[1], async);
+    harness_send_text(b.sv[1], "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    harness_send_text(b.sv[1], sync);
+    harness_send_text(b.sv[1], async);
     struct exchange_request job;
     ck_assert(conn_io_serve_blocking(&b.st, b.sv[0], "peer", &job));
     ck_assert_str_eq(job.request_id, "one");
@@ -165,7 +159,7 @@ START_TEST(serve_blocking_answers_then_hands_back_the_async_job)
     /* The budget is full now: the next async request gets a 503 and the
      * connection goes on, with no job handed back. */
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, b.sv), 0);
-    send_all(b.sv[1], async);
+    harness_send_text(b.sv[1], async);
     shutdown(b.sv[1], SHUT_WR);
     ck_assert(!conn_io_serve_blocking(&b.st, b.sv[0], "peer", &job));
     got = read_to_close(b.sv[1]);
@@ -182,7 +176,7 @@ START_TEST(serve_blocking_one_request_closes_after_the_first_answer)
 {
     struct blocking b;
     blocking_start(&b, true);
-    send_all(b.sv[1], "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    harness_send_text(b.sv[1], "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
                       "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     struct exchange_request job;
     ck_assert(!conn_io_serve_blocking(&b.st, b.sv[0], "peer", &job));
@@ -264,7 +258,7 @@ START_TEST(a_stop_closes_idle_connections_and_drop_ends_the_rest)
     ck_assert(a && b);
     evconn_init(a, &srv, idle[0]);
     evconn_init(b, &srv, busy[0]);
-    send_all(busy[1], "GET / HT");
+    harness_send_text(busy[1], "GET / HT");
     ck_assert_int_eq(evconn_on_readable(b), EVCONN_READ);
     struct evjob *job = calloc(1, sizeof *job);
     ck_assert_ptr_nonnull(job);
