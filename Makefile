@@ -197,7 +197,7 @@ check-exercise: all examples
 STAGE ?= 1
 run: all
 	@bin=$$(ls -d $(B)/0$(STAGE)-* 2>/dev/null | head -1); \
-	if [ -z "$$bin" ]; then echo "no stage $(STAGE) built; stages: $(STAGE_DIRS)"; exit 2; fi; \
+	if [ -z "$$bin" ]; then echo "make run: STAGE is a stage's number, 1 to 6 (STAGE=4 runs 04-select), not '$(STAGE)'; stages: $(STAGE_DIRS)"; exit 2; fi; \
 	echo "running $$bin (Ctrl-C to stop; try: curl http://127.0.0.1:800$(STAGE)/)"; \
 	exec $$bin $(ARGS)
 
