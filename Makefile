@@ -14,7 +14,7 @@
 #                        03-threads) run under valgrind, fails on any error
 #                        or definite leak (tests/valgrind.sh)
 #   make run STAGE=4     run one stage in the foreground (Ctrl-C stops it)
-#   make demo            the instructor demo, side by side; its pictures
+#   make demo            the instructor demo, each stage in turn; its pictures
 #                        (traces drawn by build/trace) in build/demo/
 #   make bench           the benchmarks (tables + CSV under bench/results)
 #   make soak            5 minutes of mixed and hostile traffic against every
