@@ -16,7 +16,8 @@
 #   make run STAGE=4     run one stage in the foreground (Ctrl-C stops it)
 #   make demo            the instructor demo, each stage in turn; its pictures
 #                        (traces drawn by build/trace) in build/demo/
-#   make bench           the benchmarks (tables + CSV under bench/results)
+#   make bench           the benchmarks (tables + CSV under bench/results;
+#                        about 5 minutes, BENCH_QUICK=1 about 2)
 #   make soak            5 minutes of mixed and hostile traffic against every
 #                        stage and the main service, with two outages of it
 #                        (SOAK_SECONDS=60: a short form; see tests/soak/soak.c)
@@ -24,6 +25,8 @@
 #                        each tests/mutants/*.patch is applied to a scratch
 #                        copy (build/mutants/tree) and its named tests must
 #                        fail (MUTANTS='glob' runs some; see tests/mutants/run.sh)
+#   make examples        the lecture's small C programs (examples/) into
+#                        build/examples/
 #   make check-exercise EX=s2-onesleep  check one of LECTURE.md's exercises
 #                        (without EX: list them)
 #   make deps            install missing libraries (Debian/Ubuntu)
