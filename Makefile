@@ -14,9 +14,10 @@
 #                        03-threads) run under valgrind, fails on any error
 #                        or definite leak (tests/valgrind.sh)
 #   make run STAGE=4     run one stage in the foreground (Ctrl-C stops it)
-#   make demo            the instructor demo, side by side; its pictures
+#   make demo            the instructor demo, each stage in turn; its pictures
 #                        (traces drawn by build/trace) in build/demo/
-#   make bench           the benchmarks (tables + CSV under bench/results)
+#   make bench           the benchmarks (tables + CSV under bench/results;
+#                        about 5 minutes, BENCH_QUICK=1 about 2)
 #   make soak            5 minutes of mixed and hostile traffic against every
 #                        stage and the main service, with two outages of it
 #                        (SOAK_SECONDS=60: a short form; see tests/soak/soak.c)
@@ -24,6 +25,8 @@
 #                        each tests/mutants/*.patch is applied to a scratch
 #                        copy (build/mutants/tree) and its named tests must
 #                        fail (MUTANTS='glob' runs some; see tests/mutants/run.sh)
+#   make examples        the lecture's small C programs (examples/) into
+#                        build/examples/
 #   make check-exercise EX=s2-onesleep  check one of LECTURE.md's exercises
 #                        (without EX: list them)
 #   make deps            install missing libraries (Debian/Ubuntu)
@@ -197,7 +200,7 @@ check-exercise: all examples
 STAGE ?= 1
 run: all
 	@bin=$$(ls -d $(B)/0$(STAGE)-* 2>/dev/null | head -1); \
-	if [ -z "$$bin" ]; then echo "no stage $(STAGE) built; stages: $(STAGE_DIRS)"; exit 2; fi; \
+	if [ -z "$$bin" ]; then echo "make run: STAGE is a stage's number, 1 to 6 (STAGE=4 runs 04-select), not '$(STAGE)'; stages: $(STAGE_DIRS)"; exit 2; fi; \
 	echo "running $$bin (Ctrl-C to stop; try: curl http://127.0.0.1:800$(STAGE)/)"; \
 	exec $$bin $(ARGS)
 

@@ -587,7 +587,9 @@ int main(int argc, char **argv)
 {
     if (stage_begin(&cfg, argc, argv, STAGE, 8004, 0,
                     "Stage 04: one thread serves every connection with "
-                    "select() and a state machine per connection.") < 0)
+                    "select() and a state machine per connection.\n"
+                    "A connection on a descriptor select() cannot watch "
+                    "(FD_SETSIZE, 1024) gets 503.") < 0)
         return 1;
     evconn_server_init(&srv, &cfg, STAGE, &ops, cfg.max_jobs, cfg.max_bills);
     multi = curl_multi_init();

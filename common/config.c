@@ -54,7 +54,7 @@ static void config_usage(FILE *out, const struct config *cfg, int default_port,
         "                      $MAIN_SERVICE_URL or " DEFAULT_MAIN_SERVICE ")\n"
         "  --quiet             log only warnings and errors\n"
         "  --trace FILE        append what the workers do (accept, request,\n"
-        "                      bill waits, callbacks) to FILE for tools/trace\n"
+        "                      bill waits, callbacks) to FILE for build/trace\n"
         "                      (default: off, no cost but a branch)\n"
         "  --help              this text\n",
         cfg->stage, description, default_port);

@@ -64,8 +64,13 @@ static int net_listen_opt(const char *host, int port, bool reuseport,
     }
     freeaddrinfo(res);
     if (fd < 0) {
-        fprintf(stderr, "cannot listen on %s:%d: %s\n", host, port,
-                strerror(err));
+        /* The usual cause in a classroom: the same stage still running in
+         * another terminal. Say how to get past it. */
+        fprintf(stderr, "cannot listen on %s:%d: %s%s\n", host, port,
+                strerror(err),
+                err == EADDRINUSE ? " (a server still running there? stop it,"
+                                    " or pass --port N; --port 0 takes any"
+                                    " free port)" : "");
         return -1;
     }
     struct sockaddr_storage ss;

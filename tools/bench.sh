@@ -26,7 +26,7 @@
 #                   keep-alive and a new connection each (bench/cost.sh)
 #
 # Usage: tools/bench.sh [BUILD_DIR]          (make bench passes build/)
-# Environment: BENCH_QUICK=1 (under a minute), BENCH_CONC=N (scenario 3),
+# Environment: BENCH_QUICK=1 (about 2 minutes), BENCH_CONC=N (scenario 3),
 # BENCH_STAGES=01-blocking,05-epoll-callbacks (only those),
 # BENCH_SCENARIOS=1,2 (only those), BENCH_RESULTS=DIR (default bench/results),
 # BENCH_THREADS=N (loadgen threads for throughput, default 1),
@@ -44,7 +44,8 @@ QUICK=${BENCH_QUICK:-0}
 ALL_STAGES=(01-blocking 02-fork 03-threads 04-select 05-epoll-callbacks 06-coroutines)
 
 # Sizes: the full run takes about 5 minutes with six stages, the anchors
-# and the cost table (326 s on 2026-11-27), the quick one under a minute.
+# and the cost table (326 s on 2026-11-27), the quick one about 2 minutes
+# (120 s the same day: the designs, anchors and cost tables are 71 s of it).
 # 01 is always the slow row: it is bounded by time budgets.
 if [ -n "$QUICK" ]; then
     OVERLAP_N=20 TP_GET_S=1 TP_SYNC_S=0.5 WRK_S=1

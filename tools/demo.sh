@@ -179,7 +179,7 @@ for s in "${STAGES[@]}"; do
     cb_ms=$(printf '%s' "$cb" | sed -n 's/^HTTP 200 in \([0-9]*\) ms:.*/\1/p')
     stop
     if [ -n "$wall" ]; then
-        SUMMARY+=("$s|$(model_of "$s")|$(secs "$wall")|$(secs "$ONE_MS / 1000")|$(awk -v w="$wall" -v i="$ONE_MS" 'BEGIN { printf "%.1f", w * 1000 / i }')|${cb_ms:+$(secs "$cb_ms / 1000") s after the answer}")
+        SUMMARY+=("$s|$(model_of "$s")|$(secs "$wall")|$(secs "$ONE_MS / 1000")|$(awk -v w="$wall" -v i="$ONE_MS" 'BEGIN { printf "%.1f", w * 1000 / i }')|${cb_ms:+$(secs "$cb_ms / 1000") s}")
     else
         SUMMARY+=("$s|$(model_of "$s")|-|-|-|the sync run failed")
     fi
@@ -203,7 +203,7 @@ stop
 
 heading "== Summary: $N concurrent requests x $BILLS bills x ${DELAY} ms"
 fmt='  %-19s %-38s %8s %9s %8s  %s\n'
-printf "$fmt" stage model "wall (s)" "ideal (s)" "x ideal" "async callback"
+printf "$fmt" stage model "wall (s)" "ideal (s)" "x ideal" "long poll held"
 for line in "${SUMMARY[@]}"; do
     IFS='|' read -r a b c d e f <<<"$line"
     printf "$fmt" "$a" "$b" "$c" "$d" "$e" "$f"
@@ -211,7 +211,8 @@ done
 echo
 echo "  Ideal: the five requests overlap, so the wall time is one request, $(secs "$ONE_MS / 1000") s."
 echo "  The async callback waits for both bills: one after another in 01 and 02"
-echo "  ($(secs "$ONE_MS / 1000") s), together where the model allows it (03-06, $(secs "$DELAY / 1000") s)."
+echo "  ($(secs "$ONE_MS / 1000") s), together where the model allows it (03-06, $(secs "$DELAY / 1000") s). The long poll"
+echo "  that waits for it starts just after the answer, so it is held a bit less."
 
 # The pictures: one panel per trace, in the order the stages ran.
 traces=()

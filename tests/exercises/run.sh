@@ -8,9 +8,10 @@ cd "$(dirname "$0")/../.."
 B=${1:-build}
 ID=${2:-}
 if [ -z "$ID" ]; then
-    echo "exercises (make check-exercise EX=<id>):"
+    echo "exercises (make check-exercise EX=<id>; sN-... is in LECTURE section N):"
     for f in $(printf "%s\n" tests/exercises/s[0-9]*-*.sh | sort -V); do
-        sed -n '2s/^# \([^:]*\): *\(.*\)/  \1  \2/p' "$f"
+        line=$(sed -n '2s/^# \([^:]*\): *\(.*\)/\1\t\2/p' "$f")
+        printf '  %-13s %s\n' "${line%%$'\t'*}" "${line#*$'\t'}"
     done
     exit 0
 fi
