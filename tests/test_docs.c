@@ -192,13 +192,17 @@ static bool find_function(char **lines, int n, const char *name,
     return false;
 }
 
-/* Checks one "[`name`](path#LA-LB) (lines A-B)" link; 0 if it holds. */
-static int check_reading_link(const char *doc, const char *link)
+/* Checks one "[`name`](path#LA-LB) (WORD A-B)" link, WORD being "lines"
+ * (or the Russian lecture's "строки"); 0 if it holds. */
+static int check_reading_link(const char *doc, const char *link,
+                              const char *word)
 {
+    char format[96];
+    snprintf(format, sizeof format,
+             "[`%%63[A-Za-z0-9_]`](%%255[^#)]#L%%d-L%%d) (%s %%d-%%d)", word);
     char name[64], path[256];
     int a, b, ta = -1, tb = -1;
-    if (sscanf(link, "[`%63[A-Za-z0-9_]`](%255[^#)]#L%d-L%d) (lines %d-%d)",
-               name, path, &a, &b, &ta, &tb) < 4) {
+    if (sscanf(link, format, name, path, &a, &b, &ta, &tb) < 4) {
         fprintf(stderr, "%s: a start-reading link is not "
                 "[`function`](file#LA-LB) (lines A-B): %.60s\n", doc, link);
         return 1;
@@ -229,11 +233,12 @@ static int check_reading_link(const char *doc, const char *link)
          * and ends at its closing brace (or a line after). */
         if (a < sp.comment || a > sp.def || b < sp.close || b > sp.close + 1 ||
             ta != a || tb != b) {
-            fprintf(stderr, "%s: [`%s`](%s#L%d-L%d) (lines %d-%d) is stale: "
+            fprintf(stderr, "%s: [`%s`](%s#L%d-L%d) (%s %d-%d) is stale: "
                     "%s is at lines %d-%d (its comment from %d); write "
-                    "[`%s`](%s#L%d-L%d) (lines %d-%d)\n", doc, name, path,
-                    a, b, ta, tb, name, sp.def, sp.close, sp.comment, name,
-                    path, sp.comment, sp.close, sp.comment, sp.close);
+                    "[`%s`](%s#L%d-L%d) (%s %d-%d)\n", doc, name, path,
+                    a, b, word, ta, tb, name, sp.def, sp.close, sp.comment,
+                    name, path, sp.comment, sp.close, word, sp.comment,
+                    sp.close);
             bad = 1;
         }
     }
@@ -242,12 +247,21 @@ static int check_reading_link(const char *doc, const char *link)
     return bad;
 }
 
-/* Every stage section (2, 3, 4, 6, 7, 8) has a "Start reading at" line
- * whose links each name a function and the lines that still hold it. */
+/* Every stage section (2, 3, 4, 6, 7, 8) of both lectures has a "Start
+ * reading at" line whose links each name a function and the lines that
+ * still hold it. Row 0 the English lecture, row 1 the Russian one. */
+static const struct {
+    const char *doc, *opening, *word;
+} reading_docs[] = {
+    {"LECTURE.md", "\nStart reading at ", "lines"},
+    {"LECTURE.ru.md", "\nНачните чтение с ", "строки"},
+};
+
 START_TEST(start_reading_ranges_hold)
 {
     static const int stage_sections[] = {2, 3, 4, 6, 7, 8};
-    char *text = harness_read_file("LECTURE.md");
+    const char *doc = reading_docs[_i].doc;
+    char *text = harness_read_file(doc);
     ck_assert_ptr_nonnull(text);
     int bad = 0, links = 0;
     for (size_t i = 0; i < sizeof stage_sections / sizeof stage_sections[0];
@@ -255,19 +269,19 @@ START_TEST(start_reading_ranges_hold)
         char head[16];
         snprintf(head, sizeof head, "\n## %d. ", stage_sections[i]);
         char *sec = strstr(text, head);
-        ck_assert_msg(sec, "LECTURE.md has no section %d", stage_sections[i]);
+        ck_assert_msg(sec, "%s has no section %d", doc, stage_sections[i]);
         char *end = strstr(sec + 1, "\n## ");
-        char *line = strstr(sec, "\nStart reading at ");
+        char *line = strstr(sec, reading_docs[_i].opening);
         if (!line || (end && line > end)) {
-            fprintf(stderr, "LECTURE.md: section %d has no \"Start reading "
-                    "at\" line\n", stage_sections[i]);
+            fprintf(stderr, "%s: section %d has no \"%s\" line\n", doc,
+                    stage_sections[i], reading_docs[_i].opening + 1);
             bad++;
             continue;
         }
         char *stop = strstr(line + 1, "\n\n"); /* the paragraph */
         for (char *l = strstr(line, "[`"); l && (!stop || l < stop);
              l = strstr(l + 2, "[`")) {
-            bad += check_reading_link("LECTURE.md", l);
+            bad += check_reading_link(doc, l, reading_docs[_i].word);
             links++;
         }
     }
@@ -304,18 +318,18 @@ START_TEST(start_reading_check_finds_functions)
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         snprintf(link, sizeof link, "[`on_x`](%s#L%d-L%d) (lines %d-%d)", path,
                  good[i][0], good[i][1], good[i][0], good[i][1]);
-        ck_assert_msg(check_reading_link("test", link) == 0, "%s", link);
+        ck_assert_msg(check_reading_link("test", link, "lines") == 0, "%s", link);
     }
     for (size_t i = 0; i < sizeof stale / sizeof stale[0]; i++) {
         snprintf(link, sizeof link, "[`on_x`](%s#L%d-L%d) (lines %d-%d)", path,
                  stale[i][0], stale[i][1], stale[i][0], stale[i][1]);
-        ck_assert_msg(check_reading_link("test", link) == 1, "%s", link);
+        ck_assert_msg(check_reading_link("test", link, "lines") == 1, "%s", link);
     }
     /* The text's numbers must match the anchor's; a missing name fails. */
     snprintf(link, sizeof link, "[`on_x`](%s#L4-L10) (lines 4-11)", path);
-    ck_assert_int_eq(check_reading_link("test", link), 1);
+    ck_assert_int_eq(check_reading_link("test", link, "lines"), 1);
     snprintf(link, sizeof link, "[`on_y`](%s#L4-L10) (lines 4-10)", path);
-    ck_assert_int_eq(check_reading_link("test", link), 1);
+    ck_assert_int_eq(check_reading_link("test", link, "lines"), 1);
     unlink(path);
 }
 END_TEST
@@ -356,7 +370,7 @@ int main(void)
     tcase_add_test(tc, readme_links_resolve);
     tcase_add_test(tc, lecture_links_resolve);
     tcase_add_test(tc, tables_are_whole);
-    tcase_add_test(tc, start_reading_ranges_hold);
+    tcase_add_loop_test(tc, start_reading_ranges_hold, 0, 2);
     tcase_add_test(tc, start_reading_check_finds_functions);
     suite_add_tcase(s, tc);
     return harness_run(s);
