@@ -207,7 +207,7 @@ run: all
 demo: all
 	@./tools/demo.sh $(B)
 
-bench: all
+bench: all examples
 	@./tools/deps.sh --optional || true
 	@./tools/bench.sh $(B)
 

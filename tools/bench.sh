@@ -22,6 +22,8 @@
 #   anchors         04-06 beside nginx (GET /) and the seed's FastAPI app
 #                   (sync route), interleaved rounds, ratio columns; then
 #                   BENCH_MANY concurrent 1 s requests (bench/anchors.sh)
+#   switch          06's --switch setjmp against --switch swapcontext: ns a
+#                   switch (examples/switch_cost) and GET / req/s
 #   cost            CPU us, system calls and context switches per request,
 #                   keep-alive and a new connection each (bench/cost.sh)
 #
@@ -32,7 +34,7 @@
 # BENCH_THREADS=N (loadgen threads for throughput, default 1),
 # BENCH_ENGINE=curl|raw (loadgen's engine for throughput, default raw),
 # BENCH_MANY=N (the anchors' many-clients row, default 10000; quick 2000);
-# BENCH_SCENARIOS takes the names anchors and cost too.
+# BENCH_SCENARIOS takes the names anchors, cost and switch too.
 # Every process it starts is stopped again, also on Ctrl-C.
 set -u
 
@@ -534,6 +536,38 @@ BENCH_DIR=$(cd "$(dirname "$0")/../bench" && pwd)
 . "$BENCH_DIR/cost.sh"
 if scenario anchors; then bench_anchors; fi
 if scenario cost; then bench_cost; fi
+
+# ---- the switch (issue 14, item 5) ----------------------------------------
+# 06's two ways to switch coroutines, side by side: the bare switch timed by
+# examples/switch_cost, then 06 itself with each, GET / on 64 keep-alive
+# connections. glibc's swapcontext restores the signal mask: one system
+# call a switch, which _setjmp/_longjmp skip.
+
+if scenario switch; then
+    note "switch: 06 --switch setjmp and --switch swapcontext"
+    say "## The switch: 06 with _setjmp/_longjmp and with swapcontext"
+    say ""
+    say "ns per switch from build/examples/switch_cost (a ping-pong between two contexts, on the scheduler's own code for setjmp); then 06 serving GET / on 64 keep-alive connections for ${TP_GET_S} s with each switch (loadgen --engine raw, 1 thread)."
+    say ""
+    table_start "switch|ns per switch|06 GET / req/s|06 GET / p99 (ms)|failures"
+    sc=$B/examples/switch_cost
+    [ -x "$sc" ] && "$sc" >"$TMP/switch.txt" 2>/dev/null
+    for sw in setjmp swapcontext; do
+        ns=$(awk -v k="$sw" '$1 == k { print $2 }' "$TMP/switch.txt" 2>/dev/null)
+        START_ERR="06-coroutines not selected"
+        if ! selected 06-coroutines "${BENCH_STAGES:-}" ||
+           ! start_stage 06-coroutines --delay-ms 0 --switch "$sw"; then
+            row "$sw|${ns:--}|-|-|$START_ERR"
+            continue
+        fi
+        g=$TMP/switch-$sw.json
+        lg "$g" --engine raw -c 64 -d "$TP_GET_S" --timeout-ms 10000 \
+            "http://127.0.0.1:$SPORT/"
+        stop_stage
+        row "$sw|${ns:--}|$(num %.0f "$(jget "$g" rps)")|$(ms "$(jget "$g" p99_ms)")|$(failures "$g")"
+    done
+    say ""
+fi
 
 scenario done
 charts=
