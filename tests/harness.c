@@ -2,6 +2,8 @@
 #include "harness.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
+#include <dirent.h>
 #include <check.h>
 #include <curl/curl.h>
 #include <errno.h>
@@ -539,4 +541,37 @@ char *harness_read_to_end(int fd, int timeout_ms, bool *reset, bool *timed_out)
 void harness_send_text(int fd, const char *text)
 {
     harness_send_all(fd, text, strlen(text));
+}
+
+int harness_children_of(pid_t pid, pid_t *kids, int max, int *zombies)
+{
+    int n = 0;
+    *zombies = 0;
+    DIR *d = opendir("/proc");
+    ck_assert_ptr_nonnull(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!isdigit((unsigned char)e->d_name[0]))
+            continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue; /* gone meanwhile */
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[len] = '\0';
+        /* "pid (comm) S ppid ...": comm may hold spaces and parentheses. */
+        char *paren = strrchr(buf, ')'), state;
+        int ppid;
+        if (!paren || sscanf(paren + 1, " %c %d", &state, &ppid) != 2 ||
+            ppid != pid)
+            continue;
+        *zombies += state == 'Z';
+        if (n < max)
+            kids[n] = (pid_t)atoi(e->d_name);
+        n++;
+    }
+    closedir(d);
+    return n;
 }

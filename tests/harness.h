@@ -66,6 +66,11 @@ int harness_wait_listening(int fd, pid_t pid);
  * a test's helper threads (it asserts nothing). */
 int harness_thread_count(pid_t pid);
 
+/* The children of pid, from /proc: returns how many there are, stores the
+ * first max of their pids in kids (may be NULL when max is 0) and counts
+ * the zombies (state Z) among them in *zombies. */
+int harness_children_of(pid_t pid, pid_t *kids, int max, int *zombies);
+
 /* Sends all n bytes (MSG_NOSIGNAL, EINTR retried) or fails the test. */
 void harness_send_all(int fd, const void *data, size_t n);
 /* The same for a NUL-terminated text. */

@@ -7,8 +7,6 @@
  * STAGES=03-threads limits a run to one stage (the ThreadSanitizer run
  * builds only 03). */
 #include <check.h>
-#include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -72,37 +70,11 @@ struct children {
     int total, zombies;
 };
 
-/* Scans /proc for processes whose parent is pid. */
+/* The children of pid, from /proc. */
 static struct children children_of(pid_t pid)
 {
-    struct children c = {0, 0};
-    DIR *d = opendir("/proc");
-    ck_assert_ptr_nonnull(d);
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (!isdigit((unsigned char)e->d_name[0]))
-            continue;
-        char path[300], buf[512];
-        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue; /* gone meanwhile */
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[n] = '\0';
-        /* "pid (comm) S ppid ...": comm may hold spaces and parentheses. */
-        char *close_paren = strrchr(buf, ')');
-        char state;
-        int ppid;
-        if (!close_paren || sscanf(close_paren + 1, " %c %d", &state,
-                                   &ppid) != 2)
-            continue;
-        if (ppid == pid) {
-            c.total++;
-            c.zombies += state == 'Z';
-        }
-    }
-    closedir(d);
+    struct children c;
+    c.total = harness_children_of(pid, NULL, 0, &c.zombies);
     return c;
 }
 

@@ -6,7 +6,6 @@
  * behind (no zombie, no orphan). Each test runs in well under a second or
  * two; STAGES narrows them like every other test. */
 #include <check.h>
-#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
@@ -37,39 +36,6 @@ static const char *const one_bill =
 
 #define MAX_KIDS 16
 
-/* The pids whose parent is pid (up to MAX_KIDS); *zombies counts those in
- * state Z. */
-static int children_of(pid_t pid, pid_t *kids, int *zombies)
-{
-    int n = 0;
-    *zombies = 0;
-    DIR *d = opendir("/proc");
-    ck_assert_ptr_nonnull(d);
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (!isdigit((unsigned char)e->d_name[0]))
-            continue;
-        char path[300], buf[512];
-        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        size_t len = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[len] = '\0';
-        char *paren = strrchr(buf, ')'), state;
-        int ppid;
-        if (!paren || sscanf(paren + 1, " %c %d", &state, &ppid) != 2 ||
-            ppid != pid)
-            continue;
-        *zombies += state == 'Z';
-        if (n < MAX_KIDS)
-            kids[n++] = (pid_t)atoi(e->d_name);
-    }
-    closedir(d);
-    return n;
-}
-
 /* Entries of /proc/pid/fd: the process's open descriptors. */
 static int fd_count(pid_t pid)
 {
@@ -89,7 +55,8 @@ static int expect_children(pid_t pid, int want, pid_t *kids)
 {
     double give_up = harness_now() + 3.0;
     int n, zombies;
-    while ((n = children_of(pid, kids, &zombies)) != want || zombies) {
+    while ((n = harness_children_of(pid, kids, MAX_KIDS, &zombies)) != want ||
+           zombies) {
         ck_assert_msg(harness_now() < give_up, "%d children (%d zombies), "
                       "want %d", n, zombies, want);
         harness_sleep_ms(20);
