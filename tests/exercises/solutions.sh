@@ -28,17 +28,9 @@ export GIT_CEILING_DIRECTORIES=$PWD/build/solutions
 # fresh time so make rebuilds from it.
 fresh=0
 [ -d "$TREE/build/obj" ] || fresh=1
-git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' f; do
-    [ -f "$f" ] || continue
-    cmp -s "$f" "$TREE/$f" && continue
-    mkdir -p "$TREE/$(dirname "$f")"
-    if [ $fresh = 1 ]; then cp -p "$f" "$TREE/$f"; else cp "$f" "$TREE/$f"; fi
-done
-# A file no longer tracked would still be compiled by the wildcards.
-(cd "$TREE" && find . -path ./build -prune -o -type f -print) | sed 's|^\./||' |
-    while IFS= read -r f; do
-        [ -e "$f" ] || rm -f "$TREE/$f"
-    done
+# shellcheck source=../scratch_tree.sh
+. tests/scratch_tree.sh
+git ls-files -z --cached --others --exclude-standard | scratch_sync "$TREE" $fresh
 if [ $fresh = 1 ]; then
     mkdir -p "$TREE/build"
     for e in "$B"/*; do

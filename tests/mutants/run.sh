@@ -37,22 +37,12 @@ JOBS=${MUTANT_JOBS:-2}
 LOG=build/mutants/log
 start=$SECONDS
 
+# shellcheck source=../scratch_tree.sh
+. tests/scratch_tree.sh
+# The tracked files but the mutants themselves, times fresh: make rebuilds
+# what a sync changed.
 sync_tree() {
-    mkdir -p "$TREE"
-    local f
-    git ls-files -z --cached | while IFS= read -r -d '' f; do
-        [ -f "$f" ] || continue
-        case $f in tests/mutants/*) continue ;; esac
-        if ! cmp -s "$f" "$TREE/$f"; then
-            mkdir -p "$TREE/$(dirname "$f")"
-            cp "$f" "$TREE/$f" # a fresh mtime: make rebuilds from it
-        fi
-    done
-    # A file no longer tracked would still be compiled by the wildcards.
-    (cd "$TREE" && find . -path ./build -prune -o -type f -print) |
-        sed 's|^\./||' | while IFS= read -r f; do
-        git ls-files --error-unmatch "$f" >/dev/null 2>&1 || rm -f "$TREE/$f"
-    done
+    git ls-files -z --cached | grep -zv '^tests/mutants/' | scratch_sync "$TREE" 0
 }
 
 header() { sed -n "s/^$2: *//p" "$1" | sed '/^$/d'; }
