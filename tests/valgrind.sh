@@ -42,20 +42,9 @@ fail() {
     exit 1
 }
 
-# Prints the port from the "listening on http://H:P" line in file $1,
-# written by process $2; fails after TIMEOUT_S (valgrind starts slowly).
-wait_port() {
-    local file=$1 pid=$2 i
-    for ((i = 0; i < TIMEOUT_S * 10; i++)); do
-        if grep -q '^listening on http://' "$file" 2>/dev/null; then
-            sed -n 's/^listening on http:\/\/.*:\([0-9][0-9]*\)$/\1/p' "$file" | head -1
-            return 0
-        fi
-        kill -0 "$pid" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
+# Prints the port that process $2 announces in file $1; fails after
+# TIMEOUT_S (valgrind starts slowly).
+wait_port() { "$(dirname "$0")/../tools/announced-port" "$1" "$2" "$TIMEOUT_S"; }
 
 export SECRET_TOKEN=valgrind-token
 "$B/main-service" --port 0 >"$work/main.out" 2>"$work/main.log" &

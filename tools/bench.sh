@@ -152,13 +152,7 @@ start_stage() {
         --main-service http://127.0.0.1:9 "$@" >"$out" 2>"$log" &
     SPID=$!
     PIDS+=("$SPID")
-    SPORT=
-    for _ in $(seq 200); do
-        SPORT=$(sed -n 's/^listening on http:\/\/.*:\([0-9][0-9]*\)$/\1/p' "$out")
-        [ -n "$SPORT" ] && return 0
-        kill -0 "$SPID" 2>/dev/null || break
-        sleep 0.05
-    done
+    SPORT=$("$(dirname "$0")/announced-port" "$out" "$SPID") && return 0
     START_ERR="did not start: $(tail -1 "$log" 2>/dev/null)"
     kill -KILL "$SPID" 2>/dev/null
     wait "$SPID" 2>/dev/null

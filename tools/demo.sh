@@ -73,13 +73,7 @@ start() {
     SECRET_TOKEN=demo-token $SETSID "$B/$name" --port 0 "$@" >"$OUT" 2>"$LOG" &
     PID=$!
     PIDS+=("$PID")
-    PORT=
-    for _ in $(seq 200); do
-        PORT=$(sed -n 's/^listening on http:\/\/.*:\([0-9][0-9]*\)$/\1/p' "$OUT")
-        [ -n "$PORT" ] && return 0
-        kill -0 "$PID" 2>/dev/null || break
-        sleep 0.05
-    done
+    PORT=$("$(dirname "$0")/announced-port" "$OUT" "$PID") && return 0
     echo "  $name did not start; the end of its log:"
     tail -3 "$LOG" | sed 's/^/    /'
     return 1

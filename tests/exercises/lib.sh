@@ -37,13 +37,8 @@ ex_start() {
     "$@" --port 0 >"$EX_DIR/$name.out" 2>"$EX_DIR/$name.log" &
     PID=$!
     EX_PIDS+=("$PID")
-    local i
-    for i in $(seq 100); do
-        PORT=$(sed -n 's/^listening on http:.*:\([0-9]*\)$/\1/p' "$EX_DIR/$name.out" 2>/dev/null)
-        [ -n "$PORT" ] && return 0
-        kill -0 "$PID" 2>/dev/null || break
-        sleep 0.05
-    done
+    PORT=$("$(dirname "${BASH_SOURCE[0]}")/../../tools/announced-port" \
+        "$EX_DIR/$name.out" "$PID" 5) && return 0
     ex_fail "$1 did not start: $(tail -2 "$EX_DIR/$name.log")"
 }
 
