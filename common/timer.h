@@ -12,8 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define container_of(ptr, type, member) \
-    ((type *)((char *)(ptr) - offsetof(type, member)))
+#include "list.h" /* container_of */
 
 struct timer_node {
     uint64_t deadline_ms; /* absolute, on timer_now_ms()'s clock */
