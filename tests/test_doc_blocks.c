@@ -1,4 +1,4 @@
-/* The lecture runs as written (issue 17). Every ```sh block of
+/* The lecture runs as written. Every ```sh block of
  * LECTURE.md, LECTURE.ru.md, README.md and bench/README.md carries, on the
  * line right before its fence, one marker:
  *
@@ -13,8 +13,13 @@
  * symlinks to the repository's (so ./build and tools/ resolve), in its own
  * process group, stdout and stderr together, under its time limit; then
  * what is left of the group gets 3 s to stop before it is killed (and the
- * block fails: it must stop its servers). A failure names the file, the
- * section and the id, and prints the block's output.
+ * block fails: it must stop its servers). A block must leave nothing in
+ * the repository either: a file it writes in the scratch directory itself
+ * would land in the repository's top directory when a student runs it
+ * there, and a file it writes through a symlink lands in the repository
+ * now; both fail it (write under build/ or a mktemp directory). A
+ * failure names the file, the section and the id, and prints the block's
+ * output.
  *   DOC_BLOCK=s2-watch build/tests/test_doc_blocks   runs one block.
  * Under sanitizer builds it skips: it tests documents, not memory. */
 #include <check.h>
@@ -237,6 +242,62 @@ static void remove_scratch(char *dir)
     free(dir);
 }
 
+/* The repository's untracked files (not ignored), one a line, as git
+ * lists them; NULL where git cannot say (no git, not a checkout). */
+static char *untracked_files(void)
+{
+    FILE *f = popen("git ls-files --others --exclude-standard 2>/dev/null", "r");
+    if (!f)
+        return NULL;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    ck_assert_ptr_nonnull(out);
+    char buf[4096];
+    for (size_t n; (n = fread(buf, 1, sizeof buf, f)) > 0;)
+        fwrite(buf, 1, n, out);
+    fclose(out);
+    if (pclose(f) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+/* What a block left behind: entries of its scratch directory that are not
+ * the symlinks make_scratch put there, and untracked files of the
+ * repository that were not in `before`; one name a line in *litter. */
+static void find_litter(const char *dir, const char *before, char **litter)
+{
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    for (struct dirent *e; (e = readdir(d));) {
+        char path[8192];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+            lstat(path, &st) == 0 && !S_ISLNK(st.st_mode))
+            harness_appendf(litter, "%s\n", e->d_name);
+    }
+    closedir(d);
+    char *after = before ? untracked_files() : NULL;
+    for (char *line = after, *nl; line && *line; line = nl + 1) {
+        nl = strchr(line, '\n');
+        if (!nl)
+            break;
+        *nl = '\0';
+        /* A whole line of before: the file was there already. */
+        const char *at = before;
+        size_t n = strlen(line);
+        while ((at = strstr(at, line)) && !((at == before || at[-1] == '\n') &&
+                                            at[n] == '\n'))
+            at++;
+        if (!at)
+            harness_appendf(litter, "%s\n", line);
+    }
+    free(after);
+}
+
 /* Reaps what is left of the group (orphans come to us: we are their
  * subreaper). True once nothing of it remains. */
 static bool group_gone(pid_t pgid)
@@ -247,10 +308,13 @@ static bool group_gone(pid_t pgid)
 }
 
 /* Runs b; returns its output (stdout and stderr together), sets *rc to
- * its exit status (-1: timed out) and *left to whether it left processes
- * running after it exited. */
-static char *run_block(const struct block *b, int *rc, bool *left)
+ * its exit status (-1: timed out), *left to whether it left processes
+ * running after it exited, and *litter to the files it left (NULL if
+ * none). */
+static char *run_block(const struct block *b, int *rc, bool *left,
+                       char **litter)
 {
+    char *before = untracked_files();
     char *dir = make_scratch();
     int fds[2];
     ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
@@ -329,6 +393,9 @@ static char *run_block(const struct block *b, int *rc, bool *left)
         ;
     close(fds[0]);
     out[len] = '\0';
+    *litter = NULL;
+    find_litter(dir, before, litter);
+    free(before);
     remove_scratch(dir);
     return out;
 }
@@ -388,8 +455,9 @@ static void check_block(const struct block *b, char **errs)
         return;
     int rc;
     bool left;
+    char *litter;
     uint64_t t0 = now_ms();
-    char *out = run_block(b, &rc, &left);
+    char *out = run_block(b, &rc, &left, &litter);
     double secs = (double)(now_ms() - t0) / 1000;
     char *before = *errs ? strdup(*errs) : NULL;
     const char *where = b->section;
@@ -402,6 +470,11 @@ static void check_block(const struct block *b, char **errs)
     if (left)
         complain(errs, "%s, section \"%s\", block %s: left processes running "
                  "(a server not stopped with kill %%N?)", b->doc, where, b->id);
+    for (char *name = litter, *nl; name && (nl = strchr(name, '\n')); name = nl + 1)
+        complain(errs, "%s, section \"%s\", block %s: left %.*s in the "
+                 "repository (write under build/ or a mktemp directory)",
+                 b->doc, where, b->id, (int)(nl - name), name);
+    free(litter);
     for (int i = 0; i < b->nasserts; i++) {
         bool hit = some_line_matches(out, b->asserts[i].ere, errs);
         if (hit != (b->asserts[i].kind == EXPECT))
@@ -487,10 +560,19 @@ START_TEST(faults_are_named)
         "expect: ^never$\nexpect-not: ^oops$\n-->\n```sh\necho oops; false\n```\n"
         "## 5. Leaves\n<!-- doc-test: run id=leaves timeout=5 -->\n```sh\n"
         "sleep 30 &\n```\n"
-        "## 6. Manual\n<!-- doc-test: manual -->\n```sh\nexit 1\n```\n";
+        "## 6. Manual\n<!-- doc-test: manual -->\n```sh\nexit 1\n```\n"
+        "## 7. Litters\n<!-- doc-test: run id=litters timeout=5 -->\n```sh\n"
+        "echo x > litter.txt; echo y > docs/doc-block-litter.tmp\n```\n"
+        "## 8. Tidy\n<!-- doc-test: run id=tidy timeout=5 -->\n```sh\n"
+        "echo x > build/doc-block-tidy.tmp; t=$(mktemp); echo y > $t; rm $t build/doc-block-tidy.tmp\n```\n";
     ck_assert_int_eq(write(fd, text, sizeof text - 1), (ssize_t)sizeof text - 1);
     close(fd);
+    static const char repo_litter[] = "docs/doc-block-litter.tmp";
+    unlink(repo_litter); /* left by a run that crashed */
+    bool git = true;
+    free(untracked_files() ?: (git = false, NULL));
     char *errs = document_errors(doc);
+    bool littered = unlink(repo_litter) == 0;
     unlink(doc);
     ck_assert_ptr_nonnull(errs);
     static const char *const wanted[] = {
@@ -500,11 +582,17 @@ START_TEST(faults_are_named)
         "block wrong: no line matches expect: ^never$",
         "block wrong: a line matches expect-not: ^oops$",
         "block leaves: left processes running",
-        "a manual block needs its reason"};
+        "a manual block needs its reason",
+        "block litters: left litter.txt in the repository"};
     for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++)
         ck_assert_msg(strstr(errs, wanted[i]), "missing \"%s\" in:\n%s",
                       wanted[i], errs);
+    ck_assert(littered);
+    if (git) /* the file written through the docs/ symlink, seen by git */
+        ck_assert_msg(strstr(errs, "block litters: left docs/doc-block-litter.tmp "
+                             "in the repository"), "%s", errs);
     ck_assert_msg(!strstr(errs, "block good"), "%s", errs);
+    ck_assert_msg(!strstr(errs, "block tidy"), "%s", errs);
     free(errs);
 }
 END_TEST

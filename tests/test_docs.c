@@ -3,10 +3,13 @@
  * that exists and, for a line, at a line that exists; and every table is
  * whole (figures pasted from a terminal once brought progress lines into
  * the middle of tables, which then rendered as broken text). And each
- * stage section's "Start reading at" line names functions by line range
- * (issue 17, item 6): every range must still hold its function. */
+ * stage section's "Start reading at" line names functions by line range:
+ * every range must still hold its function. And students read README.md
+ * and the lectures, not the tracker this toolkit is built with: no issue
+ * numbers, goals, CI or developers in them. */
 #include <check.h>
 #include <ctype.h>
+#include <regex.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -334,6 +337,105 @@ START_TEST(start_reading_check_finds_functions)
 }
 END_TEST
 
+/* Words of the workflow that builds this toolkit, which a student has
+ * no use for: each an extended regular expression, and whether its case
+ * matters. */
+static const struct {
+    const char *ere;
+    bool icase;
+} workflow_words[] = {
+    {"issues? ?#?[0-9]+", true},          /* "issue 14", "issue #3" */
+    {"(^|[^[:alpha:]])goals?([^[:alpha:]]|$)", true}, /* "goal: 0.95" */
+    {"(^|[^[:alpha:]])CI([^[:alpha:]]|$)", false},    /* "what CI runs" */
+    {"developers?", true},
+    {"commit [0-9a-f]{7,}", true},
+    {"TODO|FIXME", false},
+    {"цель( —|:)|\\| *цель *\\||разработчик", false}, /* "(цель — 0,95)" */
+};
+
+/* NULL if no line of text has a workflow word; otherwise a message
+ * naming each such line (the caller frees it). */
+static char *workflow_lines(const char *name, const char *text)
+{
+    char *msg = NULL;
+    size_t n = sizeof workflow_words / sizeof workflow_words[0];
+    regex_t re[sizeof workflow_words / sizeof workflow_words[0]];
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(regcomp(&re[i], workflow_words[i].ere, REG_EXTENDED |
+            REG_NOSUB | (workflow_words[i].icase ? REG_ICASE : 0)), 0);
+    int lineno = 0;
+    for (const char *p = text; *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        char *line = strndup(p, len);
+        lineno++;
+        for (size_t i = 0; i < n; i++)
+            if (regexec(&re[i], line, 0, NULL, 0) == 0) {
+                size_t at = msg ? strlen(msg) : 0;
+                char *grown = realloc(msg, at + len + strlen(name) + 32);
+                ck_assert_ptr_nonnull(grown);
+                msg = grown;
+                sprintf(msg + at, "  %s:%d: %s\n", name, lineno, line);
+                break;
+            }
+        free(line);
+        p = nl ? nl + 1 : p + len;
+    }
+    for (size_t i = 0; i < n; i++)
+        regfree(&re[i]);
+    return msg;
+}
+
+START_TEST(no_workflow_words)
+{
+    static const char *const docs[] = {"README.md", "LECTURE.md", "LECTURE.ru.md"};
+    char *all = NULL;
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+        char *text = harness_read_file(docs[i]);
+        ck_assert_msg(text != NULL, "cannot read %s", docs[i]);
+        char *msg = workflow_lines(docs[i], text);
+        if (msg) {
+            size_t at = all ? strlen(all) : 0;
+            all = realloc(all, at + strlen(msg) + 1);
+            strcpy(all + at, msg);
+            free(msg);
+        }
+        free(text);
+    }
+    ck_assert_msg(all == NULL, "words of the toolkit's own workflow in what "
+                  "students read (say what a reader needs instead):\n%s", all);
+}
+END_TEST
+
+/* The check itself: each planted phrase is caught on its line; words that
+ * merely contain the letters ("CIDR", "Cinema", "целиком") are not. */
+START_TEST(workflow_check_catches_planted_phrases)
+{
+    static const char *const planted[] = {
+        "Against the goals of issue 14, in this run:",
+        "06 reaches 0.96 of 05 (goal: 0.95).",
+        "on the machine every developer and CI of this project uses",
+        "Run of 2026-11-27 (commit 2f0c3ed, plain build)",
+        "Цели issue 14 в этом прогоне:",
+        "а 06 даёт 0,96 от 05 (цель — 0,95).",
+        "| работа | эталон | цель |",
+    };
+    for (size_t i = 0; i < sizeof planted / sizeof planted[0]; i++) {
+        char *text = NULL;
+        ck_assert_int_ge(asprintf(&text, "clean line\n%s\nclean again\n", planted[i]), 0);
+        char *msg = workflow_lines("doc", text);
+        ck_assert_msg(msg != NULL, "not caught: %s", planted[i]);
+        ck_assert_msg(strstr(msg, "doc:2: ") != NULL, "%s", msg);
+        free(msg);
+        free(text);
+    }
+    static const char clean[] =
+        "CIDR blocks, a Cinema, целиком, the ideal is one delay, a score of 14\n";
+    char *msg = workflow_lines("doc", clean);
+    ck_assert_msg(msg == NULL, "%s", msg);
+}
+END_TEST
+
 START_TEST(tables_are_whole)
 {
     static const char *const docs[] = {"README.md", "LECTURE.md",
@@ -370,6 +472,8 @@ int main(void)
     tcase_add_test(tc, readme_links_resolve);
     tcase_add_test(tc, lecture_links_resolve);
     tcase_add_test(tc, tables_are_whole);
+    tcase_add_test(tc, no_workflow_words);
+    tcase_add_test(tc, workflow_check_catches_planted_phrases);
     tcase_add_loop_test(tc, start_reading_ranges_hold, 0, 2);
     tcase_add_test(tc, start_reading_check_finds_functions);
     suite_add_tcase(s, tc);

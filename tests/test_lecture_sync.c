@@ -1,10 +1,18 @@
-/* LECTURE.ru.md follows LECTURE.md (issue 18): the same "## N." sections
- * with the same number of "###" subsections each, the same fenced blocks
- * and HTML comments byte for byte in the same order, the same figures in
- * the same table cells, and both link the glossary. When the English
- * lecture changes, this fails, naming the section and the first line that
- * differs, until the Russian one follows. Prose is free: only what a
- * reader copies or compares is held identical. */
+/* LECTURE.ru.md follows LECTURE.md: the same "## N." sections with the
+ * same number of "###" subsections each, the same fenced blocks and HTML
+ * comments in the same order, the same figures in the same table cells,
+ * and both link the glossary. What a reader copies or runs is held
+ * identical byte for byte: commands, code, output, the doc-test markers.
+ * What a reader only reads is free: prose, table headers and labels, and
+ * the labels of a Mermaid diagram, whose structure (the diagram's kind,
+ * its nodes, arrows and blocks) must still match line by line. When the
+ * English lecture changes, this fails, naming the section and the first
+ * line that differs, until the Russian one follows.
+ *
+ * And the Russian lecture writes numbers the Russian way: a comma is its
+ * decimal sign, so "32,440" in its prose reads as thirty-two and a bit.
+ * Thousands are grouped with a space (U+202F, a narrow no-break space, in
+ * the figures of tables and prose); commands and code stay as they are. */
 #include <check.h>
 #include <ctype.h>
 #include <stdarg.h>
@@ -76,13 +84,33 @@ static struct item *add(struct outline *o, enum kind k, int section,
     return it;
 }
 
-/* "| 100 sync | 10.04 s |" -> "100|10 04|": the digit runs of each cell. */
+/* The bytes of a no-break space that groups thousands ("10 000" with
+ * U+202F, U+00A0 or U+2009 between the digits), 0 if p holds none. */
+static size_t group_space(const char *p)
+{
+    if ((unsigned char)p[0] == 0xC2 && (unsigned char)p[1] == 0xA0)
+        return 2; /* U+00A0 */
+    if ((unsigned char)p[0] == 0xE2 && (unsigned char)p[1] == 0x80 &&
+        ((unsigned char)p[2] == 0xAF || (unsigned char)p[2] == 0x89))
+        return 3; /* U+202F, U+2009 */
+    return 0;
+}
+
+/* "| 100 sync | 10.04 s |" -> "100|10 04|": the digit runs of each cell.
+ * A group space between a digit and exactly three more joins them, so
+ * the Russian "193 880" (U+202F) has the key of the English "193880". */
 static void row_key(const char *p, size_t len, char *key, size_t cap)
 {
     size_t k = 0;
     bool in_digits = false, cell_has = false;
     for (size_t i = 1; i < len && k + 2 < cap; i++) {
-        if (p[i] == '|') {
+        size_t g = in_digits ? group_space(p + i) : 0;
+        if (g && i + g + 3 <= len && isdigit((unsigned char)p[i + g]) &&
+            isdigit((unsigned char)p[i + g + 1]) &&
+            isdigit((unsigned char)p[i + g + 2]) &&
+            (i + g + 3 == len || !isdigit((unsigned char)p[i + g + 3]))) {
+            i += g - 1; /* the digits that follow continue the run */
+        } else if (p[i] == '|') {
             key[k++] = '|';
             in_digits = cell_has = false;
         } else if (isdigit((unsigned char)p[i])) {
@@ -95,6 +123,96 @@ static void row_key(const char *p, size_t len, char *key, size_t cap)
         }
     }
     key[k] = '\0';
+}
+
+/* A Mermaid line without its labels: what a diagram says, not how its
+ * boxes are captioned. "A[label] -->|label| B{label}" -> "A -->B",
+ * "P->>C: label" -> "P->>C", "participant P as label" -> "participant
+ * P", "alt label" -> "alt"; runs of blanks become one. */
+static void mermaid_key(const char *p, size_t len, char *key, size_t cap)
+{
+    static const char *const blocks[] = {"alt", "else", "opt", "loop", "par",
+        "and", "critical", "break", "rect", "end"};
+    while (len && (*p == ' ' || *p == '\t'))
+        p++, len--;
+    while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+        len--;
+    for (size_t b = 0; b < sizeof blocks / sizeof blocks[0]; b++) {
+        size_t n = strlen(blocks[b]);
+        if (len >= n && strncmp(p, blocks[b], n) == 0 &&
+            (len == n || p[n] == ' ')) {
+            snprintf(key, cap, "%s", blocks[b]);
+            return;
+        }
+    }
+    size_t k = 0, stop = len;
+    if (len > 12 && strncmp(p, "participant ", 12) == 0) {
+        const char *as = strstr(p, " as ");
+        if (as && as < p + len)
+            stop = (size_t)(as - p);
+    }
+    for (size_t i = 0; i < stop && k + 1 < cap; i++) {
+        char c = p[i], close = c == '[' ? ']' : c == '{' ? '}' :
+                               c == '(' ? ')' : c == '|' ? '|' : 0;
+        if (c == '[' && i + 2 < stop && p[i + 1] == '*' && p[i + 2] == ']') {
+            close = 0; /* "[*]", a state diagram's start or end */
+        }
+        if (close) { /* a node's or an edge's label: skip to its end */
+            int depth = 1;
+            while (++i < stop && depth > 0)
+                depth += p[i] == close ? -1 : (p[i] == c && c != '|');
+            i--;
+            continue;
+        }
+        if (c == ':' && !(i + 1 < stop && p[i + 1] == ':'))
+            break; /* the message or transition label */
+        if ((c == ' ' || c == '\t') && (k == 0 || key[k - 1] == ' '))
+            continue;
+        key[k++] = c == '\t' ? ' ' : c;
+    }
+    while (k && key[k - 1] == ' ')
+        k--;
+    key[k] = '\0';
+}
+
+static bool is_mermaid(const char *fence)
+{
+    return strncmp(skip_blanks(fence), "```mermaid", 10) == 0;
+}
+
+/* Whether two lines say the same: byte for byte, or, inside a Mermaid
+ * fence, the same without their labels. */
+static bool same_line(const char *a, size_t al, const char *b, size_t bl,
+                      bool mermaid)
+{
+    if (!mermaid)
+        return al == bl && memcmp(a, b, al) == 0;
+    char ka[512], kb[512];
+    mermaid_key(a, al, ka, sizeof ka);
+    mermaid_key(b, bl, kb, sizeof kb);
+    return strcmp(ka, kb) == 0;
+}
+
+/* Compares two fences line by line; the 0-based index of the first line
+ * that differs, or -1 if none does. */
+static int fence_difference(const struct item *x, const struct item *y)
+{
+    bool mermaid = is_mermaid(x->text) && is_mermaid(y->text);
+    const char *p = x->text, *q = y->text;
+    const char *pe = p + x->len, *qe = q + y->len;
+    for (int line = 0;; line++) {
+        if (p >= pe || q >= qe)
+            return p >= pe && q >= qe ? -1 : line;
+        size_t pl = line_len(p), ql = line_len(q);
+        if (pl > (size_t)(pe - p))
+            pl = (size_t)(pe - p);
+        if (ql > (size_t)(qe - q))
+            ql = (size_t)(qe - q);
+        if (!same_line(p, pl, q, ql, mermaid))
+            return line;
+        p = next_line(p);
+        q = next_line(q);
+    }
 }
 
 /* Splits a document into its items; returns false if it has more than
@@ -177,14 +295,14 @@ static void show_difference(char **msg, const struct outline *a,
     /* First differing line: walk both texts line by line. */
     const char *p = x ? x->text : "", *q = y ? y->text : "";
     const char *pe = x ? x->text + x->len : p, *qe = y ? y->text + y->len : q;
-    int off = 0;
+    int off = 0, stop = k == FENCE && x && y ? fence_difference(x, y) : -1;
     while (p < pe && q < qe) {
         size_t pl = line_len(p), ql = line_len(q);
         if (pl > (size_t)(pe - p))
             pl = (size_t)(pe - p);
         if (ql > (size_t)(qe - q))
             ql = (size_t)(qe - q);
-        if (pl != ql || memcmp(p, q, pl) != 0 ||
+        if (off == stop || (k != FENCE && (pl != ql || memcmp(p, q, pl) != 0)) ||
             (k == ROW && strcmp(x->key, y->key) != 0))
             break;
         p = next_line(p);
@@ -212,6 +330,8 @@ static bool same(const struct item *x, const struct item *y, enum kind k)
         return strcmp(x->key, y->key) == 0 && x->h3 == y->h3;
     case ROW:
         return x->table == y->table && strcmp(x->key, y->key) == 0;
+    case FENCE:
+        return fence_difference(x, y) < 0;
     default:
         return x->len == y->len && memcmp(x->text, y->text, x->len) == 0;
     }
@@ -242,6 +362,62 @@ static char *lecture_diff(const char *a_name, const char *a_text,
             else
                 show_difference(&msg, &a, x, &b, y, k, i);
             break;
+        }
+    }
+    return msg;
+}
+
+/* NULL when the prose of a Russian text (outside fences, HTML comments,
+ * tables, `code` spans and link targets) has no English thousands comma,
+ * `\d,\d{3}`; otherwise a message naming each line that has one (the
+ * caller frees it). Tables are left to the figures-per-cell comparison:
+ * the English tables write no thousands commas, so "10,000" in a Russian
+ * cell has other digit runs than "10000", and a column of decimals such
+ * as "0,967" is no thousand there. */
+static char *english_thousands(const char *name, const char *text)
+{
+    char *msg = NULL;
+    int line = 1;
+    bool in_fence = false, in_comment = false;
+    for (const char *p = text; *p; p = next_line(p), line++) {
+        const char *body = skip_blanks(p);
+        size_t len = line_len(p);
+        if (in_comment) {
+            const char *close = strstr(p, "-->");
+            in_comment = !close || close > p + len;
+            continue;
+        }
+        if (in_fence) { /* a fence ends at a line that is only a fence */
+            in_fence = !(strncmp(body, "```", 3) == 0 && line_len(body) == 3);
+            continue;
+        }
+        if (strncmp(body, "```", 3) == 0) {
+            in_fence = true;
+            continue;
+        }
+        if (strncmp(body, "<!--", 4) == 0) {
+            const char *close = strstr(body, "-->");
+            in_comment = !close || close > p + len;
+            continue;
+        }
+        if (*p == '|')
+            continue;
+        bool in_code = false, in_target = false;
+        for (size_t i = 0; i < len; i++) {
+            if (p[i] == '`')
+                in_code = !in_code;
+            else if (!in_code && p[i] == ']' && i + 1 < len && p[i + 1] == '(')
+                in_target = true;
+            else if (in_target && p[i] == ')')
+                in_target = false;
+            else if (!in_code && !in_target && p[i] == ',' && i > 0 &&
+                     isdigit((unsigned char)p[i - 1]) && i + 3 < len &&
+                     isdigit((unsigned char)p[i + 1]) &&
+                     isdigit((unsigned char)p[i + 2]) &&
+                     isdigit((unsigned char)p[i + 3])) {
+                harness_appendf(&msg, "  %s:%d: %.*s\n", name, line, (int)len, p);
+                break;
+            }
         }
     }
     return msg;
@@ -282,14 +458,24 @@ static const char en_doc[] =
     "<!-- doc-test: run id=s1-x timeout=5\nexpect: ^a\n-->\n"
     "```sh\necho a\necho b\n```\n\n"
     "| what | time |\n|---|---|\n| 100 sync | 10.04 s |\n\n"
-    "## 2. Two\n\n   ```c\n   int x;\n   ```\n";
+    "## 2. Two\n\n   ```c\n   int x;\n   ```\n\n"
+    "```mermaid\nsequenceDiagram\n    participant P as parent\n"
+    "    P->>C: fork()\n    alt full\n        P->>P: write 503\n    end\n```\n\n"
+    "```mermaid\nflowchart TD\n    A[wait: the timer] -->|ready| B{next event}\n"
+    "    [*] --> READ: accepted (init)\n```\n\n"
+    "| clients | GET /s |\n|---|---|\n| 5000 | 193880 |\n";
 
 static const char ru_doc[] =
     "# Т\n\nвведение\n\n## 1. Один\n\n### Идея\n\nтекст\n\n"
     "<!-- doc-test: run id=s1-x timeout=5\nexpect: ^a\n-->\n"
     "```sh\necho a\necho b\n```\n\n"
     "| что | время |\n|---|---|\n| 100 синхронных | 10.04 с |\n\n"
-    "## 2. Два\n\n   ```c\n   int x;\n   ```\n";
+    "## 2. Два\n\n   ```c\n   int x;\n   ```\n\n"
+    "```mermaid\nsequenceDiagram\n    participant P as родитель\n"
+    "    P->>C: fork()\n    alt всё занято\n        P->>P: пишет 503\n    end\n```\n\n"
+    "```mermaid\nflowchart TD\n    A[ждать: таймер] -->|готов| B{следующее событие}\n"
+    "    [*] --> READ: принято (init)\n```\n\n"
+    "| клиентов | GET /с |\n|---|---|\n| 5000 | 193\u202F880 |\n";
 
 /* ru_doc with its first `from` replaced by `to`. */
 static char *edit(const char *from, const char *to)
@@ -331,6 +517,56 @@ START_TEST(checker_catches_each_kind_of_drift)
     expect_caught("### Идея\n", "", "## 1. One", "1 \"###\" headings in en, 0 in ru");
     expect_caught("## 2. Два", "## 3. Два", "## 2. Two", "ru:23: ## 3. Два");
     expect_caught("   int x;", "    int x;", "## 2. Two", "ru:26:     int x;");
+    /* A diagram's labels are free, its nodes and arrows are not. */
+    expect_caught("P->>C: fork()", "C->>P: fork()", "## 2. Two", "ru:32:     C->>P");
+    expect_caught("B{следующее", "D{следующее", "## 2. Two", "ru:40:     A[ждать");
+    expect_caught("[*] --> READ", "[*] --> WRITE", "## 2. Two", "ru:41:     [*] --> WRITE");
+    expect_caught("    alt всё", "    opt всё", "## 2. Two", "ru:33:     opt");
+    /* A figure is compared whatever its grouping; a plain space splits it. */
+    expect_caught("193\u202F880", "193\u202F890", "## 2. Two",
+                  "\"5000|193880|\" versus \"5000|193890|\"");
+    expect_caught("193\u202F880", "193 880", "## 2. Two",
+                  "\"5000|193880|\" versus \"5000|193 880|\"");
+    /* An English thousands comma in a Russian cell is caught here. */
+    expect_caught("193\u202F880", "193,880", "## 2. Two",
+                  "\"5000|193880|\" versus \"5000|193 880|\"");
+}
+END_TEST
+
+/* The Russian-number rule itself: English thousands commas in prose and
+ * table rows are named with their line; decimal commas, grouped
+ * thousands and whatever code, fences and comments hold are not. */
+START_TEST(thousands_check_finds_english_commas)
+{
+    static const char good[] =
+        "# Т\n\n0,5 с, 10\u202F000 клиентов, 10 000 потоков, 1,2 и 3.\n"
+        "Команда `loadgen -n 1,000` и [ссылка](a,1000.md).\n"
+        "```sh\necho 1,000\n```\n<!-- doc-test: run id=x timeout=5\n"
+        "expect: ^200,000 -->\n| 1,5 | 2,25 |\n";
+    char *msg = english_thousands("ru", good);
+    ck_assert_msg(msg == NULL, "%s", msg);
+    static const char bad[] =
+        "# Т\n\nзапустить 32,440 потоков\n```\n1,000\n```\n"
+        "| a | 0,967 |\n\nи 200,000 вызовов\n";
+    msg = english_thousands("ru", bad);
+    ck_assert_ptr_nonnull(msg);
+    ck_assert_msg(strstr(msg, "ru:3: запустить 32,440") != NULL, "%s", msg);
+    ck_assert_msg(strstr(msg, "ru:9: и 200,000") != NULL, "%s", msg);
+    ck_assert_msg(strstr(msg, "ru:5") == NULL && strstr(msg, "ru:7") == NULL,
+                  "%s", msg);
+    free(msg);
+}
+END_TEST
+
+START_TEST(russian_numbers_are_russian)
+{
+    char *ru = harness_read_file("LECTURE.ru.md");
+    ck_assert_msg(ru != NULL, "cannot read LECTURE.ru.md");
+    char *msg = english_thousands("LECTURE.ru.md", ru);
+    ck_assert_msg(msg == NULL, "LECTURE.ru.md writes thousands the English way "
+                  "(a Russian reader sees a decimal comma); write 32\u202F440, "
+                  "with a narrow no-break space (U+202F):\n%s", msg);
+    free(ru);
 }
 END_TEST
 
@@ -340,7 +576,9 @@ int main(void)
     TCase *tc = tcase_create("sync");
     tcase_add_test(tc, checker_accepts_a_faithful_translation);
     tcase_add_test(tc, checker_catches_each_kind_of_drift);
+    tcase_add_test(tc, thousands_check_finds_english_commas);
     tcase_add_test(tc, russian_lecture_follows_english);
+    tcase_add_test(tc, russian_numbers_are_russian);
     tcase_add_test(tc, both_lectures_link_the_glossary);
     suite_add_tcase(s, tc);
     return harness_run(s);
