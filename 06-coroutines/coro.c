@@ -87,12 +87,7 @@ static void co_trampoline(void)
 
 static void co_block_free(struct co *c)
 {
-    if (c->prev_all)
-        c->prev_all->next_all = c->next_all;
-    else
-        sched->all = c->next_all;
-    if (c->next_all)
-        c->next_all->prev_all = c->prev_all;
+    list_remove(&c->all_link);
     free(c);
 }
 
@@ -117,12 +112,7 @@ static void co_retire(struct co *c)
 static void ready_push(struct co *c)
 {
     c->state = CO_READY;
-    c->next_ready = NULL;
-    if (sched->ready_tail)
-        sched->ready_tail->next_ready = c;
-    else
-        sched->ready_head = c;
-    sched->ready_tail = c;
+    list_push_back(&sched->ready, &c->ready_link);
     sched->ready_len++;
 }
 
@@ -234,13 +224,10 @@ int co_sleep(int ms)
  * coroutine that yields in a loop cannot keep epoll from being polled. */
 static void run_ready(void)
 {
-    for (size_t n = sched->ready_len; n > 0 && sched->ready_head; n--) {
-        struct co *c = sched->ready_head;
-        sched->ready_head = c->next_ready;
-        if (!sched->ready_head)
-            sched->ready_tail = NULL;
+    for (size_t n = sched->ready_len; n > 0; n--) {
+        struct list *it = list_pop_front(&sched->ready);
         sched->ready_len--;
-        co_resume(c);
+        co_resume(LIST_ITEM(it, struct co, ready_link));
     }
 }
 
@@ -257,14 +244,15 @@ int co_sched_run(void)
         run_ready();
         if (sched->live == 0)
             break;
-        if (!sched->ready_head && sched->wakeable == 0) {
+        bool idle = list_empty(&sched->ready);
+        if (idle && sched->wakeable == 0) {
             rc = -EDEADLK; /* only coroutines could wake the rest */
             break;
         }
         /* Sleep until the next event or deadline; not at all if someone is
          * ready. Fds are called back before timers, so data that arrived
          * just at a deadline is not a timeout. */
-        if (loop_run_once(sched->loop, sched->ready_head ? 0 : -1) < 0) {
+        if (loop_run_once(sched->loop, idle ? -1 : 0) < 0) {
             rc = -errno;
             break;
         }
@@ -299,10 +287,7 @@ struct co *co_spawn(co_fn fn, void *arg)
     c->fn = fn;
     c->arg = arg;
     loop_timer_init(&c->timer, co_on_timer, c);
-    c->next_all = sched->all;
-    if (sched->all)
-        sched->all->prev_all = c;
-    sched->all = c;
+    list_push_back(&sched->all, &c->all_link);
     sched->live++;
     ready_push(c);
     return c;
@@ -434,6 +419,8 @@ int co_sched_init(const struct co_options *opts)
     s->workers = opts && opts->workers > 0 ? opts->workers
                                            : CO_DEFAULT_WORKERS;
     s->use_setjmp = !opts || opts->switch_kind != CO_SWITCH_SWAPCONTEXT;
+    list_init(&s->ready);
+    list_init(&s->all);
     s->next_id = 1;
     s->loop_thread = pthread_self();
     san_signals_hold(&s->san, s->loop);
@@ -448,9 +435,10 @@ void co_sched_free(void)
         return;
     co_pool_free();  /* the workers may still write into stacks */
     co_curl_free();  /* transfers of coroutines that will never run again */
-    while (s->all) {
-        s->all->detached = true; /* so co_retire frees the block too */
-        co_retire(s->all);
+    while (!list_empty(&s->all)) {
+        struct co *c = LIST_ITEM(s->all.next, struct co, all_link);
+        c->detached = true; /* so co_retire frees the block too */
+        co_retire(c);
     }
     co_stack_cache_free();
     loop_free(s->loop);

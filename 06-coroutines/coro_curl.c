@@ -16,25 +16,14 @@ struct co_transfer {
     CURL *easy;
     struct co *co;
     CURLcode result;
-    struct co_transfer *prev, *next;
+    struct list link;           /* in co_curl.transfers */
 };
 
 struct co_curl {
     struct curl_loop *cl;
     CURLM *multi;
-    struct co_transfer *transfers; /* in flight */
+    struct list transfers;     /* in flight */
 };
-
-static void transfer_unlink(struct co_curl *cc, struct co_transfer *t)
-{
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        cc->transfers = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
-    t->prev = t->next = NULL;
-}
 
 /* curl_loop's `ran`: wakes the coroutines whose transfers finished. A
  * linear search over the transfers in flight: they are few, and
@@ -50,7 +39,8 @@ static void curl_ran(struct curl_loop *cl, void *arg)
             continue;
         CURL *easy = msg->easy_handle; /* msg dies with remove_handle */
         CURLcode result = msg->data.result;
-        for (struct co_transfer *t = cc->transfers; t; t = t->next) {
+        LIST_FOR_EACH(it, &cc->transfers) {
+            struct co_transfer *t = LIST_ITEM(it, struct co_transfer, link);
             if (t->easy == easy) {
                 t->result = result;
                 co_wait_end(t->co, 0); /* removes the handle too */
@@ -63,7 +53,7 @@ static void curl_ran(struct curl_loop *cl, void *arg)
 void co_curl_abort(struct co *c)
 {
     struct co_curl *cc = sched->curl;
-    transfer_unlink(cc, c->wait_transfer);
+    list_remove(&c->wait_transfer->link);
     /* Aborts the transfer if it is still running. */
     curl_multi_remove_handle(cc->multi, c->wait_transfer->easy);
 }
@@ -73,11 +63,9 @@ void co_curl_free(void)
     struct co_curl *cc = sched->curl;
     if (!cc)
         return;
-    while (cc->transfers) {
-        struct co_transfer *t = cc->transfers;
-        transfer_unlink(cc, t);
-        curl_multi_remove_handle(cc->multi, t->easy);
-    }
+    for (struct list *it; (it = list_pop_front(&cc->transfers));)
+        curl_multi_remove_handle(cc->multi,
+                                 LIST_ITEM(it, struct co_transfer, link)->easy);
     curl_loop_free(cc->cl); /* may still unwatch curl's sockets */
     free(cc);
     sched->curl = NULL;
@@ -94,6 +82,7 @@ static int curl_setup(void)
         return -ENOMEM;
     }
     cc->multi = curl_loop_multi(cc->cl);
+    list_init(&cc->transfers);
     sched->curl = cc;
     return 0;
 }
@@ -117,10 +106,7 @@ int co_curl_perform(CURL *easy)
     CURLMcode mc = curl_multi_add_handle(cc->multi, easy);
     if (mc != CURLM_OK)
         return mc == CURLM_OUT_OF_MEMORY ? -ENOMEM : -EINVAL;
-    t.next = cc->transfers;
-    if (t.next)
-        t.next->prev = &t;
-    cc->transfers = &t;
+    list_push_back(&cc->transfers, &t.link);
     c->wait_transfer = &t;
     int rc = co_park(c, WAIT_CURL, -1, 0);
     return rc < 0 ? rc : (int)t.result;

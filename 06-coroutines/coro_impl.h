@@ -15,6 +15,7 @@
 
 #include "coro.h"
 #include "coro_san.h"
+#include "list.h"
 #include "loop.h"
 
 enum co_state {
@@ -52,8 +53,8 @@ struct co {
     char *map;                 /* the whole mapping (guard page + stack) */
     char *stack;               /* the usable part, just above the guard */
     size_t stack_size;
-    struct co *next_ready;     /* ready queue link */
-    struct co *prev_all, *next_all; /* every control block, for co_sched_free */
+    struct list ready_link;    /* in sched->ready while CO_READY */
+    struct list all_link;      /* in sched->all until its block is freed */
 
     enum co_wait wait;
     int wake_result;           /* what the wait returns: set by the waker */
@@ -83,9 +84,9 @@ struct co_sched {
     struct loop *loop;         /* common/loop: the same loop as 05's */
     struct co_fd *fds;         /* indexed by fd, grown on demand */
     size_t nfds;
-    struct co *ready_head, *ready_tail;
+    struct list ready;         /* the ready queue, first to run first */
     size_t ready_len;
-    struct co *all;            /* every control block not yet freed */
+    struct list all;           /* every control block not yet freed */
     struct co *current;        /* the running coroutine, NULL in the loop */
     long next_id;
     size_t live;               /* coroutines that have not returned */
