@@ -116,16 +116,13 @@ static void ready_push(struct co *c)
     sched->ready_len++;
 }
 
-/* Takes c out of whatever it was registered with for its current wait. An
- * fd wait needs nothing: its slot is cleared when c runs again (coro_fd.c). */
+/* Takes c out of whatever it registered with for this wait: the wait's
+ * own undo, so the core never needs to know who waits. */
 static void co_wait_undo(struct co *c)
 {
-    if (c->wait == WAIT_JOIN || c->wait == WAIT_UNWIND) {
-        if (c->wait_target->join_waiter == c)
-            c->wait_target->join_waiter = NULL;
-    } else if (c->wait == WAIT_CURL) {
-        co_curl_abort(c);
-    }
+    if (c->wait->undo)
+        c->wait->undo(c, c->wait->arg);
+    c->wait = NULL;
 }
 
 void co_wait_end(struct co *c, int result)
@@ -144,7 +141,7 @@ static void co_on_timer(struct loop *loop, void *arg)
 {
     (void)loop;
     struct co *c = arg;
-    co_wait_end(c, c->timer_result);
+    co_wait_end(c, c->wait->timer_result);
 }
 
 /* What a wait returns once the scheduler runs c again. A cancel that
@@ -152,23 +149,18 @@ static void co_on_timer(struct loop *loop, void *arg)
  * still wins, as in asyncio: the coroutine learns about it here. */
 static int co_resumed(struct co *c)
 {
-    c->wait = WAIT_NONE;
     return co_take_cancel(c) ? -ECANCELED : c->wake_result;
 }
 
-int co_park(struct co *c, enum co_wait kind, int timeout_ms, int timer_result)
+int co_park(struct co *c, const struct co_wait *w, int timeout_ms)
 {
-    c->wait = kind;
-    c->timer_result = timer_result;
+    c->wait = w;
     if (timeout_ms >= 0 &&
         loop_timer_arm(sched->loop, &c->timer, (uint64_t)timeout_ms) < 0) {
         co_wait_undo(c);
-        c->wait = WAIT_NONE;
         return -ENOMEM;
     }
-    /* Only another coroutine can end a join without a timeout. */
-    c->wakeable = timeout_ms >= 0 ||
-                  (kind != WAIT_JOIN && kind != WAIT_UNWIND);
+    c->wakeable = timeout_ms >= 0 || !w->only_a_coroutine;
     if (c->wakeable)
         sched->wakeable++;
     c->state = CO_WAITING;
@@ -183,11 +175,10 @@ int co_cancel(struct co *c)
     if (c->state == CO_DONE)
         return -ESRCH;
     c->cancel_pending = true;
-    /* Two waits must run to their end: a worker thread is writing into
-     * c's stack (BLOCKING), or co_join must not return while the coroutine
-     * it cancelled still runs (UNWIND). */
-    if (c->state == CO_WAITING && c->wait != WAIT_BLOCKING &&
-        c->wait != WAIT_UNWIND)
+    /* Some waits must run to their end: a worker thread is writing into
+     * c's stack (co_run_blocking), or co_join must not return while the
+     * coroutine it cancelled still runs (its unwind). */
+    if (c->state == CO_WAITING && !c->wait->must_finish)
         co_wait_end(c, -ECANCELED);
     return 0;
 }
@@ -212,7 +203,8 @@ int co_sleep(int ms)
         return -EPERM;
     if (co_take_cancel(c))
         return -ECANCELED;
-    return co_park(c, WAIT_SLEEP, ms < 0 ? 0 : ms, 0);
+    static const struct co_wait sleeping = {.timer_result = 0};
+    return co_park(c, &sleeping, ms < 0 ? 0 : ms);
 }
 
 /* ---- 4. the loop -----------------------------------------------------------
@@ -303,13 +295,24 @@ int co_detach(struct co *c)
     return 0;
 }
 
-/* Parks self until t has returned (or the timeout or a cancel). */
-static int co_wait_for(struct co *self, struct co *t, enum co_wait kind,
+/* A join's undo: t no longer has self waiting for it. */
+static void co_join_undo(struct co *self, void *t)
+{
+    struct co *target = t;
+    if (target->join_waiter == self)
+        target->join_waiter = NULL;
+}
+
+/* Parks self until t has returned (or the timeout or a cancel). An unwind
+ * (waiting for a cancelled t to finish its cleanup) must finish. */
+static int co_wait_for(struct co *self, struct co *t, bool unwind,
                        int timeout_ms)
 {
+    struct co_wait w = {.undo = co_join_undo, .arg = t,
+                        .timer_result = -ETIMEDOUT, .must_finish = unwind,
+                        .only_a_coroutine = true};
     t->join_waiter = self;
-    self->wait_target = t;
-    return co_park(self, kind, timeout_ms, -ETIMEDOUT);
+    return co_park(self, &w, timeout_ms);
 }
 
 /* The checks that leave a handle untouched when they fail. */
@@ -337,13 +340,13 @@ int co_join(struct co *t, int timeout_ms, void **result)
     if (t->state != CO_DONE) {
         t->claimed = true;
         rc = co_take_cancel(self) ? -ECANCELED
-                                  : co_wait_for(self, t, WAIT_JOIN, timeout_ms);
+                                  : co_wait_for(self, t, false, timeout_ms);
         if (rc < 0 && t->state != CO_DONE) {
             /* wait_for's rule: what we stop waiting for, we stop. Then we
              * wait for its cleanup, so no coroutine outlives its handle. */
             co_cancel(t);
             while (t->state != CO_DONE)
-                if (co_wait_for(self, t, WAIT_UNWIND, -1) == -ECANCELED)
+                if (co_wait_for(self, t, true, -1) == -ECANCELED)
                     rc = -ECANCELED;
         }
     }
@@ -421,6 +424,7 @@ int co_sched_init(const struct co_options *opts)
     s->use_setjmp = !opts || opts->switch_kind != CO_SWITCH_SWAPCONTEXT;
     list_init(&s->ready);
     list_init(&s->all);
+    list_init(&s->cleanups);
     s->next_id = 1;
     s->loop_thread = pthread_self();
     san_signals_hold(&s->san, s->loop);
@@ -428,13 +432,22 @@ int co_sched_init(const struct co_options *opts)
     return 0;
 }
 
+void co_at_free(struct co_cleanup *cl)
+{
+    list_push_back(&sched->cleanups, &cl->link);
+}
+
 void co_sched_free(void)
 {
     struct co_sched *s = sched;
     if (!s || s->running)
         return;
-    co_pool_free();  /* the workers may still write into stacks */
-    co_curl_free();  /* transfers of coroutines that will never run again */
+    /* The parts started on demand first: a worker may still write into a
+     * stack, a transfer in flight lives on one. */
+    for (struct list *it; (it = list_pop_front(&s->cleanups));) {
+        struct co_cleanup *cl = LIST_ITEM(it, struct co_cleanup, link);
+        cl->end(cl);
+    }
     while (!list_empty(&s->all)) {
         struct co *c = LIST_ITEM(s->all.next, struct co, all_link);
         c->detached = true; /* so co_retire frees the block too */

@@ -25,19 +25,19 @@ enum co_state {
     CO_DONE,     /* returned; only the control block is left */
 };
 
-/* What a parked coroutine waits for. A wake-up, a timeout and a cancel all
- * end a wait the same way (co_wait_end), and this says what to undo. */
-enum co_wait {
-    WAIT_NONE,
-    WAIT_SLEEP,
-    WAIT_FD,        /* an fd, as its reader or writer (sched->fds) */
-    WAIT_JOIN,      /* wait_target to return */
-    WAIT_UNWIND,    /* a cancelled wait_target to finish its cleanup */
-    WAIT_BLOCKING,  /* a worker thread to run our job (coro_pool.c) */
-    WAIT_CURL,      /* wait_transfer to complete (coro_curl.c) */
+/* One wait, as whoever parks describes it to the core (a clause, in
+ * libdill's words): how to take the coroutine back out of what it
+ * registered with, and the two things the core must know about the wait.
+ * It lives on the waiter's stack for as long as the wait. */
+struct co_wait {
+    void (*undo)(struct co *c, void *arg); /* NULL: nothing to undo */
+    void *arg;
+    int timer_result;      /* what the wait returns if its timer fires */
+    bool must_finish;      /* co_cancel cannot end it: it only marks c, and
+                              the wait says -ECANCELED once it is over */
+    bool only_a_coroutine; /* only another coroutine can end it (a join):
+                              with no timer either, a deadlock may wait */
 };
-
-struct co_transfer;
 
 struct co {
     long id;
@@ -56,13 +56,10 @@ struct co {
     struct list ready_link;    /* in sched->ready while CO_READY */
     struct list all_link;      /* in sched->all until its block is freed */
 
-    enum co_wait wait;
+    const struct co_wait *wait; /* while parked: what it waits for */
     int wake_result;           /* what the wait returns: set by the waker */
-    int timer_result;          /* what the wait returns if its timer fires */
     struct loop_timer timer;   /* the wait's deadline, when it has one */
     bool wakeable;             /* counted in sched->wakeable */
-    struct co *wait_target;
-    struct co_transfer *wait_transfer;
 
     struct co *join_waiter;    /* the coroutine parked in co_join on us */
     bool claimed;              /* co_join has started on this handle */
@@ -76,8 +73,14 @@ struct co_fd {
     struct co *reader, *writer;
 };
 
-struct co_pool; /* coro_pool.c */
-struct co_curl; /* coro_curl.c */
+/* A part of the scheduler that starts on first use (the workers of
+ * co_run_blocking, the curl multi) and must end before the coroutines'
+ * stacks go, since it may still point into them: co_at_free registers it,
+ * and co_sched_free runs `end`, first registered first. */
+struct co_cleanup {
+    struct list link;
+    void (*end)(struct co_cleanup *self);
+};
 
 struct co_sched {
     size_t stack_size, page_size;
@@ -111,8 +114,7 @@ struct co_sched {
                                   entry (coro_switch.c) */
     pthread_t loop_thread;
     int workers;               /* co_options.workers */
-    struct co_pool *pool;      /* started by the first co_run_blocking */
-    struct co_curl *curl;      /* made by the first co_curl_perform */
+    struct list cleanups;      /* struct co_cleanup, for co_sched_free */
     struct san_loop san;
 };
 
@@ -151,19 +153,17 @@ static inline int co_time_left(uint64_t deadline)
     return deadline - now > INT_MAX ? INT_MAX : (int)(deadline - now);
 }
 
-/* Suspends the running coroutine c in wait `kind`, already registered,
- * with an optional timeout whose expiry makes the wait return
- * timer_result. Returns what ended the wait. */
-int co_park(struct co *c, enum co_wait kind, int timeout_ms,
-            int timer_result);
+/* Suspends the running coroutine c in wait w, already registered, with an
+ * optional timeout (timeout_ms < 0: none) whose expiry makes the wait
+ * return w->timer_result. Returns what ended the wait. */
+int co_park(struct co *c, const struct co_wait *w, int timeout_ms);
 
-/* Ends c's wait with result: undoes its registration and timer, queues c. */
+/* Ends c's wait with result: undoes its registration (w->undo) and its
+ * timer, queues c. */
 void co_wait_end(struct co *c, int result);
 
-/* coro_curl.c: takes c's transfer out of the multi handle (aborting it if
- * it still runs); and the whole of it at co_sched_free. */
-void co_curl_abort(struct co *c);
-void co_curl_free(void);
+/* Has cl->end run at co_sched_free (struct co_cleanup). */
+void co_at_free(struct co_cleanup *cl);
 
 /* coro_stack.c: gives c a stack (c->map, c->stack), 0 or a negative
  * errno; takes it back (nothing if c has none) into a small cache; unmaps
@@ -179,8 +179,5 @@ void co_stack_cache_free(void);
 int co_ctx_make(struct co *c, void (*entry)(void));
 void co_ctx_enter(struct co *c);
 void co_ctx_leave(struct co *c);
-
-/* coro_pool.c: waits for running jobs, ends the workers (co_sched_free). */
-void co_pool_free(void);
 
 #endif

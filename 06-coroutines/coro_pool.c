@@ -33,7 +33,12 @@ struct co_pool {
     int efd;                   /* eventfd: "done list not empty" */
     pthread_t *threads;
     int nthreads;
+    struct co_cleanup cleanup; /* ends it at co_sched_free */
 };
+
+/* The scheduler's workers: started by the first co_run_blocking, ended
+ * with the scheduler (one scheduler at a time, so one pool). */
+static struct co_pool *sched_pool;
 
 static void pool_notify(struct co_pool *p)
 {
@@ -89,11 +94,8 @@ static void pool_on_done(struct loop *loop, int fd, unsigned events,
 }
 
 /* Waits for the running and queued jobs, then ends the workers. */
-void co_pool_free(void)
+static void pool_free(struct co_pool *p)
 {
-    struct co_pool *p = sched->pool;
-    if (!p)
-        return;
     pthread_mutex_lock(&p->lock);
     p->stop = true;
     pthread_cond_broadcast(&p->work);
@@ -108,14 +110,20 @@ void co_pool_free(void)
     pthread_cond_destroy(&p->work);
     free(p->threads);
     free(p);
-    sched->pool = NULL;
+}
+
+/* co_sched_free: before the stacks go, since a job lives on one. */
+static void pool_end(struct co_cleanup *self)
+{
+    pool_free(container_of(self, struct co_pool, cleanup));
+    sched_pool = NULL;
 }
 
 /* Starts the workers on first use. Signals stay with the loop thread: the
  * workers block them all, so a SIGTERM interrupts epoll_wait, not a job. */
 static int pool_start(void)
 {
-    if (sched->pool)
+    if (sched_pool)
         return 0;
     struct co_pool *p = calloc(1, sizeof *p);
     if (!p)
@@ -124,12 +132,11 @@ static int pool_start(void)
     pthread_cond_init(&p->work, NULL);
     list_init(&p->todo);
     list_init(&p->done);
-    sched->pool = p;
     p->threads = calloc((size_t)sched->workers, sizeof *p->threads);
     p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (!p->threads || p->efd < 0 ||
         loop_watch(sched->loop, p->efd, LOOP_READABLE, pool_on_done, p) < 0) {
-        co_pool_free();
+        pool_free(p);
         return -EAGAIN;
     }
     sigset_t all, old;
@@ -142,9 +149,12 @@ static int pool_start(void)
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (p->nthreads == 0) {
-        co_pool_free();
+        pool_free(p);
         return -EAGAIN;
     }
+    p->cleanup.end = pool_end;
+    co_at_free(&p->cleanup);
+    sched_pool = p;
     return 0;
 }
 
@@ -159,15 +169,16 @@ int co_run_blocking(co_fn fn, void *arg, void **result)
         return -ECANCELED;
     if (pool_start() < 0)
         return -EAGAIN;
-    struct co_pool *p = sched->pool;
+    struct co_pool *p = sched_pool;
     struct co_job job = {.fn = fn, .arg = arg, .co = c};
     pthread_mutex_lock(&p->lock);
     list_push_back(&p->todo, &job.link);
     pthread_cond_signal(&p->work);
     pthread_mutex_unlock(&p->lock);
-    /* No timeout and not interruptible: only pool_on_done ends this wait,
-     * so `job` outlives the worker's use of it. */
-    int rc = co_park(c, WAIT_BLOCKING, -1, 0);
+    /* No timeout, no undo, and it must finish: only pool_on_done ends this
+     * wait, so `job` outlives the worker's use of it. */
+    static const struct co_wait w = {.must_finish = true};
+    int rc = co_park(c, &w, -1);
     if (result)
         *result = job.result;
     return rc;
