@@ -1,8 +1,10 @@
-/* coro_impl: what the scheduler's files share. Private to 06-coroutines:
- * coro.c (the core), coro_fd.c (waiting on descriptors), coro_pool.c
- * (co_run_blocking) and coro_curl.c (co_curl_perform). The satellites use
- * only the core's way of waiting: register somewhere, co_park, and have
- * whoever finishes the wait call co_wait_end. */
+/* coro_impl: what the scheduler's files share. Private to 06-coroutines.
+ *
+ * The core is coro.c (run loop, park and wake, switch, spawn),
+ * coro_switch.c, coro_stack.c and this header. Every other coro_*.c
+ * builds on the core's one way of waiting: register somewhere, describe
+ * the undo in a struct co_wait, co_park, and have whoever finishes the wait
+ * call co_wait_end. */
 #ifndef CORO_IMPL_H
 #define CORO_IMPL_H
 
@@ -97,11 +99,15 @@ struct co_sched {
                                   than a coroutine can wake: if none and
                                   nobody is ready, that is a deadlock */
     bool running;              /* inside co_sched_run */
-    bool on_loop_stack;        /* running a co_call_on_loop_stack: no
-                                  waits (co_running is NULL) */
-    co_fn call_fn;             /* what the current coroutine asks the loop
-                                  to run on its stack, and the answer */
-    void *call_arg, *call_result;
+    void (*call_on_loop)(struct co *c); /* the core's one hook: set by a
+                                  coroutine that switched out not to wait
+                                  but to have this run on the loop's stack
+                                  (coro_deep.c); co_resume runs it */
+    struct {                   /* coro_deep.c: the call it asked for */
+        co_fn fn;
+        void *arg, *result;
+        bool running;          /* making it now: no waits (co_running NULL) */
+    } deep;
     void (*entry)(void);       /* where every coroutine starts */
     char **stack_cache;        /* mappings of finished coroutines, for
                                   the next ones (coro_stack.c) */
@@ -124,7 +130,7 @@ extern struct co_sched *sched;
 /* The running coroutine, or NULL if the caller is not one. */
 static inline struct co *co_running(void)
 {
-    return sched && !sched->on_loop_stack ? sched->current : NULL;
+    return sched && !sched->deep.running ? sched->current : NULL;
 }
 
 /* Consumes a pending cancel: a wait about to start reports it at once. */
@@ -165,9 +171,16 @@ void co_wait_end(struct co *c, int result);
 /* Has cl->end run at co_sched_free (struct co_cleanup). */
 void co_at_free(struct co_cleanup *cl);
 
-/* coro_stack.c: gives c a stack (c->map, c->stack), 0 or a negative
- * errno; takes it back (nothing if c has none) into a small cache; unmaps
- * the cache (co_sched_free). */
+/* Frees a finished (or, at co_sched_free, abandoned) coroutine's control
+ * block: co_join and co_detach, once nobody needs its result. */
+void co_block_free(struct co *c);
+
+/* coro_stack.c: sets s->page_size and s->stack_size from the size asked
+ * for (0: CO_DEFAULT_STACK_SIZE; rounded up to whole pages, at least 16
+ * KiB); gives c a stack (c->map, c->stack), 0 or a negative errno; takes it
+ * back (nothing if c has none) into a small cache; unmaps the cache
+ * (co_sched_free). */
+void co_stack_sizes(struct co_sched *s, size_t requested);
 int co_stack_alloc(struct co *c);
 void co_stack_free(struct co *c);
 void co_stack_cache_free(void);

@@ -20,10 +20,24 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <unistd.h>
+
+/* The smallest stack co_options.stack_size gets (coro.h). */
+#define CO_MIN_STACK (16 * 1024)
 
 /* Stacks kept for reuse: enough for a burst of connections to reuse each
  * other's; each costs only its kernel memory area while cached. */
 #define CO_STACK_CACHE 256
+
+void co_stack_sizes(struct co_sched *s, size_t requested)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    s->page_size = page > 0 ? (size_t)page : 4096;
+    size_t size = requested ? requested : CO_DEFAULT_STACK_SIZE;
+    if (size < CO_MIN_STACK)
+        size = CO_MIN_STACK;
+    s->stack_size = (size + s->page_size - 1) / s->page_size * s->page_size;
+}
 
 static size_t co_map_len(void)
 {
