@@ -1,13 +1,10 @@
-/* coro: the scheduler's core (coro.h says what each function does; this
- * file is how), in the order a reader needs it:
- *   1. the run loop: run what is ready, then one turn of 05's loop;
- *   2. park and wake: how a coroutine waits, and how its wait ends;
- *   3. the switch: the scheduler hands the CPU to a coroutine;
- *   4. spawn: a coroutine's birth and end, and the scheduler's.
- * The rest of the core: coro_switch.c (how a switch changes stacks),
- * coro_stack.c (the stacks) and coro_impl.h (what the files share). Every
- * other coro_*.c builds something on co_park and co_wait_end, and this
- * file names none of them: each wait brings its own undo (struct co_wait).
+/* coro: the scheduler's core. coro.h says what each function does; this
+ * file says how, in the order a reader needs it: 1. the run loop, 2. park
+ * and wake, 3. the switch, 4. spawn. The rest of the core: coro_sched.c
+ * (the scheduler's own birth and end), coro_switch.c (how a switch changes
+ * stacks), coro_stack.c (the stacks), coro_impl.h (what they share). Every
+ * other coro_*.c builds on co_park and co_wait_end, and this file names
+ * none of them: each wait brings its own undo (struct co_wait).
  *
  * 06 stands on 05's loop (common/loop). A coroutine that waits for an fd or
  * a deadline registers a loop callback (loop_watch, loop_timer_arm) whose
@@ -81,8 +78,7 @@ int co_sched_run(void)
  * struct co_wait, then co_park, which arms the optional timer and switches
  * to the scheduler. Whoever ends the wait calls co_wait_end(c, result): it
  * runs the wait's undo, cancels the timer and queues c. So a timeout, an
- * event and a cancel can never both fire: the first one removes the others.
- * libdill's clauses work the same way. */
+ * event and a cancel can never both fire: the first removes the others. */
 
 static void ready_push(struct co *c)
 {
@@ -172,8 +168,6 @@ int co_sleep(int ms)
  * the stack changes, swapcontext or _setjmp/_longjmp, is coro_switch.c's
  * business. */
 
-static void co_retire(struct co *c);
-
 static void co_resume(struct co *c)
 {
     sched->current = c;
@@ -228,6 +222,7 @@ struct co *co_spawn(co_fn fn, void *arg)
     c->fn = fn;
     c->arg = arg;
     loop_timer_init(&c->timer, co_on_timer, c);
+    list_init(&c->ready_link);
     list_push_back(&sched->all, &c->all_link);
     sched->live++;
     ready_push(c);
@@ -242,63 +237,10 @@ void co_block_free(struct co *c)
 
 /* A coroutine just returned: its stack goes at once; its control block
  * stays for co_join, unless nobody will ever join it. */
-static void co_retire(struct co *c)
+void co_retire(struct co *c)
 {
     co_stack_free(c);
     san_fiber_destroy(&c->san);
     if (c->detached)
         co_block_free(c);
-}
-
-int co_sched_init(const struct co_options *opts)
-{
-    if (sched)
-        return -EBUSY;
-    struct co_sched *s = calloc(1, sizeof *s);
-    if (!s || !(s->loop = loop_new())) {
-        int err = errno; /* ENOMEM, or what epoll_create1 said */
-        free(s);
-        return -err;
-    }
-    co_stack_sizes(s, opts ? opts->stack_size : 0);
-    s->workers = opts && opts->workers > 0 ? opts->workers
-                                           : CO_DEFAULT_WORKERS;
-    s->use_setjmp = !opts || opts->switch_kind != CO_SWITCH_SWAPCONTEXT;
-    list_init(&s->ready);
-    list_init(&s->all);
-    list_init(&s->cleanups);
-    s->next_id = 1;
-    s->loop_thread = pthread_self();
-    san_signals_hold(&s->san, s->loop);
-    sched = s;
-    return 0;
-}
-
-void co_at_free(struct co_cleanup *cl)
-{
-    list_push_back(&sched->cleanups, &cl->link);
-}
-
-void co_sched_free(void)
-{
-    struct co_sched *s = sched;
-    if (!s || s->running)
-        return;
-    /* The parts started on demand first: one may still point into a stack
-     * (a job a worker runs, a transfer in flight). */
-    for (struct list *it; (it = list_pop_front(&s->cleanups));) {
-        struct co_cleanup *cl = LIST_ITEM(it, struct co_cleanup, link);
-        cl->end(cl);
-    }
-    while (!list_empty(&s->all)) {
-        struct co *c = LIST_ITEM(s->all.next, struct co, all_link);
-        c->detached = true; /* so co_retire frees the block too */
-        co_retire(c);
-    }
-    co_stack_cache_free();
-    loop_free(s->loop);
-    san_signals_release(&s->san);
-    free(s->fds);
-    free(s);
-    sched = NULL;
 }

@@ -1,10 +1,10 @@
 /* coro_impl: what the scheduler's files share. Private to 06-coroutines.
  *
  * The core is coro.c (run loop, park and wake, switch, spawn),
- * coro_switch.c, coro_stack.c and this header. Every other coro_*.c
- * builds on the core's one way of waiting: register somewhere, describe
- * the undo in a struct co_wait, co_park, and have whoever finishes the wait
- * call co_wait_end. */
+ * coro_sched.c, coro_switch.c, coro_stack.c and this header. Every other
+ * coro_*.c builds on the core's one way of waiting: register somewhere,
+ * describe the undo in a struct co_wait, co_park, and have whoever
+ * finishes the wait call co_wait_end. */
 #ifndef CORO_IMPL_H
 #define CORO_IMPL_H
 
@@ -171,8 +171,12 @@ void co_wait_end(struct co *c, int result);
 /* Has cl->end run at co_sched_free (struct co_cleanup). */
 void co_at_free(struct co_cleanup *cl);
 
-/* Frees a finished (or, at co_sched_free, abandoned) coroutine's control
- * block: co_join and co_detach, once nobody needs its result. */
+/* A coroutine that returned (or, at co_sched_free, is abandoned): frees
+ * its stack at once, and its control block too if it is detached. */
+void co_retire(struct co *c);
+
+/* Frees a retired coroutine's control block: co_join and co_detach, once
+ * nobody needs its result. */
 void co_block_free(struct co *c);
 
 /* coro_stack.c: sets s->page_size and s->stack_size from the size asked
