@@ -16,9 +16,15 @@
  * to the scheduler (never coroutine to coroutine). That costs a second
  * switch per hand-over but keeps every decision in one place: the loop.
  * Loop callbacks therefore never switch: they queue the coroutine, and the
- * scheduler runs the queue between turns of the loop. */
+ * scheduler runs the queue between turns of the loop.
+ *
+ * The core's rules are asserts, as in libdill (on in every build here:
+ * nothing defines NDEBUG): only the scheduler resumes, and only a ready
+ * coroutine; a coroutine waits for one thing at a time; only a parked
+ * coroutine's wait ends, and once; a finished coroutine never runs again. */
 #include "coro_impl.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 
@@ -82,6 +88,7 @@ int co_sched_run(void)
 
 static void ready_push(struct co *c)
 {
+    assert(!list_linked(&c->ready_link)); /* queued at most once */
     c->state = CO_READY;
     list_push_back(&sched->ready, &c->ready_link);
     sched->ready_len++;
@@ -97,6 +104,7 @@ static void co_wait_undo(struct co *c)
 
 void co_wait_end(struct co *c, int result)
 {
+    assert(c->state == CO_WAITING && c->wait); /* parked, and not yet woken */
     co_wait_undo(c);
     loop_timer_cancel(sched->loop, &c->timer);
     if (c->wakeable)
@@ -124,6 +132,8 @@ static int co_resumed(struct co *c)
 
 int co_park(struct co *c, const struct co_wait *w, int timeout_ms)
 {
+    assert(c == co_running()); /* a coroutine parks only itself */
+    assert(!c->wait);          /* and waits for one thing at a time */
     c->wait = w;
     if (timeout_ms >= 0 &&
         loop_timer_arm(sched->loop, &c->timer, (uint64_t)timeout_ms) < 0) {
@@ -170,6 +180,8 @@ int co_sleep(int ms)
 
 static void co_resume(struct co *c)
 {
+    assert(!sched->current);      /* only the scheduler resumes */
+    assert(c->state == CO_READY); /* never a parked or finished one */
     sched->current = c;
     c->state = CO_RUNNING;
     co_ctx_enter(c);
@@ -231,6 +243,7 @@ struct co *co_spawn(co_fn fn, void *arg)
 
 void co_block_free(struct co *c)
 {
+    assert(!c->map); /* its stack went first (co_retire) */
     list_remove(&c->all_link);
     free(c);
 }
