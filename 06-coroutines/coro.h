@@ -64,7 +64,10 @@
  *    PROT_NONE guard page below it so an overflow faults instead of
  *    corrupting memory) is freed as soon as the coroutine returns. The
  *    small control block that holds its result lives on until co_join
- *    reads it, or is freed at once if the coroutine was detached.
+ *    reads it, or is freed at once if the coroutine was detached. One
+ *    guard page stops frames smaller than a page; a larger frame is
+ *    caught only in code built with -fstack-clash-protection
+ *    (coro_stack.c).
  *  - Descriptors belong to the caller. The scheduler owns only its loop's
  *    epoll fd, an eventfd for the worker pool and, through libcurl, the
  *    sockets of HTTP transfers.

@@ -3,7 +3,12 @@
  *
  * Each stack is its own mapping: [guard page][stack_size bytes]. Stacks
  * grow down, so running off the end touches the guard page and the kernel
- * sends SIGSEGV, instead of silently overwriting whatever lies below.
+ * sends SIGSEGV, instead of silently overwriting whatever lies below. One
+ * page guards only against frames smaller than a page: a larger frame
+ * moves the stack pointer past the guard and may write only below it (into
+ * the next stack down). The compiler closes that hole when asked:
+ * -fstack-clash-protection (the Makefile asks for it) probes each page of a
+ * large frame in turn, so the first probe past the end hits the guard.
  * MAP_NORESERVE: pages are only committed when touched, so 10,000 waiting
  * coroutines cost the pages they touched (one, for a connection of
  * 06-coroutines/server.c), not 64 KiB each.
