@@ -29,8 +29,8 @@ enum co_state {
 
 /* One wait, as whoever parks describes it to the core (a clause, in
  * libdill's words): how to take the coroutine back out of what it
- * registered with, and the two things the core must know about the wait.
- * It lives on the waiter's stack for as long as the wait. */
+ * registered with, and what else the core must know about the wait. It
+ * lives on the waiter's stack (or is static) for as long as the wait. */
 struct co_wait {
     void (*undo)(struct co *c, void *arg); /* NULL: nothing to undo */
     void *arg;
@@ -38,7 +38,8 @@ struct co_wait {
     bool must_finish;      /* co_cancel cannot end it: it only marks c, and
                               the wait says -ECANCELED once it is over */
     bool only_a_coroutine; /* only another coroutine can end it (a join):
-                              with no timer either, a deadlock may wait */
+                              without a timer it is not wakeable, so
+                              co_sched_run can tell a deadlock */
 };
 
 struct co {
@@ -54,7 +55,6 @@ struct co {
     bool started;              /* setjmp: entered once (by setcontext) */
     char *map;                 /* the whole mapping (guard page + stack) */
     char *stack;               /* the usable part, just above the guard */
-    size_t stack_size;
     struct list ready_link;    /* in sched->ready while CO_READY */
     struct list all_link;      /* in sched->all until its block is freed */
 
