@@ -185,8 +185,10 @@ static void co_resume(struct co *c)
     sched->current = c;
     c->state = CO_RUNNING;
     co_ctx_enter(c);
-    if (sched->call_on_loop) /* the hook: c came back to have something */
-        sched->call_on_loop(c); /* run on this stack (coro_deep.c) */
+    /* The core's one hook: c came back not to wait but to have something
+     * run on this stack (co_call_on_loop_stack, coro_deep.c). */
+    if (sched->call_on_loop)
+        sched->call_on_loop(c);
     sched->current = NULL;
     if (c->state == CO_DONE)
         co_retire(c); /* off its stack now, so the stack can go */
