@@ -75,10 +75,10 @@ struct co_fd {
     struct co *reader, *writer;
 };
 
-/* A part of the scheduler that starts on first use (the workers of
- * co_run_blocking, the curl multi) and must end before the coroutines'
- * stacks go, since it may still point into them: co_at_free registers it,
- * and co_sched_free runs `end`, first registered first. */
+/* A part of the scheduler that starts on first use (worker threads, an
+ * HTTP client) and must end before the coroutines' stacks go, since it may
+ * still point into them: co_at_free registers it, and co_sched_free runs
+ * `end`, first registered first. */
 struct co_cleanup {
     struct list link;
     void (*end)(struct co_cleanup *self);
