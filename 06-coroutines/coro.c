@@ -1,246 +1,50 @@
-/* coro: see coro.h for what each function does. This file is how: the
- * core, in six parts: 1. stacks, 2. switching, 3. waiting and waking, 4. the
- * loop, 5. tasks, 6. the scheduler's life. Beside it: coro_stack.c (the
- * stacks themselves), coro_fd.c (waiting on
- * descriptors), coro_pool.c (co_run_blocking), coro_curl.c
- * (co_curl_perform), coro_switch.c (how a switch changes stacks),
- * coro_san.h (what the sanitizers must hear about each switch) and
- * coro_impl.h (the structs they share).
+/* coro: the scheduler's core. coro.h says what each function does; this
+ * file says how, in the order a reader needs it: 1. the run loop, 2. park
+ * and wake, 3. the switch, 4. spawn. The rest of the core: coro_sched.c
+ * (the scheduler's own birth and end), coro_switch.c (how a switch changes
+ * stacks), coro_stack.c (the stacks), coro_impl.h (what they share). Every
+ * other coro_*.c builds on co_park and co_wait_end, and this file names
+ * none of them: each wait brings its own undo (struct co_wait).
  *
  * 06 stands on 05's loop (common/loop). A coroutine that waits for an fd or
  * a deadline registers a loop callback (loop_watch, loop_timer_arm) whose
  * only job is to resume it, exactly as asyncio's Task is a callback on its
  * event loop (Task.__step). The loop keeps the fd table and guards against
- * stale events; this file only says who waits.
+ * stale events; the core only says who waits.
  *
  * Only the scheduler switches to coroutines and coroutines only switch back
  * to the scheduler (never coroutine to coroutine). That costs a second
  * switch per hand-over but keeps every decision in one place: the loop.
  * Loop callbacks therefore never switch: they queue the coroutine, and the
- * scheduler runs the queue between turns of the loop. */
+ * scheduler runs the queue between turns of the loop.
+ *
+ * The core's rules are asserts, as in libdill (on in every build here:
+ * nothing defines NDEBUG): only the scheduler resumes, and only a ready
+ * coroutine; a coroutine waits for one thing at a time; only a parked
+ * coroutine's wait ends, and once; a finished coroutine never runs again. */
 #include "coro_impl.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
-#include <unistd.h>
-
-#define CO_MIN_STACK (16 * 1024)
 
 struct co_sched *sched;
 
-/* ---- 1. stacks: coro_stack.c ------------------------------------------- */
+static void co_resume(struct co *c);
 
-/* ---- 2. switching ----------------------------------------------------------
- * co_resume runs in the scheduler and switches to a coroutine;
- * co_switch_out runs in a coroutine and switches back. How the stack
- * changes (swapcontext, or _setjmp/_longjmp) is coro_switch.c's business. */
-
-static void co_retire(struct co *c);
-
-static void co_resume(struct co *c)
-{
-    sched->current = c;
-    c->state = CO_RUNNING;
-    co_ctx_enter(c);
-    while (sched->call_fn) { /* co_call_on_loop_stack: run it, go back */
-        co_fn fn = sched->call_fn;
-        sched->call_fn = NULL;
-        sched->on_loop_stack = true;
-        sched->call_result = fn(sched->call_arg);
-        sched->on_loop_stack = false;
-        co_ctx_enter(c);
-    }
-    sched->current = NULL;
-    if (c->state == CO_DONE)
-        co_retire(c); /* off its stack now, so the stack can go */
-}
-
-static void co_switch_out(struct co *c) { co_ctx_leave(c); }
-
-/* The coroutine stays CO_RUNNING: it only lends its turn to the loop's
- * stack, which co_resume runs fn on before switching straight back. */
-void *co_call_on_loop_stack(co_fn fn, void *arg)
-{
-    struct co *c = co_running();
-    if (!c)
-        return fn(arg); /* main, a worker, or already on the loop's stack */
-    sched->call_fn = fn;
-    sched->call_arg = arg;
-    co_switch_out(c);
-    return sched->call_result;
-}
-
-/* Every coroutine starts here (makecontext passes no arguments that can
- * hold a pointer portably, so it finds itself as sched->current). */
-static void co_trampoline(void)
-{
-    san_coroutine_started(&sched->san);
-    struct co *c = sched->current;
-    c->result = c->fn(c->arg);
-    c->state = CO_DONE;
-    sched->live--;
-    if (c->join_waiter)
-        co_wait_end(c->join_waiter, 0);
-    co_switch_out(c);
-    abort(); /* a finished coroutine is never resumed */
-}
-
-static void co_block_free(struct co *c)
-{
-    if (c->prev_all)
-        c->prev_all->next_all = c->next_all;
-    else
-        sched->all = c->next_all;
-    if (c->next_all)
-        c->next_all->prev_all = c->prev_all;
-    free(c);
-}
-
-/* A coroutine just returned: its stack goes at once; its control block
- * stays for co_join, unless nobody will ever join it. */
-static void co_retire(struct co *c)
-{
-    co_stack_free(c);
-    san_fiber_destroy(&c->san);
-    if (c->detached)
-        co_block_free(c);
-}
-
-/* ---- 3. waiting and waking ------------------------------------------------
- * A wait is: register interest somewhere (a loop callback for an fd, a
- * target's join_waiter, the worker queue, the curl multi), then co_park,
- * which arms the optional timer and switches to the scheduler. Whoever ends
- * the wait calls co_wait_end(c, result): it undoes the registration and the
- * timer and queues c. So a timeout, an event and a cancel can never both
- * fire: the first one removes the others. */
-
-static void ready_push(struct co *c)
-{
-    c->state = CO_READY;
-    c->next_ready = NULL;
-    if (sched->ready_tail)
-        sched->ready_tail->next_ready = c;
-    else
-        sched->ready_head = c;
-    sched->ready_tail = c;
-    sched->ready_len++;
-}
-
-/* Takes c out of whatever it was registered with for its current wait. An
- * fd wait needs nothing: its slot is cleared when c runs again (coro_fd.c). */
-static void co_wait_undo(struct co *c)
-{
-    if (c->wait == WAIT_JOIN || c->wait == WAIT_UNWIND) {
-        if (c->wait_target->join_waiter == c)
-            c->wait_target->join_waiter = NULL;
-    } else if (c->wait == WAIT_CURL) {
-        co_curl_abort(c);
-    }
-}
-
-void co_wait_end(struct co *c, int result)
-{
-    co_wait_undo(c);
-    loop_timer_cancel(sched->loop, &c->timer);
-    if (c->wakeable)
-        sched->wakeable--;
-    c->wakeable = false;
-    c->wake_result = result;
-    ready_push(c);
-}
-
-/* Timer callback: a wait's deadline passed. */
-static void co_on_timer(struct loop *loop, void *arg)
-{
-    (void)loop;
-    struct co *c = arg;
-    co_wait_end(c, c->timer_result);
-}
-
-/* What a wait returns once the scheduler runs c again. A cancel that
- * arrived after the wait was already over (c was ready, not yet running)
- * still wins, as in asyncio: the coroutine learns about it here. */
-static int co_resumed(struct co *c)
-{
-    c->wait = WAIT_NONE;
-    return co_take_cancel(c) ? -ECANCELED : c->wake_result;
-}
-
-int co_park(struct co *c, enum co_wait kind, int timeout_ms, int timer_result)
-{
-    c->wait = kind;
-    c->timer_result = timer_result;
-    if (timeout_ms >= 0 &&
-        loop_timer_arm(sched->loop, &c->timer, (uint64_t)timeout_ms) < 0) {
-        co_wait_undo(c);
-        c->wait = WAIT_NONE;
-        return -ENOMEM;
-    }
-    /* Only another coroutine can end a join without a timeout. */
-    c->wakeable = timeout_ms >= 0 ||
-                  (kind != WAIT_JOIN && kind != WAIT_UNWIND);
-    if (c->wakeable)
-        sched->wakeable++;
-    c->state = CO_WAITING;
-    co_switch_out(c);
-    return co_resumed(c);
-}
-
-int co_cancel(struct co *c)
-{
-    if (!sched || !c)
-        return -EINVAL;
-    if (c->state == CO_DONE)
-        return -ESRCH;
-    c->cancel_pending = true;
-    /* Two waits must run to their end: a worker thread is writing into
-     * c's stack (BLOCKING), or co_join must not return while the coroutine
-     * it cancelled still runs (UNWIND). */
-    if (c->state == CO_WAITING && c->wait != WAIT_BLOCKING &&
-        c->wait != WAIT_UNWIND)
-        co_wait_end(c, -ECANCELED);
-    return 0;
-}
-
-int co_yield(void)
-{
-    struct co *c = co_running();
-    if (!c)
-        return -EPERM;
-    if (co_take_cancel(c))
-        return -ECANCELED;
-    c->wake_result = 0;
-    ready_push(c); /* to the back of the queue: everyone else goes first */
-    co_switch_out(c);
-    return co_resumed(c);
-}
-
-int co_sleep(int ms)
-{
-    struct co *c = co_running();
-    if (!c)
-        return -EPERM;
-    if (co_take_cancel(c))
-        return -ECANCELED;
-    return co_park(c, WAIT_SLEEP, ms < 0 ? 0 : ms, 0);
-}
-
-/* ---- 4. the loop -----------------------------------------------------------
+/* ---- 1. the run loop -------------------------------------------------------
  * asyncio's run_forever: run what is ready, then one turn of the loop, whose
- * callbacks (fd, timer, worker eventfd, curl) only queue what they resume. */
+ * callbacks only queue the coroutines they wake. */
 
 /* Runs the coroutines that are ready now. Those that become ready during
  * this pass (by co_yield, a spawn, a wake-up) wait for the next pass, so a
  * coroutine that yields in a loop cannot keep epoll from being polled. */
 static void run_ready(void)
 {
-    for (size_t n = sched->ready_len; n > 0 && sched->ready_head; n--) {
-        struct co *c = sched->ready_head;
-        sched->ready_head = c->next_ready;
-        if (!sched->ready_head)
-            sched->ready_tail = NULL;
+    for (size_t n = sched->ready_len; n > 0; n--) {
+        struct list *it = list_pop_front(&sched->ready);
         sched->ready_len--;
-        co_resume(c);
+        co_resume(LIST_ITEM(it, struct co, ready_link));
     }
 }
 
@@ -257,14 +61,15 @@ int co_sched_run(void)
         run_ready();
         if (sched->live == 0)
             break;
-        if (!sched->ready_head && sched->wakeable == 0) {
+        bool idle = list_empty(&sched->ready);
+        if (idle && sched->wakeable == 0) {
             rc = -EDEADLK; /* only coroutines could wake the rest */
             break;
         }
         /* Sleep until the next event or deadline; not at all if someone is
          * ready. Fds are called back before timers, so data that arrived
          * just at a deadline is not a timeout. */
-        if (loop_run_once(sched->loop, sched->ready_head ? 0 : -1) < 0) {
+        if (loop_run_once(sched->loop, idle ? -1 : 0) < 0) {
             rc = -errno;
             break;
         }
@@ -273,7 +78,139 @@ int co_sched_run(void)
     return rc;
 }
 
-/* ---- 5. tasks --------------------------------------------------------- */
+/* ---- 2. park and wake ------------------------------------------------------
+ * A wait is: register interest somewhere (a loop callback for an fd, a
+ * target's join_waiter, a queue of work) and say how to undo that in a
+ * struct co_wait, then co_park, which arms the optional timer and switches
+ * to the scheduler. Whoever ends the wait calls co_wait_end(c, result): it
+ * runs the wait's undo, cancels the timer and queues c. So a timeout, an
+ * event and a cancel can never both fire: the first removes the others. */
+
+static void ready_push(struct co *c)
+{
+    assert(!list_linked(&c->ready_link)); /* queued at most once */
+    c->state = CO_READY;
+    list_push_back(&sched->ready, &c->ready_link);
+    sched->ready_len++;
+}
+
+/* Takes c out of whatever it registered with for this wait. */
+static void co_wait_undo(struct co *c)
+{
+    if (c->wait->undo)
+        c->wait->undo(c, c->wait->arg);
+    c->wait = NULL;
+}
+
+void co_wait_end(struct co *c, int result)
+{
+    assert(c->state == CO_WAITING && c->wait); /* parked, and not yet woken */
+    co_wait_undo(c);
+    loop_timer_cancel(sched->loop, &c->timer);
+    if (c->wakeable)
+        sched->wakeable--;
+    c->wakeable = false;
+    c->wake_result = result;
+    ready_push(c);
+}
+
+/* Timer callback: a wait's deadline passed. */
+static void co_on_timer(struct loop *loop, void *arg)
+{
+    (void)loop;
+    struct co *c = arg;
+    co_wait_end(c, c->wait->timer_result);
+}
+
+/* What a wait returns once the scheduler runs c again. A cancel that
+ * arrived after the wait was already over (c was ready, not yet running)
+ * still wins, as in asyncio: the coroutine learns about it here. */
+static int co_resumed(struct co *c)
+{
+    return co_take_cancel(c) ? -ECANCELED : c->wake_result;
+}
+
+int co_park(struct co *c, const struct co_wait *w, int timeout_ms)
+{
+    assert(c == co_running()); /* a coroutine parks only itself */
+    assert(!c->wait);          /* and waits for one thing at a time */
+    c->wait = w;
+    if (timeout_ms >= 0 &&
+        loop_timer_arm(sched->loop, &c->timer, (uint64_t)timeout_ms) < 0) {
+        co_wait_undo(c);
+        return -ENOMEM;
+    }
+    c->wakeable = timeout_ms >= 0 || !w->only_a_coroutine;
+    if (c->wakeable)
+        sched->wakeable++;
+    c->state = CO_WAITING;
+    co_ctx_leave(c);
+    return co_resumed(c);
+}
+
+int co_yield(void)
+{
+    struct co *c = co_running();
+    if (!c)
+        return -EPERM;
+    if (co_take_cancel(c))
+        return -ECANCELED;
+    c->wake_result = 0;
+    ready_push(c); /* to the back of the queue: everyone else goes first */
+    co_ctx_leave(c);
+    return co_resumed(c);
+}
+
+int co_sleep(int ms)
+{
+    struct co *c = co_running();
+    if (!c)
+        return -EPERM;
+    if (co_take_cancel(c))
+        return -ECANCELED;
+    static const struct co_wait sleeping = {.timer_result = 0};
+    return co_park(c, &sleeping, ms < 0 ? 0 : ms);
+}
+
+/* ---- 3. the switch ---------------------------------------------------------
+ * co_resume runs in the scheduler and switches to a coroutine; the
+ * coroutine comes back when it parks, yields or returns (co_ctx_leave). How
+ * the stack changes, swapcontext or _setjmp/_longjmp, is coro_switch.c's
+ * business. */
+
+static void co_resume(struct co *c)
+{
+    assert(!sched->current);      /* only the scheduler resumes */
+    assert(c->state == CO_READY); /* never a parked or finished one */
+    sched->current = c;
+    c->state = CO_RUNNING;
+    co_ctx_enter(c);
+    /* The core's one hook: c came back not to wait but to have something
+     * run on this stack (co_call_on_loop_stack, coro_deep.c). */
+    if (sched->call_on_loop)
+        sched->call_on_loop(c);
+    sched->current = NULL;
+    if (c->state == CO_DONE)
+        co_retire(c); /* off its stack now, so the stack can go */
+}
+
+/* ---- 4. spawn -------------------------------------------------------------- */
+
+/* Every coroutine starts here (makecontext passes no arguments that can
+ * hold a pointer portably, so it finds itself as sched->current). */
+static void co_trampoline(void)
+{
+    san_coroutine_started(&sched->san);
+    struct co *c = sched->current;
+    c->result = c->fn(c->arg);
+    c->state = CO_DONE;
+    sched->live--;
+    if (c->join_waiter)
+        co_wait_end(c->join_waiter, 0);
+    co_ctx_leave(c);
+    abort(); /* a finished coroutine is never resumed */
+}
+
 struct co *co_spawn(co_fn fn, void *arg)
 {
     if (!sched || !fn) {
@@ -299,163 +236,26 @@ struct co *co_spawn(co_fn fn, void *arg)
     c->fn = fn;
     c->arg = arg;
     loop_timer_init(&c->timer, co_on_timer, c);
-    c->next_all = sched->all;
-    if (sched->all)
-        sched->all->prev_all = c;
-    sched->all = c;
+    list_init(&c->ready_link);
+    list_push_back(&sched->all, &c->all_link);
     sched->live++;
     ready_push(c);
     return c;
 }
 
-int co_detach(struct co *c)
+void co_block_free(struct co *c)
 {
-    if (!sched || !c || c->claimed || c->detached)
-        return -EINVAL;
-    c->detached = true;
-    if (c->state == CO_DONE)
+    assert(!c->map); /* its stack went first (co_retire) */
+    list_remove(&c->all_link);
+    free(c);
+}
+
+/* A coroutine just returned: its stack goes at once; its control block
+ * stays for co_join, unless nobody will ever join it. */
+void co_retire(struct co *c)
+{
+    co_stack_free(c);
+    san_fiber_destroy(&c->san);
+    if (c->detached)
         co_block_free(c);
-    return 0;
-}
-
-/* Parks self until t has returned (or the timeout or a cancel). */
-static int co_wait_for(struct co *self, struct co *t, enum co_wait kind,
-                       int timeout_ms)
-{
-    t->join_waiter = self;
-    self->wait_target = t;
-    return co_park(self, kind, timeout_ms, -ETIMEDOUT);
-}
-
-/* The checks that leave a handle untouched when they fail. */
-static int co_join_check(const struct co *self, const struct co *t)
-{
-    if (!t)
-        return -EINVAL;
-    if (t == self)
-        return -EDEADLK;
-    if (t->claimed || t->detached)
-        return -EINVAL;
-    if (!self && t->state != CO_DONE)
-        return -EPERM;
-    return 0;
-}
-
-int co_join(struct co *t, int timeout_ms, void **result)
-{
-    if (!sched)
-        return -EINVAL;
-    struct co *self = co_running();
-    int rc = co_join_check(self, t);
-    if (rc < 0)
-        return rc;
-    if (t->state != CO_DONE) {
-        t->claimed = true;
-        rc = co_take_cancel(self) ? -ECANCELED
-                                  : co_wait_for(self, t, WAIT_JOIN, timeout_ms);
-        if (rc < 0 && t->state != CO_DONE) {
-            /* wait_for's rule: what we stop waiting for, we stop. Then we
-             * wait for its cleanup, so no coroutine outlives its handle. */
-            co_cancel(t);
-            while (t->state != CO_DONE)
-                if (co_wait_for(self, t, WAIT_UNWIND, -1) == -ECANCELED)
-                    rc = -ECANCELED;
-        }
-    }
-    if (result)
-        *result = t->result;
-    co_block_free(t);
-    return rc;
-}
-
-int co_gather(struct co **cs, size_t n, int timeout_ms, void **results)
-{
-    if (!sched || (!cs && n > 0))
-        return -EINVAL;
-    struct co *self = co_running();
-    for (size_t i = 0; i < n; i++) {
-        int rc = cs[i] ? co_join_check(self, cs[i]) : 0;
-        if (rc < 0)
-            return rc;
-    }
-    uint64_t deadline = co_deadline(timeout_ms);
-    int rc = 0;
-    for (size_t i = 0; i < n; i++) {
-        void *r = NULL;
-        if (cs[i]) {
-            int jr = co_join(cs[i], rc < 0 ? -1 : co_time_left(deadline), &r);
-            if (jr < 0 && rc == 0) {
-                rc = jr; /* the first failure cancels the rest... */
-                for (size_t j = i + 1; j < n; j++)
-                    if (cs[j])
-                        co_cancel(cs[j]);
-            } else if (jr == -ECANCELED) {
-                rc = -ECANCELED; /* ...and being cancelled outranks a timeout */
-            }
-        }
-        if (results)
-            results[i] = r;
-    }
-    return rc;
-}
-
-struct co *co_self(void) { return co_running(); }
-
-long co_id(const struct co *c) { return c ? c->id : -1; }
-
-long co_current_id(void)
-{
-    /* Worker threads log too; they must not read sched->current, which
-     * the loop thread writes. sched itself is stable while they run. */
-    struct co_sched *s = sched;
-    if (!s || !pthread_equal(pthread_self(), s->loop_thread) || !s->current)
-        return -1;
-    return s->current->id;
-}
-
-/* ---- 6. the scheduler's life ------------------------------------------- */
-int co_sched_init(const struct co_options *opts)
-{
-    if (sched)
-        return -EBUSY;
-    struct co_sched *s = calloc(1, sizeof *s);
-    if (!s || !(s->loop = loop_new())) {
-        int err = errno; /* ENOMEM, or what epoll_create1 said */
-        free(s);
-        return -err;
-    }
-    long page = sysconf(_SC_PAGESIZE);
-    s->page_size = page > 0 ? (size_t)page : 4096;
-    size_t size = opts && opts->stack_size ? opts->stack_size
-                                           : CO_DEFAULT_STACK_SIZE;
-    if (size < CO_MIN_STACK)
-        size = CO_MIN_STACK;
-    s->stack_size = (size + s->page_size - 1) / s->page_size * s->page_size;
-    s->workers = opts && opts->workers > 0 ? opts->workers
-                                           : CO_DEFAULT_WORKERS;
-    s->use_setjmp = !opts || opts->switch_kind != CO_SWITCH_SWAPCONTEXT;
-    s->next_id = 1;
-    s->loop_thread = pthread_self();
-    san_signals_hold(&s->san, s->loop);
-    sched = s;
-    return 0;
-}
-
-void co_sched_free(void)
-{
-    struct co_sched *s = sched;
-    if (!s || s->running)
-        return;
-    co_pool_free();  /* the workers may still write into stacks */
-    co_curl_free();  /* transfers of coroutines that will never run again */
-    while (s->all) {
-        s->all->detached = true; /* so co_retire frees the block too */
-        co_retire(s->all);
-    }
-    co_stack_cache_free();
-    loop_free(s->loop);
-    san_signals_release(&s->san);
-    free(s->fds);
-    free(s);
-    sched = NULL;
 }

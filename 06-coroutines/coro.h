@@ -64,19 +64,24 @@
  *    PROT_NONE guard page below it so an overflow faults instead of
  *    corrupting memory) is freed as soon as the coroutine returns. The
  *    small control block that holds its result lives on until co_join
- *    reads it, or is freed at once if the coroutine was detached.
+ *    reads it, or is freed at once if the coroutine was detached. One
+ *    guard page stops frames smaller than a page; a larger frame is
+ *    caught only in code built with -fstack-clash-protection
+ *    (coro_stack.c).
  *  - Descriptors belong to the caller. The scheduler owns only its loop's
  *    epoll fd, an eventfd for the worker pool and, through libcurl, the
  *    sockets of HTTP transfers.
  *
- * Switching. A coroutine is built with getcontext/makecontext (portable
- * POSIX, if obsolescent) and then switched to and from in one of two ways:
- *   CO_SWITCH_SETJMP (the default)  _setjmp/_longjmp from a makecontext
- *       trampoline, as GNU Pth's "mcsc": saves a few registers in user
- *       space, about 15 ns a switch on the lecture's machine.
- *   CO_SWITCH_SWAPCONTEXT  glibc's swapcontext, which also saves and
+ * Switching. A coroutine is built with getcontext/makecontext (POSIX until
+ * 2008, a glibc extension since) and then switched to and from in one of
+ * two ways (coro_switch.c):
+ *   CO_SWITCH_SWAPCONTEXT  the textbook switch, glibc's swapcontext (GNU
+ *       Pth's "mcsc": makecontext + swapcontext), which also saves and
  *       restores the signal mask: one rt_sigprocmask system call per
- *       switch, about 200 ns.
+ *       switch, a few hundred ns.
+ *   CO_SWITCH_SETJMP (the default)  _setjmp/_longjmp once a coroutine has
+ *       been entered the first time (the switch of GNU Pth's "sjlj"): a
+ *       few registers saved in user space, no system call, tens of ns.
  * What setjmp gives up is the signal mask per coroutine: with it, every
  * coroutine runs with the thread's mask, and a coroutine that blocks a
  * signal blocks it for all of them until it unblocks it. That is fine
@@ -89,8 +94,16 @@
  * Global state: exactly one scheduler exists at a time, and coro.c keeps a
  * single pointer to it (`sched`, shared with the scheduler's other files
  * through the private coro_impl.h) so that co_sleep and friends need no
- * scheduler argument. It is created by co_sched_init and
- * destroyed by co_sched_free; nothing else is global.
+ * scheduler argument. It is created by co_sched_init and destroyed by
+ * co_sched_free. The two parts that start on first use, the worker pool
+ * (coro_pool.c) and the curl multi (coro_curl.c), each keep a pointer in
+ * their own file and end with the scheduler; nothing else is global.
+ *
+ * Files: the core is coro.c (run loop, park and wake, switch, spawn),
+ * coro_sched.c (init and free), coro_switch.c, coro_stack.c and
+ * coro_impl.h; built on it, coro_task.c (join, gather, cancel), coro_fd.c
+ * (descriptors), coro_pool.c, coro_curl.c and coro_deep.c
+ * (co_call_on_loop_stack); coro_san.h tells the sanitizers about switches.
  *
  * Threads: every co_* function must be called on the thread that runs
  * co_sched_run (and co_sched_init/co_spawn from that thread before it).

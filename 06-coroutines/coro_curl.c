@@ -16,25 +16,19 @@ struct co_transfer {
     CURL *easy;
     struct co *co;
     CURLcode result;
-    struct co_transfer *prev, *next;
+    struct list link;           /* in co_curl.transfers */
 };
 
 struct co_curl {
     struct curl_loop *cl;
     CURLM *multi;
-    struct co_transfer *transfers; /* in flight */
+    struct list transfers;     /* in flight */
+    struct co_cleanup cleanup; /* ends it at co_sched_free */
 };
 
-static void transfer_unlink(struct co_curl *cc, struct co_transfer *t)
-{
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        cc->transfers = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
-    t->prev = t->next = NULL;
-}
+/* The scheduler's transfers: made by the first co_curl_perform, ended with
+ * the scheduler (one scheduler at a time, so one of these). */
+static struct co_curl *sched_curl;
 
 /* curl_loop's `ran`: wakes the coroutines whose transfers finished. A
  * linear search over the transfers in flight: they are few, and
@@ -50,7 +44,8 @@ static void curl_ran(struct curl_loop *cl, void *arg)
             continue;
         CURL *easy = msg->easy_handle; /* msg dies with remove_handle */
         CURLcode result = msg->data.result;
-        for (struct co_transfer *t = cc->transfers; t; t = t->next) {
+        LIST_FOR_EACH(it, &cc->transfers) {
+            struct co_transfer *t = LIST_ITEM(it, struct co_transfer, link);
             if (t->easy == easy) {
                 t->result = result;
                 co_wait_end(t->co, 0); /* removes the handle too */
@@ -60,27 +55,27 @@ static void curl_ran(struct curl_loop *cl, void *arg)
     }
 }
 
-void co_curl_abort(struct co *c)
+/* The wait's undo (a completion, a cancel): takes the transfer out of the
+ * multi handle, which aborts it if it still runs. */
+static void transfer_undo(struct co *c, void *arg)
 {
-    struct co_curl *cc = sched->curl;
-    transfer_unlink(cc, c->wait_transfer);
-    /* Aborts the transfer if it is still running. */
-    curl_multi_remove_handle(cc->multi, c->wait_transfer->easy);
+    (void)c;
+    struct co_transfer *t = arg;
+    list_remove(&t->link);
+    curl_multi_remove_handle(sched_curl->multi, t->easy);
 }
 
-void co_curl_free(void)
+/* co_sched_free: the transfers left belong to coroutines that will never
+ * run again. */
+static void curl_end(struct co_cleanup *self)
 {
-    struct co_curl *cc = sched->curl;
-    if (!cc)
-        return;
-    while (cc->transfers) {
-        struct co_transfer *t = cc->transfers;
-        transfer_unlink(cc, t);
-        curl_multi_remove_handle(cc->multi, t->easy);
-    }
+    struct co_curl *cc = container_of(self, struct co_curl, cleanup);
+    for (struct list *it; (it = list_pop_front(&cc->transfers));)
+        curl_multi_remove_handle(cc->multi,
+                                 LIST_ITEM(it, struct co_transfer, link)->easy);
     curl_loop_free(cc->cl); /* may still unwatch curl's sockets */
     free(cc);
-    sched->curl = NULL;
+    sched_curl = NULL;
 }
 
 static int curl_setup(void)
@@ -94,7 +89,10 @@ static int curl_setup(void)
         return -ENOMEM;
     }
     cc->multi = curl_loop_multi(cc->cl);
-    sched->curl = cc;
+    list_init(&cc->transfers);
+    cc->cleanup.end = curl_end;
+    co_at_free(&cc->cleanup);
+    sched_curl = cc;
     return 0;
 }
 
@@ -107,21 +105,18 @@ int co_curl_perform(CURL *easy)
         return -EINVAL;
     if (co_take_cancel(c))
         return -ECANCELED;
-    if (!sched->curl) {
+    if (!sched_curl) {
         int rc = curl_setup();
         if (rc < 0)
             return rc;
     }
-    struct co_curl *cc = sched->curl;
     struct co_transfer t = {.easy = easy, .co = c, .result = CURLE_OK};
-    CURLMcode mc = curl_multi_add_handle(cc->multi, easy);
+    CURLMcode mc = curl_multi_add_handle(sched_curl->multi, easy);
     if (mc != CURLM_OK)
         return mc == CURLM_OUT_OF_MEMORY ? -ENOMEM : -EINVAL;
-    t.next = cc->transfers;
-    if (t.next)
-        t.next->prev = &t;
-    cc->transfers = &t;
-    c->wait_transfer = &t;
-    int rc = co_park(c, WAIT_CURL, -1, 0);
+    list_push_back(&sched_curl->transfers, &t.link);
+    /* No timeout of its own: the easy handle has one (coro.h). */
+    struct co_wait w = {.undo = transfer_undo, .arg = &t};
+    int rc = co_park(c, &w, -1);
     return rc < 0 ? rc : (int)t.result;
 }

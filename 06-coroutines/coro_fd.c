@@ -91,7 +91,10 @@ static int co_wait_fd(int fd, bool writing, int timeout_ms)
     if (loop_watch(sched->loop, fd, events, co_on_fd, NULL) < 0)
         return -errno;
     *me = c;
-    int rc = co_park(c, WAIT_FD, timeout_ms, -ETIMEDOUT);
+    /* No undo: the slot is cleared below, when c runs again, so that
+     * co_close can still find a waiter it woke but that has not run. */
+    static const struct co_wait w = {.timer_result = -ETIMEDOUT};
+    int rc = co_park(c, &w, timeout_ms);
     f = &sched->fds[fd]; /* the table may have moved meanwhile */
     if (f->reader == c)
         f->reader = NULL;

@@ -1,8 +1,10 @@
-/* coro_impl: what the scheduler's files share. Private to 06-coroutines:
- * coro.c (the core), coro_fd.c (waiting on descriptors), coro_pool.c
- * (co_run_blocking) and coro_curl.c (co_curl_perform). The satellites use
- * only the core's way of waiting: register somewhere, co_park, and have
- * whoever finishes the wait call co_wait_end. */
+/* coro_impl: what the scheduler's files share. Private to 06-coroutines.
+ *
+ * The core is coro.c (run loop, park and wake, switch, spawn),
+ * coro_sched.c, coro_switch.c, coro_stack.c and this header. Every other
+ * coro_*.c builds on the core's one way of waiting: register somewhere,
+ * describe the undo in a struct co_wait, co_park, and have whoever
+ * finishes the wait call co_wait_end. */
 #ifndef CORO_IMPL_H
 #define CORO_IMPL_H
 
@@ -15,6 +17,7 @@
 
 #include "coro.h"
 #include "coro_san.h"
+#include "list.h"
 #include "loop.h"
 
 enum co_state {
@@ -24,19 +27,20 @@ enum co_state {
     CO_DONE,     /* returned; only the control block is left */
 };
 
-/* What a parked coroutine waits for. A wake-up, a timeout and a cancel all
- * end a wait the same way (co_wait_end), and this says what to undo. */
-enum co_wait {
-    WAIT_NONE,
-    WAIT_SLEEP,
-    WAIT_FD,        /* an fd, as its reader or writer (sched->fds) */
-    WAIT_JOIN,      /* wait_target to return */
-    WAIT_UNWIND,    /* a cancelled wait_target to finish its cleanup */
-    WAIT_BLOCKING,  /* a worker thread to run our job (coro_pool.c) */
-    WAIT_CURL,      /* wait_transfer to complete (coro_curl.c) */
+/* One wait, as whoever parks describes it to the core (a clause, in
+ * libdill's words): how to take the coroutine back out of what it
+ * registered with, and what else the core must know about the wait. It
+ * lives on the waiter's stack (or is static) for as long as the wait. */
+struct co_wait {
+    void (*undo)(struct co *c, void *arg); /* NULL: nothing to undo */
+    void *arg;
+    int timer_result;      /* what the wait returns if its timer fires */
+    bool must_finish;      /* co_cancel cannot end it: it only marks c, and
+                              the wait says -ECANCELED once it is over */
+    bool only_a_coroutine; /* only another coroutine can end it (a join):
+                              without a timer it is not wakeable, so
+                              co_sched_run can tell a deadlock */
 };
-
-struct co_transfer;
 
 struct co {
     long id;
@@ -51,17 +55,13 @@ struct co {
     bool started;              /* setjmp: entered once (by setcontext) */
     char *map;                 /* the whole mapping (guard page + stack) */
     char *stack;               /* the usable part, just above the guard */
-    size_t stack_size;
-    struct co *next_ready;     /* ready queue link */
-    struct co *prev_all, *next_all; /* every control block, for co_sched_free */
+    struct list ready_link;    /* in sched->ready while CO_READY */
+    struct list all_link;      /* in sched->all until its block is freed */
 
-    enum co_wait wait;
+    const struct co_wait *wait; /* while parked: what it waits for */
     int wake_result;           /* what the wait returns: set by the waker */
-    int timer_result;          /* what the wait returns if its timer fires */
     struct loop_timer timer;   /* the wait's deadline, when it has one */
     bool wakeable;             /* counted in sched->wakeable */
-    struct co *wait_target;
-    struct co_transfer *wait_transfer;
 
     struct co *join_waiter;    /* the coroutine parked in co_join on us */
     bool claimed;              /* co_join has started on this handle */
@@ -75,17 +75,23 @@ struct co_fd {
     struct co *reader, *writer;
 };
 
-struct co_pool; /* coro_pool.c */
-struct co_curl; /* coro_curl.c */
+/* A part of the scheduler that starts on first use (worker threads, an
+ * HTTP client) and must end before the coroutines' stacks go, since it may
+ * still point into them: co_at_free registers it, and co_sched_free runs
+ * `end`, first registered first. */
+struct co_cleanup {
+    struct list link;
+    void (*end)(struct co_cleanup *self);
+};
 
 struct co_sched {
     size_t stack_size, page_size;
     struct loop *loop;         /* common/loop: the same loop as 05's */
     struct co_fd *fds;         /* indexed by fd, grown on demand */
     size_t nfds;
-    struct co *ready_head, *ready_tail;
+    struct list ready;         /* the ready queue, first to run first */
     size_t ready_len;
-    struct co *all;            /* every control block not yet freed */
+    struct list all;           /* every control block not yet freed */
     struct co *current;        /* the running coroutine, NULL in the loop */
     long next_id;
     size_t live;               /* coroutines that have not returned */
@@ -93,11 +99,15 @@ struct co_sched {
                                   than a coroutine can wake: if none and
                                   nobody is ready, that is a deadlock */
     bool running;              /* inside co_sched_run */
-    bool on_loop_stack;        /* running a co_call_on_loop_stack: no
-                                  waits (co_running is NULL) */
-    co_fn call_fn;             /* what the current coroutine asks the loop
-                                  to run on its stack, and the answer */
-    void *call_arg, *call_result;
+    void (*call_on_loop)(struct co *c); /* the core's one hook: set by a
+                                  coroutine that switched out not to wait
+                                  but to have this run on the loop's stack
+                                  (coro_deep.c); co_resume runs it */
+    struct {                   /* coro_deep.c: the call it asked for */
+        co_fn fn;
+        void *arg, *result;
+        bool running;          /* making it now: no waits (co_running NULL) */
+    } deep;
     void (*entry)(void);       /* where every coroutine starts */
     char **stack_cache;        /* mappings of finished coroutines, for
                                   the next ones (coro_stack.c) */
@@ -110,8 +120,7 @@ struct co_sched {
                                   entry (coro_switch.c) */
     pthread_t loop_thread;
     int workers;               /* co_options.workers */
-    struct co_pool *pool;      /* started by the first co_run_blocking */
-    struct co_curl *curl;      /* made by the first co_curl_perform */
+    struct list cleanups;      /* struct co_cleanup, for co_sched_free */
     struct san_loop san;
 };
 
@@ -121,7 +130,7 @@ extern struct co_sched *sched;
 /* The running coroutine, or NULL if the caller is not one. */
 static inline struct co *co_running(void)
 {
-    return sched && !sched->on_loop_stack ? sched->current : NULL;
+    return sched && !sched->deep.running ? sched->current : NULL;
 }
 
 /* Consumes a pending cancel: a wait about to start reports it at once. */
@@ -150,23 +159,32 @@ static inline int co_time_left(uint64_t deadline)
     return deadline - now > INT_MAX ? INT_MAX : (int)(deadline - now);
 }
 
-/* Suspends the running coroutine c in wait `kind`, already registered,
- * with an optional timeout whose expiry makes the wait return
- * timer_result. Returns what ended the wait. */
-int co_park(struct co *c, enum co_wait kind, int timeout_ms,
-            int timer_result);
+/* Suspends the running coroutine c in wait w, already registered, with an
+ * optional timeout (timeout_ms < 0: none) whose expiry makes the wait
+ * return w->timer_result. Returns what ended the wait. */
+int co_park(struct co *c, const struct co_wait *w, int timeout_ms);
 
-/* Ends c's wait with result: undoes its registration and timer, queues c. */
+/* Ends c's wait with result: undoes its registration (w->undo) and its
+ * timer, queues c. */
 void co_wait_end(struct co *c, int result);
 
-/* coro_curl.c: takes c's transfer out of the multi handle (aborting it if
- * it still runs); and the whole of it at co_sched_free. */
-void co_curl_abort(struct co *c);
-void co_curl_free(void);
+/* Has cl->end run at co_sched_free (struct co_cleanup). */
+void co_at_free(struct co_cleanup *cl);
 
-/* coro_stack.c: gives c a stack (c->map, c->stack), 0 or a negative
- * errno; takes it back (nothing if c has none) into a small cache; unmaps
- * the cache (co_sched_free). */
+/* A coroutine that returned (or, at co_sched_free, is abandoned): frees
+ * its stack at once, and its control block too if it is detached. */
+void co_retire(struct co *c);
+
+/* Frees a retired coroutine's control block: co_join and co_detach, once
+ * nobody needs its result. */
+void co_block_free(struct co *c);
+
+/* coro_stack.c: sets s->page_size and s->stack_size from the size asked
+ * for (0: CO_DEFAULT_STACK_SIZE; rounded up to whole pages, at least 16
+ * KiB); gives c a stack (c->map, c->stack), 0 or a negative errno; takes it
+ * back (nothing if c has none) into a small cache; unmaps the cache
+ * (co_sched_free). */
+void co_stack_sizes(struct co_sched *s, size_t requested);
 int co_stack_alloc(struct co *c);
 void co_stack_free(struct co *c);
 void co_stack_cache_free(void);
@@ -178,8 +196,5 @@ void co_stack_cache_free(void);
 int co_ctx_make(struct co *c, void (*entry)(void));
 void co_ctx_enter(struct co *c);
 void co_ctx_leave(struct co *c);
-
-/* coro_pool.c: waits for running jobs, ends the workers (co_sched_free). */
-void co_pool_free(void);
 
 #endif

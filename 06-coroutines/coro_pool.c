@@ -22,30 +22,23 @@ struct co_job {
     void *arg;
     void *result;
     struct co *co;
-    struct co_job *next;
+    struct list link;          /* in the pool's todo list, then its done list */
 };
 
 struct co_pool {
     pthread_mutex_t lock;      /* guards the two lists and stop */
     pthread_cond_t work;       /* a job was queued, or stop was set */
-    struct co_job *todo_head, *todo_tail;
-    struct co_job *done_head, *done_tail;
+    struct list todo, done;
     bool stop;
     int efd;                   /* eventfd: "done list not empty" */
     pthread_t *threads;
     int nthreads;
+    struct co_cleanup cleanup; /* ends it at co_sched_free */
 };
 
-static void job_append(struct co_job **head, struct co_job **tail,
-                       struct co_job *job)
-{
-    job->next = NULL;
-    if (*tail)
-        (*tail)->next = job;
-    else
-        *head = job;
-    *tail = job;
-}
+/* The scheduler's workers: started by the first co_run_blocking, ended
+ * with the scheduler (one scheduler at a time, so one pool). */
+static struct co_pool *sched_pool;
 
 static void pool_notify(struct co_pool *p)
 {
@@ -60,20 +53,18 @@ static void *pool_worker(void *arg)
     struct co_pool *p = arg;
     pthread_mutex_lock(&p->lock);
     for (;;) {
-        while (!p->todo_head && !p->stop)
+        while (list_empty(&p->todo) && !p->stop)
             pthread_cond_wait(&p->work, &p->lock);
-        struct co_job *job = p->todo_head;
-        if (!job)
+        struct list *it = list_pop_front(&p->todo);
+        if (!it)
             break; /* stopping, and nothing is left to run */
-        p->todo_head = job->next;
-        if (!p->todo_head)
-            p->todo_tail = NULL;
+        struct co_job *job = LIST_ITEM(it, struct co_job, link);
         pthread_mutex_unlock(&p->lock);
 
         job->result = job->fn(job->arg);
 
         pthread_mutex_lock(&p->lock);
-        job_append(&p->done_head, &p->done_tail, job);
+        list_push_back(&p->done, &job->link);
         pool_notify(p);
     }
     pthread_mutex_unlock(&p->lock);
@@ -92,23 +83,19 @@ static void pool_on_done(struct loop *loop, int fd, unsigned events,
     /* Reset first: a job finishing after the list is taken writes again. */
     while (read(fd, &count, sizeof count) < 0 && errno == EINTR)
         ;
+    struct list done; /* moved out, to wake them without the lock */
+    list_init(&done);
     pthread_mutex_lock(&p->lock);
-    struct co_job *job = p->done_head;
-    p->done_head = p->done_tail = NULL;
+    for (struct list *it; (it = list_pop_front(&p->done));)
+        list_push_back(&done, it);
     pthread_mutex_unlock(&p->lock);
-    while (job) {
-        struct co_job *next = job->next;
-        co_wait_end(job->co, 0);
-        job = next;
-    }
+    for (struct list *it; (it = list_pop_front(&done));)
+        co_wait_end(LIST_ITEM(it, struct co_job, link)->co, 0);
 }
 
 /* Waits for the running and queued jobs, then ends the workers. */
-void co_pool_free(void)
+static void pool_free(struct co_pool *p)
 {
-    struct co_pool *p = sched->pool;
-    if (!p)
-        return;
     pthread_mutex_lock(&p->lock);
     p->stop = true;
     pthread_cond_broadcast(&p->work);
@@ -123,26 +110,33 @@ void co_pool_free(void)
     pthread_cond_destroy(&p->work);
     free(p->threads);
     free(p);
-    sched->pool = NULL;
+}
+
+/* co_sched_free: before the stacks go, since a job lives on one. */
+static void pool_end(struct co_cleanup *self)
+{
+    pool_free(container_of(self, struct co_pool, cleanup));
+    sched_pool = NULL;
 }
 
 /* Starts the workers on first use. Signals stay with the loop thread: the
  * workers block them all, so a SIGTERM interrupts epoll_wait, not a job. */
 static int pool_start(void)
 {
-    if (sched->pool)
+    if (sched_pool)
         return 0;
     struct co_pool *p = calloc(1, sizeof *p);
     if (!p)
         return -ENOMEM;
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->work, NULL);
-    sched->pool = p;
+    list_init(&p->todo);
+    list_init(&p->done);
     p->threads = calloc((size_t)sched->workers, sizeof *p->threads);
     p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (!p->threads || p->efd < 0 ||
         loop_watch(sched->loop, p->efd, LOOP_READABLE, pool_on_done, p) < 0) {
-        co_pool_free();
+        pool_free(p);
         return -EAGAIN;
     }
     sigset_t all, old;
@@ -155,9 +149,12 @@ static int pool_start(void)
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (p->nthreads == 0) {
-        co_pool_free();
+        pool_free(p);
         return -EAGAIN;
     }
+    p->cleanup.end = pool_end;
+    co_at_free(&p->cleanup);
+    sched_pool = p;
     return 0;
 }
 
@@ -172,15 +169,16 @@ int co_run_blocking(co_fn fn, void *arg, void **result)
         return -ECANCELED;
     if (pool_start() < 0)
         return -EAGAIN;
-    struct co_pool *p = sched->pool;
+    struct co_pool *p = sched_pool;
     struct co_job job = {.fn = fn, .arg = arg, .co = c};
     pthread_mutex_lock(&p->lock);
-    job_append(&p->todo_head, &p->todo_tail, &job);
+    list_push_back(&p->todo, &job.link);
     pthread_cond_signal(&p->work);
     pthread_mutex_unlock(&p->lock);
-    /* No timeout and not interruptible: only pool_on_done ends this wait,
-     * so `job` outlives the worker's use of it. */
-    int rc = co_park(c, WAIT_BLOCKING, -1, 0);
+    /* No timeout, no undo, and it must finish: only pool_on_done ends this
+     * wait, so `job` outlives the worker's use of it. */
+    static const struct co_wait w = {.must_finish = true};
+    int rc = co_park(c, &w, -1);
     if (result)
         *result = job.result;
     return rc;

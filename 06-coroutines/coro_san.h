@@ -1,7 +1,8 @@
-/* coro_san: what the sanitizers must be told when coro.c switches stacks.
- * Private to 06-coroutines. In a normal build every function here is empty
- * and compiles to nothing; coro.c calls them right next to each
- * swapcontext, so the switch reads the same in every build.
+/* coro_san: what the sanitizers must be told when the scheduler switches
+ * stacks. Private to 06-coroutines. In a normal build every function here
+ * is empty and compiles to nothing; coro_switch.c calls them around each
+ * switch (and coro.c, coro_stack.c at a coroutine's start and end), so the
+ * switch reads the same in every build.
  *
  * AddressSanitizer tracks which stack the thread is on; a swapcontext it
  * was not told about looks like a wild jump of the stack pointer and

@@ -3,7 +3,12 @@
  *
  * Each stack is its own mapping: [guard page][stack_size bytes]. Stacks
  * grow down, so running off the end touches the guard page and the kernel
- * sends SIGSEGV, instead of silently overwriting whatever lies below.
+ * sends SIGSEGV, instead of silently overwriting whatever lies below. One
+ * page guards only against frames smaller than a page: a larger frame
+ * moves the stack pointer past the guard and may write only below it (into
+ * the next stack down). The compiler closes that hole when asked:
+ * -fstack-clash-protection (the Makefile asks for it) probes each page of a
+ * large frame in turn, so the first probe past the end hits the guard.
  * MAP_NORESERVE: pages are only committed when touched, so 10,000 waiting
  * coroutines cost the pages they touched (one, for a connection of
  * 06-coroutines/server.c), not 64 KiB each.
@@ -20,10 +25,24 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <unistd.h>
+
+/* The smallest stack co_options.stack_size gets (coro.h). */
+#define CO_MIN_STACK (16 * 1024)
 
 /* Stacks kept for reuse: enough for a burst of connections to reuse each
  * other's; each costs only its kernel memory area while cached. */
 #define CO_STACK_CACHE 256
+
+void co_stack_sizes(struct co_sched *s, size_t requested)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    s->page_size = page > 0 ? (size_t)page : 4096;
+    size_t size = requested ? requested : CO_DEFAULT_STACK_SIZE;
+    if (size < CO_MIN_STACK)
+        size = CO_MIN_STACK;
+    s->stack_size = (size + s->page_size - 1) / s->page_size * s->page_size;
+}
 
 static size_t co_map_len(void)
 {

@@ -751,6 +751,43 @@ static void *overflow(void *arg)
     return AS_PTR(recurse(0));
 }
 
+/* One frame larger than a page writes only where it needs to: without
+ * help it steps over the guard page into whatever lies below (the
+ * neighbour's stack, here). The build asks the compiler to probe every
+ * page of a large frame (-fstack-clash-protection, in the Makefile), so
+ * the first probe past the stack's end faults on the guard page. */
+#define BIG_FRAME (3 * 4096)
+
+__attribute__((noinline)) static int big_frame(int i)
+{
+    volatile char b[BIG_FRAME];
+    b[i] = 1; /* only its lowest byte */
+    return b[i];
+}
+
+/* Small frames down to about `left` bytes above the stack's end, then one
+ * big frame. */
+__attribute__((noinline)) static int descend(uintptr_t end, uintptr_t left)
+{
+    volatile char pad[256];
+    pad[0] = 0;
+    if ((uintptr_t)pad - end > left)
+        return descend(end, left) + pad[0];
+    return big_frame(0) + pad[0];
+}
+
+static void *big_frame_overflow(void *arg)
+{
+    (void)arg;
+    char here;
+    stack_top_probe = &here;
+    co_yield(); /* the neighbour goes first and parks with its canary */
+    uintptr_t page = guard_page_size;
+    uintptr_t top = ((uintptr_t)stack_top_probe + page - 1) & ~(page - 1);
+    descend(top - CO_DEFAULT_STACK_SIZE, 1024);
+    _exit(45); /* the big frame stepped over the guard page unnoticed */
+}
+
 static void *neighbour(void *arg)
 {
     (void)arg;
@@ -783,7 +820,9 @@ static void on_segv(int sig, siginfo_t *si, void *ctx)
     _exit(42);
 }
 
-START_TEST(a_stack_overflow_dies_on_the_guard_page)
+/* Runs `overflower` and its neighbour in a child and asserts the child's
+ * end: 42, a fault on the guard page with the neighbour intact. */
+static void expect_death_on_the_guard_page(co_fn overflower)
 {
     int err[2];
     ck_assert_int_eq(pipe(err), 0);
@@ -798,7 +837,7 @@ START_TEST(a_stack_overflow_dies_on_the_guard_page)
         sigaction(SIGSEGV, &sa, NULL);
         guard_page_size = (uintptr_t)sysconf(_SC_PAGESIZE);
         init_sched();
-        co_detach(co_spawn(overflow, NULL));
+        co_detach(co_spawn(overflower, NULL));
         co_detach(co_spawn(neighbour, NULL));
         co_sched_run();
         _exit(0); /* survived: the test fails below */
@@ -821,7 +860,8 @@ START_TEST(a_stack_overflow_dies_on_the_guard_page)
         ck_assert_msg(WIFSIGNALED(status) ||
                           (WIFEXITED(status) && WEXITSTATUS(status) != 0 &&
                            WEXITSTATUS(status) != 43 &&
-                           WEXITSTATUS(status) != 44),
+                           WEXITSTATUS(status) != 44 &&
+                           WEXITSTATUS(status) != 45),
                       "child survived the overflow: %s", report);
         ck_assert_msg(strstr(report, "stack-overflow") ||
                           strstr(report, "SEGV"),
@@ -832,8 +872,20 @@ START_TEST(a_stack_overflow_dies_on_the_guard_page)
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 42,
                   "expected a fault on the guard page with the neighbour "
                   "intact (exit 42), got status %#x (exit 43: the fault was "
-                  "elsewhere; 44: the neighbour's stack was overwritten): %s",
+                  "elsewhere; 44: the neighbour's stack was overwritten; 45: "
+                  "a frame stepped over the guard unnoticed): %s",
                   status, report);
+}
+
+START_TEST(a_stack_overflow_dies_on_the_guard_page)
+{
+    expect_death_on_the_guard_page(overflow);
+}
+END_TEST
+
+START_TEST(a_frame_larger_than_a_page_dies_on_the_guard_page_too)
+{
+    expect_death_on_the_guard_page(big_frame_overflow);
 }
 END_TEST
 
@@ -1186,6 +1238,8 @@ static Suite *coro_suite(const char *name)
     tcase_add_test(basics, a_deadlock_is_reported_not_slept_through);
     tcase_add_test(basics, ids_count_up_and_main_has_none);
     tcase_add_test(basics, a_stack_overflow_dies_on_the_guard_page);
+    tcase_add_test(basics,
+                   a_frame_larger_than_a_page_dies_on_the_guard_page_too);
     tcase_add_test(basics, co_close_wakes_a_parked_waiter);
     tcase_add_test(basics, a_timed_out_join_is_not_woken_again_by_its_target);
     tcase_add_test(basics,
