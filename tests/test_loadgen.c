@@ -1,4 +1,4 @@
-/* test_loadgen: the benchmark client (tools/loadgen.c) end to end, run as
+/* test_loadgen: the benchmark client (tools/loadgen/) end to end, run as
  * a program against servers that exist from the start: 01-blocking (one
  * request at a time, closes every connection) and the main service (a
  * thread per connection, keep-alive, long polling for a concurrent wait).

@@ -1,4 +1,4 @@
-/* loadgen_report: what a run measured, as text or --json, and the
+/* report: what a run measured, as text or --json, and the
  * --timeline picture of every request on one time axis. */
 #include "loadgen.h"
 

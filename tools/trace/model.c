@@ -1,4 +1,4 @@
-/* trace_model: see tracetool.h. Reads trace lines, pairs each begin with
+/* model: see tracetool.h. Reads trace lines, pairs each begin with
  * its end, puts spans on lanes and rows, and writes the Chrome JSON. */
 #include "tracetool.h"
 

@@ -1,4 +1,4 @@
-/* loadgen_opts: the command line (loadgen --help), checked whole before
+/* opts: the command line (loadgen --help), checked whole before
  * anything starts: a bad value is a usage error (exit 2). */
 #include "config.h"
 #include "loadgen.h"

@@ -1,5 +1,5 @@
-/* main_service_opts: see main_service_opts.h. */
-#include "main_service_opts.h"
+/* opts: see opts.h. */
+#include "opts.h"
 
 #include <getopt.h>
 #include <stdio.h>

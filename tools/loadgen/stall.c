@@ -1,4 +1,4 @@
-/* loadgen_stall: --stall N, connections that send half a request and then
+/* stall: --stall N, connections that send half a request and then
  * hold still while the measured requests run (slowloris), held by the
  * main thread. */
 #include "loadgen.h"

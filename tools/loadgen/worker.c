@@ -1,6 +1,6 @@
-/* loadgen_worker: one event loop on one thread, with its share of the
+/* worker: one event loop on one thread, with its share of the
  * connections (slots), its records and its epoll set; the engines
- * (loadgen_curl.c, loadgen_raw.c) plug into it. */
+ * (engine_curl.c, engine_raw.c) plug into it. */
 #include "loadgen.h"
 #include "trace.h"
 

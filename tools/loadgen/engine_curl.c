@@ -1,4 +1,4 @@
-/* loadgen_curl: the default engine, libcurl's multi interface driven by
+/* engine_curl: the default engine, libcurl's multi interface driven by
  * the worker's epoll loop through the socket API: curl says which sockets
  * to watch (on_curl_socket) and when to call it back (on_curl_timer). */
 #include "loadgen.h"
