@@ -146,7 +146,7 @@ bool setup_easy(struct worker *w, struct slot *sl, char *errbuf)
         curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
         curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
     }
-    const char *m = o->method ? o->method : o->body ? "POST" : "GET";
+    const char *m = method_name(o);
     if (o->body) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, o->body);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(o->body));
