@@ -14,10 +14,10 @@
 #                        03-threads) run under valgrind, fails on any error
 #                        or definite leak (tests/valgrind.sh)
 #   make run STAGE=4     run one stage in the foreground (Ctrl-C stops it)
-#   make demo            the instructor demo, each stage in turn; its pictures
-#                        (traces drawn by build/trace) in build/demo/
-#   make bench           the benchmarks (tables + CSV under bench/results;
-#                        about 5 minutes, BENCH_QUICK=1 about 2)
+#   make demo            the instructor demo (bench/demo.sh), stage by stage;
+#                        its pictures (drawn by build/trace) in build/demo/
+#   make bench           the benchmarks (bench/bench.sh): tables + CSV under
+#                        bench/results; about 5 minutes, BENCH_QUICK=1 about 2
 #   make soak            5 minutes of mixed and hostile traffic against every
 #                        stage and the main service, with two outages of it
 #                        (SOAK_SECONDS=60: a short form; see tests/soak/soak.c)
@@ -198,11 +198,11 @@ run: all
 	exec $$bin $(ARGS)
 
 demo: all
-	@./tools/demo.sh $(B)
+	@./bench/demo.sh $(B)
 
 bench: all examples
 	@./tools/deps.sh --optional || true
-	@./tools/bench.sh $(B)
+	@./bench/bench.sh $(B)
 
 deps:
 	@./tools/deps.sh --optional
@@ -213,7 +213,8 @@ fuzz:
 clean:
 	rm -rf build
 
+# The comment that opens this file, whatever its length.
 help:
-	@sed -n '2,31p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' Makefile
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
