@@ -19,13 +19,13 @@
  * let many requests wait at once is to give each its own thread and let it
  * sleep on a condition variable (store.h says how results wake them). A
  * thread per waiter is fine at this scale (thousands), and the code reads
- * top to bottom like the blocking stages: it is built on the
- * same common/conn_io (reading requests, keep-alive, 100-continue, the
- * error answer and the lingering close, the acceptor's 503) and
- * common/shutdown (SIGINT/SIGTERM as a pipe). Threads are detached, get a
- * small stack (64 KiB; a JSON depth check keeps cJSON's recursion far from
- * it), and are capped (--max-conns, default 4096): past the cap the
- * acceptor answers 503 itself and closes.
+ * top to bottom like the blocking stages: it is built on the same
+ * common/conn_io (reading requests, keep-alive, 100-continue, the error
+ * answer and the lingering close, the acceptor's 503) and common/shutdown
+ * (SIGINT/SIGTERM as a pipe). Threads are detached, get a small stack
+ * (64 KiB; a JSON depth check keeps cJSON's recursion far from it), and
+ * are capped (--max-conns, default 4096): past the cap the acceptor
+ * answers 503 itself and closes.
  *
  * Details a reader may want to know:
  *  - Deadlines that never move, kept by conn_io: a request head must be
@@ -38,8 +38,8 @@
  *    request_id is a non-empty string of at most 128 bytes (400),
  *    breakdown is an array (400).
  *  - The stored result is the callback body minus the token, exactly as
- *    received (json.h), bounded in number (--max-results,
- *    default 10000) and in bytes (--max-store-mb, default 256; 10000
+ *    received (json.h), bounded in number (--max-results, default
+ *    10000) and in bytes (--max-store-mb, default 256; 10000
  *    results of 54 KiB would be half a gigabyte): the oldest is evicted
  *    first, with a log line.
  *  - Every string it writes is valid UTF-8 JSON: a PUT whose request_id or
