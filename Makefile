@@ -14,10 +14,10 @@
 #                        03-threads) run under valgrind, fails on any error
 #                        or definite leak (tests/valgrind.sh)
 #   make run STAGE=4     run one stage in the foreground (Ctrl-C stops it)
-#   make demo            the instructor demo, each stage in turn; its pictures
-#                        (traces drawn by build/trace) in build/demo/
-#   make bench           the benchmarks (tables + CSV under bench/results;
-#                        about 5 minutes, BENCH_QUICK=1 about 2)
+#   make demo            the instructor demo (bench/demo.sh), stage by stage;
+#                        its pictures (drawn by build/trace) in build/demo/
+#   make bench           the benchmarks (bench/bench.sh): tables + CSV under
+#                        bench/results; about 5 minutes, BENCH_QUICK=1 about 2
 #   make soak            5 minutes of mixed and hostile traffic against every
 #                        stage and the main service, with two outages of it
 #                        (SOAK_SECONDS=60: a short form; see tests/soak/soak.c)
@@ -80,14 +80,14 @@ LDFLAGS := $(SANFLAGS) -pthread
 LDLIBS  := $(PKG_LIBS) -lm
 
 STAGE_DIRS := $(sort $(patsubst %/,%,$(wildcard 0[1-6]-*/)))
-TOOLS   := main-service loadgen trace
+TOOL_DIRS  := $(sort $(patsubst %/,%,$(dir $(wildcard tools/*/*.c))))
 TESTS   := $(sort $(basename $(notdir $(wildcard tests/test_*.c))))
 
 COMMON_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(wildcard common/*.c))
 HARNESS_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(filter-out tests/test_%.c,$(wildcard tests/*.c)))
 
 STAGE_BINS := $(addprefix $(B)/,$(STAGE_DIRS))
-TOOL_BINS  := $(addprefix $(B)/,$(filter $(TOOLS),$(basename $(notdir $(wildcard tools/*.c)))))
+TOOL_BINS  := $(addprefix $(B)/,$(notdir $(TOOL_DIRS)))
 TEST_BINS  := $(addprefix $(B)/tests/,$(TESTS))
 
 .PHONY: all test unit integration run demo bench deps fuzz clean help valgrind soak mutants examples check-exercise
@@ -100,22 +100,14 @@ $(B)/obj/%.o: %.c
 $(B)/libcommon.a: $(COMMON_OBJ)
 	$(AR) rcs $@ $^
 
-# A stage is every .c file in its folder, linked with common/.
+# A stage is every .c file in its folder, linked with common/; so is a
+# tool, its folder tools/NAME/ (build/NAME: loadgen, main-service, trace).
 objs_of = $(patsubst %.c,$(B)/obj/%.o,$(wildcard $(1)/*.c))
 .SECONDEXPANSION:
 $(STAGE_BINS): $(B)/%: $$(call objs_of,$$*) $(B)/libcommon.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
-
-$(TOOL_BINS): $(B)/%: $(B)/obj/tools/%.o $(B)/libcommon.a
+$(TOOL_BINS): $(B)/%: $$(call objs_of,tools/$$*) $(B)/libcommon.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
-# loadgen is split by concern (tools/loadgen_*.c); its second engine's
-# HTTP client is tools/rawhttp.c.
-$(B)/loadgen: $(patsubst %.c,$(B)/obj/%.o,$(wildcard tools/loadgen_*.c)) \
-              $(B)/obj/tools/rawhttp.o
-# The trace tool: its model and its drawing apart from the command line.
-$(B)/trace: $(B)/obj/tools/trace_model.o $(B)/obj/tools/trace_draw.o
-# The main service keeps its store and its JSON text helpers apart.
-$(B)/main-service: $(patsubst %.c,$(B)/obj/%.o,$(wildcard tools/main_service_*.c))
 
 # The lecture's small programs (examples/*.c, one file each): built by
 # `make examples` and by make test, whose doc test runs them. They may use
@@ -127,11 +119,12 @@ $(EXAMPLE_BINS): $(B)/examples/%: $(B)/obj/examples/%.o $(CORO_LIB_OBJ) $(B)/lib
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-# Test programs may need a stage's own library files: test_coro links 06's
-# scheduler (every .c file of 06-coroutines but its server.c).
+# Test programs may need a stage's or a tool's own library files: test_coro
+# links 06's scheduler (every .c file of 06-coroutines but its server.c),
+# test_rawhttp loadgen's HTTP client, test_trace the trace tool but its main.
 TEST_EXTRA_test_coro := $(CORO_LIB_OBJ)
-TEST_EXTRA_test_rawhttp := $(B)/obj/tools/rawhttp.o
-TEST_EXTRA_test_trace := $(B)/obj/tools/trace_model.o $(B)/obj/tools/trace_draw.o
+TEST_EXTRA_test_rawhttp := $(B)/obj/tools/loadgen/rawhttp.o
+TEST_EXTRA_test_trace := $(filter-out %/main.o,$(call objs_of,tools/trace))
 # test_trace reads Chromium's screenshot, a PNG, with zlib where its
 # headers are installed (.ci/run installs them); without, it compares the
 # screenshot's size with a blank page's. It drives loadgen and the tool.
@@ -211,11 +204,11 @@ run: all
 	exec $$bin $(ARGS)
 
 demo: all
-	@./tools/demo.sh $(B)
+	@./bench/demo.sh $(B)
 
 bench: all examples
 	@./tools/deps.sh --optional || true
-	@./tools/bench.sh $(B)
+	@./bench/bench.sh $(B)
 
 deps:
 	@./tools/deps.sh --optional
@@ -226,7 +219,8 @@ fuzz:
 clean:
 	rm -rf build
 
+# The comment that opens this file, whatever its length.
 help:
-	@sed -n '2,31p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' Makefile
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

@@ -1,4 +1,4 @@
-# Sourced by tools/bench.sh (scenario "anchors"): issue 14's table. The
+# Sourced by bench/bench.sh (scenario "anchors"): issue 14's table. The
 # event-driven stages beside two anchors measured in the same run, the
 # rounds interleaved (every target once per round, medians over rounds) so
 # the machine's drift hits all alike:
@@ -54,8 +54,7 @@ anchor_nginx() {
         ANCHOR_NGINX_WHY="nginx not installed (make deps: nginx-light)"
         return 1
     fi
-    local conf=bench/nginx.conf
-    [ -f "$conf" ] || conf=$(dirname "$0")/../bench/nginx.conf
+    local conf=$BENCH_DIR/nginx.conf
     local prefix=$TMP/nginx
     mkdir -p "$prefix/tmp" || return 1
     NGINX_PORT=$(anchor_free_port)
@@ -90,8 +89,7 @@ anchor_fastapi() {
         ANCHOR_FASTAPI_WHY="fastapi/uvicorn/uvloop/httptools not importable (make deps: python3-fastapi python3-uvicorn python3-uvloop python3-httptools)"
         return 1
     fi
-    local dir=bench
-    [ -f "$dir/exchange_app.py" ] || dir=$(dirname "$0")/../bench
+    local dir=$BENCH_DIR
     FASTAPI_PORT=$(anchor_free_port)
     EXCHANGE_DELAY_MS=0 MAIN_SERVICE_URL=http://127.0.0.1:9 \
         "$py" -m uvicorn exchange_app:app --app-dir "$dir" --host 127.0.0.1 \

@@ -1,4 +1,4 @@
-# Sourced by tools/bench.sh (scenario "cost"): what one request costs each
+# Sourced by bench/bench.sh (scenario "cost"): what one request costs each
 # stage, for GET / on keep-alive connections and GET / on a new connection
 # each (issue 14, item 7):
 #

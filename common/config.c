@@ -104,14 +104,27 @@ static void config_usage(FILE *out, const struct config *cfg, int default_port,
         "  MAIN_SERVICE_URL    as --main-service\n");
 }
 
-/* Parses a whole decimal number in [min, max], or exits with a message. */
-static int config_int(const char *stage, const char *opt, const char *s,
-                      long min, long max)
+bool config_number(const char *s, long min, long max, long *out)
 {
+    /* strtol alone would also skip leading blanks and take a plus sign. */
+    const char *digits = s[0] == '-' ? s + 1 : s;
+    if (*digits < '0' || *digits > '9')
+        return false;
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max) {
+    if (errno == ERANGE || *end || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* A stage's whole number in [min, max], or exits with a message. */
+static int config_int(const char *stage, const char *opt, const char *s,
+                      long min, long max)
+{
+    long v;
+    if (!config_number(s, min, max, &v)) {
         fprintf(stderr, "%s: --%s wants a whole number from %ld to %ld, "
                         "got '%s'\n", stage, opt, min, max, s);
         exit(2);

@@ -1,6 +1,7 @@
 /* config: the command line and environment every server shares (DESIGN.md),
  * plus the few options one stage adds. --help prints them and exits 0; a bad
- * option prints why and exits 2. */
+ * option prints why and exits 2. config_number, the one reader of a number
+ * on a command line, serves the tools (loadgen, main-service) as well. */
 #ifndef COMMON_CONFIG_H
 #define COMMON_CONFIG_H
 
@@ -79,6 +80,14 @@ struct config {
 void config_parse(struct config *cfg, int argc, char **argv,
                   const char *stage, int default_port, unsigned extras,
                   const char *description);
+
+/* Reads s, a whole decimal number in [min, max], into *out: an optional
+ * minus sign and digits, nothing before or after them. False, *out
+ * untouched, for an empty string, trailing or leading junk ("12x", "1.5",
+ * " 12", "+12", "0x1f"), a value outside [min, max] (a negative one when
+ * min is 0) or one beyond a long (no silent clamp to LONG_MAX). The caller
+ * says what was wrong: it knows the option's name. */
+bool config_number(const char *s, long min, long max, long *out);
 
 /* Logs the settings and warns when the default SECRET_TOKEN is in use. */
 void config_log(const struct config *cfg);

@@ -1,4 +1,4 @@
-/* test_loadgen: the benchmark client (tools/loadgen.c) end to end, run as
+/* test_loadgen: the benchmark client (tools/loadgen/) end to end, run as
  * a program against servers that exist from the start: 01-blocking (one
  * request at a time, closes every connection) and the main service (a
  * thread per connection, keep-alive, long polling for a concurrent wait).
@@ -581,6 +581,11 @@ START_TEST(command_line)
         ck_assert_ptr_nonnull(strstr(r.err, "loadgen: "));
         run_free(&r);
     }
+    /* A bad number is named with its option and its range. */
+    run_loadgen(&r, (const char *const[]){"-c", "5x", "http://a/", NULL}, 0);
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_msg(strstr(r.err, "-c wants 1..1000000, not '5x'"), "%s", r.err);
+    run_free(&r);
 }
 END_TEST
 

@@ -1,4 +1,4 @@
-/* test_main_service: the callback receiver (tools/main-service.c) end to
+/* test_main_service: the callback receiver (tools/main-service/) end to
  * end: its routes, token check, payload checks, long polling (one waiter,
  * many waiters on one id, many waiters on many ids), the bounded store,
  * keep-alive, 100-continue, its CLI and a clean exit on SIGTERM; and the

@@ -1,4 +1,4 @@
-/* Unit tests for tools/rawhttp.c, loadgen's lean HTTP/1.1 client
+/* Unit tests for tools/loadgen/rawhttp.c, loadgen's lean HTTP/1.1 client
  * (--engine raw). First the answer-head parser on exact inputs, then whole
  * requests against a scripted server thread on 127.0.0.1: answers cut into
  * pieces, keep-alive reuse, a server that closes an idle connection (the
@@ -19,7 +19,7 @@
 
 #include "harness.h"
 
-#include "../tools/rawhttp.h"
+#include "../tools/loadgen/rawhttp.h"
 
 /* ---- the parser -------------------------------------------------------- */
 

@@ -27,7 +27,7 @@
 
 #include "harness.h"
 #include "trace.h"
-#include "../tools/tracetool.h"
+#include "../tools/trace/tracetool.h"
 
 #define TOKEN_ENV "SECRET_TOKEN=test-token"
 static const char *const token_env[] = {TOKEN_ENV, NULL};

@@ -1,5 +1,5 @@
-/* main_service_json: see main_service_json.h. */
-#include "main_service_json.h"
+/* json: see json.h. */
+#include "json.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* main_service_opts: the main service's command line and environment
+/* opts: the main service's command line and environment
  * (main-service --help). A bad option prints why and exits 2. */
 #ifndef TOOLS_MAIN_SERVICE_OPTS_H
 #define TOOLS_MAIN_SERVICE_OPTS_H

@@ -12,7 +12,7 @@
 # --blocking-bug, to show every lane frozen.
 # Everything it starts is stopped again, also on Ctrl-C.
 #
-# Usage: tools/demo.sh [BUILD_DIR]          (make demo passes build/)
+# Usage: bench/demo.sh [BUILD_DIR]          (make demo passes build/)
 # Environment: DEMO_PAUSE=1 waits for Enter between stages (for a lecture);
 # DEMO_OUT=DIR puts the traces and the page there.
 set -u
@@ -73,7 +73,7 @@ start() {
     SECRET_TOKEN=demo-token $SETSID "$B/$name" --port 0 "$@" >"$OUT" 2>"$LOG" &
     PID=$!
     PIDS+=("$PID")
-    PORT=$("$(dirname "$0")/announced-port" "$OUT" "$PID") && return 0
+    PORT=$("$(dirname "$0")/../tools/announced-port" "$OUT" "$PID") && return 0
     echo "  $name did not start; the end of its log:"
     tail -3 "$LOG" | sed 's/^/    /'
     return 1

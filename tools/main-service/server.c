@@ -17,15 +17,15 @@
  * The model, and why: a thread per connection, as in 03-threads. A
  * long-poll client is a request that waits, and the simplest correct way to
  * let many requests wait at once is to give each its own thread and let it
- * sleep on a condition variable (main_service_store.h says how results wake
- * them). A thread per waiter is fine at this scale (thousands), and the
- * code reads top to bottom like the blocking stages: it is built on the
- * same common/conn_io (reading requests, keep-alive, 100-continue, the
- * error answer and the lingering close, the acceptor's 503) and
- * common/shutdown (SIGINT/SIGTERM as a pipe). Threads are detached, get a
- * small stack (64 KiB; a JSON depth check keeps cJSON's recursion far from
- * it), and are capped (--max-conns, default 4096): past the cap the
- * acceptor answers 503 itself and closes.
+ * sleep on a condition variable (store.h says how results wake them). A
+ * thread per waiter is fine at this scale (thousands), and the code reads
+ * top to bottom like the blocking stages: it is built on the same
+ * common/conn_io (reading requests, keep-alive, 100-continue, the error
+ * answer and the lingering close, the acceptor's 503) and common/shutdown
+ * (SIGINT/SIGTERM as a pipe). Threads are detached, get a small stack
+ * (64 KiB; a JSON depth check keeps cJSON's recursion far from it), and
+ * are capped (--max-conns, default 4096): past the cap the acceptor
+ * answers 503 itself and closes.
  *
  * Details a reader may want to know:
  *  - Deadlines that never move, kept by conn_io: a request head must be
@@ -38,8 +38,8 @@
  *    request_id is a non-empty string of at most 128 bytes (400),
  *    breakdown is an array (400).
  *  - The stored result is the callback body minus the token, exactly as
- *    received (main_service_json.h), bounded in number (--max-results,
- *    default 10000) and in bytes (--max-store-mb, default 256; 10000
+ *    received (json.h), bounded in number (--max-results, default
+ *    10000) and in bytes (--max-store-mb, default 256; 10000
  *    results of 54 KiB would be half a gigabyte): the oldest is evicted
  *    first, with a log line.
  *  - Every string it writes is valid UTF-8 JSON: a PUT whose request_id or
@@ -62,15 +62,16 @@
  *  - SIGINT/SIGTERM: stop accepting, wake every waiter (they answer 503
  *    "shutting down"), give requests in progress up to a second, exit 0.
  *    Results live in memory only, so nothing else needs saving. */
+#include "json.h"
+#include "opts.h"
+#include "path.h"
+#include "store.h"
+
 #include "conn_io.h"
 #include "endpoint.h"
 #include "exchange.h"
 #include "http.h"
 #include "log.h"
-#include "main_service_json.h"
-#include "main_service_opts.h"
-#include "main_service_path.h"
-#include "main_service_store.h"
 #include "net.h"
 #include "shutdown.h"
 #include "timer.h"

@@ -1,4 +1,4 @@
-/* loadgen_probe: --watch-pid, the server's memory, threads and CPU time
+/* probe: --watch-pid, the server's memory, threads and CPU time
  * read from /proc while it serves us. */
 #include "loadgen.h"
 

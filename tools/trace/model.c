@@ -1,4 +1,4 @@
-/* trace_model: see tracetool.h. Reads trace lines, pairs each begin with
+/* model: see tracetool.h. Reads trace lines, pairs each begin with
  * its end, puts spans on lanes and rows, and writes the Chrome JSON. */
 #include "tracetool.h"
 
@@ -221,7 +221,7 @@ bool panel_load(struct panel *p, const char *path)
     if (!in)
         return false;
     /* The panel's title: the file's name without its directory and
-     * ".trace" (demo.sh names them 01-blocking.trace, ...). */
+     * ".trace" (bench/demo.sh names them 01-blocking.trace, ...). */
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
     char title[sizeof p->title];

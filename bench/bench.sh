@@ -27,7 +27,7 @@
 #   cost            CPU us, system calls and context switches per request,
 #                   keep-alive and a new connection each (bench/cost.sh)
 #
-# Usage: tools/bench.sh [BUILD_DIR]          (make bench passes build/)
+# Usage: bench/bench.sh [BUILD_DIR]          (make bench passes build/)
 # Environment: BENCH_QUICK=1 (about 2 minutes), BENCH_CONC=N (scenario 3),
 # BENCH_STAGES=01-blocking,05-epoll-callbacks (only those),
 # BENCH_SCENARIOS=1,2 (only those), BENCH_RESULTS=DIR (default bench/results),
@@ -40,6 +40,7 @@ set -u
 
 B=${1:-build}
 LG=$B/loadgen
+BENCH_DIR=$(cd "$(dirname "$0")" && pwd) # bench/: the scenario files
 RESULTS=${BENCH_RESULTS:-bench/results}
 QUICK=${BENCH_QUICK:-0}
 [ "$QUICK" = 0 ] && QUICK=
@@ -152,7 +153,7 @@ start_stage() {
         --main-service http://127.0.0.1:9 "$@" >"$out" 2>"$log" &
     SPID=$!
     PIDS+=("$SPID")
-    SPORT=$("$(dirname "$0")/announced-port" "$out" "$SPID") && return 0
+    SPORT=$("$BENCH_DIR/../tools/announced-port" "$out" "$SPID") && return 0
     START_ERR="did not start: $(tail -1 "$log" 2>/dev/null)"
     kill -KILL "$SPID" 2>/dev/null
     wait "$SPID" 2>/dev/null
@@ -510,23 +511,22 @@ if scenario 6; then
     fi
 fi
 
-# ---- 7. designs (issue 15): tools/bench_designs.sh -------------------------
+# ---- 7. designs (issue 15): bench/designs.sh ------------------------------
 
-# shellcheck source=tools/bench_designs.sh
-. "$(dirname "$0")/bench_designs.sh"
+# shellcheck source=bench/designs.sh
+. "$BENCH_DIR/designs.sh"
 if scenario 7; then
     designs_scenario
 fi
 
 # ---- anchors and cost per request (issue 14) ------------------------------
-# Their own files in bench/, sourced: "anchors" (04-06 beside nginx and
-# FastAPI, ratio columns, BENCH_MANY concurrent 1 s requests) and "cost"
+# Their own files beside this one, sourced: "anchors" (04-06 beside nginx
+# and FastAPI, ratio columns, BENCH_MANY concurrent 1 s requests) and "cost"
 # (CPU, system calls and context switches per request, every stage).
 
-BENCH_DIR=$(cd "$(dirname "$0")/../bench" && pwd)
-# shellcheck source=../bench/anchors.sh
+# shellcheck source=bench/anchors.sh
 . "$BENCH_DIR/anchors.sh"
-# shellcheck source=../bench/cost.sh
+# shellcheck source=bench/cost.sh
 . "$BENCH_DIR/cost.sh"
 if scenario anchors; then bench_anchors; fi
 if scenario cost; then bench_cost; fi

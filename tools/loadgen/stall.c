@@ -1,4 +1,4 @@
-/* loadgen_stall: --stall N, connections that send half a request and then
+/* stall: --stall N, connections that send half a request and then
  * hold still while the measured requests run (slowloris), held by the
  * main thread. */
 #include "loadgen.h"
@@ -17,31 +17,6 @@
  * No blank line, so the server must keep waiting for the rest. */
 static const char stall_request[] = "GET / HTTP/1.1\r\nHost: loadgen\r\n";
 
-struct addrinfo *resolve_url(CURLU *u)
-{
-    char *host = NULL, *port = NULL;
-    struct addrinfo *ai = NULL;
-    if (curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) ==
-            CURLUE_OK) {
-        char *h = host;
-        size_t hl = strlen(h);
-        if (hl > 1 && h[0] == '[' && h[hl - 1] == ']') { /* [::1] */
-            h[hl - 1] = '\0';
-            h++;
-        }
-        struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
-        int rc = getaddrinfo(h, port, &hints, &ai);
-        if (rc != 0) {
-            fprintf(stderr, "loadgen: %s: %s\n", h, gai_strerror(rc));
-            ai = NULL;
-        }
-    }
-    curl_free(host);
-    curl_free(port);
-    return ai;
-}
-
 static void stall_close(struct loadgen *lg, size_t i, enum stall_state s)
 {
     lg->stall_states[i] = s;
@@ -51,7 +26,9 @@ static void stall_close(struct loadgen *lg, size_t i, enum stall_state s)
 }
 
 /* Opens the stalls and waits (up to 3 s) until each has connected and sent
- * its half request, so they are in place before the measured requests. */
+ * its half request, so they are in place before the measured requests. A
+ * Ctrl-C meanwhile stays pending (main blocks the signals) until the run's
+ * supervisor takes it. */
 bool stalls_open(struct loadgen *lg, CURLU *url)
 {
     size_t n = (size_t)lg->opt.stall;
@@ -92,7 +69,7 @@ bool stalls_open(struct loadgen *lg, CURLU *url)
         for (size_t i = 0; i < n; i++)
             k += pfd[i].fd >= 0;
         double left = deadline - now_s();
-        if (!k || left <= 0 || atomic_load(&interrupted))
+        if (!k || left <= 0)
             break;
         if (poll(pfd, n, (int)ceil(left * 1000)) < 0 && errno != EINTR)
             break;

@@ -1,4 +1,4 @@
-/* main_service_path: the main service's request target, read: which result
+/* path: the main service's request target, read: which result
  * a path names and how long its client will wait for it. */
 #ifndef TOOLS_MAIN_SERVICE_PATH_H
 #define TOOLS_MAIN_SERVICE_PATH_H

@@ -6,8 +6,8 @@
 # from /proc/PID/stat before and after), which a shared machine disturbs
 # far less than requests/s.
 #
-# Usage: tools/trace_bench.sh A_CMD B_CMD [PAIRS] [DUR]
-#   e.g. tools/trace_bench.sh build/05-epoll-callbacks \
+# Usage: bench/trace_bench.sh A_CMD B_CMD [PAIRS] [DUR]
+#   e.g. bench/trace_bench.sh build/05-epoll-callbacks \
 #          "build/05-epoll-callbacks --trace /tmp/t.trace" 8 2
 # Both commands get --port 0 --quiet. LG=path/to/loadgen (build/loadgen).
 # Prints "A RPS CPU_US B RPS CPU_US" per pair, then medians [min..max].

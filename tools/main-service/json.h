@@ -1,4 +1,4 @@
-/* main_service_json: a callback body as text, for the main service.
+/* json: a callback body as text, for the main service.
  *
  * cJSON validates a PUT's body; these walk the same (valid) text to recover
  * the raw spelling of its members, so a stored result keeps its numbers as

@@ -1,8 +1,7 @@
-/* loadgen_worker: one event loop on one thread, with its share of the
+/* worker: one event loop on one thread, with its share of the
  * connections (slots), its records and its epoll set; the engines
- * (loadgen_curl.c, loadgen_raw.c) plug into it. */
+ * (engine_curl.c, engine_raw.c) plug into it. */
 #include "loadgen.h"
-#include "trace.h"
 
 #include <errno.h>
 #include <math.h>
@@ -73,20 +72,6 @@ void worker_free(struct worker *w)
 
 /* ---- a worker's loop -------------------------------------------------- */
 
-static bool record_push(struct worker *w, size_t *idx)
-{
-    if (w->nrecs == w->cap) {
-        size_t cap = w->cap * 2;
-        struct record *r = realloc(w->recs, cap * sizeof *r);
-        if (!r)
-            return false;
-        w->recs = r;
-        w->cap = cap;
-    }
-    *idx = w->nrecs++;
-    return true;
-}
-
 /* May one more request start? -n counts across all workers. */
 static bool want_more(struct worker *w, double now)
 {
@@ -97,43 +82,6 @@ static bool want_more(struct worker *w, double now)
         return atomic_fetch_add_explicit(&w->sh->issued, 1,
                                          memory_order_relaxed) < o->total;
     return now < w->sh->t_stop;
-}
-
-static void print_response(const struct worker *w, const struct slot *sl);
-
-/* --trace: the request's start, first byte (curl knows it) and end, on
- * the servers' clock, written when it ends. */
-static void trace_request(const struct worker *w, const struct slot *sl,
-                          const struct record *r)
-{
-    uint64_t start = (uint64_t)(r->start * 1e6);
-    curl_off_t first = 0;
-    trace_event_at(TRACE_CLIENT_BEGIN, r, 0, start);
-    if (w->sh->opt->engine == ENGINE_CURL &&
-        curl_easy_getinfo(sl->easy, CURLINFO_STARTTRANSFER_TIME_T, &first) ==
-            CURLE_OK && first > 0)
-        trace_event_at(TRACE_CLIENT_FIRST, r, 0, start + (uint64_t)first);
-    trace_event_at(TRACE_CLIENT_END, r, 0, (uint64_t)(r->end * 1e6));
-}
-
-/* A request ended: record it and free its slot for the next. */
-void finish(struct worker *w, struct slot *sl, double now,
-            enum outcome out, int status, const char *error)
-{
-    struct record *r = &w->recs[sl->rec];
-    r->end = now;
-    if (trace_fd >= 0)
-        trace_request(w, sl, r);
-    r->status = status;
-    r->outcome = (unsigned char)out;
-    if (out == OUT_OTHER && !w->first_error[0])
-        snprintf(w->first_error, sizeof w->first_error, "%s", error);
-    if (w->sh->opt->print)
-        print_response(w, sl);
-    sl->busy = false;
-    w->free_slots[w->nfree++] = (size_t)(sl - w->slots);
-    atomic_fetch_sub_explicit(&w->active, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&w->finished, 1, memory_order_relaxed);
 }
 
 /* Starts a request on the free slot on top of the stack. With the raw
@@ -184,15 +132,6 @@ static void issue_requests(struct worker *w, double now)
             return;
         }
     }
-}
-
-static void print_response(const struct worker *w, const struct slot *sl)
-{
-    const struct record *r = &w->recs[sl->rec];
-    /* one fprintf per line: stdio keeps lines from two threads apart */
-    printf("HTTP %d in %.0f ms: %.*s\n", r->status, (r->end - r->start) * 1e3,
-           (int)sl->body_len, sl->body);
-    fflush(stdout);
 }
 
 /* Everything that follows a socket event: finished transfers free their

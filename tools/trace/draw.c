@@ -1,4 +1,4 @@
-/* trace_draw: the pictures of tools/trace (tracetool.h): a self-contained
+/* draw: the pictures of tools/trace (tracetool.h): a self-contained
  * HTML page of inline SVG, and PNGs through gnuplot. Both use one layout:
  * the client's requests on top, a row each; the server's lanes below, a
  * band per worker with as many rows as its overlapping spans need. */

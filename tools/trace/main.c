@@ -5,8 +5,8 @@
  * Each FILE is one panel: a stage's trace with the loadgen run against it
  * appended (common/trace.h has the line format). All panels share one time
  * axis, each starting at its own first event. This file is the command
- * line; trace_model.c reads the lines into spans and lanes and writes the
- * Chrome JSON; trace_draw.c draws the page and the PNGs. */
+ * line; model.c reads the lines into spans and lanes and writes the
+ * Chrome JSON; draw.c draws the page and the PNGs. */
 #include "tracetool.h"
 
 #include <errno.h>

@@ -1,4 +1,4 @@
-/* loadgen_report: what a run measured, as text or --json, and the
+/* report: what a run measured, as text or --json, and the
  * --timeline picture of every request on one time axis. */
 #include "loadgen.h"
 
@@ -136,7 +136,7 @@ void print_json(const struct loadgen *lg, const struct summary *s)
                  "  \"p99_ms\": %.3f,\n  \"max_ms\": %.3f,\n",
             s->min, s->mean, s->p50, s->p90, s->p99, s->max);
     fprintf(out, "  \"interrupted\": %s,\n",
-            atomic_load(&interrupted) ? "true" : "false");
+            lg->interrupted ? "true" : "false");
     fprintf(out, "  \"client_cpu_s\": %.3f,\n", client_cpu_s());
     fprintf(out, "  \"stall_requested\": %ld,\n  \"stall_connected\": %zu,\n"
                  "  \"stall_failed\": %zu,\n  \"stall_dropped\": %zu,\n",
@@ -216,7 +216,7 @@ void print_text(const struct loadgen *lg, const struct summary *s)
     fprintf(out, "  requests  %zu in %.3f s: %zu ok (2xx), %zu failed, "
                  "%.1f requests/s%s\n",
             s->finished, s->wall, s->ok, s->failed, s->rps,
-            atomic_load(&interrupted) ? " (interrupted)" : "");
+            lg->interrupted ? " (interrupted)" : "");
     if (s->ok) {
         fprintf(out, "  latency ");
         print_ms(out, "min", s->min);

@@ -1,5 +1,6 @@
-/* loadgen_opts: the command line (loadgen --help), checked whole before
+/* opts: the command line (loadgen --help), checked whole before
  * anything starts: a bad value is a usage error (exit 2). */
+#include "config.h"
 #include "loadgen.h"
 #include "trace.h"
 
@@ -63,17 +64,6 @@ static void usage(FILE *out)
         DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT_MS, TIMELINE_DEFAULT_WIDTH);
 }
 
-static bool parse_long(const char *s, long min, long max, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max)
-        return false;
-    *out = v;
-    return true;
-}
-
 static bool parse_seconds(const char *s, double *out)
 {
     char *end;
@@ -127,6 +117,16 @@ static char *need_memory(char *p)
     return p;
 }
 
+/* opt's value, a whole number in [min, max]; else a usage error naming
+ * both (common/config.h's config_number, as the servers read theirs). */
+static long number_arg(const char *opt, const char *s, long min, long max)
+{
+    long v;
+    if (!config_number(s, min, max, &v))
+        bad_usage("%s wants %ld..%ld, not '%s'", opt, min, max, s);
+    return v;
+}
+
 void parse_options(struct options *o, int argc, char **argv)
 {
     enum { O_URL = 256, O_ENGINE, O_METHOD, O_BODY, O_BILLS, O_KA, O_NO_KA,
@@ -165,27 +165,23 @@ void parse_options(struct options *o, int argc, char **argv)
                           .keepalive = true,
                           .timeout_ms = DEFAULT_TIMEOUT_MS};
     bool have_c = false;
-    long v;
     int opt;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":c:n:d:t:h", longs, NULL)) != -1) {
         switch (opt) {
         case 'c':
-            if (!parse_long(optarg, 1, 1000000, &o->concurrency))
-                bad_usage("-c wants 1..1000000, not '%s'", optarg);
+            o->concurrency = number_arg("-c", optarg, 1, 1000000);
             have_c = true;
             break;
         case 'n':
-            if (!parse_long(optarg, 1, 100000000, &o->total))
-                bad_usage("-n wants 1..100000000, not '%s'", optarg);
+            o->total = number_arg("-n", optarg, 1, 100000000);
             break;
         case 'd':
             if (!parse_seconds(optarg, &o->duration_s))
                 bad_usage("-d wants seconds > 0, not '%s'", optarg);
             break;
         case 't':
-            if (!parse_long(optarg, 1, MAX_THREADS, &o->threads))
-                bad_usage("-t wants 1..64, not '%s'", optarg);
+            o->threads = number_arg("-t", optarg, 1, MAX_THREADS);
             break;
         case O_URL: o->url = optarg; break;
         case O_ENGINE:
@@ -201,24 +197,21 @@ void parse_options(struct options *o, int argc, char **argv)
             free(o->body);
             o->body = need_memory(strdup(optarg));
             break;
-        case O_BILLS:
-            if (!parse_long(optarg, 0, 10000, &v))
-                bad_usage("--bills wants 0..10000, not '%s'", optarg);
+        case O_BILLS: {
+            long k = number_arg("--bills", optarg, 0, 10000);
             free(o->body);
-            o->body = need_memory(make_bills_body(v));
+            o->body = need_memory(make_bills_body(k));
             break;
+        }
         case O_KA: o->keepalive = true; break;
         case O_NO_KA: o->keepalive = false; break;
         case O_TIMEOUT:
-            if (!parse_long(optarg, 1, 86400000, &o->timeout_ms))
-                bad_usage("--timeout-ms wants 1..86400000, not '%s'", optarg);
+            o->timeout_ms = number_arg("--timeout-ms", optarg, 1, 86400000);
             break;
         case O_TIMELINE: o->timeline = true; break;
         case O_TRACE: o->trace = optarg; break;
         case O_WIDTH:
-            if (!parse_long(optarg, 10, 1000, &v))
-                bad_usage("--width wants 10..1000, not '%s'", optarg);
-            o->width = (int)v;
+            o->width = (int)number_arg("--width", optarg, 10, 1000);
             break;
         case O_SPAN:
             if (!parse_seconds(optarg, &o->span_s))
@@ -227,11 +220,10 @@ void parse_options(struct options *o, int argc, char **argv)
         case O_JSON: o->json = true; break;
         case O_PRINT: o->print = true; break;
         case O_STALL:
-            if (!parse_long(optarg, 0, 100000, &o->stall))
-                bad_usage("--stall wants 0..100000, not '%s'", optarg);
+            o->stall = number_arg("--stall", optarg, 0, 100000);
             break;
         case O_WATCH:
-            if (!parse_long(optarg, 1, INT_MAX, &o->watch_pid))
+            if (!config_number(optarg, 1, INT_MAX, &o->watch_pid))
                 bad_usage("--watch-pid wants a pid, not '%s'", optarg);
             break;
         case O_QUIET: o->quiet = true; break;

@@ -1,4 +1,4 @@
-/* main_service_store: the main service's results, kept in memory.
+/* store: the main service's results, kept in memory.
  *
  * A hash table by request_id plus a list in insertion order, capped by
  * count and by bytes: past either cap the oldest results are evicted first

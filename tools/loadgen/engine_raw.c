@@ -1,5 +1,5 @@
-/* loadgen_raw: --engine raw, rawhttp.c's lean HTTP/1.1 client on the
- * worker's loop, slots and records (see loadgen.c for why it exists). */
+/* engine_raw: --engine raw, rawhttp.c's lean HTTP/1.1 client on the
+ * worker's loop, slots and records (see main.c for why it exists). */
 #include "loadgen.h"
 
 #include <errno.h>

@@ -1,11 +1,12 @@
-/* main_service_opts: see main_service_opts.h. */
-#include "main_service_opts.h"
+/* opts: see opts.h. */
+#include "opts.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "config.h"
 
 static void usage(FILE *out, const char *prog)
 {
@@ -69,17 +70,6 @@ static void usage(FILE *out, const char *prog)
         MS_DEFAULT_TOKEN, MS_MAX_WAIT_MS);
 }
 
-static bool parse_int(const char *s, long min, long max, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max)
-        return false;
-    *out = v;
-    return true;
-}
-
 static void bad_usage(const char *prog, const char *msg, const char *arg)
 {
     if (msg)
@@ -87,6 +77,20 @@ static void bad_usage(const char *prog, const char *msg, const char *arg)
                 arg ? arg : "");
     fprintf(stderr, "try '%s --help'\n", prog);
     exit(2);
+}
+
+/* opt's value, a whole number in [min, max]; else a usage error naming
+ * both (common/config.h's config_number, as the stages read theirs). */
+static long number_arg(const char *prog, const char *opt, const char *s,
+                       long min, long max)
+{
+    long v;
+    if (!config_number(s, min, max, &v)) {
+        fprintf(stderr, "%s: %s wants %ld..%ld, not '%s'\n", prog, opt, min,
+                max, s);
+        bad_usage(prog, NULL, NULL);
+    }
+    return v;
 }
 
 void ms_options_parse(struct ms_options *o, int argc, char **argv)
@@ -120,45 +124,41 @@ void ms_options_parse(struct ms_options *o, int argc, char **argv)
         {0, 0, 0, 0},
     };
     int c;
-    long v;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case OPT_PORT:
-            if (!parse_int(optarg, 0, 65535, &v))
-                bad_usage(prog, "--port wants 0..65535", optarg);
-            o->port = (int)v;
+            o->port = (int)number_arg(prog, "--port", optarg, 0, 65535);
             break;
         case OPT_HOST:
             o->host = optarg;
             break;
         case OPT_MAX_CONNS:
-            if (!parse_int(optarg, 1, 100000, &v))
-                bad_usage(prog, "--max-conns wants 1..100000", optarg);
-            o->max_conns = (int)v;
+            o->max_conns =
+                (int)number_arg(prog, "--max-conns", optarg, 1, 100000);
             break;
         case OPT_MAX_WAITERS:
-            if (!parse_int(optarg, 1, 100000, &v))
-                bad_usage(prog, "--max-waiters wants 1..100000", optarg);
-            o->max_waiters = (int)v;
+            o->max_waiters =
+                (int)number_arg(prog, "--max-waiters", optarg, 1, 100000);
             break;
         case OPT_MAX_RESULTS:
-            if (!parse_int(optarg, 1, 10000000, &v))
-                bad_usage(prog, "--max-results wants 1..10000000", optarg);
-            o->max_results = (size_t)v;
+            o->max_results =
+                (size_t)number_arg(prog, "--max-results", optarg, 1, 10000000);
             break;
         case OPT_MAX_STORE_MB:
-            if (!parse_int(optarg, 1, 1 << 20, &v))
-                bad_usage(prog, "--max-store-mb wants 1..1048576", optarg);
-            o->max_store_mb = (size_t)v;
+            o->max_store_mb =
+                (size_t)number_arg(prog, "--max-store-mb", optarg, 1, 1 << 20);
             break;
         case OPT_HEADER_TIMEOUT:
+            o->header_timeout_ms = (int)number_arg(
+                prog, "--header-timeout-ms", optarg, 1, 3600000);
+            break;
         case OPT_BODY_TIMEOUT:
+            o->body_timeout_ms = (int)number_arg(
+                prog, "--body-timeout-ms", optarg, 1, 3600000);
+            break;
         case OPT_IDLE_TIMEOUT:
-            if (!parse_int(optarg, 1, 3600000, &v))
-                bad_usage(prog, "a timeout wants 1..3600000 ms", optarg);
-            *(c == OPT_HEADER_TIMEOUT ? &o->header_timeout_ms
-              : c == OPT_BODY_TIMEOUT ? &o->body_timeout_ms
-                                      : &o->idle_timeout_ms) = (int)v;
+            o->idle_timeout_ms = (int)number_arg(
+                prog, "--idle-timeout-ms", optarg, 1, 3600000);
             break;
         case OPT_QUIET:
             o->quiet = true;

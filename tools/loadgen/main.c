@@ -60,7 +60,6 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-atomic_bool interrupted;
 static int stop_signal; /* which one, for main thread's final raise() */
 
 /* ---- setup ------------------------------------------------------------ */
@@ -136,9 +135,9 @@ static void supervise(struct loadgen *lg, const sigset_t *sigs)
             break;
         struct timespec ts = {0, SAMPLE_EVERY_MS * 1000000L};
         int sig = sigtimedwait(sigs, NULL, &ts);
-        if (sig > 0 && !atomic_load(&interrupted)) {
+        if (sig > 0 && !lg->interrupted) {
             stop_signal = sig;
-            atomic_store(&interrupted, true);
+            lg->interrupted = true;
             atomic_store(&lg->sh.stop, true);
             uint64_t one = 1;
             if (write(lg->sh.stop_fd, &one, sizeof one) < 0)
@@ -314,7 +313,7 @@ int main(int argc, char **argv)
         print_text(&lg, &s);
     }
     fflush(stdout);
-    rc = atomic_load(&interrupted) ? 130 : s.failed ? 1 : 0;
+    rc = lg.interrupted ? 130 : s.failed ? 1 : 0;
 out:
     loadgen_free(&lg);
     curl_url_cleanup(url);

@@ -1,5 +1,5 @@
-/* main_service_store: see main_service_store.h. */
-#include "main_service_store.h"
+/* store: see store.h. */
+#include "store.h"
 
 #include <cJSON.h>
 #include <errno.h>

@@ -1,4 +1,4 @@
-/* loadgen_curl: the default engine, libcurl's multi interface driven by
+/* engine_curl: the default engine, libcurl's multi interface driven by
  * the worker's epoll loop through the socket API: curl says which sockets
  * to watch (on_curl_socket) and when to call it back (on_curl_timer). */
 #include "loadgen.h"
@@ -146,7 +146,7 @@ bool setup_easy(struct worker *w, struct slot *sl, char *errbuf)
         curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
         curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
     }
-    const char *m = o->method ? o->method : o->body ? "POST" : "GET";
+    const char *m = method_name(o);
     if (o->body) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, o->body);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(o->body));

@@ -1,13 +1,18 @@
-/* loadgen.h: what loadgen's files share (private to tools/loadgen*.c).
+/* loadgen.h: what loadgen's files share (private to tools/loadgen/).
  *
- * loadgen.c      main: start the workers, supervise them, merge, report
- * loadgen_opts   the command line
- * loadgen_worker one event loop per thread: slots, records, the epoll loop
- * loadgen_curl   the curl engine: libcurl's multi socket API on that loop
- * loadgen_raw    the raw engine: rawhttp.c on the same loop
- * loadgen_stall  --stall: half-sent requests held open (slowloris)
- * loadgen_probe  --watch-pid: the server's memory and CPU from /proc
- * loadgen_report the summary (text, --json) and the --timeline picture */
+ * Each file below uses only the ones under it (and this header):
+ *
+ * main.c        start the workers, supervise them, merge, report
+ * report.c      the summary (text, --json) and the --timeline picture
+ * worker.c      one event loop per thread: slots, records, the epoll loop
+ * engine_curl.c the curl engine: libcurl's multi socket API on that loop
+ * engine_raw.c  the raw engine: rawhttp.c on the same loop
+ * stall.c       --stall: half-sent requests held open (slowloris)
+ * record.c      a request's record: taken, written, its slot freed
+ * resolve.c     the URL's address, for the connections loadgen opens
+ * probe.c       --watch-pid: the server's memory and CPU from /proc
+ * opts.c        the command line
+ * rawhttp.c     the raw engine's HTTP/1.1 client (rawhttp.h) */
 #ifndef TOOLS_LOADGEN_H
 #define TOOLS_LOADGEN_H
 
@@ -154,12 +159,11 @@ struct loadgen {
     int *stall_fds;
     enum stall_state *stall_states;
     struct server_watch watch;
+    bool interrupted;       /* SIGINT/SIGTERM stopped the run; the main
+                               thread alone reads and writes it */
 };
 
 #define FD_UNWATCHED UINT32_MAX
-
-/* Set once by the main thread when SIGINT/SIGTERM stops the run. */
-extern atomic_bool interrupted;
 
 static inline double now_s(void)
 {
@@ -174,7 +178,7 @@ static inline double now_s(void)
 #define TAG_RAW 3ULL /* below it: the slot's index */
 static inline uint64_t tag(uint64_t kind, uint32_t v) { return kind << 32 | v; }
 
-/* ---- loadgen_opts.c --------------------------------------------------- */
+/* ---- opts.c ----------------------------------------------------------- */
 
 /* Fills o from the command line; exits 2 (with a message) on bad usage. */
 void parse_options(struct options *o, int argc, char **argv);
@@ -182,7 +186,7 @@ void parse_options(struct options *o, int argc, char **argv);
 /* The request's method: --method, else POST with a body, else GET. */
 const char *method_name(const struct options *o);
 
-/* ---- loadgen_worker.c ------------------------------------------------- */
+/* ---- worker.c --------------------------------------------------------- */
 
 /* Sets up w for nslots connections (its share of -c). False on failure;
  * worker_free then releases what was made. */
@@ -194,11 +198,18 @@ void worker_free(struct worker *w);
  * run is stopped. */
 void *worker_run(void *arg);
 
-/* A request ended: record it and free its slot for the next. */
+/* ---- record.c --------------------------------------------------------- */
+
+/* A record for a request that starts now: its index in w->recs, grown
+ * when full. False when out of memory. */
+bool record_push(struct worker *w, size_t *idx);
+
+/* A request ended: record it (and --trace, --print it) and free its slot
+ * for the next. */
 void finish(struct worker *w, struct slot *sl, double now, enum outcome out,
             int status, const char *error);
 
-/* ---- loadgen_curl.c --------------------------------------------------- */
+/* ---- engine_curl.c ---------------------------------------------------- */
 
 /* The multi handle and the per-descriptor tables its socket callback
  * keeps. */
@@ -213,7 +224,7 @@ void collect_done(struct worker *w, double now);
 /* An epoll event on a socket curl asked us to watch. */
 void curl_dispatch(struct worker *w, const struct epoll_event *ev);
 
-/* ---- loadgen_raw.c ---------------------------------------------------- */
+/* ---- engine_raw.c ----------------------------------------------------- */
 
 /* The request bytes and the address, once for the run. An exit status: 0,
  * 2 for a URL this engine cannot use, 3 for other failures. */
@@ -232,10 +243,12 @@ void raw_timeouts(struct worker *w, double now);
 /* An epoll event on a slot's connection. */
 void raw_dispatch(struct worker *w, const struct epoll_event *ev);
 
-/* ---- loadgen_stall.c -------------------------------------------------- */
+/* ---- resolve.c -------------------------------------------------------- */
 
 /* The URL's host and port as addresses, or NULL (said on stderr). */
 struct addrinfo *resolve_url(CURLU *u);
+
+/* ---- stall.c ---------------------------------------------------------- */
 
 /* Opens --stall's connections and waits until they hold their half
  * requests. False when out of memory or the URL does not resolve. */
@@ -246,13 +259,13 @@ void stalls_check(struct loadgen *lg);
 
 size_t stalls_count(const struct loadgen *lg, enum stall_state s);
 
-/* ---- loadgen_probe.c -------------------------------------------------- */
+/* ---- probe.c ---------------------------------------------------------- */
 
 void watch_begin(struct loadgen *lg);
 void watch_sample(struct server_watch *w);
 void watch_end(struct loadgen *lg);
 
-/* ---- loadgen_report.c ------------------------------------------------- */
+/* ---- report.c --------------------------------------------------------- */
 
 struct summary {
     size_t counts[OUT_KINDS];

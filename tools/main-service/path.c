@@ -1,9 +1,9 @@
-/* main_service_path: see main_service_path.h. */
-#include "main_service_path.h"
+/* path: see path.h. */
+#include "path.h"
 
 #include <string.h>
 
-#include "main_service_opts.h"
+#include "opts.h"
 
 const char *result_id_in(const char *path)
 {
