@@ -134,6 +134,8 @@ ifeq ($(shell pkg-config --exists zlib 2>/dev/null && echo ok),ok)
   $(B)/tests/test_trace: LDLIBS += -lz
 endif
 $(B)/tests/test_trace: | $(B)/loadgen $(B)/trace
+# test_tiny starts the tiny versions of 04-06 (examples/tiny_*.c) and 01.
+$(B)/tests/test_tiny: | $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/tiny_*.c)) $(B)/01-blocking
 $(TEST_BINS): $(B)/tests/%: $(B)/obj/tests/%.o $$(TEST_EXTRA_$$*) $(HARNESS_OBJ) $(B)/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) $(CHECK_LIBS) -o $@
