@@ -4,7 +4,8 @@
 #
 #   1. The reference stages 04, 05 and 06 score full marks.
 #   2. Each wrong implementation in tests/grade/wrong/*.patch scores what
-#      its header says, part by part:
+#      its header says, part by part (and every grade takes under 2
+#      minutes, its build included):
 #
 #        Wrong: what it is and which checks it fails, in a few lines
 #        Grade: STAGE=4 DIR=01-blocking     (the make grade arguments)
@@ -53,6 +54,9 @@ grade() {
     printf '%s\n' "$out" >>"$LOG"
     got=$(printf '%s\n' "$out" | scores_of)
     [ -z "$got" ] && [ $rc -ne 0 ] && got="does not build or run"
+    if [ $((SECONDS - t0)) -ge 120 ]; then
+        bad+=("$name: graded in $((SECONDS - t0)) s; a stage grades in under 2 minutes")
+    fi
     if [ "$got" = "$want" ]; then
         printf '  %-24s %-46s ok    %3d s\n' "$name" "$got" $((SECONDS - t0))
     else
