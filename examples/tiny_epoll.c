@@ -132,7 +132,8 @@ static void on_accept(void *arg)
 }
 
 /* I/O callback: readable: take what came. A whole request's socket is
- * unwatched while its bills wait: the first bill's timer calls back. */
+ * unwatched while its bills wait (so no I/O callback can free c under its
+ * timer): the first bill's timer calls back. */
 static void on_readable(void *arg)
 {
     struct conn *c = arg;
