@@ -204,11 +204,13 @@ mutants:
 check-exercise: all examples
 	@./tests/exercises/run.sh $(B) $(EX)
 
+# make run and make grade: which stage.
+STAGE ?= 1
+
 # The lab driver (tests/grade/): graded checks against one stage's binary,
 # a table of parts and points, $(B)/grade/0N.json. DIR grades a folder
 # built like a stage instead (its .c files linked with common/), into a
 # binary of its own; ONLY=check runs one check (exit 0 if it passed).
-STAGE ?= 1
 GRADE_OBJ  := $(patsubst %.c,$(B)/obj/%.o,$(wildcard tests/grade/*.c))
 GRADE_NAME := $(filter 0$(STAGE)-%,$(STAGE_DIRS))
 GRADE_SRC  := $(patsubst %/,%,$(DIR))
