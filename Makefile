@@ -29,6 +29,11 @@
 #                        build/examples/
 #   make check-exercise EX=s2-onesleep  check one of LECTURE.md's exercises
 #                        (without EX: list them)
+#   make grade STAGE=4   the lab driver: graded checks against a stage (2-6;
+#                        DIR=folder grades a folder built like one), points
+#                        per part, build/grade/04.json (docs/grading.md)
+#   make grade-check     the grader proven: the references score full marks,
+#                        tests/grade/wrong/*.patch what they deserve
 #   make deps            install missing libraries (Debian/Ubuntu)
 #   make fuzz            libFuzzer targets (clang)
 #   make clean
@@ -90,7 +95,7 @@ STAGE_BINS := $(addprefix $(B)/,$(STAGE_DIRS))
 TOOL_BINS  := $(addprefix $(B)/,$(notdir $(TOOL_DIRS)))
 TEST_BINS  := $(addprefix $(B)/tests/,$(TESTS))
 
-.PHONY: all test unit integration run demo bench deps fuzz clean help valgrind soak mutants examples check-exercise
+.PHONY: all test unit integration run demo bench deps fuzz clean help valgrind soak mutants examples check-exercise grade grade-workflow grade-check
 all: $(STAGE_BINS) $(TOOL_BINS)
 
 $(B)/obj/%.o: %.c
@@ -133,6 +138,8 @@ ifeq ($(shell pkg-config --exists zlib 2>/dev/null && echo ok),ok)
   $(B)/tests/test_trace: LDLIBS += -lz
 endif
 $(B)/tests/test_trace: | $(B)/loadgen $(B)/trace
+# test_tiny starts the tiny versions of 04-06 (examples/tiny_*.c) and 01.
+$(B)/tests/test_tiny: | $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/tiny_*.c)) $(B)/01-blocking
 $(TEST_BINS): $(B)/tests/%: $(B)/obj/tests/%.o $$(TEST_EXTRA_$$*) $(HARNESS_OBJ) $(B)/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) $(CHECK_LIBS) -o $@
@@ -196,7 +203,42 @@ mutants:
 check-exercise: all examples
 	@./tests/exercises/run.sh $(B) $(EX)
 
+# make run and make grade: which stage.
 STAGE ?= 1
+
+# The lab driver (tests/grade/): graded checks against one stage's binary,
+# a table of parts and points, $(B)/grade/0N.json. DIR grades a folder
+# built like a stage instead (its .c files linked with common/), into a
+# binary of its own; ONLY=check runs one check (exit 0 if it passed).
+GRADE_OBJ  := $(patsubst %.c,$(B)/obj/%.o,$(wildcard tests/grade/*.c))
+GRADE_NAME := $(filter 0$(STAGE)-%,$(STAGE_DIRS))
+GRADE_SRC  := $(patsubst %/,%,$(DIR))
+ifneq ($(GRADE_SRC),)
+  GRADE_BIN_DIR := $(B)/grade/bin/$(subst /,_,$(GRADE_SRC))
+  $(GRADE_BIN_DIR)/$(GRADE_NAME): $(call objs_of,$(GRADE_SRC)) $(B)/libcommon.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+else
+  GRADE_BIN_DIR := $(B)
+endif
+$(B)/grade/grade: $(GRADE_OBJ) $(HARNESS_OBJ) $(B)/libcommon.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) $(CHECK_LIBS) -o $@
+
+grade: $(B)/grade/grade $(GRADE_BIN_DIR)/$(GRADE_NAME) $(B)/main-service
+	@$(B)/grade/grade --stage $(STAGE) --bin-dir $(GRADE_BIN_DIR) \
+	    --tools-dir $(B) --json $(B)/grade/0$(STAGE).json $(if $(ONLY),--only $(ONLY))
+
+# GitHub Classroom: a workflow with one command-grader step per check.
+grade-workflow: $(B)/grade/grade
+	@$(B)/grade/grade --stage $(STAGE) \
+	    --workflow "make grade STAGE=$(STAGE)$(if $(GRADE_SRC), DIR=$(GRADE_SRC))"
+
+# The grader proven (tests/grade/check.sh): the references score full
+# marks, each wrong implementation of tests/grade/wrong/ what its header says.
+grade-check:
+	@./tests/grade/check.sh
+
 run: all
 	@bin=$$(ls -d $(B)/0$(STAGE)-* 2>/dev/null | head -1); \
 	if [ -z "$$bin" ]; then echo "make run: STAGE is a stage's number, 1 to 6 (STAGE=4 runs 04-select), not '$(STAGE)'; stages: $(STAGE_DIRS)"; exit 2; fi; \
