@@ -4,14 +4,14 @@
  * same straight-line code (read a request, handle it, write the answer,
  * loop for keep-alive), and the bills are again waited one after another
  * in a plain for loop. What changed is only how the code waits. A request
- * is read, and a refused one closed, by the very code 01-03 run
- * (common/conn_io.h), given a different wait: park_on_fd instead of
- * poll(). It, co_write and co_sleep (coro.h) do not block the thread; they
- * park this coroutine and let the scheduler run another one until the
- * socket is ready or the deadline is due. So one thread serves thousands of clients
- * the way 04 and 05 do, without a state machine or a callback in sight:
- * the "state" of each connection is simply where its coroutine stands in
- * its own code, kept on its own stack.
+ * is even read, and a refused one closed, by the very code 01-03 run
+ * (common/conn_io.h), handed another wait: park_on_fd instead of poll().
+ * It, co_write and co_sleep (coro.h) do not block the thread; they park
+ * this coroutine and let the scheduler run another one until the socket
+ * is ready or the deadline is due. So one thread serves thousands of
+ * clients the way 04 and 05 do, without a state machine or a callback in
+ * sight: the "state" of each connection is simply where its coroutine
+ * stands in its own code, kept on its own stack.
  *
  * The async route is asyncio's create_task + gather + await: the handler
  * answers {"status":"ok"} and spawns a background coroutine, which spawns
