@@ -87,11 +87,12 @@ void conn_io_refuse_busy(int fd, const char *why);
 /* ---- One connection, in its own worker ---- */
 
 /* Waits, as an idle connection, until the first byte of the client's next
- * request is there, within lim->idle_timeout_ms. True then; false when the
- * connection is over: the client left or stayed idle, a stop was asked,
- * or the wait failed (logged). conn_io_read_request starts this way on an
- * empty parser; 06 calls it alone, to make a parser only for a request
- * that has begun. */
+ * request is there (or the client left), within lim->idle_timeout_ms.
+ * True then, or after an early wake-up (the read that follows waits
+ * again); false when the connection is over: the client stayed idle, a
+ * stop was asked, or the wait failed (logged). conn_io_read_request starts
+ * this way on an empty parser; 06 calls it alone, to make a parser only
+ * for a request that has begun. */
 bool conn_io_wait_request(int fd, const struct conn_io_limits *lim);
 
 /* Reads until one whole request is parsed, answering "Expect:
