@@ -12,7 +12,7 @@
  *   EVCONN_READ    reading a request      the socket goes in the read set
  *   EVCONN_BILL    waiting for a bill     no set; its deadline wakes it
  *   EVCONN_WRITE   writing the response   the socket goes in the write set
- *   EVCONN_DRAIN   answered, closing      the read set: read and drop what
+ *   EVCONN_LINGER  answered, closing      the read set: read and drop what
  *                                         the client still sends, then close
  *   EVCONN_CLOSE   done                   the loop closes and frees it
  *
@@ -527,8 +527,9 @@ static bool serve_one_turn(void)
         watch_fd(shutdown_fd(), &rd, &max_fd);
     if (listen_fd >= 0 && !accept_paused)
         watch_fd(listen_fd, &rd, &max_fd);
-    for (struct evconn *e = srv.conns; e != NULL; e = e->next) {
-        if (e->want == EVCONN_READ || e->want == EVCONN_DRAIN)
+    LIST_FOR_EACH(it, &srv.conns) {
+        struct evconn *e = LIST_ITEM(it, struct evconn, link);
+        if (e->want == EVCONN_READ || e->want == EVCONN_LINGER)
             watch_fd(e->fd, &rd, &max_fd);
         else if (e->want == EVCONN_WRITE)
             watch_fd(e->fd, &wr, &max_fd);
@@ -561,13 +562,13 @@ static bool serve_one_turn(void)
     /* Connections first, then new ones: a connection accepted this turn
      * was not in the sets, and must not be stepped on a bit that belonged
      * to an fd closed earlier in the turn. A step only ever closes its own
-     * connection, so saving next is enough to walk the list safely. */
-    for (struct evconn *e = srv.conns, *next; e != NULL; e = next) {
-        next = e->next;
+     * connection, so saving next (the _SAFE walk) is enough. */
+    LIST_FOR_EACH_SAFE(it, next, &srv.conns) {
+        struct evconn *e = LIST_ITEM(it, struct evconn, link);
         if (FD_ISSET(e->fd, &rd) && e->want == EVCONN_READ)
             conn_apply(conn_of(e), evconn_on_readable(e));
-        else if (FD_ISSET(e->fd, &rd) && e->want == EVCONN_DRAIN)
-            conn_apply(conn_of(e), evconn_on_draining(e));
+        else if (FD_ISSET(e->fd, &rd) && e->want == EVCONN_LINGER)
+            conn_apply(conn_of(e), evconn_on_lingering(e));
         else if (FD_ISSET(e->fd, &wr) && e->want == EVCONN_WRITE)
             conn_apply(conn_of(e), evconn_on_writable(e));
     }

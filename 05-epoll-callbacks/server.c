@@ -13,15 +13,15 @@
  *                  pause the socket until the answer
  *   on_bill_done   a bill's timer fired: next bill, or the answer
  *   on_writable    the socket has room: send; then read again or close
- *   on_draining    closing politely: drop what the client still sends
+ *   on_lingering   closing politely: drop what the client still sends
  *   on_timeout     a deadline passed: a 408 for a late head or body, or close
  *
  * What a connection does in each of them is not in this file: the steps
  * are common/evconn.c, the very functions 04-select runs. Each callback
  * finds its connection again (arg), runs one step, and hands the step's
- * answer (EVCONN_READ, _BILL, _WRITE, _DRAIN, _CLOSE) to conn_apply, which
+ * answer (EVCONN_READ, _BILL, _WRITE, _LINGER, _CLOSE) to conn_apply, which
  * registers the callback that answer calls for: loop_watch with
- * on_readable, on_writable or on_draining, a timer for on_bill_done or
+ * on_readable, on_writable or on_lingering, a timer for on_bill_done or
  * on_timeout, or conn_close. Put this file beside 04-select/server.c: the
  * steps and their answers are the same, and what changed is the loop.
  * 04's serve_one_turn, which rebuilt the sets and matched select()'s
@@ -164,7 +164,7 @@ static void on_input_while_waiting(struct loop *l, int fd, unsigned events,
                                    void *arg);
 static void on_bill_done(struct loop *l, void *arg);
 static void on_writable(struct loop *l, int fd, unsigned events, void *arg);
-static void on_draining(struct loop *l, int fd, unsigned events, void *arg);
+static void on_lingering(struct loop *l, int fd, unsigned events, void *arg);
 static void on_timeout(struct loop *l, void *arg);
 
 /* ------------------------------------------------------------------ */
@@ -223,9 +223,9 @@ static void conn_apply(struct conn *c, enum evconn_want want)
         events = LOOP_WRITABLE;
         ready = on_writable;
         break;
-    case EVCONN_DRAIN:
+    case EVCONN_LINGER:
         events = LOOP_READABLE;
-        ready = on_draining;
+        ready = on_lingering;
         break;
     case EVCONN_BILL:
         events = LOOP_READABLE; /* as it was: no system call */
@@ -287,13 +287,13 @@ static void on_writable(struct loop *l, int fd, unsigned events, void *arg)
 }
 
 /* I/O callback: answered and closing; the client still sends. */
-static void on_draining(struct loop *l, int fd, unsigned events, void *arg)
+static void on_lingering(struct loop *l, int fd, unsigned events, void *arg)
 {
     (void)l;
     (void)fd;
     (void)events;
     struct conn *c = arg;
-    conn_apply(c, evconn_on_draining(&c->ev));
+    conn_apply(c, evconn_on_lingering(&c->ev));
 }
 
 /* Timer callback: the connection's timeout. What it means depends on what

@@ -3,13 +3,15 @@
  * The model: put serve_connection below next to 01-blocking's. It is the
  * same straight-line code (read a request, handle it, write the answer,
  * loop for keep-alive), and the bills are again waited one after another
- * in a plain for loop. What changed is only how the code waits: co_read,
- * co_write and co_sleep (coro.h) do not block the thread; they park this
- * coroutine and let the scheduler run another one until the socket is
- * ready or the deadline is due. So one thread serves thousands of clients
- * the way 04 and 05 do, without a state machine or a callback in sight:
- * the "state" of each connection is simply where its coroutine stands in
- * its own code, kept on its own stack.
+ * in a plain for loop. What changed is only how the code waits. A request
+ * is even read, and a refused one closed, by the very code 01-03 run
+ * (common/conn_io.h), handed another wait: park_on_fd instead of poll().
+ * It, co_write and co_sleep (coro.h) do not block the thread; they park
+ * this coroutine and let the scheduler run another one until the socket
+ * is ready or the deadline is due. So one thread serves thousands of
+ * clients the way 04 and 05 do, without a state machine or a callback in
+ * sight: the "state" of each connection is simply where its coroutine
+ * stands in its own code, kept on its own stack.
  *
  * The async route is asyncio's create_task + gather + await: the handler
  * answers {"status":"ok"} and spawns a background coroutine, which spawns
@@ -42,12 +44,13 @@
  * coroutines, then one "callback ... delivered". With --blocking-bug the
  * same requests finish one delay apart.
  *
- * Limits (DESIGN.md): a request's head must arrive within
+ * Limits, kept by conn_io as in 01-03: a request's head must arrive within
  * --header-timeout-ms of its first byte, its body within --body-timeout-ms
  * of the head's end, and an idle connection goes after --idle-timeout-ms;
- * no byte moves these deadlines (read_request). Past the first two: 408
- * and a lingering close, as after every refusal. An async job's ok is
- * sent only once its budget (--max-jobs, --max-bills) and coroutine exist.
+ * no byte moves these deadlines (common/deadlines.h). Past the first two:
+ * 408 and a lingering close (common/net.h), as after every refusal. An
+ * async job's ok is sent only once its budget (--max-jobs, --max-bills)
+ * and coroutine exist.
  *
  * Simplifications, on purpose:
  * - The stop sequence polls the lists of connections and jobs every 25 ms
@@ -56,6 +59,7 @@
  *   limit (raised to the hard limit at start; EMFILE makes the acceptor
  *   back off for NET_ACCEPT_PAUSE_MS, as in 04 and 05). */
 #include <errno.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -67,6 +71,7 @@
 
 #include "callback.h"
 #include "config.h"
+#include "conn_io.h"
 #include "coro.h"
 #include "endpoint.h"
 #include "http.h"
@@ -84,8 +89,6 @@
 
 #define STAGE "06-coroutines"
 #define STOP_POLL_MS 25
-#define LINGER_MS 1000      /* after a refusal, drop input this long, */
-#define LINGER_MAX_BYTES (256 * 1024) /* and at most this much */
 
 static struct config cfg;
 static unsigned jitter_seed = 1; /* one thread: one seed is enough */
@@ -93,9 +96,15 @@ static int listen_fd = -1;
 static bool stopping;            /* SIGINT/SIGTERM seen: finish, then exit */
 static struct jobcap jobcap;     /* async jobs and bills promised, not done */
 
-/* Every connection and background job, so that a stop can find them. */
+/* Every connection and background job, so that a stop can find them; and
+ * the connections waiting for a request, which a stop closes at once. */
 static struct task_list connections = TASK_LIST_INIT(connections);
 static struct task_list jobs = TASK_LIST_INIT(jobs);
+static struct task_list idle_waits = TASK_LIST_INIT(idle_waits);
+
+/* How a connection is read and a refused one closed: conn_io's limits,
+ * with park_on_fd as the wait (set in main). */
+static struct conn_io_limits limits;
 
 struct conn {
     struct task task;            /* in `connections` */
@@ -285,105 +294,30 @@ static bool start_async_job(const struct exchange_request *job,
     return true;
 }
 
+/* ---- how a connection waits ------------------------------------------ */
+
+/* conn_io's wait, the one line where 06 differs from 01-03 (conn_io.h):
+ * instead of blocking the thread in poll(), the coroutine parks until the
+ * loop sees fd ready, and the thread serves others meanwhile. An idle wait
+ * (between requests) is where a stop must find a connection, as the
+ * shutdown pipe in 01-03's poll() finds theirs: it stays in idle_waits
+ * while it waits, and a stop cancels everyone there. Each wait puts itself
+ * in and takes itself out: nobody else keeps track. */
+static int park_on_fd(int fd, short events, int timeout_ms, bool idle)
+{
+    if (!idle)
+        return events & POLLOUT ? co_wait_writable(fd, timeout_ms)
+                                : co_wait_readable(fd, timeout_ms);
+    if (stopping)
+        return -ECANCELED; /* 01-03 find the pipe readable: the same */
+    struct task me = {.co = co_self()};
+    task_add(&idle_waits, &me);
+    int rc = co_wait_readable(fd, timeout_ms);
+    task_remove(&idle_waits, &me);
+    return rc;
+}
+
 /* ---- one connection --------------------------------------------------- */
-
-/* The deadline a request's next byte must meet, fixed when its phase
- * begins and never moved by a byte: idle (nothing yet) from the start of
- * the wait, the head from its first byte, the body from the head's end. */
-struct deadlines {
-    uint64_t idle, head, body; /* 0: that phase has not begun */
-};
-
-static uint64_t next_deadline(struct deadlines *d, const struct http_parser *p)
-{
-    uint64_t now = timer_now_ms();
-    if (p->len > 0 && !d->head) /* a CR or LF counts: it starts a head */
-        d->head = now + (uint64_t)cfg.header_timeout_ms;
-    if (p->head_done && !d->body)
-        d->body = now + (uint64_t)cfg.body_timeout_ms;
-    return d->body ? d->body : d->head ? d->head : d->idle;
-}
-
-/* Reads until one whole request is parsed: the blocking stages'
- * conn_io_read_request (common/conn_io.c) with co_read in place of poll and
- * read. Returns 0 for a request in p->req; an HTTP status to refuse it
- * with (*detail says why: the parser's error, or a 408); or -1 to close
- * without a word (the client left or stayed idle, or the server stops). */
-static int read_request(struct conn *c, struct http_parser *p,
-                        const char **detail)
-{
-    struct deadlines d = {.idle = timer_now_ms() +
-                                  (uint64_t)cfg.idle_timeout_ms};
-    for (;;) {
-        enum http_parse_status st = http_parser_parse(p);
-        *detail = p->error_detail;
-        if (st != HTTP_NEED_MORE)
-            return st == HTTP_DONE ? 0 : p->error_status;
-        uint64_t deadline = next_deadline(&d, p), now = timer_now_ms();
-        int left = now < deadline ? (int)(deadline - now) : 0;
-        if (http_parser_take_continue(p) &&
-            co_write(c->fd, HTTP_CONTINUE_RESPONSE,
-                     strlen(HTTP_CONTINUE_RESPONSE), left) < 0)
-            return -1;
-        /* Nothing of a request yet: wait until its first byte is there,
-         * then read. A keep-alive client sends its next request only
-         * after our answer, so reading first would cost a read that says
-         * EAGAIN every time. */
-        c->task.idle = http_parser_empty(p); /* a stop may cancel us here */
-        ssize_t n = c->task.idle ? co_wait_readable(c->fd, left) : 0;
-        if (n == 0) {
-            size_t avail;
-            char *space = http_parser_space(p, &avail);
-            if (!space)
-                return -1;
-            now = timer_now_ms();
-            n = co_read(c->fd, space, avail, /* parks right here */
-                        now < deadline ? (int)(deadline - now) : 0);
-        }
-        c->task.idle = false;
-        if (n > 0) {
-            http_parser_commit(p, (size_t)n);
-            continue;
-        }
-        if (n == -ETIMEDOUT && d.head) {
-            *detail = d.body ? "request body not complete in time "
-                               "(--body-timeout-ms)"
-                             : "request head not complete in time "
-                               "(--header-timeout-ms)";
-            log_info("%s: %s", c->peer, *detail);
-            return 408;
-        }
-        if (n == -ETIMEDOUT)
-            log_info("%s idle for %d ms; closing", c->peer,
-                     cfg.idle_timeout_ms);
-        else if (n == -ECANCELED)
-            log_info("%s idle while the server stops; closing", c->peer);
-        return -1;
-    }
-}
-
-/* After a refusal the client may still be sending what we will not read.
- * Closing over unread bytes makes the kernel reset the connection, which
- * can destroy our answer before the client reads it. So: half-close, drop
- * what still comes for at most LINGER_MS and LINGER_MAX_BYTES, close. */
-static void linger_before_close(struct conn *c)
-{
-    if (shutdown(c->fd, SHUT_WR) < 0)
-        return;
-    uint64_t deadline = timer_now_ms() + LINGER_MS;
-    /* What we drop goes to one static sink shared by every coroutine
-     * (one thread; nobody reads it): 4 KiB on each stack would cost a
-     * page per connection. */
-    static char sink[4096];
-    for (size_t dropped = 0; dropped < LINGER_MAX_BYTES;) {
-        uint64_t now = timer_now_ms();
-        ssize_t n = co_read(c->fd, sink, sizeof sink,
-                            now < deadline ? (int)(deadline - now) : 0);
-        if (n <= 0)
-            return; /* the client's end, the deadline, or a stop */
-        dropped += (size_t)n;
-    }
-}
 
 /* Answers with c->keep_alive, decided now, after any wait: an answer that
  * goes out during a stop says "Connection: close". */
@@ -415,24 +349,35 @@ static void release_parser(struct conn *c)
     }
 }
 
-/* Waits, as an idle connection, for a request's first byte, then makes the
- * parser. NULL to close (the client stayed idle, the server stops, or no
- * memory). The parser lives in the heap, not on the coroutine's stack:
- * with the request's exchange_request (handle_request) both would take a
- * second stack page. */
+/* Waits, as an idle connection, for a request's first byte
+ * (conn_io_wait_request), then makes the parser. NULL to close (the client
+ * left or stayed idle, the server stops, or no memory). The parser lives
+ * in the heap, not on the coroutine's stack: with the request's
+ * exchange_request (handle_request) both would take a second stack
+ * page. */
 static struct http_parser *new_parser_at_first_byte(struct conn *c)
 {
-    c->task.idle = true; /* a stop may cancel us here */
-    int rc = co_wait_readable(c->fd, cfg.idle_timeout_ms);
-    c->task.idle = false;
-    if (rc == -ETIMEDOUT)
-        log_info("%s idle for %d ms; closing", c->peer, cfg.idle_timeout_ms);
-    else if (rc == -ECANCELED)
-        log_info("%s idle while the server stops; closing", c->peer);
-    struct http_parser *p = rc == 0 ? malloc(sizeof *p) : NULL;
+    struct http_parser *p = conn_io_wait_request(c->fd, &limits)
+                                ? malloc(sizeof *p) : NULL;
     if (p)
         http_parser_init(p);
     return p;
+}
+
+/* A request the parser rejected, or that missed its deadline: its status
+ * with "Connection: close" (the stream cannot be resynchronised), then
+ * conn_io's lingering close. */
+static void refuse(struct conn *c)
+{
+    const struct http_parser *p = c->parser;
+    log_info("bad request from %s: %d %s", c->peer, p->error_status,
+             p->error_detail);
+    struct endpoint_reply reply = {0};
+    endpoint_parse_error(p->error_status, p->error_detail, &reply);
+    c->keep_alive = false;
+    if (send_reply(c, &reply))
+        conn_io_linger(c->fd, &limits);
+    endpoint_reply_free(&reply);
 }
 
 /* Routes the request parsed in c->parser and answers it; the request is
@@ -471,34 +416,31 @@ static bool handle_request(struct conn *c)
     return ok;
 }
 
-/* A connection's coroutine: the whole life of one client, top to bottom. */
+/* A connection's coroutine: the whole life of one client, top to bottom.
+ * Reading is conn_io's, as in 01-03 (conn_io_serve): a request, or the end
+ * of the connection (the client left or stayed idle; a stop finds it
+ * idle), or a refusal. */
 static void *serve_connection(void *arg)
 {
     struct conn *c = arg;
     log_info("connection from %s", c->peer);
-    /* A stopping server finishes the request in hand, starts no new one. */
-    while (!(stopping && (!c->parser || http_parser_empty(c->parser)))) {
+    for (;;) {
         if (!c->parser && !(c->parser = new_parser_at_first_byte(c)))
             break;
-        const char *detail;
-        int refusal = read_request(c, c->parser, &detail);
-        if (refusal < 0)
+        enum http_parse_status st =
+            conn_io_read_request(c->fd, c->parser, &limits);
+        if (st == HTTP_ERROR)
+            refuse(c);
+        if (st != HTTP_DONE)
             break;
-        if (refusal > 0) {
-            log_info("bad request from %s: %d %s", c->peer, refusal, detail);
-            struct endpoint_reply reply = {0};
-            endpoint_parse_error(refusal, detail, &reply);
-            c->keep_alive = false; /* the stream cannot be resynchronised */
-            if (send_reply(c, &reply))
-                linger_before_close(c);
-            endpoint_reply_free(&reply);
-            break;
-        }
         c->keep_alive = c->parser->req.keep_alive;
         TRACE(TRACE_REQ_BEGIN, NULL, c->fd);
-        bool ok = handle_request(c);
-        if (!ok || !c->keep_alive)
+        if (!handle_request(c))
             break;
+        if (!c->keep_alive) { /* its last answer: linger as 01-03 do */
+            conn_io_linger_if_unread(c->fd, &limits);
+            break;
+        }
     }
     if (c->parser) {
         http_parser_free(c->parser);
@@ -553,13 +495,6 @@ static void *accept_loop(void *arg)
     return NULL;
 }
 
-static void cancel_tasks(struct task_list *l, bool only_idle)
-{
-    for (struct task *t = l->head.next; t != &l->head; t = t->next)
-        if (!only_idle || t->idle)
-            co_cancel(t->co); /* never switches: the list stays as it is */
-}
-
 /* SIGINT/SIGTERM: the handler writes to a pipe; this coroutine waits for
  * it like for any socket, then winds the server down. */
 static void *watch_for_stop(void *arg)
@@ -576,7 +511,7 @@ static void *watch_for_stop(void *arg)
     co_cancel(acceptor);
     co_join(acceptor, -1, NULL);
     co_close(listen_fd);
-    cancel_tasks(&connections, true); /* idle keep-alive readers */
+    task_cancel_all(&idle_waits); /* connections between requests */
 
     uint64_t deadline = timer_now_ms() + SHUTDOWN_GRACE_MS;
     while ((connections.count > 0 || jobs.count > 0) &&
@@ -585,8 +520,8 @@ static void *watch_for_stop(void *arg)
     if (connections.count > 0 || jobs.count > 0) {
         log_warn("%d ms passed: cancelling %zu connections and %zu jobs",
                  SHUTDOWN_GRACE_MS, connections.count, jobs.count);
-        cancel_tasks(&connections, false);
-        cancel_tasks(&jobs, false);
+        task_cancel_all(&connections);
+        task_cancel_all(&jobs);
     }
     return NULL; /* co_sched_run returns once the cancelled ones unwind */
 }
@@ -629,6 +564,8 @@ int main(int argc, char **argv)
                     "(ucontext scheduler over epoll).") < 0)
         return 1;
     trace_set_coro_source(co_current_id);
+    limits = conn_io_limits_of(&cfg);
+    limits.wait = park_on_fd; /* the one difference from 01-03 */
     jobcap_init(&jobcap, workers_share(&cfg, cfg.max_jobs), /* each its */
                 workers_share(&cfg, cfg.max_bills));        /* own copy */
     log_info("coroutine stacks %d KiB, switched by %s%s%s", cfg.stack_kb,

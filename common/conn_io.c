@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "callback.h"
+#include "deadlines.h"
 #include "log.h"
 #include "net.h"
 #include "shutdown.h"
@@ -20,10 +21,9 @@
 #include "trace.h"
 
 #define BUSY_SEND_TIMEOUT_MS 100  /* the acceptor never waits long on a 503 */
-#define DRAIN_TIMEOUT_MS 1000     /* a worker can afford this, not more */
 #define DEFAULT_WRITE_TIMEOUT_MS 10000 /* no conn_io_set_write_timeout */
 
-/* ---- Deadlines on CLOCK_MONOTONIC ---- */
+/* ---- Waiting ---- */
 
 struct conn_io_limits conn_io_limits_of(const struct config *cfg)
 {
@@ -31,54 +31,42 @@ struct conn_io_limits conn_io_limits_of(const struct config *cfg)
         .idle_timeout_ms = cfg->idle_timeout_ms,
         .header_timeout_ms = cfg->header_timeout_ms,
         .body_timeout_ms = cfg->body_timeout_ms,
+        .wait = conn_io_wait_poll,
     };
 }
 
-/* Milliseconds until deadline (timer_now_ms's clock), 0 once it passed:
- * poll's timeout. */
-static int ms_left(uint64_t deadline)
-{
-    uint64_t now = timer_now_ms();
-    if (now >= deadline)
-        return 0;
-    return deadline - now > INT_MAX ? INT_MAX : (int)(deadline - now);
-}
-
-static uint64_t deadline_in(int ms)
-{
-    return timer_now_ms() + (uint64_t)(ms > 0 ? ms : 0);
-}
-
-enum wait_result { WAIT_READY, WAIT_TIMEOUT, WAIT_STOP, WAIT_ERROR };
-
-/* Waits until fd has what `events` asks (or an error or hang-up: the next
- * call tells), the deadline passes, or, with watch_stop, a stop is asked.
- * The deadline is absolute, so EINTR and early wake-ups cost nothing. */
-static enum wait_result wait_fd(int fd, short events, uint64_t deadline,
-                                bool watch_stop)
+int conn_io_wait_poll(int fd, short events, int timeout_ms, bool idle)
 {
     struct pollfd fds[2] = {{.fd = fd, .events = events},
                             {.fd = shutdown_fd(), .events = POLLIN}};
+    int n = poll(fds, idle ? 2 : 1, timeout_ms);
+    if (n < 0)
+        return errno == EINTR ? 0 : -errno; /* a signal: try, wait again */
+    if (n == 0)
+        return -ETIMEDOUT;
+    return fds[0].revents ? 0 : -ECANCELED; /* else the pipe: a stop */
+}
+
+/* Waits with lim's wait function until fd is ready for events, deadline
+ * passes (-ETIMEDOUT only then: an early return just waits again), or,
+ * when idle, a stop is asked. The wait's result otherwise. */
+static int wait_until(const struct conn_io_limits *lim, int fd, short events,
+                      uint64_t deadline, bool idle)
+{
+    conn_io_wait_fn *wait = lim && lim->wait ? lim->wait : conn_io_wait_poll;
     for (;;) {
-        int n = poll(fds, watch_stop ? 2 : 1, ms_left(deadline));
-        if (n > 0 && fds[0].revents)
-            return WAIT_READY;
-        if (n > 0)
-            return WAIT_STOP;
-        if (n == 0 && timer_now_ms() >= deadline)
-            return WAIT_TIMEOUT;
-        if (n < 0 && errno != EINTR) {
-            log_warn("poll: %s", strerror(errno));
-            return WAIT_ERROR;
-        }
+        int rc = wait(fd, events, timer_ms_left(deadline, timer_now_ms()),
+                      idle);
+        if (rc != -ETIMEDOUT || timer_now_ms() >= deadline)
+            return rc;
     }
 }
 
 /* Sends all len bytes before deadline, however slowly the client reads:
- * non-blocking sends, poll for room in between. 0, or -1 with errno
+ * non-blocking sends, lim's wait for room in between. 0, or -1 with errno
  * (ETIMEDOUT when the deadline passed). */
-static int write_all_by(int fd, const char *buf, size_t len,
-                        uint64_t deadline)
+static int write_all_by(const struct conn_io_limits *lim, int fd,
+                        const char *buf, size_t len, uint64_t deadline)
 {
     while (len > 0) {
         ssize_t n = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -91,33 +79,13 @@ static int write_all_by(int fd, const char *buf, size_t len,
             continue;
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
             return -1;
-        enum wait_result w = wait_fd(fd, POLLOUT, deadline, false);
-        if (w == WAIT_TIMEOUT)
-            errno = ETIMEDOUT;
-        if (w != WAIT_READY)
+        int rc = wait_until(lim, fd, POLLOUT, deadline, false);
+        if (rc < 0) {
+            errno = -rc;
             return -1;
+        }
     }
     return 0;
-}
-
-/* Reads and drops what the client sends until it closes, one request's
- * worth has gone, or deadline passes. */
-static void drop_input_until(int fd, uint64_t deadline)
-{
-    char buf[4096];
-    for (size_t total = 0; total < HTTP_PARSER_MAX_BUFFER;) {
-        ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (wait_fd(fd, POLLIN, deadline, false) != WAIT_READY)
-                return;
-            continue;
-        }
-        if (n <= 0)
-            return;
-        total += (size_t)n;
-    }
 }
 
 /* ---- The acceptor ---- */
@@ -137,9 +105,9 @@ int conn_io_accept(int listen_fd)
     return -1;
 }
 
-/* The answer is written under a short deadline and the drop does not
- * wait at all, unlike conn_io_drain_before_close: the acceptor cannot
- * afford to wait for anyone. */
+/* The lingering close (net.h) without its wait: the answer is written
+ * under a short deadline and what already arrived is dropped, but nothing
+ * more is waited for. The acceptor cannot afford to wait for anyone. */
 void conn_io_refuse_busy(int fd, const char *why)
 {
     struct endpoint_reply reply;
@@ -147,8 +115,9 @@ void conn_io_refuse_busy(int fd, const char *why)
     conn_io_set_write_timeout(fd, BUSY_SEND_TIMEOUT_MS);
     conn_io_send_reply(fd, &reply, false);
     endpoint_reply_free(&reply);
-    shutdown(fd, SHUT_WR);
-    drop_input_until(fd, 0);
+    size_t dropped = 0;
+    if (net_linger_begin(fd))
+        net_linger_drop(fd, &dropped);
     close(fd);
 }
 
@@ -165,58 +134,81 @@ static bool server_stopping(void)
     return poll(&p, 1, 0) > 0;
 }
 
-/* Where a request stands, and the deadline of that stage. Each deadline is
- * set once, when its stage begins, and never moved. */
-struct request_clock {
-    uint64_t idle_until;   /* before the first byte */
-    uint64_t head_until;   /* 0 until the first byte arrives */
-    uint64_t body_until;   /* 0 until the head is complete */
-};
-
-static uint64_t request_deadline(struct request_clock *c,
-                                 const struct http_parser *p,
-                                 const struct conn_io_limits *lim)
+/* A wait for the client ended in rc < 0 (idle: between requests): logs
+ * why the connection ends. */
+static void wait_over(int rc, bool idle, const struct conn_io_limits *lim)
 {
-    /* Any byte starts the head, CR and LF included: "empty lines between
-     * requests" must not be a way to stay idle forever. */
-    if (p->len > 0 && c->head_until == 0)
-        c->head_until = deadline_in(lim->header_timeout_ms);
-    if (p->head_done && c->body_until == 0)
-        c->body_until = deadline_in(lim->body_timeout_ms);
-    if (p->head_done)
-        return c->body_until;
-    return p->len > 0 ? c->head_until : c->idle_until;
+    if (rc == -ETIMEDOUT && idle)
+        log_info("client idle past %d ms; closing", lim->idle_timeout_ms);
+    else if (rc == -ECANCELED)
+        log_info("server stopping: closing %s connection",
+                 idle ? "an idle" : "a busy");
+    else if (rc != -ETIMEDOUT)
+        log_warn("waiting for the client: %s", strerror(-rc));
 }
 
-/* A deadline passed: an idle connection just ends; a request under way is
- * answered 408 by the caller (the detail names the option to raise). */
-static enum http_parse_status request_late(struct http_parser *p,
-                                           const struct conn_io_limits *lim)
+bool conn_io_wait_request(int fd, const struct conn_io_limits *lim)
 {
-    if (p->len == 0) {
-        log_info("client idle past %d ms; closing", lim->idle_timeout_ms);
-        return HTTP_NEED_MORE;
+    int rc = wait_until(lim, fd, POLLIN,
+                        timer_deadline_in(lim->idle_timeout_ms), true);
+    if (rc < 0)
+        wait_over(rc, true, lim);
+    return rc == 0;
+}
+
+/* One read into space, waiting for bytes (until deadline) when there are
+ * none; idle says the connection is between requests, and then it waits
+ * before it reads. > 0 bytes read; 0 when the client closed or the read
+ * failed (a reset); or the wait's negative errno. */
+static ssize_t read_some(const struct conn_io_limits *lim, int fd,
+                         char *space, size_t avail, uint64_t deadline,
+                         bool idle)
+{
+    for (bool wait = idle;;) {
+        int rc = wait ? wait_until(lim, fd, POLLIN, deadline, idle) : 0;
+        if (rc < 0)
+            return rc;
+        ssize_t n = recv(fd, space, avail, MSG_DONTWAIT);
+        if (n >= 0)
+            return n;
+        if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
+            return 0;
+        wait = errno != EINTR;
     }
-    p->error_status = 408;
-    p->error_detail = p->head_done
-        ? "request body not complete within --body-timeout-ms"
-        : "request head not complete within --header-timeout-ms";
-    return HTTP_ERROR;
+}
+
+/* The wait for a request's bytes ended in rc < 0. A request under way that
+ * missed its deadline is answered 408 by the caller (the detail names the
+ * option to raise); otherwise the connection just ends. */
+static enum http_parse_status read_over(int rc, struct http_parser *p,
+                                        const struct conn_io_limits *lim)
+{
+    if (rc == -ETIMEDOUT && p->len > 0) {
+        p->error_status = 408;
+        p->error_detail = p->head_done
+            ? "request body not complete within --body-timeout-ms"
+            : "request head not complete within --header-timeout-ms";
+        return HTTP_ERROR;
+    }
+    wait_over(rc, http_parser_empty(p), lim);
+    return HTTP_NEED_MORE;
 }
 
 enum http_parse_status conn_io_read_request(int fd, struct http_parser *p,
                                             const struct conn_io_limits *lim)
 {
-    struct request_clock clock = {
-        .idle_until = deadline_in(lim->idle_timeout_ms)};
+    struct deadlines d;
+    deadlines_start(&d, lim->idle_timeout_ms);
     for (;;) {
         enum http_parse_status st = http_parser_parse(p);
         if (st != HTTP_NEED_MORE)
             return st;
+        uint64_t deadline = deadlines_update(&d, p, lim->header_timeout_ms,
+                                             lim->body_timeout_ms);
         if (http_parser_take_continue(p) &&
-            write_all_by(fd, HTTP_CONTINUE_RESPONSE,
+            write_all_by(lim, fd, HTTP_CONTINUE_RESPONSE,
                          strlen(HTTP_CONTINUE_RESPONSE),
-                         deadline_in(lim->idle_timeout_ms)) < 0)
+                         timer_deadline_in(lim->idle_timeout_ms)) < 0)
             return HTTP_NEED_MORE;
         size_t avail;
         char *space = http_parser_space(p, &avail);
@@ -224,23 +216,11 @@ enum http_parse_status conn_io_read_request(int fd, struct http_parser *p,
             return HTTP_NEED_MORE; /* out of memory: nothing to answer with */
         /* Between requests a stop ends the wait; inside one only the
          * client or the deadline does: that request is in flight. */
-        switch (wait_fd(fd, POLLIN, request_deadline(&clock, p, lim),
-                        p->len == 0)) {
-        case WAIT_READY:
-            break;
-        case WAIT_TIMEOUT:
-            return request_late(p, lim);
-        case WAIT_STOP:
-            log_info("server stopping: closing an idle connection");
-            return HTTP_NEED_MORE;
-        case WAIT_ERROR:
-            return HTTP_NEED_MORE;
-        }
-        ssize_t n = recv(fd, space, avail, MSG_DONTWAIT);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN ||
-                      errno == EWOULDBLOCK))
-            continue;
-        if (n <= 0)
+        ssize_t n = read_some(lim, fd, space, avail, deadline,
+                              http_parser_empty(p));
+        if (n < 0)
+            return read_over((int)n, p, lim);
+        if (n == 0)
             return HTTP_NEED_MORE; /* closed or reset */
         http_parser_commit(p, (size_t)n);
     }
@@ -269,8 +249,9 @@ bool conn_io_send_reply(int fd, const struct endpoint_reply *reply,
 {
     size_t len;
     char *text = endpoint_reply_render(reply, keep_alive, &len);
-    bool ok = text && write_all_by(fd, text, len,
-                                   deadline_in(write_timeout_of(fd))) == 0;
+    bool ok = text &&
+              write_all_by(NULL, fd, text, len,
+                           timer_deadline_in(write_timeout_of(fd))) == 0;
     if (text && !ok)
         log_info("client did not take the answer: %s", strerror(errno));
     TRACE(TRACE_REQ_END, NULL, fd);
@@ -288,19 +269,22 @@ bool conn_io_reject(int fd, const struct http_parser *p)
     return sent;
 }
 
-void conn_io_drain_before_close(int fd)
+void conn_io_linger(int fd, const struct conn_io_limits *lim)
 {
-    if (shutdown(fd, SHUT_WR) < 0)
+    if (!net_linger_begin(fd))
         return;
-    drop_input_until(fd, deadline_in(DRAIN_TIMEOUT_MS));
+    uint64_t deadline = timer_deadline_in(NET_LINGER_MS);
+    size_t dropped = 0;
+    while (net_linger_drop(fd, &dropped) &&
+           wait_until(lim, fd, POLLIN, deadline, false) == 0)
+        ;
 }
 
-void conn_io_linger_if_unread(int fd)
+void conn_io_linger_if_unread(int fd, const struct conn_io_limits *lim)
 {
     char byte;
-    ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n > 0)
-        conn_io_drain_before_close(fd);
+    if (recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0)
+        conn_io_linger(fd, lim);
 }
 
 void conn_io_serve(int fd, const struct conn_io_limits *lim,
@@ -313,7 +297,7 @@ void conn_io_serve(int fd, const struct conn_io_limits *lim,
     for (bool more = true; more;) {
         enum http_parse_status st = conn_io_read_request(fd, &parser, lim);
         if (st == HTTP_ERROR && conn_io_reject(fd, &parser))
-            conn_io_drain_before_close(fd);
+            conn_io_linger(fd, lim);
         if (st != HTTP_DONE)
             break;
         log_info("%s %s", parser.req.method, parser.req.path);
@@ -321,7 +305,7 @@ void conn_io_serve(int fd, const struct conn_io_limits *lim,
         more = handle(fd, &parser.req, arg);
         http_parser_consume(&parser);
         if (!more)
-            conn_io_linger_if_unread(fd);
+            conn_io_linger_if_unread(fd, lim);
     }
     http_parser_free(&parser);
 }

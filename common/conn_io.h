@@ -1,18 +1,32 @@
-/* conn_io: connection I/O for the blocking stages 01-03.
+/* conn_io: a connection served by code that waits in a straight line:
+ * read a request, answer it, read the next, end the connection. The
+ * blocking stages 01-03 and the main service run it on a thread (01's only
+ * one, a child's in 02, a thread per connection in 03); 06 runs it in a
+ * coroutine per connection.
  *
- * In 01, 02 and 03 one worker (the only loop, a child process, a thread)
- * owns one blocking client socket and waits in plain calls: poll, read,
- * write, nanosleep, curl. How a request is read, answered and the
- * connection ended is the same in all three; only who does the waiting
- * changes. That part lives here, so each stage file shows its model: 01's
- * accept-serve-close loop, 02's fork and reaping, 03's threads.
+ * How a request is read under its deadlines, and how a connection that
+ * ends after an error is closed, is the same everywhere: only the wait
+ * changes. Every wait on the client in here goes through one function,
+ * lim->wait (struct conn_io_limits): in 01-03 conn_io_wait_poll, poll() on
+ * the time left, which blocks the calling thread; in 06 a function that
+ * parks the coroutine until the loop sees the socket ready, and lets the
+ * thread serve others meanwhile (06-coroutines/server.c, park_on_fd). So
+ * each stage file shows only its model: 01's accept-serve-close loop, 02's
+ * fork and reaping, 03's threads, 06's coroutines.
  *
- * Every wait on the client has a deadline that never moves (struct
- * conn_io_limits): poll() gets the time left on CLOCK_MONOTONIC, so a
- * client trickling one byte at a time cannot stretch it. Between requests
- * the wait also watches the shutdown pipe (shutdown.h): a stop closes an
- * idle connection at once, while a request already under way is finished.
- * None of these calls can raise SIGPIPE (net.h). */
+ * Every wait on the client has a deadline that never moves (deadlines.h):
+ * the wait gets the time left on CLOCK_MONOTONIC, so a client trickling
+ * one byte at a time cannot stretch it. Between requests a wait is idle: a
+ * stop ends it (poll also watches the shutdown pipe, shutdown.h; 06
+ * cancels its idle coroutines) and closes the connection at once, while a
+ * request already under way is finished. None of these calls can raise
+ * SIGPIPE (net.h).
+ *
+ * The rest is the blocking stages' own and waits in the calling thread:
+ * the acceptor, the answer (conn_io_send_reply: poll, under the socket's
+ * write timeout), the bills (nanosleep) and the callback. 06 renders its
+ * answers on the loop's stack and writes them with co_write, waits its
+ * bills with co_sleep and awaits its callback with curl (server.c). */
 #ifndef COMMON_CONN_IO_H
 #define COMMON_CONN_IO_H
 
@@ -24,9 +38,23 @@
 #include "http.h"
 #include "jobcap.h"
 
-/* The deadlines of DESIGN.md, in milliseconds. Each starts once and never
- * moves with new bytes: a request is bounded by idle + header + body
- * timeouts however its bytes are spread out. */
+/* How a connection waits until fd is ready for events (POLLIN or
+ * POLLOUT), at most timeout_ms (timer_ms_left: 0 means "only if ready
+ * now", -1 no limit). idle is true between requests, where a stop ends
+ * the wait. Returns 0 when fd is ready, or may be: waking early is
+ * harmless, since the caller tries its call and waits again for what is
+ * left; -ETIMEDOUT; -ECANCELED when the server stops (an idle wait, or in
+ * 06 any wait once the stop's grace period is over); another negative
+ * errno if the wait itself failed. */
+typedef int conn_io_wait_fn(int fd, short events, int timeout_ms, bool idle);
+
+/* The blocking stages' wait (01-03, the main service): poll() on fd and,
+ * when idle, on the shutdown pipe. Only the calling thread waits: the
+ * whole server in 01, one child in 02, one thread in 03. */
+int conn_io_wait_poll(int fd, short events, int timeout_ms, bool idle);
+
+/* A connection's limits and the wait they are kept with, in milliseconds.
+ * The three deadlines of reading a request are deadlines.h's. */
 struct conn_io_limits {
     int idle_timeout_ms;   /* no byte of a request yet (a new or kept-alive
                               connection): then a quiet close. Also bounds
@@ -35,9 +63,12 @@ struct conn_io_limits {
                               the end of its head: past it, 408 */
     int body_timeout_ms;   /* from the end of the head to the end of the
                               body: past it, 408 */
+    conn_io_wait_fn *wait; /* every wait on the client; NULL:
+                              conn_io_wait_poll */
 };
 
-/* The three limits as cfg's options set them. */
+/* The three limits as cfg's options set them, waited with
+ * conn_io_wait_poll. */
 struct conn_io_limits conn_io_limits_of(const struct config *cfg);
 
 /* ---- The acceptor ---- */
@@ -55,12 +86,24 @@ void conn_io_refuse_busy(int fd, const char *why);
 
 /* ---- One connection, in its own worker ---- */
 
+/* Waits, as an idle connection, until the first byte of the client's next
+ * request is there (or the client left), within lim->idle_timeout_ms.
+ * True then, or after an early wake-up (the read that follows waits
+ * again); false when the connection is over: the client stayed idle, a
+ * stop was asked, or the wait failed (logged). conn_io_read_request starts
+ * this way on an empty parser; 06 calls it alone, to make a parser only
+ * for a request that has begun. */
+bool conn_io_wait_request(int fd, const struct conn_io_limits *lim);
+
 /* Reads until one whole request is parsed, answering "Expect:
  * 100-continue", under lim's deadlines: idle until the first byte, then
  * header, then body. HTTP_DONE; HTTP_ERROR with p->error_status saying
  * which (408 when the head or body missed its deadline); or HTTP_NEED_MORE
  * when the connection is over: the client left, stayed idle past
- * idle_timeout_ms, or a stop was asked while no request was under way. */
+ * idle_timeout_ms, or a stop was asked while no request was under way.
+ * Bytes of a request already in p are read on from; on an empty parser it
+ * waits first (a kept-alive client sends only after our answer, so a read
+ * first would mostly find nothing). */
 enum http_parse_status conn_io_read_request(int fd, struct http_parser *p,
                                             const struct conn_io_limits *lim);
 
@@ -72,8 +115,9 @@ enum http_parse_status conn_io_read_request(int fd, struct http_parser *p,
 int conn_io_set_write_timeout(int fd, int ms);
 
 /* Renders reply with the Connection header keep_alive asks for and writes
- * it whole, within one write timeout (conn_io_set_write_timeout). False
- * (logged) if the client left or did not take it in time. */
+ * it whole, within one write timeout (conn_io_set_write_timeout), waiting
+ * in poll(). False (logged) if the client left or did not take it in
+ * time. */
 bool conn_io_send_reply(int fd, const struct endpoint_reply *reply,
                         bool keep_alive);
 
@@ -82,17 +126,17 @@ bool conn_io_send_reply(int fd, const struct endpoint_reply *reply,
  * True if the answer was written. */
 bool conn_io_reject(int fd, const struct http_parser *p);
 
-/* The lingering close, before closing after an error answer: shuts our
- * side, then drops what the client still sends until it closes too, one
- * request's worth has gone, or a deadline of about a second passes.
- * Closing with unread bytes would make the kernel send a reset, which can
- * destroy the answer before the client reads it. The caller closes fd. */
-void conn_io_drain_before_close(int fd);
+/* The lingering close (net.h), waited with lim->wait: half-closes fd, then
+ * drops what the client still sends until it closes too,
+ * NET_LINGER_MAX_BYTES have gone, or NET_LINGER_MS pass. After an error
+ * answer, always. The caller closes fd. */
+void conn_io_linger(int fd, const struct conn_io_limits *lim);
 
-/* The same lingering close, but only if the client sent bytes that were
- * never read (a pipelined request after our last answer); otherwise
- * nothing: a client done with the connection is not kept waiting. */
-void conn_io_linger_if_unread(int fd);
+/* The same lingering close after the connection's last answer, but only
+ * if the client sent bytes that were never read (a pipelined request);
+ * otherwise nothing: a client done with the connection is not kept
+ * waiting. */
+void conn_io_linger_if_unread(int fd, const struct conn_io_limits *lim);
 
 /* A handler for conn_io_serve: answers one parsed request (conn_io_answer)
  * and returns whether the connection goes on. */
@@ -102,8 +146,8 @@ typedef bool conn_io_handler(int fd, const struct http_request *req,
 /* Serves a connection until it is over: reads each request under lim's
  * deadlines, logs it, and hands it to handle(fd, req, arg) while handle
  * returns true (01's handler always says false: one request). A malformed
- * or late request is rejected (400..505, 408) and the connection drained;
- * after the last answer unread input is drained too. The caller closes
+ * or late request is rejected (400..505, 408) with a lingering close;
+ * after the last answer, unread input gets one too. The caller closes
  * fd. */
 void conn_io_serve(int fd, const struct conn_io_limits *lim,
                    conn_io_handler *handle, void *arg);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "endpoint.h"
+#include "evjob.h"
 #include "log.h"
 #include "net.h"
 #include "shutdown.h"
@@ -64,6 +65,8 @@ void evconn_server_init(struct evconn_server *srv, const struct config *cfg,
     srv->stage = stage;
     srv->ops = ops;
     srv->jitter_seed = 1;
+    list_init(&srv->conns);
+    list_init(&srv->jobs);
     jobcap_init(&srv->budget, max_jobs, max_bills);
 }
 
@@ -83,9 +86,8 @@ void evconn_server_stop(struct evconn_server *srv)
     log_info("stop requested: not accepting; finishing %zu connections and "
              "%zu jobs (at most %d ms)", srv->num_conns, srv->num_jobs,
              SHUTDOWN_GRACE_MS);
-    /* close_conn unlinks e: take its successor first. */
-    for (struct evconn *e = srv->conns, *next; e != NULL; e = next) {
-        next = e->next;
+    LIST_FOR_EACH_SAFE(it, next, &srv->conns) { /* close_conn unlinks */
+        struct evconn *e = LIST_ITEM(it, struct evconn, link);
         if (evconn_idle(e))
             srv->ops->close_conn(e);
     }
@@ -98,10 +100,10 @@ bool evconn_server_done(const struct evconn_server *srv)
 
 void evconn_server_drop(struct evconn_server *srv)
 {
-    while (srv->conns)
-        srv->ops->close_conn(srv->conns);
-    while (srv->jobs)
-        srv->ops->free_job(srv->jobs);
+    while (!list_empty(&srv->conns))
+        srv->ops->close_conn(LIST_ITEM(srv->conns.next, struct evconn, link));
+    while (!list_empty(&srv->jobs))
+        srv->ops->free_job(LIST_ITEM(srv->jobs.next, struct evjob, link));
 }
 
 uint64_t evconn_bill_deadline(struct evconn_server *srv)
@@ -118,25 +120,16 @@ void evconn_init(struct evconn *c, struct evconn_server *srv, int fd)
     c->want = EVCONN_READ;
     net_peer_name(fd, c->peer, sizeof c->peer);
     http_parser_init(&c->parser);
-    c->idle_since_ms = timer_now_ms();
-    c->next = srv->conns;
-    if (srv->conns)
-        srv->conns->prev = c;
-    srv->conns = c;
+    deadlines_start(&c->read, srv->cfg->idle_timeout_ms);
+    list_push_front(&srv->conns, &c->link);
     srv->num_conns++;
     log_info("connection from %s (%zu open)", c->peer, srv->num_conns);
 }
 
 void evconn_release(struct evconn *c)
 {
-    struct evconn_server *srv = c->srv;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        srv->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    srv->num_conns--;
+    list_remove(&c->link);
+    c->srv->num_conns--;
     close(c->fd);
     log_info("closed %s", c->peer);
     http_parser_free(&c->parser);
@@ -146,31 +139,17 @@ void evconn_release(struct evconn *c)
     c->sync = NULL;
 }
 
-/* Which of a read's three deadlines applies, from what has arrived: no
- * byte at all, a head begun, or a body. Each counts from the moment its
- * phase began, so a client that trickles (slowloris), even one CR at a
- * time, gains nothing by sending more. */
-static uint64_t read_deadline(const struct evconn *c)
-{
-    const struct config *cfg = c->srv->cfg;
-    if (c->parser.len == 0)
-        return c->idle_since_ms + (uint64_t)cfg->idle_timeout_ms;
-    if (!c->parser.head_done)
-        return c->head_since_ms + (uint64_t)cfg->header_timeout_ms;
-    return c->body_since_ms + (uint64_t)cfg->body_timeout_ms;
-}
-
 uint64_t evconn_deadline(const struct evconn *c)
 {
     switch (c->want) {
-    case EVCONN_READ:
-        return read_deadline(c);
+    case EVCONN_READ: /* fixed as each phase began (conn_next_request) */
+        return deadlines_due(&c->read);
     case EVCONN_BILL:
         return c->sync->due_ms;
     case EVCONN_WRITE:
         return c->write_since_ms + (uint64_t)c->srv->cfg->idle_timeout_ms;
-    case EVCONN_DRAIN:
-        return c->drain_since_ms + EVCONN_LINGER_MS;
+    case EVCONN_LINGER:
+        return c->linger_since_ms + NET_LINGER_MS;
     case EVCONN_CLOSE:
         break;
     }
@@ -331,10 +310,13 @@ static enum evconn_want conn_handle_request(struct evconn *c)
 static enum evconn_want conn_next_request(struct evconn *c)
 {
     struct endpoint_reply reply;
-    bool had_head = c->parser.head_done;
+    const struct config *cfg = c->srv->cfg;
     enum http_parse_status st = http_parser_parse(&c->parser);
-    if (!had_head && c->parser.head_done) /* the body's clock starts now */
-        c->body_since_ms = timer_now_ms();
+    /* A head's deadline is fixed at its first byte, a body's at the head's
+     * end: so a client that trickles (slowloris), even one CR at a time,
+     * gains nothing by sending more. */
+    deadlines_update(&c->read, &c->parser, cfg->header_timeout_ms,
+                     cfg->body_timeout_ms);
     switch (st) {
     case HTTP_NEED_MORE:
         if (http_parser_take_continue(&c->parser))
@@ -363,7 +345,6 @@ static enum evconn_want conn_read(struct evconn *c)
         log_warn("no room to read from %s; closing", c->peer);
         return EVCONN_CLOSE;
     }
-    bool first_bytes = c->parser.len == 0; /* CR and LF count too */
     ssize_t n = net_read_some(c->fd, space, avail);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         return EVCONN_READ; /* nothing after all: wait again */
@@ -377,8 +358,6 @@ static enum evconn_want conn_read(struct evconn *c)
         return EVCONN_CLOSE;
     }
     http_parser_commit(&c->parser, (size_t)n);
-    if (first_bytes) /* the head's clock starts now, and never moves */
-        c->head_since_ms = timer_now_ms();
     return conn_next_request(c);
 }
 
@@ -390,30 +369,24 @@ enum evconn_want evconn_on_readable(struct evconn *c)
 /* ------------------------------------------------------------------ */
 /* Writing, and closing politely                                       */
 
-/* Closing politely: close() on a socket with unread input sends a reset,
- * and a reset can destroy the answer we just sent before the client reads
- * it. So: no more writing (FIN), then read and drop whatever the client
- * still sends until it closes too, for at most EVCONN_LINGER_MS. */
-static enum evconn_want conn_start_drain(struct evconn *c)
+/* Closing politely, net.h's lingering close: close() on a socket with
+ * unread input sends a reset, and a reset can destroy the answer we just
+ * sent before the client reads it. So: no more writing (FIN), then read
+ * and drop whatever the client still sends until it closes too, for at
+ * most NET_LINGER_MS and NET_LINGER_MAX_BYTES. */
+static enum evconn_want conn_start_linger(struct evconn *c)
 {
-    if (shutdown(c->fd, SHUT_WR) < 0)
+    if (!net_linger_begin(c->fd))
         return EVCONN_CLOSE;
-    c->drain_since_ms = timer_now_ms();
-    c->drained = 0;
-    return EVCONN_DRAIN;
+    c->linger_since_ms = timer_now_ms();
+    c->lingered = 0;
+    return EVCONN_LINGER;
 }
 
-enum evconn_want evconn_on_draining(struct evconn *c)
+enum evconn_want evconn_on_lingering(struct evconn *c)
 {
-    char sink[4096];
-    ssize_t n = net_read_some(c->fd, sink, sizeof sink);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-        return c->want = EVCONN_DRAIN;
-    if (n <= 0)
-        return c->want = EVCONN_CLOSE; /* the client closed too (or failed) */
-    c->drained += (size_t)n;
-    return c->want = c->drained > EVCONN_LINGER_MAX_BYTES ? EVCONN_CLOSE
-                                                          : EVCONN_DRAIN;
+    return c->want = net_linger_drop(c->fd, &c->lingered) ? EVCONN_LINGER
+                                                          : EVCONN_CLOSE;
 }
 
 /* Send what fits. Where to go after the last byte depends on what was
@@ -441,13 +414,13 @@ static enum evconn_want conn_write(struct evconn *c)
     if (c->out_interim)
         return conn_next_request(c); /* "100 Continue" sent: now the body */
     if (c->close_after_write)
-        return conn_start_drain(c);
+        return conn_start_linger(c);
     if (c->srv->stopping && http_parser_empty(&c->parser))
         return EVCONN_CLOSE; /* promised keep-alive before the stop: idle */
     /* Keep-alive: a new wait begins. A pipelined request already here gets
      * its head's clock from now, when the server turns to it: its bytes
      * waited for us, not we for them. */
-    c->idle_since_ms = c->head_since_ms = timer_now_ms();
+    deadlines_start(&c->read, c->srv->cfg->idle_timeout_ms);
     return conn_next_request(c);
 }
 
@@ -509,7 +482,7 @@ enum evconn_want evconn_on_timeout(struct evconn *c)
                  cfg->idle_timeout_ms);
         break;
     case EVCONN_BILL:
-    case EVCONN_DRAIN:
+    case EVCONN_LINGER:
     case EVCONN_CLOSE:
         break;
     }

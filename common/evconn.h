@@ -5,13 +5,14 @@
  * calls select(); 05 registers callbacks with an epoll loop. What a
  * connection does when its socket is ready or its deadline passes is the
  * same in both, so it is written once, here, as steps. A step does what can
- * be done now, without waiting, and returns what the connection wants next
- * (STYLE.md #2, "handlers tell the loop what they want next"):
+ * be done now, without waiting, and returns what the connection wants next:
+ * handlers tell the loop what they want, and the loop applies it.
  *
  *   want           the loop must               until the deadline (then
  *                                              evconn_on_timeout)
- *   EVCONN_READ    watch the socket readable   one of three, none of which
- *                                              new bytes move: no byte yet,
+ *   EVCONN_READ    watch the socket readable   one of deadlines.h's three,
+ *                                              none of which new bytes
+ *                                              move: no byte yet,
  *                                              --idle-timeout-ms after the
  *                                              accept or the last answer;
  *                                              a head begun (CR/LF count),
@@ -26,8 +27,9 @@
  *                  full: a step writes an
  *                  answer at once, so most
  *                  never ask for this)
- *   EVCONN_DRAIN   watch the socket readable   EVCONN_LINGER_MS after the
- *                                              answer
+ *   EVCONN_LINGER  watch the socket readable   NET_LINGER_MS after the
+ *                  (the lingering close of     answer
+ *                  net.h)
  *   EVCONN_CLOSE   stop watching, close it     -
  *                  (evconn_release), free it
  *
@@ -65,13 +67,12 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "deadlines.h"
 #include "exchange.h"
 #include "http.h"
 #include "jobcap.h"
+#include "list.h"
 
-#define EVCONN_LINGER_MS 1000            /* a closing connection drains input
-                                            this long at most */
-#define EVCONN_LINGER_MAX_BYTES (256 * 1024) /* ...and this much */
 #define EVCONN_WRITE_BURST 16            /* answers one step writes at once
                                             (pipelined requests) before the
                                             loop's next turn */
@@ -99,9 +100,10 @@ struct evconn_ops {
 
 /* What one server shares with all its connections and jobs (evjob.h), set
  * up by evconn_server_init; the loop sets stopping on SIGINT/SIGTERM
- * (evconn_server_stop). The lists are kept by evconn_init/evconn_release
- * and evjob_init/evjob_release, for the loop to walk (container_of finds
- * the stage's struct around each) and for a stop to count. */
+ * (evconn_server_stop). The lists (list.h) are kept by
+ * evconn_init/evconn_release and evjob_init/evjob_release, for the loop to
+ * walk (LIST_ITEM finds the evconn, container_of the stage's struct around
+ * it) and for a stop to count. */
 struct evconn_server {
     const struct config *cfg; /* timeouts, bill delays, main service, token */
     const char *stage;        /* "04-select": GET / names it */
@@ -109,9 +111,10 @@ struct evconn_server {
     struct jobcap budget;     /* async jobs and bills promised, not done */
     bool stopping;            /* answers say "Connection: close" from now */
     unsigned jitter_seed;     /* rand_r's state for the bills' jitter */
-    struct evconn *conns;     /* every open connection, newest first */
+    struct list conns;        /* every open connection (evconn.link), newest
+                                 first */
     size_t num_conns;
-    struct evjob *jobs;       /* every async job not yet done */
+    struct list jobs;         /* every async job not yet done (evjob.link) */
     size_t num_jobs;
 };
 
@@ -148,7 +151,7 @@ enum evconn_want {
     EVCONN_READ,
     EVCONN_BILL,
     EVCONN_WRITE,
-    EVCONN_DRAIN,
+    EVCONN_LINGER,
     EVCONN_CLOSE,
 };
 
@@ -159,14 +162,14 @@ struct evconn {
     char peer[64];              /* "127.0.0.1:53422", for log lines */
     enum evconn_want want;      /* set by every step before it returns */
     struct evconn_server *srv;
-    /* Where each deadline counts from (evconn_deadline); none moves when
-     * bytes arrive. */
-    uint64_t idle_since_ms;     /* accepted, or the last answer written */
-    uint64_t head_since_ms;     /* the request's first byte (CR/LF count),
-                                   or, if it came pipelined, its turn */
-    uint64_t body_since_ms;     /* the request's head ended */
+    /* When each wait ends (evconn_deadline); none moves when bytes
+     * arrive. */
+    struct deadlines read;      /* the request's: idle from the accept or
+                                   the last answer, the head from its first
+                                   byte (or, if it came pipelined, its
+                                   turn), the body from the head's end */
     uint64_t write_since_ms;    /* the answer was queued or last progressed */
-    uint64_t drain_since_ms;    /* the lingering close began */
+    uint64_t linger_since_ms;   /* the lingering close began */
     struct http_parser parser;
     char *out;                  /* the response (or 100 Continue) */
     size_t out_len, out_sent;
@@ -174,9 +177,9 @@ struct evconn {
     bool out_fresh;             /* out was queued and not yet tried: the
                                    step that queued it writes it at once */
     bool close_after_write;
-    size_t drained;             /* bytes dropped while closing */
+    size_t lingered;            /* bytes dropped while closing */
     struct evconn_sync *sync;   /* allocated on the first sync request */
-    struct evconn *prev, *next; /* in srv->conns */
+    struct list link;           /* in srv->conns */
 };
 
 /* Sets c up for a freshly accepted non-blocking fd, adds it to
@@ -195,21 +198,23 @@ void evconn_release(struct evconn *c);
 enum evconn_want evconn_on_readable(struct evconn *c);
 
 /* The socket is writable while c wants EVCONN_WRITE: send what fits; after
- * the last byte, the next pipelined request, a new wait, or the drain. */
+ * the last byte, the next pipelined request, a new wait, or the lingering
+ * close. */
 enum evconn_want evconn_on_writable(struct evconn *c);
 
-/* The socket is readable while c wants EVCONN_DRAIN: drop what the client
- * still sends; EVCONN_CLOSE once it closes too or sends too much. */
-enum evconn_want evconn_on_draining(struct evconn *c);
+/* The socket is readable while c wants EVCONN_LINGER: drop what the
+ * client still sends (net_linger_drop); EVCONN_CLOSE once it closes too or
+ * sends too much. */
+enum evconn_want evconn_on_lingering(struct evconn *c);
 
 /* The sync bill c waited for (EVCONN_BILL) is due: compute it, then wait
  * for the next one or answer. */
 enum evconn_want evconn_on_bill_due(struct evconn *c);
 
-/* c's deadline passed while it wanted READ, WRITE or DRAIN: log why.
+/* c's deadline passed while it wanted READ, WRITE or LINGER: log why.
  * EVCONN_WRITE for a 408 (a head or body too slow: the answer, then the
  * lingering close), else EVCONN_CLOSE (idle, not reading its answer, done
- * draining). */
+ * lingering). */
 enum evconn_want evconn_on_timeout(struct evconn *c);
 
 /* When c's current wait ends (timer_now_ms()'s clock), for every want but

@@ -16,10 +16,7 @@ void evjob_init(struct evjob *job, struct evconn_server *srv,
     job->srv = srv;
     job->req = *req;
     job->bills_left = req->num_bills;
-    job->next = srv->jobs;
-    if (srv->jobs)
-        srv->jobs->prev = job;
-    srv->jobs = job;
+    list_push_front(&srv->jobs, &job->link);
     srv->num_jobs++;
     for (size_t i = 0; i < req->num_bills; i++) TRACE(TRACE_BILL_BEGIN, &job->req, i);
     log_info("job %s: %zu bills waiting side by side", req->request_id,
@@ -115,12 +112,6 @@ void evjob_release(struct evjob *job, CURLM *multi)
     job->in_transfer = false;
     callback_free(job->cb);
     job->cb = NULL;
-    struct evconn_server *srv = job->srv;
-    if (job->prev)
-        job->prev->next = job->next;
-    else
-        srv->jobs = job->next;
-    if (job->next)
-        job->next->prev = job->prev;
-    srv->num_jobs--;
+    list_remove(&job->link);
+    job->srv->num_jobs--;
 }

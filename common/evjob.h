@@ -5,8 +5,7 @@
  * outlives the connection that asked for it (the client has its
  * {"status":"ok"} long before the callback is sent). Like a connection, a
  * job is a state machine whose steps never wait: each returns what the job
- * wants next, and the stage's job_apply does it with its own loop
- * (STYLE.md #2):
+ * wants next, and the stage's job_apply does it with its own loop:
  *
  *   want          the stage must                 then
  *   EVJOB_BILLS   nothing: the other bills'      evjob_on_bill_due for
@@ -42,6 +41,7 @@
 #include "callback.h"
 #include "evconn.h"
 #include "exchange.h"
+#include "list.h"
 
 /* What a job waits for next (see the table); the stage's job_apply does
  * it. */
@@ -61,7 +61,7 @@ struct evjob {
     bool in_transfer;         /* cb->easy is in the multi handle */
     uint64_t retry_at_ms;     /* after EVJOB_RETRY */
     bool over;                /* its end is logged: delivered or given up */
-    struct evjob *prev, *next; /* in srv->jobs */
+    struct list link;         /* in srv->jobs */
 };
 
 /* Sets job up for req (copied), adds it to srv->jobs, takes over the

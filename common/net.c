@@ -266,6 +266,27 @@ int net_write_all(int fd, const void *buf, size_t n)
     return 0;
 }
 
+bool net_linger_begin(int fd)
+{
+    return shutdown(fd, SHUT_WR) == 0;
+}
+
+bool net_linger_drop(int fd, size_t *dropped)
+{
+    char sink[4096];
+    while (*dropped < NET_LINGER_MAX_BYTES) {
+        ssize_t n = recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return true;
+        if (n <= 0)
+            return false; /* the client closed too, or failed */
+        *dropped += (size_t)n;
+    }
+    return false;
+}
+
 void net_peer_name(int fd, char *out, size_t outlen)
 {
     struct sockaddr_storage ss;

@@ -95,6 +95,33 @@ ssize_t net_write_some(int fd, const void *buf, size_t n);
  * 0, or -1 with errno (EPIPE, ECONNRESET, EAGAIN after a send timeout). */
 int net_write_all(int fd, const void *buf, size_t n);
 
+/* ---- The lingering close ----
+ *
+ * After an answer that ends a connection (an error, a 408, "Connection:
+ * close"), the client may still be sending what will never be read.
+ * Closing a socket over unread input makes the kernel send a reset, and a
+ * reset can destroy the answer before the client reads it. So every server
+ * ends such a connection the same way: half-close (net_linger_begin: our
+ * FIN goes out after the answer), read and drop what the client still
+ * sends (net_linger_drop) until it closes too, for at most NET_LINGER_MS
+ * and NET_LINGER_MAX_BYTES, then close. Only the wait in between differs:
+ * conn_io_linger blocks or parks (01-03, 06), evconn's EVCONN_LINGER is a
+ * want its loop watches (04, 05). */
+#define NET_LINGER_MS 1000                /* then close whatever comes */
+#define NET_LINGER_MAX_BYTES (256 * 1024) /* a few requests' worth; past
+                                             it the client is not stopping */
+
+/* Shuts our side of fd (SHUT_WR): the lingering close begins. False if
+ * that failed (the client is gone): close at once. */
+bool net_linger_begin(int fd);
+
+/* Reads and drops what fd holds now, without waiting, counting it in
+ * *dropped. True while the linger goes on: nothing more for now, so wait
+ * until fd is readable (or NET_LINGER_MS has passed) and call again. False
+ * once it is over: the client closed or failed, or NET_LINGER_MAX_BYTES
+ * were dropped. Then close fd. */
+bool net_linger_drop(int fd, size_t *dropped);
+
 /* "127.0.0.1:53412" of the peer, for logs. Never fails (writes "?"). */
 void net_peer_name(int fd, char *out, size_t outlen);
 

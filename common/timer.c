@@ -14,6 +14,20 @@ uint64_t timer_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+uint64_t timer_deadline_in(int ms)
+{
+    return ms < 0 ? TIMER_NEVER : timer_now_ms() + (uint64_t)ms;
+}
+
+int timer_ms_left(uint64_t deadline, uint64_t now)
+{
+    if (deadline == TIMER_NEVER)
+        return -1;
+    if (deadline <= now)
+        return 0;
+    return deadline - now > INT_MAX ? INT_MAX : (int)(deadline - now);
+}
+
 void timer_node_init(struct timer_node *n) { n->index = TIMER_NOT_ARMED; }
 
 bool timer_node_armed(const struct timer_node *n)
@@ -130,12 +144,7 @@ struct timer_node *timer_heap_pop_expired(struct timer_heap *h, uint64_t now)
 int timer_heap_timeout_ms(const struct timer_heap *h, uint64_t now)
 {
     struct timer_node *n = timer_heap_peek(h);
-    if (!n)
-        return -1;
-    if (n->deadline_ms <= now)
-        return 0;
-    uint64_t left = n->deadline_ms - now;
-    return left > INT_MAX ? INT_MAX : (int)left;
+    return n ? timer_ms_left(n->deadline_ms, now) : -1;
 }
 
 size_t timer_heap_size(const struct timer_heap *h) { return h->len; }

@@ -31,6 +31,26 @@ struct timer_heap {
 /* Milliseconds on CLOCK_MONOTONIC: immune to wall-clock jumps. */
 uint64_t timer_now_ms(void);
 
+/* ---- Deadlines that never move ----
+ *
+ * Every wait with a time limit counts down to a deadline: an absolute time
+ * on timer_now_ms()'s clock, fixed once when the wait begins. It is never
+ * a timeout restarted by each byte, so a client that trickles a byte at a
+ * time gains nothing, and an early wake-up (EINTR, a spurious "ready")
+ * costs nothing: the next wait gets what is left. */
+
+/* A deadline that is never reached: a wait without a time limit. */
+#define TIMER_NEVER UINT64_MAX
+
+/* The deadline ms from now: timer_now_ms() + ms, or TIMER_NEVER for
+ * ms < 0. */
+uint64_t timer_deadline_in(int ms);
+
+/* Milliseconds from now until deadline (both on timer_now_ms()'s clock),
+ * as poll, epoll_wait and the coroutines' waits take a timeout: 0 once it
+ * has passed, INT_MAX at most, -1 for TIMER_NEVER. */
+int timer_ms_left(uint64_t deadline, uint64_t now);
+
 /* Marks a node as not in any heap; call once before first use. */
 void timer_node_init(struct timer_node *n);
 
@@ -57,8 +77,8 @@ struct timer_node *timer_heap_peek(const struct timer_heap *h);
  * Loops call it until NULL to fire everything that is due. */
 struct timer_node *timer_heap_pop_expired(struct timer_heap *h, uint64_t now);
 
-/* Milliseconds until the earliest deadline (0 if already due), or -1 when
- * the heap is empty: exactly what select/epoll_wait want as a timeout. */
+/* Milliseconds until the earliest deadline (timer_ms_left), or -1 when the
+ * heap is empty: exactly what select/epoll_wait want as a timeout. */
 int timer_heap_timeout_ms(const struct timer_heap *h, uint64_t now);
 
 size_t timer_heap_size(const struct timer_heap *h);

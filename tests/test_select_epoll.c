@@ -859,10 +859,7 @@ static void step_server(struct evconn_server *srv, struct config *cfg)
     memset(cfg, 0, sizeof *cfg);
     cfg->header_timeout_ms = cfg->body_timeout_ms = 10000;
     cfg->idle_timeout_ms = 10000;
-    memset(srv, 0, sizeof *srv);
-    srv->cfg = cfg;
-    srv->stage = "steps";
-    jobcap_init(&srv->budget, 1, 1);
+    evconn_server_init(srv, cfg, "steps", NULL, 1, 1); /* no loop: no ops */
 }
 
 /* How many answers to GET / the peer can read now. */

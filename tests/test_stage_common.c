@@ -270,7 +270,8 @@ START_TEST(a_stop_closes_idle_connections_and_drop_ends_the_rest)
     ck_assert(srv.stopping);
     ck_assert_int_eq(closed_conns, 1); /* only the idle one */
     ck_assert_int_eq(srv.num_conns, 1);
-    ck_assert_ptr_eq(srv.conns, b);
+    ck_assert_ptr_eq(LIST_ITEM(srv.conns.next, struct evconn, link), b);
+    ck_assert_ptr_eq(srv.conns.next->next, &srv.conns); /* b alone */
     ck_assert(!evconn_server_done(&srv));
 
     evconn_server_drop(&srv);
