@@ -107,6 +107,7 @@ void prefork_child(struct prefork *pf, int i, int listen_fd,
                    void (*serve)(int fd, const char *peer))
 {
     struct prefork_stats *me = &pf->child[i];
+    log_info("prefork child %d is ready to accept", i + 1);
     for (;;) {
         if (pf->accept_lock)
             accept_lock_take(pf);

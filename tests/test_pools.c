@@ -64,6 +64,23 @@ static int expect_children(pid_t pid, int want, pid_t *kids)
     return n;
 }
 
+/* Waits until n lines of p's log contain needle; fails after 3 s. */
+static void expect_log_lines(struct proc *p, const char *needle, int n)
+{
+    double give_up = harness_now() + 3.0;
+    for (;;) {
+        int found = 0;
+        for (const char *l = harness_read_log(p); (l = strstr(l, needle));
+             l++)
+            found++;
+        if (found >= n)
+            return;
+        ck_assert_msg(harness_now() < give_up, "%d of %d lines with \"%s\"",
+                      found, n, needle);
+        harness_sleep_ms(20);
+    }
+}
+
 /* The descriptors of each process in pids settle back to before[] (a
  * closing connection may take a moment); fails after 3 s. */
 static void expect_fds(const pid_t *pids, const int *before, int n)
@@ -188,6 +205,9 @@ START_TEST(prefork_children_accept_and_count)
     harness_stage_start(&s, "02-fork", &(struct stage_opts){.args = args});
     pid_t kids[MAX_KIDS];
     int n = expect_children(s.pid, 3, kids);
+    /* A child's descriptors are counted once it has closed the parent's
+     * (its copy of the SIGCHLD pipe), which it logs right after. */
+    expect_log_lines(&s, "is ready to accept", n);
     int before[MAX_KIDS];
     for (int i = 0; i < n; i++)
         before[i] = fd_count(kids[i]);
@@ -217,6 +237,8 @@ START_TEST(prefork_stop_answers_in_flight)
     harness_stage_start(&s, "02-fork", &(struct stage_opts){.args = args});
     pid_t kids[MAX_KIDS];
     int n = expect_children(s.pid, 2, kids);
+    /* The request must be in a child's hands when the stop comes. */
+    expect_log_lines(&s, "is ready to accept", n);
     free(stop_with_request_in_flight(&s, kids, n));
 }
 END_TEST
