@@ -27,8 +27,9 @@
  *   more processes), and each subtotal would then live in another process's
  *   memory: getting it back needs inter-process communication, a pipe per
  *   bill or a MAP_SHARED page plus a waitpid per helper. Threads (03) share
- *   memory and get this for free; LECTURE.md has the pipe version as an
- *   exercise.
+ *   memory and get this for free. What one trip through a pipe costs,
+ *   against a function call, is measured in LECTURE.md section 3 ("Zombies
+ *   and the price of IPC").
  * - The async budget (--max-jobs, --max-bills: accepted jobs and their
  *   bills not yet done, checked before the ok) must be one count for all
  *   the children, and a global variable would be a copy in each. It lives
@@ -49,18 +50,6 @@
  * A child still busy when the grace period ends dies with the parent
  * (PR_SET_PDEATHSIG), so a stopped server leaves no orphans.
  *
- * --prefork N (UNP's pre-forked server, chapter 30): the fork moves out of
- * the request's path. N children are forked at start and each one loops:
- * wait for the listener, accept, serve that connection to its end, again.
- * The parent only reaps and stops them. No fork per client, so a new
- * connection costs what it costs in 01; but N is also the number of
- * clients served at once (the rest wait in the kernel's backlog), and a
- * slow client holds a whole child. All N wait on one listener, and poll()
- * wakes every one of them for each new client, though only one accept()
- * wins: the thundering herd, counted per child as "empty wake-ups" and
- * printed at exit. --accept-lock makes the children take turns waiting
- * (a process-shared mutex, as UNP's lock_wait), so none wakes for nothing.
- *
  * What to notice in the log: the pid on every line says who wrote it. The
  * parent (the pid of the first lines) writes "forked child 4122 for
  * 127.0.0.1:53000"; then pid 4122 serves that connection; then the parent
@@ -78,18 +67,20 @@
  *   a reset; bytes that arrive later may still meet a reset
  *   (conn_io_refuse_busy).
  *
+ * --prefork N [--accept-lock] is UNP's pre-forked server (chapter 30): N
+ * children forked at start, each accepting for itself. What they do is in
+ * prefork.c; this file forks and reaps them like any child (run_prefork).
+ *
  * Reading and answering a connection's requests is the same in 01 and 03,
  * so it lives in common/conn_io (conn_io_serve); this file is the model. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -102,6 +93,7 @@
 #include "jobcap.h"
 #include "log.h"
 #include "net.h"
+#include "prefork.h"
 #include "shutdown.h"
 #include "stage.h"
 #include "timer.h"
@@ -110,7 +102,7 @@
 #define STAGE "02-fork"
 
 static struct config cfg;
-static unsigned jitter_seed = 1; /* reseeded in each child, see child_main */
+static unsigned jitter_seed = 1; /* reseeded in each child: spawn_child */
 /* The async budget (jobcap.h). Jobs run in the children, which share no
  * memory with each other: the budget lives in a MAP_SHARED page, made
  * before the first fork, so every child sees and updates the same counts
@@ -226,19 +218,43 @@ static void serve_connection(int fd, const char *peer)
         finish_async_job(&job);
 }
 
-static void __attribute__((noreturn)) child_main(int fd, const char *peer)
+/* Where every child ends: its libcurl state freed, then exit(0), which
+ * flushes stdio. */
+static void __attribute__((noreturn)) child_exit(void)
 {
-    /* The child inherited the parent's random state: without this, every
-     * child would draw the same jitter. */
-    jitter_seed = (unsigned)getpid();
-    log_info("child serving %s", peer);
-    serve_connection(fd, peer);
     callback_global_cleanup();
     exit(0);
 }
 
 /* ---- The parent's side: accept, fork, refuse, reap ---- */
 
+/* fork(), with the parent's bookkeeping around it: the stop signals
+ * blocked across it; in the child, the parent's role dropped at once
+ * (listen_fd closed unless it is -1) and a jitter seed of its own (it
+ * inherited the parent's random state: without a new seed every child
+ * would draw the same jitter); in the parent, the child counted. Returns
+ * what fork returns: 0 in the child, its pid, or -1 (errno). */
+static pid_t spawn_child(int listen_fd)
+{
+    sigset_t old;
+    shutdown_mask_signals(SIG_BLOCK, &old);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        child_leave_parent_role(listen_fd, parent);
+        jitter_seed = (unsigned)getpid();
+        return 0;
+    }
+    int err = errno;
+    sigprocmask(SIG_SETMASK, &old, NULL); /* a pending stop runs now */
+    if (pid > 0)
+        live_children++;
+    errno = err;
+    return pid;
+}
+
+/* A new client: a child of its own, which serves it and exits, or a 503
+ * past --max-children (or when fork fails). */
 static void fork_child(int listen_fd, int fd)
 {
     char peer[64];
@@ -249,21 +265,17 @@ static void fork_child(int listen_fd, int fd)
         conn_io_refuse_busy(fd, "too many child processes");
         return;
     }
-    sigset_t old;
-    shutdown_mask_signals(SIG_BLOCK, &old);
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    pid_t pid = spawn_child(listen_fd);
     if (pid == 0) {
-        child_leave_parent_role(listen_fd, parent);
-        child_main(fd, peer);
+        log_info("child serving %s", peer);
+        serve_connection(fd, peer);
+        child_exit();
     }
-    sigprocmask(SIG_SETMASK, &old, NULL); /* a pending stop runs now */
     if (pid < 0) {
         log_warn("fork: %s; refusing %s with 503", strerror(errno), peer);
         conn_io_refuse_busy(fd, "cannot start a process");
         return;
     }
-    live_children++;
     /* The child has its own copy of the socket; ours would only keep the
      * connection open after the child closes it. */
     close(fd);
@@ -272,14 +284,16 @@ static void fork_child(int listen_fd, int fd)
 }
 
 /* The parent waits on three things: a new client, a dead child, a stop.
- * Returns false once a stop was asked. */
+ * Returns true when a client waits, false once a stop was asked. With
+ * listen_fd -1 (--prefork: the children accept) it only reaps, and also
+ * returns false once no child is left. */
 static bool parent_wait(int listen_fd)
 {
     struct pollfd fds[3] = {{.fd = listen_fd, .events = POLLIN},
                             {.fd = sigchld_pipe[0], .events = POLLIN},
                             {.fd = shutdown_fd(), .events = POLLIN}};
-    for (;;) {
-        if (shutdown_requested())
+    for (;;) { /* poll skips an entry whose fd is -1 */
+        if (shutdown_requested() || (listen_fd < 0 && live_children == 0))
             return false;
         int n = poll(fds, 3, -1);
         if (n < 0 && errno == EINTR)
@@ -316,166 +330,41 @@ static void wait_for_children(void)
     }
 }
 
-/* ---- --prefork N: UNP's pre-forked server ---- */
+/* ---- --prefork N: the children are forked at start (prefork.c) ---- */
 
-/* What the prefork children count, in a MAP_SHARED page mapped before the
- * forks (they share no other memory); each child writes only its own row
- * and the parent reads them once the children are gone. The accept lock
- * lives in the same page: a pthread mutex made process-shared, and robust,
- * so a child killed while holding it does not stop the others for good. */
-struct prefork_stats {
-    unsigned long accepts; /* connections this child accepted */
-    unsigned long empty;   /* wake-ups that found nothing to accept */
-};
-struct prefork_shared {
-    pthread_mutex_t lock;  /* --accept-lock */
-    struct prefork_stats child[];
-};
-static struct prefork_shared *prefork;
-static size_t prefork_size;
-
-static int accept_lock_init(void)
+/* Forks cfg.prefork children that each accept on lfd for themselves
+ * (prefork_child), and closes the parent's copy of lfd; from then on the
+ * parent only reaps, until a stop or until no child is left. Returns
+ * main's exit status: 0 if every child was gone within the grace period. */
+static int run_prefork(int lfd)
 {
-    pthread_mutexattr_t attr;
-    int err = pthread_mutexattr_init(&attr);
-    if (!err)
-        err = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-    if (!err)
-        err = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-    if (!err)
-        err = pthread_mutex_init(&prefork->lock, &attr);
-    pthread_mutexattr_destroy(&attr);
-    return err;
-}
-
-static void accept_lock_take(void)
-{
-    if (pthread_mutex_lock(&prefork->lock) == EOWNERDEAD) {
-        log_warn("a child died holding the accept lock; taking it over");
-        pthread_mutex_consistent(&prefork->lock);
-    }
-}
-
-/* A prefork child: wait until the listener is readable, accept, serve that
- * one connection to its end (and its async job), and again, until the
- * stop. Without the lock every idle child waits in poll() on the same
- * listener, and poll wakes them all for each new client: one accept()
- * gets it, the others get EAGAIN, counted in `empty` (the thundering
- * herd). With --accept-lock only the child holding the lock waits in
- * poll(); the others wait for the lock, and no wake-up is wasted, at the
- * price of a lock round trip per accept. (A plain blocking accept() would
- * not show the herd: Linux wakes one accept() waiter since 2.6. Waiting in
- * poll, as here and in any server that also watches a stop pipe, does.) */
-static void __attribute__((noreturn)) prefork_child(int lfd, int i)
-{
-    jitter_seed = (unsigned)getpid();
-    struct prefork_stats *me = &prefork->child[i];
-    for (;;) {
-        if (cfg.accept_lock)
-            accept_lock_take();
-        bool ready = shutdown_wait_accept(lfd); /* false: the stop pipe */
-        int fd = ready ? conn_io_accept(lfd) : -1;
-        int err = errno;
-        if (cfg.accept_lock)
-            pthread_mutex_unlock(&prefork->lock);
-        if (!ready)
-            break;
-        if (fd < 0) {
-            if (err == EAGAIN || err == EWOULDBLOCK)
-                me->empty++; /* another child took it */
-            continue;
-        }
-        me->accepts++;
-        char peer[64];
-        net_peer_name(fd, peer, sizeof peer);
-        log_info("prefork child %d serving %s", i + 1, peer);
-        serve_connection(fd, peer);
-    }
-    log_info("prefork child %d: accepted %lu, woke for nothing %lu times; "
-             "exiting", i + 1, me->accepts, me->empty);
-    close(lfd);
-    callback_global_cleanup();
-    exit(0);
-}
-
-/* The parent's summary line, the one make bench and the tests read. */
-static void prefork_log_totals(void)
-{
-    char accepts[512], empty[512];
-    size_t a = 0, e = 0;
-    unsigned long total = 0;
-    for (int i = 0; i < cfg.prefork; i++) {
-        const struct prefork_stats *c = &prefork->child[i];
-        if (a < sizeof accepts)
-            a += (size_t)snprintf(accepts + a, sizeof accepts - a, " %lu",
-                                  c->accepts);
-        if (e < sizeof empty)
-            e += (size_t)snprintf(empty + e, sizeof empty - e, " %lu",
-                                  c->empty);
-        total += c->empty;
-    }
-    /* A result, not an event: printed even with --quiet, for the bench. */
-    fprintf(stderr, "%s: prefork: accepts per child:%s; empty wake-ups per "
-            "child:%s (%lu in all, accept lock %s)\n", STAGE,
-            a ? accepts : "", e ? empty : "", total,
-            cfg.accept_lock ? "on" : "off");
-}
-
-/* Forks cfg.prefork children that all accept on lfd, then waits for a
- * stop (or for every child to be gone) and for the children to finish.
- * The children are not replaced if one dies: the log says so, and the
- * others go on. Returns main's exit status. */
-static int prefork_run(int lfd)
-{
-    prefork_size = sizeof *prefork +
-                   (size_t)cfg.prefork * sizeof prefork->child[0];
-    prefork = mmap(NULL, prefork_size, PROT_READ | PROT_WRITE,
-                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (prefork == MAP_FAILED || accept_lock_init() != 0) {
-        log_warn("prefork: cannot map the shared page or its lock");
+    struct prefork *pf = prefork_new(cfg.prefork, cfg.accept_lock);
+    if (pf == NULL)
         return 1;
-    }
     log_info("prefork: forking %d children, each accepting on the listener "
              "and serving one connection at a time (accept lock %s)",
              cfg.prefork, cfg.accept_lock ? "on" : "off");
-    sigset_t old;
-    pid_t parent = getpid();
     for (int i = 0; i < cfg.prefork; i++) {
-        shutdown_mask_signals(SIG_BLOCK, &old);
-        pid_t pid = fork();
+        pid_t pid = spawn_child(-1); /* the child keeps lfd: it accepts */
         if (pid == 0) {
-            child_leave_parent_role(-1, parent);
-            prefork_child(lfd, i);
+            prefork_child(pf, i, lfd, serve_connection);
+            child_exit();
         }
-        sigprocmask(SIG_SETMASK, &old, NULL);
         if (pid < 0) {
             log_warn("fork: %s; %d children only", strerror(errno), i);
             break;
         }
-        live_children++;
         log_info("prefork child %d is pid %d", i + 1, (int)pid);
     }
     close(lfd); /* the children accept; the port closes with the last */
-    struct pollfd fds[2] = {{.fd = sigchld_pipe[0], .events = POLLIN},
-                            {.fd = shutdown_fd(), .events = POLLIN}};
-    while (live_children > 0 && !shutdown_requested()) {
-        if (poll(fds, 2, -1) < 0 && errno != EINTR) {
-            log_warn("poll: %s; stopping", strerror(errno));
-            break;
-        }
-        if (fds[1].revents)
-            break;
-        if (fds[0].revents)
-            reap_children();
-    }
+    while (parent_wait(-1))
+        ;
     log_info("%s: waiting for %d prefork children", live_children > 0
              ? "stop requested" : "every child is gone", live_children);
     wait_for_children();
-    prefork_log_totals();
-    int rc = live_children == 0 ? 0 : 1;
-    pthread_mutex_destroy(&prefork->lock);
-    munmap(prefork, prefork_size);
-    return rc;
+    prefork_log_totals(pf);
+    prefork_free(pf);
+    return live_children == 0 ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -500,7 +389,7 @@ int main(int argc, char **argv)
     if (lfd < 0)
         return 1;
     if (cfg.prefork > 0) {
-        int rc = prefork_run(lfd);
+        int rc = run_prefork(lfd);
         callback_global_cleanup();
         jobcap_free_shared(jobcap);
         return rc;

@@ -28,11 +28,6 @@
  * (the configuration). ThreadSanitizer checks that claim (make
  * SAN=thread).
  *
- * --pool N turns this into ThreadPoolExecutor's shape: N threads started
- * once, fed through a bounded queue (--queue, 503 past it). It bounds the
- * threads without a per-connection pthread_create, and shows the pool's
- * price: slow requests clog it ("--pool N" below).
- *
  * Stack size: THREAD_STACK_BYTES, 256 KiB, set explicitly for every thread.
  * The parser's buffer is on the heap; what sits on a thread's stack is a
  * job (~2.5 KB for 100 bills), its subtotals (800 B), one log line (1 KB),
@@ -76,6 +71,11 @@
  *   request: it cannot afford to wait for a slow client
  *   (conn_io_refuse_busy).
  *
+ * --pool N [--queue N] is ThreadPoolExecutor's shape (UNP's pre-threaded
+ * server, chapter 30): N threads started once, fed through a bounded
+ * queue, 503 past it. The queue and a pool thread's loop are in pool.c;
+ * this file starts and counts the threads like any other (start_pool).
+ *
  * Reading and answering a connection's requests is the same in 01 and 02,
  * so it lives in common/conn_io (conn_io_serve); this file is the model. */
 #include <errno.h>
@@ -98,6 +98,7 @@
 #include "jobcap.h"
 #include "log.h"
 #include "net.h"
+#include "pool.h"
 #include "shutdown.h"
 #include "stage.h"
 #include "timer.h"
@@ -335,90 +336,32 @@ static void *connection_thread(void *arg)
     return NULL;
 }
 
-/* ---- --pool N: a fixed pool fed through a bounded queue ---- */
+/* ---- --pool N: threads started once, fed through a queue (pool.c) ---- */
 
-/* ThreadPoolExecutor's shape: N threads started once, and a queue of
- * accepted connections between the accepting thread and them. The queue
- * is a ring of --queue descriptors under one mutex; a pool thread takes
- * the oldest, serves that connection to its end, and takes the next. Past
- * --queue waiting connections the accepting thread answers 503 itself: a
- * queue without a bound would hide the overload as ever longer waits.
- *
- * What it costs (the clogged pool): a pool thread is held for a whole
- * connection, slow requests and idle keep-alive time included. N slow
- * clients hold all N threads, and a GET / that needs a microsecond waits
- * in the queue behind them (LECTURE.md, "Pools and cores", measures it).
- * A thread per connection (the default) never makes anyone wait for
- * someone else's request; the pool trades that for a fixed number of
- * threads. Async jobs still run on their own threads (bounded by the
- * budget), as before: only connections go through the pool. */
-static struct {
-    pthread_mutex_t lock;
-    pthread_cond_t nonempty;
-    int *fds;          /* ring of cfg.queue accepted sockets */
-    size_t head, count;
-    bool closing;      /* the stop: take what is queued, then leave */
-} pool = {.lock = PTHREAD_MUTEX_INITIALIZER,
-          .nonempty = PTHREAD_COND_INITIALIZER};
+static struct pool *pool; /* made by start_pool; NULL without --pool */
 
-/* Queues an accepted socket for the pool; false when the queue is full. */
-static bool pool_push(int fd)
-{
-    pthread_mutex_lock(&pool.lock);
-    bool room = pool.count < (size_t)cfg.queue;
-    if (room) {
-        pool.fds[(pool.head + pool.count++) % (size_t)cfg.queue] = fd;
-        pthread_cond_signal(&pool.nonempty);
-    }
-    pthread_mutex_unlock(&pool.lock);
-    return room;
-}
-
-/* The next queued socket, waiting for one; -1 once the pool is closing
- * and its queue is empty. */
-static int pool_take(void)
-{
-    pthread_mutex_lock(&pool.lock);
-    while (pool.count == 0 && !pool.closing)
-        pthread_cond_wait(&pool.nonempty, &pool.lock);
-    int fd = -1;
-    if (pool.count > 0) {
-        fd = pool.fds[pool.head];
-        pool.head = (pool.head + 1) % (size_t)cfg.queue;
-        pool.count--;
-    }
-    pthread_mutex_unlock(&pool.lock);
-    return fd;
-}
-
-/* A pool thread: connections from the queue, one after another. It counts
- * as a live connection thread for its whole life, so the stop waits for
- * it as for any connection thread (wait_for_threads). */
+/* A pool thread: connections from the queue, one after another, until the
+ * stop. It counts as a live connection thread for its whole life, so the
+ * stop waits for it as for any connection thread (wait_for_threads). */
 static void *pool_thread(void *arg)
 {
-    (void)arg;
-    for (int fd; (fd = pool_take()) >= 0;) {
-        char peer[64];
-        net_peer_name(fd, peer, sizeof peer);
-        serve_connection(fd, peer);
-    }
+    pool_serve(arg, serve_connection);
     live_leave(&live_connections);
     return NULL;
 }
 
-/* Starts the cfg.pool threads. 0, or -1 (logged) if none could start. */
-static int pool_start(void)
+/* Makes the queue and starts the cfg.pool threads. 0, or -1 (logged) if
+ * none could start. */
+static int start_pool(void)
 {
-    pool.fds = calloc((size_t)cfg.queue, sizeof *pool.fds);
-    if (pool.fds == NULL) {
-        log_warn("pool: out of memory for a queue of %d", cfg.queue);
+    pool = pool_new(cfg.queue);
+    if (pool == NULL)
         return -1;
-    }
     int started = 0;
     for (int i = 0; i < cfg.pool; i++) {
         live_enter(&live_connections, INT_MAX);
         pthread_t t;
-        int err = thread_start(&t, true, pool_thread, NULL);
+        int err = thread_start(&t, true, pool_thread, pool);
         if (err) {
             live_leave(&live_connections);
             log_warn("pool thread: %s", strerror(err));
@@ -429,27 +372,6 @@ static int pool_start(void)
     log_info("pool: %d threads, a queue of %d connections (503 past it)",
              started, cfg.queue);
     return started > 0 ? 0 : -1;
-}
-
-/* The accepting thread's side: queue the client, or answer 503. */
-static void pool_offer(int fd)
-{
-    if (pool_push(fd))
-        return;
-    char peer[64];
-    net_peer_name(fd, peer, sizeof peer);
-    log_warn("pool queue full (%d waiting): refusing %s with 503", cfg.queue,
-             peer);
-    conn_io_refuse_busy(fd, "the pool's queue is full");
-}
-
-/* The stop: the pool threads serve what is queued, then leave. */
-static void pool_close(void)
-{
-    pthread_mutex_lock(&pool.lock);
-    pool.closing = true;
-    pthread_cond_broadcast(&pool.nonempty);
-    pthread_mutex_unlock(&pool.lock);
 }
 
 /* ---- The main thread: accept, start, refuse ---- */
@@ -542,7 +464,7 @@ int main(int argc, char **argv)
     }
     jobcap_init(&jobcap, cfg.max_jobs, cfg.max_bills);
     /* The pool's threads run before the server says it is listening. */
-    if (cfg.pool > 0 && pool_start() < 0)
+    if (cfg.pool > 0 && start_pool() < 0)
         return 1;
     int lfd = net_listen_announce(&cfg); /* then "listening on ..." on stdout */
     if (lfd < 0)
@@ -550,14 +472,14 @@ int main(int argc, char **argv)
 
     while (shutdown_wait_accept(lfd)) {
         int fd = conn_io_accept(lfd);
-        if (fd >= 0 && cfg.pool > 0)
-            pool_offer(fd);
+        if (fd >= 0 && pool)
+            pool_offer(pool, fd);
         else if (fd >= 0)
             start_connection(fd);
     }
     close(lfd); /* new clients are refused from now on */
-    if (cfg.pool > 0)
-        pool_close();
+    if (pool)
+        pool_close(pool);
     if (!wait_for_threads()) {
         /* Threads still run: exit()'s cleanup (curl, stdio, atexit) would
          * pull the ground from under them. Leave at once instead. */
@@ -566,6 +488,7 @@ int main(int argc, char **argv)
     log_info("exiting");
     callback_global_cleanup();
     pthread_cond_destroy(&live_changed);
-    free(pool.fds);
+    if (pool)
+        pool_free(pool);
     return 0;
 }

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -203,6 +204,45 @@ void proc_start(struct proc *p, const char *name, const char *const *args,
         waitpid(p->pid, NULL, 0);
         ck_abort_msg("%s did not print its listening line", name);
     }
+}
+
+void harness_stage_start(struct proc *p, const char *name,
+                         const struct stage_opts *o)
+{
+    static const struct stage_opts none;
+    static const char *const env[] = {"SECRET_TOKEN=" HARNESS_TOKEN, NULL};
+    static const char *const client_waits[] = {
+        "--idle-timeout-ms", "--header-timeout-ms", "--body-timeout-ms"};
+    if (o == NULL)
+        o = &none;
+    char delay[16], timeout[16], deadline[16];
+    snprintf(delay, sizeof delay, "%d", o->delay_ms);
+    snprintf(timeout, sizeof timeout, "%d", o->client_timeout_ms);
+    snprintf(deadline, sizeof deadline, "%d", o->callback_deadline_ms);
+    const char *args[60];
+    int n = 0;
+    if (o->delay_ms) {
+        args[n++] = "--delay-ms";
+        args[n++] = delay;
+    }
+    for (int k = 0; o->client_timeout_ms && k < 3; k++) {
+        args[n++] = client_waits[k];
+        args[n++] = timeout;
+    }
+    if (o->main_url) {
+        args[n++] = "--main-service";
+        args[n++] = o->main_url;
+    }
+    if (o->callback_deadline_ms) {
+        args[n++] = "--callback-deadline-ms";
+        args[n++] = deadline;
+    }
+    for (int k = 0; o->args && o->args[k]; k++) {
+        ck_assert_msg(n < 59, "harness_stage_start: too many arguments");
+        args[n++] = o->args[k];
+    }
+    args[n] = NULL;
+    proc_start(p, name, args, env);
 }
 
 int proc_stop(struct proc *p, int timeout_ms)
@@ -446,6 +486,166 @@ int raw_status(const char *response)
     if (sscanf(response, "HTTP/1.%*d %d", &status) != 1)
         return 0;
     return status;
+}
+
+/* ---- one HTTP response ---- */
+
+#define RESPONSE_HEAD_MAX 65536 /* no server here sends a longer head */
+
+const char *harness_header(const char *head, size_t head_len,
+                           const char *name)
+{
+    size_t n = strlen(name);
+    const char *end = head + head_len;
+    const char *l = memmem(head, head_len, "\r\n", 2); /* past the status */
+    while (l && (size_t)(end - l) > n + 2) {
+        l += 2; /* the start of a header line */
+        if (strncasecmp(l, name, n) == 0 && l[n] == ':') {
+            const char *v = l + n + 1;
+            while (v < end && (*v == ' ' || *v == '\t'))
+                v++;
+            return v;
+        }
+        l = memmem(l, (size_t)(end - l), "\r\n", 2);
+    }
+    return NULL;
+}
+
+/* The decimal number at the start of a header value (it ends at the
+ * line's "\r\n", so the digits cannot run past the head); 0 if none. */
+static size_t header_number(const char *v)
+{
+    size_t n = 0;
+    for (; v && *v >= '0' && *v <= '9'; v++)
+        n = n * 10 + (size_t)(*v - '0');
+    return n;
+}
+
+long harness_response_frame(const char *buf, size_t len, size_t *head_len,
+                            int *status)
+{
+    static const char version[] = "HTTP/1.";
+    if (memcmp(buf, version, len < 7 ? len : 7) != 0)
+        return -1;
+    const char *end = memmem(buf, len, "\r\n\r\n", 4);
+    if (end == NULL)
+        return len > RESPONSE_HEAD_MAX ? -1 : 0;
+    size_t head = (size_t)(end + 4 - buf);
+    char line[64]; /* the status line, NUL-terminated for sscanf */
+    size_t k = head < sizeof line - 1 ? head : sizeof line - 1;
+    memcpy(line, buf, k);
+    line[k] = '\0';
+    int code;
+    if (sscanf(line, "HTTP/1.%*d %d", &code) != 1)
+        return -1;
+    size_t body = code < 200 ? 0 : /* an interim answer has no body */
+        header_number(harness_header(buf, head, "Content-Length"));
+    if (head_len)
+        *head_len = head;
+    if (status)
+        *status = code;
+    return (long)(head + body);
+}
+
+/* Peeks at what has arrived on fd after buf[0..len) and says how much of
+ * it belongs to the head: up to the blank line if it is there, else all
+ * of it. 0: the peer closed (or reset); -1 with errno: nothing yet. */
+static ssize_t head_bytes_waiting(int fd, char *buf, size_t len, size_t cap)
+{
+    ssize_t got = recv(fd, buf + len, cap - len, MSG_PEEK);
+    if (got < 0 && errno != EINTR && errno != EAGAIN &&
+        errno != EWOULDBLOCK)
+        return 0; /* a reset is an end too */
+    if (got <= 0)
+        return got;
+    size_t from = len < 3 ? 0 : len - 3; /* the blank line may straddle */
+    const char *end = memmem(buf + from, len + (size_t)got - from,
+                             "\r\n\r\n", 4);
+    return end ? end + 4 - (buf + len) : got;
+}
+
+enum harness_read harness_read_response(int fd, int timeout_ms,
+                                        struct harness_response *r)
+{
+    memset(r, 0, sizeof *r);
+    size_t cap = 4096, len = 0, head = 0;
+    long whole = 0; /* the response's size, once its head is in */
+    char *buf = malloc(cap + 1);
+    ck_assert_ptr_nonnull(buf);
+    double deadline = harness_now() + timeout_ms / 1000.0;
+    enum harness_read how;
+    for (;;) {
+        if (whole == 0)
+            whole = harness_response_frame(buf, len, &head, &r->status);
+        if (whole < 0 || (whole > 0 && (size_t)whole == len)) {
+            how = whole < 0 ? HARNESS_READ_GARBAGE : HARNESS_READ_OK;
+            break;
+        }
+        int left = (int)((deadline - harness_now()) * 1000);
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int ready = left > 0 ? poll(&pfd, 1, left) : 0;
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready <= 0) {
+            how = HARNESS_READ_TIMEOUT;
+            break;
+        }
+        size_t room = whole > 0 ? (size_t)whole : len + 4096;
+        if (room > cap) {
+            cap = room;
+            buf = realloc(buf, cap + 1);
+            ck_assert_ptr_nonnull(buf);
+        }
+        /* The body's size is known once the head is in; until then take
+         * no more than the head, so nothing past this response is read. */
+        ssize_t want = whole > 0 ? whole - (long)len
+                                 : head_bytes_waiting(fd, buf, len, cap);
+        ssize_t got = want > 0 ? recv(fd, buf + len, (size_t)want, 0) : want;
+        if (got < 0 && (errno == EINTR || errno == EAGAIN ||
+                        errno == EWOULDBLOCK))
+            continue;
+        if (got <= 0) {
+            how = len == 0 ? HARNESS_READ_CLOSED : HARNESS_READ_GARBAGE;
+            break;
+        }
+        len += (size_t)got;
+    }
+    if (how != HARNESS_READ_OK) {
+        free(buf);
+        memset(r, 0, sizeof *r);
+        return how;
+    }
+    buf[len] = '\0';
+    r->text = buf;
+    r->head_len = head;
+    r->body = buf + head;
+    r->body_len = len - head;
+    const char *conn = harness_header(buf, head, "Connection");
+    r->close = conn && strncasecmp(conn, "close", 5) == 0;
+    r->keep_alive = conn && strncasecmp(conn, "keep-alive", 10) == 0;
+    return how;
+}
+
+char *harness_read_response_text(int fd, int timeout_ms)
+{
+    struct harness_response r;
+    if (harness_read_response(fd, timeout_ms, &r) == HARNESS_READ_OK)
+        return r.text;
+    harness_response_free(&r);
+    return NULL;
+}
+
+void harness_response_free(struct harness_response *r)
+{
+    free(r->text);
+    memset(r, 0, sizeof *r);
+}
+
+const char *harness_read_name(enum harness_read how)
+{
+    static const char *const names[] = {"ok", "closed without an answer",
+                                        "not an HTTP response", "timed out"};
+    return names[how];
 }
 
 void harness_appendf(char **buf, const char *fmt, ...)

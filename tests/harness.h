@@ -94,6 +94,28 @@ void harness_appendf(char **buf, const char *fmt, ...)
 void proc_start(struct proc *p, const char *name, const char *const *args,
                 const char *const *env);
 
+/* How a test starts a stage (harness_stage_start). A field left 0 or NULL
+ * adds no option, so the stage's own default holds. */
+struct stage_opts {
+    int delay_ms;             /* --delay-ms, each bill's wait (for none,
+                                 put "--delay-ms", "0" in args) */
+    int client_timeout_ms;    /* --idle-, --header- and --body-timeout-ms */
+    const char *main_url;     /* --main-service */
+    int callback_deadline_ms; /* --callback-deadline-ms */
+    const char *const *args;  /* then these, NULL-ended; an option given
+                                 twice takes its last value */
+};
+
+/* The token every stage started by harness_stage_start checks callbacks
+ * with (SECRET_TOKEN): give a main service the same one. */
+#define HARNESS_TOKEN "test-token"
+
+/* Starts stage `name` (its folder: "03-threads") as proc_start does, with
+ * SECRET_TOKEN=HARNESS_TOKEN and the options of o (NULL: none). Fails the
+ * test if it does not start. */
+void harness_stage_start(struct proc *p, const char *name,
+                         const struct stage_opts *o);
+
 /* SIGTERM, then waits up to timeout_ms; SIGKILL after that. Returns the
  * exit status (0..255), 128+signal if killed by a signal, -1 on timeout. */
 int proc_stop(struct proc *p, int timeout_ms);
@@ -132,6 +154,61 @@ char *raw_exchange(int port, const void *bytes, size_t len, int timeout_ms);
 
 /* Status code of the first response in raw text, or 0. */
 int raw_status(const char *response);
+
+/* ---- one HTTP response, read off a raw connection ----
+ *
+ * A response is its head (status line and headers through the blank
+ * line), then as many bytes of body as its Content-Length says; a 1xx
+ * interim answer has none. Every server here frames its answers so. */
+
+struct harness_response {
+    int status;        /* the status line's code */
+    char *text;        /* the whole response, NUL-terminated (malloc'd) */
+    size_t head_len;   /* text[0..head_len) is the head */
+    const char *body;  /* text + head_len: body_len bytes, then a NUL */
+    size_t body_len;
+    bool close;        /* its Connection header says close */
+    bool keep_alive;   /* its Connection header says keep-alive */
+};
+
+/* How harness_read_response ended. */
+enum harness_read {
+    HARNESS_READ_OK,      /* a whole response */
+    HARNESS_READ_CLOSED,  /* the peer closed (FIN or reset) before a byte */
+    HARNESS_READ_GARBAGE, /* not an HTTP response (or a head over 64 KiB),
+                             or one cut short by the close */
+    HARNESS_READ_TIMEOUT, /* no whole response within the time */
+};
+
+/* Reads one response from fd (blocking or not) within timeout_ms, and not
+ * a byte past it: what follows (a pipelined answer, the close) stays in
+ * the socket for the next read. On HARNESS_READ_OK *r holds the response
+ * (harness_response_free); otherwise *r is empty. Fails no test itself. */
+enum harness_read harness_read_response(int fd, int timeout_ms,
+                                        struct harness_response *r);
+
+/* The whole text of the next response on fd (malloc'd), or NULL if none
+ * came whole within timeout_ms: harness_read_response for tests that look
+ * at an answer as text. */
+char *harness_read_response_text(int fd, int timeout_ms);
+
+void harness_response_free(struct harness_response *r);
+
+/* A harness_read result in words, for messages ("timed out"...). */
+const char *harness_read_name(enum harness_read how);
+
+/* For a reader that keeps its own buffer: the size of the response at the
+ * start of buf[0..len) once its head has come (compare it with len: the
+ * body may still be on its way), 0 while the head has not, -1 if buf does
+ * not hold an HTTP response. *head_len and *status, either may be NULL,
+ * get the head's size and the status code. */
+long harness_response_frame(const char *buf, size_t len, size_t *head_len,
+                            int *status);
+
+/* The value of header `name` (any case) in a head of head_len bytes, its
+ * leading blanks skipped; it runs to the next "\r\n". NULL if absent. */
+const char *harness_header(const char *head, size_t head_len,
+                           const char *name);
 
 /* Microsecond-free sleep helper. */
 void harness_sleep_ms(int ms);

@@ -43,49 +43,12 @@
 #define BODY_MS 900
 #define IDLE_MS 1200
 #define SLACK_S 1.5 /* how late a deadline may be noticed */
+#define DELAY_MS 300 /* each bill's wait, where a case names no other */
 
 static const char *const token_env[] = {"SECRET_TOKEN=test-token", NULL};
 
 /* ------------------------------------------------------------------ */
 /* Small raw-socket helpers.                                          */
-
-
-
-/* Reads one whole response (head + Content-Length body) or fails. */
-static char *read_response(int fd, int timeout_ms)
-{
-    size_t cap = 8192, len = 0;
-    char *buf = malloc(cap);
-    ck_assert_ptr_nonnull(buf);
-    double deadline = harness_now() + timeout_ms / 1000.0;
-    for (;;) {
-        buf[len] = '\0';
-        char *end = strstr(buf, "\r\n\r\n");
-        if (end) {
-            const char *cl = strcasestr(buf, "\r\nContent-Length:");
-            size_t body = cl ? strtoul(cl + 17, NULL, 10) : 0;
-            if (len >= (size_t)(end + 4 - buf) + body)
-                return buf;
-        }
-        int left = (int)((deadline - harness_now()) * 1000);
-        ck_assert_msg(left > 0, "no whole response in %d ms: [%s]",
-                      timeout_ms, buf);
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (poll(&pfd, 1, left) <= 0)
-            continue;
-        if (len + 1 >= cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            ck_assert_ptr_nonnull(buf);
-        }
-        ssize_t n = recv(fd, buf + len, cap - len - 1, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        ck_assert_msg(n > 0, "connection ended before a whole response "
-                      "(%s): [%s]", n < 0 ? strerror(errno) : "closed", buf);
-        len += (size_t)n;
-    }
-}
 
 static void expect_root_ok(int port, const char *stage)
 {
@@ -94,16 +57,6 @@ static void expect_root_ok(int port, const char *stage)
     ck_assert_msg(r.status == 200, "%s: GET / after the attack: %ld",
                   stage, r.status);
     http_result_free(&r);
-}
-
-static void start_stage(struct proc *p, int i, const char *const *extra)
-{
-    const char *args[32] = {"--delay-ms", "300"};
-    int n = 2;
-    for (int k = 0; extra && extra[k] && n < 30; k++)
-        args[n++] = extra[k];
-    args[n] = NULL;
-    proc_start(p, STAGE(i), args, token_env);
 }
 
 /* ------------------------------------------------------------------ */
@@ -251,9 +204,10 @@ START_TEST(each_wait_ends_at_its_own_deadline)
         low.rlim_cur = 512;
     ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
     struct proc s;
-    start_stage(&s, _i, (const char *const[]){
-        "--header-timeout-ms", "600", "--body-timeout-ms", "900",
-        "--idle-timeout-ms", "1200", NULL});
+    harness_stage_start(&s, STAGE(_i), &(struct stage_opts){
+        .delay_ms = DELAY_MS, .args = (const char *const[]){
+            "--header-timeout-ms", "600", "--body-timeout-ms", "900",
+            "--idle-timeout-ms", "1200", NULL}});
     ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &saved), 0);
 
     char path[64], line[256];
@@ -289,13 +243,15 @@ START_TEST(idle_keep_alive_is_closed)
     if (!harness_row_selected(_i) || !CONCURRENT(_i))
         return; /* 01 closes after every answer */
     struct proc s;
-    start_stage(&s, _i, (const char *const[]){"--idle-timeout-ms", "800",
-                                              NULL});
+    harness_stage_start(&s, STAGE(_i), &(struct stage_opts){
+        .delay_ms = DELAY_MS,
+        .args = (const char *const[]){"--idle-timeout-ms", "800", NULL}});
     int fd = raw_connect(s.port);
     ck_assert_int_ge(fd, 0);
     const char *req = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
     harness_send_all(fd, req, strlen(req));
-    char *resp = read_response(fd, 5000);
+    char *resp = harness_read_response_text(fd, 5000);
+    ck_assert_ptr_nonnull(resp);
     ck_assert_int_eq(raw_status(resp), 200);
     free(resp);
     double t0 = harness_now();
@@ -380,9 +336,9 @@ START_TEST(async_work_is_bounded_before_the_ok)
     proc_start(&main_svc, "main-service", NULL, token_env);
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", main_svc.port);
-    start_stage(&s, _i, (const char *const[]){
-        "--main-service", url, "--delay-ms", "800", "--max-jobs", MAX_JOBS,
-        "--max-bills", "5", NULL});
+    harness_stage_start(&s, STAGE(_i), &(struct stage_opts){
+        .delay_ms = 800, .main_url = url, .args = (const char *const[]){
+            "--max-jobs", MAX_JOBS, "--max-bills", "5", NULL}});
 
     /* One job larger than the whole bill budget: refused in every stage. */
     char *req = async_request("too_many_bills", 6);
@@ -406,7 +362,9 @@ START_TEST(async_work_is_bounded_before_the_ok)
     bool accepted[FLOOD];
     int oks = 0;
     for (int k = 0; k < FLOOD; k++) {
-        resp = read_response(fds[k], 15000);
+        resp = harness_read_response_text(fds[k], 15000);
+        ck_assert_msg(resp != NULL, "%s: no whole answer to job %d",
+                      STAGE(_i), k);
         accepted[k] = raw_status(resp) == 200;
         if (accepted[k]) {
             ck_assert_msg(strstr(resp, "{\"status\":\"ok\"}") != NULL,
@@ -489,7 +447,8 @@ START_TEST(refusals_end_in_a_lingering_close)
     if (!harness_row_selected(_i))
         return;
     struct proc s;
-    start_stage(&s, _i, NULL);
+    harness_stage_start(&s, STAGE(_i),
+                        &(struct stage_opts){.delay_ms = DELAY_MS});
     refused_then_fin(s.port,
                      "POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\n"
                      "Content-Length: 300000\r\n\r\n", 'x', 200000, 413,
@@ -520,7 +479,7 @@ START_TEST(stop_during_a_request_answers_connection_close)
     if (!harness_row_selected(_i))
         return;
     struct proc s;
-    start_stage(&s, _i, (const char *const[]){"--delay-ms", "1000", NULL});
+    harness_stage_start(&s, STAGE(_i), &(struct stage_opts){.delay_ms = 1000});
     int fd = raw_connect(s.port);
     ck_assert_int_ge(fd, 0);
     const char *json = "{\"request_id\": \"stop\", \"exchange_rate\": 2, "
@@ -531,8 +490,10 @@ START_TEST(stop_during_a_request_answers_connection_close)
     free(req);
     harness_sleep_ms(300);
     ck_assert_int_eq(kill(s.pid, SIGTERM), 0);
-    char *resp = read_response(fd, 10000);
+    char *resp = harness_read_response_text(fd, 10000);
     close(fd);
+    ck_assert_msg(resp != NULL, "%s: no whole answer during the stop",
+                  STAGE(_i));
     ck_assert_msg(raw_status(resp) == 200, "%s: [%s]", STAGE(_i), resp);
     ck_assert_msg(strstr(resp, "\r\nConnection: close\r\n") != NULL,
                   "%s: an answer during a stop must close: [%s]", STAGE(_i),
@@ -550,7 +511,8 @@ START_TEST(request_ids_cannot_forge_log_lines)
     if (!harness_row_selected(_i))
         return;
     struct proc s;
-    start_stage(&s, _i, (const char *const[]){"--delay-ms", "0", NULL});
+    harness_stage_start(&s, STAGE(_i), &(struct stage_opts){
+        .args = (const char *const[]){"--delay-ms", "0", NULL}});
     const char *json =
         "{\"request_id\": \"inj\\nFORGED | WARNING: \\u001b[31mred\", "
         "\"exchange_rate\": 2, \"bills\": [{\"denomination_id\": 1, "

@@ -34,11 +34,6 @@ static const char *const three_bills_body =
 
 static const char *const env[] = {"SECRET_TOKEN=test-token", NULL};
 
-static void start(struct proc *p, const char *const *args)
-{
-    proc_start(p, STAGE, args, env);
-}
-
 static void stop(struct proc *p)
 {
     ck_assert_int_eq(proc_stop(p, 20000), 0);
@@ -81,25 +76,15 @@ static int post_raw(int port, const char *path, const char *body)
     return fd;
 }
 
-/* Reads one response's status from fd within timeout_ms (0 if none). */
+/* The status of the next response on fd within timeout_ms (0 if none
+ * came whole). */
 static int read_status(int fd, int timeout_ms)
 {
-    char buf[2048] = "";
-    size_t len = 0;
-    double deadline = harness_now() + timeout_ms / 1000.0;
-    while (len < sizeof buf - 1 && !strstr(buf, "\r\n\r\n")) {
-        int left = (int)((deadline - harness_now()) * 1000);
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (left <= 0 || poll(&pfd, 1, left) <= 0)
-            break;
-        ssize_t n = recv(fd, buf + len, sizeof buf - 1 - len, 0);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-        buf[len] = '\0';
-    }
-    buf[len] = '\0';
-    return raw_status(buf);
+    struct harness_response r;
+    harness_read_response(fd, timeout_ms, &r);
+    int status = r.status; /* 0 unless the read was HARNESS_READ_OK */
+    harness_response_free(&r);
+    return status;
 }
 
 /* Timestamp ("+   1.234s") of the first log line containing needle. */
@@ -134,7 +119,7 @@ START_TEST(two_thousand_sync_requests_take_about_one_delay)
 {
     static const char *const args[] = {"--delay-ms", "1000", "--quiet", NULL};
     struct proc s;
-    start(&s, args);
+    harness_stage_start(&s, STAGE, &(struct stage_opts){.args = args});
     const int N = thousands_of_clients();
     struct http_result *r = calloc((size_t)N, sizeof *r);
     http_parallel("POST", s.port, "/api/exchange_sync", one_bill_body, N, r);
@@ -152,7 +137,7 @@ END_TEST
 static double ten_concurrent_sync(const char *const *args)
 {
     struct proc s;
-    start(&s, args);
+    harness_stage_start(&s, STAGE, &(struct stage_opts){.args = args});
     struct http_result r[10];
     http_parallel("POST", s.port, "/api/exchange_sync", one_bill_body, 10, r);
     double wall = batch_wall(r, 10);
@@ -182,7 +167,7 @@ static double get_root_while_bills_compute(bool offload)
     const char *args[] = {"--delay-ms", "100", "--cpu-ms", "300",
                           offload ? "--offload" : NULL, NULL};
     struct proc s;
-    start(&s, args);
+    harness_stage_start(&s, STAGE, &(struct stage_opts){.args = args});
     enum { N = 4 };
     int fds[N];
     for (int i = 0; i < N; i++)
@@ -230,7 +215,7 @@ START_TEST(async_bills_finish_together)
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", ms.port);
     const char *args[] = {"--delay-ms", "600", "--main-service", url, NULL};
-    start(&s, args);
+    harness_stage_start(&s, STAGE, &(struct stage_opts){.args = args});
 
     struct http_result r;
     http_request("POST", s.port, "/api/exchange_async", three_bills_body, &r);
@@ -275,7 +260,7 @@ START_TEST(stop_cancels_idle_keep_alive_connections)
 {
     static const char *const args[] = {"--idle-timeout-ms", "10000", NULL};
     struct proc s;
-    start(&s, args);
+    harness_stage_start(&s, STAGE, &(struct stage_opts){.args = args});
     int fd = raw_connect(s.port);
     ck_assert_int_ge(fd, 0);
     const char *get = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -298,7 +283,7 @@ START_TEST(stop_lets_a_pending_callback_finish)
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", ms.port);
     const char *args[] = {"--delay-ms", "500", "--main-service", url, NULL};
-    start(&s, args);
+    harness_stage_start(&s, STAGE, &(struct stage_opts){.args = args});
     struct http_result r;
     http_request("POST", s.port, "/api/exchange_async", one_bill_body, &r);
     ck_assert_int_eq(r.status, 200);
@@ -318,7 +303,7 @@ END_TEST
 START_TEST(out_of_descriptors_backs_off_and_recovers)
 {
     struct proc s;
-    start(&s, NULL);
+    harness_stage_start(&s, STAGE, NULL);
     /* Leave the server a handful of descriptors; then flood it. */
     struct rlimit few = {24, 24};
     ck_assert_int_eq(prlimit(s.pid, RLIMIT_NOFILE, &few, NULL), 0);
@@ -347,7 +332,7 @@ static void serves_the_lecture_example(const char *const *args,
                                        const char *want)
 {
     struct proc s;
-    start(&s, args);
+    harness_stage_start(&s, STAGE, &(struct stage_opts){.args = args});
     const char *body =
         "{\"request_id\": \"sync_test\", \"exchange_rate\": 75.5, \"bills\": ["
         "{\"denomination_id\": 1, \"denomination\": 10.0, \"count\": 5},"
@@ -424,7 +409,7 @@ START_TEST(a_waiting_connection_costs_a_few_kib)
     static const char *const args[] = {"--delay-ms", "1500", "--quiet",
                                        NULL};
     struct proc s;
-    start(&s, args);
+    harness_stage_start(&s, STAGE, &(struct stage_opts){.args = args});
     enum { N = 1000 };
     struct rss_watch w = {.pid = s.pid, .peak_kb = rss_kb(s.pid)};
     long before_kb = w.peak_kb;
@@ -453,7 +438,7 @@ START_TEST(each_phase_of_a_request_has_its_own_deadline)
         "--delay-ms", "0", "--idle-timeout-ms", "1200",
         "--header-timeout-ms", "1200", "--body-timeout-ms", "1200", NULL};
     struct proc s;
-    start(&s, args);
+    harness_stage_start(&s, STAGE, &(struct stage_opts){.args = args});
     int fd = raw_connect(s.port);
     ck_assert_int_ge(fd, 0);
     char head[256];
@@ -487,7 +472,7 @@ END_TEST
 START_TEST(the_lingering_close_is_bounded)
 {
     struct proc s;
-    start(&s, NULL);
+    harness_stage_start(&s, STAGE, NULL);
     int fd = raw_connect(s.port);
     ck_assert_int_ge(fd, 0);
     const char *head = "POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\n"

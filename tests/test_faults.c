@@ -53,25 +53,9 @@ static const char *const token_env[] = {"SECRET_TOKEN=" TOKEN, NULL};
 
 /* ---- small helpers ---- */
 
-/* deadline_ms: --callback-deadline-ms, or 0 for the default (120 s). */
-static void start_stage_retrying(struct proc *p, int i, const char *main_url,
-                                 int delay_ms, int deadline_ms)
-{
-    char delay[16], deadline[16];
-    snprintf(delay, sizeof delay, "%d", delay_ms);
-    snprintf(deadline, sizeof deadline, "%d", deadline_ms);
-    const char *args[] = {"--delay-ms", delay, "--idle-timeout-ms", "5000",
-                          "--main-service", main_url,
-                          deadline_ms ? "--callback-deadline-ms" : NULL,
-                          deadline, NULL};
-    proc_start(p, stages[i].name, args, token_env);
-}
-
-static void start_stage(struct proc *p, int i, const char *main_url,
-                        int delay_ms)
-{
-    start_stage_retrying(p, i, main_url, delay_ms, 0);
-}
+/* Every case's stage keeps an idle keep-alive connection up to 5 s; its
+ * callback deadline is the default (120 s) unless the case sets one. */
+static const char *const idle_5s[] = {"--idle-timeout-ms", "5000", NULL};
 
 static void stop_stage(struct proc *p)
 {
@@ -203,7 +187,9 @@ START_TEST(main_service_down_retries_with_backoff_then_gives_up)
     char url[64];
     url_of(url, sizeof url, closed_port());
     struct proc s;
-    start_stage_retrying(&s, _i, url, 100, 3000);
+    harness_stage_start(&s, stages[_i].name, &(struct stage_opts){
+        .delay_ms = 100, .main_url = url,
+        .callback_deadline_ms = 3000, .args = idle_5s});
 
     double posted = harness_now();
     post_async(s.port, "down_job");
@@ -253,7 +239,8 @@ START_TEST(slow_main_service_gets_its_callback_and_nobody_waits)
     char url[64];
     url_of(url, sizeof url, f.port);
     struct proc s;
-    start_stage(&s, _i, url, 100);
+    harness_stage_start(&s, stages[_i].name, &(struct stage_opts){
+        .delay_ms = 100, .main_url = url, .args = idle_5s});
     fake_main_run(&f);
 
     post_async(s.port, "slow_job");
@@ -282,7 +269,8 @@ START_TEST(main_service_500_twice_then_200_delivers_on_the_third_try)
     char url[64];
     url_of(url, sizeof url, f.port);
     struct proc s;
-    start_stage(&s, _i, url, 100);
+    harness_stage_start(&s, stages[_i].name, &(struct stage_opts){
+        .delay_ms = 100, .main_url = url, .args = idle_5s});
     fake_main_run(&f);
 
     post_async(s.port, "flaky_job");
@@ -320,7 +308,9 @@ START_TEST(main_service_always_500_fails_after_three_tries_without_a_stall)
     /* A 750 ms deadline means exactly three tries: the first backoff
      * (250-500 ms) ends before it, the second (500-1000 ms) is cut to end
      * at it, and the third try's failure is past it. */
-    start_stage_retrying(&s, _i, url, 100, 750);
+    harness_stage_start(&s, stages[_i].name, &(struct stage_opts){
+        .delay_ms = 100, .main_url = url,
+        .callback_deadline_ms = 750, .args = idle_5s});
     fake_main_run(&f);
 
     double posted = harness_now();
@@ -353,7 +343,8 @@ START_TEST(result_delivered_when_the_main_service_comes_back)
     url_of(url, sizeof url, port);
     snprintf(port_arg, sizeof port_arg, "%d", port);
     struct proc s, m;
-    start_stage(&s, _i, url, 100);
+    harness_stage_start(&s, stages[_i].name, &(struct stage_opts){
+        .delay_ms = 100, .main_url = url, .args = idle_5s});
 
     post_async(s.port, "late_job");
     wait_log(&s, "callback late_job: ", 10000); /* the first try failed */
@@ -409,7 +400,8 @@ START_TEST(descriptor_exhaustion_no_busy_loop_and_recovery)
     char url[64];
     url_of(url, sizeof url, closed_port());
     struct proc s;
-    start_stage(&s, _i, url, 100);
+    harness_stage_start(&s, stages[_i].name, &(struct stage_opts){
+        .delay_ms = 100, .main_url = url, .args = idle_5s});
     /* The limit goes on the running server, soft and hard alike: 04 and
      * 05 raise their soft limit to the hard one at start, which is what a
      * low `ulimit -n` in a shell (hard and soft) would stop too. 02's
@@ -510,7 +502,8 @@ static void sigterm_with_both_in_flight(int i)
     struct proc m, s;
     char url[64];
     start_main_service(&m, url, sizeof url);
-    start_stage(&s, i, url, 500);
+    harness_stage_start(&s, stages[i].name, &(struct stage_opts){
+        .delay_ms = 500, .main_url = url, .args = idle_5s});
 
     struct bg_request sync = {0};
     bg_sync_start(&sync, s.port, "term_sync");
@@ -536,7 +529,8 @@ static void sigterm_blocking_one_at_a_time(int i)
     char url[64];
     start_main_service(&m, url, sizeof url);
 
-    start_stage(&s, i, url, 500);
+    harness_stage_start(&s, stages[i].name, &(struct stage_opts){
+        .delay_ms = 500, .main_url = url, .args = idle_5s});
     struct bg_request sync = {0};
     bg_sync_start(&sync, s.port, "term_sync");
     wait_log(&s, "POST /api/exchange_sync", 10000);
@@ -545,7 +539,8 @@ static void sigterm_blocking_one_at_a_time(int i)
     bg_sync_expect_200(&sync, "term_sync");
     stop_stage(&s);
 
-    start_stage(&s, i, url, 500);
+    harness_stage_start(&s, stages[i].name, &(struct stage_opts){
+        .delay_ms = 500, .main_url = url, .args = idle_5s});
     post_async(s.port, "term_async");
     wait_log(&s, "server stalled", 10000);
     harness_sleep_ms(100);

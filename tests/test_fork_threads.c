@@ -50,14 +50,6 @@ static const char *const three_bills_result =
 
 static const char *const test_env[] = {"SECRET_TOKEN=test-token", NULL};
 
-/* Starts a stage with the test delay plus extra arguments (NULL-ended). */
-static void start(struct proc *p, const char *stage, const char *a1,
-                  const char *a2, const char *a3, const char *a4)
-{
-    const char *args[] = {"--delay-ms", "300", a1, a2, a3, a4, NULL};
-    proc_start(p, stage, args, test_env);
-}
-
 static void start_main_service(struct proc *m, char *url, size_t len)
 {
     proc_start(m, "main-service", NULL, test_env);
@@ -157,7 +149,8 @@ START_TEST(twenty_sync_requests_take_about_one_delay)
     if (!selected(rows[_i]))
         return;
     struct proc s;
-    start(&s, rows[_i], NULL, NULL, NULL, NULL);
+    harness_stage_start(&s, rows[_i], &(struct stage_opts){
+        .delay_ms = DELAY_MS});
     enum { N = 20 };
     struct http_result r[N];
     http_parallel("POST", s.port, "/api/exchange_sync", one_bill_body, N, r);
@@ -181,7 +174,8 @@ START_TEST(fifty_stalled_clients_do_not_delay_another)
     if (!selected(rows[_i]))
         return;
     struct proc s;
-    start(&s, rows[_i], NULL, NULL, NULL, NULL);
+    harness_stage_start(&s, rows[_i], &(struct stage_opts){
+        .delay_ms = DELAY_MS});
     enum { N = 50 };
     int fds[N];
     const char *half = "POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\nContent-Le";
@@ -211,7 +205,9 @@ START_TEST(stop_does_not_wait_for_idle_keep_alive)
     if (!selected(rows[_i]))
         return;
     struct proc s;
-    start(&s, rows[_i], "--idle-timeout-ms", "10000", NULL, NULL);
+    harness_stage_start(&s, rows[_i], &(struct stage_opts){
+        .delay_ms = DELAY_MS,
+        .args = (const char *const[]){"--idle-timeout-ms", "10000", NULL}});
     int fd = raw_connect(s.port);
     ck_assert_int_ge(fd, 0);
     const char *get = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -236,7 +232,9 @@ START_TEST(stop_answers_the_request_in_flight_and_closes)
     if (!selected(rows[_i]))
         return;
     struct proc s;
-    start(&s, rows[_i], "--idle-timeout-ms", "10000", NULL, NULL);
+    harness_stage_start(&s, rows[_i], &(struct stage_opts){
+        .delay_ms = DELAY_MS,
+        .args = (const char *const[]){"--idle-timeout-ms", "10000", NULL}});
     char req[512];
     snprintf(req, sizeof req, "POST /api/exchange_sync HTTP/1.1\r\nHost: x"
              "\r\nContent-Length: %zu\r\n\r\n%s", strlen(one_bill_body),
@@ -269,7 +267,8 @@ START_TEST(stop_finishes_pending_callbacks)
     struct proc m, s;
     char url[64], body[512], want[512];
     start_main_service(&m, url, sizeof url);
-    start(&s, rows[_i], "--main-service", url, NULL, NULL);
+    harness_stage_start(&s, rows[_i], &(struct stage_opts){
+        .delay_ms = DELAY_MS, .main_url = url});
     snprintf(body, sizeof body, three_bills_body, "stopping");
     struct http_result r;
     http_request("POST", s.port, "/api/exchange_async", body, &r);
@@ -327,8 +326,9 @@ START_TEST(trickled_head_gets_408_and_frees_its_worker)
     if (!selected(rows[_i]))
         return;
     struct proc s;
-    start(&s, rows[_i], "--header-timeout-ms", "1000", "--idle-timeout-ms",
-          "600");
+    harness_stage_start(&s, rows[_i], &(struct stage_opts){
+        .delay_ms = DELAY_MS, .args = (const char *const[]){
+            "--header-timeout-ms", "1000", "--idle-timeout-ms", "600", NULL}});
     expect_get_root(s.port);
     bool fork_row = strcmp(rows[_i], "02-fork") == 0;
     int idle = fork_row ? 0 : stable_thread_count(s.pid);
@@ -362,8 +362,9 @@ START_TEST(trickled_body_gets_408_at_its_deadline)
     if (!selected(rows[_i]))
         return;
     struct proc s;
-    start(&s, rows[_i], "--body-timeout-ms", "1000", "--idle-timeout-ms",
-          "600");
+    harness_stage_start(&s, rows[_i], &(struct stage_opts){
+        .delay_ms = DELAY_MS, .args = (const char *const[]){
+            "--body-timeout-ms", "1000", "--idle-timeout-ms", "600", NULL}});
     int fd = raw_connect(s.port);
     ck_assert_int_ge(fd, 0);
     const char *head = "POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\n"
@@ -397,8 +398,9 @@ END_TEST
 static void third_request_gets_503(const char *stage, const char *limit_opt)
 {
     struct proc s;
-    const char *args[] = {"--delay-ms", "1000", limit_opt, "2", NULL};
-    proc_start(&s, stage, args, test_env);
+    harness_stage_start(&s, stage, &(struct stage_opts){
+        .delay_ms = 1000,
+        .args = (const char *const[]){limit_opt, "2", NULL}});
     struct http_result r[3];
     http_parallel("POST", s.port, "/api/exchange_sync", one_bill_body, 3, r);
     int ok = 0, busy = 0;
@@ -432,7 +434,8 @@ START_TEST(fork_leaves_no_zombies)
     if (!selected("02-fork"))
         return;
     struct proc s;
-    start(&s, "02-fork", NULL, NULL, NULL, NULL);
+    harness_stage_start(&s, "02-fork", &(struct stage_opts){
+        .delay_ms = DELAY_MS});
     ck_assert_int_eq(children_of(s.pid).total, 0);
     enum { N = 30 };
     struct http_result r[N];
@@ -476,7 +479,8 @@ START_TEST(fork_async_bills_wait_in_turn)
     struct proc m, s;
     char url[64], body[512];
     start_main_service(&m, url, sizeof url);
-    start(&s, "02-fork", "--main-service", url, NULL, NULL);
+    harness_stage_start(&s, "02-fork", &(struct stage_opts){
+        .delay_ms = DELAY_MS, .main_url = url});
     snprintf(body, sizeof body, three_bills_body, "in_turn");
     struct http_result r;
     http_request("POST", s.port, "/api/exchange_async", body, &r);
@@ -504,7 +508,8 @@ START_TEST(threads_return_to_idle_count)
     if (!selected("03-threads"))
         return;
     struct proc s;
-    start(&s, "03-threads", NULL, NULL, NULL, NULL);
+    harness_stage_start(&s, "03-threads", &(struct stage_opts){
+        .delay_ms = DELAY_MS});
     /* The idle count, taken after one request: a sanitizer runtime may
      * start a helper thread of its own with the first thread it sees. */
     expect_get_root(s.port);
@@ -555,7 +560,8 @@ START_TEST(threads_async_bills_finish_together)
     struct proc m, s;
     char url[64], body[512], want[512];
     start_main_service(&m, url, sizeof url);
-    start(&s, "03-threads", "--main-service", url, NULL, NULL);
+    harness_stage_start(&s, "03-threads", &(struct stage_opts){
+        .delay_ms = DELAY_MS, .main_url = url});
     snprintf(body, sizeof body, three_bills_body, "together");
     struct http_result r;
     http_request("POST", s.port, "/api/exchange_async", body, &r);
@@ -628,46 +634,24 @@ static char *flood_request(int conn, int k, int bills)
     return req;
 }
 
-/* Reads n pipelined responses from fd; status[k] gets each one's status,
- * and *with_retry_after counts the 503s that carry Retry-After. */
+/* Reads n pipelined responses from fd within 20 s; status[k] gets each
+ * one's status, and *with_retry_after counts the 503s that carry
+ * Retry-After. */
 static void read_responses(int fd, int n, int *status, int *with_retry_after)
 {
-    size_t cap = 1 << 16, len = 0, pos = 0;
-    char *buf = malloc(cap);
-    ck_assert_ptr_nonnull(buf);
     double give_up = harness_now() + 20.0;
-    for (int k = 0; k < n;) {
-        buf[len] = '\0';
-        char *end = strstr(buf + pos, "\r\n\r\n");
-        if (end) {
-            const char *cl = strcasestr(buf + pos, "\r\nContent-Length:");
-            size_t body = cl && cl < end ? strtoul(cl + 17, NULL, 10) : 0;
-            size_t whole = (size_t)(end + 4 - buf) + body;
-            if (len >= whole) {
-                status[k] = raw_status(buf + pos);
-                if (status[k] == 503 &&
-                    strcasestr(buf + pos, "\r\nRetry-After: ") &&
-                    strcasestr(buf + pos, "\r\nRetry-After: ") < end)
-                    ++*with_retry_after;
-                pos = whole;
-                k++;
-                continue;
-            }
-        }
-        ck_assert_msg(harness_now() < give_up, "only %d of %d answers", k, n);
-        if (len + 4096 >= cap) {
-            buf = realloc(buf, cap *= 2);
-            ck_assert_ptr_nonnull(buf);
-        }
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, 1000) <= 0)
-            continue;
-        ssize_t got = recv(fd, buf + len, cap - 1 - len, 0);
-        ck_assert_msg(got > 0, "connection ended after %d of %d answers", k,
-                      n);
-        len += (size_t)got;
+    for (int k = 0; k < n; k++) {
+        struct harness_response r;
+        int left_ms = (int)((give_up - harness_now()) * 1000);
+        enum harness_read how = harness_read_response(fd, left_ms, &r);
+        ck_assert_msg(how == HARNESS_READ_OK, "answer %d of %d: %s", k + 1,
+                      n, harness_read_name(how));
+        status[k] = r.status;
+        if (r.status == 503 &&
+            harness_header(r.text, r.head_len, "Retry-After") != NULL)
+            ++*with_retry_after;
+        harness_response_free(&r);
     }
-    free(buf);
 }
 
 /* Issue 12's flood, scaled down: pipelined async requests of 100 bills
@@ -683,9 +667,9 @@ START_TEST(threads_stay_bounded_under_an_async_flood)
     struct proc m, s;
     char url[64];
     start_main_service(&m, url, sizeof url);
-    const char *args[] = {"--delay-ms", "300", "--main-service", url,
-                          "--max-jobs", "6", "--max-bills", "1000", NULL};
-    proc_start(&s, "03-threads", args, test_env);
+    const char *args[] = {"--max-jobs", "6", "--max-bills", "1000", NULL};
+    harness_stage_start(&s, "03-threads", &(struct stage_opts){
+        .delay_ms = DELAY_MS, .main_url = url, .args = args});
     expect_get_root(s.port);
     int idle = stable_thread_count(s.pid);
     struct thread_sampler ts = {.pid = s.pid};

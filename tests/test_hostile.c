@@ -39,7 +39,7 @@
 #define NUM_STAGES HARNESS_NUM_STAGES
 #define row_selected harness_row_selected
 
-#define DELAY_MS "50"
+#define DELAY_MS 50
 #define IDLE_TIMEOUT_MS 1000
 #define ANSWER_TIMEOUT_MS 5000 /* sanitizer builds under load are slow */
 
@@ -83,28 +83,18 @@ static void case_fail(const char *fmt, ...)
 
 struct conn {
     int fd;
-    char *buf;       /* bytes received and not yet taken as a response */
-    size_t len, cap;
-    bool eof;        /* the server closed (FIN or reset) */
 };
 
-struct response {
-    int status;
-    char *head;      /* status line + headers, NUL-terminated */
-    char *body;      /* body_len bytes + NUL */
-    size_t body_len;
-    bool close;      /* "Connection: close" */
-    bool keep_alive; /* "Connection: keep-alive" */
-};
-
-enum read_result { READ_OK, READ_CLOSED, READ_GARBAGE, READ_TIMEOUT };
-
-static const char *read_result_name(enum read_result r)
-{
-    static const char *const names[] = {"ok", "closed without an answer",
-                                        "not an HTTP response", "timed out"};
-    return names[r];
-}
+/* The harness's one response reader (tests/harness.h), under the names
+ * the cases use. */
+#define response harness_response
+#define response_free harness_response_free
+#define read_result harness_read
+#define read_result_name harness_read_name
+#define READ_OK HARNESS_READ_OK
+#define READ_CLOSED HARNESS_READ_CLOSED
+#define READ_GARBAGE HARNESS_READ_GARBAGE
+#define READ_TIMEOUT HARNESS_READ_TIMEOUT
 
 static bool conn_open(struct conn *c, int port)
 {
@@ -118,8 +108,6 @@ static void conn_close(struct conn *c)
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
-    free(c->buf);
-    c->buf = NULL;
 }
 
 /* Sends everything; false if the server closed first (which a server may
@@ -144,111 +132,24 @@ static bool conn_send_str(struct conn *c, const char *s)
     return conn_send(c, s, strlen(s));
 }
 
-/* One recv with a deadline: 1 bytes came, 0 the server closed, -1 time. */
-static int conn_recv(struct conn *c, double deadline)
-{
-    for (;;) {
-        int left = (int)((deadline - harness_now()) * 1000);
-        if (left <= 0)
-            return -1;
-        struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
-        int r = poll(&pfd, 1, left);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        if (c->cap - c->len < 4096) {
-            c->cap = c->cap ? c->cap * 2 : 16384;
-            c->buf = realloc(c->buf, c->cap + 1);
-            ck_assert(c->buf != NULL);
-        }
-        ssize_t n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN))
-            continue;
-        if (n <= 0) {
-            c->eof = true; /* FIN, or a reset: either way the end */
-            return 0;
-        }
-        c->len += (size_t)n;
-        c->buf[c->len] = '\0';
-        return 1;
-    }
-}
-
-static void response_free(struct response *r)
-{
-    free(r->head);
-    free(r->body);
-    memset(r, 0, sizeof *r);
-}
-
-/* Value of a header in a raw head (case-insensitive name), or NULL. */
-static const char *head_find(const char *head, const char *name)
-{
-    size_t n = strlen(name);
-    for (const char *l = strstr(head, "\r\n"); l; l = strstr(l + 2, "\r\n"))
-        if (strncasecmp(l + 2, name, n) == 0 && l[2 + n] == ':')
-            return l + 3 + n;
-    return NULL;
-}
-
-/* Takes one whole response off the front of c->buf: READ_OK, READ_GARBAGE,
- * or READ_TIMEOUT meaning "not complete yet". */
-static enum read_result conn_take_response(struct conn *c, struct response *r)
-{
-    memset(r, 0, sizeof *r);
-    if (c->len >= 7 && strncmp(c->buf, "HTTP/1.", 7) != 0)
-        return READ_GARBAGE;
-    char *end = c->len ? memmem(c->buf, c->len, "\r\n\r\n", 4) : NULL;
-    if (end == NULL)
-        return c->len > 65536 ? READ_GARBAGE : READ_TIMEOUT;
-    size_t head_len = (size_t)(end + 4 - c->buf);
-    if (sscanf(c->buf, "HTTP/1.%*d %d", &r->status) != 1)
-        return READ_GARBAGE;
-    r->head = strndup(c->buf, head_len);
-    const char *cl = head_find(r->head, "Content-Length");
-    size_t body_len = cl ? strtoul(cl, NULL, 10) : 0;
-    if (r->status < 200)
-        body_len = 0; /* interim answers have no body */
-    if (c->len < head_len + body_len) {
-        response_free(r);
-        return READ_TIMEOUT;
-    }
-    r->body = strndup(c->buf + head_len, body_len);
-    r->body_len = body_len;
-    const char *conn = head_find(r->head, "Connection");
-    r->close = conn && strncasecmp(conn, " close", 6) == 0;
-    r->keep_alive = conn && strncasecmp(conn, " keep-alive", 11) == 0;
-    c->len -= head_len + body_len;
-    memmove(c->buf, c->buf + head_len + body_len, c->len);
-    c->buf[c->len] = '\0';
-    return READ_OK;
-}
-
+/* One whole response, and not a byte more: READ_OK (free r with
+ * response_free), READ_CLOSED, READ_GARBAGE or READ_TIMEOUT. */
 static enum read_result conn_read_response(struct conn *c, struct response *r,
                                            int timeout_ms)
 {
-    double deadline = harness_now() + timeout_ms / 1000.0;
-    for (;;) {
-        enum read_result t = conn_take_response(c, r);
-        if (t != READ_TIMEOUT)
-            return t;
-        if (c->eof)
-            return c->len == 0 ? READ_CLOSED : READ_GARBAGE;
-        if (conn_recv(c, deadline) < 0)
-            return READ_TIMEOUT;
-    }
+    return harness_read_response(c->fd, timeout_ms, r);
 }
 
 /* Waits for the server to close: READ_CLOSED, READ_TIMEOUT, or
- * READ_GARBAGE if more bytes came instead. */
+ * READ_GARBAGE if bytes came instead. */
 static enum read_result conn_wait_close(struct conn *c, int timeout_ms)
 {
-    double deadline = harness_now() + timeout_ms / 1000.0;
-    while (!c->eof && c->len == 0)
-        if (conn_recv(c, deadline) < 0)
-            return READ_TIMEOUT;
-    return c->len == 0 ? READ_CLOSED : READ_GARBAGE;
+    bool timed_out;
+    char *rest = harness_read_to_end(c->fd, timeout_ms, NULL, &timed_out);
+    enum read_result how = *rest ? READ_GARBAGE
+                           : timed_out ? READ_TIMEOUT : READ_CLOSED;
+    free(rest);
+    return how;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1283,15 +1184,11 @@ START_TEST(hostile_input_leaves_the_server_serving)
 {
     if (!row_selected(_i))
         return;
-    char idle[16];
-    snprintf(idle, sizeof idle, "%d", IDLE_TIMEOUT_MS);
     /* A stall is bounded by the deadline of the phase it stalls in. */
-    const char *args[] = {"--delay-ms", DELAY_MS, "--jitter-ms", "0",
-                          "--idle-timeout-ms", idle, "--header-timeout-ms",
-                          idle, "--body-timeout-ms", idle, NULL};
-    static const char *const env[] = {"SECRET_TOKEN=test-token", NULL};
     struct proc p;
-    proc_start(&p, stages[_i].name, args, env);
+    harness_stage_start(&p, stages[_i].name, &(struct stage_opts){
+        .delay_ms = DELAY_MS, .client_timeout_ms = IDLE_TIMEOUT_MS,
+        .args = (const char *const[]){"--jitter-ms", "0", NULL}});
     struct ctx x = {.row = &stages[_i], .proc = &p, .port = p.port};
     bool alive = true;
 

@@ -123,17 +123,9 @@ static char *url_of(int port, const char *path)
     return u;
 }
 
-static void start_01(struct proc *p, const char *delay_ms,
-                     const char *idle_ms)
-{
-    /* A stalled head or body has its own deadline now: the same one. */
-    const char *args[] = {"--quiet", "--delay-ms", delay_ms,
-                          "--idle-timeout-ms", idle_ms,
-                          "--header-timeout-ms", idle_ms,
-                          "--body-timeout-ms", idle_ms, NULL};
-    static const char *const env[] = {"SECRET_TOKEN=test-token", NULL};
-    proc_start(p, "01-blocking", args, env);
-}
+/* The 01 the load generator is pointed at logs nothing (harness_stage_start
+ * gives it a delay and one deadline for every wait on a client). */
+static const char *const quiet[] = {"--quiet", NULL};
 
 static void start_main(struct proc *p)
 {
@@ -182,7 +174,8 @@ static int first_col(const char *bar, char c)
 START_TEST(json_counts_twenty_requests)
 {
     struct proc s;
-    start_01(&s, "100", "2000");
+    harness_stage_start(&s, "01-blocking", &(struct stage_opts){
+        .delay_ms = 100, .client_timeout_ms = 2000, .args = quiet});
     char *url = url_of(s.port, "/");
     struct run r;
     run_loadgen(&r, (const char *const[]){"--json", "-n", "20", "-c", "5",
@@ -210,7 +203,8 @@ END_TEST
 START_TEST(sync_requests_with_bills_queue_behind_each_other_on_01)
 {
     struct proc s;
-    start_01(&s, "100", "2000");
+    harness_stage_start(&s, "01-blocking", &(struct stage_opts){
+        .delay_ms = 100, .client_timeout_ms = 2000, .args = quiet});
     char *url = url_of(s.port, "/api/exchange_sync");
     struct run r;
     run_loadgen(&r, (const char *const[]){"--json", "--bills", "2", "-n", "3",
@@ -231,7 +225,8 @@ END_TEST
 START_TEST(timeline_draws_a_staircase_for_01)
 {
     struct proc s;
-    start_01(&s, "100", "2000");
+    harness_stage_start(&s, "01-blocking", &(struct stage_opts){
+        .delay_ms = 100, .client_timeout_ms = 2000, .args = quiet});
     char *url = url_of(s.port, "/api/exchange_sync");
     struct run r;
     run_loadgen(&r, (const char *const[]){"--timeline", "--width", "40",
@@ -290,7 +285,8 @@ START_TEST(span_fixes_the_time_axis)
     /* Four requests of 100 ms on 01 end at 0.4 s; on a 1 s axis of 40
      * columns the last bar covers about 16 of them. */
     struct proc s;
-    start_01(&s, "100", "2000");
+    harness_stage_start(&s, "01-blocking", &(struct stage_opts){
+        .delay_ms = 100, .client_timeout_ms = 2000, .args = quiet});
     char *url = url_of(s.port, "/api/exchange_sync");
     struct run r;
     run_loadgen(&r, (const char *const[]){"--timeline", "--width", "40",
@@ -406,7 +402,8 @@ END_TEST
 START_TEST(timeouts_and_http_statuses_are_counted)
 {
     struct proc s;
-    start_01(&s, "1000", "2000");
+    harness_stage_start(&s, "01-blocking", &(struct stage_opts){
+        .delay_ms = 1000, .client_timeout_ms = 2000, .args = quiet});
     char *url = url_of(s.port, "/api/exchange_sync");
     struct run r;
     run_loadgen(&r, (const char *const[]){"--json", "--bills", "1",
@@ -435,7 +432,8 @@ START_TEST(stalled_connections_hold_01_until_its_idle_timeout)
     /* Three half-sent requests reach 01 first; it waits 200 ms on each
      * before dropping it, so the measured request waits about 600 ms. */
     struct proc s;
-    start_01(&s, "100", "200");
+    harness_stage_start(&s, "01-blocking", &(struct stage_opts){
+        .delay_ms = 100, .client_timeout_ms = 200, .args = quiet});
     char *url = url_of(s.port, "/");
     struct run r;
     run_loadgen(&r, (const char *const[]){"--json", "--stall", "3", "-n", "1",

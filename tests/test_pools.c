@@ -64,6 +64,23 @@ static int expect_children(pid_t pid, int want, pid_t *kids)
     return n;
 }
 
+/* Waits until n lines of p's log contain needle; fails after 3 s. */
+static void expect_log_lines(struct proc *p, const char *needle, int n)
+{
+    double give_up = harness_now() + 3.0;
+    for (;;) {
+        int found = 0;
+        for (const char *l = harness_read_log(p); (l = strstr(l, needle));
+             l++)
+            found++;
+        if (found >= n)
+            return;
+        ck_assert_msg(harness_now() < give_up, "%d of %d lines with \"%s\"",
+                      found, n, needle);
+        harness_sleep_ms(20);
+    }
+}
+
 /* The descriptors of each process in pids settle back to before[] (a
  * closing connection may take a moment); fails after 3 s. */
 static void expect_fds(const pid_t *pids, const int *before, int n)
@@ -81,11 +98,6 @@ static void expect_fds(const pid_t *pids, const int *before, int n)
 }
 
 /* ---- starting and stopping ---- */
-
-static void start(struct proc *p, const char *stage, const char *const *args)
-{
-    proc_start(p, stage, args, test_env);
-}
 
 /* SIGTERM, waits for the exit (fails after 20 s or on a non-zero status)
  * and returns the whole log (malloc'd). Every pid in kids must be gone
@@ -160,18 +172,6 @@ static int send_sync(int port, bool keep_alive)
     return fd;
 }
 
-/* Reads until the server closes fd or 5 s pass. */
-static void read_answer(int fd, char *buf, size_t cap)
-{
-    size_t got = 0;
-    struct timeval tv = {.tv_sec = 5};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    for (ssize_t n; got + 1 < cap &&
-                    (n = recv(fd, buf + got, cap - 1 - got, 0)) > 0;)
-        got += (size_t)n;
-    buf[got] = '\0';
-}
-
 /* The shared check of every design: a sync request is in flight when
  * SIGTERM comes; it is answered 200 with "Connection: close", the server
  * exits 0 and none of its workers is left. Returns the log. */
@@ -181,11 +181,11 @@ static char *stop_with_request_in_flight(struct proc *s, const pid_t *kids,
     int fd = send_sync(s->port, true); /* the stop must close it */
     harness_sleep_ms(100); /* the 300 ms bill is under way */
     kill(s->pid, SIGTERM);
-    char buf[4096];
-    read_answer(fd, buf, sizeof buf);
+    char *buf = harness_read_to_end(fd, 5000, NULL, NULL);
     close(fd);
     ck_assert_msg(raw_status(buf) == 200, "answer: %s", buf);
     ck_assert_ptr_nonnull(strstr(buf, "Connection: close"));
+    free(buf);
     return stop_and_log(s, kids, nkids);
 }
 
@@ -202,9 +202,12 @@ START_TEST(prefork_children_accept_and_count)
     const char *args[] = {"--prefork", "3", lock ? "--accept-lock" : NULL,
                           NULL};
     struct proc s;
-    start(&s, "02-fork", args);
+    harness_stage_start(&s, "02-fork", &(struct stage_opts){.args = args});
     pid_t kids[MAX_KIDS];
     int n = expect_children(s.pid, 3, kids);
+    /* A child's descriptors are counted once it has closed the parent's
+     * (its copy of the SIGCHLD pipe), which it logs right after. */
+    expect_log_lines(&s, "is ready to accept", n);
     int before[MAX_KIDS];
     for (int i = 0; i < n; i++)
         before[i] = fd_count(kids[i]);
@@ -231,9 +234,11 @@ START_TEST(prefork_stop_answers_in_flight)
         return;
     const char *args[] = {"--prefork", "2", "--delay-ms", "300", NULL};
     struct proc s;
-    start(&s, "02-fork", args);
+    harness_stage_start(&s, "02-fork", &(struct stage_opts){.args = args});
     pid_t kids[MAX_KIDS];
     int n = expect_children(s.pid, 2, kids);
+    /* The request must be in a child's hands when the stop comes. */
+    expect_log_lines(&s, "is ready to accept", n);
     free(stop_with_request_in_flight(&s, kids, n));
 }
 END_TEST
@@ -251,11 +256,11 @@ START_TEST(pool_has_its_threads_and_no_more)
      * a thread starts, so the exact total is not ours to know). */
     struct proc s;
     const char *five[] = {"--pool", "5", NULL};
-    start(&s, "03-threads", five);
+    harness_stage_start(&s, "03-threads", &(struct stage_opts){.args = five});
     int with_five = harness_thread_count(s.pid);
     free(stop_and_log(&s, NULL, 0));
     const char *args[] = {"--pool", "3", NULL};
-    start(&s, "03-threads", args);
+    harness_stage_start(&s, "03-threads", &(struct stage_opts){.args = args});
     int base = harness_thread_count(s.pid);
     ck_assert_int_ge(base, 1 + 3);
     ck_assert_int_eq(with_five - base, 2);
@@ -278,7 +283,7 @@ START_TEST(pool_queue_full_is_503_and_a_clogged_get_waits)
     const char *args[] = {"--pool", "1", "--queue", "1", "--delay-ms", "400",
                           NULL};
     struct proc s;
-    start(&s, "03-threads", args);
+    harness_stage_start(&s, "03-threads", &(struct stage_opts){.args = args});
     int slow = send_sync(s.port, false);
     harness_sleep_ms(100);
     static const char get[] = "GET / HTTP/1.1\r\nHost: t\r\n"
@@ -293,16 +298,17 @@ START_TEST(pool_queue_full_is_503_and_a_clogged_get_waits)
     ck_assert_msg(raw_status(refused) == 503, "third client: %s", refused);
     ck_assert_ptr_nonnull(strstr(refused, "Retry-After"));
     free(refused);
-    char buf[4096];
-    read_answer(queued, buf, sizeof buf);
+    char *buf = harness_read_to_end(queued, 5000, NULL, NULL);
     double waited = harness_now() - sent;
     close(queued);
     ck_assert_msg(raw_status(buf) == 200, "queued GET: %s", buf);
     ck_assert_msg(waited >= 0.2, "the queued GET / waited only %.3f s",
                   waited);
-    read_answer(slow, buf, sizeof buf);
+    free(buf);
+    buf = harness_read_to_end(slow, 5000, NULL, NULL);
     close(slow);
     ck_assert_int_eq(raw_status(buf), 200);
+    free(buf);
     free(stop_and_log(&s, NULL, 0));
 }
 END_TEST
@@ -313,7 +319,7 @@ START_TEST(pool_stop_answers_in_flight)
         return;
     const char *args[] = {"--pool", "2", "--delay-ms", "300", NULL};
     struct proc s;
-    start(&s, "03-threads", args);
+    harness_stage_start(&s, "03-threads", &(struct stage_opts){.args = args});
     free(stop_with_request_in_flight(&s, NULL, 0));
 }
 END_TEST
@@ -340,7 +346,7 @@ START_TEST(workers_exist_accept_and_count)
     const char *args[] = {"--workers", "2",
                           shared ? "--shared-listener" : NULL, NULL};
     struct proc s;
-    start(&s, stage, args);
+    harness_stage_start(&s, stage, &(struct stage_opts){.args = args});
     pid_t kids[MAX_KIDS];
     int n = expect_children(s.pid, 2, kids);
     int before[MAX_KIDS];
@@ -368,7 +374,7 @@ START_TEST(workers_stop_answers_in_flight)
     const char *args[] = {"--workers", "2", "--delay-ms", "300",
                           _i % 2 ? "--shared-listener" : NULL, NULL};
     struct proc s;
-    start(&s, stage, args);
+    harness_stage_start(&s, stage, &(struct stage_opts){.args = args});
     pid_t kids[MAX_KIDS];
     int n = expect_children(s.pid, 2, kids);
     free(stop_with_request_in_flight(&s, kids, n));
@@ -390,7 +396,7 @@ START_TEST(workers_split_the_budget)
     snprintf(url, sizeof url, "http://127.0.0.1:%d", m.port);
     const char *args[] = {"--workers", "2", "--max-jobs", "2", "--delay-ms",
                           "300", "--main-service", url, NULL};
-    start(&s, stage, args);
+    harness_stage_start(&s, stage, &(struct stage_opts){.args = args});
     pid_t kids[MAX_KIDS];
     int n = expect_children(s.pid, 2, kids);
     struct http_result r[6];

@@ -47,32 +47,11 @@ static const char *const one_bill_answer =
     "{\"status\":\"completed\",\"request_id\":\"one\",\"breakdown\":["
     "{\"denomination_id\":7,\"subtotal_rub\":6.0}],\"total_rub\":6.0}";
 
-/* Starts a stage with a bill delay, an idle timeout and optionally a main
- * service URL. */
-static void start_stage(struct proc *p, const char *name, int delay_ms,
-                        int idle_ms, const char *main_url)
-{
-    char delay[16], idle[16];
-    snprintf(delay, sizeof delay, "%d", delay_ms);
-    snprintf(idle, sizeof idle, "%d", idle_ms);
-    /* idle_ms bounds every wait on the client: idle, head and body. */
-    const char *args[14] = {"--delay-ms", delay, "--idle-timeout-ms", idle,
-                            "--header-timeout-ms", idle,
-                            "--body-timeout-ms", idle};
-    int n = 8;
-    if (main_url) {
-        args[n++] = "--main-service";
-        args[n++] = main_url;
-        /* Retries end 750 ms after the first try: exactly three tries
-         * (the first backoff is 250-500 ms, the second is cut to end at
-         * the deadline), so a failing callback is given up quickly. */
-        args[n++] = "--callback-deadline-ms";
-        args[n++] = "750";
-    }
-    args[n] = NULL;
-    static const char *const env[] = {"SECRET_TOKEN=test-token", NULL};
-    proc_start(p, name, args, env);
-}
+/* A case that gives its stage a main service also sets this callback
+ * deadline: retries end 750 ms after the first try, exactly three tries
+ * (the first backoff is 250-500 ms, the second is cut to end at the
+ * deadline), so a failing callback is given up quickly. */
+#define CALLBACK_DEADLINE_MS 750
 
 static void stop_stage(struct proc *p)
 {
@@ -143,57 +122,6 @@ static void probe_stop(struct thread_probe *tp)
 
 /* ---- raw HTTP over one connection ---- */
 
-struct reader {
-    int fd;
-    char buf[1 << 16];
-    size_t len;
-};
-
-static size_t content_length(const char *head, size_t head_len)
-{
-    char *copy = strndup(head, head_len);
-    const char *cl = strcasestr(copy, "\r\nContent-Length:");
-    size_t n = cl ? strtoul(cl + 17, NULL, 10) : 0;
-    free(copy);
-    return n;
-}
-
-/* One whole response (head + Content-Length body), malloc'd; NULL if the
- * server closed or timeout_ms passed first. Bytes after it stay buffered
- * (pipelined answers). */
-static char *read_response(struct reader *r, int timeout_ms)
-{
-    double deadline = harness_now() + timeout_ms / 1000.0;
-    for (;;) {
-        char *end = memmem(r->buf, r->len, "\r\n\r\n", 4);
-        if (end) {
-            size_t head = (size_t)(end + 4 - r->buf);
-            size_t total = head + content_length(r->buf, head);
-            if (r->len >= total) {
-                char *out = strndup(r->buf, total);
-                memmove(r->buf, r->buf + total, r->len - total);
-                r->len -= total;
-                return out;
-            }
-        }
-        int left = (int)((deadline - harness_now()) * 1000);
-        if (left <= 0 || r->len == sizeof r->buf)
-            return NULL;
-        struct pollfd pfd = {.fd = r->fd, .events = POLLIN};
-        int pr = poll(&pfd, 1, left);
-        if (pr < 0 && errno == EINTR)
-            continue;
-        if (pr <= 0)
-            return NULL;
-        ssize_t n = recv(r->fd, r->buf + r->len, sizeof r->buf - r->len, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return NULL;
-        r->len += (size_t)n;
-    }
-}
-
 /* Seconds until the server closes fd (recv 0 or an error), or -1. */
 static double seconds_until_closed(int fd, int timeout_ms)
 {
@@ -251,7 +179,8 @@ START_TEST(many_sync_requests_one_thread_one_delay)
     const int delay_ms = 1000;
     int n = rows[_i].load;
     struct proc s;
-    start_stage(&s, rows[_i].name, delay_ms, 30000, NULL);
+    harness_stage_start(&s, rows[_i].name, &(struct stage_opts){
+        .delay_ms = delay_ms, .client_timeout_ms = 30000});
     struct http_result *r = calloc((size_t)n, sizeof *r);
     ck_assert_ptr_nonnull(r);
     struct thread_probe tp;
@@ -303,7 +232,8 @@ START_TEST(select_answers_503_past_fd_setsize_and_goes_on)
     ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
 
     struct proc s;
-    start_stage(&s, rows[0].name, 100, 30000, NULL);
+    harness_stage_start(&s, rows[0].name, &(struct stage_opts){
+        .delay_ms = 100, .client_timeout_ms = 30000});
     static int fds[HOLD];
     static bool done[HOLD];
     for (int k = 0; k < HOLD; k++) {
@@ -374,7 +304,9 @@ START_TEST(get_root_answered_while_a_callback_hangs)
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", silent_port);
     struct proc s;
-    start_stage(&s, rows[_i].name, 50, 30000, url);
+    harness_stage_start(&s, rows[_i].name, &(struct stage_opts){
+        .delay_ms = 50, .client_timeout_ms = 30000,
+        .main_url = url, .callback_deadline_ms = CALLBACK_DEADLINE_MS});
     struct http_result r;
     http_request("POST", s.port, "/api/exchange_async", one_bill_body, &r);
     ck_assert_int_eq(r.status, 200);
@@ -408,7 +340,9 @@ START_TEST(main_service_500_is_retried_and_the_loop_serves)
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", fs.port);
     struct proc s;
-    start_stage(&s, rows[_i].name, 50, 30000, url);
+    harness_stage_start(&s, rows[_i].name, &(struct stage_opts){
+        .delay_ms = 50, .client_timeout_ms = 30000,
+        .main_url = url, .callback_deadline_ms = CALLBACK_DEADLINE_MS});
     struct http_result r;
     http_request("POST", s.port, "/api/exchange_async", one_bill_body, &r);
     ck_assert_int_eq(r.status, 200);
@@ -440,22 +374,22 @@ START_TEST(keep_alive_and_a_three_request_pipeline)
     if (!row_selected(_i))
         return;
     struct proc s;
-    start_stage(&s, rows[_i].name, 200, 30000, NULL);
-    struct reader *r = calloc(1, sizeof *r);
-    r->fd = raw_connect(s.port);
-    ck_assert_int_ge(r->fd, 0);
+    harness_stage_start(&s, rows[_i].name, &(struct stage_opts){
+        .delay_ms = 200, .client_timeout_ms = 30000});
+    int fd = raw_connect(s.port);
+    ck_assert_int_ge(fd, 0);
     const char *get = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
     for (int k = 0; k < 3; k++) {
-        harness_send_text(r->fd, get);
-        char *resp = read_response(r, 5000);
+        harness_send_text(fd, get);
+        char *resp = harness_read_response_text(fd, 5000);
         ck_assert_ptr_nonnull(resp);
         ck_assert_int_eq(raw_status(resp), 200);
         ck_assert_ptr_nonnull(strstr(resp, "Connection: keep-alive"));
         free(resp);
     }
     char *post = post_sync_text("");
-    harness_send_text(r->fd, post);
-    char *resp = read_response(r, 5000);
+    harness_send_text(fd, post);
+    char *resp = harness_read_response_text(fd, 5000);
     ck_assert_ptr_nonnull(resp);
     ck_assert_ptr_nonnull(strstr(resp, one_bill_answer));
     free(resp);
@@ -464,10 +398,10 @@ START_TEST(keep_alive_and_a_three_request_pipeline)
     ck_assert_int_ge(asprintf(&pipeline, "%s%s%s", get, post,
                               "GET / HTTP/1.1\r\nHost: x\r\n"
                               "Connection: close\r\n\r\n"), 0);
-    harness_send_text(r->fd, pipeline);
-    char *a = read_response(r, 5000);
-    char *b = read_response(r, 5000);
-    char *c = read_response(r, 5000);
+    harness_send_text(fd, pipeline);
+    char *a = harness_read_response_text(fd, 5000);
+    char *b = harness_read_response_text(fd, 5000);
+    char *c = harness_read_response_text(fd, 5000);
     ck_assert_ptr_nonnull(a);
     ck_assert_ptr_nonnull(b);
     ck_assert_ptr_nonnull(c);
@@ -475,15 +409,14 @@ START_TEST(keep_alive_and_a_three_request_pipeline)
     ck_assert_ptr_nonnull(strstr(b, one_bill_answer));
     ck_assert_ptr_nonnull(strstr(c, "Exchange service is running"));
     ck_assert_ptr_nonnull(strstr(c, "Connection: close"));
-    ck_assert_msg(seconds_until_closed(r->fd, 3000) >= 0,
+    ck_assert_msg(seconds_until_closed(fd, 3000) >= 0,
                   "not closed after Connection: close");
     free(a);
     free(b);
     free(c);
     free(pipeline);
     free(post);
-    close(r->fd);
-    free(r);
+    close(fd);
     /* All of it on one connection. */
     const char *log = harness_read_log(&s);
     const char *first = strstr(log, "connection from");
@@ -498,27 +431,26 @@ START_TEST(expect_100_continue_gets_the_go_ahead)
     if (!row_selected(_i))
         return;
     struct proc s;
-    start_stage(&s, rows[_i].name, 50, 30000, NULL);
-    struct reader *r = calloc(1, sizeof *r);
-    r->fd = raw_connect(s.port);
+    harness_stage_start(&s, rows[_i].name, &(struct stage_opts){
+        .delay_ms = 50, .client_timeout_ms = 30000});
+    int fd = raw_connect(s.port);
     char head[256];
     snprintf(head, sizeof head,
              "POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\n"
              "Content-Type: application/json\r\nContent-Length: %zu\r\n"
              "Expect: 100-continue\r\n\r\n", strlen(one_bill_body));
-    harness_send_text(r->fd, head);
-    char *interim = read_response(r, 5000);
+    harness_send_text(fd, head);
+    char *interim = harness_read_response_text(fd, 5000);
     ck_assert_ptr_nonnull(interim);
     ck_assert_int_eq(raw_status(interim), 100);
-    harness_send_text(r->fd, one_bill_body);
-    char *resp = read_response(r, 5000);
+    harness_send_text(fd, one_bill_body);
+    char *resp = harness_read_response_text(fd, 5000);
     ck_assert_ptr_nonnull(resp);
     ck_assert_int_eq(raw_status(resp), 200);
     ck_assert_ptr_nonnull(strstr(resp, one_bill_answer));
     free(interim);
     free(resp);
-    close(r->fd);
-    free(r);
+    close(fd);
     stop_stage(&s);
 }
 END_TEST
@@ -531,7 +463,8 @@ START_TEST(idle_and_trickling_clients_are_closed)
     if (!row_selected(_i))
         return;
     struct proc s;
-    start_stage(&s, rows[_i].name, 50, 600, NULL);
+    harness_stage_start(&s, rows[_i].name, &(struct stage_opts){
+        .delay_ms = 50, .client_timeout_ms = 600});
     int idle = raw_connect(s.port);
     double t = seconds_until_closed(idle, 5000);
     ck_assert_msg(t >= 0.4 && t < 2.0, "idle client closed after %.3f s", t);
@@ -585,7 +518,8 @@ START_TEST(emfile_pauses_accepting_without_spinning)
     if (!row_selected(_i))
         return;
     struct proc s;
-    start_stage(&s, rows[_i].name, 50, 30000, NULL);
+    harness_stage_start(&s, rows[_i].name, &(struct stage_opts){
+        .delay_ms = 50, .client_timeout_ms = 30000});
     struct rlimit low = {.rlim_cur = 40, .rlim_max = 40};
     ck_assert_int_eq(prlimit(s.pid, RLIMIT_NOFILE, &low, NULL), 0);
     enum { N = 60 };
@@ -623,14 +557,13 @@ START_TEST(input_during_a_bill_wait_does_not_spin)
     if (!row_selected(_i))
         return;
     struct proc s;
-    start_stage(&s, rows[_i].name, 1500, 30000, NULL);
-    struct reader *r = calloc(1, sizeof *r);
-    ck_assert_ptr_nonnull(r);
-    r->fd = raw_connect(s.port);
-    ck_assert_int_ge(r->fd, 0);
+    harness_stage_start(&s, rows[_i].name, &(struct stage_opts){
+        .delay_ms = 1500, .client_timeout_ms = 30000});
+    int fd = raw_connect(s.port);
+    ck_assert_int_ge(fd, 0);
     char *req = post_sync_text("");
-    harness_send_text(r->fd, req);
-    ck_assert_int_eq(shutdown(r->fd, SHUT_WR), 0);
+    harness_send_text(fd, req);
+    ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
     harness_sleep_ms(200);
     long before = cpu_ticks(s.pid);
     harness_sleep_ms(1000);
@@ -639,13 +572,12 @@ START_TEST(input_during_a_bill_wait_does_not_spin)
     ck_assert_msg(before >= 0 && used < hz / 4,
                   "the server used %ld ticks of CPU in a second (%ld/s) "
                   "while a bill waited: spinning", used, hz);
-    char *resp = read_response(r, 5000);
+    char *resp = harness_read_response_text(fd, 5000);
     ck_assert_ptr_nonnull(resp);
     ck_assert_ptr_nonnull(strstr(resp, one_bill_answer));
     free(resp);
     free(req);
-    close(r->fd);
-    free(r);
+    close(fd);
     stop_stage(&s);
 }
 END_TEST
@@ -659,12 +591,13 @@ START_TEST(sigterm_closes_idle_and_finishes_pending_callbacks)
     proc_start(&main_svc, "main-service", NULL, env);
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", main_svc.port);
-    start_stage(&s, rows[_i].name, 700, 30000, url);
+    harness_stage_start(&s, rows[_i].name, &(struct stage_opts){
+        .delay_ms = 700, .client_timeout_ms = 30000,
+        .main_url = url, .callback_deadline_ms = CALLBACK_DEADLINE_MS});
 
-    struct reader *idle = calloc(1, sizeof *idle);
-    idle->fd = raw_connect(s.port);
-    harness_send_text(idle->fd, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    char *resp = read_response(idle, 5000);
+    int idle = raw_connect(s.port);
+    harness_send_text(idle, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    char *resp = harness_read_response_text(idle, 5000);
     ck_assert_ptr_nonnull(resp);
     free(resp);
 
@@ -674,7 +607,7 @@ START_TEST(sigterm_closes_idle_and_finishes_pending_callbacks)
     http_result_free(&r);
     double start = harness_now();
     kill(s.pid, SIGTERM);
-    double closed_after = seconds_until_closed(idle->fd, 3000);
+    double closed_after = seconds_until_closed(idle, 3000);
     ck_assert_msg(closed_after >= 0 && closed_after < 0.5,
                   "idle keep-alive connection closed after %.3f s",
                   closed_after);
@@ -685,8 +618,7 @@ START_TEST(sigterm_closes_idle_and_finishes_pending_callbacks)
     http_request("GET", main_svc.port, "/api/exchange_result/one", NULL, &r);
     ck_assert_int_eq(r.status, 200);
     http_result_free(&r);
-    close(idle->fd);
-    free(idle);
+    close(idle);
     ck_assert_int_eq(proc_stop(&main_svc, 5000), 0);
 }
 END_TEST
@@ -722,28 +654,27 @@ START_TEST(a_body_that_never_comes_after_100_continue_gets_408)
     if (!row_selected(_i))
         return;
     struct proc s;
-    start_stage(&s, rows[_i].name, 50, 600, NULL);
-    struct reader *r = calloc(1, sizeof *r);
-    r->fd = raw_connect(s.port);
-    harness_send_text(r->fd, "POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\n"
+    harness_stage_start(&s, rows[_i].name, &(struct stage_opts){
+        .delay_ms = 50, .client_timeout_ms = 600});
+    int fd = raw_connect(s.port);
+    harness_send_text(fd, "POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\n"
                     "Content-Length: 40\r\nExpect: 100-continue\r\n\r\n");
     double start = harness_now();
-    char *interim = read_response(r, 5000);
+    char *interim = harness_read_response_text(fd, 5000);
     ck_assert_ptr_nonnull(interim);
     ck_assert_int_eq(raw_status(interim), 100);
     harness_sleep_ms(300);
-    harness_send_text(r->fd, "{\"request_id\""); /* part of it, then silence */
-    char *resp = read_response(r, 5000);
+    harness_send_text(fd, "{\"request_id\""); /* part of it, then silence */
+    char *resp = harness_read_response_text(fd, 5000);
     double took = harness_now() - start;
     expect_408(resp, "request body not complete within 600 ms");
     ck_assert_msg(took >= 0.45 && took < 2.5,
                   "408 after %.3f s (body deadline 0.6 s)", took);
-    expect_fin(r->fd, 3000);
+    expect_fin(fd, 3000);
     ck_assert(wait_for_log(&s, "(--body-timeout-ms); 408", 2000));
     free(interim);
     free(resp);
-    close(r->fd);
-    free(r);
+    close(fd);
     expect_quick_get_root(s.port, 0.5);
     stop_stage(&s);
 }
@@ -758,31 +689,31 @@ START_TEST(a_pipelined_head_is_timed_from_when_its_turn_comes)
     if (!row_selected(_i))
         return;
     struct proc s;
-    start_stage(&s, rows[_i].name, 900, 600, NULL);
-    struct reader *r = calloc(1, sizeof *r);
-    r->fd = raw_connect(s.port);
+    harness_stage_start(&s, rows[_i].name, &(struct stage_opts){
+        .delay_ms = 900, .client_timeout_ms = 600});
+    int fd = raw_connect(s.port);
     char *first = post_sync_text("");
     char *both;
     ck_assert_int_ge(asprintf(&both, "%sGET / HTTP/1.1\r\nHost: x\r\n",
                               first), 0);
-    harness_send_text(r->fd, both);
-    char *resp = read_response(r, 5000); /* after the 900 ms bill */
+    harness_send_text(fd, both);
+    /* After the 900 ms bill: */
+    char *resp = harness_read_response_text(fd, 5000);
     ck_assert_ptr_nonnull(resp);
     ck_assert_int_eq(raw_status(resp), 200);
     free(resp);
     /* Over 600 ms since the second head's first byte, under 600 ms since
      * its turn came: it may still finish. */
     harness_sleep_ms(250);
-    harness_send_text(r->fd, "\r\n");
-    resp = read_response(r, 5000);
+    harness_send_text(fd, "\r\n");
+    resp = harness_read_response_text(fd, 5000);
     ck_assert_msg(resp != NULL && raw_status(resp) == 200,
                   "the pipelined request was cut: [%s]", resp ? resp : "");
     ck_assert_ptr_nonnull(strstr(resp, "Exchange service is running"));
     free(resp);
     free(first);
     free(both);
-    close(r->fd);
-    free(r);
+    close(fd);
     stop_stage(&s);
 }
 END_TEST
@@ -801,23 +732,21 @@ START_TEST(a_budget_refusal_keeps_the_connection_and_bills_come_back)
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
     struct proc s;
-    const char *args[] = {"--delay-ms", "300", "--main-service", url,
-                          "--max-jobs", "3", "--max-bills", "1",
-                          "--callback-deadline-ms", "2000", NULL};
-    static const char *const env[] = {"SECRET_TOKEN=test-token", NULL};
-    proc_start(&s, rows[_i].name, args, env);
-    struct reader *r = calloc(1, sizeof *r);
-    r->fd = raw_connect(s.port);
+    const char *args[] = {"--max-jobs", "3", "--max-bills", "1", NULL};
+    harness_stage_start(&s, rows[_i].name, &(struct stage_opts){
+        .delay_ms = 300, .main_url = url, .callback_deadline_ms = 2000,
+        .args = args});
+    int fd = raw_connect(s.port);
     char *req;
     ck_assert_int_ge(asprintf(&req, "POST /api/exchange_async HTTP/1.1\r\n"
                               "Host: x\r\nContent-Length: %zu\r\n\r\n%s",
                               strlen(one_bill_body), one_bill_body), 0);
-    harness_send_text(r->fd, req);
-    char *resp = read_response(r, 5000);
+    harness_send_text(fd, req);
+    char *resp = harness_read_response_text(fd, 5000);
     ck_assert_msg(resp && raw_status(resp) == 200, "[%s]", resp);
     free(resp);
-    harness_send_text(r->fd, req); /* its bill still waits: no bill left */
-    resp = read_response(r, 5000);
+    harness_send_text(fd, req); /* its bill still waits: no bill left */
+    resp = harness_read_response_text(fd, 5000);
     ck_assert_msg(resp && raw_status(resp) == 503, "[%s]", resp);
     ck_assert_ptr_nonnull(strstr(resp, "\r\nRetry-After: "));
     ck_assert_ptr_nonnull(strstr(resp, "--max-bills"));
@@ -827,21 +756,20 @@ START_TEST(a_budget_refusal_keeps_the_connection_and_bills_come_back)
      * the job is not, and there is room for two more jobs. */
     harness_sleep_ms(600);
     for (int k = 0; k < 2; k++) {
-        harness_send_text(r->fd, req);
-        resp = read_response(r, 5000);
+        harness_send_text(fd, req);
+        resp = harness_read_response_text(fd, 5000);
         ck_assert_msg(resp && raw_status(resp) == 200, "job %d: [%s]", k,
                       resp);
         free(resp);
         harness_sleep_ms(600);
     }
-    harness_send_text(r->fd, req); /* three jobs open: --max-jobs */
-    resp = read_response(r, 5000);
+    harness_send_text(fd, req); /* three jobs open: --max-jobs */
+    resp = harness_read_response_text(fd, 5000);
     ck_assert_msg(resp && raw_status(resp) == 503, "[%s]", resp);
     ck_assert_ptr_nonnull(strstr(resp, "--max-jobs"));
     free(resp);
     free(req);
-    close(r->fd);
-    free(r);
+    close(fd);
     /* Closing the silent listener resets the hanging PUTs; their retries
      * meet a closed port and give up, and the stop can finish. */
     close(silent);

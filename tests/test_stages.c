@@ -33,25 +33,9 @@ static const char *const one_bill_body =
     "{\"request_id\": \"one\", \"exchange_rate\": 2, \"bills\": ["
     "{\"denomination_id\": 7, \"denomination\": 1.5, \"count\": 2}]}";
 
-/* Starts stage row i with the test delay and any extra arguments. */
-static void start_stage(struct proc *p, int i, const char *main_url,
-                        const char *const *extra)
-{
-    /* Every wait on a client (idle, head, body) is bounded at 2 s. */
-    const char *args[28] = {"--delay-ms", "300", "--idle-timeout-ms", "2000",
-                            "--header-timeout-ms", "2000",
-                            "--body-timeout-ms", "2000"};
-    int n = 8;
-    if (main_url) {
-        args[n++] = "--main-service";
-        args[n++] = main_url;
-    }
-    for (int k = 0; extra && extra[k] && n < 26; k++)
-        args[n++] = extra[k];
-    args[n] = NULL;
-    static const char *const env[] = {"SECRET_TOKEN=test-token", NULL};
-    proc_start(p, stages[i].name, args, env);
-}
+/* How every case starts its stage: the test delay, and every wait on a
+ * client (idle, head, body) bounded at 2 s (harness_stage_start). */
+#define QUICK .delay_ms = DELAY_MS, .client_timeout_ms = 2000
 
 static void stop_stage(struct proc *p)
 {
@@ -76,7 +60,7 @@ START_TEST(get_root_names_the_stage)
     if (!row_selected(_i))
         return;
     struct proc s;
-    start_stage(&s, _i, NULL, NULL);
+    harness_stage_start(&s, stages[_i].name, &(struct stage_opts){QUICK});
     expect_get_root(s.port, stages[_i].name);
     stop_stage(&s);
 }
@@ -87,7 +71,7 @@ START_TEST(sync_route_computes_the_lecture_example)
     if (!row_selected(_i))
         return;
     struct proc s;
-    start_stage(&s, _i, NULL, NULL);
+    harness_stage_start(&s, stages[_i].name, &(struct stage_opts){QUICK});
     struct http_result r;
     http_request("POST", s.port, "/api/exchange_sync", lecture_body, &r);
     ck_assert_int_eq(r.status, 200);
@@ -117,7 +101,8 @@ START_TEST(async_route_calls_back_the_main_service)
     proc_start(&main_svc, "main-service", NULL, env);
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", main_svc.port);
-    start_stage(&s, _i, url, NULL);
+    harness_stage_start(&s, stages[_i].name,
+                        &(struct stage_opts){QUICK, .main_url = url});
 
     const char *body =
         "{\"request_id\": \"async_test\", \"exchange_rate\": 75.5, \"bills\": ["
@@ -152,7 +137,8 @@ START_TEST(callback_with_a_wrong_token_is_refused)
     proc_start(&main_svc, "main-service", NULL, env);
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", main_svc.port);
-    start_stage(&s, _i, url, NULL);
+    harness_stage_start(&s, stages[_i].name,
+                        &(struct stage_opts){QUICK, .main_url = url});
     struct http_result r;
     http_request("POST", s.port, "/api/exchange_async", one_bill_body, &r);
     ck_assert_int_eq(r.status, 200);
@@ -235,7 +221,7 @@ START_TEST(bad_input_gets_its_status_and_the_server_goes_on)
     if (!row_selected(_i))
         return;
     struct proc s;
-    start_stage(&s, _i, NULL, NULL);
+    harness_stage_start(&s, stages[_i].name, &(struct stage_opts){QUICK});
     for (int k = 0; k < NUM_BAD; k++) {
         char *req = bad_case_text(&bad_cases[k]);
         char *resp = raw_exchange(s.port, req, strlen(req), 3000);
@@ -268,7 +254,7 @@ START_TEST(headers_over_8k_get_431)
     if (!row_selected(_i))
         return;
     struct proc s;
-    start_stage(&s, _i, NULL, NULL);
+    harness_stage_start(&s, stages[_i].name, &(struct stage_opts){QUICK});
     size_t n = 9000;
     char *req = malloc(n + 64);
     int k = snprintf(req, n + 64, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: ");
@@ -288,7 +274,7 @@ START_TEST(more_than_100_bills_get_400)
     if (!row_selected(_i))
         return;
     struct proc s;
-    start_stage(&s, _i, NULL, NULL);
+    harness_stage_start(&s, stages[_i].name, &(struct stage_opts){QUICK});
     char *body = malloc(16384);
     int n = sprintf(body, "{\"request_id\":\"x\",\"exchange_rate\":1,\"bills\":[");
     for (int b = 0; b < 101; b++)
@@ -311,7 +297,7 @@ START_TEST(concurrent_sync_requests_overlap_or_queue)
     if (!row_selected(_i))
         return;
     struct proc s;
-    start_stage(&s, _i, NULL, NULL);
+    harness_stage_start(&s, stages[_i].name, &(struct stage_opts){QUICK});
     struct http_result r[2];
     http_parallel("POST", s.port, "/api/exchange_sync", one_bill_body, 2, r);
     double wall = (r[0].end > r[1].end ? r[0].end : r[1].end) - r[0].start;
@@ -334,7 +320,7 @@ START_TEST(connection_header_follows_the_model)
     if (!row_selected(_i))
         return;
     struct proc s;
-    start_stage(&s, _i, NULL, NULL);
+    harness_stage_start(&s, stages[_i].name, &(struct stage_opts){QUICK});
     const char *two = "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
                       "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
     char *resp = raw_exchange(s.port, two, strlen(two), 1500);
@@ -359,7 +345,7 @@ START_TEST(stalled_client_and_others)
     if (!row_selected(_i))
         return;
     struct proc s;
-    start_stage(&s, _i, NULL, NULL);
+    harness_stage_start(&s, stages[_i].name, &(struct stage_opts){QUICK});
     int fd = raw_connect(s.port);
     ck_assert_int_ge(fd, 0);
     const char *half = "POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\nContent-Le";
@@ -383,7 +369,7 @@ START_TEST(sigterm_exits_cleanly)
     if (!row_selected(_i))
         return;
     struct proc s;
-    start_stage(&s, _i, NULL, NULL);
+    harness_stage_start(&s, stages[_i].name, &(struct stage_opts){QUICK});
     expect_get_root(s.port, stages[_i].name);
     ck_assert_int_eq(proc_stop(&s, 10000), 0);
 }
@@ -394,7 +380,7 @@ START_TEST(sigterm_finishes_the_request_in_flight)
     if (!row_selected(_i))
         return;
     struct proc s;
-    start_stage(&s, _i, NULL, NULL);
+    harness_stage_start(&s, stages[_i].name, &(struct stage_opts){QUICK});
     pid_t child = fork();
     ck_assert_int_ge(child, 0);
     if (child == 0) {
@@ -418,7 +404,8 @@ START_TEST(blocking_stage_logs_its_stall)
     struct proc s;
     /* Nobody listens: the callback is retried until its deadline. */
     const char *const extra[] = {"--callback-deadline-ms", "1000", NULL};
-    start_stage(&s, 0, "http://127.0.0.1:9", extra);
+    harness_stage_start(&s, stages[0].name, &(struct stage_opts){
+        QUICK, .main_url = "http://127.0.0.1:9", .args = extra});
     struct http_result r;
     http_request("POST", s.port, "/api/exchange_async", one_bill_body, &r);
     ck_assert_int_eq(r.status, 200);
@@ -447,7 +434,8 @@ START_TEST(blocking_stage_trickler_holds_it_until_the_head_deadline)
     struct proc s;
     const char *const extra[] = {"--header-timeout-ms", "1000",
                                  "--idle-timeout-ms", "600", NULL};
-    start_stage(&s, 0, NULL, extra);
+    harness_stage_start(&s, stages[0].name,
+                        &(struct stage_opts){QUICK, .args = extra});
     int fd = raw_connect(s.port);
     ck_assert_int_ge(fd, 0);
     pid_t trickler = fork();
@@ -488,7 +476,7 @@ START_TEST(blocking_stage_431_survives_unread_input)
     if (!row_selected(0))
         return;
     struct proc s;
-    start_stage(&s, 0, NULL, NULL);
+    harness_stage_start(&s, stages[0].name, &(struct stage_opts){QUICK});
     int fd = raw_connect(s.port);
     ck_assert_int_ge(fd, 0);
     static char big[64 * 1024];
@@ -527,7 +515,7 @@ START_TEST(sigpipe_is_ignored)
     if (!row_selected(_i))
         return;
     struct proc s;
-    start_stage(&s, _i, NULL, NULL);
+    harness_stage_start(&s, stages[_i].name, &(struct stage_opts){QUICK});
     char path[64], line[256];
     snprintf(path, sizeof path, "/proc/%d/status", (int)s.pid);
     FILE *f = fopen(path, "r");
@@ -553,7 +541,7 @@ START_TEST(listens_on_loopback_by_default)
     if (!row_selected(_i))
         return;
     struct proc s;
-    start_stage(&s, _i, NULL, NULL);
+    harness_stage_start(&s, stages[_i].name, &(struct stage_opts){QUICK});
     FILE *f = fopen("/proc/net/tcp", "r");
     ck_assert_ptr_nonnull(f);
     char line[512], addr[16] = "";

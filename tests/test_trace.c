@@ -29,9 +29,6 @@
 #include "trace.h"
 #include "../tools/trace/tracetool.h"
 
-#define TOKEN_ENV "SECRET_TOKEN=test-token"
-static const char *const token_env[] = {TOKEN_ENV, NULL};
-
 /* ---- helpers ---- */
 
 static char *make_temp_dir(void)
@@ -249,10 +246,10 @@ START_TEST(every_stage_traces_its_steps)
     struct fake_main fm;
     fake_main_listen(&fm, 0, (const int[]){200}, 1);
     snprintf(main_url, sizeof main_url, "http://127.0.0.1:%d", fm.port);
-    const char *args[] = {"--delay-ms", "30", "--trace", path,
-                          "--main-service", main_url, NULL};
     struct proc p;
-    proc_start(&p, stage, args, token_env);
+    harness_stage_start(&p, stage, &(struct stage_opts){
+        .delay_ms = 30, .main_url = main_url,
+        .args = (const char *const[]){"--trace", path, NULL}});
     fake_main_run(&fm);
 
     struct http_result r;
@@ -528,9 +525,9 @@ START_TEST(chromium_draws_every_event)
     snprintf(dom, sizeof dom, "%s/dom.html", dir);
     snprintf(shot, sizeof shot, "%s/shot.png", dir);
 
-    const char *args[] = {"--delay-ms", "150", "--trace", tr, NULL};
     struct proc p;
-    proc_start(&p, harness_stages[row].name, args, token_env);
+    harness_stage_start(&p, harness_stages[row].name, &(struct stage_opts){
+        .delay_ms = 150, .args = (const char *const[]){"--trace", tr, NULL}});
     snprintf(url, sizeof url, "http://127.0.0.1:%d/api/exchange_sync", p.port);
     char *lg[] = {(char *)harness_bin("loadgen"), "--quiet", "-c", "4", "-n",
                   "6", "--trace", tr, "--body", (char *)sync_body, url, NULL};

@@ -147,9 +147,8 @@ char *soak_exchange_body(const char *id, int bills);
  * SO_RCVBUF, 0 for the default), or -1. */
 int soak_connect(int port, int rcvbuf);
 
-/* Whether buf starts with a whole response; *size, *status and *closes
- * ("Connection: close") describe it. Every server here sends
- * Content-Length; a response without one has no body. */
+/* Whether buf starts with a whole response (harness_response_frame);
+ * *size, *status and *closes ("Connection: close") describe it. */
 bool soak_whole_response(const char *buf, size_t len, size_t *size,
                          int *status, bool *closes);
 

@@ -1,7 +1,7 @@
 /* soak_http: the bytes of HTTP/1.1 as the soak writes and reads them:
  * requests built by appending, a response recognised whole from its
- * Content-Length, a non-blocking connect, and a blocking GET for the
- * checks after the traffic. */
+ * Content-Length (the harness's harness_response_frame), a non-blocking
+ * connect, and a blocking GET for the checks after the traffic. */
 #include "soak.h"
 
 #include <arpa/inet.h>
@@ -14,6 +14,8 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "../harness.h"
 
 char *soak_append(char *buf, size_t *len, const char *text, size_t n)
 {
@@ -78,22 +80,13 @@ int soak_connect(int port, int rcvbuf)
 bool soak_whole_response(const char *buf, size_t len, size_t *size,
                          int *status, bool *closes)
 {
-    const char *end = memmem(buf, len, "\r\n\r\n", 4);
-    if (!end)
+    size_t head;
+    long whole = harness_response_frame(buf, len, &head, status);
+    if (whole <= 0 || (size_t)whole > len)
         return false;
-    size_t head = (size_t)(end + 4 - buf);
-    char h[8192];
-    size_t hn = head < sizeof h - 1 ? head : sizeof h - 1;
-    memcpy(h, buf, hn);
-    h[hn] = '\0';
-    const char *cl = strcasestr(h, "\r\nContent-Length:");
-    size_t body = cl ? strtoul(cl + 17, NULL, 10) : 0;
-    if (len < head + body)
-        return false;
-    *size = head + body;
-    *status = 0;
-    sscanf(h, "HTTP/1.%*d %d", status);
-    *closes = strcasestr(h, "\r\nConnection: close") != NULL;
+    const char *conn = harness_header(buf, head, "Connection");
+    *size = (size_t)whole;
+    *closes = conn && strncasecmp(conn, "close", 5) == 0;
     return true;
 }
 
