@@ -18,7 +18,7 @@
  * children take turns waiting (a process-shared mutex, UNP's lock_wait),
  * so none wakes for nothing, at the price of a lock round trip per accept.
  * A plain blocking accept() would not show the herd: Linux wakes one
- * accept() waiter since 2.6. Waiting in poll, as here and in any server
+ * accept() waiter since 2.4. Waiting in poll, as here and in any server
  * that also watches a stop pipe, brings it back. */
 #include "prefork.h"
 

@@ -284,10 +284,13 @@ static void refuse_beyond_fd_setsize(int fd)
         log_info("%s: could not even send the 503: %s", peer,
                  strerror(errno));
     free(text);
-    /* Drop what the request already sent, so close() sends FIN, not a
-     * reset that could destroy the 503 on its way. */
-    char sink[4096];
-    (void)net_read_some(fd, sink, sizeof sink);
+    /* The lingering close (net.h), cut to one pass: this descriptor cannot
+     * enter select() to wait for more, so half-close, drop what the
+     * request already sent (so close() sends a FIN, not a reset that could
+     * destroy the 503 on its way), and close. */
+    size_t dropped = 0;
+    if (net_linger_begin(fd))
+        (void)net_linger_drop(fd, &dropped);
     close(fd);
 }
 

@@ -115,7 +115,7 @@ int co_wait_writable(int fd, int timeout_ms)
 
 ssize_t co_read(int fd, void *buf, size_t n, int timeout_ms)
 {
-    uint64_t deadline = co_deadline(timeout_ms);
+    uint64_t deadline = timer_deadline_in(timeout_ms);
     for (;;) {
         ssize_t r = read(fd, buf, n);
         if (r >= 0)
@@ -124,7 +124,8 @@ ssize_t co_read(int fd, void *buf, size_t n, int timeout_ms)
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return -errno;
-        int rc = co_wait_readable(fd, co_time_left(deadline));
+        int rc = co_wait_readable(fd,
+                                  timer_ms_left(deadline, timer_now_ms()));
         if (rc < 0)
             return rc;
     }
@@ -132,7 +133,7 @@ ssize_t co_read(int fd, void *buf, size_t n, int timeout_ms)
 
 ssize_t co_write(int fd, const void *buf, size_t n, int timeout_ms)
 {
-    uint64_t deadline = co_deadline(timeout_ms);
+    uint64_t deadline = timer_deadline_in(timeout_ms);
     const char *p = buf;
     size_t left = n;
     bool is_socket = true; /* send(MSG_NOSIGNAL) until told otherwise */
@@ -152,7 +153,8 @@ ssize_t co_write(int fd, const void *buf, size_t n, int timeout_ms)
             continue;
         if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
             return -errno;
-        int rc = co_wait_writable(fd, co_time_left(deadline));
+        int rc = co_wait_writable(fd,
+                                  timer_ms_left(deadline, timer_now_ms()));
         if (rc < 0)
             return rc;
     }

@@ -8,7 +8,6 @@
 #ifndef CORO_IMPL_H
 #define CORO_IMPL_H
 
-#include <limits.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdbool.h>
@@ -139,24 +138,6 @@ static inline bool co_take_cancel(struct co *c)
     bool was = c->cancel_pending;
     c->cancel_pending = false;
     return was;
-}
-
-/* Deadlines for calls made of several waits (co_read, co_write,
- * co_gather): the absolute deadline, then what is left of it as a
- * timeout_ms. */
-static inline uint64_t co_deadline(int timeout_ms)
-{
-    return timeout_ms < 0 ? UINT64_MAX : timer_now_ms() + (uint64_t)timeout_ms;
-}
-
-static inline int co_time_left(uint64_t deadline)
-{
-    if (deadline == UINT64_MAX)
-        return -1;
-    uint64_t now = timer_now_ms();
-    if (now >= deadline)
-        return 0;
-    return deadline - now > INT_MAX ? INT_MAX : (int)(deadline - now);
 }
 
 /* Suspends the running coroutine c in wait w, already registered, with an

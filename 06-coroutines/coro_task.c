@@ -105,12 +105,13 @@ int co_gather(struct co **cs, size_t n, int timeout_ms, void **results)
         if (rc < 0)
             return rc;
     }
-    uint64_t deadline = co_deadline(timeout_ms);
+    uint64_t deadline = timer_deadline_in(timeout_ms);
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         void *r = NULL;
         if (cs[i]) {
-            int jr = co_join(cs[i], rc < 0 ? -1 : co_time_left(deadline), &r);
+            int left = timer_ms_left(deadline, timer_now_ms());
+            int jr = co_join(cs[i], rc < 0 ? -1 : left, &r);
             if (jr < 0 && rc == 0) {
                 rc = jr; /* the first failure cancels the rest... */
                 for (size_t j = i + 1; j < n; j++)

@@ -1,7 +1,8 @@
-/* config: the command line and environment every server shares (DESIGN.md),
- * plus the few options one stage adds. --help prints them and exits 0; a bad
- * option prints why and exits 2. config_number, the one reader of a number
- * on a command line, serves the tools (loadgen, main-service) as well. */
+/* config: the command line and environment every server shares
+ * (docs/DESIGN.md), plus the few options one stage adds. --help prints them
+ * and exits 0; a bad option prints why and exits 2. config_number, the one
+ * reader of a number on a command line, serves the tools (loadgen,
+ * main-service) as well. */
 #ifndef COMMON_CONFIG_H
 #define COMMON_CONFIG_H
 

@@ -1,4 +1,5 @@
-/* endpoint: the routes of DESIGN.md, once for every stage. See endpoint.h.
+/* endpoint: the routes of docs/DESIGN.md, once for every stage. See
+ * endpoint.h.
  *
  * Every reply body is malloc'd, so endpoint_reply_free has one rule. When
  * even that allocation fails the body stays NULL and the status 500:

@@ -1,7 +1,8 @@
-/* endpoint: the routes of DESIGN.md, decided once for every stage. Given a
- * parsed request it says which route it is and prepares everything that does
- * not wait: GET /, 404, 405 and 400 are answered here; the two exchange
- * routes come back as a validated job for the stage to wait on its own way.
+/* endpoint: the routes of docs/DESIGN.md, decided once for every stage.
+ * Given a parsed request it says which route it is and prepares everything
+ * that does not wait: GET /, 404, 405 and 400 are answered here; the two
+ * exchange routes come back as a validated job for the stage to wait on
+ * its own way.
  *
  * A stage's handler is therefore:
  *     switch (endpoint_route(&req, stage, &job, &reply)) {

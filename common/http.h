@@ -6,11 +6,14 @@
  * the request's fields point into the buffer; http_parser_consume then drops
  * that request and keeps any bytes after it (the next pipelined request).
  *
- * Limits (DESIGN.md) and what breaking them answers:
+ * Limits (docs/DESIGN.md) and what breaking them answers:
  *   request line + headers over 8 KiB     431
  *   Content-Length over 64 KiB            413
  *   POST/PUT without Content-Length       411
- *   any Transfer-Encoding                 501
+ *   any Transfer-Encoding                 501 (a simplification: RFC 9112
+ *                                         requires HTTP/1.1 servers to read
+ *                                         chunked bodies; this one refuses
+ *                                         them rather than parse them)
  *   malformed request line or header      400
  *   HTTP/1.1 without Host, or two Hosts   400
  *   HTTP version other than 1.0 / 1.1     505

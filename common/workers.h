@@ -18,8 +18,9 @@
  *   the kernel hashes each new connection (addresses and ports) to one
  *   listener's queue. Spread is even on average, blind to load.
  * - --shared-listener: one listener, in every worker's epoll with
- *   EPOLLEXCLUSIVE (loop_exclusive_fd): a new client wakes one idle
- *   waiter instead of all. The kernel wakes the first waiter on the list,
+ *   EPOLLEXCLUSIVE (loop_exclusive_fd): a new client wakes one or more
+ *   idle waiters (epoll_ctl(2) promises no fewer than one, not exactly
+ *   one) instead of all. The kernel wakes the first waiter on the list,
  *   so one worker tends to take most of the clients while it keeps up.
  * When the workers have stopped, the parent logs how many connections each
  * one accepted (net_accepted), the line the bench's designs rows read.

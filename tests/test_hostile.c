@@ -14,7 +14,7 @@
  * stage (the row fails at the end with the whole list). STAGES=01-blocking
  * limits the rows; a row whose binary is missing fails.
  *
- * Statuses are exact where DESIGN.md or common/http.h fix them. Where the
+ * Statuses are exact where docs/DESIGN.md or common/http.h fix them. Where the
  * stages may differ by design (01 closes after every answer; a stalled
  * client holds 01 but not the others), the row says so. */
 #include <check.h>

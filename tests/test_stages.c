@@ -155,7 +155,7 @@ START_TEST(callback_with_a_wrong_token_is_refused)
 }
 END_TEST
 
-/* Bad input of every kind in DESIGN.md gets its status, and the server
+/* Bad input of every kind in docs/DESIGN.md gets its status, and the server
  * goes on serving. */
 struct bad_case {
     const char *what;
