@@ -445,11 +445,14 @@ static bool asleep_in_epoll(pid_t tid)
     if (fgets(line, sizeof line, f) != NULL)
         nr = strtol(line, NULL, 10);
     fclose(f);
-    return nr == SYS_epoll_wait || nr == SYS_epoll_pwait
-#ifdef SYS_epoll_pwait2
-           || nr == SYS_epoll_pwait2
+    bool waits = nr == SYS_epoll_pwait;
+#ifdef SYS_epoll_wait /* x86-64 has it; arm64 has only the pwait calls */
+    waits = waits || nr == SYS_epoll_wait;
 #endif
-        ;
+#ifdef SYS_epoll_pwait2
+    waits = waits || nr == SYS_epoll_pwait2;
+#endif
+    return waits;
 }
 
 /* Two loops (as two workers) wait on one listener in their own epoll, each
