@@ -146,6 +146,13 @@ int harness_listen(int *port);
  * frees it, and returns main's exit status: 0 if every test passed. */
 int harness_run(Suite *s);
 
+/* True if $HARNESS_SKIP (test names, separated by spaces) names test; it
+ * then prints that the test is skipped. For what an environment cannot do
+ * at all: make test-cross names the few tests qemu-user cannot run and
+ * prints why (tests/cross/run.sh). A test that calls it begins with
+ *   if (harness_skip("its_name")) return; */
+bool harness_skip(const char *test);
+
 /* ---- a scriptable fake main service (tests/fake_main.c) ----
  *
  * What a stage calls back when the test needs the main service to
