@@ -188,17 +188,17 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 if [ -n "$cross" ] && ! dpkg --print-foreign-architectures | grep -qx "$cross"; then
-    echo "deps: adding the $cross architecture: $SUDO dpkg --add-architecture $cross" >&2
+    echo "deps: adding the $cross architecture: ${SUDO:+$SUDO }dpkg --add-architecture $cross" >&2
     $SUDO dpkg --add-architecture "$cross" || exit 1
 fi
 $SUDO apt-get update -qq >&2 || echo "deps: apt-get update failed; trying the install anyway" >&2
 # --no-remove: a package for ARCH that would replace one of the host's
 # aborts the install instead.
 if [ -n "$need_pkgs" ]; then
-    echo "deps: installing with: $SUDO apt-get install -y --no-remove $need_pkgs" >&2
+    echo "deps: installing with: ${SUDO:+$SUDO }apt-get install -y --no-remove $need_pkgs" >&2
     # shellcheck disable=SC2086
     if ! $SUDO apt-get install -y -qq --no-remove $need_pkgs >&2; then
-        echo "deps: install failed. Run by hand: $SUDO apt-get install -y $need_pkgs" >&2
+        echo "deps: install failed. Run by hand: ${SUDO:+$SUDO }apt-get install -y $need_pkgs" >&2
         exit 1
     fi
 fi
