@@ -17,6 +17,7 @@
 # What qemu itself cannot do is skipped by name, with the reason, from the
 # table below (a test program is not run; a single test is named in
 # HARNESS_SKIP, see tests/harness.h); everything else must pass.
+# Programs run TEST_JOBS at a time (make test-cross: 1, as under TSan).
 # Usage: tests/cross/run.sh ARCH B TEST_PROGRAM...
 set -u
 
@@ -83,4 +84,4 @@ for t in "$@"; do
     grep -q "^${t##*/} " <<<"$SKIPS" || tests+=("$run/${t#"$b"/}")
 done
 HARNESS_SKIP=${skip_tests# } STAGE_BIN_DIR=$run \
-    exec ./tests/run_tests.sh "${TEST_JOBS:-2}" "${tests[@]}"
+    exec ./tests/run_tests.sh "${TEST_JOBS:-1}" "${tests[@]}"
