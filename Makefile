@@ -68,14 +68,16 @@ endif
 
 # Native builds need Linux: 04-06, the tools and the tests stand on epoll
 # (common/loop.c), and 01-03, which use no epoll, still use Linux's own
-# calls (accept4, pipe2, prctl, clock_nanosleep). Elsewhere (macOS) one
-# line says so and points at the container. HAVE_EPOLL (probed below;
+# calls (accept4, pipe2, prctl, clock_nanosleep). Elsewhere (macOS; or
+# SYSTEM=Darwin) one line says so and points at the container, and nothing
+# is built. HAVE_EPOLL (probed below;
 # HAVE_EPOLL=no pretends) builds 01-03 alone without epoll: the build a
 # port of 01-03 would get (tests/test_make_gate.c checks it).
 CONTAINER_HINT := use the container: README.md, "macOS and Windows"
+SYSTEM := $(shell uname -s)
 ifeq ($(TRIPLET)$(filter clean help,$(MAKECMDGOALS)),)
-  ifneq ($(shell uname -s),Linux)
-    $(error make: on $(shell uname -s) nothing here builds natively: 04-06 need epoll, and 01-03 use Linux calls (accept4, pipe2, prctl, clock_nanosleep); $(CONTAINER_HINT))
+  ifneq ($(SYSTEM),Linux)
+    $(error make: on $(SYSTEM) nothing here builds natively: 04-06 need epoll, and 01-03 use Linux calls (accept4, pipe2, prctl, clock_nanosleep); $(CONTAINER_HINT))
   endif
 endif
 

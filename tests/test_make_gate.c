@@ -1,9 +1,10 @@
 /* The build on a system without epoll (the Makefile's "Native builds need
  * Linux"): with HAVE_EPOLL=no, make builds exactly 01-03 and says so in
  * one line that points at the container; any other goal (make test, make
- * demo...) stops at once with one line that does the same. Checked with
- * dry runs (make -n -B), which build nothing; with epoll, the same dry
- * run builds every stage and says nothing of the kind. */
+ * demo...) stops at once with one line that does the same; on a system
+ * that is not Linux (SYSTEM=Darwin), nothing builds and one line says so.
+ * Checked with dry runs (make -n -B), which build nothing; with epoll, the
+ * same dry run builds every stage and says nothing of the kind. */
 #include <check.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -106,6 +107,22 @@ START_TEST(without_epoll_other_goals_stop_with_one_line)
 }
 END_TEST
 
+/* Not Linux (macOS): nothing builds, and one line says why and where to
+ * go instead. */
+START_TEST(elsewhere_than_linux_make_builds_nothing_and_says_so)
+{
+    struct dry_run r;
+    dry_run("SYSTEM=Darwin all", &r);
+    ck_assert_msg(WIFEXITED(r.status) && WEXITSTATUS(r.status) != 0,
+                  "make all on Darwin did not stop:\n%s", r.out);
+    ck_assert_msg(r.nlinked == 0 && r.hint_lines == 1 &&
+                      strstr(r.out, "on Darwin nothing here builds "
+                                    "natively") != NULL,
+                  "expected one line and nothing built:\n%s", r.out);
+    free(r.out);
+}
+END_TEST
+
 /* The control: with epoll (Linux, where make test runs), every stage. */
 START_TEST(with_epoll_make_builds_every_stage_and_no_note)
 {
@@ -131,6 +148,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, without_epoll_make_builds_exactly_01_to_03_and_says_so);
     tcase_add_test(tc, without_epoll_other_goals_stop_with_one_line);
+    tcase_add_test(tc, elsewhere_than_linux_make_builds_nothing_and_says_so);
     tcase_add_test(tc, with_epoll_make_builds_every_stage_and_no_note);
     suite_add_tcase(s, tc);
     return harness_run(s);
