@@ -173,17 +173,21 @@ if [ -n "$list_only" ]; then
 fi
 [ -z "$need_pkgs$try_pkgs" ] && exit 0
 
-echo "deps: missing Debian packages: $need_pkgs${try_pkgs:+ (and, if they install: $try_pkgs)}" >&2
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "deps: no apt-get here. Install the equivalents of: $need_pkgs" >&2
-    echo "deps: e.g. on Debian/Ubuntu: sudo apt-get install $need_pkgs" >&2
+[ -n "$need_pkgs" ] && echo "deps: missing Debian packages: $need_pkgs" >&2
+[ -n "$try_pkgs" ] && echo "deps: missing, tried but not required: $try_pkgs" >&2
+# What to do where nothing can be installed: fail if something required
+# is missing, go on without the optional ones.
+cannot_install() {
+    echo "deps: $1" >&2
+    [ -z "$need_pkgs" ] && exit 0
+    echo "deps: install the equivalents of: $need_pkgs" >&2
     exit 1
-fi
+}
+command -v apt-get >/dev/null 2>&1 || cannot_install "no apt-get here"
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
-        echo "deps: not root and no sudo; run as root: apt-get install -y $need_pkgs" >&2
-        exit 1
+        cannot_install "not root and no sudo (as root: apt-get install -y $need_pkgs $try_pkgs)"
     fi
 fi
 export DEBIAN_FRONTEND=noninteractive
