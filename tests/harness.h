@@ -3,7 +3,10 @@
  * ends with, and a scriptable fake main service. Servers are started on port 0 and their port read from the one stdout
  * line they print ("listening on http://HOST:PORT"). A started server gets
  * PR_SET_PDEATHSIG, so a crashed test never leaves one behind.
- * Binaries come from $STAGE_BIN_DIR (set by make: build, build/asan, ...). */
+ * Binaries come from $STAGE_BIN_DIR (set by make: build, build/asan, ...;
+ * make test-cross sets build/arm64/run, where each program is a wrapper
+ * that execs qemu-user on the real one in place, so a started server's
+ * pid is still the server's: tests/cross/run.sh). */
 #ifndef TESTS_HARNESS_H
 #define TESTS_HARNESS_H
 
