@@ -3,7 +3,10 @@
  * ends with, and a scriptable fake main service. Servers are started on port 0 and their port read from the one stdout
  * line they print ("listening on http://HOST:PORT"). A started server gets
  * PR_SET_PDEATHSIG, so a crashed test never leaves one behind.
- * Binaries come from $STAGE_BIN_DIR (set by make: build, build/asan, ...). */
+ * Binaries come from $STAGE_BIN_DIR (set by make: build, build/asan, ...;
+ * make test-cross sets build/arm64/run, where each program is a wrapper
+ * that execs qemu-user on the real one in place, so a started server's
+ * pid is still the server's: tests/cross/run.sh). */
 #ifndef TESTS_HARNESS_H
 #define TESTS_HARNESS_H
 
@@ -222,6 +225,13 @@ int harness_listen(int *port);
  * (CK_NORMAL prints the "N%: Checks: X, Failures: Y, Errors: Z" line),
  * frees it, and returns main's exit status: 0 if every test passed. */
 int harness_run(Suite *s);
+
+/* True if $HARNESS_SKIP (test names, separated by spaces) names test; it
+ * then prints that the test is skipped. For what an environment cannot do
+ * at all: make test-cross names the few tests qemu-user cannot run and
+ * prints why (tests/cross/run.sh). A test that calls it begins with
+ *   if (harness_skip("its_name")) return; */
+bool harness_skip(const char *test);
 
 /* ---- a scriptable fake main service (tests/fake_main.c) ----
  *

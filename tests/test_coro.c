@@ -6,6 +6,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "../06-coroutines/coro.h"
@@ -801,15 +803,22 @@ static void *neighbour(void *arg)
 
 /* Exit 42 if the fault address lies in the overflowing stack's guard page
  * and the neighbour's canary is intact; 43 for a fault elsewhere, 44 for a
- * trampled neighbour. The stack's top is the probe rounded up to a page
- * (the probe is a few bytes below it), so the guard page is exactly
+ * trampled neighbour. Above the probe lie the first frames (a few hundred
+ * bytes) and, at the very top, the context the switch keeps there
+ * (coro_switch.c): a jmp_buf, or a whole ucontext_t, which is more than a
+ * 4 KiB page on arm64 (4560 bytes). So the stack's top is the probe plus
+ * that context, rounded up to a page, and the guard page is exactly
  * [top - size - page, top - size). */
 static void on_segv(int sig, siginfo_t *si, void *ctx)
 {
     (void)sig;
     (void)ctx;
     uintptr_t page = guard_page_size;
-    uintptr_t top = ((uintptr_t)stack_top_probe + page - 1) & ~(page - 1);
+    uintptr_t context = test_switch == CO_SWITCH_SWAPCONTEXT
+                            ? sizeof(ucontext_t)
+                            : sizeof(jmp_buf);
+    uintptr_t top = ((uintptr_t)stack_top_probe + context + page - 1) &
+                    ~(page - 1);
     uintptr_t bottom = top - CO_DEFAULT_STACK_SIZE;
     uintptr_t addr = (uintptr_t)si->si_addr;
     if (addr < bottom - page || addr >= bottom)

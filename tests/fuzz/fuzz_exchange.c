@@ -23,11 +23,23 @@
 #include <math.h>
 #include <pthread.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "exchange.h"
 
 /* 06-coroutines/coro.h: CO_DEFAULT_STACK_SIZE. */
 #define FX_SMALL_STACK (64 * 1024)
+
+/* FX_SMALL_STACK, or the system's minimum for a thread's stack where that
+ * is larger: arm64's is 128 KiB (glibc's PTHREAD_STACK_MIN there, for
+ * 64 KiB pages), and a 64 KiB stack is refused with EINVAL. There the
+ * parse runs on 128 KiB: an overflow between 64 and 128 KiB deep is
+ * caught on x86-64 only. */
+static size_t fx_small_stack(void)
+{
+    long min = sysconf(_SC_THREAD_STACK_MIN);
+    return min > FX_SMALL_STACK ? (size_t)min : FX_SMALL_STACK;
+}
 
 struct fx_parse_job {
     const char *json;
@@ -70,7 +82,7 @@ static void fx_start_worker(void)
     pthread_attr_t attr;
     pthread_t t;
     FUZZ_CHECK(pthread_attr_init(&attr) == 0 &&
-                   pthread_attr_setstacksize(&attr, FX_SMALL_STACK) == 0 &&
+                   pthread_attr_setstacksize(&attr, fx_small_stack()) == 0 &&
                    pthread_create(&t, &attr, fx_worker, NULL) == 0 &&
                    pthread_detach(t) == 0,
                "cannot start the small-stack thread");

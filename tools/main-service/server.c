@@ -93,7 +93,8 @@
 #define STOP_GRACE_MS 1000 /* requests in progress get this long at exit */
 #define MAX_JSON_DEPTH 32  /* keeps cJSON's recursion small */
 
-/* Sanitizers make stack frames much larger; give threads room for them. */
+/* Sanitizers make stack frames much larger; give threads room for them.
+ * The system's minimum wins where it is larger (thread_stack_bytes). */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define THREAD_STACK_BYTES (1024 * 1024)
 #else
@@ -487,6 +488,16 @@ static void raise_fd_limit(void)
         log_info("descriptor limit %llu", (unsigned long long)rl.rlim_cur);
 }
 
+/* THREAD_STACK_BYTES, or the system's minimum for a thread's stack where
+ * that is larger: 16 KiB on x86-64, 128 KiB on arm64 (glibc's
+ * PTHREAD_STACK_MIN there, for 64 KiB pages), where a 64 KiB stack is
+ * refused with EINVAL. */
+static size_t thread_stack_bytes(void)
+{
+    long min = sysconf(_SC_THREAD_STACK_MIN);
+    return min > THREAD_STACK_BYTES ? (size_t)min : THREAD_STACK_BYTES;
+}
+
 /* Detached threads with a small stack. false if attr cannot be made. */
 static bool thread_attr_init(pthread_attr_t *attr)
 {
@@ -497,10 +508,11 @@ static bool thread_attr_init(pthread_attr_t *attr)
         fprintf(stderr, "pthread_attr: %s\n", strerror(rc));
         return false;
     }
-    rc = pthread_attr_setstacksize(attr, THREAD_STACK_BYTES);
+    size_t stack = thread_stack_bytes();
+    rc = pthread_attr_setstacksize(attr, stack);
     if (rc != 0)
-        log_warn("pthread_attr_setstacksize(%d): %s; using the default",
-                 THREAD_STACK_BYTES, strerror(rc));
+        log_warn("pthread_attr_setstacksize(%zu): %s; using the default",
+                 stack, strerror(rc));
     return true;
 }
 
