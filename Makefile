@@ -92,7 +92,7 @@ endif
 # command blocks).
 TEST_CMDS := $(if $(filter test check-exercise,$(MAKECMDGOALS)),git curl python3)
 ifeq ($(filter clean deps help fresh-check,$(MAKECMDGOALS)),)
-  ifneq ($(shell command -v $(firstword $(CC)) $(TEST_CMDS) >/dev/null && $(PKG_CONFIG) --exists $(PKGS) 2>/dev/null && echo ok),ok)
+  ifneq ($(shell for c in $(firstword $(CC)) $(TEST_CMDS); do command -v $$c >/dev/null || exit; done; $(PKG_CONFIG) --exists $(PKGS) 2>/dev/null && echo ok),ok)
     $(info make: compiler, libraries or test tools missing ($(CC), $(PKGS) $(TEST_CMDS)); running tools/deps.sh $(DEPS_ARGS))
     DEPS_RC := $(shell ./tools/deps.sh $(DEPS_ARGS) 1>&2; echo $$?)
     ifneq ($(DEPS_RC),0)
