@@ -717,6 +717,53 @@ START_TEST(clean_stop)
 }
 END_TEST
 
+/* Not graded: the server started alone and asked GET / once. When that
+ * fails, the message says how the server ended and how its log ends (a
+ * lab's "TODO: write serve_one_turn (...)", a crash's last words), which
+ * explains every failure below it: grade.c prints it above the table.
+ * Wrong: a server that dies at its first turn, or never answers. */
+START_TEST(starts)
+{
+    struct proc s;
+    start_server(&s, FAST_MS, NULL);
+    double took;
+    int status = get_root_within(s.port, 2.0, &took);
+    if (status == 200) {
+        proc_stop(&s, 10000);
+        return;
+    }
+    char how[128] = "still running, silent";
+    int ws = 0;
+    pid_t r = 0;
+    for (int k = 0; k < 20 && (r = waitpid(s.pid, &ws, WNOHANG)) == 0; k++)
+        harness_sleep_ms(10);
+    if (r == s.pid) {
+        if (WIFSIGNALED(ws))
+            snprintf(how, sizeof how, "gone, killed by signal %d (%s)",
+                     WTERMSIG(ws), strsignal(WTERMSIG(ws)));
+        else
+            snprintf(how, sizeof how, "gone, exit status %d",
+                     WEXITSTATUS(ws));
+        s.pid = 0; /* reaped: proc_stop has nothing left to stop */
+    }
+    /* Its log's last lines: what it said before it stopped. */
+    const char *log = harness_read_log(&s);
+    size_t len = strlen(log);
+    const char *tail = log + len;
+    for (int lines = 0; tail > log; tail--)
+        if (tail[-1] == '\n' && tail < log + len && ++lines == 4)
+            break;
+    char got[32] = "no answer within 2 s";
+    if (status)
+        snprintf(got, sizeof got, "status %d", status);
+    ck_abort_msg("GET / got %s; the server is %s. Its log ends:\n%s", got,
+                 how, *tail ? tail : "(nothing)\n");
+}
+END_TEST
+
+const struct grade_check grade_starts = {
+    "starts", "none", 0, "the server starts and answers GET /", &starts, 10};
+
 const struct grade_check grade_checks[] = {
     {"root", "correctness", 4,
      "GET / answers the exact JSON naming the stage", &root, 20},
