@@ -10,6 +10,7 @@
 #      minutes, its build included):
 #
 #        Wrong: what it is and which checks it fails, in a few lines
+#        Lab: 04-select                     (optional: see below)
 #        Grade: STAGE=4 DIR=01-blocking     (the make grade arguments)
 #        Expect: correctness=40 concurrency=0 robustness=20
 #        ---
@@ -17,7 +18,9 @@
 #
 # A patch may hand one stage in for another (01-blocking renamed 04-select
 # and graded with DIR=01-blocking: make grade's DIR path, as a student's
-# lab folder is built). The tracked files are copied into a scratch tree
+# lab folder is built). With a Lab header it is a student's wrong answer
+# to that lab: the lab is written and solved first (tools/lab.sh), and the
+# patch changes the solved lab's files (lab/04-select/evconn.c). The tracked files are copied into a scratch tree
 # (build/grade-check/tree, only what changed, so its build stays
 # incremental); each patch is applied there, graded, and reverted.
 #
@@ -127,6 +130,14 @@ for p in tests/grade/wrong/*.patch; do
     name=$(basename "$p" .patch)
     # shellcheck disable=SC2053
     [[ -n ${GRADE_CHECK:-} && $name != ${GRADE_CHECK} ]] && continue
+    lab=$(header "$p" Lab)
+    if [ -n "$lab" ] && ! (cd "$TREE" && rm -rf "lab/$lab" &&
+            ./tools/lab.sh new "labs/$lab.lab" && ./tools/lab.sh solve \
+            "labs/$lab.lab") >>"$LOG" 2>&1; then
+        printf '  %-30s CANNOT WRITE ITS LAB\n' "$name"
+        bad+=("$name: tools/lab.sh could not write and solve lab/$lab (see $LOG)")
+        continue
+    fi
     if ! (cd "$TREE" && patch -p1 -F0 -s --no-backup-if-mismatch \
             <"$ROOT/$p") >>"$LOG" 2>&1; then
         printf '  %-30s NO LONGER APPLIES\n' "$name"
