@@ -16,8 +16,7 @@
 #include "harness.h"
 
 static const char *const lab_names[] = {"02-fork", "03-threads", "04-select",
-                                        "05-epoll-callbacks",
-                                   "06-coroutines"};
+                                        "05-epoll-callbacks", "06-coroutines"};
 #define NUM_LABS (int)(sizeof lab_names / sizeof lab_names[0])
 
 /* Runs a shell command; its output (stdout and stderr) in *out, malloc'd.

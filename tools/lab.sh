@@ -52,8 +52,9 @@ case $mode in new | solve | check) ;; *) usage ;; esac
 cd "$(dirname "$0")/.."
 
 if [ ! -f "$manifest" ]; then
-    echo "make lab: there is no lab $manifest; the labs are:" \
-        "$(ls labs/*.lab | sed 's|labs/\(0\([0-9]\)-.*\)\.lab|STAGE=\2 (\1)|' | tr '\n' ' ')" >&2
+    echo "make lab: there is no $manifest; the labs are" \
+        "$(ls labs/*.lab | sed 's|labs/\(0\([0-9]\)-.*\)\.lab|STAGE=\2 (\1)|' |
+            paste -sd, - | sed 's/,/, /g')" >&2
     exit 2
 fi
 

@@ -607,6 +607,8 @@ START_TEST(deadlines)
                   at < 0 ? "still connected" : "closed", harness_now() - first,
                   status ? " with an answer" : "");
 
+    /* A server may close after any answer that says so (01 closes after
+     * every one); one that keeps the connection open owes it a new wait. */
     fd = raw_connect(s.port);
     ck_assert_int_ge(fd, 0);
     harness_send_text(fd, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -614,10 +616,12 @@ START_TEST(deadlines)
     first = harness_now();
     ck_assert_msg(answer && raw_status(answer) == 200, "a keep-alive GET / "
                   "got %.200s; expected 200", answer ? answer : "nothing");
+    bool kept = !strcasestr(answer, "\r\nConnection: close\r\n");
     free(answer);
     status = status_at_close(fd, 3.0, &at);
     close(fd);
-    ck_assert_msg(status == 0 && at > 0 && at - first > 0.7 && at - first < 2.0,
+    ck_assert_msg(!kept || (status == 0 && at > 0 && at - first > 0.7 &&
+                            at - first < 2.0),
                   "a keep-alive client silent after its answer "
                   "(--idle-timeout-ms 800) was %s %.2f s after the answer%s; "
                   "expected a close at about 0.8 s",
