@@ -52,9 +52,12 @@ case $mode in new | solve | check) ;; *) usage ;; esac
 cd "$(dirname "$0")/.."
 
 if [ ! -f "$manifest" ]; then
-    echo "make lab: there is no $manifest; the labs are" \
-        "$(ls labs/*.lab | sed 's|labs/\(0\([0-9]\)-.*\)\.lab|STAGE=\2 (\1)|' |
-            paste -sd, - | sed 's/,/, /g')" >&2
+    labs=
+    for m in labs/*.lab; do
+        m=$(basename "$m" .lab)
+        labs="${labs:+$labs, }STAGE=$(echo "$m" | sed 's/^0*\([0-9]*\)-.*/\1/') ($m)"
+    done
+    echo "make lab: there is no $manifest; the labs are $labs" >&2
     exit 2
 fi
 
@@ -93,6 +96,7 @@ source_of() {
 # (to keep its bodies) and then the lab's file, writing it with those
 # bodies in the stubs' place. Exit status 1, naming them, if a function is
 # not found exactly once.
+# shellcheck disable=SC2016 # an awk program: its $ are awk's
 CUT_AWK='
 function emit_banner(    words, n, k, line) {
     print "/* lab: `make lab STAGE=" number "` wrote this file from " src ","
@@ -131,7 +135,7 @@ function names_one(line,    n) {
 }
 # One line of a C file: stays, or opens a signature, or is part of a body.
 # keep: the bodies are stored (solve reading the original), not written.
-function scan(line, keep,    k) {
+function scan(line, keep,    more) {
     if (state == "body") {
         if (line == "}") {
             state = ""
@@ -211,23 +215,22 @@ END {
     exit bad
 }'
 
-# cut_file FILE OUT: runs CUT_AWK on the lab's FILE, writing OUT.
+# cut_file FILE OUT: runs CUT_AWK on the lab's FILE, writing OUT (check
+# cuts as new does).
 cut_file() {
     src=$(source_of "$1")
-    if [ "$mode" != solve ]; then
-        set -- "$1" "$2" "$src"
-    else
-        set -- "$1" "$2" "$src" "$dest/$1"
-    fi
-    awk -v mode="$(echo "$mode" | sed s/check/new/)" -v file="$1" -v src="$src" -v labfile="$dest/$1" \
-        -v number="$number" -v dest="$dest" -v manifest="$manifest" \
-        "$CUT_AWK" "$manifest" "$3" ${4:+"$4"} >"$2"
+    lab_copy=
+    [ "$mode" != solve ] || lab_copy=$dest/$1
+    awk -v mode="$(echo "$mode" | sed s/check/new/)" -v file="$1" \
+        -v src="$src" -v labfile="$dest/$1" -v number="$number" \
+        -v dest="$dest" -v manifest="$manifest" \
+        "$CUT_AWK" "$manifest" "$src" ${lab_copy:+"$lab_copy"} >"$2"
 }
 
 if [ "$mode" = solve ]; then
     [ -d "$dest" ] || { echo "lab.sh: no $dest to solve (make lab STAGE=$number)" >&2; exit 1; }
     for f in $cut_files; do
-        cut_file "$f" "$dest/.$f.solved"
+        cut_file "$f" "$dest/.$f.solved" || { rm -f "$dest/.$f.solved"; exit 1; }
         mv "$dest/.$f.solved" "$dest/$f"
         # The banner off, the file must be the original, byte for byte.
         if ! sed '1,/^#include "lab\.h"$/d' "$dest/$f" | tail -n +2 |
@@ -237,7 +240,7 @@ if [ "$mode" = solve ]; then
             exit 1
         fi
     done
-    echo "lab.sh: $dest: the cut functions of $(echo $cut_files) restored from $stage"
+    echo "lab.sh: $dest: the cut functions of $(echo "$cut_files" | paste -sd' ' -) restored from $stage"
     exit 0
 fi
 

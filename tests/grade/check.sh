@@ -103,23 +103,23 @@ for m in labs/*.lab; do
     # shellcheck disable=SC2053
     [[ -n ${GRADE_CHECK:-} && $name != ${GRADE_CHECK} ]] && continue
     echo "== $name: make lab STAGE=$n, twice, then FORCE=1" >>"$LOG"
-    if ! (cd "$TREE" && make -s lab STAGE=$n) >>"$LOG" 2>&1; then
+    if ! (cd "$TREE" && make -s lab STAGE="$n") >>"$LOG" 2>&1; then
         printf '  %-30s make lab FAILED\n' "$name"
         bad+=("$name: make lab STAGE=$n failed (see $LOG)")
         continue
     fi
     touch "$TREE/lab/$lab/mine.c"
-    if (cd "$TREE" && make -s lab STAGE=$n) >>"$LOG" 2>&1 ||
+    if (cd "$TREE" && make -s lab STAGE="$n") >>"$LOG" 2>&1 ||
         [ ! -e "$TREE/lab/$lab/mine.c" ]; then
         bad+=("$name: a second make lab STAGE=$n wrote over the lab")
     fi
-    if ! (cd "$TREE" && make -s lab STAGE=$n FORCE=1) >>"$LOG" 2>&1 ||
+    if ! (cd "$TREE" && make -s lab STAGE="$n" FORCE=1) >>"$LOG" 2>&1 ||
         [ -e "$TREE/lab/$lab/mine.c" ]; then
         bad+=("$name: make lab STAGE=$n FORCE=1 did not write the lab again")
     fi
-    grade "$name" "$(sed -n 's/^expect *//p' "$m")" STAGE=$n DIR=lab/$lab
+    grade "$name" "$(sed -n 's/^expect *//p' "$m")" STAGE="$n" DIR="lab/$lab"
     if (cd "$TREE" && ./tools/lab.sh solve "$m") >>"$LOG" 2>&1; then
-        grade "$name solved" "$full" STAGE=$n DIR=lab/$lab
+        grade "$name solved" "$full" STAGE="$n" DIR="lab/$lab"
     else
         printf '  %-30s DOES NOT SOLVE\n' "$name solved"
         bad+=("$name: tools/lab.sh solve $m failed (see $LOG)")
