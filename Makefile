@@ -33,7 +33,12 @@
 #                        DIR=folder grades a folder built like one), points
 #                        per part, build/grade/04.json (docs/grading.md)
 #   make grade-check     the grader proven: the references score full marks,
-#                        tests/grade/wrong/*.patch what they deserve
+#                        tests/grade/wrong/*.patch what they deserve, the
+#                        labs nothing until solved, then full marks
+#   make lab STAGE=4     lab/04-select/: 04 with its model's core cut out
+#                        for you to write (labs/*.lab: 2-6; it never writes
+#                        over a lab folder, unless FORCE=1), then
+#                        make grade STAGE=4 DIR=lab/04-select
 #   make deps            install missing packages (Debian/Ubuntu; the one
 #                        list is tools/deps.sh), and make bench's optional ones
 #   make cross ARCH=arm64      every stage, tool, example and test for arm64
@@ -163,7 +168,7 @@ ifeq ($(HAVE_EPOLL),no)
 endif
 
 .PHONY: all test unit integration run demo bench deps fuzz clean help valgrind soak mutants examples check-exercise \
-        grade grade-workflow grade-check cross test-cross fresh-check
+        grade grade-workflow grade-check lab cross test-cross fresh-check
 all: $(STAGE_BINS) $(TOOL_BINS)
 
 $(B)/obj/%.o: %.c
@@ -305,9 +310,17 @@ STAGE ?= 1
 GRADE_OBJ  := $(patsubst %.c,$(B)/obj/%.o,$(wildcard tests/grade/*.c))
 GRADE_NAME := $(filter 0$(STAGE)-%,$(STAGE_DIRS))
 GRADE_SRC  := $(patsubst %/,%,$(DIR))
+#
+# A file of that folder named like one of common/'s replaces it (a lab's
+# own copy of common/evconn.c: make lab): the folder is linked with an
+# archive of common's objects without those, built beside its binary.
 ifneq ($(GRADE_SRC),)
   GRADE_BIN_DIR := $(B)/grade/bin/$(subst /,_,$(GRADE_SRC))
-  $(GRADE_BIN_DIR)/$(GRADE_NAME): $(call objs_of,$(GRADE_SRC)) $(B)/libcommon.a
+  GRADE_OWN     := $(patsubst %.c,$(B)/obj/common/%.o,$(notdir $(wildcard $(GRADE_SRC)/*.c)))
+  $(GRADE_BIN_DIR)/libcommon.a: $(filter-out $(GRADE_OWN),$(COMMON_OBJ))
+	@mkdir -p $(dir $@)
+	rm -f $@ && $(AR) rcs $@ $^
+  $(GRADE_BIN_DIR)/$(GRADE_NAME): $(call objs_of,$(GRADE_SRC)) $(GRADE_BIN_DIR)/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 else
@@ -327,9 +340,18 @@ grade-workflow: $(B)/grade/grade
 	    --workflow "make grade STAGE=$(STAGE)$(if $(GRADE_SRC), DIR=$(GRADE_SRC))"
 
 # The grader proven (tests/grade/check.sh): the references score full
-# marks, each wrong implementation of tests/grade/wrong/ what its header says.
+# marks, each wrong implementation of tests/grade/wrong/ what its header
+# says, each lab what its manifest expects, and once solved full marks.
 grade-check:
 	@./tests/grade/check.sh
+
+# A lab (labs/0N-name.lab; tools/lab.sh writes it): lab/0N-name/, the
+# stage with its model's core cut out, to write and then grade with
+# make grade STAGE=N DIR=lab/0N-name. A lab folder that exists is never
+# written over, unless FORCE=1.
+lab:
+	@./tools/lab.sh new $(or $(wildcard labs/0$(STAGE)-*.lab),labs/0$(STAGE).lab) \
+	    $(if $(filter-out 0,$(FORCE)),--force)
 
 run: all
 	@bin=$$(ls -d $(B)/0$(STAGE)-* 2>/dev/null | head -1); \

@@ -8,35 +8,23 @@
  * bill) -> on_writable. What a callback needs later must live in struct
  * conn, which comes back to it as the void *arg it registered.
  *
- * Shortcuts, on purpose (05 does each properly): timers in a sorted list
- * (05: a heap); no deadlines for slow clients, no keep-alive; accept()
- * failing with EMFILE would spin. No stale events: a connection is freed
- * only by its own callbacks and an fd comes at most once in a batch (05's
- * loop cannot promise that, and checks generations). The HTTP text is the
- * naive tiny_http.h. */
-#include <errno.h>
-#include <netinet/in.h>
+ * Shortcuts, on purpose (05 does each properly): no deadlines for slow
+ * clients, no keep-alive; accept() failing with EMFILE would spin. No
+ * stale events: a connection is freed only by its own callbacks and an fd
+ * comes at most once in a batch (05's loop cannot promise that, and checks
+ * generations). tiny_http.h holds the rest: the HTTP text, the listening
+ * socket, and the timers' deadlines, in a sorted list (05: a heap). */
 #include <sys/epoll.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "list.h"
 #include "tiny_http.h"
 
 typedef void callback(void *arg);
 struct watch { callback *fn; void *arg; unsigned events; }; /* epoll's data */
-struct timer { long long due_ms; callback *fn; void *arg; struct list link; };
+struct timer { struct tiny_timer deadline; callback *fn; void *arg; };
 
 static int ep;                                     /* the epoll instance */
 static struct list timers = {&timers, &timers};    /* earliest first */
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
 
 /* When fd is ready for events, the loop calls fn(arg); events 0: no more. */
 static int loop_watch(int fd, struct watch *w, unsigned events, callback *fn, void *arg)
@@ -50,11 +38,9 @@ static int loop_watch(int fd, struct watch *w, unsigned events, callback *fn, vo
 /* In ms milliseconds the loop calls fn(arg), once. */
 static void loop_timer(struct timer *t, int ms, callback *fn, void *arg)
 {
-    *t = (struct timer){now_ms() + ms, fn, arg, {NULL, NULL}};
-    struct list *pos = timers.prev;      /* from the latest: most go last */
-    while (pos != &timers && LIST_ITEM(pos, struct timer, link)->due_ms > t->due_ms)
-        pos = pos->prev;
-    list_insert_before(pos->next, &t->link);
+    t->fn = fn;
+    t->arg = arg;
+    tiny_timer_add(&timers, &t->deadline, ms);
 }
 
 /* Sleep until a watched fd is ready or the earliest timer is due; call
@@ -62,13 +48,8 @@ static void loop_timer(struct timer *t, int ms, callback *fn, void *arg)
 static void loop_run(void)
 {
     for (;;) {
-        long long ms = -1;               /* no timer: until an fd is ready */
-        if (!list_empty(&timers)) {
-            ms = LIST_ITEM(timers.next, struct timer, link)->due_ms - now_ms();
-            ms = ms < 0 ? 0 : ms;
-        }
-        struct epoll_event ev[64];
-        int n = epoll_wait(ep, ev, 64, (int)ms);
+        struct epoll_event ev[64];       /* no timer: until an fd is ready */
+        int n = epoll_wait(ep, ev, 64, tiny_timer_wait_ms(&timers));
         if (n < 0 && errno != EINTR) {
             perror("epoll_wait");
             return;
@@ -77,9 +58,8 @@ static void loop_run(void)
             struct watch *w = ev[i].data.ptr;
             w->fn(w->arg);
         }
-        while (!list_empty(&timers) &&
-               LIST_ITEM(timers.next, struct timer, link)->due_ms <= now_ms()) {
-            struct timer *t = LIST_ITEM(list_pop_front(&timers), struct timer, link);
+        for (struct tiny_timer *due; (due = tiny_timer_due(&timers));) {
+            struct timer *t = container_of(due, struct timer, deadline);
             t->fn(t->arg);
         }
     }
@@ -91,12 +71,8 @@ struct conn {
     int fd;
     struct watch watch;
     struct timer bill_timer;
-    char in[8192 + 1];                   /* the request, NUL-terminated */
-    size_t in_len;
-    struct exchange_request req;
+    struct tiny_req r;                   /* the request and its answer */
     size_t bills_done;
-    char *out;                           /* the answer; how much is sent */
-    size_t out_len, out_sent;
 };
 
 static int delay_ms = 2000, lfd;
@@ -106,14 +82,14 @@ static callback on_readable, on_bill_done, on_writable;
 static void drop(struct conn *c)         /* close() also leaves epoll */
 {
     close(c->fd);
-    free(c->out);
+    free(c->r.out);
     free(c);
 }
 
-/* The answer in c->out goes out when the socket is writable. */
+/* c's answer goes out when the socket is writable. */
 static void answer(struct conn *c)
 {
-    if (!c->out || loop_watch(c->fd, &c->watch, EPOLLOUT, on_writable, c) < 0)
+    if (!c->r.out || loop_watch(c->fd, &c->watch, EPOLLOUT, on_writable, c) < 0)
         drop(c);                         /* no memory: closed unanswered */
 }
 
@@ -137,19 +113,12 @@ static void on_accept(void *arg)
 static void on_readable(void *arg)
 {
     struct conn *c = arg;
-    ssize_t n = recv(c->fd, c->in + c->in_len, sizeof c->in - 1 - c->in_len, 0);
-    if (n < 0 && errno == EAGAIN)
-        return;
-    if (n <= 0 || (c->in_len += (size_t)n) == sizeof c->in - 1) {
-        drop(c);                         /* gone, an error, or too big */
-        return;
-    }
-    c->in[c->in_len] = '\0';
-    size_t len;
-    const char *body = tiny_whole_request(c->in, c->in_len, &len);
-    if (!body)
+    enum tiny_got got = tiny_read(c->fd, &c->r);
+    if (got == TINY_GONE)
+        drop(c);
+    else if (got == TINY_MORE)
         return;                          /* more to come: called again */
-    if (!tiny_route(c->in, body, len, &c->req, &c->out, &c->out_len))
+    else if (got == TINY_ANSWER)
         answer(c);                       /* a 404 or a 400 */
     else if (loop_watch(c->fd, &c->watch, 0, NULL, NULL) < 0)
         drop(c);
@@ -161,11 +130,11 @@ static void on_readable(void *arg)
 static void on_bill_done(void *arg)
 {
     struct conn *c = arg;
-    if (++c->bills_done < c->req.num_bills) {
+    if (++c->bills_done < c->r.req.num_bills) {
         loop_timer(&c->bill_timer, delay_ms, on_bill_done, c);
         return;
     }
-    c->out = tiny_breakdown(&c->req, &c->out_len);
+    tiny_breakdown(&c->r);
     answer(c);
 }
 
@@ -173,32 +142,18 @@ static void on_bill_done(void *arg)
 static void on_writable(void *arg)
 {
     struct conn *c = arg;
-    ssize_t n = send(c->fd, c->out + c->out_sent, c->out_len - c->out_sent,
-                     MSG_NOSIGNAL);
-    if (n > 0)
-        c->out_sent += (size_t)n;
-    if (c->out_sent == c->out_len || (n < 0 && errno != EAGAIN))
-        drop(c);
+    if (tiny_send(c->fd, &c->r) != 0)
+        drop(c);                         /* all sent, or an error */
 }
 
 int main(int argc, char **argv)
 {
-    int port = 8005, one = 1;
-    tiny_options(argc, argv, &port, &delay_ms);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
-        bind(lfd, (struct sockaddr *)&a, len) || listen(lfd, 128) ||
-        getsockname(lfd, (struct sockaddr *)&a, &len) ||
+    if ((lfd = tiny_listen(argc, argv, 8005, &delay_ms)) < 0 ||
         (ep = epoll_create1(0)) < 0 ||
         loop_watch(lfd, &lwatch, EPOLLIN, on_accept, NULL) < 0) {
-        perror("listen");
+        perror(argv[0]);                 /* errno: what failed first */
         return 1;
     }
-    printf("listening on http://127.0.0.1:%d\n", ntohs(a.sin_port));
-    fflush(stdout);
-    loop_run();
+    loop_run();                          /* returns only on an error */
     return 1;
 }

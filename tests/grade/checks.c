@@ -552,8 +552,11 @@ static int status_at_close(int fd, double limit_s, double *at)
 
 /* Every wait on a client ends at its deadline, which its bytes never move:
  * a head trickled a byte every 100 ms, and a body that stops, get 408 at
- * 500 ms; an idle connection is closed at 800 ms. Wrong: no deadline, a
- * deadline that each byte restarts (slowloris), a silent close. */
+ * 500 ms; an idle connection is closed at 800 ms, and so is one idle after
+ * its answer (keep-alive), counted from the answer. Wrong: no deadline, a
+ * deadline that each byte restarts (slowloris), a silent close, a
+ * keep-alive wait left on the answered request's deadline (a close at
+ * 500 ms). */
 START_TEST(deadlines)
 {
     struct proc s;
@@ -603,6 +606,28 @@ START_TEST(deadlines)
                   "%s after %.2f s%s; expected a close at about 0.8 s",
                   at < 0 ? "still connected" : "closed", harness_now() - first,
                   status ? " with an answer" : "");
+
+    /* A server may close after any answer that says so (01 closes after
+     * every one); one that keeps the connection open owes it a new wait. */
+    fd = raw_connect(s.port);
+    ck_assert_int_ge(fd, 0);
+    harness_send_text(fd, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    char *answer = harness_read_response_text(fd, 2000);
+    first = harness_now();
+    ck_assert_msg(answer && raw_status(answer) == 200, "a keep-alive GET / "
+                  "got %.200s; expected 200", answer ? answer : "nothing");
+    bool kept = !strcasestr(answer, "\r\nConnection: close\r\n");
+    free(answer);
+    status = status_at_close(fd, 3.0, &at);
+    close(fd);
+    ck_assert_msg(!kept || (status == 0 && at > 0 && at - first > 0.7 &&
+                            at - first < 2.0),
+                  "a keep-alive client silent after its answer "
+                  "(--idle-timeout-ms 800) was %s %.2f s after the answer%s; "
+                  "expected a close at about 0.8 s",
+                  at < 0 ? "still connected" : "closed",
+                  (at < 0 ? harness_now() : at) - first,
+                  status ? " with another answer" : "");
     proc_stop(&s, 10000);
 }
 END_TEST
@@ -717,6 +742,54 @@ START_TEST(clean_stop)
 }
 END_TEST
 
+/* Not graded: the server started alone and asked GET / once. When that
+ * fails, the message says how the server ended and how its log ends (a
+ * lab's "TODO: write serve_one_turn (...)", a crash's last words), which
+ * explains every failure below it: grade.c prints it above the table.
+ * Wrong: a server that dies at its first turn, or never answers. */
+START_TEST(starts)
+{
+    struct proc s;
+    start_server(&s, FAST_MS, NULL);
+    double took;
+    int status = get_root_within(s.port, 2.0, &took);
+    if (status == 200) { /* how it stops is the shutdown check's */
+        kill(s.pid, SIGKILL);
+        waitpid(s.pid, NULL, 0);
+        return;
+    }
+    char how[128] = "still running, silent";
+    int ws = 0;
+    pid_t r = 0;
+    for (int k = 0; k < 20 && (r = waitpid(s.pid, &ws, WNOHANG)) == 0; k++)
+        harness_sleep_ms(10);
+    if (r == s.pid) {
+        if (WIFSIGNALED(ws))
+            snprintf(how, sizeof how, "gone, killed by signal %d (%s)",
+                     WTERMSIG(ws), strsignal(WTERMSIG(ws)));
+        else
+            snprintf(how, sizeof how, "gone, exit status %d",
+                     WEXITSTATUS(ws));
+        s.pid = 0; /* reaped: proc_stop has nothing left to stop */
+    }
+    /* Its log's last lines: what it said before it stopped. */
+    const char *log = harness_read_log(&s);
+    size_t len = strlen(log);
+    const char *tail = log + len;
+    for (int lines = 0; tail > log; tail--)
+        if (tail[-1] == '\n' && tail < log + len && ++lines == 4)
+            break;
+    char got[32] = "no answer within 2 s";
+    if (status)
+        snprintf(got, sizeof got, "status %d", status);
+    ck_abort_msg("GET / got %s; the server is %s. Its log ends:\n%s", got,
+                 how, *tail ? tail : "(nothing)\n");
+}
+END_TEST
+
+const struct grade_check grade_starts = {
+    "starts", "none", 0, "the server starts and answers GET /", &starts, 10};
+
 const struct grade_check grade_checks[] = {
     {"root", "correctness", 4,
      "GET / answers the exact JSON naming the stage", &root, 20},
@@ -745,8 +818,8 @@ const struct grade_check grade_checks[] = {
      "while requests overlap, and idle: the server uses no CPU",
      &idle_cpu, 30},
     {"deadlines", "robustness", 8,
-     "a trickled head and a stalled body get 408, an idle client is closed, "
-     "each on time", &deadlines, 30},
+     "a trickled head and a stalled body get 408, an idle client is closed "
+     "(new, or after its answer), each on time", &deadlines, 30},
     {"async-budget", "robustness", 3,
      "past --max-bills an async job gets 503 with Retry-After, not an ok",
      &async_budget, 30},

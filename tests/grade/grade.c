@@ -214,6 +214,21 @@ int main(int argc, char **argv)
     printf("grade: %s (%s/%s), %d check%s\n", grade_target.stage->name,
            grade_target.bin_dir, grade_target.stage->name,
            only ? 1 : grade_num_checks, only ? "" : "s");
+    /* A server that dies or never answers fails every check: say why
+     * once, above them. */
+    struct outcome pre = {0};
+    run_check(&grade_starts, &pre);
+    if (!pre.passed) { /* its log's lines indented below the first */
+        printf("  before the checks, started alone:");
+        for (char *line = pre.message, *nl; line && *line; line = nl) {
+            nl = strchr(line, '\n');
+            if (nl)
+                *nl++ = '\0';
+            printf("%s%s\n", line == pre.message ? " " : "    ", line);
+        }
+        printf("\n");
+    }
+    free(pre.message);
     struct outcome o[64] = {{0}};
     int score[NUM_PARTS] = {0}, max[NUM_PARTS] = {0}, total = 0, max_total = 0;
     double t0 = harness_now();

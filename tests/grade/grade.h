@@ -49,4 +49,9 @@ struct grade_check {
 extern const struct grade_check grade_checks[];
 extern const int grade_num_checks;
 
+/* Not graded, run first: the server alone, asked GET / once. Its failure
+ * says how the server ended and what its log said last (a lab's stub
+ * says "TODO: write ..."), which explains the failures that follow. */
+extern const struct grade_check grade_starts;
+
 #endif
