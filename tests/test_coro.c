@@ -34,13 +34,16 @@
 #define INT_RESULT(p) ((int)(intptr_t)(p))
 #define AS_PTR(n) ((void *)(intptr_t)(n))
 
-/* Every test runs once per way of switching (main): this is the one in
- * use, so every co_sched_init here passes it. */
+/* Every test runs once per way of switching and per kind of stack
+ * (main): these are the ones in use, so every co_sched_init here passes
+ * them. */
 static enum co_switch test_switch;
+static enum co_stack test_stack;
 
 static void init_sched(void)
 {
-    struct co_options opts = {.switch_kind = test_switch};
+    struct co_options opts = {.switch_kind = test_switch,
+                              .stack_kind = test_stack};
     ck_assert_int_eq(co_sched_init(&opts), 0);
 }
 
@@ -630,7 +633,8 @@ static void *offload_one(void *arg)
 
 START_TEST(run_blocking_calls_run_in_parallel)
 {
-    struct co_options opts = {.workers = 4, .switch_kind = test_switch};
+    struct co_options opts = {.workers = 4, .switch_kind = test_switch,
+                              .stack_kind = test_stack};
     ck_assert_int_eq(co_sched_init(&opts), 0);
     struct co *cs[8];
     for (int i = 0; i < 8; i++)
@@ -808,7 +812,12 @@ static void *neighbour(void *arg)
  * (coro_switch.c): a jmp_buf, or a whole ucontext_t, which is more than a
  * 4 KiB page on arm64 (4560 bytes). So the stack's top is the probe plus
  * that context, rounded up to a page, and the guard page is exactly
- * [top - size - page, top - size). */
+ * [top - size - page, top - size). With one shared stack that is the
+ * shared stack's guard page, and there is no neighbouring stack: the
+ * neighbour's frames were copied out to the heap when the overflowing
+ * coroutine took the stack back, and its canary's address is the
+ * overflowing one's now. The fault in the guard page is what proves that
+ * nothing below was written. */
 static void on_segv(int sig, siginfo_t *si, void *ctx)
 {
     (void)sig;
@@ -823,6 +832,8 @@ static void on_segv(int sig, siginfo_t *si, void *ctx)
     uintptr_t addr = (uintptr_t)si->si_addr;
     if (addr < bottom - page || addr >= bottom)
         _exit(43);
+    if (test_stack == CO_STACK_SHARED)
+        _exit(42);
     for (size_t i = 0; i < 512; i++)
         if (neighbour_canary[i] != GUARD_CANARY)
             _exit(44);
@@ -1272,22 +1283,32 @@ static Suite *coro_suite(const char *name)
     return s;
 }
 
-/* The whole suite once per switch (CO_SWITCH=setjmp or swapcontext runs
- * only that one). */
+/* The whole suite once per switch and per kind of stack (CO_SWITCH=setjmp
+ * or swapcontext, CO_STACK=separate or shared run only those). */
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     static const struct { enum co_switch kind; const char *name; } ways[] = {
         {CO_SWITCH_SETJMP, "setjmp"}, {CO_SWITCH_SWAPCONTEXT, "swapcontext"}};
+    static const struct { enum co_stack kind; const char *name; } stacks[] = {
+        {CO_STACK_SEPARATE, "separate"}, {CO_STACK_SHARED, "shared"}};
     const char *only = getenv("CO_SWITCH");
+    const char *only_stack = getenv("CO_STACK");
     int failed = 0;
-    for (size_t i = 0; i < sizeof ways / sizeof ways[0]; i++) {
-        if (only && *only && strcmp(only, ways[i].name) != 0)
+    for (size_t k = 0; k < sizeof stacks / sizeof stacks[0]; k++) {
+        if (only_stack && *only_stack &&
+            strcmp(only_stack, stacks[k].name) != 0)
             continue;
-        test_switch = ways[i].kind;
-        char name[64];
-        snprintf(name, sizeof name, "coro, switch %s", ways[i].name);
-        failed |= harness_run(coro_suite(name));
+        for (size_t i = 0; i < sizeof ways / sizeof ways[0]; i++) {
+            if (only && *only && strcmp(only, ways[i].name) != 0)
+                continue;
+            test_switch = ways[i].kind;
+            test_stack = stacks[k].kind;
+            char name[64];
+            snprintf(name, sizeof name, "coro, switch %s, %s stacks",
+                     ways[i].name, stacks[k].name);
+            failed |= harness_run(coro_suite(name));
+        }
     }
     curl_global_cleanup();
     return failed;
