@@ -1182,6 +1182,205 @@ START_TEST(a_deep_call_runs_on_the_loop_stack)
 }
 END_TEST
 
+/* ---- the shared stack (coro.h, "Stacks") ----
+ * Every test above runs with one shared stack too (main). These check what
+ * only the shared stack must get right: a parked coroutine's frames come
+ * back exactly, the copies happen only when the stack changes hands, the
+ * core never reads a parked coroutine's stack, and a coroutine that parks
+ * from somewhere else is stopped before its frames are copied. In the
+ * separate-stack runs they hold trivially (no copies at all). */
+
+#define FRAME_BYTES (16 * 1024)
+
+static int frames_intact;
+
+/* Fills a large frame with its own pattern, parks while the other one
+ * fills the same addresses (with a shared stack) with another, and checks
+ * its pattern after each wait. */
+static void *pattern_keeper(void *arg)
+{
+    unsigned char seed = (unsigned char)INT_RESULT(arg);
+    volatile unsigned char frame[FRAME_BYTES];
+    for (size_t i = 0; i < sizeof frame; i++)
+        frame[i] = (unsigned char)(seed + i * 7);
+    for (int round = 0; round < 3; round++) {
+        ck_assert_int_eq(co_yield(), 0);
+        ck_assert_int_eq(co_sleep(1), 0);
+        for (size_t i = 0; i < sizeof frame; i++)
+            ck_assert_uint_eq(frame[i], (unsigned char)(seed + i * 7));
+    }
+    frames_intact++;
+    return NULL;
+}
+
+/* Two coroutines with 16 KiB frames at the same addresses take turns:
+ * each finds its own bytes after every wait (restored, not left over). */
+START_TEST(parked_frames_come_back_exactly)
+{
+    init_sched();
+    frames_intact = 0;
+    co_detach(co_spawn(pattern_keeper, AS_PTR(1)));
+    co_detach(co_spawn(pattern_keeper, AS_PTR(2)));
+    run_and_free();
+    ck_assert_int_eq(frames_intact, 2);
+}
+END_TEST
+
+static void *yield_alone(void *arg)
+{
+    for (int i = 0; i < INT_RESULT(arg); i++)
+        ck_assert_int_eq(co_yield(), 0);
+    return NULL;
+}
+
+static void *write_through(void *arg)
+{
+    *(int *)arg = 42;
+    return NULL;
+}
+
+/* A deep call writes into its caller's frame: the caller keeps the stack
+ * meanwhile (it does not park), so that is allowed in both modes. */
+static void *yield_with_deep_calls(void *arg)
+{
+    for (int i = 0; i < INT_RESULT(arg); i++) {
+        int mine = 0;
+        co_call_on_loop_stack(write_through, &mine);
+        ck_assert_int_eq(mine, 42);
+        ck_assert_int_eq(co_yield(), 0);
+    }
+    return NULL;
+}
+
+/* The copy is lazy: a coroutine alone copies nothing however often it
+ * parks, and neither does a deep call; two taking turns copy once per
+ * change of owner, each copy a few hundred bytes. */
+START_TEST(the_shared_stack_copies_only_when_it_changes_hands)
+{
+    init_sched();
+    co_detach(co_spawn(yield_with_deep_calls, AS_PTR(100)));
+    ck_assert_int_eq(co_sched_run(), 0);
+    struct co_stack_stats alone;
+    ck_assert_int_eq(co_stack_stats(&alone), 0);
+    co_detach(co_spawn(yield_alone, AS_PTR(100)));
+    co_detach(co_spawn(yield_alone, AS_PTR(100)));
+    ck_assert_int_eq(co_sched_run(), 0);
+    struct co_stack_stats two;
+    ck_assert_int_eq(co_stack_stats(&two), 0);
+    co_sched_free();
+    ck_assert_int_gt(two.block_size, 0);
+    if (test_stack == CO_STACK_SEPARATE) {
+        ck_assert_int_eq(two.saves, 0);
+        return;
+    }
+    ck_assert_int_eq(alone.saves, 0);
+    /* A and B alternate: 100 yields each, the last resume of each finds
+     * the other one's frames (or none, once it has returned). */
+    ck_assert_int_ge(two.saves, 199);
+    ck_assert_int_le(two.saves, 201);
+    ck_assert_int_lt(two.largest, 4096);
+    ck_assert_int_eq(two.saved_bytes / two.saves > 0, 1);
+}
+END_TEST
+
+/* co_join parks with its wait record (struct co_wait) in its own frame;
+ * its target then runs on the same stack, over that frame, and the core
+ * reads the record while the joiner is parked: to undo the join when the
+ * target returns, and for what a timeout returns. So the core keeps a
+ * copy (coro.c, co_park). The target fills its frame with junk first. */
+static void *scribble(void *arg)
+{
+    volatile unsigned char junk[4096];
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = 0xa5;
+    if (INT_RESULT(arg) > 0)
+        co_sleep(INT_RESULT(arg)); /* parked on top of its junk */
+    return AS_PTR(junk[7]);
+}
+
+static void *join_a_scribbler(void *arg)
+{
+    (void)arg;
+    void *r = NULL;
+    ck_assert_int_eq(co_join(co_spawn(scribble, AS_PTR(0)), 1000, &r), 0);
+    ck_assert_int_eq(INT_RESULT(r), 0xa5);
+    ck_assert_int_eq(co_join(co_spawn(scribble, AS_PTR(5000)), 20, &r),
+                     -ETIMEDOUT);
+    ck_assert_int_eq(INT_RESULT(r), 0xa5); /* cancelled, then returned */
+    return AS_PTR(1);
+}
+
+START_TEST(a_parked_waits_record_is_not_read_from_its_stack)
+{
+    init_sched();
+    struct co *c = co_spawn(join_a_scribbler, NULL);
+    ck_assert_int_eq(co_sched_run(), 0);
+    void *r = NULL;
+    ck_assert_int_eq(co_join(c, -1, &r), 0);
+    ck_assert_int_eq(INT_RESULT(r), 1);
+    co_sched_free();
+}
+END_TEST
+
+/* A coroutine that parks while it runs on a stack of its own making (a
+ * ucontext of its own, a signal handler on sigaltstack) cannot have its
+ * frames copied: they are not on the shared stack. The scheduler stops
+ * with a message instead of copying the wrong memory back over someone
+ * else's frames. */
+static ucontext_t side_ctx, back_ctx;
+
+static void park_on_the_side(void)
+{
+    co_yield(); /* from the side stack */
+    setcontext(&back_ctx);
+}
+
+static void *parks_off_its_stack(void *arg)
+{
+    (void)arg;
+    static char side[64 * 1024];
+    ck_assert_int_eq(getcontext(&side_ctx), 0);
+    side_ctx.uc_stack.ss_sp = side;
+    side_ctx.uc_stack.ss_size = sizeof side;
+    side_ctx.uc_link = NULL;
+    makecontext(&side_ctx, park_on_the_side, 0);
+    swapcontext(&back_ctx, &side_ctx);
+    return NULL;
+}
+
+START_TEST(a_coroutine_that_parks_off_the_shared_stack_is_stopped)
+{
+    if (test_stack != CO_STACK_SHARED)
+        return; /* its own stack keeps its frames wherever they are */
+    int err[2];
+    ck_assert_int_eq(pipe(err), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(err[1], STDERR_FILENO);
+        init_sched();
+        co_detach(co_spawn(parks_off_its_stack, NULL));
+        co_detach(co_spawn(yield_alone, AS_PTR(1))); /* takes the stack */
+        co_sched_run();
+        _exit(0);
+    }
+    close(err[1]);
+    char report[4096];
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof report - 1 &&
+           (n = read(err[0], report + len, sizeof report - 1 - len)) > 0)
+        len += (size_t)n;
+    report[len] = '\0';
+    close(err[0]);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+                  "status %#x: %s", status, report);
+    ck_assert_msg(strstr(report, "outside the shared stack"), "%s", report);
+}
+END_TEST
+
 /* ---- what each switch keeps: the signal mask (coro.h, "Switching") ---- */
 
 static bool usr2_blocked(void)
@@ -1265,6 +1464,11 @@ static Suite *coro_suite(const char *name)
     tcase_add_test(basics,
                    the_signal_mask_is_per_coroutine_only_with_swapcontext);
     tcase_add_test(basics, a_deep_call_runs_on_the_loop_stack);
+    tcase_add_test(basics, parked_frames_come_back_exactly);
+    tcase_add_test(basics, the_shared_stack_copies_only_when_it_changes_hands);
+    tcase_add_test(basics, a_parked_waits_record_is_not_read_from_its_stack);
+    tcase_add_test(basics,
+                   a_coroutine_that_parks_off_the_shared_stack_is_stopped);
     suite_add_tcase(s, basics);
 
     TCase *pool = tcase_create("worker pool");
