@@ -1233,20 +1233,21 @@ static void *yield_alone(void *arg)
     return NULL;
 }
 
-static void *write_through(void *arg)
+static void *add_1000(void *arg)
 {
-    *(int *)arg = 42;
+    *(int *)arg += 1000;
     return NULL;
 }
 
 /* A deep call writes into its caller's frame: the caller keeps the stack
- * meanwhile (it does not park), so that is allowed in both modes. */
+ * meanwhile (it does not park), so that is allowed in both modes, and the
+ * write is there when the call returns, not an older copy of the frame. */
 static void *yield_with_deep_calls(void *arg)
 {
     for (int i = 0; i < INT_RESULT(arg); i++) {
-        int mine = 0;
-        co_call_on_loop_stack(write_through, &mine);
-        ck_assert_int_eq(mine, 42);
+        volatile int mine = i;
+        co_call_on_loop_stack(add_1000, (int *)&mine);
+        ck_assert_int_eq(mine, i + 1000);
         ck_assert_int_eq(co_yield(), 0);
     }
     return NULL;
@@ -1280,6 +1281,18 @@ START_TEST(the_shared_stack_copies_only_when_it_changes_hands)
     ck_assert_int_le(two.saves, 201);
     ck_assert_int_lt(two.largest, 4096);
     ck_assert_int_eq(two.saved_bytes / two.saves > 0, 1);
+}
+END_TEST
+
+/* Deep calls between parks, while another coroutine takes the stack at
+ * every park: each call's write is found in the frame, copied out and
+ * back with it. */
+START_TEST(deep_calls_write_into_frames_that_are_copied)
+{
+    init_sched();
+    co_detach(co_spawn(yield_with_deep_calls, AS_PTR(50)));
+    co_detach(co_spawn(yield_with_deep_calls, AS_PTR(50)));
+    run_and_free();
 }
 END_TEST
 
@@ -1466,6 +1479,7 @@ static Suite *coro_suite(const char *name)
     tcase_add_test(basics, a_deep_call_runs_on_the_loop_stack);
     tcase_add_test(basics, parked_frames_come_back_exactly);
     tcase_add_test(basics, the_shared_stack_copies_only_when_it_changes_hands);
+    tcase_add_test(basics, deep_calls_write_into_frames_that_are_copied);
     tcase_add_test(basics, a_parked_waits_record_is_not_read_from_its_stack);
     tcase_add_test(basics,
                    a_coroutine_that_parks_off_the_shared_stack_is_stopped);
