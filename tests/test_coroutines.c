@@ -517,15 +517,14 @@ START_TEST(the_lingering_close_is_bounded)
 }
 END_TEST
 
-/* --stack shared: a request waiting for its bill keeps its control block
- * and a copy of the frames it used, not a page of stack; the server says
- * what they came to when it stops. The copy is what a stack of its own
+/* With a shared stack (the second part below), a request waiting for its
+ * bill keeps its control block and a copy of the frames it used, not a
+ * page of stack; the server says what they came to when it stops. The copy is what a stack of its own
  * would have held: the target is 1 KiB in all, which a struct
  * exchange_request left on the stack (2.5 KiB) would break. */
 START_TEST(a_parked_request_keeps_under_1_kib_with_a_shared_stack)
 {
-    static const char *const args[] = {"--delay-ms", "500", "--stack",
-                                       "shared", NULL};
+    static const char *const args[] = {"--delay-ms", "500", NULL};
     struct proc s;
     harness_stage_start(&s, STAGE, &(struct stage_opts){.args = args});
     enum { N = 200 };
@@ -559,6 +558,47 @@ START_TEST(a_parked_request_keeps_under_1_kib_with_a_shared_stack)
 }
 END_TEST
 
+/* A trace pairs a bill's begin and end by an id made of its request's
+ * address (trace.h): the address must be the request's own while it
+ * waits. On a shared stack every parked coroutine's frames are at the same
+ * addresses, so a request kept there would give every waiting request the
+ * same id; it waits in the heap (server_deep.h, struct sync_request). */
+START_TEST(concurrent_bills_have_their_own_trace_ids)
+{
+    char path[] = "/tmp/test_coroutines_trace_XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    const char *args[] = {"--delay-ms", "200", "--trace", path, NULL};
+    struct proc s;
+    harness_stage_start(&s, STAGE, &(struct stage_opts){.args = args});
+    enum { N = 4 };
+    struct http_result r[N];
+    http_parallel("POST", s.port, "/api/exchange_sync", one_bill_body, N, r);
+    expect_all_ok(r, N);
+    stop(&s);
+    char *trace = harness_read_file(path);
+    unlink(path);
+    ck_assert_ptr_nonnull(trace);
+    unsigned long long ids[N];
+    int n = 0;
+    for (char *line = trace; line && *line; line = strchr(line, '\n')) {
+        if (*line == '\n')
+            line++;
+        unsigned long long id;
+        if (sscanf(line, "%*s %*s %*s %*s bill B %llu", &id) != 1)
+            continue;
+        ck_assert_int_lt(n, N);
+        for (int k = 0; k < n; k++)
+            ck_assert_msg(ids[k] != id, "two waiting bills share the trace "
+                          "id %llu:\n%s", id, trace);
+        ids[n++] = id;
+    }
+    ck_assert_int_eq(n, N);
+    free(trace);
+}
+END_TEST
+
 /* The tests that the kind of stack changes: switches, waits on every
  * kind of thing, stack records reached while a coroutine is parked (the
  * idle list, a job's bills, an offloaded job), memory. */
@@ -572,6 +612,8 @@ static Suite *shared_stack_suite(void)
     tcase_add_test(tc, stop_cancels_idle_keep_alive_connections);
     tcase_add_test(tc, the_swapcontext_switch_serves_the_lecture_example_too);
     tcase_add_test(tc, a_waiting_connection_costs_a_few_kib);
+    tcase_add_test(tc, a_parked_request_keeps_under_1_kib_with_a_shared_stack);
+    tcase_add_test(tc, concurrent_bills_have_their_own_trace_ids);
     suite_add_tcase(suite, tc);
     return suite;
 }
@@ -603,7 +645,6 @@ static Suite *coroutines_suite(void)
     tcase_add_test(tc, a_waiting_connection_costs_a_few_kib);
     tcase_add_test(tc, each_phase_of_a_request_has_its_own_deadline);
     tcase_add_test(tc, the_lingering_close_is_bounded);
-    tcase_add_test(tc, a_parked_request_keeps_under_1_kib_with_a_shared_stack);
     suite_add_tcase(suite, tc);
     return suite;
 }
