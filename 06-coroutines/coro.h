@@ -140,18 +140,18 @@
 #define CO_DEFAULT_STACK_SIZE (64 * 1024)
 #define CO_DEFAULT_WORKERS 4
 
-/* Where coroutines run (see "Stacks" above). */
-enum co_stack {
-    CO_STACK_DEFAULT = 0,   /* CO_STACK_SEPARATE */
-    CO_STACK_SEPARATE,
-    CO_STACK_SHARED,
-};
-
 /* How to switch stacks (see "Switching" above). */
 enum co_switch {
     CO_SWITCH_DEFAULT = 0,  /* CO_SWITCH_SETJMP */
     CO_SWITCH_SETJMP,
     CO_SWITCH_SWAPCONTEXT,
+};
+
+/* Where coroutines run (see "Stacks" above). */
+enum co_stack {
+    CO_STACK_DEFAULT = 0,   /* CO_STACK_SEPARATE */
+    CO_STACK_SEPARATE,
+    CO_STACK_SHARED,
 };
 
 struct co_options {

@@ -1335,6 +1335,26 @@ START_TEST(a_parked_waits_record_is_not_read_from_its_stack)
 }
 END_TEST
 
+/* co_run_blocking's job is read and written by a worker thread, and
+ * linked to the other jobs, while its coroutine is parked: it lives in the
+ * heap (coro_pool.c). Four at once, each with its own answer. */
+static void *offload_and_check(void *arg)
+{
+    void *r = NULL;
+    ck_assert_int_eq(co_run_blocking(sleep_ms_on_thread, arg, &r), 0);
+    ck_assert_int_eq(INT_RESULT(r), INT_RESULT(arg));
+    return r;
+}
+
+START_TEST(offloaded_jobs_are_not_on_their_coroutines_stacks)
+{
+    init_sched();
+    for (int i = 0; i < 4; i++)
+        co_detach(co_spawn(offload_and_check, AS_PTR(20 + 5 * i)));
+    run_and_free();
+}
+END_TEST
+
 /* A coroutine that parks while it runs on a stack of its own making (a
  * ucontext of its own, a signal handler on sigaltstack) cannot have its
  * frames copied: they are not on the shared stack. The scheduler stops
@@ -1477,13 +1497,18 @@ static Suite *coro_suite(const char *name)
     tcase_add_test(basics,
                    the_signal_mask_is_per_coroutine_only_with_swapcontext);
     tcase_add_test(basics, a_deep_call_runs_on_the_loop_stack);
-    tcase_add_test(basics, parked_frames_come_back_exactly);
-    tcase_add_test(basics, the_shared_stack_copies_only_when_it_changes_hands);
-    tcase_add_test(basics, deep_calls_write_into_frames_that_are_copied);
-    tcase_add_test(basics, a_parked_waits_record_is_not_read_from_its_stack);
-    tcase_add_test(basics,
-                   a_coroutine_that_parks_off_the_shared_stack_is_stopped);
     suite_add_tcase(s, basics);
+
+    TCase *shared = tcase_create("shared stack");
+    tcase_set_timeout(shared, 10);
+    tcase_add_test(shared, parked_frames_come_back_exactly);
+    tcase_add_test(shared, the_shared_stack_copies_only_when_it_changes_hands);
+    tcase_add_test(shared, deep_calls_write_into_frames_that_are_copied);
+    tcase_add_test(shared, a_parked_waits_record_is_not_read_from_its_stack);
+    tcase_add_test(shared, offloaded_jobs_are_not_on_their_coroutines_stacks);
+    tcase_add_test(shared,
+                   a_coroutine_that_parks_off_the_shared_stack_is_stopped);
+    suite_add_tcase(s, shared);
 
     TCase *pool = tcase_create("worker pool");
     tcase_set_timeout(pool, 60);
