@@ -289,7 +289,7 @@ int co_close(int fd);
  * that blocks (a library without a non-blocking API). *result (may be
  * NULL) gets fn's return value. fn runs on another thread: it must not
  * call co_* functions or touch data the coroutines use without locks, and
- * with a shared stack arg must not point into the caller's stack (coro.h,
+ * with a shared stack arg must not point into the caller's stack (see
  * "Stacks"). 0, -EAGAIN if no worker thread could be started, -ENOMEM,
  * or -ECANCELED: a cancellation that arrives while fn runs is reported
  * after fn returns (*result is set then), one that was pending before the

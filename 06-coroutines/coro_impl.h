@@ -195,9 +195,10 @@ void co_stack_mark(struct co *c);
 void co_stack_take(struct co *c);
 
 /* coro_switch.c: prepares c's context (entry on its stack, built at the
- * first entry); switches from the loop to c, returning when c switches
- * back; switches from the running c to the loop, returning when c is
- * resumed (never, if c is CO_DONE). Sanitizer hooks included. */
+ * first entry, so it returns 0); switches from the loop to c, returning
+ * when c switches back; switches from the running c to the loop,
+ * returning when c is resumed (never, if c is CO_DONE). Sanitizer hooks
+ * included. */
 int co_ctx_make(struct co *c, void (*entry)(void));
 void co_ctx_enter(struct co *c);
 void co_ctx_leave(struct co *c);

@@ -23,7 +23,11 @@
  * --stack-kb; only the pages touched are real memory: one 4 KiB page for a
  * connection, because the deep calls run on the loop's stack, see
  * server_deep.h) and two context switches per wait (--switch: setjmp,
- * about 20 ns each, or swapcontext, about 250 ns and a system call). And one core: every
+ * about 20 ns each, or swapcontext, about 250 ns and a system call). With
+ * --stack shared, one stack for all: a waiting connection keeps a copy of
+ * the few hundred bytes of frames it used instead of a page, and a resume
+ * copies them back (coro.h, "Stacks"; nothing here may point into a parked
+ * coroutine's stack, so what others reach is in the heap). And one core: every
  * coroutine shares this thread, so a coroutine that computes or calls a
  * blocking function stops all the others. That is the lesson of the flags:
  *   --blocking-bug   a bill waits with nanosleep instead of co_sleep, the C
