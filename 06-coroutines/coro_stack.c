@@ -236,7 +236,6 @@ static void co_stack_save(struct co *c)
                      sched->stack_size / 1024);
     size_t len = (size_t)(top - c->sp);
     co_save_buffer_fit(c, len);
-    san_stack_forget(c->sp, len); /* the redzones of its frames go too */
     memcpy(c->saved, c->sp, len);
     c->saved_len = len;
     struct co_stack_stats *st = &sched->stats;
@@ -250,10 +249,10 @@ void co_stack_take(struct co *c)
 {
     if (!sched->shared || sched->owner == c)
         return; /* its frames are where it left them */
+    san_stack_forget(sched->run_stack, sched->stack_size); /* coro_san.h */
     if (sched->owner)
         co_stack_save(sched->owner);
     char *top = sched->run_stack + sched->stack_size;
-    san_stack_forget(sched->run_stack, sched->stack_size);
     if (c->saved_len > 0) /* 0 before its first park */
         memcpy(top - c->saved_len, c->saved, c->saved_len);
     sched->owner = c;

@@ -31,7 +31,7 @@
 #include <time.h>
 
 #define COROUTINES 100
-#define YIELDS 5000   /* per coroutine and measurement */
+#define YIELDS 2000   /* per coroutine and measurement */
 #define ROUNDS 5
 
 static const size_t extras[] = {0, 256, 512, 1024, 2048, 4096};
