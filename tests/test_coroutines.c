@@ -601,7 +601,8 @@ END_TEST
 
 /* The tests that the kind of stack changes: switches, waits on every
  * kind of thing, stack records reached while a coroutine is parked (the
- * idle list, a job's bills, an offloaded job), memory. */
+ * idle list, a job's bills, an offloaded job, a sync request), memory (a
+ * parked request's bytes, counted by the server itself). */
 static Suite *shared_stack_suite(void)
 {
     Suite *suite = suite_create("coroutines, --stack shared");
@@ -611,7 +612,6 @@ static Suite *shared_stack_suite(void)
     tcase_add_test(tc, async_bills_finish_together);
     tcase_add_test(tc, stop_cancels_idle_keep_alive_connections);
     tcase_add_test(tc, the_swapcontext_switch_serves_the_lecture_example_too);
-    tcase_add_test(tc, a_waiting_connection_costs_a_few_kib);
     tcase_add_test(tc, a_parked_request_keeps_under_1_kib_with_a_shared_stack);
     tcase_add_test(tc, concurrent_bills_have_their_own_trace_ids);
     suite_add_tcase(suite, tc);
