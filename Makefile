@@ -10,6 +10,8 @@
 #                        test_stages, test_main_service, test_faults,
 #                        test_trace), with
 #                        STAGES=03-threads,06-coroutines
+#   make test-shared-stack  06's endpoint tests (test_stages) with
+#                        --stack shared, both switches (SAN=1 too)
 #   make valgrind        memcheck spot check: one stage (VG_STAGE, default
 #                        03-threads) run under valgrind, fails on any error
 #                        or definite leak (tests/valgrind.sh)
@@ -162,7 +164,7 @@ ifeq ($(HAVE_EPOLL),no)
   $(info make: no epoll here: building $(notdir $(STAGE_BINS)) only; 04-06, the tools and the tests need it: $(CONTAINER_HINT))
 endif
 
-.PHONY: all test unit integration run demo bench deps fuzz clean help valgrind soak mutants examples check-exercise \
+.PHONY: all test test-shared-stack unit integration run demo bench deps fuzz clean help valgrind soak mutants examples check-exercise \
         grade grade-workflow grade-check cross test-cross fresh-check
 all: $(STAGE_BINS) $(TOOL_BINS)
 
@@ -244,6 +246,16 @@ endif
 test: $(TEST_NEEDS) $(TEST_RUN)
 	@$(TEST_ENV) STAGE_BIN_DIR=$(B) ./tests/run_tests.sh $(TEST_JOBS) $(TEST_RUN) && \
 	echo "make test: all passed ($(B))"
+
+# 06's endpoint table (test_stages) again with one shared stack, under both
+# switches (make test runs test_coro and test_coroutines in every mode; this
+# is the slower whole-endpoint pass, about 12 s, which .ci/run adds).
+test-shared-stack: $(B)/06-coroutines $(B)/main-service $(B)/tests/test_stages
+	@for sw in setjmp swapcontext; do \
+	    echo "== test_stages, 06-coroutines --stack shared --switch $$sw"; \
+	    STAGES=06-coroutines HARNESS_STAGE_ARGS="--stack shared --switch $$sw" \
+	        STAGE_BIN_DIR=$(B) $(B)/tests/test_stages || exit 1; \
+	done
 
 # Cross builds: every stage, tool, example and test program for ARCH into
 # build/ARCH/ (make cross ARCH=arm64); make test-cross ARCH=arm64 runs the
