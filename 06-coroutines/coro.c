@@ -134,7 +134,8 @@ int co_park(struct co *c, const struct co_wait *w, int timeout_ms)
 {
     assert(c == co_running()); /* a coroutine parks only itself */
     assert(!c->wait);          /* and waits for one thing at a time */
-    c->wait = w;
+    c->wait_copy = *w;         /* others read it while c is parked */
+    c->wait = &c->wait_copy;
     if (timeout_ms >= 0 &&
         loop_timer_arm(sched->loop, &c->timer, (uint64_t)timeout_ms) < 0) {
         co_wait_undo(c);
@@ -245,7 +246,7 @@ struct co *co_spawn(co_fn fn, void *arg)
 
 void co_block_free(struct co *c)
 {
-    assert(!c->map); /* its stack went first (co_retire) */
+    assert(!c->stack); /* its stack went first (co_retire) */
     list_remove(&c->all_link);
     free(c);
 }

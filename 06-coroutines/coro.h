@@ -67,7 +67,8 @@
  *    reads it, or is freed at once if the coroutine was detached. One
  *    guard page stops frames smaller than a page; a larger frame is
  *    caught only in code built with -fstack-clash-protection
- *    (coro_stack.c).
+ *    (coro_stack.c). With a shared stack (below) the region is the
+ *    scheduler's, and a coroutine owns only the copy of its frames.
  *  - Descriptors belong to the caller. The scheduler owns only its loop's
  *    epoll fd, an eventfd for the worker pool and, through libcurl, the
  *    sockets of HTTP transfers.
@@ -90,6 +91,26 @@
  * and in a ThreadSanitizer build the mask is the loop thread's, changed
  * only inside epoll_pwait (coro_san.h). A program whose coroutines must
  * each keep their own mask should pick CO_SWITCH_SWAPCONTEXT.
+ *
+ * Stacks (coro_stack.c). By default every coroutine has a stack of its
+ * own, and a parked coroutine keeps its frames where they are: at least
+ * one page of memory (4 KiB) each. With CO_STACK_SHARED all of them run on
+ * one stack, the scheduler's (the copy stack of Tencent's libco and of
+ * libaco): a coroutine that parks leaves its frames there, and when
+ * another one is to run there, the scheduler first copies the parked one's
+ * frames (only the bytes it used, a few hundred for a connection waiting
+ * for its bill) into a buffer of their size, and copies the other one's
+ * back. A parked coroutine then costs its control block and its saved
+ * bytes; a switch to another coroutine costs two memcpy of their sizes.
+ * The rule it imposes on code: while a coroutine is parked, its locals are
+ * not at their addresses (another coroutine's frames are), so nothing but
+ * the coroutine itself may use a pointer into its stack until it runs
+ * again: no loop callback, no other coroutine, no worker thread. A record
+ * that others reach while the owner waits (a node in a list of waiters, a
+ * result a child writes, a job a thread reads) must live in the heap. The
+ * one exception is co_call_on_loop_stack: the caller does not park, and
+ * its frames stay put during the call. stack_size is the most a coroutine
+ * may use in both modes: past it, the guard page faults.
  *
  * Global state: exactly one scheduler exists at a time, and coro.c keeps a
  * single pointer to it (`sched`, shared with the scheduler's other files
@@ -126,13 +147,21 @@ enum co_switch {
     CO_SWITCH_SWAPCONTEXT,
 };
 
+/* Where coroutines run (see "Stacks" above). */
+enum co_stack {
+    CO_STACK_DEFAULT = 0,   /* CO_STACK_SEPARATE */
+    CO_STACK_SEPARATE,
+    CO_STACK_SHARED,
+};
+
 struct co_options {
-    size_t stack_size; /* bytes per coroutine, rounded up to whole pages
-                          (at least 16 KiB);
+    size_t stack_size; /* bytes per coroutine, or of the shared stack,
+                          rounded up to whole pages (at least 16 KiB);
                           0 = CO_DEFAULT_STACK_SIZE */
     int workers;       /* threads for co_run_blocking (started on first
                           use); 0 = CO_DEFAULT_WORKERS */
     enum co_switch switch_kind; /* 0 = CO_SWITCH_SETJMP */
+    enum co_stack stack_kind;   /* 0 = CO_STACK_SEPARATE */
 };
 
 /* A coroutine, as its creator holds it: asyncio's Task. Opaque. */
@@ -259,11 +288,12 @@ int co_close(int fd);
  * loop.run_in_executor(None, fn, arg). Use it for CPU-heavy work or a call
  * that blocks (a library without a non-blocking API). *result (may be
  * NULL) gets fn's return value. fn runs on another thread: it must not
- * call co_* functions or touch data the coroutines use without locks.
- * 0, -EAGAIN if no worker thread could be started, or -ECANCELED: a
- * cancellation that arrives while fn runs is reported after fn returns
- * (*result is set then), one that was pending before the call means fn is
- * never started. */
+ * call co_* functions or touch data the coroutines use without locks, and
+ * with a shared stack arg must not point into the caller's stack (see
+ * "Stacks"). 0, -EAGAIN if no worker thread could be started, -ENOMEM,
+ * or -ECANCELED: a cancellation that arrives while fn runs is reported
+ * after fn returns (*result is set then), one that was pending before the
+ * call means fn is never started. */
 int co_run_blocking(co_fn fn, void *arg, void **result);
 
 /* Performs a configured libcurl easy transfer through the scheduler's curl
@@ -288,6 +318,22 @@ int co_curl_perform(CURL *easy);
  * NULL there; co_current_id still names the caller, for the log). Called
  * outside a coroutine it simply calls fn. */
 void *co_call_on_loop_stack(co_fn fn, void *arg);
+
+/* ---- what the shared stack costs ----------------------------------------- */
+
+/* The copies a shared stack made so far (all zero with separate stacks):
+ * what a parked coroutine costs is its saved bytes and its control block. */
+struct co_stack_stats {
+    size_t saves;           /* parked coroutines' frames copied out */
+    size_t saved_bytes;     /* bytes those copies moved, in all */
+    size_t largest;         /* the largest copy */
+    size_t held, holders;   /* bytes in save buffers now, and how many */
+    size_t held_peak, holders_at_peak; /* the most bytes held at once */
+    size_t block_size;      /* bytes of one control block */
+};
+
+/* Fills *out: 0, or -EINVAL without a scheduler. */
+int co_stack_stats(struct co_stack_stats *out);
 
 /* ---- who am I ------------------------------------------------------------ */
 

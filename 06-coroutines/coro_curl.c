@@ -11,7 +11,10 @@
 #include "coro_impl.h"
 #include "curl_loop.h"
 
-/* One co_curl_perform in progress; lives on the caller's stack. */
+/* One co_curl_perform in progress. In the heap, not on the caller's
+ * stack: curl_ran and the other transfers' links reach it while the caller
+ * is parked, when with a shared stack its frames are elsewhere (coro.h,
+ * "Stacks"). */
 struct co_transfer {
     CURL *easy;
     struct co *co;
@@ -70,9 +73,11 @@ static void transfer_undo(struct co *c, void *arg)
 static void curl_end(struct co_cleanup *self)
 {
     struct co_curl *cc = container_of(self, struct co_curl, cleanup);
-    for (struct list *it; (it = list_pop_front(&cc->transfers));)
-        curl_multi_remove_handle(cc->multi,
-                                 LIST_ITEM(it, struct co_transfer, link)->easy);
+    for (struct list *it; (it = list_pop_front(&cc->transfers));) {
+        struct co_transfer *t = LIST_ITEM(it, struct co_transfer, link);
+        curl_multi_remove_handle(cc->multi, t->easy);
+        free(t);
+    }
     curl_loop_free(cc->cl); /* may still unwatch curl's sockets */
     free(cc);
     sched_curl = NULL;
@@ -110,13 +115,21 @@ int co_curl_perform(CURL *easy)
         if (rc < 0)
             return rc;
     }
-    struct co_transfer t = {.easy = easy, .co = c, .result = CURLE_OK};
+    struct co_transfer *t = malloc(sizeof *t);
+    if (!t)
+        return -ENOMEM;
+    *t = (struct co_transfer){.easy = easy, .co = c, .result = CURLE_OK};
     CURLMcode mc = curl_multi_add_handle(sched_curl->multi, easy);
-    if (mc != CURLM_OK)
+    if (mc != CURLM_OK) {
+        free(t);
         return mc == CURLM_OUT_OF_MEMORY ? -ENOMEM : -EINVAL;
-    list_push_back(&sched_curl->transfers, &t.link);
+    }
+    list_push_back(&sched_curl->transfers, &t->link);
     /* No timeout of its own: the easy handle has one (coro.h). */
-    struct co_wait w = {.undo = transfer_undo, .arg = &t};
+    struct co_wait w = {.undo = transfer_undo, .arg = t};
     int rc = co_park(c, &w, -1);
-    return rc < 0 ? rc : (int)t.result;
+    if (rc == 0)
+        rc = (int)t->result;
+    free(t);
+    return rc;
 }

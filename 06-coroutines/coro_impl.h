@@ -28,8 +28,10 @@ enum co_state {
 
 /* One wait, as whoever parks describes it to the core (a clause, in
  * libdill's words): how to take the coroutine back out of what it
- * registered with, and what else the core must know about the wait. It
- * lives on the waiter's stack (or is static) for as long as the wait. */
+ * registered with, and what else the core must know about the wait.
+ * co_park keeps a copy in the control block: loop callbacks and other
+ * coroutines read it while the waiter is parked, and with a shared stack
+ * (coro_stack.c) a parked waiter's locals are not at their addresses. */
 struct co_wait {
     void (*undo)(struct co *c, void *arg); /* NULL: nothing to undo */
     void *arg;
@@ -51,13 +53,21 @@ struct co {
                                   registers while not running */
         jmp_buf *jb;           /* setjmp: its registers while not running */
     };
-    bool started;              /* setjmp: entered once (by setcontext) */
+    bool started;              /* entered once (its context is built then) */
     char *map;                 /* the whole mapping (guard page + stack) */
-    char *stack;               /* the usable part, just above the guard */
+    char *stack;               /* the usable part, just above the guard
+                                  (the one shared stack, if shared) */
+    char *sp;                  /* shared: the lowest byte of its frames
+                                  when it last switched out */
+    char *saved;               /* shared: its frames while another
+                                  coroutine has the stack (coro_stack.c) */
+    size_t saved_len, saved_cap;
     struct list ready_link;    /* in sched->ready while CO_READY */
     struct list all_link;      /* in sched->all until its block is freed */
 
-    const struct co_wait *wait; /* while parked: what it waits for */
+    const struct co_wait *wait; /* while parked: what it waits for, the
+                                  copy below */
+    struct co_wait wait_copy;
     int wake_result;           /* what the wait returns: set by the waker */
     struct loop_timer timer;   /* the wait's deadline, when it has one */
     bool wakeable;             /* counted in sched->wakeable */
@@ -111,6 +121,10 @@ struct co_sched {
     char **stack_cache;        /* mappings of finished coroutines, for
                                   the next ones (coro_stack.c) */
     size_t stack_cached;
+    bool shared;               /* co_options.stack_kind: one stack for all */
+    char *run_map, *run_stack; /* shared: its mapping, and the stack */
+    struct co *owner;          /* shared: whose frames are on it now */
+    struct co_stack_stats stats;
     bool use_setjmp;           /* co_options.switch_kind */
     ucontext_t ctx;            /* the loop's own registers while a
                                   coroutine runs (swapcontext)... */
@@ -162,18 +176,29 @@ void co_block_free(struct co *c);
 
 /* coro_stack.c: sets s->page_size and s->stack_size from the size asked
  * for (0: CO_DEFAULT_STACK_SIZE; rounded up to whole pages, at least 16
- * KiB); gives c a stack (c->map, c->stack), 0 or a negative errno; takes it
- * back (nothing if c has none) into a small cache; unmaps the cache
+ * KiB) and, if shared, maps the one stack: 0 or a negative errno; gives c
+ * a stack (c->map, c->stack; if shared, c->stack is the one), 0 or a
+ * negative errno; takes it back (nothing if c has none) into a small cache,
+ * or frees c's saved frames; unmaps the cache and the shared stack
  * (co_sched_free). */
-void co_stack_sizes(struct co_sched *s, size_t requested);
+int co_stacks_init(struct co_sched *s, size_t requested, bool shared);
 int co_stack_alloc(struct co *c);
 void co_stack_free(struct co *c);
-void co_stack_cache_free(void);
+void co_stacks_free(void);
 
-/* coro_switch.c: builds c's context (entry on its own stack); switches
- * from the loop to c, returning when c switches back; switches from the
- * running c to the loop, returning when c is resumed (never, if c is
- * CO_DONE). Sanitizer hooks included. */
+/* coro_stack.c, the shared stack: c, about to switch out, marks where its
+ * frames end (called last before the registers are saved, from the
+ * innermost frame that must survive); the loop, about to switch to c,
+ * makes the stack c's: saves the owner's frames, restores c's (nothing
+ * with separate stacks, or if c owns it already). */
+void co_stack_mark(struct co *c);
+void co_stack_take(struct co *c);
+
+/* coro_switch.c: prepares c's context (entry on its stack, built at the
+ * first entry, so it returns 0); switches from the loop to c, returning
+ * when c switches back; switches from the running c to the loop,
+ * returning when c is resumed (never, if c is CO_DONE). Sanitizer hooks
+ * included. */
 int co_ctx_make(struct co *c, void (*entry)(void));
 void co_ctx_enter(struct co *c);
 void co_ctx_leave(struct co *c);

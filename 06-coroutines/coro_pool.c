@@ -1,7 +1,10 @@
 /* coro_pool: co_run_blocking, asyncio's run_in_executor (coro.h).
  *
- * co_run_blocking queues a job (which lives on the waiting coroutine's
- * stack: that coroutine cannot leave until the job is back) and parks. A
+ * co_run_blocking queues a job and parks. The job lives in the heap, not
+ * on the waiting coroutine's stack, though that coroutine cannot leave
+ * until the job is back: a worker thread reads and writes it, and other
+ * jobs link to it, while the coroutine is parked, when with a shared stack
+ * its frames are elsewhere (coro.h, "Stacks"). A
  * worker runs it, moves it to the done list and writes an eventfd, which
  * sits in the loop like any socket; its loop callback wakes the waiters of
  * every finished job. The mutex is the only synchronisation between the
@@ -16,7 +19,7 @@
 
 #include "coro_impl.h"
 
-/* A call waiting for a worker thread; lives on the caller's stack. */
+/* A call waiting for a worker thread; in the heap (see above). */
 struct co_job {
     co_fn fn;
     void *arg;
@@ -93,7 +96,9 @@ static void pool_on_done(struct loop *loop, int fd, unsigned events,
         co_wait_end(LIST_ITEM(it, struct co_job, link)->co, 0);
 }
 
-/* Waits for the running and queued jobs, then ends the workers. */
+/* Waits for the running and queued jobs, then ends the workers. The jobs
+ * done by then belong to coroutines that will never run again (the
+ * scheduler is going): they are freed here. */
 static void pool_free(struct co_pool *p)
 {
     pthread_mutex_lock(&p->lock);
@@ -102,6 +107,8 @@ static void pool_free(struct co_pool *p)
     pthread_mutex_unlock(&p->lock);
     for (int i = 0; i < p->nthreads; i++)
         pthread_join(p->threads[i], NULL);
+    for (struct list *it; (it = list_pop_front(&p->done));)
+        free(LIST_ITEM(it, struct co_job, link));
     if (p->efd >= 0) {
         loop_unwatch(sched->loop, p->efd);
         close(p->efd);
@@ -170,9 +177,12 @@ int co_run_blocking(co_fn fn, void *arg, void **result)
     if (pool_start() < 0)
         return -EAGAIN;
     struct co_pool *p = sched_pool;
-    struct co_job job = {.fn = fn, .arg = arg, .co = c};
+    struct co_job *job = malloc(sizeof *job);
+    if (!job)
+        return -ENOMEM;
+    *job = (struct co_job){.fn = fn, .arg = arg, .co = c};
     pthread_mutex_lock(&p->lock);
-    list_push_back(&p->todo, &job.link);
+    list_push_back(&p->todo, &job->link);
     pthread_cond_signal(&p->work);
     pthread_mutex_unlock(&p->lock);
     /* No timeout, no undo, and it must finish: only pool_on_done ends this
@@ -180,6 +190,7 @@ int co_run_blocking(co_fn fn, void *arg, void **result)
     static const struct co_wait w = {.must_finish = true};
     int rc = co_park(c, &w, -1);
     if (result)
-        *result = job.result;
+        *result = job->result;
+    free(job);
     return rc;
 }

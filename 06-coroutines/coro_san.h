@@ -149,10 +149,14 @@ static inline void san_coroutine_started(struct san_loop *l)
 #endif
 }
 
-/* A stack is unmapped: frames that never returned (ours always end in a
- * switch) leave their redzones poisoned, and a later mapping at this
- * address must start clean. */
-static inline void san_stack_unmapped(void *stack, size_t size)
+/* Stack memory changes hands: a stack is unmapped, or, on a shared stack
+ * (coro_stack.c), a parked coroutine's frames are copied out and another's
+ * copied in. Frames that have not returned (ours always end in a switch)
+ * leave their redzones poisoned: a copy would trip on them, and so would
+ * the frames of the next user, which lie elsewhere. So the region is
+ * cleared; on a shared stack, frames that live across a park lose their
+ * redzones (AddressSanitizer still checks every frame made after). */
+static inline void san_stack_forget(void *stack, size_t size)
 {
     (void)stack, (void)size;
 #ifdef CO_ASAN

@@ -6,8 +6,8 @@
  * Teardown order: first the parts that started on demand and registered a
  * cleanup (co_at_free), since one may still point into a coroutine's stack
  * (a worker thread running a job, a transfer in flight); then every
- * coroutine left, stack and control block; then the stack cache and the
- * loop. */
+ * coroutine left, stack and control block; then the stack cache (or the
+ * shared stack) and the loop. */
 #include "coro_impl.h"
 
 #include <errno.h>
@@ -23,7 +23,13 @@ int co_sched_init(const struct co_options *opts)
         free(s);
         return -err;
     }
-    co_stack_sizes(s, opts ? opts->stack_size : 0);
+    int rc = co_stacks_init(s, opts ? opts->stack_size : 0,
+                            opts && opts->stack_kind == CO_STACK_SHARED);
+    if (rc < 0) {
+        loop_free(s->loop);
+        free(s);
+        return rc;
+    }
     s->workers = opts && opts->workers > 0 ? opts->workers
                                            : CO_DEFAULT_WORKERS;
     s->use_setjmp = !opts || opts->switch_kind != CO_SWITCH_SWAPCONTEXT;
@@ -56,7 +62,7 @@ void co_sched_free(void)
         c->detached = true; /* so co_retire frees the block too */
         co_retire(c);
     }
-    co_stack_cache_free();
+    co_stacks_free();
     loop_free(s->loop);
     san_signals_release(&s->san);
     free(s->fds);

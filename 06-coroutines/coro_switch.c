@@ -20,6 +20,13 @@
  * mapping, not in its control block, because that page is touched anyway
  * by the first frame (10,000 connections: 2 MB of heap less for jmp_buf's
  * 200 bytes, 10 MB for x86-64's 968-byte ucontext_t, 46 MB on arm64).
+ * With a shared stack (coro_stack.c) that top is everyone's, and the
+ * registers travel with the frames below them: a parked coroutine's copy
+ * holds both, and both come back before the loop jumps to it. So a
+ * context is built at a coroutine's first entry, once the stack is its
+ * own, and a coroutine marks where its frames end just before it saves
+ * its registers (co_stack_mark), from the innermost frame that must
+ * survive the switch.
  *
  * The sanitizers (coro_san.h) must hear of every switch; in a normal build
  * their calls compile to nothing. They sit in the last part of this file,
@@ -62,23 +69,46 @@ static int ctx_build(ucontext_t *uc, char *stack, size_t size,
  * The coroutine's context lives for its whole life, at the top of its
  * stack; the loop's is sched->ctx. */
 
-static int swap_make(struct co *c, void (*entry)(void))
+static void swap_make(struct co *c)
 {
-    size_t room = top_room(sizeof(ucontext_t));
-    c->ctx = (ucontext_t *)(c->stack + sched->stack_size - room);
-    return ctx_build(c->ctx, c->stack, sched->stack_size - room, entry);
+    c->ctx = (ucontext_t *)(c->stack + sched->stack_size -
+                            top_room(sizeof(ucontext_t)));
 }
 
 static void swap_in(struct co *c) /* the loop -> c */
 {
+    if (!c->started) { /* makecontext: start at sched->entry */
+        c->started = true;
+        if (ctx_build(c->ctx, c->stack, (size_t)((char *)c->ctx - c->stack),
+                      sched->entry) < 0)
+            abort(); /* getcontext fails only on a bad pointer */
+    }
     if (swapcontext(&sched->ctx, c->ctx) < 0)
         abort(); /* only fails on a bad pointer: a bug here, not an error */
 }
 
 static void swap_out(struct co *c) /* c -> the loop */
 {
+    if (sched->shared)
+        co_stack_mark(c);
     if (swapcontext(c->ctx, &sched->ctx) < 0)
         abort();
+}
+
+/* Shared stack: c is back in the loop, its registers saved in c->ctx. The
+ * stack pointer saved there is where its frames really end: a sanitizer's
+ * swapcontext is a wrapper whose own frame, below swap_out's and so below
+ * the mark, is where c resumes. Read where the layout is known; elsewhere
+ * the mark stands, right for glibc's own swapcontext. */
+static void swap_saved_sp(struct co *c)
+{
+#if defined(__x86_64__)
+    c->sp = (char *)c->ctx->uc_mcontext.gregs[REG_RSP];
+#elif defined(__aarch64__)
+    c->sp = (char *)c->ctx->uc_mcontext.sp;
+#else
+    (void)c;
+#endif
 }
 
 /* ---- 2. the optimisation: _setjmp/_longjmp -------------------------------
@@ -86,13 +116,10 @@ static void swap_out(struct co *c) /* c -> the loop */
  * sched->jb. Only the first entry needs a ucontext_t, so one scratch
  * context in the scheduler (sched->boot) serves every coroutine. */
 
-static int jump_make(struct co *c, void (*entry)(void))
+static void jump_make(struct co *c)
 {
-    sched->entry = entry;
-    c->started = false;
     c->jb = (jmp_buf *)(c->stack + sched->stack_size -
                         top_room(sizeof(jmp_buf)));
-    return 0;
 }
 
 /* The first entry: getcontext reads the thread's signal mask of now, so
@@ -124,6 +151,8 @@ static void jump_out(struct co *c) /* c -> the loop */
         san_to_loop(&sched->san, &c->san, true);
         _longjmp(sched->jb, 1);
     }
+    if (sched->shared)
+        co_stack_mark(c);
     if (_setjmp(*c->jb) == 0) {
         san_to_loop(&sched->san, &c->san, false);
         _longjmp(sched->jb, 1);
@@ -134,16 +163,25 @@ static void jump_out(struct co *c) /* c -> the loop */
 
 int co_ctx_make(struct co *c, void (*entry)(void))
 {
-    return sched->use_setjmp ? jump_make(c, entry) : swap_make(c, entry);
+    sched->entry = entry;
+    c->started = false;
+    if (sched->use_setjmp)
+        jump_make(c);
+    else
+        swap_make(c);
+    return 0;
 }
 
 void co_ctx_enter(struct co *c)
 {
+    co_stack_take(c); /* a shared stack: c's frames back in place */
     if (sched->use_setjmp) {
         jump_in(c);
     } else {
         san_to_coroutine(&sched->san, &c->san, c->stack, sched->stack_size);
         swap_in(c);
+        if (sched->shared && c->state != CO_DONE)
+            swap_saved_sp(c);
     }
     san_back_in_loop(&sched->san);
 }

@@ -23,7 +23,11 @@
  * --stack-kb; only the pages touched are real memory: one 4 KiB page for a
  * connection, because the deep calls run on the loop's stack, see
  * server_deep.h) and two context switches per wait (--switch: setjmp,
- * about 20 ns each, or swapcontext, about 250 ns and a system call). And one core: every
+ * about 20 ns each, or swapcontext, about 250 ns and a system call). With
+ * --stack shared, one stack for all: a waiting connection keeps a copy of
+ * the few hundred bytes of frames it used instead of a page, and a resume
+ * copies them back (coro.h, "Stacks"; nothing here may point into a parked
+ * coroutine's stack, so what others reach is in the heap). And one core: every
  * coroutine shares this thread, so a coroutine that computes or calls a
  * blocking function stops all the others. That is the lesson of the flags:
  *   --blocking-bug   a bill waits with nanosleep instead of co_sleep, the C
@@ -115,9 +119,21 @@ struct conn {
                                     see new_parser_at_first_byte */
 };
 
+/* One bill of an async job, as its own coroutine sees it. */
+struct bill_task {
+    const struct exchange_request *job;
+    size_t index;
+    double subtotal;
+};
+
 struct async_job {
     struct task task;            /* in `jobs` */
     struct exchange_request req;
+    struct bill_task bills[EXCHANGE_MAX_BILLS]; /* here, not on the stack
+                                    of the coroutine that gathers them:
+                                    each bill's coroutine writes its
+                                    subtotal while that one is parked
+                                    (coro.h, "Stacks") */
 };
 
 /* ---- the bills -------------------------------------------------------- */
@@ -126,16 +142,23 @@ struct async_job {
  * offloaded it holds one worker thread and only this coroutine waits. */
 static int bill_cpu_work(void)
 {
-    struct cpu_work w = {.ms = cfg.cpu_ms};
+    /* In the heap: a worker thread fills it in while this coroutine is
+     * parked, and with --stack shared a parked coroutine's locals are not
+     * at their addresses (coro.h, "Stacks"). */
+    struct cpu_work *w = malloc(sizeof *w);
+    if (!w)
+        return -ENOMEM;
+    *w = (struct cpu_work){.ms = cfg.cpu_ms};
     int rc = 0;
     if (cfg.offload)
-        rc = co_run_blocking(count_primes, &w, NULL);
+        rc = co_run_blocking(count_primes, w, NULL);
     else
-        count_primes(&w); /* no wait in here: nobody else runs meanwhile */
+        count_primes(w); /* no wait in here: nobody else runs meanwhile */
     if (rc == 0)
-        log_info("cpu work: %d ms %s, %ld primes (largest %ld)", w.ms,
+        log_info("cpu work: %d ms %s, %ld primes (largest %ld)", w->ms,
                  cfg.offload ? "on a worker thread" : "on the loop thread",
-                 w.primes, w.largest);
+                 w->primes, w->largest);
+    free(w);
     return rc;
 }
 
@@ -160,24 +183,18 @@ static int bill_wait(void)
  * bill's subtotal is logged as it is done; deep_sync_answer computes them
  * again for the answer, on the loop's stack, so that no array of them
  * sits on this stack while the bills wait. */
-static int compute_bills(const struct exchange_request *job)
+static int compute_bills(const struct sync_request *job)
 {
     for (size_t i = 0; i < job->num_bills; i++) {
         TRACE(TRACE_BILL_BEGIN, job, i);
         int rc = bill_wait();
         if (rc < 0)
             return rc;
-        deep_bill_subtotal(job, i); /* logs it */
+        deep_sync_bill_subtotal(job, i); /* logs it */
         TRACE(TRACE_BILL_END, job, i);
     }
     return 0;
 }
-
-struct bill_task {
-    const struct exchange_request *job;
-    size_t index;
-    double subtotal;
-};
 
 /* One bill of an async job, as its own coroutine. */
 static void *bill_task(void *arg)
@@ -194,9 +211,10 @@ static void *bill_task(void *arg)
 
 /* The async route: asyncio.gather over one coroutine per bill, so all the
  * bills wait at the same time and the job takes one delay, not n. */
-static int gather_bills(const struct exchange_request *job, double *subtotals)
+static int gather_bills(struct async_job *aj, double *subtotals)
 {
-    struct bill_task bills[EXCHANGE_MAX_BILLS];
+    const struct exchange_request *job = &aj->req;
+    struct bill_task *bills = aj->bills;
     struct co *tasks[EXCHANGE_MAX_BILLS];
     void *results[EXCHANGE_MAX_BILLS];
     size_t n = job->num_bills;
@@ -256,7 +274,7 @@ static void *finish_async_job(void *arg)
     log_info("job %s: %zu bill(s), gathered in the background",
              job->request_id, job->num_bills);
     double subtotals[EXCHANGE_MAX_BILLS];
-    int rc = gather_bills(job, subtotals);
+    int rc = gather_bills(aj, subtotals);
     jobcap_bills_done(&jobcap, job->num_bills);
     if (rc == 0)
         send_callback(job, subtotals);
@@ -310,10 +328,17 @@ static int park_on_fd(int fd, short events, int timeout_ms, bool idle)
                                 : co_wait_readable(fd, timeout_ms);
     if (stopping)
         return -ECANCELED; /* 01-03 find the pipe readable: the same */
-    struct task me = {.co = co_self()};
-    task_add(&idle_waits, &me);
+    /* In the heap, not on this stack: the other connections' waits link to
+     * it, and a stop reads it, while this coroutine is parked (with --stack
+     * shared its locals are not at their addresses then: coro.h). */
+    struct task *me = malloc(sizeof *me);
+    if (!me)
+        return -ENOMEM;
+    me->co = co_self();
+    task_add(&idle_waits, me);
     int rc = co_wait_readable(fd, timeout_ms);
-    task_remove(&idle_waits, &me);
+    task_remove(&idle_waits, me);
+    free(me);
     return rc;
 }
 
@@ -380,6 +405,28 @@ static void refuse(struct conn *c)
     endpoint_reply_free(&reply);
 }
 
+/* Routes a request (on the loop's stack: server_deep.h) and does what
+ * needs no wait: an async job is admitted and started, its ok (or a 503)
+ * left in *reply; a sync request comes back as *sync. The parsed request,
+ * 2.5 KiB, lives only in this frame, which ends before anything waits: a
+ * function of its own, never inlined, so that with --stack shared a
+ * request waiting for its bills does not keep it (server_deep.h says
+ * why). */
+__attribute__((noinline)) static enum endpoint_route
+route_request(const struct http_request *req, struct sync_request **sync,
+              struct endpoint_reply *reply)
+{
+    struct exchange_request job;
+    enum endpoint_route route = deep_endpoint_route(req, STAGE, &job, reply);
+    if (route == ENDPOINT_ASYNC && endpoint_admit_job(&jobcap, &job, reply))
+        start_async_job(&job, reply); /* a promise: budget and coroutine */
+    if (route == ENDPOINT_SYNC && !(*sync = sync_request_new(&job))) {
+        endpoint_busy("out of memory", reply);
+        route = ENDPOINT_REPLY;
+    }
+    return route;
+}
+
 /* Routes the request parsed in c->parser and answers it; the request is
  * consumed on return. Returns false if the connection cannot go on (the
  * client left, or the server gave up on the request). */
@@ -387,27 +434,22 @@ static bool handle_request(struct conn *c)
 {
     const struct http_request *req = &c->parser->req;
     struct endpoint_reply reply = {0};
-    /* On the stack, not the heap: parsing writes only its first few
-     * hundred bytes (one bill), and untouched stack costs no memory. */
-    struct exchange_request job;
+    struct sync_request *job = NULL;
     bool ok = true;
     log_info("%s %s", req->method, req->path);
-    switch (deep_endpoint_route(req, STAGE, &job, &reply)) {
+    switch (route_request(req, &job, &reply)) {
     case ENDPOINT_REPLY:
+    case ENDPOINT_ASYNC: /* {"status":"ok"} at once, or a 503 */
         ok = send_reply(c, &reply);
         break;
     case ENDPOINT_SYNC:
         release_parser(c); /* req is gone from here on */
-        ok = compute_bills(&job) == 0;
+        ok = compute_bills(job) == 0;
         if (ok) {
-            deep_sync_answer(&job, &reply);
+            deep_sync_answer(job, &reply);
             ok = send_reply(c, &reply);
         }
-        break;
-    case ENDPOINT_ASYNC: /* a promise: budget and coroutine first */
-        if (endpoint_admit_job(&jobcap, &job, &reply))
-            start_async_job(&job, &reply);
-        ok = send_reply(c, &reply); /* {"status":"ok"} at once, or a 503 */
+        free(job);
         break;
     }
     endpoint_reply_free(&reply);
@@ -526,6 +568,21 @@ static void *watch_for_stop(void *arg)
     return NULL; /* co_sched_run returns once the cancelled ones unwind */
 }
 
+/* --stack shared: what parked coroutines cost, said once at the end. */
+static void log_stack_costs(void)
+{
+    struct co_stack_stats st;
+    if (co_stack_stats(&st) < 0 || st.saves == 0)
+        return;
+    log_info("shared stack: %zu copies out, %zu bytes each on average, "
+             "%zu at most; at the peak %zu coroutines held %zu bytes of "
+             "saved frames (%zu each), beside a %zu-byte control block",
+             st.saves, st.saved_bytes / st.saves, st.largest,
+             st.holders_at_peak, st.held_peak,
+             st.held_peak / (st.holders_at_peak ? st.holders_at_peak : 1),
+             st.block_size);
+}
+
 /* The server on one listener, until the stop; with --workers each worker
  * process runs exactly this (common/workers.h says why processes). */
 static int serve(int lfd)
@@ -534,7 +591,9 @@ static int serve(int lfd)
     struct co_options opts = {
         .stack_size = (size_t)cfg.stack_kb * 1024,
         .switch_kind = strcmp(cfg.coro_switch, "swapcontext") == 0
-                           ? CO_SWITCH_SWAPCONTEXT : CO_SWITCH_SETJMP};
+                           ? CO_SWITCH_SWAPCONTEXT : CO_SWITCH_SETJMP,
+        .stack_kind = strcmp(cfg.coro_stack, "shared") == 0
+                          ? CO_STACK_SHARED : CO_STACK_SEPARATE};
     int rc = co_sched_init(&opts);
     if (rc < 0) {
         fprintf(stderr, "co_sched_init: %s\n", strerror(-rc));
@@ -551,6 +610,7 @@ static int serve(int lfd)
     rc = co_sched_run(); /* the whole server lives inside this call */
     if (rc < 0)
         log_warn("scheduler: %s", strerror(-rc));
+    log_stack_costs();
     log_info("every coroutine has finished; exiting");
     co_sched_free();
     return rc < 0 ? 1 : 0;
@@ -568,8 +628,10 @@ int main(int argc, char **argv)
     limits.wait = park_on_fd; /* the one difference from 01-03 */
     jobcap_init(&jobcap, workers_share(&cfg, cfg.max_jobs), /* each its */
                 workers_share(&cfg, cfg.max_bills));        /* own copy */
-    log_info("coroutine stacks %d KiB, switched by %s%s%s", cfg.stack_kb,
-             cfg.coro_switch, cfg.blocking_bug ? "; --blocking-bug: bills "
+    log_info("coroutine stacks %d KiB, switched by %s%s%s%s", cfg.stack_kb,
+             cfg.coro_switch, strcmp(cfg.coro_stack, "shared") == 0
+             ? "; one shared stack, a parked coroutine's frames copied out"
+             : "", cfg.blocking_bug ? "; --blocking-bug: bills "
              "call nanosleep, so the whole loop stops during each" : "",
              !cfg.cpu_ms ? "" : cfg.offload ? "; cpu work offloaded to "
              "worker threads" : "; cpu work on the loop thread");

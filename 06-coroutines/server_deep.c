@@ -2,6 +2,9 @@
  * struct, because co_call_on_loop_stack passes one pointer. */
 #include "server_deep.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "coro.h"
 
 struct route_call {
@@ -29,23 +32,47 @@ enum endpoint_route deep_endpoint_route(const struct http_request *req,
     return r.route;
 }
 
+struct sync_request *sync_request_new(const struct exchange_request *job)
+{
+    size_t n = job->num_bills;
+    struct sync_request *s = malloc(sizeof *s + n * sizeof s->bills[0]);
+    if (s) {
+        memcpy(s->request_id, job->request_id, sizeof s->request_id);
+        s->exchange_rate = job->exchange_rate;
+        s->num_bills = n;
+        memcpy(s->bills, job->bills, n * sizeof s->bills[0]);
+    }
+    return s;
+}
+
+/* The whole request again, on the loop's stack. */
+static void sync_request_unpack(const struct sync_request *s,
+                                struct exchange_request *job)
+{
+    memcpy(job->request_id, s->request_id, sizeof job->request_id);
+    job->exchange_rate = s->exchange_rate;
+    job->num_bills = s->num_bills;
+    memcpy(job->bills, s->bills, s->num_bills * sizeof job->bills[0]);
+}
+
 struct answer_call {
-    const struct exchange_request *job;
+    const struct sync_request *sync;
     struct endpoint_reply *reply;
 };
 
 static void *answer_on_loop(void *arg)
 {
     struct answer_call *a = arg;
+    struct exchange_request job;
+    sync_request_unpack(a->sync, &job);
     double subtotals[EXCHANGE_MAX_BILLS];
-    for (size_t i = 0; i < a->job->num_bills; i++)
-        subtotals[i] = exchange_subtotal(&a->job->bills[i],
-                                         a->job->exchange_rate);
-    endpoint_sync_done(a->job, subtotals, a->reply);
+    for (size_t i = 0; i < job.num_bills; i++)
+        subtotals[i] = exchange_subtotal(&job.bills[i], job.exchange_rate);
+    endpoint_sync_done(&job, subtotals, a->reply);
     return NULL;
 }
 
-void deep_sync_answer(const struct exchange_request *job,
+void deep_sync_answer(const struct sync_request *job,
                       struct endpoint_reply *reply)
 {
     struct answer_call a = {job, reply};
@@ -92,5 +119,29 @@ double deep_bill_subtotal(const struct exchange_request *job, size_t i)
 {
     struct bill_call b = {job, i, 0};
     co_call_on_loop_stack(bill_on_loop, &b);
+    return b.subtotal;
+}
+
+struct sync_bill_call {
+    const struct sync_request *sync;
+    size_t i;
+    double subtotal;
+};
+
+static void *sync_bill_on_loop(void *arg)
+{
+    struct sync_bill_call *b = arg;
+    struct exchange_request job;
+    sync_request_unpack(b->sync, &job);
+    struct bill_call call = {&job, b->i, 0};
+    bill_on_loop(&call);
+    b->subtotal = call.subtotal;
+    return NULL;
+}
+
+double deep_sync_bill_subtotal(const struct sync_request *job, size_t i)
+{
+    struct sync_bill_call b = {job, i, 0};
+    co_call_on_loop_stack(sync_bill_on_loop, &b);
     return b.subtotal;
 }

@@ -23,9 +23,29 @@ enum endpoint_route deep_endpoint_route(const struct http_request *req,
                                         struct exchange_request *job,
                                         struct endpoint_reply *reply);
 
+/* A sync request while its bills wait. A struct exchange_request has
+ * room for EXCHANGE_MAX_BILLS bills, 2.5 KiB, and a one-bill request fills
+ * its first 200 bytes: on a stack of its own the rest is never touched and
+ * costs nothing, but with --stack shared a parked coroutine's frames are
+ * copied out whole, touched or not (coro.h, "Stacks"). So a sync request
+ * waits as this, in the heap and sized to its bills, and the calls below
+ * unpack it on the loop's stack. */
+struct sync_request {
+    char request_id[EXCHANGE_MAX_ID_LEN + 1];
+    double exchange_rate;
+    size_t num_bills;
+    struct exchange_bill bills[]; /* num_bills of them */
+};
+
+/* job's copy as a sync_request (malloc'd: free it), or NULL. */
+struct sync_request *sync_request_new(const struct exchange_request *job);
+
 /* The sync answer (endpoint_sync_done), every subtotal computed here. */
-void deep_sync_answer(const struct exchange_request *job,
+void deep_sync_answer(const struct sync_request *job,
                       struct endpoint_reply *reply);
+
+/* deep_bill_subtotal for a sync request. */
+double deep_sync_bill_subtotal(const struct sync_request *job, size_t i);
 
 char *deep_endpoint_reply_render(const struct endpoint_reply *reply,
                                  bool keep_alive, size_t *out_len);

@@ -18,7 +18,7 @@ enum { OPT_PORT = 256, OPT_HOST, OPT_DELAY, OPT_JITTER, OPT_IDLE, OPT_MAIN,
        OPT_QUIET, OPT_HELP, OPT_TRACE, OPT_HEADER_TIMEOUT, OPT_BODY_TIMEOUT,
        OPT_MAX_JOBS, OPT_MAX_BILLS, OPT_CALLBACK_DEADLINE, OPT_MAX_CHILDREN, OPT_MAX_THREADS,
        OPT_BLOCKING_BUG, OPT_CPU_MS, OPT_OFFLOAD, OPT_STACK_KB, OPT_SWITCH,
-       OPT_PREFORK, OPT_ACCEPT_LOCK, OPT_POOL, OPT_QUEUE, OPT_WORKERS,
+       OPT_STACK, OPT_PREFORK, OPT_ACCEPT_LOCK, OPT_POOL, OPT_QUEUE, OPT_WORKERS,
        OPT_SHARED_LISTENER };
 
 static void config_usage(FILE *out, const struct config *cfg, int default_port,
@@ -75,7 +75,11 @@ static void config_usage(FILE *out, const struct config *cfg, int default_port,
             "  --switch HOW        how coroutines switch stacks: setjmp\n"
             "                      (_setjmp/_longjmp, no system call) or\n"
             "                      swapcontext (saves the signal mask too:\n"
-            "                      one system call a switch) (default setjmp)\n");
+            "                      one system call a switch) (default setjmp)\n"
+            "  --stack HOW         where coroutines run: separate (a stack\n"
+            "                      each) or shared (one stack; a parked\n"
+            "                      coroutine's frames are copied out to a\n"
+            "                      buffer of their size) (default separate)\n");
     if (extras & CONFIG_PREFORK)
         fprintf(out,
             "  --prefork N         fork N children at start, each accepting\n"
@@ -147,6 +151,7 @@ void config_parse(struct config *cfg, int argc, char **argv,
         .token = env_token && *env_token ? env_token : DEFAULT_TOKEN,
         .max_children = 256, .max_threads = 1024, .stack_kb = 64,
         .queue = 64, .workers = 1, .coro_switch = "setjmp",
+        .coro_stack = "separate",
     };
     cfg->token_is_default = strcmp(cfg->token, DEFAULT_TOKEN) == 0;
 
@@ -178,6 +183,7 @@ void config_parse(struct config *cfg, int argc, char **argv,
         {"workers", required_argument, 0, OPT_WORKERS},
         {"shared-listener", no_argument, 0, OPT_SHARED_LISTENER},
         {"switch", required_argument, 0, OPT_SWITCH},
+        {"stack", required_argument, 0, OPT_STACK},
         {0, 0, 0, 0},
     };
     /* Keep only the options this stage takes, so --help and getopt agree. */
@@ -187,7 +193,7 @@ void config_parse(struct config *cfg, int argc, char **argv,
         int v = all[i].val;
         if ((v == OPT_MAX_CHILDREN && !(extras & CONFIG_MAX_CHILDREN)) ||
             (v == OPT_MAX_THREADS && !(extras & CONFIG_MAX_THREADS)) ||
-            (v >= OPT_BLOCKING_BUG && v <= OPT_SWITCH &&
+            (v >= OPT_BLOCKING_BUG && v <= OPT_STACK &&
              !(extras & CONFIG_CORO)) ||
             ((v == OPT_PREFORK || v == OPT_ACCEPT_LOCK) &&
              !(extras & CONFIG_PREFORK)) ||
@@ -235,6 +241,15 @@ void config_parse(struct config *cfg, int argc, char **argv,
                 exit(2);
             }
             cfg->coro_switch = optarg;
+            break;
+        case OPT_STACK:
+            if (strcmp(optarg, "separate") != 0 &&
+                strcmp(optarg, "shared") != 0) {
+                fprintf(stderr, "%s: --stack wants separate or shared, "
+                                "got '%s'\n", stage, optarg);
+                exit(2);
+            }
+            cfg->coro_stack = optarg;
             break;
         case OPT_HELP:
             config_usage(stdout, cfg, default_port, extras, description);

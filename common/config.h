@@ -13,7 +13,7 @@ enum config_extra {
     CONFIG_MAX_CHILDREN = 1 << 0, /* 02: --max-children */
     CONFIG_MAX_THREADS = 1 << 1,  /* 03: --max-threads */
     CONFIG_CORO = 1 << 2,         /* 06: --blocking-bug --cpu-ms --offload
-                                         --stack-kb --switch */
+                                         --stack-kb --switch --stack */
     CONFIG_PREFORK = 1 << 3,      /* 02: --prefork --accept-lock */
     CONFIG_POOL = 1 << 4,         /* 03: --pool --queue */
     CONFIG_WORKERS = 1 << 5,      /* 05, 06: --workers --shared-listener */
@@ -74,6 +74,9 @@ struct config {
                                  instead of one SO_REUSEPORT listener each */
     const char *coro_switch;  /* 06 --switch: "setjmp" (default) or
                                  "swapcontext" */
+    const char *coro_stack;   /* 06 --stack: "separate" (default: a stack
+                                 per coroutine) or "shared" (one stack,
+                                 parked coroutines' frames copied out) */
 };
 
 /* Fills cfg from defaults, the environment, then argv. Exits on --help or

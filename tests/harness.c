@@ -251,6 +251,14 @@ void harness_stage_start(struct proc *p, const char *name,
         args[n++] = "--callback-deadline-ms";
         args[n++] = deadline;
     }
+    char extra[256];
+    const char *words = getenv("HARNESS_STAGE_ARGS");
+    snprintf(extra, sizeof extra, "%s", words ? words : "");
+    for (char *save, *w = strtok_r(extra, " ", &save); w;
+         w = strtok_r(NULL, " ", &save)) {
+        ck_assert_msg(n < 59, "harness_stage_start: too many arguments");
+        args[n++] = w;
+    }
     for (int k = 0; o->args && o->args[k]; k++) {
         ck_assert_msg(n < 59, "harness_stage_start: too many arguments");
         args[n++] = o->args[k];

@@ -114,8 +114,11 @@ struct stage_opts {
 #define HARNESS_TOKEN "test-token"
 
 /* Starts stage `name` (its folder: "03-threads") as proc_start does, with
- * SECRET_TOKEN=HARNESS_TOKEN and the options of o (NULL: none). Fails the
- * test if it does not start. */
+ * SECRET_TOKEN=HARNESS_TOKEN and the options of o (NULL: none). The words
+ * of $HARNESS_STAGE_ARGS, if set, come before o's args: the same tests
+ * against another mode of a stage (STAGES=06-coroutines
+ * HARNESS_STAGE_ARGS='--stack shared'). Fails the test if it does not
+ * start. */
 void harness_stage_start(struct proc *p, const char *name,
                          const struct stage_opts *o);
 

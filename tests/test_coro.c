@@ -34,13 +34,16 @@
 #define INT_RESULT(p) ((int)(intptr_t)(p))
 #define AS_PTR(n) ((void *)(intptr_t)(n))
 
-/* Every test runs once per way of switching (main): this is the one in
- * use, so every co_sched_init here passes it. */
+/* Every test runs once per way of switching and per kind of stack
+ * (main): these are the ones in use, so every co_sched_init here passes
+ * them. */
 static enum co_switch test_switch;
+static enum co_stack test_stack;
 
 static void init_sched(void)
 {
-    struct co_options opts = {.switch_kind = test_switch};
+    struct co_options opts = {.switch_kind = test_switch,
+                              .stack_kind = test_stack};
     ck_assert_int_eq(co_sched_init(&opts), 0);
 }
 
@@ -630,7 +633,8 @@ static void *offload_one(void *arg)
 
 START_TEST(run_blocking_calls_run_in_parallel)
 {
-    struct co_options opts = {.workers = 4, .switch_kind = test_switch};
+    struct co_options opts = {.workers = 4, .switch_kind = test_switch,
+                              .stack_kind = test_stack};
     ck_assert_int_eq(co_sched_init(&opts), 0);
     struct co *cs[8];
     for (int i = 0; i < 8; i++)
@@ -778,15 +782,15 @@ __attribute__((noinline)) static int descend(uintptr_t end, uintptr_t left)
     return big_frame(0) + pad[0];
 }
 
+static uintptr_t stack_top(void);
+
 static void *big_frame_overflow(void *arg)
 {
     (void)arg;
     char here;
     stack_top_probe = &here;
     co_yield(); /* the neighbour goes first and parks with its canary */
-    uintptr_t page = guard_page_size;
-    uintptr_t top = ((uintptr_t)stack_top_probe + page - 1) & ~(page - 1);
-    descend(top - CO_DEFAULT_STACK_SIZE, 1024);
+    descend(stack_top() - CO_DEFAULT_STACK_SIZE, 1024);
     _exit(45); /* the big frame stepped over the guard page unnoticed */
 }
 
@@ -808,21 +812,32 @@ static void *neighbour(void *arg)
  * (coro_switch.c): a jmp_buf, or a whole ucontext_t, which is more than a
  * 4 KiB page on arm64 (4560 bytes). So the stack's top is the probe plus
  * that context, rounded up to a page, and the guard page is exactly
- * [top - size - page, top - size). */
+ * [top - size - page, top - size). With one shared stack that is the
+ * shared stack's guard page, and there is no neighbouring stack: the
+ * neighbour's frames were copied out to the heap when the overflowing
+ * coroutine took the stack back, and its canary's address is the
+ * overflowing one's now. The fault in the guard page is what proves that
+ * nothing below was written. */
+static uintptr_t stack_top(void)
+{
+    uintptr_t page = guard_page_size;
+    uintptr_t context = test_switch == CO_SWITCH_SWAPCONTEXT
+                            ? sizeof(ucontext_t)
+                            : sizeof(jmp_buf);
+    return ((uintptr_t)stack_top_probe + context + page - 1) & ~(page - 1);
+}
+
 static void on_segv(int sig, siginfo_t *si, void *ctx)
 {
     (void)sig;
     (void)ctx;
     uintptr_t page = guard_page_size;
-    uintptr_t context = test_switch == CO_SWITCH_SWAPCONTEXT
-                            ? sizeof(ucontext_t)
-                            : sizeof(jmp_buf);
-    uintptr_t top = ((uintptr_t)stack_top_probe + context + page - 1) &
-                    ~(page - 1);
-    uintptr_t bottom = top - CO_DEFAULT_STACK_SIZE;
+    uintptr_t bottom = stack_top() - CO_DEFAULT_STACK_SIZE;
     uintptr_t addr = (uintptr_t)si->si_addr;
     if (addr < bottom - page || addr >= bottom)
         _exit(43);
+    if (test_stack == CO_STACK_SHARED)
+        _exit(42);
     for (size_t i = 0; i < 512; i++)
         if (neighbour_canary[i] != GUARD_CANARY)
             _exit(44);
@@ -1171,6 +1186,242 @@ START_TEST(a_deep_call_runs_on_the_loop_stack)
 }
 END_TEST
 
+/* ---- the shared stack (coro.h, "Stacks") ----
+ * Every test above runs with one shared stack too (main). These check what
+ * only the shared stack must get right: a parked coroutine's frames come
+ * back exactly, the copies happen only when the stack changes hands, the
+ * core never reads a parked coroutine's stack, and a coroutine that parks
+ * from somewhere else is stopped before its frames are copied. In the
+ * separate-stack runs they hold trivially (no copies at all). */
+
+#define FRAME_BYTES (16 * 1024)
+
+static int frames_intact;
+
+/* Fills a large frame with its own pattern, parks while the other one
+ * fills the same addresses (with a shared stack) with another, and checks
+ * its pattern after each wait. */
+static void *pattern_keeper(void *arg)
+{
+    unsigned char seed = (unsigned char)INT_RESULT(arg);
+    volatile unsigned char frame[FRAME_BYTES];
+    for (size_t i = 0; i < sizeof frame; i++)
+        frame[i] = (unsigned char)(seed + i * 7);
+    for (int round = 0; round < 3; round++) {
+        ck_assert_int_eq(co_yield(), 0);
+        ck_assert_int_eq(co_sleep(1), 0);
+        for (size_t i = 0; i < sizeof frame; i++)
+            ck_assert_uint_eq(frame[i], (unsigned char)(seed + i * 7));
+    }
+    frames_intact++;
+    return NULL;
+}
+
+/* Two coroutines with 16 KiB frames at the same addresses take turns:
+ * each finds its own bytes after every wait (restored, not left over). */
+START_TEST(parked_frames_come_back_exactly)
+{
+    init_sched();
+    frames_intact = 0;
+    co_detach(co_spawn(pattern_keeper, AS_PTR(1)));
+    co_detach(co_spawn(pattern_keeper, AS_PTR(2)));
+    run_and_free();
+    ck_assert_int_eq(frames_intact, 2);
+}
+END_TEST
+
+static void *yield_alone(void *arg)
+{
+    for (int i = 0; i < INT_RESULT(arg); i++)
+        ck_assert_int_eq(co_yield(), 0);
+    return NULL;
+}
+
+static void *add_1000(void *arg)
+{
+    *(int *)arg += 1000;
+    return NULL;
+}
+
+/* A deep call writes into its caller's frame: the caller keeps the stack
+ * meanwhile (it does not park), so that is allowed in both modes, and the
+ * write is there when the call returns, not an older copy of the frame. */
+static void *yield_with_deep_calls(void *arg)
+{
+    for (int i = 0; i < INT_RESULT(arg); i++) {
+        volatile int mine = i;
+        co_call_on_loop_stack(add_1000, (int *)&mine);
+        ck_assert_int_eq(mine, i + 1000);
+        ck_assert_int_eq(co_yield(), 0);
+    }
+    return NULL;
+}
+
+/* The copy is lazy: a coroutine alone copies nothing however often it
+ * parks, and neither does a deep call; two taking turns copy once per
+ * change of owner, each copy a few hundred bytes. */
+START_TEST(the_shared_stack_copies_only_when_it_changes_hands)
+{
+    init_sched();
+    co_detach(co_spawn(yield_with_deep_calls, AS_PTR(100)));
+    ck_assert_int_eq(co_sched_run(), 0);
+    struct co_stack_stats alone;
+    ck_assert_int_eq(co_stack_stats(&alone), 0);
+    co_detach(co_spawn(yield_alone, AS_PTR(100)));
+    co_detach(co_spawn(yield_alone, AS_PTR(100)));
+    ck_assert_int_eq(co_sched_run(), 0);
+    struct co_stack_stats two;
+    ck_assert_int_eq(co_stack_stats(&two), 0);
+    co_sched_free();
+    ck_assert_int_gt(two.block_size, 0);
+    if (test_stack == CO_STACK_SEPARATE) {
+        ck_assert_int_eq(two.saves, 0);
+        return;
+    }
+    ck_assert_int_eq(alone.saves, 0);
+    /* A and B alternate: 100 yields each, the last resume of each finds
+     * the other one's frames (or none, once it has returned). */
+    ck_assert_int_ge(two.saves, 199);
+    ck_assert_int_le(two.saves, 201);
+    /* The frames, and the registers at the top: a whole ucontext_t with
+     * swapcontext (4560 bytes on arm64). */
+    size_t context = test_switch == CO_SWITCH_SWAPCONTEXT ? sizeof(ucontext_t)
+                                                          : sizeof(jmp_buf);
+    ck_assert_int_lt(two.largest, 2048 + context);
+    ck_assert_int_eq(two.saved_bytes / two.saves > 0, 1);
+}
+END_TEST
+
+/* Deep calls between parks, while another coroutine takes the stack at
+ * every park: each call's write is found in the frame, copied out and
+ * back with it. */
+START_TEST(deep_calls_write_into_frames_that_are_copied)
+{
+    init_sched();
+    co_detach(co_spawn(yield_with_deep_calls, AS_PTR(50)));
+    co_detach(co_spawn(yield_with_deep_calls, AS_PTR(50)));
+    run_and_free();
+}
+END_TEST
+
+/* co_join parks with its wait record (struct co_wait) in its own frame;
+ * its target then runs on the same stack, over that frame, and the core
+ * reads the record while the joiner is parked: to undo the join when the
+ * target returns, and for what a timeout returns. So the core keeps a
+ * copy (coro.c, co_park). The target fills its frame with junk first. */
+static void *scribble(void *arg)
+{
+    volatile unsigned char junk[4096];
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = 0xa5;
+    if (INT_RESULT(arg) > 0)
+        co_sleep(INT_RESULT(arg)); /* parked on top of its junk */
+    return AS_PTR(junk[7]);
+}
+
+static void *join_a_scribbler(void *arg)
+{
+    (void)arg;
+    void *r = NULL;
+    ck_assert_int_eq(co_join(co_spawn(scribble, AS_PTR(0)), 1000, &r), 0);
+    ck_assert_int_eq(INT_RESULT(r), 0xa5);
+    ck_assert_int_eq(co_join(co_spawn(scribble, AS_PTR(5000)), 20, &r),
+                     -ETIMEDOUT);
+    ck_assert_int_eq(INT_RESULT(r), 0xa5); /* cancelled, then returned */
+    return AS_PTR(1);
+}
+
+START_TEST(a_parked_waits_record_is_not_read_from_its_stack)
+{
+    init_sched();
+    struct co *c = co_spawn(join_a_scribbler, NULL);
+    ck_assert_int_eq(co_sched_run(), 0);
+    void *r = NULL;
+    ck_assert_int_eq(co_join(c, -1, &r), 0);
+    ck_assert_int_eq(INT_RESULT(r), 1);
+    co_sched_free();
+}
+END_TEST
+
+/* co_run_blocking's job is read and written by a worker thread, and
+ * linked to the other jobs, while its coroutine is parked: it lives in the
+ * heap (coro_pool.c). Four at once, each with its own answer. */
+static void *offload_and_check(void *arg)
+{
+    void *r = NULL;
+    ck_assert_int_eq(co_run_blocking(sleep_ms_on_thread, arg, &r), 0);
+    ck_assert_int_eq(INT_RESULT(r), INT_RESULT(arg));
+    return r;
+}
+
+START_TEST(offloaded_jobs_are_not_on_their_coroutines_stacks)
+{
+    init_sched();
+    for (int i = 0; i < 4; i++)
+        co_detach(co_spawn(offload_and_check, AS_PTR(20 + 5 * i)));
+    run_and_free();
+}
+END_TEST
+
+/* A coroutine that parks while it runs on a stack of its own making (a
+ * ucontext of its own, a signal handler on sigaltstack) cannot have its
+ * frames copied: they are not on the shared stack. The scheduler stops
+ * with a message instead of copying the wrong memory back over someone
+ * else's frames. */
+static ucontext_t side_ctx, back_ctx;
+
+static void park_on_the_side(void)
+{
+    co_yield(); /* from the side stack */
+    setcontext(&back_ctx);
+}
+
+static void *parks_off_its_stack(void *arg)
+{
+    (void)arg;
+    static char side[64 * 1024];
+    ck_assert_int_eq(getcontext(&side_ctx), 0);
+    side_ctx.uc_stack.ss_sp = side;
+    side_ctx.uc_stack.ss_size = sizeof side;
+    side_ctx.uc_link = NULL;
+    makecontext(&side_ctx, park_on_the_side, 0);
+    swapcontext(&back_ctx, &side_ctx);
+    return NULL;
+}
+
+START_TEST(a_coroutine_that_parks_off_the_shared_stack_is_stopped)
+{
+    if (test_stack != CO_STACK_SHARED)
+        return; /* its own stack keeps its frames wherever they are */
+    int err[2];
+    ck_assert_int_eq(pipe(err), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(err[1], STDERR_FILENO);
+        init_sched();
+        co_detach(co_spawn(parks_off_its_stack, NULL));
+        co_detach(co_spawn(yield_alone, AS_PTR(1))); /* takes the stack */
+        co_sched_run();
+        _exit(0);
+    }
+    close(err[1]);
+    char report[4096];
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof report - 1 &&
+           (n = read(err[0], report + len, sizeof report - 1 - len)) > 0)
+        len += (size_t)n;
+    report[len] = '\0';
+    close(err[0]);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+                  "status %#x: %s", status, report);
+    ck_assert_msg(strstr(report, "outside the shared stack"), "%s", report);
+}
+END_TEST
+
 /* ---- what each switch keeps: the signal mask (coro.h, "Switching") ---- */
 
 static bool usr2_blocked(void)
@@ -1256,6 +1507,17 @@ static Suite *coro_suite(const char *name)
     tcase_add_test(basics, a_deep_call_runs_on_the_loop_stack);
     suite_add_tcase(s, basics);
 
+    TCase *shared = tcase_create("shared stack");
+    tcase_set_timeout(shared, 10);
+    tcase_add_test(shared, parked_frames_come_back_exactly);
+    tcase_add_test(shared, the_shared_stack_copies_only_when_it_changes_hands);
+    tcase_add_test(shared, deep_calls_write_into_frames_that_are_copied);
+    tcase_add_test(shared, a_parked_waits_record_is_not_read_from_its_stack);
+    tcase_add_test(shared, offloaded_jobs_are_not_on_their_coroutines_stacks);
+    tcase_add_test(shared,
+                   a_coroutine_that_parks_off_the_shared_stack_is_stopped);
+    suite_add_tcase(s, shared);
+
     TCase *pool = tcase_create("worker pool");
     tcase_set_timeout(pool, 60);
     tcase_add_test(pool, run_blocking_returns_while_others_run);
@@ -1272,22 +1534,32 @@ static Suite *coro_suite(const char *name)
     return s;
 }
 
-/* The whole suite once per switch (CO_SWITCH=setjmp or swapcontext runs
- * only that one). */
+/* The whole suite once per switch and per kind of stack (CO_SWITCH=setjmp
+ * or swapcontext, CO_STACK=separate or shared run only those). */
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     static const struct { enum co_switch kind; const char *name; } ways[] = {
         {CO_SWITCH_SETJMP, "setjmp"}, {CO_SWITCH_SWAPCONTEXT, "swapcontext"}};
+    static const struct { enum co_stack kind; const char *name; } stacks[] = {
+        {CO_STACK_SEPARATE, "separate"}, {CO_STACK_SHARED, "shared"}};
     const char *only = getenv("CO_SWITCH");
+    const char *only_stack = getenv("CO_STACK");
     int failed = 0;
-    for (size_t i = 0; i < sizeof ways / sizeof ways[0]; i++) {
-        if (only && *only && strcmp(only, ways[i].name) != 0)
+    for (size_t k = 0; k < sizeof stacks / sizeof stacks[0]; k++) {
+        if (only_stack && *only_stack &&
+            strcmp(only_stack, stacks[k].name) != 0)
             continue;
-        test_switch = ways[i].kind;
-        char name[64];
-        snprintf(name, sizeof name, "coro, switch %s", ways[i].name);
-        failed |= harness_run(coro_suite(name));
+        for (size_t i = 0; i < sizeof ways / sizeof ways[0]; i++) {
+            if (only && *only && strcmp(only, ways[i].name) != 0)
+                continue;
+            test_switch = ways[i].kind;
+            test_stack = stacks[k].kind;
+            char name[64];
+            snprintf(name, sizeof name, "coro, switch %s, %s stacks",
+                     ways[i].name, stacks[k].name);
+            failed |= harness_run(coro_suite(name));
+        }
     }
     curl_global_cleanup();
     return failed;
