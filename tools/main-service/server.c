@@ -572,7 +572,8 @@ int main(int argc, char **argv)
     raise_fd_limit();
     if (store_init(g_opt.max_results, g_opt.max_store_mb << 20) < 0)
         return 1;
-    if (shutdown_init() < 0) {
+    /* Requests in progress get STOP_GRACE_MS after a stop (shutdown.h). */
+    if (shutdown_init(STOP_GRACE_MS) < 0) {
         perror("shutdown_init");
         return 1;
     }
