@@ -8,7 +8,7 @@
 #                        are built, and only the tests that drive threads run
 #                        (test_coro, test_coroutines, test_fork_threads,
 #                        test_stages, test_main_service, test_faults,
-#                        test_trace), with
+#                        test_trace, test_outbox, test_deliver), with
 #                        STAGES=03-threads,06-coroutines
 #   make valgrind        memcheck spot check: one stage (VG_STAGE, default
 #                        03-threads) run under valgrind, fails on any error
@@ -226,7 +226,8 @@ $(TEST_BINS): $(B)/tests/%: $(B)/obj/tests/%.o $$(TEST_EXTRA_$$*) $(HARNESS_OBJ)
 # main service they call back. The tests that start stages honour STAGES.
 ifeq ($(SAN),thread)
   TSAN_TESTS := test_coro test_coroutines test_fork_threads test_stages \
-                test_main_service test_faults test_trace
+                test_main_service test_faults test_trace test_outbox \
+                test_deliver
   TEST_RUN   := $(addprefix $(B)/tests/,$(filter $(TSAN_TESTS),$(TESTS)))
   TEST_NEEDS := $(addprefix $(B)/,03-threads 06-coroutines main-service)
   TEST_ENV   := STAGES=03-threads,06-coroutines

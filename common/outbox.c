@@ -22,7 +22,7 @@
 /* How long a start waits for the file's lock: the processes of a server
  * killed a moment ago (02's children, --workers) hold it until they die
  * with their parent (PR_SET_PDEATHSIG), a few milliseconds later. */
-#define LOCK_WAIT_MS 1000
+#define LOCK_WAIT_MS 500
 
 /* One job of the file waiting for replay: its line, found by its id. */
 struct pending {

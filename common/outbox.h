@@ -30,7 +30,7 @@
  *
  * One writer: one server owns the file (an exclusive flock, taken at
  * start; a second server on the same file is refused: it would replay the
- * same jobs; a start waits up to a second for it, while the processes of a
+ * same jobs; a start waits up to half a second for it, while the processes of a
  * server killed a moment ago die). Inside that server every process and thread appends to the
  * same O_APPEND descriptor, one write() per record: Linux writes a
  * regular file under its inode lock, so records of 02's children, 03's

@@ -148,8 +148,12 @@ bool shutdown_wait_accept(int listen_fd)
         int n = poll(fds, 2, -1);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0 || fds[1].revents)
+        if (n < 0)
             return false;
+        if (fds[1].revents) {
+            drain_begin(); /* this process's clock, if the signal was not */
+            return false;
+        }
         if (fds[0].revents)
             return true;
     }

@@ -35,7 +35,7 @@
 #define NUM_STAGES HARNESS_NUM_STAGES
 #define row_selected harness_row_selected
 
-#define DRAIN_MS 300
+#define DRAIN_MS 200
 static const char *const token_env[] = {"SECRET_TOKEN=" HARNESS_TOKEN, NULL};
 
 /* ---- helpers ---- */
@@ -188,7 +188,7 @@ START_TEST(a_stop_is_bounded_names_what_it_drops_and_keeps_it)
     start_with_outbox(&s, name, url, outbox, drain, false);
     wait_log(&s, blocking ? "job held_a: replayed from the outbox"
                           : "job held_b: replayed from the outbox", 5000);
-    harness_sleep_ms(100); /* the tries are under way */
+    harness_sleep_ms(50); /* the tries are under way */
     double t0 = harness_now();
     ck_assert_int_eq(kill(s.pid, SIGTERM), 0);
     int rc = proc_wait(&s, 10000);
@@ -208,9 +208,9 @@ START_TEST(a_stop_is_bounded_names_what_it_drops_and_keeps_it)
     start_with_outbox(&s, name, url, outbox, "20000", false);
     wait_log(&s, blocking ? "job held_a: replayed from the outbox"
                           : "job held_b: replayed from the outbox", 5000);
-    harness_sleep_ms(100);
+    harness_sleep_ms(50);
     ck_assert_int_eq(kill(s.pid, SIGTERM), 0);
-    harness_sleep_ms(100);
+    harness_sleep_ms(50);
     t0 = harness_now();
     ck_assert_int_eq(kill(s.pid, SIGTERM), 0);
     rc = proc_wait(&s, 10000);

@@ -20,7 +20,7 @@ wait_for "$EX_DIR/s1.log" 'keep_refused rejected: HTTP 403' || ex_fail "no 403 f
 ex_stop "$PID"
 # 2. Nobody listens: the job is given up at its deadline.
 SECRET_TOKEN=ours ex_start s2 "$B/05-epoll-callbacks" --quiet --delay-ms 10 \
-    --callback-deadline-ms 600 --outbox "$box" --main-service http://127.0.0.1:1
+    --callback-deadline-ms 300 --outbox "$box" --main-service http://127.0.0.1:1
 post "$PORT" keep_late
 wait_for "$EX_DIR/s2.log" 'keep_late given up after' || ex_fail "keep_late was not given up"
 ex_stop "$PID"
@@ -30,7 +30,7 @@ main=$PORT
 SECRET_TOKEN=ours ex_start s3 "$B/05-epoll-callbacks" --quiet --delay-ms 10 \
     --outbox "$box" --main-service "http://127.0.0.1:$main"
 late=$(curl -s -m 5 -o /dev/null -w '%{http_code}' \
-    "http://127.0.0.1:$main/api/exchange_result/keep_late?wait_ms=3000")
+    "http://127.0.0.1:$main/api/exchange_result/keep_late?wait_ms=1500")
 refused=$(curl -s -m 5 -o /dev/null -w '%{http_code}' \
     "http://127.0.0.1:$main/api/exchange_result/keep_refused")
 msg="after a restart: the job given up at its deadline is stored: $late (want 200: kept in the outbox, replayed), the job refused with 403 is stored: $refused (want 404: its end was written, it is not replayed)"
