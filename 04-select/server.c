@@ -649,6 +649,7 @@ int main(int argc, char **argv)
     }
     jobcap_report(&srv.budget, outbox_fate());
     evconn_server_drop(&srv);
+    evconn_server_free(&srv);
     outbox_syncer_stop();
     if (listen_fd >= 0)
         close(listen_fd);

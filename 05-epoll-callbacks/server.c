@@ -581,6 +581,7 @@ static int serve(int lfd)
     }
     jobcap_report(&srv.budget, outbox_fate());
     evconn_server_drop(&srv);
+    evconn_server_free(&srv);
     if (listen_fd >= 0)
         close(listen_fd);
     outbox_syncer_stop();

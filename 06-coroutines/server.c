@@ -639,6 +639,7 @@ int main(int argc, char **argv)
         rc = workers_run(&cfg, serve);
     else if ((lfd = net_listen_announce(&cfg)) >= 0)
         rc = serve(lfd);
+    jobcap_free(&jobcap);
     callback_global_cleanup();
     return rc;
 }

@@ -111,6 +111,11 @@ void evconn_server_drop(struct evconn_server *srv)
         srv->ops->free_job(LIST_ITEM(srv->jobs.next, struct evjob, link));
 }
 
+void evconn_server_free(struct evconn_server *srv)
+{
+    jobcap_free(&srv->budget);
+}
+
 void evconn_server_replay(struct evconn_server *srv, int share, int shares)
 {
     struct exchange_request job;

@@ -164,6 +164,10 @@ void evconn_server_drop(struct evconn_server *srv);
  * list. A job that cannot start stays in the outbox for the next start. */
 void evconn_server_replay(struct evconn_server *srv, int share, int shares);
 
+/* Gives back what evconn_server_init took (the budget's slots): after
+ * evconn_server_drop, when the server is done. */
+void evconn_server_free(struct evconn_server *srv);
+
 /* The outbox's flush thread woke the loop (outbox_syncer_fd, after
  * outbox_syncer_woken): the next connection in EVCONN_DURABLE whose
  * record a flush has now covered, taken off srv->durable; NULL when none

@@ -838,6 +838,7 @@ START_TEST(an_answer_is_written_by_the_step_that_made_it)
     ck_assert_int_eq(answers_waiting(sv[1]), 20 - EVCONN_WRITE_BURST);
     evconn_release(&c);
     close(sv[1]);
+    evconn_server_free(&srv);
 }
 END_TEST
 
@@ -875,6 +876,7 @@ START_TEST(a_waiting_request_holds_no_read_buffer)
     evconn_release(&c);
     close(sv[1]);
     free(req);
+    evconn_server_free(&srv);
 }
 END_TEST
 

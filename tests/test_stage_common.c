@@ -168,6 +168,7 @@ START_TEST(serve_blocking_answers_then_hands_back_the_async_job)
     close(b.sv[1]);
     free(sync);
     free(async);
+    jobcap_free(&b.cap);
 }
 END_TEST
 
@@ -185,6 +186,7 @@ START_TEST(serve_blocking_one_request_closes_after_the_first_answer)
     ck_assert_ptr_null(strstr(strstr(got, "HTTP/1.1") + 1, "HTTP/1.1"));
     free(got);
     close(b.sv[1]);
+    jobcap_free(&b.cap);
 }
 END_TEST
 
@@ -208,6 +210,7 @@ START_TEST(wait_bills_gives_each_bill_back_to_the_budget)
     ck_assert_double_eq_tol(subtotals[1], 20.0, 1e-9);
     ck_assert_int_eq(jobcap_bills(&cap), 0);
     ck_assert_int_eq(jobcap_jobs(&cap), 1); /* the job is the caller's */
+    jobcap_free(&cap);
 }
 END_TEST
 
@@ -280,6 +283,7 @@ START_TEST(a_stop_closes_idle_connections_and_drop_ends_the_rest)
     ck_assert(evconn_server_done(&srv));
     close(idle[1]);
     close(busy[1]);
+    evconn_server_free(&srv);
 }
 END_TEST
 
