@@ -215,7 +215,7 @@ static void child_leave_parent_role(int listen_fd, pid_t parent)
     signal(SIGINT, SIG_IGN);
     signal(SIGTERM, SIG_IGN);
     shutdown_mask_signals(SIG_UNBLOCK, NULL);
-    /* If the parent gives up on us (grace period over), we go with it. */
+    /* If the parent goes first (killed, or done unwinding), we go too. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
         _exit(1);
 }
@@ -393,7 +393,7 @@ static void replay_outbox(int listen_fd)
 /* Forks cfg.prefork children that each accept on lfd for themselves
  * (prefork_child), and closes the parent's copy of lfd; from then on the
  * parent only reaps, until a stop or until no child is left. Returns
- * main's exit status: 0 if every child was gone within the grace period. */
+ * main's exit status: 0 if every child was gone at the end of the stop. */
 static int run_prefork(int lfd)
 {
     struct prefork *pf = prefork_new(cfg.prefork, cfg.accept_lock);

@@ -489,7 +489,7 @@ static bool wait_for_threads(void)
 }
 
 /* live_changed waits on CLOCK_MONOTONIC: a wall-clock jump must not
- * stretch or cut the grace period. */
+ * stretch or cut the drain. */
 static int live_changed_init(void)
 {
     pthread_condattr_t attr;

@@ -146,7 +146,7 @@ void *evconn_alloc(size_t size, int fd);
  * (answers from now on say "Connection: close"), logs what is left to
  * finish, and closes every connection idle between requests
  * (ops->close_conn). Not accepting any more, and bounding the rest by
- * SHUTDOWN_GRACE_MS, are the loop's. */
+ * --drain-ms (and a second signal), are the loop's. */
 void evconn_server_stop(struct evconn_server *srv);
 
 /* True once srv is stopping and nothing is left in flight: the loop may
