@@ -3,8 +3,10 @@
  *
  *  - A stop has a bound: with the main service hanging (every try held
  *    until curl's timeout), SIGTERM ends the stage within --drain-ms + 1 s
- *    (not before the drain: it did try), a second SIGTERM at once, and the
- *    log names each job whose callback was not delivered, then the count.
+ *    (not before the drain: it did try); with the main service down (every
+ *    try refused, a backoff between them), a second SIGTERM ends it at
+ *    once; and the log names each job whose callback was not delivered,
+ *    then the count.
  *  - The outbox: jobs written before their ok survive the stop and are
  *    replayed at the next start, then delivered; the ok says
  *    "durable":"synced" with --outbox-sync; a delivered job's end is
@@ -166,6 +168,16 @@ static void expect_report(struct proc *s, bool one_at_a_time)
     }
 }
 
+/* A port on which nothing listens (it was free a moment ago): a main
+ * service that is down, every try refused at once. */
+static int closed_port(void)
+{
+    int port = 0;
+    int fd = harness_listen(&port);
+    close(fd);
+    return port;
+}
+
 /* ---- 1. the stop's bound, its report, and the outbox across it ---- */
 
 START_TEST(a_stop_is_bounded_names_what_it_drops_and_keeps_it)
@@ -204,8 +216,11 @@ START_TEST(a_stop_is_bounded_names_what_it_drops_and_keeps_it)
     ck_assert_str_eq(text, JOB("held_a") JOB("held_b"));
     free(text);
 
-    /* A second signal ends the drain at once. */
-    start_with_outbox(&s, name, url, outbox, "20000", false);
+    /* A second signal ends the drain at once; the main service is down
+     * now, so what it cuts is a backoff between refused tries. */
+    char down[64];
+    snprintf(down, sizeof down, "http://127.0.0.1:%d", closed_port());
+    start_with_outbox(&s, name, down, outbox, "20000", false);
     wait_log(&s, blocking ? "job held_a: replayed from the outbox"
                           : "job held_b: replayed from the outbox", 5000);
     harness_sleep_ms(50);
