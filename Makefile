@@ -8,7 +8,7 @@
 #                        are built, and only the tests that drive threads run
 #                        (test_coro, test_coroutines, test_fork_threads,
 #                        test_stages, test_main_service, test_faults,
-#                        test_trace), with
+#                        test_trace, test_outbox, test_deliver), with
 #                        STAGES=03-threads,06-coroutines
 #   make test-shared-stack  06's endpoint tests (test_stages) with
 #                        --stack shared, both switches (SAN=1 too)
@@ -21,8 +21,12 @@
 #   make bench           the benchmarks (bench/bench.sh): tables + CSV under
 #                        bench/results; about 5 minutes, BENCH_QUICK=1 about 2
 #   make soak            5 minutes of mixed and hostile traffic against every
-#                        stage and the main service, with two outages of it
+#                        stage and the main service, with two outages of it,
+#                        then a crash-restart loop (kill -9, --outbox)
 #                        (SOAK_SECONDS=60: a short form; see tests/soak/soak.c)
+#   make test-crash      the kill -9 run in the middle of 200 async jobs, with
+#                        and without --outbox, in every stage (make test
+#                        runs it for 03 and 05; tests/test_deliver.c)
 #   make mutants         every protection has a test that fails without it:
 #                        each tests/mutants/*.patch is applied to a scratch
 #                        copy (build/mutants/tree) and its named tests must
@@ -173,7 +177,7 @@ ifeq ($(HAVE_EPOLL),no)
   $(info make: no epoll here: building $(notdir $(STAGE_BINS)) only; 04-06, the tools and the tests need it: $(CONTAINER_HINT))
 endif
 
-.PHONY: all test test-shared-stack unit integration run demo bench deps fuzz clean help valgrind soak mutants examples check-exercise \
+.PHONY: all test test-shared-stack test-crash unit integration run demo bench deps fuzz clean help valgrind soak mutants examples check-exercise \
         grade grade-workflow grade-check lab cross test-cross fresh-check
 all: $(STAGE_BINS) $(TOOL_BINS)
 
@@ -233,7 +237,8 @@ $(TEST_BINS): $(B)/tests/%: $(B)/obj/tests/%.o $$(TEST_EXTRA_$$*) $(HARNESS_OBJ)
 # main service they call back. The tests that start stages honour STAGES.
 ifeq ($(SAN),thread)
   TSAN_TESTS := test_coro test_coroutines test_fork_threads test_stages \
-                test_main_service test_faults test_trace
+                test_main_service test_faults test_trace test_outbox \
+                test_deliver
   TEST_RUN   := $(addprefix $(B)/tests/,$(filter $(TSAN_TESTS),$(TESTS)))
   TEST_NEEDS := $(addprefix $(B)/,03-threads 06-coroutines main-service)
   TEST_ENV   := STAGES=03-threads,06-coroutines
@@ -305,6 +310,12 @@ $(B)/soak: $(SOAK_OBJ) $(HARNESS_OBJ) $(B)/libcommon.a
 
 soak: all $(B)/soak
 	@SOAK_SAN=$(SAN) STAGE_BIN_DIR=$(B) $(B)/soak
+
+# The kill -9 runs of tests/test_deliver.c for every stage; make test runs
+# them for one stage of each family (03, 05) to stay within its time.
+test-crash: all $(B)/tests/test_deliver
+	@CRASH_STAGES=all CK_RUN_CASE="kill -9" STAGE_BIN_DIR=$(B) \
+	    $(B)/tests/test_deliver
 
 # Mutants (issue 19): a scratch copy of the tracked files with its own
 # build/, so the tree being worked on is never patched.

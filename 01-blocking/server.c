@@ -25,6 +25,12 @@
  *   cannot do better than bound the stall. Only a stop request ends the
  *   idle wait early.
  *
+ * Stopping (SIGINT/SIGTERM): the accept loop ends; whatever the one
+ * thread is doing (a request, a job's bills, its callback's retries) goes
+ * on for at most --drain-ms, because every one of those waits also
+ * watches the stop (shutdown.h). Then, or at a second signal, it is cut,
+ * and the log names each job whose callback was not delivered.
+ *
  * Reading, routing and answering a request, waiting its bills, and the
  * callback PUT are the same in 02 and 03, so they live in common/conn_io;
  * what is left here is the model, and a comment marks each call that
@@ -42,6 +48,7 @@
 #include "jobcap.h"
 #include "log.h"
 #include "net.h"
+#include "outbox.h"
 #include "shutdown.h"
 #include "stage.h"
 
@@ -57,7 +64,7 @@ static struct jobcap jobcap;
 
 /* The async route's second half, after the client already has its answer
  * and its connection is closed. Nothing else runs until it returns. */
-static void finish_async_job(const struct exchange_request *job)
+static void finish_async_job(struct exchange_request *job)
 {
     double started = log_elapsed();
     log_info("server stalled: computing job %s (%zu bills) and sending its "
@@ -65,15 +72,11 @@ static void finish_async_job(const struct exchange_request *job)
              job->request_id, job->num_bills);
     /* Blocks here through every bill, one after another: the whole
      * process sleeps, which is what "blocking" means. Each bill goes back
-     * to the budget as soon as it is done. */
-    double subtotals[EXCHANGE_MAX_BILLS];
-    conn_io_wait_bills(&cfg, job, subtotals, &jitter_seed, &jobcap);
-    /* Blocks here until the main service answers (retries included, up to
-     * --callback-deadline-ms). */
-    conn_io_send_callback(&cfg, job, subtotals);
-    jobcap_job_done(&jobcap);
-    log_info("stall over after %.3f s; accepting again",
-             log_elapsed() - started);
+     * to the budget as soon as it is done. Then blocks until the main
+     * service answers (retries included, up to --callback-deadline-ms). */
+    if (conn_io_run_job(&cfg, &jobcap, job, &jitter_seed))
+        log_info("stall over after %.3f s; accepting again",
+                 log_elapsed() - started);
 }
 
 /* How every request is answered (conn_io_serve_blocking): routed, a sync
@@ -101,16 +104,37 @@ static void serve_connection(int fd)
         finish_async_job(&job);
 }
 
+/* At start, the jobs of the outbox that never ended (outbox.h), one
+ * after another like any job here, before the first accept: clients wait
+ * in the backlog meanwhile. A stop ends the replay; the jobs not replayed
+ * stay in the outbox. */
+static void replay_outbox(void)
+{
+    struct exchange_request job;
+    size_t i = 0, n = outbox_replay_count();
+    for (; i < n && !shutdown_requested(); i++)
+        if (endpoint_admit_replay(&jobcap, i, &job))
+            finish_async_job(&job);
+    if (i < n)
+        log_warn("stop: %zu job%s of the outbox not replayed; %s", n - i,
+                 n - i == 1 ? "" : "s", outbox_fate());
+    outbox_replay_done();
+}
+
 int main(int argc, char **argv)
 {
     if (stage_begin(&cfg, argc, argv, STAGE, 8001, 0,
                     "Stage 01: a blocking server that serves one connection "
                     "at a time.") < 0)
         return 1;
-    jobcap_init(&jobcap, cfg.max_jobs, cfg.max_bills);
+    if (jobcap_init(&jobcap, cfg.max_jobs, cfg.max_bills) < 0) {
+        perror("jobcap");
+        return 1;
+    }
     int lfd = net_listen_announce(&cfg); /* then "listening on ..." on stdout */
     if (lfd < 0)
         return 1;
+    replay_outbox();
 
     /* The whole model: take one client, serve it to the end, close it, and
      * only then take the next. shutdown_wait_accept blocks here until a
@@ -120,9 +144,12 @@ int main(int argc, char **argv)
         if (fd >= 0)
             serve_connection(fd);
     }
-    /* Whatever was in flight finished inside serve_connection. */
+    /* Whatever was in flight finished inside serve_connection, or was cut
+     * when the drain ended: the report names what was not delivered. */
     log_info("stop requested; exiting");
     close(lfd);
+    jobcap_report(&jobcap, outbox_fate());
+    jobcap_free(&jobcap);
     callback_global_cleanup();
     return 0;
 }

@@ -34,21 +34,31 @@
  *   bills not yet done, checked before the ok) must be one count for all
  *   the children, and a global variable would be a copy in each. It lives
  *   in a MAP_SHARED page mapped before the first fork, updated with atomic
- *   operations. A child that dies mid-job (killed from outside) keeps its
- *   share of the budget; a crash is a bug, and the log shows it.
+ *   operations, with one slot per job that names it (see "Stopping").
  *
  * Stopping (SIGINT/SIGTERM): the parent stops accepting, closes the
- * listening socket and waits for its children (SHUTDOWN_GRACE_MS at most).
- * The children learn of the stop through the shutdown pipe they inherited:
- * the parent's handler writes one byte to it and nobody ever reads it, so
- * it stays readable in every process at once. A child between requests
- * polls that pipe beside its socket (conn_io_read_request) and closes its
- * idle connection at once; a child inside a request finishes it, answers
- * "Connection: close", and finishes its callback. The children ignore SIGINT/SIGTERM themselves:
- * the stop is the parent's decision (Ctrl-C in a terminal signals the whole
- * process group, and a child killed one by one must not stop the server).
- * A child still busy when the grace period ends dies with the parent
- * (PR_SET_PDEATHSIG), so a stopped server leaves no orphans.
+ * listening socket and waits for its children, at most --drain-ms. The
+ * children learn of the stop through the shutdown pipes they inherited
+ * (shutdown.h): the parent's handler writes one byte to the stop pipe and
+ * nobody ever reads it, so it stays readable in every process at once. A
+ * child between requests polls that pipe beside its socket
+ * (conn_io_read_request) and closes its idle connection at once; a child
+ * inside a request finishes it, answers "Connection: close", and goes on
+ * with its job's bills and callback. When the drain is over (a second
+ * signal, or --drain-ms passed) the parent writes the now pipe: every wait
+ * of every child watches it, so they all give up and exit, and the parent
+ * gives them SHUTDOWN_UNWIND_MS to do so. The children ignore SIGINT/
+ * SIGTERM themselves: the stop is the parent's decision (Ctrl-C in a
+ * terminal signals the whole process group, and a child killed one by one
+ * must not stop the server). A child still there after that dies with the
+ * parent (PR_SET_PDEATHSIG), so a stopped server leaves no orphans.
+ *
+ * The jobs are the children's, but the parent answers for them: each one
+ * holds a slot with its request id in the shared budget (jobcap.h), so the
+ * parent's last lines name every job whose callback was not delivered
+ * (jobcap_report), and a child that dies outside a stop (killed, or
+ * crashed) has its jobs named when it is reaped (jobcap_reclaim), and
+ * their places given back.
  *
  * What to notice in the log: the pid on every line says who wrote it. The
  * parent (the pid of the first lines) writes "forked child 4122 for
@@ -93,6 +103,7 @@
 #include "jobcap.h"
 #include "log.h"
 #include "net.h"
+#include "outbox.h"
 #include "prefork.h"
 #include "shutdown.h"
 #include "stage.h"
@@ -116,6 +127,7 @@ static struct conn_io_stage serving = {
 /* ---- The parent's side: who is alive ---- */
 
 static int live_children;          /* touched by the accept loop only */
+static bool stopping;              /* the parent has begun the stop */
 static int sigchld_pipe[2] = {-1, -1};
 
 /* Runs whenever a child dies. Only async-signal-safe work here: one write
@@ -168,6 +180,11 @@ static void reap_children(void)
             return; /* 0: the rest are alive; -1 ECHILD: there are none */
         live_children--;
         log_child_status(pid, status);
+        /* Outside a stop a child exits 0 only once its job is over; any
+         * other end may have taken jobs with it. (In a stop, the report
+         * names every job left: wait_for_children.) */
+        if (!stopping && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+            jobcap_reclaim(jobcap, pid, outbox_fate());
     }
 }
 
@@ -175,14 +192,12 @@ static void reap_children(void)
 
 /* The async route's second half, once the client has its answer and its
  * connection is closed. Sequential on purpose: see the header (IPC). */
-static void finish_async_job(const struct exchange_request *job)
+static void finish_async_job(struct exchange_request *job)
 {
     log_info("job %s: waiting %zu bills one after another in this process, "
              "then the callback", job->request_id, job->num_bills);
-    double subtotals[EXCHANGE_MAX_BILLS]; /* only this process sleeps */
-    conn_io_wait_bills(&cfg, job, subtotals, &jitter_seed, jobcap);
-    conn_io_send_callback(&cfg, job, subtotals); /* delivered or given up */
-    jobcap_job_done(jobcap);
+    /* Only this process sleeps; delivered, given up, or cut by the stop. */
+    conn_io_run_job(&cfg, jobcap, job, &jitter_seed);
 }
 
 /* The child was born a copy of the accept loop; it drops that role before
@@ -200,7 +215,7 @@ static void child_leave_parent_role(int listen_fd, pid_t parent)
     signal(SIGINT, SIG_IGN);
     signal(SIGTERM, SIG_IGN);
     shutdown_mask_signals(SIG_UNBLOCK, NULL);
-    /* If the parent gives up on us (grace period over), we go with it. */
+    /* If the parent goes first (killed, or done unwinding), we go too. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
         _exit(1);
 }
@@ -311,23 +326,66 @@ static bool parent_wait(int listen_fd)
     }
 }
 
-/* Lets the children finish, at most SHUTDOWN_GRACE_MS. */
+/* Waits on the SIGCHLD pipe and the now pipe, at most timeout_ms, then
+ * reaps. */
+static void wait_for_a_child(int timeout_ms)
+{
+    struct pollfd p[2] = {{.fd = sigchld_pipe[0], .events = POLLIN},
+                          {.fd = shutdown_now_fd(), .events = POLLIN}};
+    if (poll(p, 2, timeout_ms) < 0 && errno != EINTR)
+        log_warn("poll: %s", strerror(errno));
+    reap_children();
+}
+
+/* Lets the children finish what they are doing, at most --drain-ms (a
+ * second signal ends it at once); then the now pipe tells them to give
+ * up, and they get SHUTDOWN_UNWIND_MS to exit. The report follows. */
 static void wait_for_children(void)
 {
-    uint64_t give_up = timer_now_ms() + SHUTDOWN_GRACE_MS;
+    stopping = true;
     reap_children();
-    while (live_children > 0) {
-        uint64_t now = timer_now_ms();
-        if (now >= give_up) {
-            log_warn("%d children still busy after %d ms; they die with the "
-                     "parent", live_children, SHUTDOWN_GRACE_MS);
-            return;
-        }
-        struct pollfd p = {.fd = sigchld_pipe[0], .events = POLLIN};
-        if (poll(&p, 1, (int)(give_up - now)) < 0 && errno != EINTR)
-            log_warn("poll: %s", strerror(errno));
-        reap_children();
+    while (live_children > 0 && !shutdown_now_requested())
+        wait_for_a_child(shutdown_cut_timeout(-1));
+    if (live_children > 0) {
+        shutdown_now(); /* the children watch it in every wait */
+        log_warn("drain over: %d children still busy; they give up now",
+                 live_children);
     }
+    uint64_t give_up = timer_deadline_in(SHUTDOWN_UNWIND_MS);
+    while (live_children > 0 && timer_now_ms() < give_up)
+        wait_for_a_child(timer_ms_left(give_up, timer_now_ms()));
+    if (live_children > 0)
+        log_warn("%d children did not exit within %d ms; they die with the "
+                 "parent", live_children, SHUTDOWN_UNWIND_MS);
+    jobcap_report(jobcap, outbox_fate());
+}
+
+/* ---- At start: the jobs of the outbox (outbox.h) ---- */
+
+/* A child per job that never ended, as for a connection: it takes the
+ * job's place in the shared budget, runs it, and exits. Past
+ * --max-children the rest stay in the outbox for the next start. */
+static void replay_outbox(int listen_fd)
+{
+    for (size_t i = 0; i < outbox_replay_count(); i++) {
+        if (live_children >= cfg.max_children) {
+            log_warn("outbox: %zu jobs not replayed: %d children already; "
+                     "they stay in the outbox for the next start",
+                     outbox_replay_count() - i, live_children);
+            break;
+        }
+        pid_t pid = spawn_child(listen_fd);
+        if (pid == 0) {
+            struct exchange_request job;
+            if (endpoint_admit_replay(jobcap, i, &job))
+                finish_async_job(&job);
+            child_exit();
+        }
+        if (pid < 0)
+            log_warn("fork: %s; outbox job %zu stays for the next start",
+                     strerror(errno), i + 1);
+    }
+    outbox_replay_done();
 }
 
 /* ---- --prefork N: the children are forked at start (prefork.c) ---- */
@@ -335,7 +393,7 @@ static void wait_for_children(void)
 /* Forks cfg.prefork children that each accept on lfd for themselves
  * (prefork_child), and closes the parent's copy of lfd; from then on the
  * parent only reaps, until a stop or until no child is left. Returns
- * main's exit status: 0 if every child was gone within the grace period. */
+ * main's exit status: 0 if every child was gone at the end of the stop. */
 static int run_prefork(int lfd)
 {
     struct prefork *pf = prefork_new(cfg.prefork, cfg.accept_lock);
@@ -359,6 +417,7 @@ static int run_prefork(int lfd)
     close(lfd); /* the children accept; the port closes with the last */
     while (parent_wait(-1))
         ;
+    stopping = true;
     log_info("%s: waiting for %d prefork children", live_children > 0
              ? "stop requested" : "every child is gone", live_children);
     wait_for_children();
@@ -388,6 +447,7 @@ int main(int argc, char **argv)
     int lfd = net_listen_announce(&cfg); /* then "listening on ..." on stdout */
     if (lfd < 0)
         return 1;
+    replay_outbox(lfd);
     if (cfg.prefork > 0) {
         int rc = run_prefork(lfd);
         callback_global_cleanup();
@@ -402,8 +462,8 @@ int main(int argc, char **argv)
     }
 
     close(lfd); /* new clients are refused from now on */
-    log_info("stop requested: not accepting; waiting for %d children",
-             live_children);
+    log_info("stop requested: not accepting; waiting for %d children "
+             "(at most %d ms)", live_children, cfg.drain_ms);
     wait_for_children();
     log_info("exiting");
     callback_global_cleanup();

@@ -38,15 +38,22 @@
  * each.
  *
  * Stopping (SIGINT/SIGTERM): the main thread stops accepting, closes the
- * listening socket and waits, at most SHUTDOWN_GRACE_MS, until the live
- * counters fall to zero: every connection thread and every async job has
- * finished. A connection thread between requests polls the shutdown pipe
- * beside its socket (conn_io_read_request; shutdown.h: the pipe stays
- * readable once a stop is asked), so an idle keep-alive connection is
- * closed at once instead of holding the stop for its whole idle timeout.
- * That is simpler than tracking every socket to shut them down from
- * outside, and it is the same wait as 02's.
+ * listening socket and waits, at most --drain-ms, until the live counters
+ * fall to zero: every connection thread and every async job has finished.
+ * A connection thread between requests polls the shutdown pipe beside its
+ * socket (conn_io_read_request; shutdown.h: the pipe stays readable once
+ * a stop is asked), so an idle keep-alive connection is closed at once
+ * instead of holding the stop for its whole idle timeout. That is simpler
+ * than tracking every socket to shut them down from outside, and it is
+ * the same wait as 02's.
  * A thread inside a request finishes it and answers "Connection: close".
+ * When the drain is over (a second signal, or --drain-ms passed), every
+ * wait of every thread gives up (they all watch the now pipe: a bill's
+ * sleep, a callback's try and backoff, a client's socket), the main
+ * thread gives them SHUTDOWN_UNWIND_MS to unwind, names each job whose
+ * callback was not delivered (jobcap_report) and exits. The condition
+ * variable cannot wait on a pipe, so the main thread waits on it in
+ * slices of STOP_POLL_MS and looks at the now pipe between them.
  * Only the main thread takes SIGINT/SIGTERM (thread_start blocks them in
  * every other thread), so the handler never interrupts a worker.
  *
@@ -98,6 +105,7 @@
 #include "jobcap.h"
 #include "log.h"
 #include "net.h"
+#include "outbox.h"
 #include "pool.h"
 #include "shutdown.h"
 #include "stage.h"
@@ -165,14 +173,11 @@ static int thread_start(pthread_t *t, bool detached, void *(*fn)(void *),
 /* ---- An async job: its bills waited together, then the callback ---- */
 
 /* Sleeps until deadline_ms on timer_now_ms's clock (CLOCK_MONOTONIC),
- * resuming after signals; returns at once if it has passed. */
-static void sleep_until_ms(uint64_t deadline_ms)
+ * resuming after signals; returns at once if it has passed. False if the
+ * stop's drain ended first (shutdown_sleep_ms). */
+static bool sleep_until_ms(uint64_t deadline_ms)
 {
-    struct timespec ts = {.tv_sec = (time_t)(deadline_ms / 1000),
-                          .tv_nsec = (long)(deadline_ms % 1000) * 1000000L};
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) ==
-           EINTR)
-        ;
+    return shutdown_sleep_ms(timer_ms_left(deadline_ms, timer_now_ms()));
 }
 
 /* A job's bills, split between at most BILL_THREADS_PER_JOB threads. All
@@ -187,6 +192,7 @@ struct bill_share {
     double *subtotals;     /* the job's array: each thread writes its own */
     pthread_t thread;
     bool started;
+    bool cut;              /* the stop ended its wait: the job is abandoned */
 };
 
 /* One thread's share of the bills' simulated external calls. */
@@ -196,12 +202,15 @@ static void *bill_thread(void *arg)
     const struct exchange_request *job = b->job;
     for (size_t i = b->first; i < job->num_bills; i += b->step) {
         TRACE(TRACE_BILL_BEGIN, job, i);
-        sleep_until_ms(b->started_ms + (uint64_t)b->delay_ms[i]);
+        if (!sleep_until_ms(b->started_ms + (uint64_t)b->delay_ms[i])) {
+            b->cut = true;
+            break;
+        }
         b->subtotals[i] = exchange_subtotal(&job->bills[i],
                                             job->exchange_rate);
         endpoint_log_bill(job, i, b->subtotals[i]);
         TRACE(TRACE_BILL_END, job, i);
-        jobcap_bills_done(&jobcap, 1);
+        jobcap_bills_done(&jobcap, job, 1);
     }
     return NULL;
 }
@@ -210,8 +219,9 @@ static void *bill_thread(void *arg)
  * join them all. Each thread writes only its own subtotals[i], and
  * pthread_join makes those writes visible here, so no lock is needed. A
  * thread that cannot start has its share waited here instead: the due
- * times are absolute, so that costs no extra time. */
-static void gather_bills(const struct exchange_request *job, double *subtotals)
+ * times are absolute, so that costs no extra time. False if the stop's
+ * drain cut a wait. */
+static bool gather_bills(const struct exchange_request *job, double *subtotals)
 {
     int delay_ms[EXCHANGE_MAX_BILLS];
     unsigned seed = (unsigned)timer_now_ms() ^ (unsigned)(uintptr_t)job;
@@ -235,14 +245,19 @@ static void gather_bills(const struct exchange_request *job, double *subtotals)
     for (size_t t = 0; t < n; t++)
         if (!shares[t].started)
             bill_thread(&shares[t]);
-    for (size_t t = 0; t < n; t++)
+    bool all_in = true;
+    for (size_t t = 0; t < n; t++) {
         if (shares[t].started)
             pthread_join(shares[t].thread, NULL);
+        all_in = all_in && !shares[t].cut;
+    }
+    return all_in;
 }
 
 /* The background thread of one async job; it owns the job (malloc'd) and
  * its place in the budget, given back when the callback is delivered or
- * given up. */
+ * given up (conn_io_finish_job), and kept if the stop abandons it, for
+ * the stop's report. */
 static void *job_thread(void *arg)
 {
     struct exchange_request *job = arg;
@@ -252,20 +267,21 @@ static void *job_thread(void *arg)
              job->num_bills < BILL_THREADS_PER_JOB ? job->num_bills
                                                    : BILL_THREADS_PER_JOB);
     double subtotals[EXCHANGE_MAX_BILLS];
-    gather_bills(job, subtotals);
-    log_info("job %s: all %zu bills in after %.3f s; sending the callback",
-             job->request_id, job->num_bills, log_elapsed() - started);
-    conn_io_send_callback(&cfg, job, subtotals);
+    if (gather_bills(job, subtotals)) {
+        log_info("job %s: all %zu bills in after %.3f s; sending the "
+                 "callback", job->request_id, job->num_bills,
+                 log_elapsed() - started);
+        conn_io_finish_job(&cfg, &jobcap, job, subtotals);
+    }
     free(job);
-    jobcap_job_done(&jobcap);
     live_leave(&live_jobs);
     return NULL;
 }
 
 /* Hands a copy of an admitted job (its budget already taken) to a
  * background thread, so the connection thread can go on with its client.
- * False if that thread cannot start: the budget is then given back, and
- * the client, not yet answered, gets a 503 instead of the ok. */
+ * False (logged) if that thread cannot start: the caller then ends the
+ * job. */
 static bool start_async_job(const struct exchange_request *job)
 {
     struct exchange_request *copy = malloc(sizeof *copy);
@@ -280,13 +296,21 @@ static bool start_async_job(const struct exchange_request *job)
             free(copy);
         }
     }
-    if (err) {
-        log_warn("job thread: %s", strerror(err));
-        jobcap_bills_done(&jobcap, job->num_bills);
-        jobcap_job_done(&jobcap);
-        return false;
-    }
-    return true;
+    if (err)
+        log_warn("job %s: no thread for it: %s", job->request_id,
+                 strerror(err));
+    return err == 0;
+}
+
+/* At start, a job thread per job of the outbox that never ended
+ * (outbox.h), each admitted into the budget like a new one. */
+static void replay_outbox(void)
+{
+    struct exchange_request job;
+    for (size_t i = 0; i < outbox_replay_count(); i++)
+        if (endpoint_admit_replay(&jobcap, i, &job) && !start_async_job(&job))
+            jobcap_job_done(&jobcap, &job); /* stays for the next start */
+    outbox_replay_done();
 }
 
 /* ---- A connection thread: one client, blocking calls ---- */
@@ -299,10 +323,13 @@ static bool handle_request(int fd, const struct http_request *req, void *arg)
     struct exchange_request job; /* ~2.5 KB: the stack is sized for it */
     struct endpoint_reply reply;
     /* An async job gets the ok only if the budget has room (else a 503),
-     * and only once the job's thread runs. The job runs beside this
-     * connection, which stays open. */
+     * and only once the job's thread runs; if it cannot, the job is over
+     * before it began. The job runs beside this connection, which stays
+     * open. */
     if (conn_io_route(&cfg, req, STAGE, &jobcap, arg, &job, &reply) &&
         !start_async_job(&job)) {
+        outbox_add_end(job.request_id);
+        jobcap_job_done(&jobcap, &job);
         endpoint_reply_free(&reply);
         endpoint_busy("cannot start the job", &reply);
     }
@@ -407,35 +434,62 @@ static void start_connection(int fd)
     }
 }
 
-/* Waits until every connection thread and job is done, at most
- * SHUTDOWN_GRACE_MS. True if they all finished. */
-static bool wait_for_threads(void)
+#define STOP_POLL_MS 25 /* the stop's wait looks at the now pipe this often */
+
+/* Waits until every connection thread and job is done, or deadline
+ * passes, or (watch_now) the drain is over: the condition variable in
+ * slices of STOP_POLL_MS, the now pipe between them. True if all are
+ * done. */
+static bool wait_live_zero(uint64_t deadline, bool watch_now)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += SHUTDOWN_GRACE_MS / 1000;
-    deadline.tv_nsec += (SHUTDOWN_GRACE_MS % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
     pthread_mutex_lock(&live_lock);
-    log_info("stop requested: not accepting; waiting for %d connections "
-             "and %d jobs", live_connections, live_jobs);
-    int err = 0;
-    while ((live_connections > 0 || live_jobs > 0) && err != ETIMEDOUT)
-        err = pthread_cond_timedwait(&live_changed, &live_lock, &deadline);
+    while ((live_connections > 0 || live_jobs > 0) &&
+           timer_now_ms() < deadline &&
+           !(watch_now && shutdown_now_requested())) {
+        int slice = timer_ms_left(deadline, timer_now_ms());
+        if (slice > STOP_POLL_MS)
+            slice = STOP_POLL_MS;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += slice * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&live_changed, &live_lock, &ts);
+    }
     bool done = live_connections == 0 && live_jobs == 0;
-    if (!done)
-        log_warn("%d connections and %d jobs still busy after %d ms; "
-                 "leaving them", live_connections, live_jobs,
-                 SHUTDOWN_GRACE_MS);
     pthread_mutex_unlock(&live_lock);
     return done;
 }
 
+/* The stop: every connection thread and job gets the drain (--drain-ms;
+ * a second signal ends it), then the now pipe tells them to give up and
+ * they get SHUTDOWN_UNWIND_MS to do so. Then the report. True if they all
+ * finished. */
+static bool wait_for_threads(void)
+{
+    pthread_mutex_lock(&live_lock);
+    log_info("stop requested: not accepting; waiting for %d connections "
+             "and %d jobs (at most %d ms)", live_connections, live_jobs,
+             cfg.drain_ms);
+    pthread_mutex_unlock(&live_lock);
+    int drain = shutdown_drain_left_ms();
+    bool done = wait_live_zero(timer_deadline_in(drain), true);
+    if (!done) {
+        shutdown_now(); /* every thread watches it in every wait */
+        log_warn("drain over: threads still busy; they give up now");
+        done = wait_live_zero(timer_deadline_in(SHUTDOWN_UNWIND_MS), false);
+    }
+    if (!done)
+        log_warn("threads still busy after %d ms more; leaving them",
+                 SHUTDOWN_UNWIND_MS);
+    jobcap_report(&jobcap, outbox_fate());
+    return done;
+}
+
 /* live_changed waits on CLOCK_MONOTONIC: a wall-clock jump must not
- * stretch or cut the grace period. */
+ * stretch or cut the drain. */
 static int live_changed_init(void)
 {
     pthread_condattr_t attr;
@@ -462,13 +516,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "pthread_cond_init: %s\n", strerror(err));
         return 1;
     }
-    jobcap_init(&jobcap, cfg.max_jobs, cfg.max_bills);
+    if (jobcap_init(&jobcap, cfg.max_jobs, cfg.max_bills) < 0) {
+        perror("jobcap");
+        return 1;
+    }
     /* The pool's threads run before the server says it is listening. */
     if (cfg.pool > 0 && start_pool() < 0)
         return 1;
     int lfd = net_listen_announce(&cfg); /* then "listening on ..." on stdout */
     if (lfd < 0)
         return 1;
+    replay_outbox();
 
     while (shutdown_wait_accept(lfd)) {
         int fd = conn_io_accept(lfd);
@@ -488,6 +546,7 @@ int main(int argc, char **argv)
     log_info("exiting");
     callback_global_cleanup();
     pthread_cond_destroy(&live_changed);
+    jobcap_free(&jobcap);
     if (pool)
         pool_free(pool);
     return 0;

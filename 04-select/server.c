@@ -14,6 +14,8 @@
  *   EVCONN_WRITE   writing the response   the socket goes in the write set
  *   EVCONN_LINGER  answered, closing      the read set: read and drop what
  *                                         the client still sends, then close
+ *   EVCONN_DURABLE its ok waits for the   no set; the outbox's flush thread
+ *                  outbox (--outbox-sync) wakes it through a pipe
  *   EVCONN_CLOSE   done                   the loop closes and frees it
  *
  * That word is the connection's whole state; the loop applies it
@@ -80,7 +82,11 @@
  * (100 ms): a deadline, not a sleep, and no spinning on a listener that
  * stays readable. SIGINT/SIGTERM arrive as the shutdown pipe turning
  * readable: stop accepting, close idle keep-alive connections, finish the
- * rest (answers and callbacks) within SHUTDOWN_GRACE_MS, exit 0.
+ * rest (answers and callbacks) within --drain-ms (a deadline; a second
+ * signal, the now pipe turning readable, ends it at once), name each job
+ * whose callback was not delivered, exit 0. With --outbox-sync an ok
+ * waits for a disk flush that a thread does for us: the thread's pipe is
+ * one more descriptor in the read set.
  *
  * What to notice in the log. Every line has the same pid and no thread id:
  * one thread did everything. Start two sync requests at once: both
@@ -115,6 +121,7 @@
 #include "evjob.h"
 #include "log.h"
 #include "net.h"
+#include "outbox.h"
 #include "shutdown.h"
 #include "stage.h"
 #include "timer.h"
@@ -136,7 +143,7 @@ enum deadline_kind {
     DEADLINE_JOB_BILL,  /* struct bill_wait: one bill of an async job */
     DEADLINE_JOB_RETRY, /* struct job: time to try the callback again */
     DEADLINE_ACCEPT,    /* the accept pause after EMFILE is over */
-    DEADLINE_GRACE,     /* shutting down took too long */
+    DEADLINE_DRAIN,     /* the stop's drain is over */
 };
 
 struct deadline {
@@ -198,7 +205,7 @@ static CURLM *multi;          /* every callback PUT in flight */
 static int transfers;         /* easy handles in it */
 
 /* SIGINT/SIGTERM set srv.stopping; this deadline bounds the stop. */
-static struct deadline grace;
+static struct deadline drain;
 static bool done;             /* serve_one_turn no more */
 
 /* ------------------------------------------------------------------ */
@@ -432,27 +439,41 @@ static void curl_drive(void)
 /* ------------------------------------------------------------------ */
 /* Stopping                                                            */
 
-/* The grace deadline passed: whatever is left is dropped after the loop. */
-static void grace_over(void)
+/* The drain is over (its deadline, or a second signal): every process is
+ * told (shutdown_now); whatever is left is named and dropped after the
+ * loop. */
+static void drain_over(void)
 {
-    log_warn("grace period over: dropping %zu connections and %zu jobs",
+    shutdown_now();
+    log_warn("drain over: dropping %zu connections and %zu jobs",
              srv.num_conns, srv.num_jobs);
     done = true;
 }
 
 /* SIGINT/SIGTERM: the shutdown pipe is readable. Stop accepting, close
  * connections idle between requests, and let everything in flight finish
- * within SHUTDOWN_GRACE_MS; the last conn_close or job_free ends the loop
- * (stop_if_done). Answers written from now on say "Connection: close". */
+ * within --drain-ms (a second signal ends that at once); the last
+ * conn_close or job_free ends the loop (stop_if_done). Answers written
+ * from now on say "Connection: close". */
 static void begin_stop(void)
 {
     close(listen_fd);
     listen_fd = -1;
     deadline_cancel(&accept_resume);
-    if (!deadline_at(&grace, timer_now_ms() + SHUTDOWN_GRACE_MS))
+    if (!deadline_at(&drain, timer_now_ms() + (uint64_t)srv.cfg->drain_ms))
         done = true;
     evconn_server_stop(&srv); /* stopping, logged, idle ones closed */
     stop_if_done();
+}
+
+/* The outbox's flush thread has flushed (--outbox-sync): every
+ * connection whose ok waited for it answers now. */
+static void outbox_flushed(void)
+{
+    outbox_syncer_woken();
+    struct evconn *e;
+    while ((e = evconn_next_durable(&srv)) != NULL)
+        conn_apply(conn_of(e), evconn_on_durable(e));
 }
 
 /* This loop's part of the shared server (evconn.h). */
@@ -509,8 +530,8 @@ static void deadlines_expire(void)
         case DEADLINE_ACCEPT:
             accept_resumed();
             break;
-        case DEADLINE_GRACE:
-            grace_over();
+        case DEADLINE_DRAIN:
+            drain_over();
             break;
         }
     }
@@ -526,8 +547,10 @@ static bool serve_one_turn(void)
     FD_ZERO(&wr);
     FD_ZERO(&ex);
     int max_fd = -1;
-    if (!srv.stopping)
-        watch_fd(shutdown_fd(), &rd, &max_fd);
+    /* Before the stop its pipe; during it the now pipe (a second signal). */
+    watch_fd(srv.stopping ? shutdown_now_fd() : shutdown_fd(), &rd, &max_fd);
+    if (outbox_syncs())
+        watch_fd(outbox_syncer_fd(), &rd, &max_fd);
     if (listen_fd >= 0 && !accept_paused)
         watch_fd(listen_fd, &rd, &max_fd);
     LIST_FOR_EACH(it, &srv.conns) {
@@ -560,8 +583,12 @@ static bool serve_one_turn(void)
         return false;
     }
 
-    if (!srv.stopping && FD_ISSET(shutdown_fd(), &rd))
+    if (srv.stopping && FD_ISSET(shutdown_now_fd(), &rd))
+        drain_over();
+    else if (!srv.stopping && FD_ISSET(shutdown_fd(), &rd))
         begin_stop();
+    if (outbox_syncs() && FD_ISSET(outbox_syncer_fd(), &rd))
+        outbox_flushed();
     /* Connections first, then new ones: a connection accepted this turn
      * was not in the sets, and must not be stepped on a bit that belonged
      * to an fd closed earlier in the turn. A step only ever closes its own
@@ -603,12 +630,15 @@ int main(int argc, char **argv)
     }
     timer_heap_init(&deadlines);
     deadline_init(&accept_resume, DEADLINE_ACCEPT);
-    deadline_init(&grace, DEADLINE_GRACE);
+    deadline_init(&drain, DEADLINE_DRAIN);
     log_info("one thread; select() can watch descriptors below %d",
              FD_SETSIZE);
     listen_fd = net_listen_announce(&cfg);
     if (listen_fd < 0)
         return 1;
+    if (outbox_syncs() && outbox_syncer_start() < 0)
+        return 1;
+    evconn_server_replay(&srv, 0, 1);
 
     int rc = 0;
     while (!done) {
@@ -617,7 +647,10 @@ int main(int argc, char **argv)
             break;
         }
     }
+    jobcap_report(&srv.budget, outbox_fate());
     evconn_server_drop(&srv);
+    evconn_server_free(&srv);
+    outbox_syncer_stop();
     if (listen_fd >= 0)
         close(listen_fd);
     curl_multi_cleanup(multi);

@@ -70,8 +70,11 @@
  * NET_ACCEPT_BATCH per turn, and EMFILE from accept pausing the listener
  * for NET_ACCEPT_PAUSE_MS (100 ms, a loop timer); SIGINT/SIGTERM arriving
  * as the shutdown pipe turning readable (begin_stop): stop accepting,
- * close idle keep-alive connections, finish the rest within
- * SHUTDOWN_GRACE_MS, exit 0.
+ * close idle keep-alive connections, finish the rest within --drain-ms
+ * (a loop timer; a second signal, the now pipe turning readable, ends it
+ * at once), name each job whose callback was not delivered, exit 0. With
+ * --outbox-sync an ok waits for a disk flush that a thread does for us:
+ * the thread's pipe is one more watched descriptor (on_outbox_flushed).
  *
  * What to notice in the log: the same pid on every line and no thread id;
  * 2000 sync requests answered together one delay after they arrived; "GET
@@ -110,6 +113,7 @@
 #include "log.h"
 #include "loop.h"
 #include "net.h"
+#include "outbox.h"
 #include "shutdown.h"
 #include "stage.h"
 #include "timer.h"
@@ -155,7 +159,7 @@ static struct curl_loop *curl; /* curl's sockets and timer on our loop */
 static CURLM *multi;           /* its multi handle: every PUT in flight */
 
 /* SIGINT/SIGTERM set srv.stopping; this timer bounds the stop. */
-static struct loop_timer grace;
+static struct loop_timer drain;
 
 /* The callbacks, in the order a request meets them. */
 static void on_accept(struct loop *l, int fd, unsigned events, void *arg);
@@ -166,6 +170,8 @@ static void on_bill_done(struct loop *l, void *arg);
 static void on_writable(struct loop *l, int fd, unsigned events, void *arg);
 static void on_lingering(struct loop *l, int fd, unsigned events, void *arg);
 static void on_timeout(struct loop *l, void *arg);
+static void on_outbox_flushed(struct loop *l, int fd, unsigned events,
+                              void *arg);
 
 /* ------------------------------------------------------------------ */
 /* Stopping is decided wherever the last piece of work ends.            */
@@ -209,7 +215,8 @@ static void conn_close(struct evconn *ev)
  * caller must not touch c after it. A bill wait stops the idle timeout
  * (the wait is ours, not the client's) and leaves the socket watched for
  * readable with a callback that pauses it if anything comes (level
- * triggering would report a pipelined request over and over). */
+ * triggering would report a pipelined request over and over); a wait for
+ * the outbox's flush does the same, its timeout kept as a bound. */
 static void conn_apply(struct conn *c, enum evconn_want want)
 {
     unsigned events = 0;
@@ -232,6 +239,10 @@ static void conn_apply(struct conn *c, enum evconn_want want)
         ready = on_input_while_waiting;
         loop_timer_cancel(loop, &c->timeout);
         timer = &c->bill_timer;
+        break;
+    case EVCONN_DURABLE: /* on_outbox_flushed wakes it, or the timeout */
+        events = LOOP_READABLE;
+        ready = on_input_while_waiting;
         break;
     case EVCONN_CLOSE:
         conn_close(&c->ev);
@@ -294,6 +305,21 @@ static void on_lingering(struct loop *l, int fd, unsigned events, void *arg)
     (void)events;
     struct conn *c = arg;
     conn_apply(c, evconn_on_lingering(&c->ev));
+}
+
+/* I/O callback: the outbox's flush thread has flushed (--outbox-sync):
+ * every connection whose ok waited for it answers now. */
+static void on_outbox_flushed(struct loop *l, int fd, unsigned events,
+                              void *arg)
+{
+    (void)l;
+    (void)fd;
+    (void)events;
+    (void)arg;
+    outbox_syncer_woken();
+    struct evconn *e;
+    while ((e = evconn_next_durable(&srv)) != NULL)
+        conn_apply(conn_of(e), evconn_on_durable(e));
 }
 
 /* Timer callback: the connection's timeout. What it means depends on what
@@ -475,20 +501,31 @@ static bool curl_setup(void)
 /* ------------------------------------------------------------------ */
 /* Stopping                                                            */
 
-/* Timer callback: the grace period passed: whatever is left is dropped
- * after the loop. */
-static void grace_over(struct loop *l, void *arg)
+/* Timer callback, or the now pipe readable: the drain is over (its
+ * deadline, or a second signal). Every process is told (shutdown_now);
+ * whatever is left is named and dropped after the loop. */
+static void drain_over(struct loop *l, void *arg)
 {
     (void)arg;
-    log_warn("grace period over: dropping %zu connections and %zu jobs",
+    shutdown_now();
+    log_warn("drain over: dropping %zu connections and %zu jobs",
              srv.num_conns, srv.num_jobs);
     loop_stop(l);
 }
 
+/* I/O callback: the now pipe is readable. */
+static void on_now(struct loop *l, int fd, unsigned events, void *arg)
+{
+    (void)fd;
+    (void)events;
+    drain_over(l, arg);
+}
+
 /* SIGINT/SIGTERM: the shutdown pipe is readable. Stop accepting, close
  * connections idle between requests, and let everything in flight finish
- * within SHUTDOWN_GRACE_MS; the last conn_close or job_free ends the loop
- * (stop_if_done). Answers written from now on say "Connection: close". */
+ * within --drain-ms (a second signal ends that at once); the last
+ * conn_close or job_free ends the loop (stop_if_done). Answers written
+ * from now on say "Connection: close". */
 static void begin_stop(struct loop *l, int fd, unsigned events, void *arg)
 {
     (void)events;
@@ -498,7 +535,8 @@ static void begin_stop(struct loop *l, int fd, unsigned events, void *arg)
     close(listen_fd);
     listen_fd = -1;
     loop_timer_cancel(l, &accept_resume);
-    if (loop_timer_arm(l, &grace, SHUTDOWN_GRACE_MS) < 0)
+    if (loop_timer_arm(l, &drain, srv.cfg->drain_ms) < 0 ||
+        loop_watch(l, shutdown_now_fd(), LOOP_READABLE, on_now, NULL) < 0)
         loop_stop(l);
     evconn_server_stop(&srv); /* stopping, logged, idle ones closed */
     stop_if_done();
@@ -523,21 +561,30 @@ static int serve(int lfd)
         return 1;
     }
     loop_timer_init(&accept_resume, accept_resumed, NULL);
-    loop_timer_init(&grace, grace_over, NULL);
+    loop_timer_init(&drain, drain_over, NULL);
     if (loop_watch(loop, listen_fd, LOOP_READABLE, on_accept, NULL) < 0 ||
         loop_watch(loop, shutdown_fd(), LOOP_READABLE, begin_stop, NULL) < 0) {
         log_warn("cannot watch the listener: %s", strerror(errno));
         return 1;
     }
+    if (outbox_syncs() &&
+        (outbox_syncer_start() < 0 ||
+         loop_watch(loop, outbox_syncer_fd(), LOOP_READABLE,
+                    on_outbox_flushed, NULL) < 0))
+        return 1;
+    evconn_server_replay(&srv, workers_index(), cfg.workers);
 
     int rc = 0;
     if (loop_run(loop) < 0) {
         log_warn("epoll_wait: %s", strerror(errno));
         rc = 1;
     }
+    jobcap_report(&srv.budget, outbox_fate());
     evconn_server_drop(&srv);
+    evconn_server_free(&srv);
     if (listen_fd >= 0)
         close(listen_fd);
+    outbox_syncer_stop();
     curl_loop_free(curl); /* may still call back into the loop */
     log_info("stopped; %lu stale epoll events were dropped",
              loop_stale_events(loop));

@@ -56,6 +56,11 @@
  * async job's ok is sent only once its budget (--max-jobs, --max-bills)
  * and coroutine exist.
  *
+ * Stopping (SIGINT/SIGTERM): watch_for_stop cancels the acceptor and the
+ * connections idle between requests, lets the rest finish for at most
+ * --drain-ms (a second signal ends that at once), cancels whoever is
+ * left, and the log names each job whose callback was not delivered.
+ *
  * Simplifications, on purpose:
  * - The stop sequence polls the lists of connections and jobs every 25 ms
  *   instead of being woken by the last one to finish: simpler to read.
@@ -82,6 +87,7 @@
 #include "jobcap.h"
 #include "log.h"
 #include "net.h"
+#include "outbox.h"
 #include "primes.h"
 #include "server_deep.h"
 #include "shutdown.h"
@@ -233,8 +239,10 @@ static int gather_bills(struct async_job *aj, double *subtotals)
 }
 
 /* `await client.put(...)`: the PUT runs on the loop's curl multi handle
- * while this coroutine is parked; retries wait with co_sleep. */
-static void send_callback(const struct exchange_request *job,
+ * while this coroutine is parked; retries wait with co_sleep. True if the
+ * job is over (delivered, given up, or dropped: logged); false if the
+ * stop cancelled it. */
+static bool send_callback(const struct exchange_request *job,
                           const double *subtotals)
 {
     char *body = exchange_callback_body(cfg.token, job, subtotals);
@@ -244,8 +252,9 @@ static void send_callback(const struct exchange_request *job,
                              : NULL;
     if (!cb) {
         log_warn("callback %s: out of memory; giving up", job->request_id);
-        return;
+        return true;
     }
+    bool over = true;
     for (;;) {
         TRACE(TRACE_CB_BEGIN, cb, 0);
         int rc = co_curl_perform(cb->easy); /* parks until curl is done */
@@ -255,42 +264,43 @@ static void send_callback(const struct exchange_request *job,
             break; /* delivered, or given up (callback_after_attempt logs) */
         if (rc >= 0)
             rc = co_sleep((int)retry_in_ms);
-        if (rc < 0) { /* cancelled: the stop's grace period is over */
-            log_warn("callback %s abandoned: %s", job->request_id,
-                     strerror(-rc));
+        if (rc < 0) { /* cancelled: the stop's drain is over */
+            over = false;
             break;
         }
     }
     callback_free(cb);
+    return over;
 }
 
 /* The async route's second half, a background coroutine of its own: the
  * client already has its answer, and the loop goes on serving others. It
- * gives its place in the budget back as it goes: bills, then the job. */
+ * gives its place in the budget back as it goes: bills, then the job,
+ * whose end goes to the outbox. One the stop cancels keeps its place, so
+ * the stop's report names it. */
 static void *finish_async_job(void *arg)
 {
     struct async_job *aj = arg;
-    const struct exchange_request *job = &aj->req;
+    struct exchange_request *job = &aj->req;
     log_info("job %s: %zu bill(s), gathered in the background",
              job->request_id, job->num_bills);
     double subtotals[EXCHANGE_MAX_BILLS];
     int rc = gather_bills(aj, subtotals);
-    jobcap_bills_done(&jobcap, job->num_bills);
     if (rc == 0)
-        send_callback(job, subtotals);
-    else /* cancelled: the stop's grace period is over */
-        log_warn("job %s abandoned: %s", job->request_id, strerror(-rc));
-    jobcap_job_done(&jobcap);
+        jobcap_bills_done(&jobcap, job, job->num_bills);
+    if (rc == 0 && send_callback(job, subtotals)) {
+        outbox_add_end(job->request_id);
+        jobcap_job_done(&jobcap, job);
+    }
     task_remove(&jobs, &aj->task);
     free(aj);
     return NULL;
 }
 
 /* After endpoint_admit_job: the job's coroutine exists before the ok goes
- * out, so an ok is never followed by "cannot start it". False: the
- * reservation is given back and *reply becomes a 503. */
-static bool start_async_job(const struct exchange_request *job,
-                            struct endpoint_reply *reply)
+ * out, so an ok is never followed by "cannot start it". False (logged):
+ * the caller ends the job. */
+static bool start_async_job(const struct exchange_request *job)
 {
     struct async_job *aj = malloc(sizeof *aj);
     if (aj) {
@@ -301,15 +311,56 @@ static bool start_async_job(const struct exchange_request *job,
         log_warn("job %s: cannot start it: %s", job->request_id,
                  aj ? strerror(errno) : "out of memory");
         free(aj);
-        jobcap_bills_done(&jobcap, job->num_bills);
-        jobcap_job_done(&jobcap);
-        endpoint_reply_free(reply);
-        endpoint_busy("cannot start a coroutine", reply);
         return false;
     }
     co_detach(aj->task.co); /* fire and forget; the jobs list tracks it */
     task_add(&jobs, &aj->task);
     return true;
+}
+
+/* --outbox-sync, on a worker thread (co_run_blocking): the flush. */
+static void *outbox_flush(void *ticket)
+{
+    return (void *)(intptr_t)outbox_sync((uint64_t)(uintptr_t)ticket);
+}
+
+/* An admitted async job: written down (outbox.h) before it starts, so its
+ * end can never come before its record; then started (if it cannot be,
+ * it is over before it began: 503); then, with --outbox-sync, this
+ * coroutine awaits the flush on the worker pool, like
+ * `await loop.run_in_executor(None, os.fsync, fd)`, while the loop serves
+ * others. *reply becomes the ok that says how durable the job is. */
+static void start_job_and_ok(struct exchange_request *job,
+                             struct endpoint_reply *reply)
+{
+    uint64_t ticket = outbox_append_job(job);
+    if (!start_async_job(job)) {
+        outbox_add_end(job->request_id);
+        jobcap_job_done(&jobcap, job);
+        endpoint_reply_free(reply);
+        endpoint_busy("cannot start a coroutine", reply);
+        return;
+    }
+    enum outbox_level level = ticket ? OUTBOX_WRITTEN : OUTBOX_MEMORY;
+    void *synced = NULL;
+    if (ticket && outbox_syncs() &&
+        co_run_blocking(outbox_flush, (void *)(uintptr_t)ticket,
+                        &synced) == 0 && synced)
+        level = OUTBOX_SYNCED;
+    endpoint_async_ok(reply, level);
+}
+
+/* At start, a coroutine per job of the outbox that never ended
+ * (outbox.h), this worker's share (workers.h), each admitted into the
+ * budget like a new one. */
+static void replay_outbox(void)
+{
+    struct exchange_request job;
+    for (size_t i = (size_t)workers_index(); i < outbox_replay_count();
+         i += (size_t)cfg.workers)
+        if (endpoint_admit_replay(&jobcap, i, &job) && !start_async_job(&job))
+            jobcap_job_done(&jobcap, &job); /* stays for the next start */
+    outbox_replay_done();
 }
 
 /* ---- how a connection waits ------------------------------------------ */
@@ -405,13 +456,13 @@ static void refuse(struct conn *c)
     endpoint_reply_free(&reply);
 }
 
-/* Routes a request (on the loop's stack: server_deep.h) and does what
- * needs no wait: an async job is admitted and started, its ok (or a 503)
- * left in *reply; a sync request comes back as *sync. The parsed request,
- * 2.5 KiB, lives only in this frame, which ends before anything waits: a
- * function of its own, never inlined, so that with --stack shared a
- * request waiting for its bills does not keep it (server_deep.h says
- * why). */
+/* Routes a request (on the loop's stack: server_deep.h) and starts what
+ * it can: an async job is admitted, written down and started, its ok (or
+ * a 503) left in *reply; a sync request comes back as *sync. The parsed
+ * request, 2.5 KiB, lives only in this frame, which ends before the bills
+ * wait: a function of its own, never inlined, so that with --stack shared
+ * a request waiting for its bills does not keep it (server_deep.h says
+ * why). Only --outbox-sync parks in here, for the flush. */
 __attribute__((noinline)) static enum endpoint_route
 route_request(const struct http_request *req, struct sync_request **sync,
               struct endpoint_reply *reply)
@@ -419,7 +470,7 @@ route_request(const struct http_request *req, struct sync_request **sync,
     struct exchange_request job;
     enum endpoint_route route = deep_endpoint_route(req, STAGE, &job, reply);
     if (route == ENDPOINT_ASYNC && endpoint_admit_job(&jobcap, &job, reply))
-        start_async_job(&job, reply); /* a promise: budget and coroutine */
+        start_job_and_ok(&job, reply); /* a promise: budget, record, task */
     if (route == ENDPOINT_SYNC && !(*sync = sync_request_new(&job))) {
         endpoint_busy("out of memory", reply);
         route = ENDPOINT_REPLY;
@@ -538,7 +589,10 @@ static void *accept_loop(void *arg)
 }
 
 /* SIGINT/SIGTERM: the handler writes to a pipe; this coroutine waits for
- * it like for any socket, then winds the server down. */
+ * it like for any socket, then winds the server down: connections and
+ * jobs get --drain-ms, a second signal (the now pipe) ends that at once,
+ * and then whoever is left is cancelled. The jobs cancelled keep their
+ * place in the budget: serve's report names them. */
 static void *watch_for_stop(void *arg)
 {
     struct co *acceptor = arg;
@@ -549,19 +603,21 @@ static void *watch_for_stop(void *arg)
     }
     stopping = true;
     log_info("stop requested: no new connections; %zu connections and %zu "
-             "background jobs to finish", connections.count, jobs.count);
+             "background jobs to finish (at most %d ms)", connections.count,
+             jobs.count, cfg.drain_ms);
     co_cancel(acceptor);
     co_join(acceptor, -1, NULL);
     co_close(listen_fd);
     task_cancel_all(&idle_waits); /* connections between requests */
 
-    uint64_t deadline = timer_now_ms() + SHUTDOWN_GRACE_MS;
+    uint64_t deadline = timer_deadline_in(cfg.drain_ms);
     while ((connections.count > 0 || jobs.count > 0) &&
-           timer_now_ms() < deadline)
+           timer_now_ms() < deadline && !shutdown_now_requested())
         co_sleep(STOP_POLL_MS);
     if (connections.count > 0 || jobs.count > 0) {
-        log_warn("%d ms passed: cancelling %zu connections and %zu jobs",
-                 SHUTDOWN_GRACE_MS, connections.count, jobs.count);
+        shutdown_now(); /* every process is told: --workers */
+        log_warn("drain over: cancelling %zu connections and %zu jobs",
+                 connections.count, jobs.count);
         task_cancel_all(&connections);
         task_cancel_all(&jobs);
     }
@@ -607,11 +663,13 @@ static int serve(int lfd)
         return 1;
     }
     co_detach(watcher);
+    replay_outbox();
     rc = co_sched_run(); /* the whole server lives inside this call */
     if (rc < 0)
         log_warn("scheduler: %s", strerror(-rc));
     log_stack_costs();
     log_info("every coroutine has finished; exiting");
+    jobcap_report(&jobcap, outbox_fate());
     co_sched_free();
     return rc < 0 ? 1 : 0;
 }
@@ -626,8 +684,11 @@ int main(int argc, char **argv)
     trace_set_coro_source(co_current_id);
     limits = conn_io_limits_of(&cfg);
     limits.wait = park_on_fd; /* the one difference from 01-03 */
-    jobcap_init(&jobcap, workers_share(&cfg, cfg.max_jobs), /* each its */
-                workers_share(&cfg, cfg.max_bills));        /* own copy */
+    if (jobcap_init(&jobcap, workers_share(&cfg, cfg.max_jobs), /* each */
+                    workers_share(&cfg, cfg.max_bills)) < 0) {  /* its own */
+        perror("jobcap");
+        return 1;
+    }
     log_info("coroutine stacks %d KiB, switched by %s%s%s%s", cfg.stack_kb,
              cfg.coro_switch, strcmp(cfg.coro_stack, "shared") == 0
              ? "; one shared stack, a parked coroutine's frames copied out"
@@ -640,6 +701,7 @@ int main(int argc, char **argv)
         rc = workers_run(&cfg, serve);
     else if ((lfd = net_listen_announce(&cfg)) >= 0)
         rc = serve(lfd);
+    jobcap_free(&jobcap);
     callback_global_cleanup();
     return rc;
 }

@@ -3,6 +3,7 @@
 #include "callback.h"
 
 #include "log.h"
+#include "shutdown.h"
 #include "timer.h"
 #include "trace.h"
 
@@ -152,13 +153,45 @@ long callback_backoff_ms(int tries, unsigned *seed)
     return half + (long)(rand_r(seed) % (unsigned)(nominal - half + 1));
 }
 
-/* Sorts one finished attempt. Delivered (2xx) or refused (4xx, never
- * worth repeating): *verdict says so, and it is logged here. Otherwise
- * (connection error, timeout, 5xx, no status) *verdict stays RETRY and why
- * says what went wrong, for the caller's log line. */
-static void judge_attempt(struct callback *cb, CURLcode result, char *why,
-                          size_t why_len, enum callback_verdict *verdict)
+/* What HTTP says about repeating a request that got `code` (RFC 9110,
+ * section 15): true if the same request may well succeed later. */
+static bool status_is_temporary(long code)
 {
+    switch (code) {
+    case 408: /* Request Timeout: the server gave up waiting for us */
+    case 425: /* Too Early: it will take this request a little later */
+    case 429: /* Too Many Requests: come back after Retry-After */
+    case 503: /* Service Unavailable: down for now (Retry-After) */
+        return true;
+    case 501: /* Not Implemented: the method never will be */
+    case 505: /* HTTP Version Not Supported: nor the version */
+        return false;
+    }
+    return code >= 500; /* other 5xx: it failed, maybe only this time;
+                           other 4xx: our request is wrong, and stays so */
+}
+
+/* The wait the answer asked for (Retry-After, seconds or an HTTP-date:
+ * libcurl reads both, a date as seconds from now), in ms; 0 if none. */
+static long retry_after_ms(struct callback *cb)
+{
+    curl_off_t s = 0;
+    if (curl_easy_getinfo(cb->easy, CURLINFO_RETRY_AFTER, &s) != CURLE_OK ||
+        s <= 0)
+        return 0; /* none, or a date already past */
+    return s > 86400 ? 86400000L : (long)s * 1000; /* the deadline cuts it */
+}
+
+/* Sorts one finished attempt. Delivered (2xx) or refused for good (a
+ * status status_is_temporary turns down): *verdict says so, and it is
+ * logged here. Otherwise (connection error, timeout, a temporary status,
+ * no status) *verdict stays RETRY, why says what went wrong, for the
+ * caller's log line, and *asked_ms is the answer's Retry-After. */
+static void judge_attempt(struct callback *cb, CURLcode result, char *why,
+                          size_t why_len, enum callback_verdict *verdict,
+                          long *asked_ms)
+{
+    *asked_ms = 0;
     if (result != CURLE_OK) {
         snprintf(why, why_len, "%s",
                  cb->errbuf[0] ? cb->errbuf : curl_easy_strerror(result));
@@ -170,11 +203,12 @@ static void judge_attempt(struct callback *cb, CURLcode result, char *why,
         log_info("callback %s delivered (HTTP %ld, try %d)", cb->request_id,
                  code, cb->tries);
         *verdict = CALLBACK_DELIVERED;
-    } else if (code >= 400 && code < 500) {
+    } else if (code >= 400 && !status_is_temporary(code)) {
         log_warn("callback %s rejected: HTTP %ld; not retried, given up",
                  cb->request_id, code);
         *verdict = CALLBACK_FAILED;
     } else {
+        *asked_ms = retry_after_ms(cb);
         snprintf(why, why_len, "HTTP %ld", code);
     }
 }
@@ -185,12 +219,13 @@ enum callback_verdict callback_after_attempt(struct callback *cb,
 {
     char why[CURL_ERROR_SIZE + 32] = "";
     enum callback_verdict verdict = CALLBACK_RETRY;
+    long asked = 0;
 
     TRACE(TRACE_CB_END, cb, 0);
     cb->tries++;
     if (retry_in_ms)
         *retry_in_ms = 0;
-    judge_attempt(cb, result, why, sizeof why, &verdict);
+    judge_attempt(cb, result, why, sizeof why, &verdict, &asked);
     cb->errbuf[0] = '\0'; /* the next attempt writes its own error */
     if (verdict != CALLBACK_RETRY)
         return verdict;
@@ -203,23 +238,64 @@ enum callback_verdict callback_after_attempt(struct callback *cb,
                  spent, why);
         return CALLBACK_FAILED;
     }
+    /* Never sooner than the server asked, nor sooner than our backoff. */
     long wait = callback_backoff_ms(cb->tries, &cb->jitter_seed);
+    if (asked > wait)
+        wait = asked;
     if ((uint64_t)wait > cb->give_up_at_ms - now)
         wait = (long)(cb->give_up_at_ms - now); /* the last try: at the end */
     if (retry_in_ms)
         *retry_in_ms = wait;
-    log_warn("callback %s: try %d failed: %s; next try in %ld ms "
+    char asked_text[48] = "";
+    if (asked > 0)
+        snprintf(asked_text, sizeof asked_text, " (Retry-After: %ld s)",
+                 asked / 1000);
+    log_warn("callback %s: try %d failed: %s; next try in %ld ms%s "
              "(%.1f s spent of %.1f)", cb->request_id, cb->tries, why, wait,
-             spent, (double)(cb->give_up_at_ms - cb->started_ms) / 1000.0);
+             asked_text, spent,
+             (double)(cb->give_up_at_ms - cb->started_ms) / 1000.0);
     return CALLBACK_RETRY;
 }
 
-/* Sleeps ms milliseconds, resuming after signals with the time left. */
-static void sleep_ms(long ms)
+/* One try of cb->easy, as curl_easy_perform would run it, but waiting in
+ * curl_multi_poll beside the now pipe (shutdown.h), and never past the
+ * drain deadline: a stop cuts a try that a silent main service would hold
+ * for CALLBACK_TIMEOUT_MS. False if it was cut; otherwise *result is the
+ * try's result. */
+static bool perform_unless_stopped(struct callback *cb, CURLcode *result)
 {
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-        ;
+    CURLM *multi = curl_multi_init();
+    if (multi == NULL || curl_multi_add_handle(multi, cb->easy) != CURLM_OK) {
+        curl_multi_cleanup(multi);
+        *result = CURLE_OUT_OF_MEMORY; /* a failed try, retried */
+        return true;
+    }
+    *result = CURLE_OK;
+    bool cut = false;
+    for (int running = 1; running;) {
+        struct curl_waitfd now = {.fd = shutdown_now_fd(),
+                                  .events = CURL_WAIT_POLLIN};
+        CURLMcode rc = curl_multi_perform(multi, &running);
+        if (rc == CURLM_OK && running)
+            rc = curl_multi_poll(multi, &now, 1,
+                                 shutdown_cut_timeout(1000), NULL);
+        if (rc != CURLM_OK) {
+            *result = CURLE_RECV_ERROR; /* not expected: a failed try */
+            break;
+        }
+        if (running && (now.revents || shutdown_drain_over())) {
+            cut = true;
+            break;
+        }
+    }
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(multi, &left)) != NULL)
+        if (msg->msg == CURLMSG_DONE)
+            *result = msg->data.result;
+    curl_multi_remove_handle(multi, cb->easy);
+    curl_multi_cleanup(multi);
+    return !cut;
 }
 
 bool callback_send_blocking(struct callback *cb)
@@ -228,15 +304,22 @@ bool callback_send_blocking(struct callback *cb)
         return false;
     for (;;) {
         long wait = 0;
+        CURLcode rc;
         TRACE(TRACE_CB_BEGIN, cb, 0);
-        CURLcode rc = curl_easy_perform(cb->easy);
+        if (!perform_unless_stopped(cb, &rc)) {
+            cb->abandoned = true;
+            return false;
+        }
         switch (callback_after_attempt(cb, rc, &wait)) {
         case CALLBACK_DELIVERED:
             return true;
         case CALLBACK_FAILED:
             return false;
         case CALLBACK_RETRY:
-            sleep_ms(wait);
+            if (!shutdown_sleep_ms((int)wait)) { /* the backoff, cut */
+                cb->abandoned = true;
+                return false;
+            }
             break;
         }
     }

@@ -19,7 +19,7 @@ enum { OPT_PORT = 256, OPT_HOST, OPT_DELAY, OPT_JITTER, OPT_IDLE, OPT_MAIN,
        OPT_MAX_JOBS, OPT_MAX_BILLS, OPT_CALLBACK_DEADLINE, OPT_MAX_CHILDREN, OPT_MAX_THREADS,
        OPT_BLOCKING_BUG, OPT_CPU_MS, OPT_OFFLOAD, OPT_STACK_KB, OPT_SWITCH,
        OPT_STACK, OPT_PREFORK, OPT_ACCEPT_LOCK, OPT_POOL, OPT_QUEUE, OPT_WORKERS,
-       OPT_SHARED_LISTENER };
+       OPT_SHARED_LISTENER, OPT_DRAIN, OPT_OUTBOX, OPT_OUTBOX_SYNC };
 
 static void config_usage(FILE *out, const struct config *cfg, int default_port,
                          unsigned extras, const char *description)
@@ -50,6 +50,17 @@ static void config_usage(FILE *out, const struct config *cfg, int default_port,
         "                      to 8 s, with jitter) until N ms after its\n"
         "                      first try, then log the give-up\n"
         "                      (default 120000)\n"
+        "  --drain-ms N        on SIGINT/SIGTERM, finish what is in flight\n"
+        "                      (answers, bills, callback retries) for at\n"
+        "                      most N ms, then log each job whose callback\n"
+        "                      was not delivered and exit; a second signal\n"
+        "                      ends the wait at once (default 5000)\n"
+        "  --outbox FILE       write each async job to FILE (JSON lines)\n"
+        "                      before its ok, and its end after; at start,\n"
+        "                      replay the jobs without an end (default: none,\n"
+        "                      jobs live in memory)\n"
+        "  --outbox-sync       and fdatasync FILE before each ok (survives a\n"
+        "                      power cut, costs a disk flush)\n"
         "  --main-service URL  where async results are PUT (default\n"
         "                      $MAIN_SERVICE_URL or " DEFAULT_MAIN_SERVICE ")\n"
         "  --quiet             log only warnings and errors\n"
@@ -147,6 +158,7 @@ void config_parse(struct config *cfg, int argc, char **argv,
         .delay_ms = 2000, .jitter_ms = 0, .header_timeout_ms = 10000,
         .body_timeout_ms = 10000, .idle_timeout_ms = 10000,
         .max_jobs = 256, .max_bills = 4096, .callback_deadline_ms = 120000,
+        .drain_ms = 5000,
         .main_service = env_url && *env_url ? env_url : DEFAULT_MAIN_SERVICE,
         .token = env_token && *env_token ? env_token : DEFAULT_TOKEN,
         .max_children = 256, .max_threads = 1024, .stack_kb = 64,
@@ -166,6 +178,9 @@ void config_parse(struct config *cfg, int argc, char **argv,
         {"max-jobs", required_argument, 0, OPT_MAX_JOBS},
         {"max-bills", required_argument, 0, OPT_MAX_BILLS},
         {"callback-deadline-ms", required_argument, 0, OPT_CALLBACK_DEADLINE},
+        {"drain-ms", required_argument, 0, OPT_DRAIN},
+        {"outbox", required_argument, 0, OPT_OUTBOX},
+        {"outbox-sync", no_argument, 0, OPT_OUTBOX_SYNC},
         {"main-service", required_argument, 0, OPT_MAIN},
         {"quiet", no_argument, 0, OPT_QUIET},
         {"trace", required_argument, 0, OPT_TRACE},
@@ -218,6 +233,9 @@ void config_parse(struct config *cfg, int argc, char **argv,
         case OPT_MAX_JOBS: cfg->max_jobs = config_int(stage, "max-jobs", optarg, 1, 1000000); break;
         case OPT_MAX_BILLS: cfg->max_bills = config_int(stage, "max-bills", optarg, 1, 10000000); break;
         case OPT_CALLBACK_DEADLINE: cfg->callback_deadline_ms = config_int(stage, "callback-deadline-ms", optarg, 1, 86400000); break;
+        case OPT_DRAIN: cfg->drain_ms = config_int(stage, "drain-ms", optarg, 0, 3600000); break;
+        case OPT_OUTBOX: cfg->outbox = optarg; break;
+        case OPT_OUTBOX_SYNC: cfg->outbox_sync = true; break;
         case OPT_MAIN: cfg->main_service = optarg; break;
         case OPT_QUIET: cfg->quiet = true; break;
         case OPT_TRACE: cfg->trace = optarg; break;
@@ -264,6 +282,10 @@ void config_parse(struct config *cfg, int argc, char **argv,
                 stage, argv[optind], argv[0]);
         exit(2);
     }
+    if (cfg->outbox_sync && !cfg->outbox) {
+        fprintf(stderr, "%s: --outbox-sync needs --outbox FILE\n", stage);
+        exit(2);
+    }
     if (cfg->trace && trace_open(cfg->trace, stage) < 0) {
         fprintf(stderr, "%s: --trace %s: %s\n", stage, cfg->trace,
                 strerror(errno));
@@ -275,10 +297,11 @@ void config_log(const struct config *cfg)
 {
     log_info("delay %d ms + jitter 0..%d ms per bill; timeouts: head %d ms, "
              "body %d ms, idle %d ms; at most %d jobs and %d bills in flight; "
-             "callbacks to %s (retried for %d ms)", cfg->delay_ms,
-             cfg->jitter_ms, cfg->header_timeout_ms, cfg->body_timeout_ms,
-             cfg->idle_timeout_ms, cfg->max_jobs, cfg->max_bills,
-             cfg->main_service, cfg->callback_deadline_ms);
+             "callbacks to %s (retried for %d ms); a stop drains for %d ms",
+             cfg->delay_ms, cfg->jitter_ms, cfg->header_timeout_ms,
+             cfg->body_timeout_ms, cfg->idle_timeout_ms, cfg->max_jobs,
+             cfg->max_bills, cfg->main_service, cfg->callback_deadline_ms,
+             cfg->drain_ms);
     if (cfg->token_is_default)
         log_warn("SECRET_TOKEN is not set: callbacks carry the default "
                  "token; set SECRET_TOKEN outside a classroom");

@@ -45,6 +45,16 @@ struct config {
     int callback_deadline_ms; /* --callback-deadline-ms, default 120000: a
                                  callback is retried (backoff with jitter)
                                  until this long after its first try */
+    int drain_ms;             /* --drain-ms, default 5000: after SIGINT/
+                                 SIGTERM, what is in flight (answers,
+                                 bills, callback retries) gets this long;
+                                 then, or on a second signal, it is
+                                 abandoned, and each job whose callback was
+                                 not delivered is named (shutdown.h) */
+    const char *outbox;       /* --outbox FILE, default none: async jobs
+                                 written down before their ok, replayed at
+                                 start (outbox.h) */
+    bool outbox_sync;         /* --outbox-sync: and fdatasync'd before it */
     const char *main_service; /* --main-service / MAIN_SERVICE_URL */
     const char *token;        /* SECRET_TOKEN */
     bool token_is_default;

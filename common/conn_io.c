@@ -16,6 +16,7 @@
 #include "deadlines.h"
 #include "log.h"
 #include "net.h"
+#include "outbox.h"
 #include "shutdown.h"
 #include "timer.h"
 #include "trace.h"
@@ -37,14 +38,18 @@ struct conn_io_limits conn_io_limits_of(const struct config *cfg)
 
 int conn_io_wait_poll(int fd, short events, int timeout_ms, bool idle)
 {
-    struct pollfd fds[2] = {{.fd = fd, .events = events},
+    struct pollfd fds[3] = {{.fd = fd, .events = events},
+                            {.fd = shutdown_now_fd(), .events = POLLIN},
                             {.fd = shutdown_fd(), .events = POLLIN}};
-    int n = poll(fds, idle ? 2 : 1, timeout_ms);
+    /* Busy or idle, a wait ends with the stop's drain (shutdown.h). */
+    int n = poll(fds, idle ? 3 : 2, shutdown_cut_timeout(timeout_ms));
     if (n < 0)
         return errno == EINTR ? 0 : -errno; /* a signal: try, wait again */
+    if (fds[1].revents || shutdown_drain_over())
+        return -ECANCELED;
     if (n == 0)
         return -ETIMEDOUT;
-    return fds[0].revents ? 0 : -ECANCELED; /* else the pipe: a stop */
+    return fds[0].revents ? 0 : -ECANCELED; /* else the stop: idle */
 }
 
 /* Waits with lim's wait function until fd is ready for events, deadline
@@ -122,17 +127,6 @@ void conn_io_refuse_busy(int fd, const char *why)
 }
 
 /* ---- One connection ---- */
-
-/* True once a stop was asked. A poll of the shutdown pipe rather than
- * shutdown_requested(): that flag belongs to whoever runs the handler. In
- * a forked child (02) it is a copy the parent's handler never sets, and
- * reading it from another thread (03) would be a data race. The pipe is
- * shared by every process and thread and stays readable (shutdown.h). */
-static bool server_stopping(void)
-{
-    struct pollfd p = {.fd = shutdown_fd(), .events = POLLIN};
-    return poll(&p, 1, 0) > 0;
-}
 
 /* A wait for the client ended in rc < 0 (idle: between requests): logs
  * why the connection ends. */
@@ -313,15 +307,15 @@ void conn_io_serve(int fd, const struct conn_io_limits *lim,
 bool conn_io_answer(int fd, const struct http_request *req,
                     struct endpoint_reply *reply, bool last)
 {
-    bool keep_alive = !last && req->keep_alive && !server_stopping();
+    bool keep_alive = !last && req->keep_alive && !shutdown_requested();
     bool sent = conn_io_send_reply(fd, reply, keep_alive);
     endpoint_reply_free(reply);
     return sent && keep_alive;
 }
 
-/* ---- The callback ---- */
+/* ---- The bills and the callback ---- */
 
-void conn_io_wait_bills(const struct config *cfg,
+bool conn_io_wait_bills(const struct config *cfg,
                         const struct exchange_request *job,
                         double *subtotals, unsigned *seed,
                         struct jobcap *budget)
@@ -329,14 +323,17 @@ void conn_io_wait_bills(const struct config *cfg,
     for (size_t i = 0; i < job->num_bills; i++) {
         TRACE(TRACE_BILL_BEGIN, job, i);
         /* Blocks here until the delay has passed: the whole process in
-         * 01, only this child in 02, only this thread in 03. */
-        timer_nanosleep_ms(config_bill_delay_ms(cfg, seed));
+         * 01, only this child in 02, only this thread in 03; unless the
+         * stop's drain ends first. */
+        if (!shutdown_sleep_ms(config_bill_delay_ms(cfg, seed)))
+            return false;
         subtotals[i] = exchange_subtotal(&job->bills[i], job->exchange_rate);
         endpoint_log_bill(job, i, subtotals[i]);
         TRACE(TRACE_BILL_END, job, i);
         if (budget)
-            jobcap_bills_done(budget, 1);
+            jobcap_bills_done(budget, job, 1);
     }
+    return true;
 }
 
 bool conn_io_route(const struct config *cfg, const struct http_request *req,
@@ -349,12 +346,19 @@ bool conn_io_route(const struct config *cfg, const struct http_request *req,
         return false;
     case ENDPOINT_SYNC: {
         double subtotals[EXCHANGE_MAX_BILLS];
-        conn_io_wait_bills(cfg, job, subtotals, seed, NULL);
-        endpoint_sync_done(job, subtotals, reply);
+        if (conn_io_wait_bills(cfg, job, subtotals, seed, NULL))
+            endpoint_sync_done(job, subtotals, reply);
+        else /* the stop's drain is over: this answer will not come */
+            endpoint_busy("server stopping", reply);
         return false;
     }
     case ENDPOINT_ASYNC:
-        return endpoint_admit_job(cap, job, reply);
+        if (!endpoint_admit_job(cap, job, reply))
+            return false;
+        /* The record before the ok: the answer waits for the write (and
+         * with --outbox-sync for the disk), and says how durable it is. */
+        endpoint_async_ok(reply, outbox_add_job(job));
+        return true;
     }
     return false;
 }
@@ -388,20 +392,33 @@ bool conn_io_serve_blocking(const struct conn_io_stage *st, int fd,
     return bc.async_job;
 }
 
-bool conn_io_send_callback(const struct config *cfg,
-                           const struct exchange_request *job,
-                           const double *subtotals)
+bool conn_io_finish_job(const struct config *cfg, struct jobcap *cap,
+                        struct exchange_request *job, const double *subtotals)
 {
     char *body = exchange_callback_body(cfg->token, job, subtotals);
     struct callback *cb = body ? callback_new(cfg->main_service, body,
                                               job->request_id,
                                               cfg->callback_deadline_ms)
                              : NULL;
-    bool delivered = false;
+    /* Blocks here through every try and backoff (callback.h). */
     if (cb)
-        delivered = callback_send_blocking(cb);
+        callback_send_blocking(cb);
     else
-        log_warn("callback %s: out of memory", job->request_id);
+        log_warn("callback %s: out of memory; result dropped",
+                 job->request_id);
+    bool over = !(cb && cb->abandoned);
     callback_free(cb);
-    return delivered;
+    if (over) { /* delivered, given up or dropped: logged, and done with */
+        outbox_add_end(job->request_id);
+        jobcap_job_done(cap, job);
+    }
+    return over;
+}
+
+bool conn_io_run_job(const struct config *cfg, struct jobcap *cap,
+                     struct exchange_request *job, unsigned *seed)
+{
+    double subtotals[EXCHANGE_MAX_BILLS];
+    return conn_io_wait_bills(cfg, job, subtotals, seed, cap) &&
+           conn_io_finish_job(cfg, cap, job, subtotals);
 }

@@ -24,7 +24,8 @@
  *
  * The rest is the blocking stages' own and waits in the calling thread:
  * the acceptor, the answer (conn_io_send_reply: poll, under the socket's
- * write timeout), the bills (nanosleep) and the callback. 06 renders its
+ * write timeout), the bills (a sleep) and the callback. Every one of
+ * those waits also ends when the stop's drain does (shutdown.h). 06 renders its
  * answers on the loop's stack and writes them with co_write, waits its
  * bills with co_sleep and awaits its callback with curl (server.c). */
 #ifndef COMMON_CONN_IO_H
@@ -43,14 +44,15 @@
  * now", -1 no limit). idle is true between requests, where a stop ends
  * the wait. Returns 0 when fd is ready, or may be: waking early is
  * harmless, since the caller tries its call and waits again for what is
- * left; -ETIMEDOUT; -ECANCELED when the server stops (an idle wait, or in
- * 06 any wait once the stop's grace period is over); another negative
- * errno if the wait itself failed. */
+ * left; -ETIMEDOUT; -ECANCELED when the server stops (an idle wait at
+ * once; any wait once the stop's drain is over, shutdown.h); another
+ * negative errno if the wait itself failed. */
 typedef int conn_io_wait_fn(int fd, short events, int timeout_ms, bool idle);
 
-/* The blocking stages' wait (01-03, the main service): poll() on fd and,
- * when idle, on the shutdown pipe. Only the calling thread waits: the
- * whole server in 01, one child in 02, one thread in 03. */
+/* The blocking stages' wait (01-03, the main service): poll() on fd, the
+ * now pipe and, when idle, the stop pipe, never past the drain deadline
+ * (shutdown.h). Only the calling thread waits: the whole server in 01,
+ * one child in 02, one thread in 03. */
 int conn_io_wait_poll(int fd, short events, int timeout_ms, bool idle);
 
 /* A connection's limits and the wait they are kept with, in milliseconds.
@@ -163,22 +165,27 @@ bool conn_io_answer(int fd, const struct http_request *req,
 /* ---- The bills, waited in the caller ---- */
 
 /* The simulated external call of each of job's bills, one after another:
- * a plain nanosleep of cfg's delay (seed is the caller's own, for the
- * jitter), so only the calling worker waits. Fills subtotals and logs each
- * bill. With a budget (an async job) each bill is given back to it as
- * soon as it is done (jobcap_bills_done); NULL for the sync route. */
-void conn_io_wait_bills(const struct config *cfg,
+ * a sleep of cfg's delay (seed is the caller's own, for the jitter), so
+ * only the calling worker waits. Fills subtotals and logs each bill. With
+ * a budget (an async job) each bill is given back to it as soon as it is
+ * done (jobcap_bills_done); NULL for the sync route. False if the stop's
+ * drain ended first (shutdown_sleep_ms): the rest were not waited. */
+bool conn_io_wait_bills(const struct config *cfg,
                         const struct exchange_request *job,
                         double *subtotals, unsigned *seed,
                         struct jobcap *budget);
 
 /* What a blocking stage's handler does before it answers, the same in 01,
  * 02 and 03: routes req (endpoint_route) into *reply; for the sync route
- * waits the bills right here (conn_io_wait_bills) and makes the 200; for
- * the async route checks cap before the ok (endpoint_admit_job), since the
- * ok is a promise. True only for an admitted async job: *job is filled,
- * *reply is the ok, and the stage does the job its own way (after the
- * close in 01 and 02, in a thread in 03). */
+ * waits the bills right here (conn_io_wait_bills) and makes the 200 (a 503
+ * if the stop's drain ended first); for the async route checks cap before
+ * the ok (endpoint_admit_job), since the ok is a promise, and writes the
+ * job to the outbox (outbox_add_job: the answer waits for it) so the ok
+ * can say how durable it is (endpoint_async_ok). True only for an
+ * admitted async job: *job is filled (job->slot holds its place), *reply
+ * is the ok, and the stage does the job its own way (after the close in
+ * 01 and 02, in a thread in 03). A stage that then cannot start it ends
+ * it (outbox_add_end, jobcap_job_done) and answers 503 instead. */
 bool conn_io_route(const struct config *cfg, const struct http_request *req,
                    const char *stage, struct jobcap *cap, unsigned *seed,
                    struct exchange_request *job,
@@ -202,14 +209,24 @@ struct conn_io_stage {
 bool conn_io_serve_blocking(const struct conn_io_stage *st, int fd,
                             const char *peer, struct exchange_request *job);
 
-/* ---- The callback ---- */
+/* ---- The callback, and the end of a job ---- */
 
-/* PUTs a finished job's result to cfg->main_service (callback.h), blocking
- * the caller through every try and backoff, up to
- * cfg->callback_deadline_ms; a give-up is logged, and so is running out of
- * memory. True if delivered. */
-bool conn_io_send_callback(const struct config *cfg,
-                           const struct exchange_request *job,
-                           const double *subtotals);
+/* An async job's second half once its bills are in: PUTs its result to
+ * cfg->main_service (callback_send_blocking), blocking the caller through
+ * every try and backoff, up to cfg->callback_deadline_ms; a give-up is
+ * logged, and so is running out of memory. Then the job is over: its end
+ * goes to the outbox (outbox_add_end) and its place in cap is given back
+ * (jobcap_job_done). True then; false if the stop's drain ended the
+ * retries first: the job keeps its place in cap, so the stop names it
+ * (jobcap_report). */
+bool conn_io_finish_job(const struct config *cfg, struct jobcap *cap,
+                        struct exchange_request *job,
+                        const double *subtotals);
+
+/* A whole async job in the calling thread, one bill after another, then
+ * conn_io_finish_job: 01 and 02's way. False if the stop's drain ended it
+ * first (it keeps its place in cap, as above). */
+bool conn_io_run_job(const struct config *cfg, struct jobcap *cap,
+                     struct exchange_request *job, unsigned *seed);
 
 #endif

@@ -109,18 +109,39 @@ void endpoint_busy(const char *why, struct endpoint_reply *reply)
     reply->retry_after_s = 1;
 }
 
-bool endpoint_admit_job(struct jobcap *cap,
-                        const struct exchange_request *job,
+bool endpoint_admit_job(struct jobcap *cap, struct exchange_request *job,
                         struct endpoint_reply *reply)
 {
     const char *why = NULL;
-    if (jobcap_take(cap, job->num_bills, &why))
+    if (jobcap_take(cap, job, &why))
         return true;
     log_warn("request %s refused: %s (jobs %ld, bills %ld in flight)",
              job->request_id, why, jobcap_jobs(cap), jobcap_bills(cap));
     endpoint_reply_free(reply);
     endpoint_busy(why, reply);
     return false;
+}
+
+bool endpoint_admit_replay(struct jobcap *cap, size_t i,
+                           struct exchange_request *job)
+{
+    const char *why = "it cannot be read back";
+    if (outbox_replay_job(i, job) && jobcap_take(cap, job, &why)) {
+        log_info("job %s: replayed from the outbox", job->request_id);
+        return true;
+    }
+    log_warn("outbox: job %zu not replayed: %s; it stays in the outbox for "
+             "the next start", i + 1, why);
+    return false;
+}
+
+void endpoint_async_ok(struct endpoint_reply *reply, enum outbox_level level)
+{
+    const char *durable = outbox_level_name(level);
+    endpoint_reply_free(reply);
+    reply_set(reply, 200, durable
+        ? exchange_json_object("status", "ok", "durable", durable, (char *)NULL)
+        : exchange_json_object("status", "ok", (char *)NULL));
 }
 
 char *endpoint_reply_render(const struct endpoint_reply *reply,

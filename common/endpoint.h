@@ -18,6 +18,7 @@
 #include "exchange.h"
 #include "http.h"
 #include "jobcap.h"
+#include "outbox.h"
 
 enum endpoint_route { ENDPOINT_REPLY, ENDPOINT_SYNC, ENDPOINT_ASYNC };
 
@@ -50,13 +51,27 @@ void endpoint_sync_done(const struct exchange_request *job,
 void endpoint_busy(const char *why, struct endpoint_reply *reply);
 
 /* For ENDPOINT_ASYNC, before the ok is sent: reserves job's place in cap
- * (jobcap_take). True if the job may start; otherwise *reply (the ok) is
- * replaced by the 503 that names the cap, and the stage must not start the
- * job. The stage returns the reservation with jobcap_bills_done and
- * jobcap_job_done as the job progresses. */
-bool endpoint_admit_job(struct jobcap *cap,
-                        const struct exchange_request *job,
+ * (jobcap_take, which sets job->slot). True if the job may start;
+ * otherwise *reply (the ok) is replaced by the 503 that names the cap, and
+ * the stage must not start the job. The stage returns the reservation with
+ * jobcap_bills_done and jobcap_job_done as the job progresses. */
+bool endpoint_admit_job(struct jobcap *cap, struct exchange_request *job,
                         struct endpoint_reply *reply);
+
+/* At start, the i-th job of the outbox's replay list (outbox.h), admitted
+ * as a new job would be (jobcap_take): true with *job filled, logged as
+ * replayed. False, logged, if it cannot be read back or cap has no room
+ * for it: it stays in the outbox for the next start. Its ok was given by
+ * the server's previous life; the stage now runs it like any job. */
+bool endpoint_admit_replay(struct jobcap *cap, size_t i,
+                           struct exchange_request *job);
+
+/* The async route's ok, replacing *reply, saying how durable the job is
+ * (outbox.h): {"status":"ok"} when it lives in memory only (the answer
+ * every client of this endpoint knows), {"status":"ok","durable":
+ * "written"} once its record is written to the outbox, {"status":"ok",
+ * "durable":"synced"} once it is also on disk. */
+void endpoint_async_ok(struct endpoint_reply *reply, enum outbox_level level);
 
 /* Formats reply as a full HTTP response (http_response_build). */
 char *endpoint_reply_render(const struct endpoint_reply *reply,

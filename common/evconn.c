@@ -16,6 +16,7 @@
 #include "evjob.h"
 #include "log.h"
 #include "net.h"
+#include "outbox.h"
 #include "shutdown.h"
 #include "timer.h"
 #include "trace.h"
@@ -67,7 +68,11 @@ void evconn_server_init(struct evconn_server *srv, const struct config *cfg,
     srv->jitter_seed = 1;
     list_init(&srv->conns);
     list_init(&srv->jobs);
-    jobcap_init(&srv->budget, max_jobs, max_bills);
+    list_init(&srv->durable);
+    if (jobcap_init(&srv->budget, max_jobs, max_bills) < 0) {
+        perror("jobcap"); /* at start, before anything else: give up */
+        exit(1);
+    }
 }
 
 void *evconn_alloc(size_t size, int fd)
@@ -85,7 +90,7 @@ void evconn_server_stop(struct evconn_server *srv)
     srv->stopping = true;
     log_info("stop requested: not accepting; finishing %zu connections and "
              "%zu jobs (at most %d ms)", srv->num_conns, srv->num_jobs,
-             SHUTDOWN_GRACE_MS);
+             srv->cfg->drain_ms);
     LIST_FOR_EACH_SAFE(it, next, &srv->conns) { /* close_conn unlinks */
         struct evconn *e = LIST_ITEM(it, struct evconn, link);
         if (evconn_idle(e))
@@ -106,6 +111,39 @@ void evconn_server_drop(struct evconn_server *srv)
         srv->ops->free_job(LIST_ITEM(srv->jobs.next, struct evjob, link));
 }
 
+void evconn_server_free(struct evconn_server *srv)
+{
+    jobcap_free(&srv->budget);
+}
+
+void evconn_server_replay(struct evconn_server *srv, int share, int shares)
+{
+    struct exchange_request job;
+    for (size_t i = (size_t)share; i < outbox_replay_count();
+         i += (size_t)(shares > 0 ? shares : 1))
+        if (endpoint_admit_replay(&srv->budget, i, &job) &&
+            !srv->ops->start_job(&job)) {
+            log_warn("job %s: cannot start it; it stays in the outbox for "
+                     "the next start", job.request_id);
+            jobcap_job_done(&srv->budget, &job);
+        }
+    outbox_replay_done();
+}
+
+struct evconn *evconn_next_durable(struct evconn_server *srv)
+{
+    if (list_empty(&srv->durable))
+        return NULL;
+    struct evconn *c = LIST_ITEM(srv->durable.next, struct evconn,
+                                 durable_link);
+    /* Tickets grow in the list's order: if the oldest is not covered yet,
+     * none is. */
+    if (outbox_syncer_level(c->durable_ticket) == OUTBOX_MEMORY)
+        return NULL;
+    list_remove(&c->durable_link);
+    return c;
+}
+
 uint64_t evconn_bill_deadline(struct evconn_server *srv)
 {
     int ms = config_bill_delay_ms(srv->cfg, &srv->jitter_seed);
@@ -121,6 +159,7 @@ void evconn_init(struct evconn *c, struct evconn_server *srv, int fd)
     net_peer_name(fd, c->peer, sizeof c->peer);
     http_parser_init(&c->parser);
     deadlines_start(&c->read, srv->cfg->idle_timeout_ms);
+    list_init(&c->durable_link);
     list_push_front(&srv->conns, &c->link);
     srv->num_conns++;
     log_info("connection from %s (%zu open)", c->peer, srv->num_conns);
@@ -128,6 +167,7 @@ void evconn_init(struct evconn *c, struct evconn_server *srv, int fd)
 
 void evconn_release(struct evconn *c)
 {
+    list_remove(&c->durable_link); /* harmless if it waits for no flush */
     list_remove(&c->link);
     c->srv->num_conns--;
     close(c->fd);
@@ -150,6 +190,8 @@ uint64_t evconn_deadline(const struct evconn *c)
         return c->write_since_ms + (uint64_t)c->srv->cfg->idle_timeout_ms;
     case EVCONN_LINGER:
         return c->linger_since_ms + NET_LINGER_MS;
+    case EVCONN_DURABLE:
+        return c->durable_since_ms + (uint64_t)c->srv->cfg->idle_timeout_ms;
     case EVCONN_CLOSE:
         break;
     }
@@ -269,6 +311,47 @@ enum evconn_want evconn_on_bill_due(struct evconn *c)
 /* ------------------------------------------------------------------ */
 /* Reading and routing requests                                        */
 
+/* An admitted async job: written down (outbox.h) before it starts, so
+ * its end can never come before its record; then started; then its ok,
+ * at once, or (--outbox-sync) once the flush thread has put the record
+ * on disk: EVCONN_DURABLE. A job that cannot start is over before it
+ * began: its end is written, its place given back, the client gets 503. */
+static enum evconn_want conn_start_job(struct evconn *c,
+                                       struct exchange_request *job,
+                                       struct endpoint_reply *reply,
+                                       bool keep_alive)
+{
+    struct evconn_server *srv = c->srv;
+    uint64_t ticket = outbox_append_job(job);
+    if (!srv->ops->start_job(job)) {
+        outbox_add_end(job->request_id);
+        jobcap_job_done(&srv->budget, job);
+        endpoint_reply_free(reply);
+        endpoint_busy("cannot start the job: out of memory", reply);
+        return conn_respond(c, reply, keep_alive);
+    }
+    if (ticket == 0 || !outbox_syncs()) {
+        endpoint_async_ok(reply, ticket ? OUTBOX_WRITTEN : OUTBOX_MEMORY);
+        return conn_respond(c, reply, keep_alive);
+    }
+    endpoint_reply_free(reply);
+    c->durable_ticket = ticket;
+    c->durable_since_ms = timer_now_ms();
+    c->durable_keep_alive = keep_alive;
+    list_push_back(&srv->durable, &c->durable_link);
+    outbox_syncer_ask();
+    return EVCONN_DURABLE;
+}
+
+enum evconn_want evconn_on_durable(struct evconn *c)
+{
+    struct endpoint_reply reply = {0};
+    endpoint_async_ok(&reply, outbox_syncer_level(c->durable_ticket));
+    return c->want = conn_flush(c, conn_respond(c, &reply,
+                                                c->durable_keep_alive &&
+                                                !c->srv->stopping));
+}
+
 /* A whole request has been parsed: route it. The routed job lives on this
  * stack (a few KiB) only until the connection or a new async job copies
  * it: no request state outside the connection. */
@@ -293,13 +376,7 @@ static enum evconn_want conn_handle_request(struct evconn *c)
     case ENDPOINT_ASYNC: /* an ok is a promise: reserve before answering */
         if (!endpoint_admit_job(&c->srv->budget, &job, &reply))
             break; /* reply is now the 503 that names the cap */
-        if (!c->srv->ops->start_job(&job)) {
-            jobcap_bills_done(&c->srv->budget, job.num_bills);
-            jobcap_job_done(&c->srv->budget);
-            endpoint_reply_free(&reply);
-            endpoint_busy("cannot start the job: out of memory", &reply);
-        }
-        break;
+        return conn_start_job(c, &job, &reply, keep_alive);
     }
     return conn_respond(c, &reply, keep_alive);
 }
@@ -480,6 +557,10 @@ enum evconn_want evconn_on_timeout(struct evconn *c)
     case EVCONN_WRITE:
         log_info("%s stopped reading its answer for %d ms; closing", c->peer,
                  cfg->idle_timeout_ms);
+        break;
+    case EVCONN_DURABLE:
+        log_warn("%s: the outbox's flush did not come within %d ms; "
+                 "closing (the job goes on)", c->peer, cfg->idle_timeout_ms);
         break;
     case EVCONN_BILL:
     case EVCONN_LINGER:

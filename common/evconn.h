@@ -30,6 +30,11 @@
  *   EVCONN_LINGER  watch the socket readable   NET_LINGER_MS after the
  *                  (the lingering close of     answer
  *                  net.h)
+ *   EVCONN_DURABLE watch nothing: its ok       --idle-timeout-ms (the
+ *                  waits for the outbox's      flush never came: close)
+ *                  flush (--outbox-sync), on
+ *                  outbox.h's thread; then
+ *                  evconn_next_durable
  *   EVCONN_CLOSE   stop watching, close it     -
  *                  (evconn_release), free it
  *
@@ -53,7 +58,12 @@
  * and a job, for a stop: evconn_server_stop). Before it, the step
  * reserves the job and its bills in srv->budget (common/jobcap): past
  * --max-jobs or --max-bills the client gets 503 with Retry-After, never an
- * ok for work the server may drop.
+ * ok for work the server may drop. With --outbox the job is written down
+ * before the ok (outbox.h): the write is a write() into the page cache,
+ * done right here; with --outbox-sync the ok also waits for a disk flush,
+ * which this thread must not wait for: outbox.h's thread does it, the
+ * connection waits in EVCONN_DURABLE, and the loop wakes it when the
+ * thread's pipe says a flush ended.
  *
  * One thread drives every connection: nothing here is thread-safe. A step
  * keeps no state of its own outside the connection it is given; a routed
@@ -116,6 +126,8 @@ struct evconn_server {
     size_t num_conns;
     struct list jobs;         /* every async job not yet done (evjob.link) */
     size_t num_jobs;
+    struct list durable;      /* connections in EVCONN_DURABLE, oldest
+                                 first (evconn.durable_link) */
 };
 
 /* Sets srv up for a stage: no connection or job yet, the async budget
@@ -134,7 +146,7 @@ void *evconn_alloc(size_t size, int fd);
  * (answers from now on say "Connection: close"), logs what is left to
  * finish, and closes every connection idle between requests
  * (ops->close_conn). Not accepting any more, and bounding the rest by
- * SHUTDOWN_GRACE_MS, are the loop's. */
+ * --drain-ms (and a second signal), are the loop's. */
 void evconn_server_stop(struct evconn_server *srv);
 
 /* True once srv is stopping and nothing is left in flight: the loop may
@@ -142,9 +154,25 @@ void evconn_server_stop(struct evconn_server *srv);
 bool evconn_server_done(const struct evconn_server *srv);
 
 /* Ends every connection and job still there (ops->close_conn,
- * ops->free_job): for after a loop that ended before they did (the grace
- * period ran out, or the loop failed). */
+ * ops->free_job): for after a loop that ended before they did (the drain
+ * ran out, or the loop failed). Report the jobs first (jobcap_report). */
 void evconn_server_drop(struct evconn_server *srv);
+
+/* At start: starts the outbox's jobs that never ended (outbox.h), those
+ * whose index is share modulo shares (--workers: each worker its share),
+ * each admitted into srv->budget as a new job would be, then frees the
+ * list. A job that cannot start stays in the outbox for the next start. */
+void evconn_server_replay(struct evconn_server *srv, int share, int shares);
+
+/* Gives back what evconn_server_init took (the budget's slots): after
+ * evconn_server_drop, when the server is done. */
+void evconn_server_free(struct evconn_server *srv);
+
+/* The outbox's flush thread woke the loop (outbox_syncer_fd, after
+ * outbox_syncer_woken): the next connection in EVCONN_DURABLE whose
+ * record a flush has now covered, taken off srv->durable; NULL when none
+ * is left. The loop applies evconn_on_durable to each. */
+struct evconn *evconn_next_durable(struct evconn_server *srv);
 
 /* What a connection waits for next: its whole state (see the table). */
 enum evconn_want {
@@ -152,6 +180,7 @@ enum evconn_want {
     EVCONN_BILL,
     EVCONN_WRITE,
     EVCONN_LINGER,
+    EVCONN_DURABLE,
     EVCONN_CLOSE,
 };
 
@@ -180,6 +209,12 @@ struct evconn {
     size_t lingered;            /* bytes dropped while closing */
     struct evconn_sync *sync;   /* allocated on the first sync request */
     struct list link;           /* in srv->conns */
+    /* EVCONN_DURABLE: the outbox ticket its ok waits for, since when, and
+     * its place in srv->durable; keep_alive for that ok. */
+    uint64_t durable_ticket;
+    uint64_t durable_since_ms;
+    bool durable_keep_alive;
+    struct list durable_link;
 };
 
 /* Sets c up for a freshly accepted non-blocking fd, adds it to
@@ -211,10 +246,14 @@ enum evconn_want evconn_on_lingering(struct evconn *c);
  * for the next one or answer. */
 enum evconn_want evconn_on_bill_due(struct evconn *c);
 
-/* c's deadline passed while it wanted READ, WRITE or LINGER: log why.
- * EVCONN_WRITE for a 408 (a head or body too slow: the answer, then the
- * lingering close), else EVCONN_CLOSE (idle, not reading its answer, done
- * lingering). */
+/* c's ok can go (evconn_next_durable gave it): the ok says how durable
+ * the job is (endpoint_async_ok), then it is written. */
+enum evconn_want evconn_on_durable(struct evconn *c);
+
+/* c's deadline passed while it wanted READ, WRITE, LINGER or DURABLE:
+ * log why. EVCONN_WRITE for a 408 (a head or body too slow: the answer,
+ * then the lingering close), else EVCONN_CLOSE (idle, not reading its
+ * answer, done lingering, no flush came). */
 enum evconn_want evconn_on_timeout(struct evconn *c);
 
 /* When c's current wait ends (timer_now_ms()'s clock), for every want but

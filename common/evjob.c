@@ -6,6 +6,7 @@
 
 #include "endpoint.h"
 #include "log.h"
+#include "outbox.h"
 #include "timer.h"
 #include "trace.h"
 
@@ -23,13 +24,22 @@ void evjob_init(struct evjob *job, struct evconn_server *srv,
              req->num_bills);
 }
 
+/* The job is over (delivered, given up, or its result dropped: all
+ * logged): its end goes to the outbox, so it is not replayed. */
+static enum evjob_want evjob_over(struct evjob *job)
+{
+    job->over = true;
+    outbox_add_end(job->req.request_id);
+    return EVJOB_DONE;
+}
+
 enum evjob_want evjob_on_bill_due(struct evjob *job, size_t i)
 {
     job->subtotals[i] = exchange_subtotal(&job->req.bills[i],
                                           job->req.exchange_rate);
     endpoint_log_bill(&job->req, i, job->subtotals[i]);
     TRACE(TRACE_BILL_END, &job->req, i);
-    jobcap_bills_done(&job->srv->budget, 1);
+    jobcap_bills_done(&job->srv->budget, &job->req, 1);
     if (--job->bills_left > 0)
         return EVJOB_BILLS;
     const struct config *cfg = job->srv->cfg;
@@ -39,8 +49,7 @@ enum evjob_want evjob_on_bill_due(struct evjob *job, size_t i)
     if (job->cb == NULL) {
         log_warn("callback %s: out of memory; result dropped",
                  job->req.request_id);
-        job->over = true;
-        return EVJOB_DONE;
+        return evjob_over(job);
     }
     job->cb->owner = job;
     return EVJOB_PUT;
@@ -55,7 +64,7 @@ bool evjob_put(struct evjob *job, CURLM *multi)
     if (rc != CURLM_OK) {
         log_warn("callback %s: %s; result dropped", job->req.request_id,
                  curl_multi_strerror(rc));
-        job->over = true;
+        evjob_over(job);
         return false;
     }
     job->in_transfer = true;
@@ -90,8 +99,7 @@ enum evjob_want evjob_on_put_done(struct evjob *job, CURLcode result)
     switch (callback_after_attempt(job->cb, result, &wait_ms)) {
     case CALLBACK_DELIVERED:
     case CALLBACK_FAILED: /* callback_after_attempt logged which */
-        job->over = true;
-        return EVJOB_DONE;
+        return evjob_over(job);
     case CALLBACK_RETRY:
         job->retry_at_ms = timer_now_ms() + (uint64_t)wait_ms;
         return EVJOB_RETRY;
@@ -101,12 +109,12 @@ enum evjob_want evjob_on_put_done(struct evjob *job, CURLcode result)
 
 void evjob_release(struct evjob *job, CURLM *multi)
 {
-    if (!job->over)
-        log_warn("job %s abandoned before its callback was delivered "
+    /* In a stop, jobcap_report named it already. */
+    if (!job->over && !job->srv->stopping)
+        log_warn("job %s dropped before its callback was delivered "
                  "(%zu bills still waiting)", job->req.request_id,
                  job->bills_left);
-    jobcap_bills_done(&job->srv->budget, job->bills_left);
-    jobcap_job_done(&job->srv->budget);
+    jobcap_job_done(&job->srv->budget, &job->req); /* and its bills left */
     if (job->in_transfer)
         curl_multi_remove_handle(multi, job->cb->easy);
     job->in_transfer = false;

@@ -26,8 +26,11 @@
  * job and its bills were reserved in srv->budget (evconn, jobcap.h); a job
  * gives its bills back as they are done and itself back when it is over.
  * And every job ends in exactly one log line that says how: delivered,
- * given up by the retry policy (common/callback), or abandoned (out of
- * memory, or still pending when a stop's grace period ran out).
+ * given up by the retry policy (common/callback), dropped (out of
+ * memory), or, still pending when a stop's drain ran out, named by the
+ * stop's report (jobcap_report) before the loop frees it. A job that is
+ * over appends its end to the outbox (outbox.h); one the stop abandons
+ * does not, so the next start replays it.
  *
  * One thread drives every job: nothing here is thread-safe. */
 #ifndef COMMON_EVJOB_H
@@ -60,7 +63,8 @@ struct evjob {
     struct callback *cb;      /* once every bill is in; cb->owner = the job */
     bool in_transfer;         /* cb->easy is in the multi handle */
     uint64_t retry_at_ms;     /* after EVJOB_RETRY */
-    bool over;                /* its end is logged: delivered or given up */
+    bool over;                /* its end is logged (and written to the
+                                 outbox): delivered, given up, dropped */
     struct list link;         /* in srv->jobs */
 };
 
@@ -89,9 +93,9 @@ struct evjob *evjob_next_finished(CURLM *multi, CURLcode *result);
 enum evjob_want evjob_on_put_done(struct evjob *job, CURLcode result);
 
 /* Takes job's transfer out of multi if it is in, job out of srv->jobs,
- * gives its reservation back to srv->budget, logs "abandoned" if its end
- * was not logged yet, and frees its callback (not job itself). The stage
- * cancels its timers. */
+ * gives its reservation back to srv->budget, logs "dropped" if its end
+ * was not logged yet (outside a stop, whose report names it), and frees
+ * its callback (not job itself). The stage cancels its timers. */
 void evjob_release(struct evjob *job, CURLM *multi);
 
 #endif

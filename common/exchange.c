@@ -222,6 +222,7 @@ int exchange_parse_request(const char *json, size_t len,
     out->request_id[0] = '\0';
     out->exchange_rate = 0;
     out->num_bills = 0;
+    out->slot = -1;
     if (json == NULL || len == 0)
         return fail(err, errlen, "body is not valid JSON");
     if (!utf8_valid((const unsigned char *)json, len))
@@ -466,6 +467,44 @@ char *exchange_callback_body(const char *token,
     jb_str(&b, req->request_id);
     add_breakdown(&b, req, subtotals);
     jb_put(&b, "}", 1);
+    return jb_done(&b);
+}
+
+/* A double in the fewest significant digits (15 to 17) that read back
+ * to it exactly: "2", "1.1", "0.30000000000000004". 17 always do. */
+static void jb_exact(struct jbuf *b, double v)
+{
+    char buf[32];
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    jb_lit(b, buf);
+}
+
+char *exchange_request_body(const struct exchange_request *req)
+{
+    struct jbuf b = {0};
+    jb_key(&b, "{", "request_id");
+    jb_str(&b, req->request_id);
+    jb_key(&b, ",", "exchange_rate");
+    jb_exact(&b, req->exchange_rate);
+    jb_key(&b, ",", "bills");
+    for (size_t i = 0; i < req->num_bills; i++) {
+        const struct exchange_bill *bill = &req->bills[i];
+        char num[32];
+        jb_lit(&b, i ? ",{\"denomination_id\":" : "[{\"denomination_id\":");
+        snprintf(num, sizeof num, "%lld", bill->denomination_id);
+        jb_lit(&b, num);
+        jb_lit(&b, ",\"denomination\":");
+        jb_exact(&b, bill->denomination);
+        jb_lit(&b, ",\"count\":");
+        snprintf(num, sizeof num, "%lld", bill->count);
+        jb_lit(&b, num);
+        jb_put(&b, "}", 1);
+    }
+    jb_lit(&b, req->num_bills ? "]}" : "[]}");
     return jb_done(&b);
 }
 

@@ -31,6 +31,9 @@ struct exchange_request {
     double exchange_rate;      /* > 0 and finite */
     size_t num_bills;          /* 1 .. EXCHANGE_MAX_BILLS */
     struct exchange_bill bills[EXCHANGE_MAX_BILLS];
+    /* Not from the JSON: once the job's ok is promised, its slot in the
+     * async budget (jobcap_take sets it, jobcap.h); -1 before. */
+    int slot;
 };
 
 /* Parses and validates a request body. 0 on success; -1 with a detail that
@@ -60,6 +63,12 @@ char *exchange_sync_response(const struct exchange_request *req,
 char *exchange_callback_body(const char *token,
                              const struct exchange_request *req,
                              const double *subtotals);
+
+/* The request as a body again, {"request_id":..,"exchange_rate":..,
+ * "bills":[..]}, that exchange_parse_request reads back to the same
+ * struct: numbers are written with 17 significant digits, enough for any
+ * double to come back unchanged. For the outbox (outbox.h). malloc'd. */
+char *exchange_request_body(const struct exchange_request *req);
 
 /* FastAPI's error shape, {"detail":"..."}. malloc'd. */
 char *exchange_error_body(const char *detail);

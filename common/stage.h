@@ -12,10 +12,12 @@
 
 /* Parses argv into cfg (config_parse: --help and a bad option exit here),
  * starts the log under the stage's name (log_init), ignores SIGPIPE
- * (net_ignore_sigpipe), installs the stop handlers (shutdown_init) and
- * initialises libcurl (callback_global_init), before any thread or fork,
- * so children and threads inherit it. 0, or -1 after saying why on
- * stderr: main then exits 1. */
+ * (net_ignore_sigpipe), installs the stop handlers with the drain of
+ * --drain-ms (shutdown_init), opens and compacts the --outbox, its jobs
+ * kept for replay (outbox_open), and initialises libcurl
+ * (callback_global_init), before any thread or fork, so children and
+ * threads inherit it. 0, or -1 after saying why on stderr: main then
+ * exits 1. */
 int stage_begin(struct config *cfg, int argc, char **argv, const char *stage,
                 int default_port, unsigned extras, const char *description);
 

@@ -15,6 +15,10 @@
 #include "loop.h"
 #include "net.h"
 
+static int my_index; /* set in each worker right after its fork */
+
+int workers_index(void) { return my_index; }
+
 int workers_share(const struct config *cfg, int total)
 {
     int n = cfg->workers > 1 ? cfg->workers : 1;
@@ -29,6 +33,7 @@ worker_main(const struct config *cfg, int i, int *fds, int nfds,
 {
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
         _exit(1); /* the parent is already gone */
+    my_index = i;
     int mine = nfds == 1 ? fds[0] : fds[i];
     for (int k = 0; k < nfds; k++)
         if (fds[k] != mine)

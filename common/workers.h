@@ -27,9 +27,15 @@
  *
  * Stopping: SIGINT/SIGTERM to the parent writes the shutdown pipe (shutdown.h)
  * that every worker inherited and watches, so all of them stop together
- * and finish their requests; the parent waits for every one (no zombies)
- * and exits 0 if they all did. A worker dies with the parent
- * (PR_SET_PDEATHSIG) if the parent is killed outright. */
+ * and finish their requests within --drain-ms (a second signal writes the
+ * now pipe, which they watch too); each worker names the jobs it did not
+ * deliver; the parent waits for every one (no zombies) and exits 0 if
+ * they all did. A worker dies with the parent (PR_SET_PDEATHSIG) if the
+ * parent is killed outright.
+ *
+ * --outbox: one file for all the workers (outbox.h says why): the parent
+ * reads and compacts it before the fork, and worker i replays the jobs
+ * i, i + N, i + 2N... of it (workers_index). */
 #ifndef COMMON_WORKERS_H
 #define COMMON_WORKERS_H
 
@@ -41,6 +47,11 @@
 /* The share of a whole-server budget (--max-jobs, --max-bills) each of
  * cfg->workers workers gets: total / workers, at least 1. */
 int workers_share(const struct config *cfg, int total);
+
+/* Which worker this process is, 0 to cfg->workers - 1 (0 without
+ * --workers): the share of start-up work it takes, such as the outbox's
+ * jobs to replay (job i goes to worker i % workers). */
+int workers_index(void);
 
 /* Listens (SO_REUSEPORT listeners or one shared one, as cfg says), prints
  * the "listening on" line, forks cfg->workers workers and waits for them

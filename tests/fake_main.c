@@ -63,15 +63,16 @@ static char *fake_read_request(struct fake_main *f, int fd, size_t *body_at)
     return NULL;
 }
 
-static void fake_answer(int fd, int status)
+static void fake_answer(int fd, int status, const char *header)
 {
     const char *body = status / 100 == 2 ? "{\"status\":\"ok\"}"
                                          : "{\"detail\":\"scripted failure\"}";
-    char out[512];
+    char out[1024];
     int n = snprintf(out, sizeof out,
                      "HTTP/1.1 %d Scripted\r\nContent-Type: application/json"
-                     "\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                     status, strlen(body), body);
+                     "\r\n%s%sContent-Length: %zu\r\nConnection: close"
+                     "\r\n\r\n%s", status, header ? header : "",
+                     header ? "\r\n" : "", strlen(body), body);
     ssize_t w = send(fd, out, (size_t)n, MSG_NOSIGNAL);
     (void)w; /* a client that left is the stage's problem, judged by it */
 }
@@ -97,7 +98,7 @@ static void fake_serve_one(struct fake_main *f, int fd)
          waited += 10)
         harness_sleep_ms(10);
     int idx = k < f->num_statuses ? k : f->num_statuses - 1;
-    fake_answer(fd, f->statuses[idx]);
+    fake_answer(fd, f->statuses[idx], f->headers[idx]);
 }
 
 static void *fake_main_thread(void *arg)
@@ -127,6 +128,12 @@ void fake_main_listen(struct fake_main *f, int delay_ms, const int *statuses,
     f->num_statuses = n;
     pthread_mutex_init(&f->lock, NULL);
     f->lfd = harness_listen(&f->port);
+}
+
+void fake_main_set_header(struct fake_main *f, int k, const char *header)
+{
+    ck_assert(k >= 0 && k < f->num_statuses);
+    f->headers[k] = header;
 }
 
 void fake_main_run(struct fake_main *f)

@@ -272,6 +272,15 @@ int proc_stop(struct proc *p, int timeout_ms)
     if (p->pid <= 0)
         return -1;
     kill(p->pid, SIGTERM);
+    return proc_wait(p, timeout_ms);
+}
+
+static char *exit_log; /* harness_exit_log */
+
+int proc_wait(struct proc *p, int timeout_ms)
+{
+    if (p->pid <= 0)
+        return -1;
     int status = 0, rc = -1;
     double deadline = harness_now() + timeout_ms / 1000.0;
     for (;;) {
@@ -290,13 +299,20 @@ int proc_stop(struct proc *p, int timeout_ms)
         harness_sleep_ms(10);
     }
     p->pid = 0;
+    free(exit_log);
+    exit_log = strdup(harness_read_log(p));
     if (rc != 0 || getenv("HARNESS_VERBOSE"))
         fprintf(stderr, "--- %s exited with %d; its log:\n%s\n", p->name, rc,
-                harness_read_log(p));
+                exit_log ? exit_log : "");
     if (p->log_fd >= 0)
         close(p->log_fd);
     p->log_fd = -1;
     return rc;
+}
+
+const char *harness_exit_log(void)
+{
+    return exit_log ? exit_log : "";
 }
 
 const char *harness_read_log(struct proc *p)

@@ -122,13 +122,23 @@ struct stage_opts {
 void harness_stage_start(struct proc *p, const char *name,
                          const struct stage_opts *o);
 
-/* SIGTERM, then waits up to timeout_ms; SIGKILL after that. Returns the
- * exit status (0..255), 128+signal if killed by a signal, -1 on timeout. */
+/* SIGTERM, then proc_wait. A stage that has had a SIGTERM already takes
+ * this second one as "stop now" (shutdown.h): to let it finish its drain,
+ * call proc_wait instead. */
 int proc_stop(struct proc *p, int timeout_ms);
+
+/* Waits up to timeout_ms for p to exit, without a signal; SIGKILL after
+ * that. Returns the exit status (0..255), 128+signal if killed by a
+ * signal, -1 on timeout. */
+int proc_wait(struct proc *p, int timeout_ms);
 
 /* Everything the server logged so far (drains the pipe into a buffer kept
  * in p); the returned string stays valid until the next call. */
 const char *harness_read_log(struct proc *p);
+
+/* The whole log of the last server proc_wait (or proc_stop) saw exit, its
+ * last lines included; valid until the next proc_wait. */
+const char *harness_exit_log(void);
 
 struct http_result {
     long status;         /* 0 if the transfer failed */
@@ -258,6 +268,7 @@ struct fake_main {
     int lfd;
     int delay_ms;
     int statuses[FAKE_MAIN_MAX_STATUSES];
+    const char *headers[FAKE_MAIN_MAX_STATUSES]; /* an extra header line */
     int num_statuses;
     pthread_t thread;
     bool running;
@@ -273,6 +284,11 @@ struct fake_main {
  * carry {"status":"ok"}, others a {"detail"}), each after delay_ms. */
 void fake_main_listen(struct fake_main *f, int delay_ms, const int *statuses,
                       int n);
+
+/* Adds one header line (no CRLF: "Retry-After: 2") to the answer with
+ * statuses[k]; call between fake_main_listen and fake_main_run. header
+ * must outlive the fake. */
+void fake_main_set_header(struct fake_main *f, int k, const char *header);
 
 /* Starts the thread that serves. */
 void fake_main_run(struct fake_main *f);

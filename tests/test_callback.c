@@ -1,9 +1,12 @@
 /* Unit tests for common/callback's retry policy: the backoff schedule
- * (0.5 s doubling to 8 s, with jitter), the deadline that ends it, 4xx
- * never retried, and a callback that outlives a short outage of the main
- * service. Time is simulated where it can be (the deadline is moved back
- * by each wait instead of sleeping); the two network tests use a tiny
- * responder in a thread of this process. */
+ * (0.5 s doubling to 8 s, with jitter), the deadline that ends it, which
+ * statuses are retried (RFC 9110: 408, 425, 429, 503 and other 5xx) and
+ * which are given up at once (other 4xx, 501, 505), Retry-After in both
+ * its forms and cut by the deadline, and a callback that outlives a short
+ * outage of the main service. Time is simulated where it can be (the
+ * deadline is moved back by each wait instead of sleeping); the network
+ * tests use a tiny responder in a thread of this process, or the
+ * harness's scripted fake main service. */
 #include "callback.h"
 #include "harness.h"
 #include "log.h"
@@ -16,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -263,6 +267,133 @@ START_TEST(outlives_an_outage)
 }
 END_TEST
 
+/* ---- The retry rule, against the scripted fake main service ---- */
+
+/* One callback per status, each to its own fake main service that answers
+ * that status and then 200, all sent at once from threads (so the test
+ * waits one backoff, not one per status). */
+struct scripted {
+    struct fake_main fake;
+    struct callback *cb;
+    bool delivered;
+    double took;
+    pthread_t thread;
+};
+
+static void *scripted_send(void *arg)
+{
+    struct scripted *sc = arg;
+    double t0 = harness_now();
+    sc->delivered = callback_send_blocking(sc->cb);
+    sc->took = harness_now() - t0;
+    return NULL;
+}
+
+static void send_each(const int *statuses, int n, struct scripted *sc)
+{
+    for (int i = 0; i < n; i++) {
+        const int script[] = {statuses[i], 200};
+        fake_main_start(&sc[i].fake, 0, script, 2);
+        sc[i].cb = callback_to(sc[i].fake.port, 10000);
+        ck_assert_ptr_nonnull(sc[i].cb);
+    }
+    for (int i = 0; i < n; i++)
+        ck_assert_int_eq(pthread_create(&sc[i].thread, NULL, scripted_send,
+                                        &sc[i]), 0);
+    for (int i = 0; i < n; i++)
+        pthread_join(sc[i].thread, NULL);
+}
+
+static void scripted_free(struct scripted *sc, int n)
+{
+    for (int i = 0; i < n; i++) {
+        callback_free(sc[i].cb);
+        fake_main_close(&sc[i].fake);
+    }
+}
+
+START_TEST(temporary_statuses_are_retried)
+{
+    static const int temporary[] = {408, 425, 429, 503, 500, 502, 504};
+    enum { N = sizeof temporary / sizeof temporary[0] };
+    struct scripted sc[N];
+    send_each(temporary, N, sc);
+    for (int i = 0; i < N; i++) {
+        ck_assert_msg(sc[i].delivered && sc[i].cb->tries == 2,
+                      "HTTP %d: delivered %d after %d tries", temporary[i],
+                      sc[i].delivered, sc[i].cb->tries);
+        ck_assert_int_eq(fake_main_requests(&sc[i].fake), 2);
+    }
+    scripted_free(sc, N);
+}
+END_TEST
+
+START_TEST(permanent_statuses_are_given_up_at_once)
+{
+    static const int permanent[] = {400, 401, 403, 404, 409, 410, 413, 422,
+                                    501, 505};
+    enum { N = sizeof permanent / sizeof permanent[0] };
+    struct scripted sc[N];
+    send_each(permanent, N, sc);
+    for (int i = 0; i < N; i++) {
+        ck_assert_msg(!sc[i].delivered && sc[i].cb->tries == 1,
+                      "HTTP %d: delivered %d after %d tries", permanent[i],
+                      sc[i].delivered, sc[i].cb->tries);
+        ck_assert_msg(sc[i].took < 0.2, "HTTP %d: no backoff, took %.3f s",
+                      permanent[i], sc[i].took);
+        ck_assert_int_eq(fake_main_requests(&sc[i].fake), 1);
+    }
+    scripted_free(sc, N);
+}
+END_TEST
+
+/* The second try comes after what Retry-After asked, not after the first
+ * backoff (250-500 ms). */
+START_TEST(retry_after_seconds_is_honoured)
+{
+    static const int script[] = {503, 200};
+    struct fake_main f;
+    fake_main_listen(&f, 0, script, 2);
+    fake_main_set_header(&f, 0, "Retry-After: 1");
+    fake_main_run(&f);
+    struct callback *cb = callback_to(f.port, 10000);
+    ck_assert(callback_send_blocking(cb));
+    ck_assert_int_eq(cb->tries, 2);
+    double gap = fake_main_at(&f, 1) - fake_main_at(&f, 0);
+    ck_assert_msg(gap >= 0.95 && gap < 1.6, "second try %.3f s after the "
+                  "first (Retry-After: 1)", gap);
+    callback_free(cb);
+    fake_main_close(&f);
+}
+END_TEST
+
+/* An HTTP-date an hour away is honoured, but only up to the callback's
+ * deadline: the last try starts at the deadline, as after a backoff. */
+START_TEST(retry_after_date_is_cut_by_the_deadline)
+{
+    static const int script[] = {429, 200};
+    char header[80];
+    time_t later = time(NULL) + 3600;
+    struct tm tm;
+    gmtime_r(&later, &tm);
+    strftime(header, sizeof header, "Retry-After: %a, %d %b %Y %H:%M:%S GMT",
+             &tm);
+    struct fake_main f;
+    fake_main_listen(&f, 0, script, 2);
+    fake_main_set_header(&f, 0, header);
+    fake_main_run(&f);
+    struct callback *cb = callback_to(f.port, 900);
+    ck_assert(callback_send_blocking(cb));
+    ck_assert_int_eq(cb->tries, 2);
+    double gap = fake_main_at(&f, 1) - fake_main_at(&f, 0);
+    /* The first backoff would be 250-500 ms: past 700, Retry-After won. */
+    ck_assert_msg(gap >= 0.7 && gap < 1.4, "second try %.3f s after the "
+                  "first (asked for an hour, deadline 0.9 s)", gap);
+    callback_free(cb);
+    fake_main_close(&f);
+}
+END_TEST
+
 static Suite *callback_suite(void)
 {
     Suite *s = suite_create("callback");
@@ -276,6 +407,13 @@ static Suite *callback_suite(void)
     tcase_add_loop_test(tc, client_errors_are_never_retried, 0,
                         (int)(sizeof client_errors / sizeof *client_errors));
     tcase_add_test(tc, outlives_an_outage);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("rule");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, temporary_statuses_are_retried);
+    tcase_add_test(tc, permanent_statuses_are_given_up_at_once);
+    tcase_add_test(tc, retry_after_seconds_is_honoured);
+    tcase_add_test(tc, retry_after_date_is_cut_by_the_deadline);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -123,18 +123,65 @@ START_TEST(put_then_get_returns_the_result_as_sent)
     ck_assert_str_eq(r.body, "[\"async_test\"]");
     http_result_free(&r);
 
-    /* A repeated callback replaces the result. */
-    char *b = callback_body(TOKEN, "async_test");
-    ck_assert_int_eq(put_result(p.port, b), 200);
-    free(b);
-    http_request("GET", p.port, RESULT "/async_test", NULL, &r);
-    char *want = stored_body("async_test");
-    ck_assert_str_eq(r.body, want);
-    free(want);
-    http_result_free(&r);
-
     ck_assert_ptr_nonnull(strstr(harness_read_log(&p),
                                  "result async_test received: 2 bills"));
+    stop(&p);
+}
+END_TEST
+
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *at = strstr(hay, needle); at; at = strstr(at + 1, needle))
+        n++;
+    return n;
+}
+
+/* The request_id is an idempotency key: a sender that retries or replays
+ * gets "ok" again and the result is stored once; another result under the
+ * same id is a 409, and the first one stays. */
+START_TEST(repeated_result_is_stored_once_and_another_is_409)
+{
+    struct proc p;
+    start(&p);
+    char *first = callback_body(TOKEN, "idem");
+    ck_assert_int_eq(put_result(p.port, first), 200);
+    /* The same result again, spaced differently: the same JSON. */
+    const char *again =
+        "{ \"token\": \"" TOKEN "\", \"request_id\": \"idem\",\n"
+        "  \"breakdown\": [ {\"denomination_id\": 1, \"subtotal_rub\": 377.5} ] }";
+    struct http_result r;
+    http_request("PUT", p.port, RESULT, again, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "{\"status\":\"ok\"}");
+    http_result_free(&r);
+    ck_assert_int_eq(put_result(p.port, first), 200);
+
+    const char *other =
+        "{\"token\":\"" TOKEN "\",\"request_id\":\"idem\",\"breakdown\":["
+        "{\"denomination_id\":1,\"subtotal_rub\":999.0}]}";
+    http_request("PUT", p.port, RESULT, other, &r);
+    ck_assert_int_eq(r.status, 409);
+    ck_assert_str_eq(r.body, "{\"detail\":\"request_id idem already has a "
+                             "different result\"}");
+    http_result_free(&r);
+
+    http_request("GET", p.port, RESULT "/idem", NULL, &r);
+    char *want = stored_body("idem");
+    ck_assert_str_eq(r.body, want); /* the first result stays */
+    free(want);
+    http_result_free(&r);
+    http_request("GET", p.port, RESULT, NULL, &r);
+    ck_assert_str_eq(r.body, "[\"idem\"]");
+    http_result_free(&r);
+    http_request("GET", p.port, "/", NULL, &r);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"results\":1"));
+    http_result_free(&r);
+    const char *log = harness_read_log(&p);
+    ck_assert_int_eq(count_of(log, "result idem received"), 1);
+    ck_assert_int_eq(count_of(log, "result idem repeated"), 2);
+    ck_assert_int_eq(count_of(log, "result idem refused"), 1);
+    free(first);
     stop(&p);
 }
 END_TEST
@@ -900,6 +947,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, root_answers);
     tcase_add_test(tc, put_then_get_returns_the_result_as_sent);
+    tcase_add_test(tc, repeated_result_is_stored_once_and_another_is_409);
     tcase_add_test(tc, wrong_or_missing_token_is_403_and_nothing_is_stored);
     tcase_add_test(tc, bad_payloads_are_400_naming_the_field);
     tcase_add_test(tc, unknown_ids_paths_and_methods);

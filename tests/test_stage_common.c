@@ -168,6 +168,7 @@ START_TEST(serve_blocking_answers_then_hands_back_the_async_job)
     close(b.sv[1]);
     free(sync);
     free(async);
+    jobcap_free(&b.cap);
 }
 END_TEST
 
@@ -185,6 +186,7 @@ START_TEST(serve_blocking_one_request_closes_after_the_first_answer)
     ck_assert_ptr_null(strstr(strstr(got, "HTTP/1.1") + 1, "HTTP/1.1"));
     free(got);
     close(b.sv[1]);
+    jobcap_free(&b.cap);
 }
 END_TEST
 
@@ -200,14 +202,15 @@ START_TEST(wait_bills_gives_each_bill_back_to_the_budget)
     job.bills[0].count = 2;
     job.bills[1].denomination = 10;
     job.bills[1].count = 1;
-    ck_assert(jobcap_take(&cap, 2, NULL));
+    ck_assert(jobcap_take(&cap, &job, NULL));
     double subtotals[EXCHANGE_MAX_BILLS];
     unsigned seed = 1;
-    conn_io_wait_bills(&cfg, &job, subtotals, &seed, &cap);
+    ck_assert(conn_io_wait_bills(&cfg, &job, subtotals, &seed, &cap));
     ck_assert_double_eq_tol(subtotals[0], 6.0, 1e-9);
     ck_assert_double_eq_tol(subtotals[1], 20.0, 1e-9);
     ck_assert_int_eq(jobcap_bills(&cap), 0);
     ck_assert_int_eq(jobcap_jobs(&cap), 1); /* the job is the caller's */
+    jobcap_free(&cap);
 }
 END_TEST
 
@@ -263,7 +266,7 @@ START_TEST(a_stop_closes_idle_connections_and_drop_ends_the_rest)
     struct evjob *job = calloc(1, sizeof *job);
     ck_assert_ptr_nonnull(job);
     struct exchange_request req = {.num_bills = 1};
-    ck_assert(jobcap_take(&srv.budget, 1, NULL));
+    ck_assert(jobcap_take(&srv.budget, &req, NULL));
     evjob_init(job, &srv, &req);
 
     evconn_server_stop(&srv);
@@ -280,6 +283,7 @@ START_TEST(a_stop_closes_idle_connections_and_drop_ends_the_rest)
     ck_assert(evconn_server_done(&srv));
     close(idle[1]);
     close(busy[1]);
+    evconn_server_free(&srv);
 }
 END_TEST
 

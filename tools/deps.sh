@@ -10,7 +10,8 @@
 #                  make, pkg-config, cJSON, libcurl, Check, and git, curl
 #                  and python3 for the tests of the documents and exercises
 #   --optional     those, and make bench's: wrk, gnuplot, the anchors
-#                  (nginx, FastAPI on uvicorn), a system call counter
+#                  (nginx, FastAPI on uvicorn, httpx for its callbacks in
+#                  bench/crash.sh), a system call counter
 #   --ci           those, and .ci/run's: valgrind, clang and its fuzzer
 #                  runtime; chromium, gnuplot and zlib where they install
 #                  (without them test_trace skips its browser check)
@@ -45,6 +46,7 @@ bench       python3-fastapi       py:fastapi
 bench       python3-uvicorn       py:uvicorn
 bench       python3-uvloop        py:uvloop
 bench       python3-httptools     py:httptools
+bench       python3-httpx         py:httpx
 bench       strace                cmd:perf cmd:strace
 ci          valgrind              cmd:valgrind
 ci          clang                 cmd:clang

@@ -23,10 +23,16 @@
  *     requests (tests/harness.c's trait), is reported, not judged: one
  *     trickling client holds it by design).
  *
+ * Then the crash-restart loop (soak_crash.c): each stage, with --outbox,
+ * killed with SIGKILL in the middle of its jobs and restarted, several
+ * times; every job answered "ok" must be stored exactly once.
+ *
  * Environment: SOAK_SECONDS, SOAK_OUTAGE_SECONDS, SOAK_DRAIN_SECONDS
  * (default 60: how long callbacks may still arrive after the traffic),
  * SOAK_CONNS (normal connections per stage, default 9), SOAK_THINK_MS
- * (default 100), SOAK_P99_MS, STAGES (as in make test), STAGE_BIN_DIR
+ * (default 100), SOAK_P99_MS, SOAK_CRASH_ROUNDS (lives per stage in the
+ * crash-restart loop, default 5; 0 skips it), STAGES (as in make test),
+ * STAGE_BIN_DIR
  * (default build), SOAK_LOG_DIR (default $STAGE_BIN_DIR/soak-logs). */
 #include "soak.h"
 
@@ -541,9 +547,7 @@ static int report(double seconds, double outage)
         }
     }
     printf("\n");
-    printf("\nlogs: %s\n", log_dir);
-    printf("soak: %s\n", failures ? "FAILED" : "passed");
-    return failures ? 1 : 0;
+    return failures;
 }
 
 int main(void)
@@ -574,5 +578,10 @@ int main(void)
     /* The main service is judged against the baseline of its first start:
      * a restarted one is as fresh, and holds only the results since. */
     settle_and_measure();
-    return report(seconds, outage);
+    int failures = report(seconds, outage);
+    failures += soak_crash_run(bin_dir, log_dir,
+                               env_int("SOAK_CRASH_ROUNDS", 5));
+    printf("\nlogs: %s\n", log_dir);
+    printf("soak: %s\n", failures ? "FAILED" : "passed");
+    return failures ? 1 : 0;
 }

@@ -129,6 +129,13 @@ void soak_traffic_stop(void);
 /* A new promise id for stage s (grows its tables). */
 int soak_stage_new_id(struct soak_stage *s);
 
+/* ---- the crash-restart loop (soak_crash.c) ---- */
+
+/* Runs every selected stage through `rounds` lives with --outbox, each
+ * but the last ended by SIGKILL, and prints a table; the number of stages
+ * that lost a job or stored one twice. Nothing when rounds <= 0. */
+int soak_crash_run(const char *bin_dir, const char *log_dir, int rounds);
+
 /* ---- HTTP bytes (soak_http.c) ---- */
 
 /* Appends n bytes of text to the malloc'd buf of *len bytes (kept

@@ -6,7 +6,10 @@
  *                                         "results":<count>}
  *   PUT  /api/exchange_result        body {"token","request_id","breakdown"}:
  *                                    403 wrong/missing token, 400 bad payload,
- *                                    200 {"status":"ok"} once stored
+ *                                    200 {"status":"ok"} once stored (or
+ *                                    stored already: the same result again),
+ *                                    409 if another result is stored under
+ *                                    that request_id
  *   GET  /api/exchange_result        200 ["id1","id2",...] (oldest first)
  *   GET  /api/exchange_result/{id}   200 {"request_id":..,"breakdown":[..]} or
  *                                    404 {"detail":"no result for <id>"}
@@ -42,6 +45,11 @@
  *    10000) and in bytes (--max-store-mb, default 256; 10000
  *    results of 54 KiB would be half a gigabyte): the oldest is evicted
  *    first, with a log line.
+ *  - The request_id is an idempotency key (store.h): a sender that
+ *    retries or replays may deliver a result twice, and it is stored
+ *    once; a different result under the same id is refused with 409.
+ *    So an exchange server's at-least-once delivery (its --outbox) gives
+ *    exactly one stored result.
  *  - Every string it writes is valid UTF-8 JSON: a PUT whose request_id or
  *    breakdown holds invalid UTF-8 or a raw control byte in a string is a
  *    400 naming the field, and so is an id in the path that decodes to
@@ -196,7 +204,10 @@ static int check_callback(const struct http_request *req, const cJSON *root,
     return 0;
 }
 
-/* Stores a checked callback body; the reply says how it went. */
+/* Stores a checked callback body; the reply says how it went. The
+ * request_id is the idempotency key (store.h): the same result again is
+ * answered as the first was, and stored once; another result under a
+ * stored id is a 409, and the first stays. */
 static void store_callback(const struct http_request *req, const cJSON *root,
                            struct endpoint_reply *rep)
 {
@@ -208,14 +219,29 @@ static void store_callback(const struct http_request *req, const cJSON *root,
         reply_error(rep, 400, "body must be a JSON object");
         return;
     }
-    if (!json || store_put(id, json) < 0) { /* store_put freed json */
+    /* log_info escapes the id: it cannot forge log lines (log.h). */
+    switch (json ? store_put(id, json) : STORE_PUT_NOMEM) { /* takes json */
+    case STORE_NEW:
+        log_info("result %s received: %d bills", id,
+                 cJSON_GetArraySize(
+                     cJSON_GetObjectItemCaseSensitive(root, "breakdown")));
+        break;
+    case STORE_REPEAT:
+        log_info("result %s repeated: stored already, not stored again", id);
+        break;
+    case STORE_CONFLICT: {
+        log_warn("result %s refused: another result is stored under this "
+                 "request_id", id);
+        char detail[EXCHANGE_MAX_ID_LEN + 64];
+        snprintf(detail, sizeof detail,
+                 "request_id %s already has a different result", id);
+        reply_error(rep, 409, detail);
+        return;
+    }
+    case STORE_PUT_NOMEM:
         reply_nomem(rep);
         return;
     }
-    /* log_info escapes the id: it cannot forge log lines (log.h). */
-    log_info("result %s received: %d bills", id,
-             cJSON_GetArraySize(
-                 cJSON_GetObjectItemCaseSensitive(root, "breakdown")));
     rep->status = 200;
     rep->body = exchange_json_object("status", "ok", NULL);
 }
@@ -546,7 +572,8 @@ int main(int argc, char **argv)
     raise_fd_limit();
     if (store_init(g_opt.max_results, g_opt.max_store_mb << 20) < 0)
         return 1;
-    if (shutdown_init() < 0) {
+    /* Requests in progress get STOP_GRACE_MS after a stop (shutdown.h). */
+    if (shutdown_init(STOP_GRACE_MS) < 0) {
         perror("shutdown_init");
         return 1;
     }

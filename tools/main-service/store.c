@@ -132,7 +132,7 @@ static void store_trim(void)
         store_evict_oldest();
 }
 
-int store_put(const char *id, char *json)
+enum store_put store_put(const char *id, char *json)
 {
     struct result *fresh = calloc(1, sizeof *fresh);
     char *id_copy = strdup(id);
@@ -140,34 +140,33 @@ int store_put(const char *id, char *json)
         free(fresh);
         free(id_copy);
         free(json);
-        return -1;
+        return STORE_PUT_NOMEM;
     }
     pthread_mutex_lock(&g_store.mu);
     struct result *r = store_find(id);
-    if (r) { /* a repeated callback replaces the old result */
-        g_store.bytes -= r->bytes;
-        free(r->json);
-        r->json = json;
-        list_unlink(r);
-        list_append(r);
+    if (r) { /* the key is taken: a repeat, or a conflict; nothing changes */
+        enum store_put out = strcmp(r->json, json) == 0 ? STORE_REPEAT
+                                                        : STORE_CONFLICT;
+        pthread_mutex_unlock(&g_store.mu);
         free(fresh);
         free(id_copy);
-    } else {
-        r = fresh;
-        r->id = id_copy;
-        r->json = json;
-        size_t b = hash_id(id);
-        r->hnext = g_store.buckets[b];
-        g_store.buckets[b] = r;
-        list_append(r);
-        g_store.count++;
+        free(json);
+        return out;
     }
+    r = fresh;
+    r->id = id_copy;
+    r->json = json;
+    size_t b = hash_id(id);
+    r->hnext = g_store.buckets[b];
+    g_store.buckets[b] = r;
+    list_append(r);
+    g_store.count++;
     r->bytes = result_bytes(r->id, r->json);
     g_store.bytes += r->bytes;
     store_trim();
     pthread_cond_broadcast(&g_store.arrived[hash_id(id) % WAKE_STRIPES]);
     pthread_mutex_unlock(&g_store.mu);
-    return 0;
+    return STORE_NEW;
 }
 
 size_t store_count(void)

@@ -2,8 +2,16 @@
  *
  * A hash table by request_id plus a list in insertion order, capped by
  * count and by bytes: past either cap the oldest results are evicted first
- * (and logged). A second PUT for the same id replaces the result (and
- * makes it the newest).
+ * (and logged).
+ *
+ * The request_id is an idempotency key. A sender that retries (a lost
+ * answer, a restart that replays its outbox) may PUT the same result
+ * twice: the second PUT finds the same id with the same result and
+ * changes nothing (STORE_REPEAT: the sender is told "ok" again, so it
+ * stops). A different result under an id already stored is a conflict
+ * (STORE_CONFLICT, a 409): the first stays. So at-least-once delivery plus
+ * the key gives exactly one stored result per id, for as long as the
+ * result is kept (an evicted id is a new one).
  *
  * Long polls wait here. One mutex guards the store, and a stored result
  * broadcasts a condition variable so the waiters on it wake, look for their
@@ -23,9 +31,17 @@
  * starts. 0, or -1 (said on stderr). */
 int store_init(size_t max_results, size_t max_bytes);
 
-/* Stores (or replaces) id's result and wakes its waiters. Takes ownership
- * of json. 0, or -1 on ENOMEM (json freed). */
-int store_put(const char *id, char *json);
+enum store_put {
+    STORE_NEW,      /* stored, its waiters woken */
+    STORE_REPEAT,   /* the same result was stored already: nothing done */
+    STORE_CONFLICT, /* another result is stored under id: nothing done */
+    STORE_PUT_NOMEM,
+};
+
+/* Stores id's result (json, the normalised text of json.h, so the same
+ * result is the same bytes) unless id is stored already (the key above),
+ * and wakes its waiters. Takes ownership of json (freed unless stored). */
+enum store_put store_put(const char *id, char *json);
 
 /* How many results are stored. */
 size_t store_count(void);
