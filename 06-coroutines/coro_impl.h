@@ -39,6 +39,10 @@ struct co_wait {
     bool only_a_coroutine; /* only another coroutine can end it (a join):
                               without a timer it is not wakeable, so
                               co_sched_run can tell a deadlock */
+    const char *why;       /* what it waits for, as the trace and the task
+                              list say it: "read fd", "sleep", "join co" */
+    long detail;           /* and which one (the fd, the coroutine), or -1:
+                              "read fd 7" */
 };
 
 struct co {
@@ -58,6 +62,7 @@ struct co {
     struct list all_link;      /* in sched->all until its block is freed */
 
     const struct co_wait *wait; /* while parked: what it waits for */
+    uint64_t parked_ms;        /* since when (timer_now_ms): the task list */
     int wake_result;           /* what the wait returns: set by the waker */
     struct loop_timer timer;   /* the wait's deadline, when it has one */
     bool wakeable;             /* counted in sched->wakeable */

@@ -449,6 +449,7 @@ static void *serve_connection(void *arg)
     co_close(c->fd);
     log_info("closed %s", c->peer);
     task_remove(&connections, &c->task);
+    TRACE(TRACE_COUNT_CONNS, NULL, connections.count);
     free(c);
     return NULL;
 }
@@ -470,6 +471,7 @@ static void start_connection(int fd)
     }
     co_detach(c->task.co);
     task_add(&connections, &c->task);
+    TRACE(TRACE_COUNT_CONNS, NULL, connections.count);
 }
 
 /* ---- accepting and stopping ----------------------------------------- */

@@ -123,6 +123,7 @@ void evconn_init(struct evconn *c, struct evconn_server *srv, int fd)
     deadlines_start(&c->read, srv->cfg->idle_timeout_ms);
     list_push_front(&srv->conns, &c->link);
     srv->num_conns++;
+    TRACE(TRACE_COUNT_CONNS, NULL, srv->num_conns);
     log_info("connection from %s (%zu open)", c->peer, srv->num_conns);
 }
 
@@ -130,6 +131,7 @@ void evconn_release(struct evconn *c)
 {
     list_remove(&c->link);
     c->srv->num_conns--;
+    TRACE(TRACE_COUNT_CONNS, NULL, c->srv->num_conns);
     close(c->fd);
     log_info("closed %s", c->peer);
     http_parser_free(&c->parser);

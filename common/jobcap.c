@@ -3,6 +3,8 @@
 
 #include <sys/mman.h>
 
+#include "trace.h"
+
 void jobcap_init(struct jobcap *cap, long max_jobs, long max_bills)
 {
     atomic_init(&cap->jobs, 0);
@@ -55,6 +57,7 @@ bool jobcap_take(struct jobcap *cap, size_t num_bills, const char **why)
             *why = "too many bills in flight (--max-bills)";
         return false;
     }
+    TRACE(TRACE_COUNT_JOBS, NULL, atomic_load(&cap->jobs));
     return true;
 }
 
@@ -65,7 +68,8 @@ void jobcap_bills_done(struct jobcap *cap, size_t n)
 
 void jobcap_job_done(struct jobcap *cap)
 {
-    atomic_fetch_sub(&cap->jobs, 1);
+    long left = atomic_fetch_sub(&cap->jobs, 1) - 1;
+    TRACE(TRACE_COUNT_JOBS, NULL, left);
 }
 
 long jobcap_jobs(const struct jobcap *cap)
