@@ -146,7 +146,8 @@ static char *put_str(char *p, const char *s, size_t max)
 int trace_format(char *buf, uint64_t t_us, long pid, long tid, long co,
                  enum trace_kind kind, uint64_t id, const char *label)
 {
-    /* At most 20+1 + 3*(20+1) + 16+1 + 2 + 20 + 1+64 + 1 < TRACE_LINE_MAX */
+    /* At most 20+1 + 3*(20+1) + 16+1 + 2 + 20 + 1+64 + 1+1 = 190 bytes,
+     * within TRACE_LINE_MAX; test_trace writes the longest line. */
     char *p = buf;
     p = put_u64(p, t_us);
     *p++ = ' ';

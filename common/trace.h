@@ -155,7 +155,7 @@ void trace_fn(enum trace_kind kind, uint64_t id, void (*fn)(void), int fd);
  * length. label may be NULL; it is cut at 64 bytes. kind TRACE_NUM_KINDS
  * writes the "stage M" line that names who traces. Exposed for the unit
  * test and for the writers above. */
-#define TRACE_LINE_MAX 160
+#define TRACE_LINE_MAX 192
 int trace_format(char *buf, uint64_t t_us, long pid, long tid, long co,
                  enum trace_kind kind, uint64_t id, const char *label);
 

@@ -118,8 +118,6 @@ static const char *lane_name(const struct lane *l, char *buf, size_t len)
 {
     if (l->kind == LANE_LOOP)
         snprintf(buf, len, "loop (%s)", l->label);
-    else if (l->kind == LANE_OWNER)
-        snprintf(buf, len, "05 conn %s", l->label);
     else
         snprintf(buf, len, "%s", l->label);
     return buf;
@@ -428,19 +426,21 @@ static const char page_style[] =
  * scale, and shows a bar's details under the pointer. */
 static const char page_script[] =
     "(function(){\n"
-    "function count(sel){var n=0;document.querySelectorAll(sel)"
+    "var kinds={'client-bars':'rect.client','worker-spans':"
+    "'rect.span.request,rect.span.bill,rect.span.callback',"
+    "'running':'rect.running','parked':'rect.parked','ready':'rect.ready',"
+    "'blocked':'rect.blocked','flows':'path.flow','counters':'path.counter',"
+    "'co-lanes':'rect.lane-co','loop-lanes':'rect.lane-loop'};\n"
+    "function count(root,sel){var n=0;root.querySelectorAll(sel)"
     ".forEach(function(e){n+=+(e.getAttribute('data-n')||1);});return n;}\n"
-    "function sh(c){return 'svg.v-same '+c;}\n"
-    "var d=document.getElementById('drawn');\n"
-    "var k={'client-bars':sh('rect.client'),'worker-spans':sh('rect.span.request')"
-    "+','+sh('rect.span.bill')+','+sh('rect.span.callback'),"
-    "'running':sh('rect.running'),'parked':sh('rect.parked'),"
-    "'ready':sh('rect.ready'),'blocked':sh('rect.blocked'),"
-    "'flows':sh('path.flow'),'counters':sh('path.counter'),"
-    "'co-lanes':sh('rect.lane-co'),'loop-lanes':sh('rect.lane-loop')};\n"
-    "var text=[];\n"
-    "for(var a in k){var v=count(k[a]);d.setAttribute('data-'+a,v);"
-    "text.push(v+' '+a);}\n"
+    "var total={};\n"
+    "document.querySelectorAll('section.panel').forEach(function(s){\n"
+    " var svg=s.querySelector('svg.v-same');\n"
+    " for(var k in kinds){var v=count(svg,kinds[k]);"
+    "s.setAttribute('data-drawn-'+k,v);total[k]=(total[k]||0)+v;}});\n"
+    "var d=document.getElementById('drawn'),text=[];\n"
+    "for(var k in kinds){d.setAttribute('data-'+k,total[k]||0);"
+    "text.push((total[k]||0)+' '+k);}\n"
     "document.body.getBoundingClientRect();\n"
     "var ms=Math.round(performance.now());\n"
     "d.setAttribute('data-ms',ms);\n"

@@ -109,6 +109,8 @@ struct lane_state {
     size_t pend_span, pend_lane;
     char pend_what[16];
     uint64_t wait_from; /* owner lanes: when its last callback returned */
+    bool closed;        /* owner lanes: its fd was accepted again, so the
+                           owner's next callback starts a new lane */
 };
 
 struct reader {
@@ -116,6 +118,7 @@ struct reader {
     struct event *ev;
     size_t nev;
     struct table lanes;      /* (kind, pid, tid, co/owner) -> lane */
+    struct table fd_lanes;   /* (pid, fd) -> the owner lane named after it */
     struct table open;       /* (span kind, pid, id, 0) -> newest open span */
     size_t *prev_open;       /* per span: the one it hid in `open` */
     size_t prev_cap;
@@ -149,7 +152,7 @@ static size_t lane_of(struct reader *r, enum lane_kind kind, long pid,
                     (uint64_t)pid, (uint64_t)tid,
                     kind == LANE_OWNER ? owner : (uint64_t)co};
     size_t l = table_get(&r->lanes, k);
-    if (l != SIZE_MAX)
+    if (l != SIZE_MAX && !r->ls[l].closed)
         return l;
     if (!PUSH(p->lanes, p->nlanes, p->lanes_cap) ||
         !PUSH(r->ls, p->nlanes, r->ls_cap) ||
@@ -160,9 +163,8 @@ static size_t lane_of(struct reader *r, enum lane_kind kind, long pid,
                         .owner = owner, .rows = 1};
     if (kind == LANE_COROUTINE)
         snprintf(ln->label, sizeof ln->label, "co %ld", co);
-    else if (kind == LANE_OWNER)
-        snprintf(ln->label, sizeof ln->label, "%#llx",
-                 (unsigned long long)owner);
+    else if (kind == LANE_OWNER) /* named after its first callback */
+        ln->label[0] = '\0';
     else if (tid != pid)
         snprintf(ln->label, sizeof ln->label, "thread %ld", tid);
     else
@@ -333,9 +335,13 @@ static bool take_run(struct reader *r, const struct event *e)
         return false;
     struct lane *ln = &p->lanes[l];
     int fd;
-    if (owned && ln->label[0] == '0' &&
-        sscanf(e->label, "%*s fd %d", &fd) == 1)
-        snprintf(ln->label, sizeof ln->label, "fd %d", fd);
+    if (owned && !ln->label[0]) {
+        snprintf(ln->label, sizeof ln->label, "%s", e->label);
+        if (sscanf(e->label, "%*s fd %d", &fd) == 1 &&
+            !table_put(&r->fd_lanes, (struct key){(uint64_t)e->pid,
+                                                  (uint64_t)fd, 0, 0}, l))
+            return false;
+    }
     if (owned && r->ls[l].wait_from) { /* the wait this run ends */
         size_t w = span_open(r, SPAN_PARKED, e, l, true);
         if (w == SIZE_MAX)
@@ -452,6 +458,14 @@ static bool take_event(struct reader *r, const struct event *e)
     if (e->ph == 'C')
         return take_counter(r, e);
     if (e->ph == 'I' && strcmp(e->name, "accept") == 0) {
+        /* A new connection on this fd: the owner lane of the old one, if
+         * any, is over (its struct may be reused: a new lane). */
+        size_t old = table_get(&r->fd_lanes,
+                               (struct key){(uint64_t)e->pid, e->id, 0, 0});
+        if (old != SIZE_MAX) {
+            r->ls[old].closed = true;
+            r->ls[old].wait_from = 0;
+        }
         size_t lane = e->co >= 0 ? lane_of(r, LANE_COROUTINE, e->pid, e->tid,
                                            e->co, 0)
                                  : thread_lane(r, e);
@@ -802,6 +816,7 @@ bool panel_read(struct panel *p, FILE *in, const char *title)
     ok = ok && (r.nev == 0 || panel_build(&r));
     free(r.ev);
     free(r.lanes.slots);
+    free(r.fd_lanes.slots);
     free(r.open.slots);
     free(r.prev_open);
     free(r.ls);
