@@ -112,6 +112,7 @@
 #include "net.h"
 #include "shutdown.h"
 #include "stage.h"
+#include "tasklist.h"
 #include "timer.h"
 #include "workers.h"
 
@@ -504,6 +505,18 @@ static void begin_stop(struct loop *l, int fd, unsigned events, void *arg)
     stop_if_done();
 }
 
+/* SIGQUIT: the task list (common/tasklist.h), printed here, between two
+ * callbacks, so every connection is where a step left it. */
+static void on_list_tasks(struct loop *l, int fd, unsigned events, void *arg)
+{
+    (void)l;
+    (void)fd;
+    (void)events;
+    (void)arg;
+    tasklist_drain();
+    evconn_server_list(&srv);
+}
+
 /* This loop's part of the shared server (evconn.h). */
 static const struct evconn_ops ops = {
     .start_job = job_start, .close_conn = conn_close, .free_job = job_free};
@@ -529,6 +542,9 @@ static int serve(int lfd)
         log_warn("cannot watch the listener: %s", strerror(errno));
         return 1;
     }
+    if (tasklist_init() < 0 ||
+        loop_watch(loop, tasklist_fd(), LOOP_READABLE, on_list_tasks, NULL) < 0)
+        log_warn("no task list on SIGQUIT: %s", strerror(errno));
 
     int rc = 0;
     if (loop_run(loop) < 0) {

@@ -61,6 +61,7 @@ struct evjob {
     bool in_transfer;         /* cb->easy is in the multi handle */
     uint64_t retry_at_ms;     /* after EVJOB_RETRY */
     bool over;                /* its end is logged: delivered or given up */
+    uint64_t started_ms;      /* for the task list (evconn_server_list) */
     struct list link;         /* in srv->jobs */
 };
 
