@@ -23,7 +23,7 @@ extern char **environ;
 enum { GUTTER = 170, PLOT = 1000, PAD = 20, AXIS = 26, CLIENT_PITCH = 8,
        CLIENT_H = 6, ROW_PITCH = 13, ROW_H = 10, LANE_GAP = 4,
        SECTION_GAP = 14, COUNTER_H = 30, COUNTER_GAP = 6, MAX_FLOWS = 2500 };
-#define MIN_PX 2.0
+#define MIN_PX 3.0
 #define NARROW_PX 4.0 /* bars only this wide are drawn as one when they touch */
 
 static const char *const colors[SPAN_KINDS] = {
@@ -497,7 +497,7 @@ bool write_html(FILE *out, const struct panel *ps, size_t n,
           "its busy window (its first piece of work to its last). Above: the "
           "client's requests; below: the server's workers, a band each "
           "(states on its first row, work below, overlapping spans stacked); "
-          "at the bottom: counters. Bars narrower than 2 px are drawn 2 px "
+          "at the bottom: counters. Bars narrower than 3 px are drawn 3 px "
           "wide; bars of a kind that touch on a row are drawn as one, as "
           "opaque as they are busy. Hover for times.</p>\n", out);
     html_legend(out);
@@ -558,13 +558,13 @@ static bool gnuplot_script(FILE *gp, const char *png, const struct panel *p)
                     "screen %.3f, screen 0.027 fc rgb '#%s' fs solid "
                     "noborder front\nset label %d at screen %.3f, screen "
                     "0.02 '%s' font 'sans,8'\n",
-                100 + k, 0.02 + k * 0.105, 0.035 + k * 0.105,
-                gp_rgb(colors[k]), 100 + k, 0.038 + k * 0.105,
+                100 + k, 0.01 + k * 0.09, 0.025 + k * 0.09,
+                gp_rgb(colors[k]), 100 + k, 0.028 + k * 0.09,
                 span_names[k]);
-    fprintf(gp, "set arrow 99 from screen 0.86, screen 0.02 to screen 0.885, "
+    fprintf(gp, "set arrow 99 from screen 0.74, screen 0.02 to screen 0.765, "
                 "screen 0.02 lc rgb '" FLOW_COLOR "' head size screen "
-                "0.006,25 filled\nset label 99 at screen 0.89, screen 0.02 "
-                "'request, wake-up, spawn' font 'sans,8'\n");
+                "0.006,25 filled\nset label 99 at screen 0.77, screen 0.02 "
+                "'arrows: request, wake-up, spawn' font 'sans,8'\n");
     fputs("$bars << EOD\n", gp);
     size_t nbars;
     struct bar *bars = bars_of(p, &sc, &nbars);
@@ -582,11 +582,12 @@ static bool gnuplot_script(FILE *gp, const char *png, const struct panel *p)
                     gp_rgb(colors[b->s->kind]));
         }
     fputs("EOD\n$labels << EOD\n", gp);
+    size_t nlabels = 0;
     for (size_t i = 0; bars && i < nbars; i++) {
         const struct bar *b = &bars[i];
         double w = (b->t1 - b->t0) / 1000.0 / ms_per_px;
         if (b->n == 1 && b->s->kind == SPAN_PARKED && b->s->label[0] &&
-            w > 6.0 * (double)strlen(b->s->label) + 6)
+            w > 6.0 * (double)strlen(b->s->label) + 6 && ++nlabels)
             fprintf(gp, "%.4f %.1f \"%s\"\n", b->t0 / 1000.0 + 3 * ms_per_px,
                     span_y(p, b->s) + ROW_H / 2.0, b->s->label);
     }
@@ -616,10 +617,12 @@ static bool gnuplot_script(FILE *gp, const char *png, const struct panel *p)
     }
     fputs("plot $bars using 1:2:3:4:5 with boxxyerror fs solid 1.0 noborder "
           "lc rgb variable", gp);
-    fputs(", $flows using 1:2:3:4 with vectors head size screen 0.005,25 "
-          "filled lc rgb '" FLOW_COLOR "' lw 1", gp);
-    fputs(", $labels using 1:2:3 with labels left font 'sans,7' tc rgb "
-          "'#3f2a56'", gp);
+    if (p->nflows > 0 && p->nflows <= MAX_FLOWS)
+        fputs(", $flows using 1:2:3:4 with vectors head size screen "
+              "0.005,25 filled lc rgb '" FLOW_COLOR "' lw 1", gp);
+    if (nlabels > 0)
+        fputs(", $labels using 1:2:3 with labels left font 'sans,7' tc rgb "
+              "'#3f2a56'", gp);
     for (size_t c = 0; c < p->ncounters; c++)
         fprintf(gp, ", $counter%zu using 1:2 with steps lw 1.5 lc rgb '%s'",
                 c, counter_colors[c]);

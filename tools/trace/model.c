@@ -628,33 +628,54 @@ static bool client_flows(struct panel *p)
     return ok;
 }
 
-/* Loops first, then the rest as they appeared: spans, marks and arrows
- * follow their lanes. */
+/* Loops first, then the rest as they appeared; a lane with nothing in
+ * the window goes (a task that only ran at start-up). Spans, marks and
+ * arrows follow their lanes. */
 static bool order_lanes(struct panel *p)
 {
     size_t *map = malloc((p->nlanes + 1) * sizeof *map), k = 0;
+    bool *used = calloc(p->nlanes + 1, sizeof *used);
     struct lane *old = malloc((p->nlanes + 1) * sizeof *old);
-    if (!map || !old) {
+    if (!map || !old || !used) {
         free(map);
         free(old);
+        free(used);
         return false;
     }
+    for (size_t i = 0; i < p->nspans; i++)
+        if (p->spans[i].kind != SPAN_CLIENT)
+            used[p->spans[i].lane] = true;
     memcpy(old, p->lanes, p->nlanes * sizeof *old);
+    for (size_t l = 0; l < p->nlanes; l++)
+        map[l] = SIZE_MAX;
     for (int pass = 0; pass < 2; pass++)
         for (size_t l = 0; l < p->nlanes; l++)
-            if ((old[l].kind == LANE_LOOP) == (pass == 0)) {
+            if (used[l] && (old[l].kind == LANE_LOOP) == (pass == 0)) {
                 map[l] = k;
                 p->lanes[k++] = old[l];
             }
+    p->nlanes = k;
     for (size_t i = 0; i < p->nspans; i++)
         if (p->spans[i].kind != SPAN_CLIENT)
             p->spans[i].lane = map[p->spans[i].lane];
+    k = 0;
     for (size_t i = 0; i < p->nmarks; i++)
-        p->marks[i].lane = map[p->marks[i].lane];
-    for (size_t i = 0; i < p->nflows; i++)
-        p->flows[i].from_lane = map[p->flows[i].from_lane];
+        if (map[p->marks[i].lane] != SIZE_MAX)
+            p->marks[k++] = (struct mark){p->marks[i].t,
+                                          map[p->marks[i].lane]};
+    p->nmarks = k;
+    k = 0;
+    for (size_t i = 0; i < p->nflows; i++) {
+        struct flow f = p->flows[i];
+        if (f.from_span == SIZE_MAX && map[f.from_lane] == SIZE_MAX)
+            continue;
+        f.from_lane = f.from_span == SIZE_MAX ? map[f.from_lane] : 0;
+        p->flows[k++] = f;
+    }
+    p->nflows = k;
     free(map);
     free(old);
+    free(used);
     return true;
 }
 
