@@ -186,14 +186,6 @@ int co_sleep(int ms)
  * the stack changes, swapcontext or _setjmp/_longjmp, is coro_switch.c's
  * business. */
 
-/* Why c is back in the scheduler: what it parked for, or not parked. */
-static const char *co_why(const struct co *c)
-{
-    if (c->state == CO_DONE)
-        return "done";
-    return c->wait ? c->wait->why : "yield";
-}
-
 static void co_resume(struct co *c)
 {
     assert(!sched->current);      /* only the scheduler resumes */
@@ -206,7 +198,9 @@ static void co_resume(struct co *c)
      * run on this stack (co_call_on_loop_stack, coro_deep.c). */
     if (sched->call_on_loop)
         sched->call_on_loop(c);
-    TRACE_NOTE(TRACE_CO_END, c->id, co_why(c), c->wait ? c->wait->detail : -1);
+    TRACE_NOTE(TRACE_CO_END, c->id, /* c is out: why (common/trace.h) */
+               c->state == CO_DONE ? "done" : c->wait ? c->wait->why : "yield",
+               c->wait ? c->wait->detail : -1);
     sched->current = NULL;
     if (c->state == CO_DONE)
         co_retire(c); /* off its stack now, so the stack can go */
