@@ -634,7 +634,7 @@ START_TEST(sigquit_lists_a_request_in_its_bill_wait)
         return;
     struct proc s;
     harness_stage_start(&s, stages[_i].name,
-                        &(struct stage_opts){.delay_ms = 400,
+                        &(struct stage_opts){.delay_ms = 300,
                                              .client_timeout_ms = 2000});
     int fd = raw_connect(s.port);
     ck_assert_int_ge(fd, 0);
@@ -645,7 +645,7 @@ START_TEST(sigquit_lists_a_request_in_its_bill_wait)
                      "Content-Length: %zu\r\n\r\n%s",
                      strlen(lecture_body), lecture_body);
     harness_send_all(fd, req, (size_t)n);
-    harness_sleep_ms(250);
+    harness_sleep_ms(150);
     ck_assert_int_eq(kill(s.pid, SIGQUIT), 0);
     const char *log = wait_lists(&s, 1);
     char line[512];
@@ -664,7 +664,7 @@ START_TEST(sigquit_lists_a_request_in_its_bill_wait)
                              " bill %ld ms bill 1 of 2, due in %ld ms", &age,
                              &left) == 2, "not in its bill: %s", line);
     }
-    ck_assert_msg(age >= 150 && age <= 400 && left >= 0 && left <= 250,
+    ck_assert_msg(age >= 100 && age <= 300 && left >= 0 && left <= 200,
                   "waited %ld ms, %ld left: %s", age, left, line);
     ck_assert_ptr_nonnull(strstr(log, "tasks: "));
     /* Serving on: others now, and the request in its wait, in full. */

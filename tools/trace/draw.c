@@ -24,7 +24,8 @@ enum { GUTTER = 170, PLOT = 1000, PAD = 20, AXIS = 26, CLIENT_PITCH = 8,
        CLIENT_H = 6, ROW_PITCH = 13, ROW_H = 10, LANE_GAP = 4,
        SECTION_GAP = 14, COUNTER_H = 30, COUNTER_GAP = 6, MAX_FLOWS = 2500 };
 #define MIN_PX 3.0
-#define NARROW_PX 4.0 /* bars only this wide are drawn as one when they touch */
+#define NARROW_PX 12.0 /* bars only this wide are drawn as one when they */
+#define TOUCH_PX 4.0   /* are at most this far apart */
 
 static const char *const colors[SPAN_KINDS] = {
     [SPAN_CLIENT] = "#8a8f98", [SPAN_REQUEST] = "#4c78a8",
@@ -164,7 +165,7 @@ static struct bar *bars_of(const struct panel *p, const struct scale *sc,
         order[i] = &p->spans[i];
     qsort(order, p->nspans, sizeof *order, bar_order);
     double us_per_px = 1.0 / sc->px_per_us;
-    uint64_t touch = (uint64_t)(us_per_px * MIN_PX);
+    uint64_t touch = (uint64_t)(us_per_px * TOUCH_PX);
     for (size_t i = 0; i < p->nspans; i++) {
         const struct span *s = order[i];
         struct bar *last = *n ? &bars[*n - 1] : NULL;
@@ -241,6 +242,8 @@ static void svg_lanes(FILE *out, const struct panel *p, const struct scale *sc)
     }
 }
 
+/* A bar. Its kind is its second class (the style gives its colour), its
+ * lane is its group's (svg_bars), so that a big page stays small. */
 static void svg_bar(FILE *out, const struct panel *p, const struct scale *sc,
                     const struct bar *b)
 {
@@ -248,26 +251,21 @@ static void svg_bar(FILE *out, const struct panel *p, const struct scale *sc,
     double x0 = x_of(sc, b->t0), x1 = x_of(sc, b->t1);
     double w = bar_width(x1 - x0);
     bool client = s->kind == SPAN_CLIENT;
-    char lane[96];
-    if (client)
-        snprintf(lane, sizeof lane, "client row %d", s->row + 1);
-    else
-        lane_name(&p->lanes[s->lane], lane, sizeof lane);
+    /* A merged stretch wider than a narrow bar is as opaque as it is
+     * busy; a short one is drawn in full, or it would fade away. */
     double extent = (double)(b->t1 - b->t0), share = 1.0;
-    if (b->n > 1 && extent > 0)
+    if (b->n > 1 && w > NARROW_PX)
         share = (double)b->covered / extent;
     int y = span_y(p, s);
     fprintf(out, "<rect class=\"%s %s%s\" x=\"%.1f\" y=\"%d\" width=\"%.1f\" "
-                 "height=\"%d\" fill=\"%s\"",
+                 "height=\"%d\"",
             client ? "client" : s->state ? "state" : "span",
-            span_names[s->kind], s->open ? " open" : "", x0, y, w, span_h(s),
-            colors[s->kind]);
+            span_names[s->kind], s->open ? " open" : "", x0, y, w, span_h(s));
     if (share < 1.0)
         fprintf(out, " fill-opacity=\"%.2f\"", share < 0.3 ? 0.3 : share);
-    fprintf(out, " data-k=\"%s\" data-n=\"%zu\" data-lane=\"", 
-            span_names[s->kind], b->n);
-    html_text(out, lane);
-    fprintf(out, "\" data-t0=\"%.3f\" data-t1=\"%.3f\"", b->t0 / 1000.0,
+    if (b->n > 1)
+        fprintf(out, " data-n=\"%zu\"", b->n);
+    fprintf(out, " data-t0=\"%.3f\" data-t1=\"%.3f\"", b->t0 / 1000.0,
             b->t1 / 1000.0);
     if (b->n == 1 && s->label[0]) {
         fputs(" data-label=\"", out);
@@ -288,6 +286,42 @@ static void svg_bar(FILE *out, const struct panel *p, const struct scale *sc,
                      "y2=\"%d\"/>\n", x_of(sc, s->first), y,
                 x_of(sc, s->first), y + CLIENT_H);
 }
+
+/* The bars for which keep(kind) holds, a group per lane that names it
+ * for the pointer's details. */
+static void svg_bars(FILE *out, const struct panel *p, const struct scale *sc,
+                     const struct bar *bars, size_t n,
+                     bool (*keep)(enum span_kind))
+{
+    long group = -2;
+    for (size_t i = 0; i < n; i++) {
+        const struct span *s = bars[i].s;
+        if (!keep(s->kind))
+            continue;
+        long lane = s->kind == SPAN_CLIENT ? -1 : (long)s->lane;
+        if (lane != group) {
+            char name[96];
+            if (group != -2)
+                fputs("</g>\n", out);
+            fputs("<g data-lane=\"", out);
+            html_text(out, lane < 0 ? "client"
+                                    : lane_name(&p->lanes[lane], name,
+                                                sizeof name));
+            fputs("\">\n", out);
+            group = lane;
+        }
+        svg_bar(out, p, sc, &bars[i]);
+    }
+    if (group != -2)
+        fputs("</g>\n", out);
+}
+
+static bool is_state(enum span_kind k)
+{
+    return k == SPAN_PARKED || k == SPAN_READY || k == SPAN_BLOCKED;
+}
+static bool is_work(enum span_kind k) { return k <= SPAN_CALLBACK; }
+static bool is_running(enum span_kind k) { return k == SPAN_RUNNING; }
 
 /* Where an arrow leaves and lands: the middle of a span's row edge. */
 static void flow_ends(const struct panel *p, const struct scale *sc,
@@ -357,15 +391,13 @@ static void svg_panel(FILE *out, const struct panel *p, const struct scale *sc,
             GUTTER + plot_width(sc) + PAD, panel_height(p));
     svg_lanes(out, p, sc);
     svg_axis(out, p, sc);
-    /* States first, then work over them, so a short run stays visible. */
-    for (int pass = 0; pass < 2; pass++)
-        for (size_t i = 0; bars && i < nbars; i++)
-            if ((bars[i].s->kind >= SPAN_RUNNING) == (pass == 0) &&
-                !(pass == 0 && bars[i].s->kind == SPAN_RUNNING))
-                svg_bar(out, p, sc, &bars[i]);
-    for (size_t i = 0; bars && i < nbars; i++) /* running on top */
-        if (bars[i].s->kind == SPAN_RUNNING)
-            svg_bar(out, p, sc, &bars[i]);
+    /* States first, then work, then the runs on top, so a short run
+     * stays visible. */
+    if (bars) {
+        svg_bars(out, p, sc, bars, nbars, is_state);
+        svg_bars(out, p, sc, bars, nbars, is_work);
+        svg_bars(out, p, sc, bars, nbars, is_running);
+    }
     for (size_t i = 0; i < p->nmarks; i++) {
         double x = x_of(sc, p->marks[i].t);
         int y = lane_y(p, p->marks[i].lane);
@@ -451,12 +483,14 @@ static const char page_script[] =
     "document.body.classList.toggle('fit',e.target.value==='fit');});\n"
     "var tip=document.getElementById('tip');\n"
     "document.addEventListener('mousemove',function(e){\n"
-    " var t=e.target,k=t.getAttribute&&t.getAttribute('data-k');\n"
+    " var t=e.target,k=t.getAttribute&&t.getAttribute('data-t0')!==null"
+    "&&t.classList[1];\n"
     " if(!k){tip.style.display='none';return;}\n"
     " var a=+t.getAttribute('data-t0'),b=+t.getAttribute('data-t1'),"
     "n=+t.getAttribute('data-n'),l=t.getAttribute('data-label');\n"
     " tip.textContent=(n>1?n+' x ':'')+k+(l?' ('+l+')':'')+' on '+"
-    "t.getAttribute('data-lane')+': '+a.toFixed(3)+' .. '+b.toFixed(3)+"
+    "t.parentNode.getAttribute('data-lane')+': '+a.toFixed(3)+' .. '+"
+    "b.toFixed(3)+"
     "' ms ('+(b-a).toFixed(3)+' ms)';\n"
     " tip.style.left=(e.clientX+12)+'px';tip.style.top=(e.clientY+12)+'px';\n"
     " tip.style.display='block';});\n"
@@ -490,8 +524,10 @@ bool write_html(FILE *out, const struct panel *ps, size_t n,
     fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
           "<title>", out);
     html_text(out, heading);
-    fprintf(out, "</title>\n<style>%s</style></head>\n<body>\n<h1>",
-            page_style);
+    fprintf(out, "</title>\n<style>%s", page_style);
+    for (int k = 0; k < SPAN_KINDS; k++)
+        fprintf(out, "rect.%s{fill:%s}", span_names[k], colors[k]);
+    fputs("</style></head>\n<body>\n<h1>", out);
     html_text(out, heading);
     fputs("</h1>\n<p>Time runs left to right. Each panel is one run, cut to "
           "its busy window (its first piece of work to its last). Above: the "
