@@ -579,6 +579,40 @@ START_TEST(model_draws_callback_owners)
 }
 END_TEST
 
+/* The page draws what the model holds: states, arrows, counters, lanes
+ * (what the browser test then counts in a real page, here without one). */
+START_TEST(page_draws_states_arrows_counters)
+{
+    struct panel p[2];
+    load(&p[0], coro_trace, "06-coroutines");
+    load(&p[1], callback_trace, "05-epoll-callbacks");
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    ck_assert(write_html(out, p, 2, "states"));
+    fclose(out);
+    /* Two scales (the panels' lengths differ): each panel is drawn twice,
+     * the same shapes at two widths. */
+    ck_assert_ptr_nonnull(strstr(buf, "<svg class=\"v-fit\""));
+#define DRAWN(what) (count_of(buf, what) / 2)
+    ck_assert_uint_eq(DRAWN("<path class=\"flow "), p[0].nflows + p[1].nflows);
+    ck_assert_uint_eq(DRAWN("<path class=\"flow wake\""), 2);
+    ck_assert_uint_eq(DRAWN("<path class=\"counter "), 2 + 1);
+    ck_assert_uint_ge(DRAWN("<rect class=\"state parked"), 3);
+    ck_assert_uint_ge(DRAWN("<rect class=\"state running"), 3);
+    ck_assert_uint_ge(DRAWN("<rect class=\"state ready"), 1);
+    ck_assert_uint_ge(DRAWN("<rect class=\"state blocked"), 2);
+    ck_assert_uint_eq(DRAWN("lane-co\""), 2);
+    ck_assert_uint_eq(DRAWN("lane-loop\""), 2);
+    ck_assert_uint_eq(DRAWN("lane-owner\""), 2);
+#undef DRAWN
+    ck_assert_ptr_nonnull(strstr(buf, ">sleep</text>")); /* why, in it */
+    free(buf);
+    panel_free(&p[0]);
+    panel_free(&p[1]);
+}
+END_TEST
+
 /* ---- stages ---- */
 
 static const char sync_body[] =
@@ -1096,6 +1130,7 @@ static Suite *trace_suite(void)
     tcase_add_test(tc, json_and_page_draw_every_span);
     tcase_add_test(tc, model_draws_coroutine_states);
     tcase_add_test(tc, model_draws_callback_owners);
+    tcase_add_test(tc, page_draws_states_arrows_counters);
     suite_add_tcase(s, tc);
     tc = tcase_create("stages");
     tcase_set_timeout(tc, 30);

@@ -10,7 +10,8 @@
 #                  make, pkg-config, cJSON, libcurl, Check, and git, curl
 #                  and python3 for the tests of the documents and exercises
 #   --optional     those, and make bench's: wrk, gnuplot, the anchors
-#                  (nginx, FastAPI on uvicorn), a system call counter
+#                  (nginx, FastAPI on uvicorn, httpx for its callback), a
+#                  system call counter
 #   --ci           those, and .ci/run's: valgrind, clang and its fuzzer
 #                  runtime; chromium, gnuplot and zlib where they install
 #                  (without them test_trace skips its browser check)
@@ -43,6 +44,7 @@ bench       gnuplot-nox           cmd:gnuplot
 bench       nginx-light           cmd:nginx file:/usr/sbin/nginx
 bench       python3-fastapi       py:fastapi
 bench       python3-uvicorn       py:uvicorn
+bench       python3-httpx         py:httpx
 bench       python3-uvloop        py:uvloop
 bench       python3-httptools     py:httptools
 bench       strace                cmd:perf cmd:strace
