@@ -708,6 +708,10 @@ START_TEST(every_stage_traces_its_steps)
     }
     if (strcmp(stage, "06-coroutines") == 0) {
         ck_assert_uint_ge(trace_lines(text, "spawn", 'I'), 4);
+        /* Each switch in has its switch out (the one running now aside). */
+        ck_assert_uint_ge(trace_lines(text, "co", 'B'), 8);
+        ck_assert_uint_le(trace_lines(text, "co", 'B') -
+                              trace_lines(text, "co", 'E'), 1);
         ck_assert_uint_ge(trace_lines(text, "wake", 'I'), 5);
         ck_assert_ptr_nonnull(strstr(text, " sleep\n"));    /* a bill */
         ck_assert_ptr_nonnull(strstr(text, " join co "));   /* gather */
