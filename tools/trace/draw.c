@@ -636,6 +636,10 @@ static bool gnuplot_script(FILE *gp, const char *png, const struct panel *p)
         x1 = (x1 - GUTTER) * ms_per_px;
         fprintf(gp, "%.4f %.1f %.4f %.1f\n", x0, y0, x1 - x0, y1 - y0);
     }
+    fputs("EOD\n$marks << EOD\n", gp);
+    for (size_t i = 0; i < p->nmarks; i++)
+        fprintf(gp, "%.4f %d\n", p->marks[i].t / 1000.0,
+                lane_y(p, p->marks[i].lane) - 1);
     fputs("EOD\n", gp);
     for (size_t c = 0; c < p->ncounters; c++) {
         const struct counter *ct = &p->counters[c];
@@ -656,6 +660,9 @@ static bool gnuplot_script(FILE *gp, const char *png, const struct panel *p)
     if (p->nflows > 0 && p->nflows <= MAX_FLOWS)
         fputs(", $flows using 1:2:3:4 with vectors head size screen "
               "0.005,25 filled lc rgb '" FLOW_COLOR "' lw 1", gp);
+    if (p->nmarks > 0) /* accepts: a triangle on the acceptor's lane */
+        fputs(", $marks using 1:2 with points pt 11 ps 0.8 lc rgb '#222222'",
+              gp);
     if (nlabels > 0)
         fputs(", $labels using 1:2:3 with labels left font 'sans,7' tc rgb "
               "'#3f2a56'", gp);

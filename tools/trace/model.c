@@ -510,7 +510,7 @@ static void busy_window(const struct event *ev, size_t n, uint64_t *from,
     }
     uint64_t margin = (b - a) / 50;
     *from = a > ev[0].t + margin ? a - margin : ev[0].t;
-    *to = b + margin < ev[n - 1].t ? b + margin : ev[n - 1].t;
+    *to = b + margin; /* room to see the last bar end */
 }
 
 static uint64_t clip(uint64_t t, uint64_t from, uint64_t to)
@@ -629,7 +629,7 @@ static bool client_flows(struct panel *p)
 }
 
 /* Loops first, then the rest as they appeared; a lane with nothing in
- * the window goes (a task that only ran at start-up). Spans, marks and
+ * the window (no span, no accept) goes: a task that only ran at start-up. Spans, marks and
  * arrows follow their lanes. */
 static bool order_lanes(struct panel *p)
 {
@@ -645,6 +645,8 @@ static bool order_lanes(struct panel *p)
     for (size_t i = 0; i < p->nspans; i++)
         if (p->spans[i].kind != SPAN_CLIENT)
             used[p->spans[i].lane] = true;
+    for (size_t i = 0; i < p->nmarks; i++) /* an acceptor: accepts only */
+        used[p->marks[i].lane] = true;
     memcpy(old, p->lanes, p->nlanes * sizeof *old);
     for (size_t l = 0; l < p->nlanes; l++)
         map[l] = SIZE_MAX;
