@@ -17,7 +17,8 @@
 #                        or definite leak (tests/valgrind.sh)
 #   make run STAGE=4     run one stage in the foreground (Ctrl-C stops it)
 #   make demo            the instructor demo (bench/demo.sh), stage by stage;
-#                        its pictures (drawn by build/trace) in build/demo/
+#                        its pictures (drawn by build/trace) in build/demo/,
+#                        asyncio.html: the seed's FastAPI app beside 06
 #   make bench           the benchmarks (bench/bench.sh): tables + CSV under
 #                        bench/results; about 5 minutes, BENCH_QUICK=1 about 2
 #   make soak            5 minutes of mixed and hostile traffic against every

@@ -125,6 +125,7 @@
 #include "shutdown.h"
 #include "stage.h"
 #include "timer.h"
+#include "trace.h"
 
 #define STAGE "04-select"
 
@@ -575,7 +576,10 @@ static bool serve_one_turn(void)
 
     struct timeval tv = {.tv_sec = timeout / 1000,
                          .tv_usec = (timeout % 1000) * 1000};
+    TRACE_NOTE(TRACE_BLOCKED_BEGIN, 0, timeout < 0 ? "no timeout" : "timeout",
+               timeout); /* the trace's picture of a turn: asleep here */
     int n = select(max_fd + 1, &rd, &wr, &ex, timeout < 0 ? NULL : &tv);
+    TRACE_NOTE(TRACE_BLOCKED_END, 0, "events", n);
     if (n < 0 && errno == EINTR)
         return true; /* a signal: the shutdown pipe says the rest */
     if (n < 0) {

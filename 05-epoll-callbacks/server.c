@@ -116,6 +116,7 @@
 #include "outbox.h"
 #include "shutdown.h"
 #include "stage.h"
+#include "tasklist.h"
 #include "timer.h"
 #include "workers.h"
 
@@ -542,6 +543,18 @@ static void begin_stop(struct loop *l, int fd, unsigned events, void *arg)
     stop_if_done();
 }
 
+/* SIGQUIT: the task list (common/tasklist.h), printed here, between two
+ * callbacks, so every connection is where a step left it. */
+static void on_list_tasks(struct loop *l, int fd, unsigned events, void *arg)
+{
+    (void)l;
+    (void)fd;
+    (void)events;
+    (void)arg;
+    tasklist_drain();
+    evconn_server_list(&srv);
+}
+
 /* This loop's part of the shared server (evconn.h). */
 static const struct evconn_ops ops = {
     .start_job = job_start, .close_conn = conn_close, .free_job = job_free};
@@ -573,6 +586,9 @@ static int serve(int lfd)
                     on_outbox_flushed, NULL) < 0))
         return 1;
     evconn_server_replay(&srv, workers_index(), cfg.workers);
+    if (tasklist_init() < 0 ||
+        loop_watch(loop, tasklist_fd(), LOOP_READABLE, on_list_tasks, NULL) < 0)
+        log_warn("no task list on SIGQUIT: %s", strerror(errno));
 
     int rc = 0;
     if (loop_run(loop) < 0) {

@@ -28,6 +28,8 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "trace.h"
+
 struct co_sched *sched;
 
 static void co_resume(struct co *c);
@@ -41,11 +43,13 @@ static void co_resume(struct co *c);
  * coroutine that yields in a loop cannot keep epoll from being polled. */
 static void run_ready(void)
 {
+    TRACE(TRACE_COUNT_READY, NULL, sched->ready_len);
     for (size_t n = sched->ready_len; n > 0; n--) {
         struct list *it = list_pop_front(&sched->ready);
         sched->ready_len--;
         co_resume(LIST_ITEM(it, struct co, ready_link));
     }
+    TRACE(TRACE_COUNT_READY, NULL, sched->ready_len); /* what is left */
 }
 
 int co_sched_run(void)
@@ -112,6 +116,7 @@ void co_wait_end(struct co *c, int result)
     c->wakeable = false;
     c->wake_result = result;
     ready_push(c);
+    TRACE(TRACE_CO_WAKE, NULL, c->id); /* by the loop, or a coroutine */
 }
 
 /* Timer callback: a wait's deadline passed. */
@@ -136,8 +141,10 @@ int co_park(struct co *c, const struct co_wait *w, int timeout_ms)
     assert(!c->wait);          /* and waits for one thing at a time */
     c->wait_copy = *w;         /* others read it while c is parked */
     c->wait = &c->wait_copy;
+    c->parked_ms = timer_now_ms();
     if (timeout_ms >= 0 &&
-        loop_timer_arm(sched->loop, &c->timer, (uint64_t)timeout_ms) < 0) {
+        loop_timer_arm_at(sched->loop, &c->timer,
+                          c->parked_ms + (uint64_t)timeout_ms) < 0) {
         co_wait_undo(c);
         return -ENOMEM;
     }
@@ -169,7 +176,8 @@ int co_sleep(int ms)
         return -EPERM;
     if (co_take_cancel(c))
         return -ECANCELED;
-    static const struct co_wait sleeping = {.timer_result = 0};
+    static const struct co_wait sleeping = {.timer_result = 0,
+                                            .why = "sleep", .detail = -1};
     return co_park(c, &sleeping, ms < 0 ? 0 : ms);
 }
 
@@ -185,11 +193,15 @@ static void co_resume(struct co *c)
     assert(c->state == CO_READY); /* never a parked or finished one */
     sched->current = c;
     c->state = CO_RUNNING;
+    TRACE(TRACE_CO_BEGIN, NULL, c->id);
     co_ctx_enter(c);
     /* The core's one hook: c came back not to wait but to have something
      * run on this stack (co_call_on_loop_stack, coro_deep.c). */
     if (sched->call_on_loop)
         sched->call_on_loop(c);
+    TRACE_NOTE(TRACE_CO_END, c->id, /* c is out: why (common/trace.h) */
+               c->state == CO_DONE ? "done" : c->wait ? c->wait->why : "yield",
+               c->wait ? c->wait->detail : -1);
     sched->current = NULL;
     if (c->state == CO_DONE)
         co_retire(c); /* off its stack now, so the stack can go */
@@ -241,6 +253,7 @@ struct co *co_spawn(co_fn fn, void *arg)
     list_push_back(&sched->all, &c->all_link);
     sched->live++;
     ready_push(c);
+    TRACE_FN(TRACE_CO_SPAWN, c->id, fn, -1);
     return c;
 }
 

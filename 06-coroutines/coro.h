@@ -348,4 +348,13 @@ long co_id(const struct co *c);
  * so every log line says which coroutine wrote it. */
 long co_current_id(void);
 
+/* Prints a line per coroutine that has not returned, oldest first, with
+ * common/tasklist's tasklist_line: its id, the function it runs, its
+ * state (running, ready, parked), for how long it has been parked, what
+ * it waits for ("read fd 7", "sleep", "join co 12", "pool", "curl") and
+ * when that wait times out. The task list of a SIGQUIT (`python -m
+ * asyncio ps PID` lists the same). Returns how many it printed. Never
+ * suspends. */
+size_t co_print_tasks(void);
+
 #endif

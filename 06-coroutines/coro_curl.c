@@ -126,7 +126,8 @@ int co_curl_perform(CURL *easy)
     }
     list_push_back(&sched_curl->transfers, &t->link);
     /* No timeout of its own: the easy handle has one (coro.h). */
-    struct co_wait w = {.undo = transfer_undo, .arg = t};
+    struct co_wait w = {.undo = transfer_undo, .arg = t, .why = "curl",
+                        .detail = -1};
     int rc = co_park(c, &w, -1);
     if (rc == 0)
         rc = (int)t->result;

@@ -93,7 +93,9 @@ static int co_wait_fd(int fd, bool writing, int timeout_ms)
     *me = c;
     /* No undo: the slot is cleared below, when c runs again, so that
      * co_close can still find a waiter it woke but that has not run. */
-    static const struct co_wait w = {.timer_result = -ETIMEDOUT};
+    const struct co_wait w = {.timer_result = -ETIMEDOUT,
+                              .why = writing ? "write fd" : "read fd",
+                              .detail = fd};
     int rc = co_park(c, &w, timeout_ms);
     f = &sched->fds[fd]; /* the table may have moved meanwhile */
     if (f->reader == c)

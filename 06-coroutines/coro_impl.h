@@ -41,6 +41,10 @@ struct co_wait {
     bool only_a_coroutine; /* only another coroutine can end it (a join):
                               without a timer it is not wakeable, so
                               co_sched_run can tell a deadlock */
+    const char *why;       /* what it waits for, as the trace and the task
+                              list say it: "read fd", "sleep", "join co" */
+    long detail;           /* and which one (the fd, the coroutine), or -1:
+                              "read fd 7" */
 };
 
 struct co {
@@ -68,6 +72,7 @@ struct co {
     const struct co_wait *wait; /* while parked: what it waits for, the
                                   copy below */
     struct co_wait wait_copy;
+    uint64_t parked_ms;        /* since when (timer_now_ms): the task list */
     int wake_result;           /* what the wait returns: set by the waker */
     struct loop_timer timer;   /* the wait's deadline, when it has one */
     bool wakeable;             /* counted in sched->wakeable */

@@ -187,7 +187,8 @@ int co_run_blocking(co_fn fn, void *arg, void **result)
     pthread_mutex_unlock(&p->lock);
     /* No timeout, no undo, and it must finish: only pool_on_done ends this
      * wait, so `job` outlives the worker's use of it. */
-    static const struct co_wait w = {.must_finish = true};
+    static const struct co_wait w = {.must_finish = true, .why = "pool",
+                                     .detail = -1};
     int rc = co_park(c, &w, -1);
     if (result)
         *result = job->result;

@@ -47,7 +47,8 @@ static void co_join_undo(struct co *self, void *t)
 static int co_wait_for(struct co *self, struct co *t, bool unwind,
                        int timeout_ms)
 {
-    struct co_wait w = {.undo = co_join_undo, .arg = t,
+    struct co_wait w = {.undo = co_join_undo, .arg = t, .why = "join co",
+                        .detail = t->id,
                         .timer_result = -ETIMEDOUT, .must_finish = unwind,
                         .only_a_coroutine = true};
     t->join_waiter = self;

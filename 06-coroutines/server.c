@@ -92,6 +92,7 @@
 #include "server_deep.h"
 #include "shutdown.h"
 #include "stage.h"
+#include "tasklist.h"
 #include "tasks.h"
 #include "timer.h"
 #include "trace.h"
@@ -542,6 +543,7 @@ static void *serve_connection(void *arg)
     co_close(c->fd);
     log_info("closed %s", c->peer);
     task_remove(&connections, &c->task);
+    TRACE(TRACE_COUNT_CONNS, NULL, connections.count);
     free(c);
     return NULL;
 }
@@ -563,6 +565,7 @@ static void start_connection(int fd)
     }
     co_detach(c->task.co);
     task_add(&connections, &c->task);
+    TRACE(TRACE_COUNT_CONNS, NULL, connections.count);
 }
 
 /* ---- accepting and stopping ----------------------------------------- */
@@ -588,6 +591,32 @@ static void *accept_loop(void *arg)
     return NULL;
 }
 
+/* SIGQUIT: the task list (common/tasklist.h). The handler writes to a
+ * pipe; this coroutine waits for it like for any socket and prints what
+ * every coroutine is doing (on the loop's stack: a deep call), itself
+ * among them, running. A stop cancels it. */
+static struct co *lister;
+
+static void *print_tasks(void *arg)
+{
+    (void)arg;
+    tasklist_line("tasks: %s pid %ld, %zu connections, %zu jobs", STAGE,
+                  (long)getpid(), connections.count, jobs.count);
+    co_print_tasks();
+    tasklist_line("tasks: end");
+    return NULL;
+}
+
+static void *list_tasks(void *arg)
+{
+    (void)arg;
+    while (co_wait_readable(tasklist_fd(), -1) == 0) {
+        tasklist_drain();
+        co_call_on_loop_stack(print_tasks, NULL);
+    }
+    return NULL;
+}
+
 /* SIGINT/SIGTERM: the handler writes to a pipe; this coroutine waits for
  * it like for any socket, then winds the server down: connections and
  * jobs get --drain-ms, a second signal (the now pipe) ends that at once,
@@ -607,6 +636,10 @@ static void *watch_for_stop(void *arg)
              jobs.count, cfg.drain_ms);
     co_cancel(acceptor);
     co_join(acceptor, -1, NULL);
+    if (lister) {
+        co_cancel(lister);
+        co_join(lister, -1, NULL);
+    }
     co_close(listen_fd);
     task_cancel_all(&idle_waits); /* connections between requests */
 
@@ -656,6 +689,8 @@ static int serve(int lfd)
         return 1;
     }
     log_set_coroutine_id_fn(co_current_id);
+    if (tasklist_init() < 0 || !(lister = co_spawn(list_tasks, NULL)))
+        log_warn("no task list on SIGQUIT: %s", strerror(errno));
     struct co *acceptor = co_spawn(accept_loop, NULL);
     struct co *watcher = acceptor ? co_spawn(watch_for_stop, acceptor) : NULL;
     if (!watcher) {

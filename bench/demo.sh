@@ -9,7 +9,12 @@
 # BUILD_DIR/demo), and build/trace turns those into one page, demo.html
 # (plus demo.json for Perfetto, and PNGs where gnuplot is installed);
 # the page's path is printed at the end. 06 also runs once with
-# --blocking-bug, to show every lane frozen.
+# --blocking-bug, to show every lane frozen. Then, where FastAPI and
+# uvicorn are installed (tools/deps.sh --optional), the seed's app
+# (bench/exchange_app.py) serves the same requests on asyncio's loop,
+# traced the same way, and asyncio.html draws it beside 06 on one time
+# axis; where they are not, one line says so and asyncio.html draws 06
+# alone.
 # Everything it starts is stopped again, also on Ctrl-C.
 #
 # Usage: bench/demo.sh [BUILD_DIR]          (make demo passes build/)
@@ -192,6 +197,56 @@ if [ -x "$B/06-coroutines" ]; then
         stop
     fi
 fi
+# asyncio beside C: the seed's FastAPI app on uvicorn with asyncio's own
+# loop (uvloop's is not Python's to look into), traced (EXCHANGE_TRACE),
+# the same five sync requests and one async. Debian's python3 first: its
+# packages are the ones tools/deps.sh --optional installs.
+PY=
+for p in /usr/bin/python3 python3; do
+    if "$p" -c 'import fastapi, uvicorn' >/dev/null 2>&1; then
+        PY=$p
+        break
+    fi
+done
+if [ -z "$PY" ]; then
+    heading "== FastAPI: not installed (tools/deps.sh --optional installs it); asyncio.html draws 06 alone"
+    SUMMARY+=("fastapi|the seed's app on asyncio|-|-|-|not installed")
+else
+    heading "== fastapi: the seed's app (bench/exchange_app.py) on uvicorn's asyncio loop"
+    TRACE=$OUTDIR/fastapi.trace
+    FPORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    EXCHANGE_DELAY_MS=$DELAY EXCHANGE_TRACE=$TRACE SECRET_TOKEN=demo-token \
+        MAIN_SERVICE_URL="http://127.0.0.1:$MAIN_PORT" $SETSID "$PY" -m uvicorn \
+        exchange_app:app --app-dir "$(dirname "$0")" --loop asyncio \
+        --host 127.0.0.1 --port "$FPORT" --no-access-log >"$TMP/fastapi.log" 2>&1 &
+    PID=$!
+    PIDS+=("$PID")
+    if "$(dirname "$0")/../tools/wait-port" "$FPORT" 15 >/dev/null 2>&1; then
+        "$LG" --quiet --timeline --span "$(secs "$N * $ONE_MS / 1000")" \
+            -c "$N" -n "$N" --timeout-ms 20000 --trace "$TRACE" \
+            --body "$(body_for "demo-sync")" \
+            "http://127.0.0.1:$FPORT/api/exchange_sync" >"$TMP/run.txt" 2>&1
+        sed 's/^/  /' "$TMP/run.txt"
+        wall=$(sed -n 's/^  requests  [0-9]* in \([0-9.]*\) s:.*/\1/p' "$TMP/run.txt")
+        echo
+        echo "  ${BOLD}Notice${OFF}: a wall again: the sync route is a plain def, which FastAPI runs on its thread pool (a thread per request, each in time.sleep), while asyncio's loop waits."
+        id="demo-fastapi"
+        echo "  Async: POST /api/exchange_async (id $id), then a long poll at the main service:"
+        "$LG" --print -n 1 --timeout-ms 10000 --body "$(body_for "$id")" --trace "$TRACE" \
+            "http://127.0.0.1:$FPORT/api/exchange_async" 2>&1 | sed 's/^/    answer:   /'
+        cb=$("$LG" --print -n 1 --timeout-ms 10000 \
+            "http://127.0.0.1:$MAIN_PORT/api/exchange_result/$id?wait_ms=8000" 2>&1)
+        echo "$cb" | sed 's/^/    callback: /'
+        cb_ms=$(printf '%s' "$cb" | sed -n 's/^HTTP 200 in \([0-9]*\) ms:.*/\1/p')
+        SUMMARY+=("fastapi|the seed's app on asyncio|$(secs "${wall:-0}")|$(secs "$ONE_MS / 1000")|$(awk -v w="${wall:-0}" -v i="$ONE_MS" 'BEGIN { printf "%.1f", w * 1000 / i }')|${cb_ms:+$(secs "$cb_ms / 1000") s}")
+    else
+        echo "  uvicorn did not start; the end of its log:"
+        tail -3 "$TMP/fastapi.log" | sed 's/^/    /'
+        SUMMARY+=("fastapi|the seed's app on asyncio|-|-|-|did not start")
+    fi
+    stop
+fi
+
 PID=$MAIN_PID
 stop
 
@@ -208,10 +263,14 @@ echo "  The async callback waits for both bills: one after another in 01 and 02"
 echo "  ($(secs "$ONE_MS / 1000") s), together where the model allows it (03-06, $(secs "$DELAY / 1000") s). The long poll"
 echo "  that waits for it starts just after the answer, so it is held a bit less."
 
-# The pictures: one panel per trace, in the order the stages ran.
-traces=()
-for s in "${STAGES[@]}" 06-coroutines-blocking-bug; do
+# The pictures: one panel per trace, in the order the stages ran, with
+# FastAPI's beside 06's; and asyncio.html, the two alone on one axis.
+traces=() beside=()
+for s in "${STAGES[@]}" fastapi 06-coroutines-blocking-bug; do
     [ -s "$OUTDIR/$s.trace" ] && traces+=("$OUTDIR/$s.trace")
+done
+for s in 06-coroutines fastapi; do
+    [ -s "$OUTDIR/$s.trace" ] && beside+=("$OUTDIR/$s.trace")
 done
 if [ ${#traces[@]} -gt 0 ]; then
     heading "== Pictures"
@@ -223,5 +282,10 @@ if [ ${#traces[@]} -gt 0 ]; then
             echo "  PNGs (gnuplot): $OUTDIR/*.png"
         echo "  Perfetto / chrome://tracing: $OUTDIR/demo.json"
         echo "  The page (open it in a browser, offline): $OUTDIR/demo.html"
+    fi
+    if [ ${#beside[@]} -gt 0 ] &&
+        "$B/trace" --title "asyncio beside C, $(date -u '+%Y-%m-%d %H:%M UTC'): 06-coroutines and the seed's FastAPI app, the same requests" \
+            --html "$OUTDIR/asyncio.html" "${beside[@]}"; then
+        echo "  06 and FastAPI on one time axis: $OUTDIR/asyncio.html"
     fi
 fi

@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# The cost of --trace (issue 16), measured the way LECTURE.md states it:
-# two servers at once, A and B, driven in turn (A B, then B A, ...) with
-# GET / keep-alive by loadgen --engine raw -c 8 for DUR seconds each; per
-# run, requests/s and the server's CPU time per request (utime + stime
-# from /proc/PID/stat before and after), which a shared machine disturbs
-# far less than requests/s.
+# The cost of --trace, measured the way LECTURE.md states it: two
+# servers at once, A and B, driven in turn (A B, then B A, ...) with GET /
+# keep-alive by loadgen --engine raw -c C for DUR seconds each; per run,
+# requests/s and the server's CPU time per request (utime + stime from
+# /proc/PID/stat before and after), which a shared machine disturbs far
+# less than requests/s.
 #
 # Usage: bench/trace_bench.sh A_CMD B_CMD [PAIRS] [DUR]
-#   e.g. bench/trace_bench.sh build/05-epoll-callbacks \
-#          "build/05-epoll-callbacks --trace /tmp/t.trace" 8 2
-# Both commands get --port 0 --quiet. LG=path/to/loadgen (build/loadgen).
-# Prints "A RPS CPU_US B RPS CPU_US" per pair, then medians [min..max].
+#   e.g. C=64 bench/trace_bench.sh build/05-epoll-callbacks \
+#          "build/05-epoll-callbacks --trace /tmp/t.trace" 5 3
+# Both commands get --port 0 --quiet. LG=path/to/loadgen (build/loadgen),
+# C=connections (8). A trace grows by about 50 MB a run: write it under
+# /tmp. Prints "A RPS CPU_US B RPS CPU_US" per pair, then medians
+# [min..max].
 set -u
-[ $# -ge 2 ] || { sed -n '2,13p' "$0"; exit 2; }
-LG=${LG:-build/loadgen}; PAIRS=${3:-8}; DUR=${4:-2}
+[ $# -ge 2 ] || { sed -n '2,16p' "$0"; exit 2; }
+LG=${LG:-build/loadgen}; PAIRS=${3:-8}; DUR=${4:-2}; C=${C:-8}
 T=$(mktemp -d)
 trap 'kill $A $B 2>/dev/null; wait; rm -rf "$T"' EXIT
 $1 --port 0 --quiet > $T/a.out 2>/dev/null & A=$!
@@ -23,7 +25,7 @@ pa=$(sed -n 's/.*:\([0-9]*\)$/\1/p' $T/a.out); pb=$(sed -n 's/.*:\([0-9]*\)$/\1/
 cpu() { awk '{print $14 + $15}' /proc/$1/stat; }
 run() { # pid port -> "rps us_cpu_per_request"
   local c0 n c1; c0=$(cpu $1)
-  n=$($LG --engine raw --keepalive --quiet --json -c 8 -d $DUR http://127.0.0.1:$2/ | sed -n 's/.*"requests": *\([0-9]*\).*/\1/p')
+  n=$($LG --engine raw --keepalive --quiet --json -c $C -d $DUR http://127.0.0.1:$2/ | sed -n 's/.*"requests": *\([0-9]*\).*/\1/p')
   c1=$(cpu $1)
   awk -v n=$n -v d=$DUR -v c=$((c1 - c0)) -v hz=$(getconf CLK_TCK) 'BEGIN { printf "%.0f %.2f", n / d, c * 1e6 / hz / n }'
 }

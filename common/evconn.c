@@ -18,6 +18,7 @@
 #include "net.h"
 #include "outbox.h"
 #include "shutdown.h"
+#include "tasklist.h"
 #include "timer.h"
 #include "trace.h"
 
@@ -33,6 +34,7 @@ struct evconn_sync_bill {
 
 struct evconn_sync {
     size_t next;              /* the bill being waited for */
+    uint64_t since_ms;        /* since when (the task list) */
     uint64_t due_ms;          /* when it is done */
     bool keep_alive;          /* the request asked for it */
     size_t cap;               /* bills this allocation holds */
@@ -162,6 +164,7 @@ void evconn_init(struct evconn *c, struct evconn_server *srv, int fd)
     list_init(&c->durable_link);
     list_push_front(&srv->conns, &c->link);
     srv->num_conns++;
+    TRACE(TRACE_COUNT_CONNS, NULL, srv->num_conns);
     log_info("connection from %s (%zu open)", c->peer, srv->num_conns);
 }
 
@@ -170,6 +173,7 @@ void evconn_release(struct evconn *c)
     list_remove(&c->durable_link); /* harmless if it waits for no flush */
     list_remove(&c->link);
     c->srv->num_conns--;
+    TRACE(TRACE_COUNT_CONNS, NULL, c->srv->num_conns);
     close(c->fd);
     log_info("closed %s", c->peer);
     http_parser_free(&c->parser);
@@ -251,6 +255,7 @@ static enum evconn_want conn_send_continue(struct evconn *c)
  * thread goes straight back to the loop. */
 static enum evconn_want conn_wait_bill(struct evconn *c)
 {
+    c->sync->since_ms = timer_now_ms();
     c->sync->due_ms = evconn_bill_deadline(c->srv);
     TRACE(TRACE_BILL_BEGIN, c->sync, c->sync->next);
     return EVCONN_BILL;
@@ -568,4 +573,99 @@ enum evconn_want evconn_on_timeout(struct evconn *c)
         break;
     }
     return c->want = EVCONN_CLOSE;
+}
+
+/* ------------------------------------------------------------------ */
+/* The task list (SIGQUIT, common/tasklist.h)                          */
+
+/* What c waits for, since when, and what it says about it. */
+static const char *conn_waits_for(const struct evconn *c, uint64_t now,
+                                  uint64_t *since, char *what, size_t len)
+{
+    const struct config *cfg = c->srv->cfg;
+    long left = (long)evconn_deadline(c) - (long)now;
+    switch (c->want) {
+    case EVCONN_READ:
+        if (c->read.body) {
+            *since = c->read.body - (uint64_t)cfg->body_timeout_ms;
+            snprintf(what, len, "a body, 408 in %ld ms", left);
+        } else if (c->read.head) {
+            *since = c->read.head - (uint64_t)cfg->header_timeout_ms;
+            snprintf(what, len, "a head, 408 in %ld ms", left);
+        } else {
+            *since = c->read.idle - (uint64_t)cfg->idle_timeout_ms;
+            snprintf(what, len, "a request (idle), closed in %ld ms", left);
+        }
+        return "read";
+    case EVCONN_BILL:
+        *since = c->sync->since_ms;
+        snprintf(what, len, "bill %zu of %zu, due in %ld ms",
+                 c->sync->next + 1, c->sync->num_bills, left);
+        return "bill";
+    case EVCONN_WRITE:
+        *since = c->write_since_ms;
+        snprintf(what, len, "room to write its answer, closed in %ld ms",
+                 left);
+        return "write";
+    case EVCONN_LINGER:
+        *since = c->linger_since_ms;
+        snprintf(what, len, "the client's close (lingering)");
+        return "linger";
+    case EVCONN_DURABLE:
+        *since = c->durable_since_ms;
+        snprintf(what, len, "the outbox's flush before its ok, closed in "
+                 "%ld ms", left);
+        return "durable";
+    case EVCONN_CLOSE:
+        break;
+    }
+    *since = now;
+    snprintf(what, len, "nothing: closing");
+    return "close";
+}
+
+static const char *job_waits_for(const struct evjob *job, uint64_t now,
+                                 char *what, size_t len)
+{
+    char id[48]; /* the client's text: escaped, and cut */
+    log_escape(id, sizeof id, job->req.request_id,
+               strlen(job->req.request_id));
+    if (job->bills_left > 0) {
+        snprintf(what, len, "job %s: %zu of %zu bills", id, job->bills_left,
+                 job->req.num_bills);
+        return "bills";
+    }
+    if (job->in_transfer) {
+        snprintf(what, len, "job %s: the callback PUT's answer", id);
+        return "put";
+    }
+    snprintf(what, len, "job %s: retry in %ld ms", id,
+             (long)job->retry_at_ms - (long)now);
+    return "retry";
+}
+
+void evconn_server_list(const struct evconn_server *srv)
+{
+    uint64_t now = timer_now_ms();
+    tasklist_line("tasks: %s pid %ld, %zu connections, %zu jobs", srv->stage,
+                  (long)getpid(), srv->num_conns, srv->num_jobs);
+    LIST_FOR_EACH(it, &srv->conns) {
+        const struct evconn *c = LIST_ITEM(it, struct evconn, link);
+        char what[128];
+        uint64_t since;
+        const char *state = conn_waits_for(c, now, &since, what, sizeof what);
+        tasklist_line("  conn fd %-4d %-21s %-7s %6llu ms  %s", c->fd,
+                      c->peer, state,
+                      (unsigned long long)(now > since ? now - since : 0),
+                      what);
+    }
+    LIST_FOR_EACH(it, &srv->jobs) {
+        const struct evjob *job = LIST_ITEM(it, struct evjob, link);
+        char what[160];
+        const char *state = job_waits_for(job, now, what, sizeof what);
+        tasklist_line("  job                               %-7s %6llu ms  %s",
+                      state, (unsigned long long)(now - job->started_ms),
+                      what);
+    }
+    tasklist_line("tasks: end");
 }

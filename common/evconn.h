@@ -264,6 +264,11 @@ uint64_t evconn_deadline(const struct evconn *c);
  * what a stopping server closes at once. */
 bool evconn_idle(const struct evconn *c);
 
+/* Prints srv's task list (common/tasklist.h): a line per connection
+ * (its fd, its peer, what it waits for, for how long, and when that wait
+ * ends) and per async job (its bills, its PUT or its retry). */
+void evconn_server_list(const struct evconn_server *srv);
+
 /* When a bill's simulated external call started now ends: now + --delay-ms
  * + a random 0..--jitter-ms. Waiting is a deadline, never a sleep. */
 uint64_t evconn_bill_deadline(struct evconn_server *srv);

@@ -17,6 +17,7 @@ void evjob_init(struct evjob *job, struct evconn_server *srv,
     job->srv = srv;
     job->req = *req;
     job->bills_left = req->num_bills;
+    job->started_ms = timer_now_ms();
     list_push_front(&srv->jobs, &job->link);
     srv->num_jobs++;
     for (size_t i = 0; i < req->num_bills; i++) TRACE(TRACE_BILL_BEGIN, &job->req, i);

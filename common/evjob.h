@@ -65,6 +65,7 @@ struct evjob {
     uint64_t retry_at_ms;     /* after EVJOB_RETRY */
     bool over;                /* its end is logged (and written to the
                                  outbox): delivered, given up, dropped */
+    uint64_t started_ms;      /* for the task list (evconn_server_list) */
     struct list link;         /* in srv->jobs */
 };
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "trace.h"
 
 enum { SLOT_FREE = 0, SLOT_TAKEN, SLOT_HELD };
 
@@ -110,6 +111,7 @@ bool jobcap_take(struct jobcap *cap, struct exchange_request *job,
     memcpy(s->id, job->request_id, sizeof s->id);
     atomic_store(&s->state, SLOT_HELD); /* publishes the lines above */
     job->slot = i;
+    TRACE(TRACE_COUNT_JOBS, NULL, atomic_load(&cap->jobs));
     return true;
 }
 
@@ -135,8 +137,9 @@ void jobcap_bills_done(struct jobcap *cap, const struct exchange_request *job,
 static void slot_release(struct jobcap *cap, struct jobcap_slot *s)
 {
     atomic_fetch_sub(&cap->bills, atomic_exchange(&s->bills, 0));
-    atomic_fetch_sub(&cap->jobs, 1);
+    long left = atomic_fetch_sub(&cap->jobs, 1) - 1;
     atomic_store(&s->state, SLOT_FREE);
+    TRACE(TRACE_COUNT_JOBS, NULL, left);
 }
 
 void jobcap_job_done(struct jobcap *cap, struct exchange_request *job)

@@ -15,6 +15,8 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "trace.h"
+
 /* Events fetched per epoll_wait. More are simply fetched on the next turn:
  * level triggering keeps reporting them. */
 #define LOOP_MAX_EVENTS 256
@@ -62,6 +64,7 @@ void loop_free(struct loop *loop)
 {
     if (loop == NULL)
         return;
+    trace_flush(); /* the last turn's events (trace.h) */
     close(loop->epfd);
     free(loop->slots);
     timer_heap_free(&loop->timers);
@@ -262,7 +265,10 @@ static void loop_fire_timers(struct loop *loop)
            n->deadline_ms <= now && n->seq < armed_before) {
         timer_heap_remove(&loop->timers, n);
         struct loop_timer *t = container_of(n, struct loop_timer, node);
-        t->fn(loop, t->arg);
+        void *arg = t->arg; /* t may be gone when fn returns */
+        TRACE_FN(TRACE_RUN_BEGIN, (uintptr_t)arg, t->fn, -1);
+        t->fn(loop, arg);
+        TRACE(TRACE_RUN_END, arg, 0);
     }
 }
 
@@ -302,7 +308,10 @@ static void loop_dispatch(struct loop *loop, const struct epoll_event *ev)
     unsigned ready = loop_ready(ev->events, s->events);
     if (ready == 0)
         return; /* the owner no longer watches for this: not stale, moot */
-    s->fn(loop, fd, ready, s->arg);
+    void *arg = s->arg; /* s may move or change owner inside fn */
+    TRACE_FN(TRACE_RUN_BEGIN, (uintptr_t)arg, s->fn, fd);
+    s->fn(loop, fd, ready, arg);
+    TRACE(TRACE_RUN_END, arg, 0);
 }
 
 int loop_run_once(struct loop *loop, int timeout_ms)
@@ -312,10 +321,14 @@ int loop_run_once(struct loop *loop, int timeout_ms)
     int timeout = timer_heap_timeout_ms(&loop->timers, timer_now_ms());
     if (timeout_ms >= 0 && (timeout < 0 || timeout_ms < timeout))
         timeout = timeout_ms;
+    /* The trace's picture of a turn: asleep in here, then dispatching. */
+    TRACE_NOTE(TRACE_BLOCKED_BEGIN, (uintptr_t)loop,
+               timeout < 0 ? "no timeout" : "timeout", timeout);
     int n = loop->wait_masked
                 ? epoll_pwait(loop->epfd, events, LOOP_MAX_EVENTS, timeout,
                               &loop->wait_mask)
                 : epoll_wait(loop->epfd, events, LOOP_MAX_EVENTS, timeout);
+    TRACE_NOTE(TRACE_BLOCKED_END, (uintptr_t)loop, "events", n);
     if (n < 0) {
         if (errno != EINTR)
             return -1;

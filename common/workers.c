@@ -124,6 +124,10 @@ int workers_run(const struct config *cfg, int (*serve)(int listen_fd))
         goto out;
     fflush(NULL); /* nothing buffered may be written twice by the copies */
     pid_t parent = getpid();
+    /* The parent has no tasks to list: Ctrl-\ (SIGQUIT to the terminal's
+     * process group) reaches every worker, which lists its own
+     * (common/tasklist.h). */
+    signal(SIGQUIT, SIG_IGN);
     int started = 0;
     for (; started < n; started++) {
         pid_t pid = fork();

@@ -5,6 +5,7 @@
  * runs once per row (Check loop tests), so a new stage is one new row. */
 #include <check.h>
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -561,6 +562,166 @@ START_TEST(listens_on_loopback_by_default)
 }
 END_TEST
 
+/* ---- the task list (SIGQUIT; common/tasklist.h): 05 and 06 ---- */
+
+static bool lists_tasks(int row)
+{
+    return strcmp(stages[row].name, "05-epoll-callbacks") == 0 ||
+           strcmp(stages[row].name, "06-coroutines") == 0;
+}
+
+/* What arrives on fd until the server closes it (the request said
+ * "Connection: close") or timeout_ms passes; malloc'd. */
+static char *raw_read_all(int fd, int timeout_ms)
+{
+    size_t len = 0, cap = 4096;
+    char *text = malloc(cap);
+    ck_assert_ptr_nonnull(text);
+    double deadline = harness_now() + timeout_ms / 1000.0;
+    while (harness_now() < deadline) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 50) <= 0)
+            continue;
+        if (len + 1024 > cap)
+            ck_assert_ptr_nonnull(text = realloc(text, cap *= 2));
+        ssize_t n = recv(fd, text + len, cap - len - 1, 0);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    text[len] = '\0';
+    return text;
+}
+
+/* Waits up to 5 s until the log holds n task lists; the log. */
+static const char *wait_lists(struct proc *p, size_t n)
+{
+    const char *log = harness_read_log(p);
+    for (int i = 0; i < 100; i++) {
+        size_t have = 0;
+        for (const char *q = log; (q = strstr(q, "tasks: end")); q++)
+            have++;
+        if (have >= n)
+            break;
+        harness_sleep_ms(50);
+        log = harness_read_log(p);
+    }
+    return log;
+}
+
+/* The line of the list's last edition that holds needle, copied. */
+static void list_line(const char *log, const char *needle, char *out,
+                      size_t len)
+{
+    const char *list = log, *q;
+    while ((q = strstr(list + 1, "\ntasks: ")) && strncmp(q, "\ntasks: end", 11))
+        list = q;
+    const char *hit = strstr(list, needle);
+    ck_assert_msg(hit, "no '%s' in the task list:\n%s", needle, list);
+    const char *start = hit, *end = strchr(hit, '\n');
+    while (start > log && start[-1] != '\n')
+        start--;
+    snprintf(out, len, "%.*s", (int)(end ? end - start : (long)strlen(start)),
+             start);
+}
+
+/* A request parked in its bill's wait shows, with what it waits for and
+ * for how long; the server goes on serving; a second SIGQUIT prints the
+ * list again, and nothing prints it a third time (the pipe is drained). */
+START_TEST(sigquit_lists_a_request_in_its_bill_wait)
+{
+    if (!row_selected(_i) || !lists_tasks(_i))
+        return;
+    struct proc s;
+    harness_stage_start(&s, stages[_i].name,
+                        &(struct stage_opts){.delay_ms = 300,
+                                             .client_timeout_ms = 2000});
+    int fd = raw_connect(s.port);
+    ck_assert_int_ge(fd, 0);
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\n"
+                     "Connection: close\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     strlen(lecture_body), lecture_body);
+    harness_send_all(fd, req, (size_t)n);
+    harness_sleep_ms(150);
+    ck_assert_int_eq(kill(s.pid, SIGQUIT), 0);
+    const char *log = wait_lists(&s, 1);
+    char line[512];
+    bool coroutines = stages[_i].name[1] == '6';
+    long age = -1, left = -1;
+    if (coroutines) { /* its coroutine, parked in the bill's co_sleep */
+        list_line(log, "serve_connection", line, sizeof line);
+        ck_assert_msg(sscanf(strstr(line, "parked") ? strstr(line, "parked")
+                                                    : "",
+                             "parked %ld ms sleep, ends in %ld ms", &age,
+                             &left) == 2, "not parked in a sleep: %s", line);
+    } else { /* the connection, waiting for its first bill */
+        list_line(log, "conn fd", line, sizeof line);
+        ck_assert_msg(sscanf(strstr(line, " bill ") ? strstr(line, " bill ")
+                                                    : "",
+                             " bill %ld ms bill 1 of 2, due in %ld ms", &age,
+                             &left) == 2, "not in its bill: %s", line);
+    }
+    ck_assert_msg(age >= 100 && age <= 300 && left >= 0 && left <= 200,
+                  "waited %ld ms, %ld left: %s", age, left, line);
+    ck_assert_ptr_nonnull(strstr(log, "tasks: "));
+    /* Serving on: others now, and the request in its wait, in full. */
+    expect_get_root(s.port, stages[_i].name);
+    char *answer = raw_read_all(fd, 3000);
+    ck_assert_int_eq(raw_status(answer), 200);
+    ck_assert_ptr_nonnull(strstr(answer, "\"total_rub\":8305.0"));
+    free(answer);
+    close(fd);
+    ck_assert_int_eq(kill(s.pid, SIGQUIT), 0);
+    wait_lists(&s, 2);
+    harness_sleep_ms(200);
+    log = harness_read_log(&s);
+    size_t lists = 0;
+    for (const char *q = log; (q = strstr(q, "tasks: end")); q++)
+        lists++;
+    ck_assert_uint_eq(lists, 2);
+    stop_stage(&s);
+}
+END_TEST
+
+/* The list is printed by the loop, between two steps, never from inside
+ * the handler: while a bill computes on the loop thread (--cpu-ms), a
+ * SIGQUIT's list waits until that computation is over. A handler that
+ * printed would cut into the step, with the state half updated. */
+START_TEST(sigquit_list_waits_for_the_step_in_progress)
+{
+    if (!row_selected(_i) || strcmp(stages[_i].name, "06-coroutines") != 0)
+        return;
+    struct proc s;
+    harness_stage_start(&s, stages[_i].name, &(struct stage_opts){
+        .delay_ms = 1, .args = (const char *const[]){"--cpu-ms", "500",
+                                                     NULL}});
+    int fd = raw_connect(s.port);
+    ck_assert_int_ge(fd, 0);
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "POST /api/exchange_sync HTTP/1.1\r\nHost: x\r\n"
+                     "Connection: close\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     strlen(one_bill_body), one_bill_body);
+    harness_send_all(fd, req, (size_t)n);
+    harness_sleep_ms(150); /* the bill computes for 500 ms from ~1 ms */
+    ck_assert_int_eq(kill(s.pid, SIGQUIT), 0);
+    const char *log = wait_lists(&s, 1);
+    const char *done = strstr(log, "cpu work: 500 ms");
+    const char *list = strstr(log, "tasks: ");
+    ck_assert_msg(done && list && done < list,
+                  "the list did not wait for the step:\n%s", log);
+    char *answer = raw_read_all(fd, 3000);
+    ck_assert_int_eq(raw_status(answer), 200);
+    free(answer);
+    close(fd);
+    stop_stage(&s);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("stages");
@@ -587,5 +748,12 @@ int main(void)
     tcase_add_test(one, blocking_stage_trickler_holds_it_until_the_head_deadline);
     tcase_add_test(one, blocking_stage_431_survives_unread_input);
     suite_add_tcase(suite, one);
+    TCase *list = tcase_create("task list");
+    tcase_set_timeout(list, 30);
+    tcase_add_loop_test(list, sigquit_lists_a_request_in_its_bill_wait, 0,
+                        NUM_STAGES);
+    tcase_add_loop_test(list, sigquit_list_waits_for_the_step_in_progress, 0,
+                        NUM_STAGES);
+    suite_add_tcase(suite, list);
     return harness_run(suite);
 }

@@ -11,7 +11,7 @@
 #                  and python3 for the tests of the documents and exercises
 #   --optional     those, and make bench's: wrk, gnuplot, the anchors
 #                  (nginx, FastAPI on uvicorn, httpx for its callbacks in
-#                  bench/crash.sh), a system call counter
+#                  bench/crash.sh and the traced demo), a system call counter
 #   --ci           those, and .ci/run's: valgrind, clang and its fuzzer
 #                  runtime; chromium, gnuplot and zlib where they install
 #                  (without them test_trace skips its browser check)

@@ -5,8 +5,10 @@
 #include "loadgen.h"
 #include "trace.h"
 
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 
 bool record_push(struct worker *w, size_t *idx)
 {
@@ -31,19 +33,40 @@ static void print_response(const struct worker *w, const struct slot *sl)
     fflush(stdout);
 }
 
+/* The request's own port (its connection's), which the server's trace
+ * names too: -1 if unknown (a raw connection already closed). */
+static long local_port(const struct worker *w, const struct slot *sl)
+{
+    long port = -1;
+    if (w->sh->opt->engine == ENGINE_CURL)
+        return curl_easy_getinfo(sl->easy, CURLINFO_LOCAL_PORT, &port) ==
+                       CURLE_OK && port > 0 ? port : -1;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (sl->raw->fd >= 0 &&
+        getsockname(sl->raw->fd, (struct sockaddr *)&ss, &len) == 0)
+        port = ntohs(ss.ss_family == AF_INET6
+                         ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                         : ((struct sockaddr_in *)&ss)->sin_port);
+    return port > 0 ? port : -1;
+}
+
 /* --trace: the request's start, first byte (curl knows it) and end, on
- * the servers' clock, written when it ends. */
+ * the servers' clock, written when it ends; the start names its port. */
 static void trace_request(const struct worker *w, const struct slot *sl,
                           const struct record *r)
 {
-    uint64_t start = (uint64_t)(r->start * 1e6);
+    uint64_t start = (uint64_t)(r->start * 1e6), id = (uintptr_t)r;
     curl_off_t first = 0;
-    trace_event_at(TRACE_CLIENT_BEGIN, r, 0, start);
+    long port = local_port(w, sl);
+    trace_event_at(TRACE_CLIENT_BEGIN, id, port > 0 ? "port" : NULL, port,
+                   start);
     if (w->sh->opt->engine == ENGINE_CURL &&
         curl_easy_getinfo(sl->easy, CURLINFO_STARTTRANSFER_TIME_T, &first) ==
             CURLE_OK && first > 0)
-        trace_event_at(TRACE_CLIENT_FIRST, r, 0, start + (uint64_t)first);
-    trace_event_at(TRACE_CLIENT_END, r, 0, (uint64_t)(r->end * 1e6));
+        trace_event_at(TRACE_CLIENT_FIRST, id, NULL, -1,
+                       start + (uint64_t)first);
+    trace_event_at(TRACE_CLIENT_END, id, NULL, -1, (uint64_t)(r->end * 1e6));
 }
 
 /* A request ended: record it and free its slot for the next. */

@@ -1,12 +1,14 @@
-/* trace: turns --trace files into pictures of concurrency (issue 16).
+/* trace: turns --trace files into pictures of concurrency.
  *
  *   trace [--json OUT] [--html OUT] [--png DIR] [--title TEXT] FILE...
  *
- * Each FILE is one panel: a stage's trace with the loadgen run against it
- * appended (common/trace.h has the line format). All panels share one time
- * axis, each starting at its own first event. This file is the command
- * line; model.c reads the lines into spans and lanes and writes the
- * Chrome JSON; draw.c draws the page and the PNGs. */
+ * Each FILE is one panel: a stage's trace (or the FastAPI app's,
+ * EXCHANGE_TRACE) with the loadgen run against it appended
+ * (common/trace.h has the line format), cut to its busy window. The page
+ * can draw every panel on one time axis or each across the width; each
+ * PNG fills its own. This file is the command line; model.c reads the
+ * lines into spans, lanes, arrows and counters and writes the Chrome
+ * JSON; draw.c draws the page and the PNGs. */
 #include "tracetool.h"
 
 #include <errno.h>
@@ -22,7 +24,7 @@ static void usage(FILE *out)
         "usage: trace [--json OUT] [--html OUT] [--png DIR] [--title TEXT] "
         "FILE...\n"
         "Turns --trace files (a stage's, with loadgen's appended) into\n"
-        "pictures: one panel per FILE, all on one time axis.\n"
+        "pictures: one panel per FILE, each cut to its busy window.\n"
         "  --json OUT    Chrome trace event JSON (chrome://tracing, Perfetto)\n"
         "  --html OUT    a self-contained page (inline SVG), opens offline\n"
         "  --png DIR     DIR/<stage>.png per panel through gnuplot, if it is\n"
