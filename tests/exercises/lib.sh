@@ -117,3 +117,36 @@ C
     ${CC:-cc} -shared -fPIC -O2 "$EX_DIR/sleeps.c" -o "$EX_DIR/sleeps.so" -ldl 2>"$EX_DIR/sleeps.log" ||
         ex_fail "could not build the sleep counter: $(head -3 "$EX_DIR/sleeps.log")"
 }
+
+# ex_subreaper: builds $EX_DIR/subreaper, which runs a program as its
+# child, waits for it, then collects every process the program left
+# behind (PR_SET_CHILD_SUBREAPER: orphans come to it, not to init) and
+# prints "program pid: P" and "left behind: N" to standard error. A
+# program that forgot to wait for its children leaves them as zombies;
+# once it exits they are gone from view, except to a subreaper.
+ex_subreaper() {
+    cat >"$EX_DIR/subreaper.c" <<'C'
+#include <stdio.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+    if (argc < 2 || prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+        return 126;
+    pid_t p = fork();
+    if (p == 0) {
+        execv(argv[1], argv + 1);
+        _exit(127);
+    }
+    int status = 0, left = 0;
+    waitpid(p, &status, 0);
+    while (wait(NULL) > 0)
+        left++;
+    fprintf(stderr, "program pid: %d\nleft behind: %d\n", (int)p, left);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+C
+    ${CC:-cc} -O2 "$EX_DIR/subreaper.c" -o "$EX_DIR/subreaper" 2>"$EX_DIR/subreaper.log" ||
+        ex_fail "could not build the subreaper: $(head -3 "$EX_DIR/subreaper.log")"
+}

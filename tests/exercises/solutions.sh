@@ -38,6 +38,10 @@ shift
 TREE=build/solutions/tree
 LOG=build/solutions/log
 mkdir -p "$TREE"
+# One run at a time on the scratch tree (make test and make
+# exercises-check may be started together): the second waits.
+exec 9>build/solutions/lock
+flock 9
 : >"$LOG"
 : >"$LOG.unchanged"
 # git apply inside this repository's build/ would patch nothing (paths
