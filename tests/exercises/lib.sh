@@ -39,7 +39,11 @@ ex_verdict() {
 ex_start() {
     local name=$1; shift
     command -v "$1" >/dev/null || ex_fail "$1 is not built (run make all examples)"
-    "$@" --port 0 >"$EX_DIR/$name.out" 2>"$EX_DIR/$name.log" &
+    # Emptied here, before the server starts: a NAME used twice must not
+    # hand the waiter the previous server's announced port (the child's
+    # own truncation may come after the first look).
+    : >"$EX_DIR/$name.out"
+    "$@" --port 0 >>"$EX_DIR/$name.out" 2>"$EX_DIR/$name.log" &
     PID=$!
     EX_PIDS+=("$PID")
     PORT=$("$(dirname "${BASH_SOURCE[0]}")/../../tools/announced-port" \

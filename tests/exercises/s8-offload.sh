@@ -13,7 +13,7 @@ ex_stop "$PID"
 # there. 50 ms (the threshold) must, 10 ms must not (a hop to a thread
 # and back costs more than it saves for work that short).
 threads_after() {
-    ex_start s "$B/06-coroutines" --quiet --cpu-ms "$1" --delay-ms 0
+    ex_start "cpu$1" "$B/06-coroutines" --quiet --cpu-ms "$1" --delay-ms 0
     ex_post "$PORT" exchange_sync 1 -o /dev/null
     sed -n 's/^Threads:[[:space:]]*//p' "/proc/$PID/status"
     ex_stop "$PID"
