@@ -35,6 +35,9 @@
 #   make examples        the lecture's small C programs (examples/) into
 #                        build/examples/
 #   make check-exercise EX=s2-onesleep  check one of LECTURE.md's exercises
+#   make exercises-check every exercise's check fails on the tree, passes with
+#                        its solution and fails with each of its known-wrong
+#                        answers (tests/exercises/wrong/; minutes)
 #                        (without EX: list them)
 #   make grade STAGE=4   the lab driver: graded checks against a stage (2-6;
 #                        DIR=folder grades a folder built like one), points
@@ -102,7 +105,7 @@ endif
 # machine needs nothing but make (tools/deps.sh says more); make test also
 # needs git (the exercises' patches), curl and python3 (the documents'
 # command blocks).
-TEST_CMDS := $(if $(filter test check-exercise,$(MAKECMDGOALS)),git curl python3)
+TEST_CMDS := $(if $(filter test check-exercise exercises-check,$(MAKECMDGOALS)),git curl python3)
 ifeq ($(filter clean deps help fresh-check,$(MAKECMDGOALS)),)
   ifneq ($(shell for c in $(firstword $(CC)) $(TEST_CMDS); do command -v $$c >/dev/null || exit; done; $(PKG_CONFIG) --exists $(PKGS) 2>/dev/null && echo ok),ok)
     $(info make: compiler, libraries or test tools missing ($(CC), $(PKGS) $(TEST_CMDS)); running tools/deps.sh $(DEPS_ARGS))
@@ -179,7 +182,7 @@ ifeq ($(HAVE_EPOLL),no)
 endif
 
 .PHONY: all test test-shared-stack test-crash unit integration run demo bench deps fuzz clean help valgrind soak mutants examples check-exercise \
-        grade grade-workflow grade-check lab cross test-cross fresh-check
+        exercises-check grade grade-workflow grade-check lab cross test-cross fresh-check
 all: $(STAGE_BINS) $(TOOL_BINS)
 
 $(B)/obj/%.o: %.c
@@ -327,6 +330,13 @@ mutants:
 # which make test's test_solutions applies): without EX, the list of ids.
 check-exercise: all examples
 	@./tests/exercises/run.sh $(B) $(EX)
+
+# Every check against its solution and its known-wrong answers
+# (tests/exercises/wrong/<id>--<slug>.patch, each a plausible mistake that
+# must fail it); EX=<id> for one. Minutes, so not part of make test (whose
+# test_solutions runs the solutions only); .ci/run calls it.
+exercises-check: all examples
+	@./tests/exercises/solutions.sh --wrong $(B) $(EX)
 
 # make run and make grade: which stage.
 STAGE ?= 1

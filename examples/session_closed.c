@@ -39,10 +39,14 @@ static void create_task(task_fn fn, struct session *s)
         queue[queued++] = (struct pending){fn, s};
 }
 
+/* Runs every pending task once; a task that has run is forgotten (its
+ * entry cleared, as a loop drops a finished task). */
 static void run_pending(void)
 {
-    for (int i = 0; i < queued; i++)
+    for (int i = 0; i < queued; i++) {
         queue[i].fn(queue[i].s);
+        queue[i] = (struct pending){0};
+    }
     queued = 0;
 }
 

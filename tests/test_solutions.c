@@ -1,8 +1,11 @@
-/* Every exercise's solution still works (issue 17): for each
- * solutions/<id>.patch, its check (tests/exercises/<id>.sh) fails on the
- * tree as built and passes on a scratch copy with the patch applied and
- * rebuilt. tests/exercises/solutions.sh does the work (a scratch tree with
- * the built objects copied, so only what a patch changes recompiles); this
+/* Every exercise's solution still works: for each solutions/<id>.patch,
+ * its check (tests/exercises/<id>.sh) fails on the tree as built and
+ * passes on a scratch copy with the patch applied and rebuilt; every id
+ * has its answers (solutions/<id>.md) and at least one known-wrong answer
+ * (tests/exercises/wrong/), each of which still applies. Running the wrong
+ * answers themselves takes minutes: make exercises-check does it (CI).
+ * tests/exercises/solutions.sh does the work (two scratch trees with the
+ * built objects copied, so only what a patch changes recompiles); this
  * program runs it and fails naming every id that no longer applies, builds
  * or passes. It tests patches, not memory: under a sanitizer it skips. */
 #include <check.h>

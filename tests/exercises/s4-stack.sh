@@ -17,5 +17,5 @@ while read -r range _; do
 done <"/proc/$PID/maps"
 threads=$(awk '/^Threads:/ { print $2 }' "/proc/$PID/status")
 wait "${pids[@]}"
-msg="03 with 10 slow requests: $threads threads, $big mappings of about 8 MiB (want at least 10: one stack each)"
-ex_verdict "$msg" [ "$big" -ge 10 ]
+msg="03 with 10 slow requests: $threads threads, $big mappings of about 8 MiB (want 10: one stack each, and 11 threads)"
+ex_verdict "$msg" [ "$big" = 10 -a "$threads" = 11 ]
