@@ -101,6 +101,7 @@
  * select() turn. */
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -587,6 +588,20 @@ static bool serve_one_turn(void)
 
 /* ------------------------------------------------------------------ */
 
+/* Says at start how many clients select() lets this server hold: the
+ * descriptors below FD_SETSIZE (and the limit) that it does not hold
+ * already; its callbacks' connections take from the same ones. */
+static void log_clients(void)
+{
+    int lowest = fcntl(listen_fd, F_DUPFD_CLOEXEC, 0); /* lowest free one */
+    if (lowest >= 0)
+        close(lowest);
+    long below = net_fd_limit() < FD_SETSIZE ? net_fd_limit() : FD_SETSIZE;
+    log_info("clients: up to %ld at once (select() watches descriptors "
+             "below FD_SETSIZE, %d, and the server holds %d of them); past "
+             "it 503", below - lowest, FD_SETSIZE, lowest);
+}
+
 int main(int argc, char **argv)
 {
     if (stage_begin(&cfg, argc, argv, STAGE, 8004, 0,
@@ -609,6 +624,7 @@ int main(int argc, char **argv)
     listen_fd = net_listen_announce(&cfg);
     if (listen_fd < 0)
         return 1;
+    log_clients();
 
     int rc = 0;
     while (!done) {
