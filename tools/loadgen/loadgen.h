@@ -202,6 +202,7 @@ struct loadgen {
     struct worker *workers; /* this process's -t loops */
     pid_t *kids;            /* --procs: the processes, 0 once reaped */
     int *kid_fds;           /* --procs: where each writes its records */
+    int go_fds[2];          /* --procs: a pipe; they exit at its end */
     long kids_left;         /* --procs: not reaped yet */
     bool kid_failed;        /* --procs: one did not end with status 0 */
     struct record *recs;    /* every worker's records, merged */
@@ -270,8 +271,9 @@ bool workers_merge(struct loadgen *lg);
  * none could be started (those that were are stopped). */
 bool procs_start(struct loadgen *lg, CURLU *url);
 
-/* Reaps the processes that have ended, without waiting. True once all
- * have. */
+/* Reaps the processes that have ended. With wait, first tells them to go
+ * (they wait, connections open, once their loops are done) and waits for
+ * all. True once all have been reaped. */
 bool procs_reap(struct loadgen *lg, bool wait);
 
 /* Every process's records, in one array (lg->recs). */

@@ -157,12 +157,12 @@ void loadgen_stop(struct loadgen *lg)
         perror("loadgen: eventfd");
 }
 
-/* Has every loop ended? With --procs, every process (reaped meanwhile). */
+/* Has every loop of the run ended (or, with --procs, a process died)? */
 static bool all_done(struct loadgen *lg)
 {
-    if (lg->opt.procs > 1)
-        return procs_reap(lg, false);
-    for (long i = 0; i < lg->opt.threads; i++)
+    if (lg->opt.procs > 1 && (procs_reap(lg, false) || lg->kid_failed))
+        return true;
+    for (size_t i = 0; i < lg->sh.live->nloops; i++)
         if (!atomic_load(&lg->sh.live->loops[i].done))
             return false;
     return true;
@@ -275,6 +275,12 @@ static void loadgen_free(struct loadgen *lg)
     if (lg->sh.live)
         munmap(lg->sh.live, live_size(&lg->opt));
     free(lg->workers);
+    for (long i = 0; lg->kid_fds && i < lg->opt.procs; i++)
+        if (lg->kid_fds[i] >= 0)
+            close(lg->kid_fds[i]);
+    for (int i = 0; i < 2; i++)
+        if (lg->go_fds[i] >= 0)
+            close(lg->go_fds[i]);
     free(lg->kids);
     free(lg->kid_fds);
     free(lg->recs);
@@ -299,7 +305,7 @@ static bool make_headers(struct loadgen *lg)
 
 int main(int argc, char **argv)
 {
-    struct loadgen lg = {.sh.stop_fd = -1};
+    struct loadgen lg = {.sh.stop_fd = -1, .go_fds = {-1, -1}};
     parse_options(&lg.opt, argc, argv);
     lg.sh.opt = &lg.opt;
     /* Each process holds its share of the connections. */
@@ -350,9 +356,13 @@ int main(int argc, char **argv)
                                     : workers_start(&lg, url, 0);
     if (started)
         supervise(&lg, &sigs);
-    if (lg.opt.procs > 1)
-        procs_reap(&lg, true);
     workers_join(&lg);
+    /* The server's last sample, while every connection is still open: its
+     * memory with all the clients, not what closing them costs. */
+    if (started)
+        watch_end(&lg);
+    if (lg.opt.procs > 1)
+        procs_reap(&lg, true); /* they close their connections now */
     if (!started) {
         fprintf(stderr, "loadgen: setup failed (%s)\n",
                 errno ? strerror(errno) : "out of memory");
@@ -360,7 +370,6 @@ int main(int argc, char **argv)
     }
     if (lg.kid_failed)
         goto out; /* procs_reap said which */
-    watch_end(&lg);
     stalls_check(&lg);
     if (!(lg.opt.procs > 1 ? procs_merge(&lg) : workers_merge(&lg)) ||
         !summarize(&lg, &s)) {

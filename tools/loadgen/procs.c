@@ -10,13 +10,17 @@
  * stalls), maps the memory every loop shares (struct live: -n's counter,
  * the stop flag, each loop's progress) and forks. Each process runs its -t
  * loops on its share of -c, exactly as a single loadgen does, writes its
- * records into a memfd the parent made for it, and exits. The parent
- * supervises as always (Ctrl-C, the progress line, --watch-pid), reaps
- * the processes and merges their records; a process dies with it
- * (PR_SET_PDEATHSIG) if it is killed outright. */
+ * records into a memfd the parent made for it, and waits, its connections
+ * still open, until the parent has taken the server's last --watch-pid
+ * sample (as one process closes its connections only at its very end).
+ * The parent supervises as always (Ctrl-C, the progress line,
+ * --watch-pid), then lets the processes go, reaps them and merges their
+ * records; a process dies with it (PR_SET_PDEATHSIG) if it is killed
+ * outright. */
 #include "loadgen.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,9 +67,11 @@ static bool read_all_at(int fd, void *buf, size_t n, off_t at)
     return true;
 }
 
-/* Process p's whole life: its loops, then its records into its memfd. */
+/* Process p's whole life: its loops, its records into its memfd, then
+ * the wait for the parent's word (its end of the pipe closed). */
 static void run_part(struct loadgen *lg, CURLU *url, long p)
 {
+    close(lg->go_fds[1]);
     for (long i = 0; i < lg->opt.procs; i++)
         if (i != p)
             close(lg->kid_fds[i]);
@@ -81,6 +87,9 @@ static void run_part(struct loadgen *lg, CURLU *url, long p)
          write_all(lg->kid_fds[p], lg->recs, h.nrecs * sizeof *lg->recs) &&
          ok;
     fflush(stdout); /* --print's lines */
+    char c;
+    while (read(lg->go_fds[0], &c, 1) < 0 && errno == EINTR)
+        ;
     _exit(ok ? 0 : 3);
 }
 
@@ -96,6 +105,8 @@ bool procs_start(struct loadgen *lg, CURLU *url)
     for (long p = 0; p < n; p++)
         if ((lg->kid_fds[p] = memfd_create("loadgen-part", MFD_CLOEXEC)) < 0)
             return false;
+    if (pipe2(lg->go_fds, O_CLOEXEC) < 0)
+        return false;
     fflush(stdout); /* nothing buffered may be written twice */
     fflush(stderr);
     pid_t parent = getpid();
@@ -120,6 +131,10 @@ bool procs_start(struct loadgen *lg, CURLU *url)
 
 bool procs_reap(struct loadgen *lg, bool wait)
 {
+    if (wait && lg->go_fds[1] >= 0) { /* the word to go */
+        close(lg->go_fds[1]);
+        lg->go_fds[1] = -1;
+    }
     for (long p = 0; lg->kids && p < lg->opt.procs; p++) {
         if (!lg->kids[p])
             continue;
