@@ -101,7 +101,6 @@
  * select() turn. */
 #include <curl/curl.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -593,7 +592,7 @@ static bool serve_one_turn(void)
  * already; its callbacks' connections take from the same ones. */
 static void log_clients(void)
 {
-    int lowest = fcntl(listen_fd, F_DUPFD_CLOEXEC, 0); /* lowest free one */
+    int lowest = dup(listen_fd); /* dup takes the lowest free descriptor */
     if (lowest >= 0)
         close(lowest);
     long below = net_fd_limit() < FD_SETSIZE ? net_fd_limit() : FD_SETSIZE;
