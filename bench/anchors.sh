@@ -124,14 +124,14 @@ anchor_rate() {
     [ "$bad" != none ] && note "  $name $work: $bad"
 }
 
-# anchor_cell WORK NAME ANCHOR_MEDIAN: "146.0k (140.1-150.3k), 1.01x":
-# the median rate and its range over the rounds, and the median over the
-# anchor's median; "-" when not run.
+# anchor_cell WORK NAME ANCHOR_MEDIAN: "146.0k (140.1-150.3), 1.01x":
+# the median rate in thousands a second and its range over the rounds,
+# then the median over the anchor's median; "-" when not run.
 anchor_cell() {
     local m f=$TMP/anchor-$1-$2
     [ -s "$f" ] || { printf -- '-'; return; }
     m=$(median "$f")
-    printf '%sk' "$(spread "$f" %.1f 0.001)"
+    spread "$f" %.1f 0.001 | sed 's/^[0-9.]*/&k/' | tr -d '\n'
     [ "$(num %.0f "$3")" != 0 ] && printf ', %sx' "$(num %.2f "$m / $3")"
 }
 

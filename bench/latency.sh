@@ -124,6 +124,6 @@ latency_stall() {
         row "$label|$(spread "$TMP/stall-$f-requests" %.0f)|$(spread "$TMP/stall-$f-p50_ms" %.2f)|$(spread "$TMP/stall-$f-p90_ms" %.1f)|$(spread "$TMP/stall-$f-p99_ms" %.1f)|$(spread "$TMP/stall-$f-max_ms" %.0f)"
     done
     say ""
-    say "Both clients saw the stall (max). The closed loop sent nothing while it waited: only its 8 requests in flight were slow, a sliver of thousands, so its percentiles say nothing happened. The open loop kept its schedule: every request due during the stall waited for it, and its percentiles show how long clients arriving at that rate would have waited (coordinated omission is what the closed loop leaves out)."
+    say "What to compare: the max, where both clients meet the same stall, and the percentiles. A closed loop sends nothing while it waits, so only its requests in flight see the stall, a sliver of thousands; the open loop keeps its schedule, so every request due during the stall waits for it, as clients arriving at that rate would. Coordinated omission is what the closed loop leaves out."
     say ""
 }

@@ -164,7 +164,7 @@ static void issue_requests(struct worker *w)
             return;
         }
         if (w->rate > 0)
-            w->next_at += (double)w->sh->live->nloops / w->sh->opt->rate;
+            w->next_at += 1 / w->rate; /* this loop's share of the rate */
         if (!sl->busy) { /* it failed before it left */
             w->pause_until = now + RETRY_PAUSE_MS / 1000.0;
             return;
