@@ -35,7 +35,7 @@
 #                   keep-alive and a new connection each (bench/cost.sh)
 #
 # Usage: bench/bench.sh [BUILD_DIR]          (make bench passes build/)
-# Environment: BENCH_QUICK=1 (a few minutes), BENCH_CONC=N (scenario 3),
+# Environment: BENCH_QUICK=1 (about 3 minutes), BENCH_CONC=N (scenario 3),
 # BENCH_STAGES=01-blocking,05-epoll-callbacks (only those),
 # BENCH_SCENARIOS=1,2 (only those), BENCH_RESULTS=DIR (default bench/results),
 # BENCH_THREADS=N (loadgen threads for throughput, default 1),
@@ -55,10 +55,12 @@ QUICK=${BENCH_QUICK:-0}
 [ "$QUICK" = 0 ] && QUICK=
 ALL_STAGES=(01-blocking 02-fork 03-threads 04-select 05-epoll-callbacks 06-coroutines)
 
-# Sizes: the full run takes about 5 minutes with six stages, the anchors
-# and the cost table (326 s on 2026-11-27), the quick one about 2 minutes
-# (120 s the same day: the designs, anchors and cost tables are 71 s of it).
-# 01 is always the slow row: it is bounded by time budgets.
+# Sizes: the full run takes about 10 minutes with six stages, the anchors,
+# the bytes and latency tables and the cost table (326 s on 2026-11-27
+# before the bytes and latency tables, which took 157 s and 60 s on
+# 2026-12-07), the quick one about 3 minutes (171 s on 2026-12-07, on a
+# loaded machine). 01 is always the slow row: it is bounded by time
+# budgets.
 if [ -n "$QUICK" ]; then
     OVERLAP_N=20 TP_GET_S=1 TP_SYNC_S=0.5 WRK_S=1
     CONC=${BENCH_CONC:-500} MANY_BUDGET_MS=2500

@@ -852,6 +852,9 @@ START_TEST(command_line)
         {"http://a/", "http://b/", NULL},             /* two URLs */
         {"--engine", "fast", "http://127.0.0.1:1/", NULL},
         {"--engine", "raw", "https://127.0.0.1:1/", NULL}, /* plain only */
+        {"--procs", "0", "http://127.0.0.1:1/", NULL},
+        {"--rate", "0", "http://127.0.0.1:1/", NULL},
+        {"--sources", "251", "http://127.0.0.1:1/", NULL}, /* 127.0.0.252+ */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         run_loadgen(&r, bad[i], 0);
