@@ -20,7 +20,11 @@
 #                        its pictures (drawn by build/trace) in build/demo/,
 #                        asyncio.html: the seed's FastAPI app beside 06
 #   make bench           the benchmarks (bench/bench.sh): tables + CSV under
-#                        bench/results; about 5 minutes, BENCH_QUICK=1 about 2
+#                        bench/results; about 10 minutes, BENCH_QUICK=1 about 3
+#   make scale           20,000 clients at once, one 1 s request each, against
+#                        05 and 06 (two workers each): every one answered, and
+#                        the bytes per client (the short form of make bench's
+#                        100,000; SCALE_CLIENTS=N for another size)
 #   make soak            5 minutes of mixed and hostile traffic against every
 #                        stage and the main service, with two outages of it,
 #                        then a crash-restart loop (kill -9, --outbox)
@@ -181,7 +185,7 @@ ifeq ($(HAVE_EPOLL),no)
   $(info make: no epoll here: building $(notdir $(STAGE_BINS)) only; 04-06, the tools and the tests need it: $(CONTAINER_HINT))
 endif
 
-.PHONY: all test test-shared-stack test-crash unit integration run demo bench deps fuzz clean help valgrind soak mutants examples check-exercise \
+.PHONY: all test test-shared-stack test-crash unit integration run demo bench scale deps fuzz clean help valgrind soak mutants examples check-exercise \
         exercises-check grade grade-workflow grade-check lab cross test-cross fresh-check
 all: $(STAGE_BINS) $(TOOL_BINS)
 
@@ -403,6 +407,15 @@ demo: all
 bench: all examples
 	@./tools/deps.sh --optional || true
 	@./bench/bench.sh $(B)
+
+# The many-clients run of make bench ("bytes"), short and alone: one round
+# of SCALE_CLIENTS clients against 05 and 06; fails unless every request is
+# answered. Its report goes to build/scale/.
+SCALE_CLIENTS ?= 20000
+scale: all
+	@BENCH_SCENARIOS=bytes BENCH_STAGES=05-epoll-callbacks,06-coroutines \
+	    BENCH_SCALE_SIZES=$(SCALE_CLIENTS) BENCH_ROUNDS=1 \
+	    BENCH_RESULTS=$(B)/scale ./bench/bench.sh $(B)
 
 deps:
 	@./tools/deps.sh --optional

@@ -134,6 +134,8 @@ int main(int argc, char **argv)
     int lfd = net_listen_announce(&cfg); /* then "listening on ..." on stdout */
     if (lfd < 0)
         return 1;
+    log_info("clients: one at a time; the others wait in the kernel's "
+             "listen queue, unserved");
     replay_outbox();
 
     /* The whole model: take one client, serve it to the end, close it, and

@@ -447,6 +447,12 @@ int main(int argc, char **argv)
     int lfd = net_listen_announce(&cfg); /* then "listening on ..." on stdout */
     if (lfd < 0)
         return 1;
+    if (cfg.prefork > 0) /* each child has its own descriptor table */
+        log_info("clients: %d at once, one per child (--prefork); the "
+                 "others wait in the listen queue", cfg.prefork);
+    else
+        log_info("clients: up to %d at once, a process each "
+                 "(--max-children); past it 503", cfg.max_children);
     replay_outbox(lfd);
     if (cfg.prefork > 0) {
         int rc = run_prefork(lfd);

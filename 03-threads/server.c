@@ -503,6 +503,23 @@ static int live_changed_init(void)
     return err;
 }
 
+/* Says at start how many clients this server holds at once: the pool
+ * and its queue, or a thread each up to --max-threads; the threads share
+ * one process's descriptors, a client's socket and its callbacks' each. */
+static void log_clients(void)
+{
+    long fds = net_fd_limit() - NET_FD_OWN - cfg.max_jobs;
+    if (cfg.pool > 0)
+        log_info("clients: %d served at once (--pool), %d more queued "
+                 "(--queue); past it 503", cfg.pool, cfg.queue);
+    else
+        log_info("clients: up to %d at once, a thread each (--max-threads); "
+                 "past it 503", cfg.max_threads);
+    if (fds < (cfg.pool > 0 ? cfg.pool + cfg.queue : cfg.max_threads))
+        log_warn("descriptors: only %ld for clients; past them accept "
+                 "pauses (EMFILE)", fds > 0 ? fds : 0);
+}
+
 int main(int argc, char **argv)
 {
     /* Before any thread starts (stage.h). */
@@ -526,6 +543,7 @@ int main(int argc, char **argv)
     int lfd = net_listen_announce(&cfg); /* then "listening on ..." on stdout */
     if (lfd < 0)
         return 1;
+    log_clients();
     replay_outbox();
 
     while (shutdown_wait_accept(lfd)) {

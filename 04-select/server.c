@@ -618,6 +618,20 @@ static bool serve_one_turn(void)
 
 /* ------------------------------------------------------------------ */
 
+/* Says at start how many clients select() lets this server hold: the
+ * descriptors below FD_SETSIZE (and the limit) that it does not hold
+ * already; its callbacks' connections take from the same ones. */
+static void log_clients(void)
+{
+    int lowest = dup(listen_fd); /* dup takes the lowest free descriptor */
+    if (lowest >= 0)
+        close(lowest);
+    long below = net_fd_limit() < FD_SETSIZE ? net_fd_limit() : FD_SETSIZE;
+    log_info("clients: up to %ld at once (select() watches descriptors "
+             "below FD_SETSIZE, %d, and the server holds %d of them); past "
+             "it 503", below - lowest, FD_SETSIZE, lowest);
+}
+
 int main(int argc, char **argv)
 {
     if (stage_begin(&cfg, argc, argv, STAGE, 8004, 0,
@@ -640,6 +654,7 @@ int main(int argc, char **argv)
     listen_fd = net_listen_announce(&cfg);
     if (listen_fd < 0)
         return 1;
+    log_clients();
     if (outbox_syncs() && outbox_syncer_start() < 0)
         return 1;
     evconn_server_replay(&srv, 0, 1);

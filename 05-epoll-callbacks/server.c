@@ -619,6 +619,9 @@ int main(int argc, char **argv)
                        workers_share(&cfg, cfg.max_jobs),
                        workers_share(&cfg, cfg.max_bills));
     log_info("one thread; an epoll loop calls back whoever is ready");
+    /* A client is a descriptor, and there is no FD_SETSIZE here: the
+     * descriptor limit (raised to the hard one) is the clients' limit. */
+    net_log_loop_clients(workers_share(&cfg, cfg.max_jobs), cfg.workers);
     int rc = 1;
     if (cfg.workers > 1) {
         rc = workers_run(&cfg, serve);

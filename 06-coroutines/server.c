@@ -731,6 +731,9 @@ int main(int argc, char **argv)
              "call nanosleep, so the whole loop stops during each" : "",
              !cfg.cpu_ms ? "" : cfg.offload ? "; cpu work offloaded to "
              "worker threads" : "; cpu work on the loop thread");
+    /* A client is a descriptor (and a coroutine): the descriptor limit,
+     * raised to the hard one, is the clients' limit. */
+    net_log_loop_clients(workers_share(&cfg, cfg.max_jobs), cfg.workers);
     int rc = 1, lfd;
     if (cfg.workers > 1)
         rc = workers_run(&cfg, serve);

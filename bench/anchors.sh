@@ -1,6 +1,6 @@
-# Sourced by bench/bench.sh (scenario "anchors"): issue 14's table. The
-# event-driven stages beside two anchors measured in the same run, the
-# rounds interleaved (every target once per round, medians over rounds) so
+# Sourced by bench/bench.sh (scenario "anchors"). The event-driven stages
+# beside two anchors measured in the same run, the rounds interleaved
+# (every target once per round, medians over rounds, the range beside) so
 # the machine's drift hits all alike:
 #
 #   GET /, 64 and 1000 keep-alive connections   against nginx, 1 worker,
@@ -9,19 +9,16 @@
 #   POST /api/exchange_sync, delay 0, 64 conns  against the seed's FastAPI
 #                                               service on uvicorn (uvloop,
 #                                               httptools): bench/exchange_app.py
-#   BENCH_MANY (10,000) concurrent 1 s requests wall time and peak RSS
 #
-# An anchor that is not installed is reported in the table, never fatal
-# (make deps installs them: nginx-light, python3-fastapi, python3-uvicorn,
-# python3-uvloop, python3-httptools). The client is loadgen --engine raw on
-# one thread, as wrk -t1 (bench/README.md says why it may stand in for wrk).
+# (Many clients at once, 10,000 to 100,000, are the "bytes" scenario,
+# bench/scale.sh.) An anchor that is not installed is reported in the
+# table, never fatal (make deps installs them: nginx-light, python3-fastapi,
+# python3-uvicorn, python3-uvloop, python3-httptools). The client is
+# loadgen --engine raw on one thread, as wrk -t1 (bench/README.md says why
+# it may stand in for wrk).
 # Uses bench.sh's helpers: say, note, row, table_start, csv_*, lg, jget,
-# num, start_stage, stop_stage, client, and its PIDS, TMP, LG, QUICK.
-
-# The goals (issue 14), printed beside the figures: a ratio to its anchor.
-ANCHOR_GOAL_GET=1.0   # 04 (64 connections) and 05, 06 (64 and 1000)
-ANCHOR_GOAL_SYNC=30   # 04, 05, 06 against FastAPI
-ANCHOR_GOAL_WALL=1.3  # seconds for the many-clients row (05, 06)
+# num, median, spread, start_stage, stop_stage, client, and its PIDS, TMP,
+# LG, QUICK, ROUNDS.
 
 # anchor_free_port: a port nothing listens on now (nginx cannot be asked
 # for port 0 and then tell us which it took).
@@ -112,11 +109,6 @@ anchor_stop() {
     wait "$1" 2>/dev/null
 }
 
-# anchor_median FILE: the median of the numbers in FILE (one a line).
-anchor_median() {
-    sort -g "$1" 2>/dev/null | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
 # anchor_rate NAME WORK PORT ARGS...: one loadgen run; appends its req/s to
 # $TMP/anchor-WORK-NAME.
 anchor_rate() {
@@ -132,31 +124,29 @@ anchor_rate() {
     [ "$bad" != none ] && note "  $name $work: $bad"
 }
 
-# anchor_cell WORK NAME ANCHOR_MEDIAN: "146k (1.01x)", "-" when not run.
+# anchor_cell WORK NAME ANCHOR_MEDIAN: "146.0k (140.1-150.3), 1.01x":
+# the median rate in thousands a second and its range over the rounds,
+# then the median over the anchor's median; "-" when not run.
 anchor_cell() {
-    local m
-    [ -s "$TMP/anchor-$1-$2" ] || { printf -- '-'; return; }
-    m=$(anchor_median "$TMP/anchor-$1-$2")
-    if [ "$(num %.0f "$3")" != 0 ]; then
-        printf '%s (%sx)' "$(num %.1fk "$m / 1000")" "$(num %.2f "$m / $3")"
-    else
-        printf '%s' "$(num %.1fk "$m / 1000")"
-    fi
+    local m f=$TMP/anchor-$1-$2
+    [ -s "$f" ] || { printf -- '-'; return; }
+    m=$(median "$f")
+    spread "$f" %.1f 0.001 | sed 's/^[0-9.]*/&k/' | tr -d '\n'
+    [ "$(num %.0f "$3")" != 0 ] && printf ', %sx' "$(num %.2f "$m / $3")"
 }
 
 bench_anchors() {
-    local rounds=3 many=${BENCH_MANY:-10000}
-    ANCHOR_S=3
-    if [ -n "$QUICK" ]; then rounds=1 ANCHOR_S=1 many=${BENCH_MANY:-2000}; fi
-    case "$many" in '' | *[!0-9]*) note "BENCH_MANY must be a number"; return ;; esac
+    local rounds=$ROUNDS
+    ANCHOR_S=2
+    [ -n "$QUICK" ] && ANCHOR_S=1
     local stages=() s
     for s in 04-select 05-epoll-callbacks 06-coroutines; do
         selected "$s" "${BENCH_STAGES:-}" && [ -x "$B/$s" ] && stages+=("$s")
     done
-    note "anchors: nginx and FastAPI beside ${stages[*]:-no stage}, $rounds round(s) of ${ANCHOR_S} s, then $many clients"
-    say "## Anchors: the event-driven stages beside nginx and FastAPI (issue 14)"
+    note "anchors: nginx and FastAPI beside ${stages[*]:-no stage}, $rounds round(s) of ${ANCHOR_S} s"
+    say "## Anchors: the event-driven stages beside nginx and FastAPI"
     say ""
-    say "Same run, rounds interleaved (each target once per round), medians of $rounds; loadgen --engine raw, one thread (as wrk -t1), keep-alive, ${ANCHOR_S} s a run. Anchors: nginx with 1 worker serving the same GET / JSON (bench/nginx.conf); the seed's FastAPI service (bench/exchange_app.py) on uvicorn with uvloop and httptools. In brackets: the rate over the anchor's; the goal is in the last column."
+    say "Same run, rounds interleaved (each target once per round): medians of $rounds rounds, the range in brackets, then the median over the anchor's median. loadgen --engine raw, one thread (as wrk -t1), keep-alive, ${ANCHOR_S} s a run. Anchors: nginx with 1 worker serving the same GET / JSON (bench/nginx.conf); the seed's FastAPI service (bench/exchange_app.py) on uvicorn with uvloop and httptools."
     say ""
     anchor_nginx || note "  $ANCHOR_NGINX_WHY"
     anchor_fastapi || note "  $ANCHOR_FASTAPI_WHY"
@@ -188,48 +178,20 @@ bench_anchors() {
     anchor_stop "$NGINX_PID"
     anchor_stop "$FASTAPI_PID"
 
-    local ng fa
-    ng=$(anchor_median "$TMP/anchor-get64-nginx")
-    table_start "work|anchor|04-select|05-epoll-callbacks|06-coroutines|goal"
+    local ng fa a
+    table_start "work|anchor|04-select|05-epoll-callbacks|06-coroutines"
     csv_start anchors.csv "work,anchor_rps,04_rps,05_rps,06_rps"
-    local a=${ANCHOR_NGINX_WHY:-nginx 1 worker $(num %.1fk "$ng / 1000")}
-    row "GET /, 64 connections|$a|$(anchor_cell get64 04-select "$ng")|$(anchor_cell get64 05-epoll-callbacks "$ng")|$(anchor_cell get64 06-coroutines "$ng")|${ANCHOR_GOAL_GET}x nginx or better"
-    csv_row anchors.csv "get64,$ng,$(anchor_median "$TMP/anchor-get64-04-select"),$(anchor_median "$TMP/anchor-get64-05-epoll-callbacks"),$(anchor_median "$TMP/anchor-get64-06-coroutines")"
-    ng=$(anchor_median "$TMP/anchor-get1000-nginx")
-    a=${ANCHOR_NGINX_WHY:-nginx 1 worker $(num %.1fk "$ng / 1000")}
-    row "GET /, 1000 connections|$a|-|$(anchor_cell get1000 05-epoll-callbacks "$ng")|$(anchor_cell get1000 06-coroutines "$ng")|05, 06: ${ANCHOR_GOAL_GET}x nginx or better"
-    csv_row anchors.csv "get1000,$ng,,$(anchor_median "$TMP/anchor-get1000-05-epoll-callbacks"),$(anchor_median "$TMP/anchor-get1000-06-coroutines")"
-    fa=$(anchor_median "$TMP/anchor-sync-fastapi")
-    a=${ANCHOR_FASTAPI_WHY:-FastAPI on uvicorn $(num %.1fk "$fa / 1000")}
-    row "POST /api/exchange_sync, delay 0, 64 connections|$a|$(anchor_cell sync 04-select "$fa")|$(anchor_cell sync 05-epoll-callbacks "$fa")|$(anchor_cell sync 06-coroutines "$fa")|${ANCHOR_GOAL_SYNC}x FastAPI or better"
-    csv_row anchors.csv "sync,$fa,$(anchor_median "$TMP/anchor-sync-04-select"),$(anchor_median "$TMP/anchor-sync-05-epoll-callbacks"),$(anchor_median "$TMP/anchor-sync-06-coroutines")"
-    anchor_many "$many"
+    ng=$(median "$TMP/anchor-get64-nginx")
+    a=${ANCHOR_NGINX_WHY:-nginx 1 worker $(anchor_cell get64 nginx 0)}
+    row "GET /, 64 connections|$a|$(anchor_cell get64 04-select "$ng")|$(anchor_cell get64 05-epoll-callbacks "$ng")|$(anchor_cell get64 06-coroutines "$ng")"
+    csv_row anchors.csv "get64,$ng,$(median "$TMP/anchor-get64-04-select"),$(median "$TMP/anchor-get64-05-epoll-callbacks"),$(median "$TMP/anchor-get64-06-coroutines")"
+    ng=$(median "$TMP/anchor-get1000-nginx")
+    a=${ANCHOR_NGINX_WHY:-nginx 1 worker $(anchor_cell get1000 nginx 0)}
+    row "GET /, 1000 connections|$a|-|$(anchor_cell get1000 05-epoll-callbacks "$ng")|$(anchor_cell get1000 06-coroutines "$ng")"
+    csv_row anchors.csv "get1000,$ng,,$(median "$TMP/anchor-get1000-05-epoll-callbacks"),$(median "$TMP/anchor-get1000-06-coroutines")"
+    fa=$(median "$TMP/anchor-sync-fastapi")
+    a=${ANCHOR_FASTAPI_WHY:-FastAPI on uvicorn $(anchor_cell sync fastapi 0)}
+    row "POST /api/exchange_sync, delay 0, 64 connections|$a|$(anchor_cell sync 04-select "$fa")|$(anchor_cell sync 05-epoll-callbacks "$fa")|$(anchor_cell sync 06-coroutines "$fa")"
+    csv_row anchors.csv "sync,$fa,$(median "$TMP/anchor-sync-04-select"),$(median "$TMP/anchor-sync-05-epoll-callbacks"),$(median "$TMP/anchor-sync-06-coroutines")"
     say ""
-}
-
-# anchor_many N: N concurrent sync requests, one bill of 1 s, a connection
-# each, against 05 and 06: wall time of the whole burst and peak RSS.
-anchor_many() {
-    local n=$1 s cells=() f
-    for s in 04-select 05-epoll-callbacks 06-coroutines; do
-        if [ "$s" = 04-select ] || ! selected "$s" "${BENCH_STAGES:-}" || [ ! -x "$B/$s" ]; then
-            cells+=(-)
-            continue
-        fi
-        note "  $s: $n concurrent 1 s requests"
-        if ! start_stage "$s" --delay-ms 1000; then cells+=("$START_ERR"); continue; fi
-        f=$TMP/anchor-many-$s.json
-        # Two client threads: one alone spends about 0.35 s of CPU opening
-        # 10,000 loopback connections (its connect() runs both ends of each
-        # handshake), so the last request would leave a third of a second
-        # after the first and the row would time the client.
-        lg "$f" --engine raw -t 2 -n "$n" -c "$n" --bills 1 --timeout-ms 10000 \
-            --watch-pid "$SPID" "http://127.0.0.1:$SPORT/api/exchange_sync"
-        stop_stage
-        local bad
-        bad=$(failures "$f")
-        cells+=("$(jget "$f" ok) ok in $(num %.2f "$(jget "$f" wall_s)") s, peak $(mb "$(jget "$f" server_rss_peak_kb)") MB$([ "$bad" != none ] && printf '; failed: %s' "$bad")${STOP_NOTE:+ ($STOP_NOTE)}")
-        csv_row anchors.csv "many$n-$s,,$(jget "$f" ok),$(jget "$f" wall_s),$(jget "$f" server_rss_peak_kb)"
-    done
-    row "$n concurrent 1 s requests, a connection each|-|${cells[0]}|${cells[1]}|${cells[2]}|within ${ANCHOR_GOAL_WALL} s; peak RSS 05 <= 32 MiB, 06 <= 64 MiB"
 }

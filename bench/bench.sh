@@ -18,24 +18,33 @@
 #   7 designs       UNP's designs as options (02 --prefork, 03 --pool, 05/06
 #                   --workers 2) and nginx with 1 and 2 workers: CPU per
 #                   request (new connection each), GET / keep-alive req/s,
-#                   accepts per worker (issue 15)
+#                   accepts per worker (bench/designs.sh)
 #   anchors         04-06 beside nginx (GET /) and the seed's FastAPI app
-#                   (sync route), interleaved rounds, ratio columns; then
-#                   BENCH_MANY concurrent 1 s requests (bench/anchors.sh)
+#                   (sync route), interleaved rounds, ratio columns
+#                   (bench/anchors.sh)
+#   bytes           1000, 10,000 and 100,000 clients at once, one 1 s
+#                   request each, against 05 and 06 (--workers past one
+#                   process's descriptors): all answered? and the server's
+#                   memory per client (bench/scale.sh)
+#   latency         an open loop (loadgen --rate) against 04-06, and a
+#                   stall of 06 measured by a closed and an open loop
+#                   (bench/latency.sh)
 #   switch          06's --switch setjmp against --switch swapcontext: ns a
 #                   switch (examples/switch_cost) and GET / req/s
 #   cost            CPU us, system calls and context switches per request,
 #                   keep-alive and a new connection each (bench/cost.sh)
 #
 # Usage: bench/bench.sh [BUILD_DIR]          (make bench passes build/)
-# Environment: BENCH_QUICK=1 (about 2 minutes), BENCH_CONC=N (scenario 3),
+# Environment: BENCH_QUICK=1 (about 3 minutes), BENCH_CONC=N (scenario 3),
 # BENCH_STAGES=01-blocking,05-epoll-callbacks (only those),
 # BENCH_SCENARIOS=1,2 (only those), BENCH_RESULTS=DIR (default bench/results),
 # BENCH_THREADS=N (loadgen threads for throughput, default 1),
 # BENCH_ENGINE=curl|raw (loadgen's engine for throughput, default raw),
-# BENCH_MANY=N (the anchors' many-clients row, default 10000; quick 2000);
-# BENCH_SCENARIOS takes the names anchors, cost and switch too.
-# Every process it starts is stopped again, also on Ctrl-C.
+# BENCH_ROUNDS=N (interleaved rounds of the anchors, bytes and latency
+# tables, default 5; quick 2), BENCH_SCALE_SIZES and BENCH_SCALE_EXTRA
+# (bench/scale.sh); BENCH_SCENARIOS takes the names anchors, bytes,
+# latency, cost and switch too. Exits 1 when a bytes row did not answer
+# every client. Every process it starts is stopped again, also on Ctrl-C.
 set -u
 
 B=${1:-build}
@@ -46,10 +55,12 @@ QUICK=${BENCH_QUICK:-0}
 [ "$QUICK" = 0 ] && QUICK=
 ALL_STAGES=(01-blocking 02-fork 03-threads 04-select 05-epoll-callbacks 06-coroutines)
 
-# Sizes: the full run takes about 5 minutes with six stages, the anchors
-# and the cost table (326 s on 2026-11-27), the quick one about 2 minutes
-# (120 s the same day: the designs, anchors and cost tables are 71 s of it).
-# 01 is always the slow row: it is bounded by time budgets.
+# Sizes: the full run takes about 10 minutes with six stages, the anchors,
+# the bytes and latency tables and the cost table (326 s on 2026-11-27
+# before the bytes and latency tables, which took 157 s and 60 s on
+# 2026-12-07), the quick one about 3 minutes (171 s on 2026-12-07, on a
+# loaded machine). 01 is always the slow row: it is bounded by time
+# budgets.
 if [ -n "$QUICK" ]; then
     OVERLAP_N=20 TP_GET_S=1 TP_SYNC_S=0.5 WRK_S=1
     CONC=${BENCH_CONC:-500} MANY_BUDGET_MS=2500
@@ -62,6 +73,10 @@ else
     PIT_DELAY=200 PIT_CPU=100 PIT_PROBE_S=3
 fi
 PIT_N=10
+# The headline tables (anchors, bytes, latency) are medians of interleaved
+# rounds: every target once per round, so the machine's drift hits all.
+ROUNDS=${BENCH_ROUNDS:-5}
+[ -n "$QUICK" ] && ROUNDS=${BENCH_ROUNDS:-2}
 # Throughput runs loadgen's raw engine on one thread, as wrk -t1 runs: curl
 # costs about twice wrk's CPU per request, and on a small machine the
 # client's CPU is taken from the server, so with curl loadgen would measure
@@ -75,6 +90,7 @@ if [ ! -x "$LG" ]; then
     exit 1
 fi
 case "$CONC" in '' | *[!0-9]*) echo "bench: BENCH_CONC must be a number" >&2; exit 2 ;; esac
+case "$ROUNDS" in '' | 0 | *[!0-9]*) echo "bench: BENCH_ROUNDS must be a number > 0" >&2; exit 2 ;; esac
 case "$TP_ENGINE" in curl | raw) ;; *) echo "bench: BENCH_ENGINE must be curl or raw" >&2; exit 2 ;; esac
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/bench.XXXXXX")
@@ -222,6 +238,27 @@ failures() {
 ms() { num %.1f "$1"; }
 mb() { num %.1f "$1 / 1024"; }
 
+# median FILE: the median of the numbers in FILE (one a line; blank lines
+# are skipped), 0 when there is none.
+median() {
+    awk 'NF' "$1" 2>/dev/null | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# spread FILE FORMAT [SCALE]: "12.3 (11.9-12.8)", the median of the
+# numbers in FILE and their range, each times SCALE (default 1), in
+# FORMAT; just the number when there is one, "-" when none.
+spread() {
+    awk 'NF' "$1" 2>/dev/null | sort -g | awk -v f="$2" -v k="${3:-1}" '
+        { v[NR] = $1 * k }
+        END {
+            if (NR == 0) { print "-"; exit }
+            m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+            out = sprintf(f, m)
+            if (NR > 1) out = out " (" sprintf(f, v[1]) "-" sprintf(f, v[NR]) ")"
+            print out
+        }'
+}
+
 # ---- tables, CSV, charts --------------------------------------------------
 
 # table_start "col|col|..." : the heading row and the separator.
@@ -287,7 +324,7 @@ say "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on th
 say "- client: $("$LG" --version 2>/dev/null | head -1): one event loop, libcurl engine, keep-alive unless said; throughput: --engine $TP_ENGINE on $TP_THREADS thread(s)"
 mode=full
 [ -n "$QUICK" ] && mode="quick (BENCH_QUICK=1)"
-say "- mode: $mode; many clients: $CONC"
+say "- mode: $mode; many clients: $CONC; headline tables: medians of $ROUNDS interleaved rounds"
 say "- stages: ${BUILT[*]:-none}${MISSING[*]:+; not built: ${MISSING[*]}}"
 say ""
 if [ ${#BUILT[@]} -eq 0 ]; then
@@ -480,6 +517,12 @@ if scenario 6; then
         note "6/6 pitfall: 06 normal, --blocking-bug, --cpu-ms $PIT_CPU, --cpu-ms $PIT_CPU --offload"
         say "$PIT_N concurrent sync requests (one bill of $PIT_DELAY ms) while one client keeps asking GET / for ${PIT_PROBE_S} s: does the loop stay responsive?"
         say ""
+        # The ideal with CPU work: the delay, and the requests' CPU shared
+        # by the cores (waits overlap, CPU work only as far as cores go).
+        cores=$(nproc 2>/dev/null || echo 1)
+        cpu_ideal_ms=$(num %.0f "$PIT_DELAY + $PIT_N * $PIT_CPU / $cores")
+        say "Ideal if concurrent: the delay; with CPU work, the delay plus $PIT_N requests' CPU shared by $cores cores ($PIT_DELAY + $PIT_N x $PIT_CPU / $cores ms)."
+        say ""
         table_start "variant|sync wall (s)|ideal if concurrent (s)|sync ok|GET / answered|GET / p50 (ms)|GET / p99 (ms)|GET / max (ms)"
         csv_start 6-pitfall.csv "variant,sync_wall_s,ideal_s,get_p50_ms,get_p99_ms,get_max_ms"
         for v in normal blocking-bug cpu cpu-offload; do
@@ -487,8 +530,8 @@ if scenario 6; then
             args=(--delay-ms "$PIT_DELAY") ideal_ms=$PIT_DELAY label="normal"
             case $v in
             blocking-bug) args+=(--blocking-bug) label="--blocking-bug" ;;
-            cpu) args+=(--cpu-ms "$PIT_CPU") ideal_ms=$((PIT_DELAY + PIT_CPU)) label="--cpu-ms $PIT_CPU" ;;
-            cpu-offload) args+=(--cpu-ms "$PIT_CPU" --offload) ideal_ms=$((PIT_DELAY + PIT_CPU)) label="--cpu-ms $PIT_CPU --offload" ;;
+            cpu) args+=(--cpu-ms "$PIT_CPU") ideal_ms=$cpu_ideal_ms label="--cpu-ms $PIT_CPU" ;;
+            cpu-offload) args+=(--cpu-ms "$PIT_CPU" --offload) ideal_ms=$cpu_ideal_ms label="--cpu-ms $PIT_CPU --offload" ;;
             esac
             if ! start_stage 06-coroutines "${args[@]}"; then row "$label|$START_ERR|||||| "; continue; fi
             p=$TMP/6-$v-probe.json f=$TMP/6-$v-sync.json
@@ -511,7 +554,7 @@ if scenario 6; then
     fi
 fi
 
-# ---- 7. designs (issue 15): bench/designs.sh ------------------------------
+# ---- 7. designs: bench/designs.sh ------------------------------------------
 
 # shellcheck source=bench/designs.sh
 . "$BENCH_DIR/designs.sh"
@@ -519,19 +562,28 @@ if scenario 7; then
     designs_scenario
 fi
 
-# ---- anchors and cost per request (issue 14) ------------------------------
+# ---- anchors, bytes per client, latency, cost per request ------------------
 # Their own files beside this one, sourced: "anchors" (04-06 beside nginx
-# and FastAPI, ratio columns, BENCH_MANY concurrent 1 s requests) and "cost"
-# (CPU, system calls and context switches per request, every stage).
+# and FastAPI, ratio columns), "bytes" (1000 to 100,000 clients at once,
+# the server's memory per client), "latency" (an open loop, and a stall
+# seen by a closed and an open loop) and "cost" (CPU, system calls and
+# context switches per request, every stage).
 
 # shellcheck source=bench/anchors.sh
 . "$BENCH_DIR/anchors.sh"
+# shellcheck source=bench/scale.sh
+. "$BENCH_DIR/scale.sh"
+# shellcheck source=bench/latency.sh
+. "$BENCH_DIR/latency.sh"
 # shellcheck source=bench/cost.sh
 . "$BENCH_DIR/cost.sh"
+SCALE_FAILED=
 if scenario anchors; then bench_anchors; fi
+if scenario bytes; then bench_scale; fi
+if scenario latency; then bench_latency; fi
 if scenario cost; then bench_cost; fi
 
-# ---- the switch (issue 14, item 5) ----------------------------------------
+# ---- the switch ------------------------------------------------------------
 # 06's two ways to switch coroutines, side by side: the bare switch timed by
 # examples/switch_cost, then 06 itself with each, GET / on 64 keep-alive
 # connections. glibc's swapcontext restores the signal mask: one system
@@ -567,3 +619,7 @@ scenario done
 charts=
 command -v gnuplot >/dev/null 2>&1 && charts=" and PNG charts"
 say "Finished in $(($(date +%s) - START_S)) s. Tables in $REPORT; CSV files$charts beside it."
+if [ -n "$SCALE_FAILED" ]; then
+    note "a bytes-per-client row did not answer every client (see its row)"
+    exit 1
+fi

@@ -1,6 +1,6 @@
 # Sourced by bench/bench.sh (scenario "cost"): what one request costs each
 # stage, for GET / on keep-alive connections and GET / on a new connection
-# each (issue 14, item 7):
+# each:
 #
 #   CPU us      the server's user+system time over the run (its /proc stat:
 #               every thread, and children it reaped; read half a second

@@ -1,4 +1,4 @@
-# designs.sh: scenario 7 of bench/bench.sh ("designs", issue 15),
+# designs.sh: scenario 7 of bench/bench.sh ("designs"),
 # sourced by it: its own file so bench.sh stays readable. It uses bench.sh's
 # helpers (start_stage, stop_stage, lg, jget, failures, say, row, num, note,
 # table_start, csv_start, csv_row, chart, not_built, selected) and its

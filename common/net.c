@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -119,9 +120,13 @@ int net_raise_fd_limit(void)
 }
 
 /* Raises the limit and says what the server got, so a log shows why it
- * stopped accepting (EMFILE) at the count it did. */
+ * stopped accepting (EMFILE) at the count it did. Once a process. */
 static void net_log_fd_limit(void)
 {
+    static bool said;
+    if (said)
+        return;
+    said = true;
     int rc = net_raise_fd_limit();
     int err = errno;
     struct rlimit rl;
@@ -139,6 +144,38 @@ static void net_log_fd_limit(void)
                  strerror(err), limit);
     else
         log_info("descriptors: up to %s (the hard limit)", limit);
+}
+
+long net_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
+        rl.rlim_cur > LONG_MAX)
+        return LONG_MAX;
+    return (long)rl.rlim_cur;
+}
+
+long net_log_loop_clients(long reserved, int processes)
+{
+    net_log_fd_limit();
+    long fds = net_fd_limit();
+    if (fds == LONG_MAX) {
+        log_info("clients: no descriptor limit; memory is the limit");
+        return LONG_MAX;
+    }
+    long keep = NET_FD_OWN + reserved;
+    long each = fds > keep ? fds - keep : 0;
+    if (processes > 1)
+        log_info("clients: up to %ld at once in each of %d workers, %ld in "
+                 "all (%ld descriptors a process, less %ld kept for the "
+                 "server's own and its callbacks' connections)", each,
+                 processes, each * processes, fds, keep);
+    else
+        log_info("clients: up to %ld at once (%ld descriptors, less %ld "
+                 "kept for the server's own and its callbacks' "
+                 "connections; --workers N holds N times as many)", each,
+                 fds, keep);
+    return each;
 }
 
 int net_listen_announce(const struct config *cfg)

@@ -63,6 +63,22 @@ void net_ignore_sigpipe(void);
  * server runs out of anything else. 0, or -1 with errno. */
 int net_raise_fd_limit(void);
 
+/* Descriptors a server keeps for itself besides its clients' sockets:
+ * stdio, the listener, the stop pipe, the loop's, curl's own, a log or a
+ * trace. A round figure, on the safe side. */
+#define NET_FD_OWN 16
+
+/* The soft descriptor limit now (net_listen_announce raised it to the
+ * hard one), or LONG_MAX when there is none. */
+long net_fd_limit(void);
+
+/* The line an event-loop server (05, 06) logs at start: how many clients
+ * each of its `processes` (--workers) can hold at once, its descriptors
+ * (raised to the hard limit first, and said, as net_listen_announce
+ * does) less NET_FD_OWN and `reserved` (its callbacks' connections), and
+ * how many that makes in all. Returns the figure per process. */
+long net_log_loop_clients(long reserved, int processes);
+
 /* O_NONBLOCK on. 0 or -1. */
 int net_set_nonblocking(int fd);
 

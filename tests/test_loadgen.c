@@ -16,11 +16,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -56,10 +59,17 @@ static char *read_all_fd(int fd)
     return buf;
 }
 
-/* Runs build/loadgen with args (NULL-terminated). With sigint_after_ms > 0
- * it gets a SIGINT that long after the start. */
-static void run_loadgen(struct run *r, const char *const *args,
-                        int sigint_after_ms)
+/* A loadgen started and not yet waited for (start_loadgen). */
+struct started {
+    pid_t pid;
+    int out_fd, err_fd;
+};
+
+/* Starts build/loadgen with args (NULL-terminated). With fd_limit > 0 it
+ * may hold only that many descriptors (soft and hard RLIMIT_NOFILE, set
+ * in the child, which holds only stdin, stdout and stderr). */
+static void start_loadgen(struct started *st, const char *const *args,
+                          long fd_limit)
 {
     const char *bin = harness_bin("loadgen");
     ck_assert_msg(access(bin, X_OK) == 0, "%s is not built", bin);
@@ -73,31 +83,64 @@ static void run_loadgen(struct run *r, const char *const *args,
     argv[argc] = NULL;
     int out[2];
     ck_assert(pipe2(out, O_CLOEXEC) == 0);
-    int err_fd = memfd_create("loadgen-stderr", 0);
-    ck_assert(err_fd >= 0);
-    pid_t pid = fork();
-    ck_assert(pid >= 0);
-    if (pid == 0) {
+    st->err_fd = memfd_create("loadgen-stderr", MFD_CLOEXEC);
+    ck_assert(st->err_fd >= 0);
+    st->pid = fork();
+    ck_assert(st->pid >= 0);
+    if (st->pid == 0) {
         dup2(out[1], STDOUT_FILENO);
-        dup2(err_fd, STDERR_FILENO);
+        dup2(st->err_fd, STDERR_FILENO);
         signal(SIGPIPE, SIG_DFL);
+        if (fd_limit > 0) {
+            struct rlimit rl = {(rlim_t)fd_limit, (rlim_t)fd_limit};
+            close_range(3, ~0U, 0);
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
         execv(bin, argv);
         _exit(127);
     }
     close(out[1]);
+    st->out_fd = out[0];
+}
+
+/* Waits for a started loadgen and collects what it printed. With
+ * kill_after_ms > 0 a loadgen still running then is killed (SIGKILL):
+ * one that never stops fails its test instead of hanging it. */
+static void finish_loadgen(struct run *r, struct started *st,
+                           int kill_after_ms)
+{
+    if (kill_after_ms > 0) { /* it prints its summary when it ends */
+        struct pollfd p = {.fd = st->out_fd, .events = POLLIN};
+        int n;
+        while ((n = poll(&p, 1, kill_after_ms)) < 0 && errno == EINTR)
+            ;
+        if (n == 0)
+            kill(st->pid, SIGKILL);
+    }
+    r->out = read_all_fd(st->out_fd);
+    close(st->out_fd);
+    int status;
+    while (waitpid(st->pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    r->status = WIFEXITED(status) ? WEXITSTATUS(status)
+                                  : 128 + WTERMSIG(status);
+    lseek(st->err_fd, 0, SEEK_SET);
+    r->err = read_all_fd(st->err_fd);
+    close(st->err_fd);
+}
+
+/* Runs build/loadgen with args (NULL-terminated). With sigint_after_ms > 0
+ * it gets a SIGINT that long after the start. */
+static void run_loadgen(struct run *r, const char *const *args,
+                        int sigint_after_ms)
+{
+    struct started st;
+    start_loadgen(&st, args, 0);
     if (sigint_after_ms > 0) {
         harness_sleep_ms(sigint_after_ms);
-        kill(pid, SIGINT);
+        kill(st.pid, SIGINT);
     }
-    r->out = read_all_fd(out[0]);
-    close(out[0]);
-    int st;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-        ;
-    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    lseek(err_fd, 0, SEEK_SET);
-    r->err = read_all_fd(err_fd);
-    close(err_fd);
+    finish_loadgen(r, &st, 0);
 }
 
 static void run_free(struct run *r)
@@ -131,6 +174,118 @@ static void start_main(struct proc *p)
 {
     static const char *const env[] = {"SECRET_TOKEN=test-token", NULL};
     proc_start(p, "main-service", NULL, env);
+}
+
+/* ---- a server that stalls once, on a thread of this test ----
+ *
+ * It answers every request at once (200, keep-alive, "ok"), except that
+ * once, stall_after_ms after its first request, it stops for stall_ms:
+ * reads nothing and answers nothing, as a server does in a long garbage
+ * collection or a blocking call on its event loop. It also notes the
+ * source address of every connection (which 127.0.0.x). One thread,
+ * poll() over its connections. */
+#define STALL_MAX_CONNS 128
+
+struct stall_server {
+    int lfd, port, stop_pipe[2];
+    int stall_after_ms, stall_ms;
+    pthread_t thread;
+    unsigned long connections;
+    bool peers[256];       /* peers[x]: a connection came from 127.0.0.x */
+};
+
+static void *stall_server_run(void *arg)
+{
+    struct stall_server *sv = arg;
+    struct pollfd p[STALL_MAX_CONNS + 2];
+    char bufs[STALL_MAX_CONNS][1024];
+    size_t lens[STALL_MAX_CONNS] = {0};
+    int nconn = 0;
+    double first = 0;
+    bool stalled = sv->stall_ms == 0;
+    p[0] = (struct pollfd){.fd = sv->stop_pipe[0], .events = POLLIN};
+    p[1] = (struct pollfd){.fd = sv->lfd, .events = POLLIN};
+    for (;;) {
+        if (poll(p, (nfds_t)(nconn + 2), -1) < 0)
+            continue;
+        if (p[0].revents)
+            break;
+        if ((p[1].revents & POLLIN) && nconn < STALL_MAX_CONNS) {
+            struct sockaddr_in a;
+            socklen_t len = sizeof a;
+            int fd = accept(sv->lfd, (struct sockaddr *)&a, &len);
+            if (fd >= 0) {
+                sv->peers[ntohl(a.sin_addr.s_addr) & 0xff] = true;
+                sv->connections++;
+                lens[nconn] = 0;
+                p[2 + nconn++] = (struct pollfd){.fd = fd, .events = POLLIN};
+            }
+        }
+        for (int i = 0; i < nconn; i++) {
+            if (!p[2 + i].revents)
+                continue;
+            ssize_t n = read(p[2 + i].fd, bufs[i] + lens[i],
+                             sizeof bufs[i] - lens[i]);
+            if (n <= 0) { /* closed: the last one takes its place */
+                close(p[2 + i].fd);
+                nconn--;
+                p[2 + i] = p[2 + nconn];
+                memcpy(bufs[i], bufs[nconn], lens[nconn]);
+                lens[i--] = lens[nconn];
+                continue;
+            }
+            lens[i] += (size_t)n;
+            char *end;
+            while ((end = memmem(bufs[i], lens[i], "\r\n\r\n", 4))) {
+                double now = harness_now();
+                if (!first)
+                    first = now;
+                if (!stalled && now - first >= sv->stall_after_ms / 1000.0) {
+                    stalled = true;
+                    harness_sleep_ms(sv->stall_ms);
+                }
+                static const char ok[] = "HTTP/1.1 200 OK\r\n"
+                                         "Content-Length: 2\r\n\r\nok";
+                if (send(p[2 + i].fd, ok, sizeof ok - 1, MSG_NOSIGNAL) < 0)
+                    break;
+                size_t used = (size_t)(end + 4 - bufs[i]);
+                memmove(bufs[i], bufs[i] + used, lens[i] - used);
+                lens[i] -= used;
+            }
+        }
+    }
+    for (int i = 0; i < nconn; i++)
+        close(p[2 + i].fd);
+    return NULL;
+}
+
+/* Starts it listening on 127.0.0.1 (all of 127.0.0.0/8 reaches it). */
+static void stall_server_start(struct stall_server *sv, int stall_after_ms,
+                               int stall_ms)
+{
+    *sv = (struct stall_server){.stall_after_ms = stall_after_ms,
+                                .stall_ms = stall_ms};
+    sv->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(sv->lfd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    ck_assert_int_eq(bind(sv->lfd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(sv->lfd, 256), 0);
+    ck_assert_int_eq(getsockname(sv->lfd, (struct sockaddr *)&a, &len), 0);
+    sv->port = ntohs(a.sin_port);
+    ck_assert_int_eq(pipe2(sv->stop_pipe, O_CLOEXEC), 0);
+    ck_assert_int_eq(pthread_create(&sv->thread, NULL, stall_server_run, sv),
+                     0);
+}
+
+static void stall_server_stop(struct stall_server *sv)
+{
+    ck_assert_int_eq(write(sv->stop_pipe[1], "x", 1), 1);
+    pthread_join(sv->thread, NULL);
+    close(sv->lfd);
+    close(sv->stop_pipe[0]);
+    close(sv->stop_pipe[1]);
 }
 
 /* Rows of a --timeline chart: lines starting with "  #". Fills bars[i]
@@ -559,6 +714,127 @@ START_TEST(sigint_stops_the_run_and_still_reports)
 }
 END_TEST
 
+/* Coordinated omission. The server stalls for 500 ms in the middle of a
+ * 1.5 s run. A closed loop (each connection sends again once answered)
+ * sends nothing while it waits, so only the few requests in flight see
+ * the stall: its max does, its p99 does not. The open loop (--rate 200)
+ * has 100 requests due during the stall; each is timed from when it was
+ * due, so they wait 0 to 500 ms, a third of the run: p90 shows it. A
+ * loadgen that timed them from when they really left (a connection came
+ * free after the stall) would show p90 as fast as the closed loop's: that
+ * is what this check rejects (tests/mutants/rate-from-sent.patch). */
+START_TEST(open_loop_shows_a_stall_the_closed_loop_hides)
+{
+    struct stall_server sv;
+    stall_server_start(&sv, 500, 500);
+    char *url = url_of(sv.port, "/");
+    struct started open_st, closed_st;
+    start_loadgen(&open_st, (const char *const[]){"--json", "--quiet",
+                  "--rate", "200", "-c", "8", "-d", "1.5", url, NULL}, 0);
+    start_loadgen(&closed_st, (const char *const[]){"--json", "--quiet",
+                  "-c", "8", "-d", "1.5", url, NULL}, 0);
+    struct run o, c;
+    finish_loadgen(&o, &open_st, 20000);
+    finish_loadgen(&c, &closed_st, 20000);
+    stall_server_stop(&sv);
+    ck_assert_msg(o.status == 0 && c.status == 0, "exit %d and %d:\n%s%s",
+                  o.status, c.status, o.err, c.err);
+    /* both saw the stall... */
+    ck_assert_msg(json_num(o.out, "max_ms") >= 400, "%s", o.out);
+    ck_assert_msg(json_num(c.out, "max_ms") >= 400, "%s", c.out);
+    /* ...the open loop at its schedule: about 300 requests, a third of
+     * them due during the stall... */
+    ck_assert_int_eq((int)json_num(o.out, "rate"), 200);
+    int n = (int)json_num(o.out, "requests");
+    ck_assert_msg(n >= 280 && n <= 302, "%d requests", n);
+    ck_assert_msg(json_num(o.out, "p90_ms") >= 200, "open loop:\n%s", o.out);
+    ck_assert_msg(json_num(o.out, "send_lag_p99_ms") >= 200, "%s", o.out);
+    /* ...while the closed loop's percentiles say nothing happened */
+    ck_assert_msg(json_num(c.out, "requests") > 300, "%s", c.out);
+    ck_assert_msg(json_num(c.out, "p90_ms") < 100, "closed loop:\n%s",
+                  c.out);
+    ck_assert_int_eq((int)json_num(c.out, "rate"), 0);
+    run_free(&o);
+    run_free(&c);
+    free(url);
+}
+END_TEST
+
+/* --procs and --sources: 80 connections where one process may hold 64
+ * descriptors. One process cannot open them all (some fail at once, "no
+ * file descriptor"); two processes of 40 each can, and each connection
+ * comes from one of three source addresses, 127.0.0.2 to 127.0.0.4. */
+START_TEST(procs_and_sources_spread_the_connections)
+{
+    struct stall_server sv;
+    stall_server_start(&sv, 0, 0);
+    char *url = url_of(sv.port, "/");
+    struct started st;
+    struct run r;
+    start_loadgen(&st, (const char *const[]){"--json", "--quiet", "-c", "80",
+                  "-n", "160", url, NULL}, 64);
+    finish_loadgen(&r, &st, 20000);
+    ck_assert_msg(r.status == 1 && json_num(r.out, "failed") > 0,
+                  "exit %d:\n%s%s", r.status, r.out, r.err);
+    run_free(&r);
+    ck_assert(sv.peers[1]); /* the kernel's choice */
+    memset(sv.peers, 0, sizeof sv.peers);
+    sv.connections = 0;
+    start_loadgen(&st, (const char *const[]){"--json", "--quiet", "-c", "80",
+                  "-n", "160", "--procs", "2", "--sources", "3", url, NULL},
+                  64);
+    finish_loadgen(&r, &st, 20000);
+    stall_server_stop(&sv);
+    ck_assert_msg(r.status == 0, "exit %d:\n%s%s", r.status, r.out, r.err);
+    ck_assert_int_eq((int)json_num(r.out, "ok"), 160);
+    ck_assert_int_eq((int)json_num(r.out, "procs"), 2);
+    ck_assert_int_eq((int)json_num(r.out, "sources"), 3);
+    ck_assert_uint_eq(sv.connections, 80); /* keep-alive: two requests each */
+    ck_assert(sv.peers[2] && sv.peers[3] && sv.peers[4]);
+    ck_assert(!sv.peers[1] && !sv.peers[5]);
+    run_free(&r);
+    /* the sources reach only a loopback server */
+    run_loadgen(&r, (const char *const[]){"--sources", "2",
+                                          "http://[::1]:1/", NULL}, 0);
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_ptr_nonnull(strstr(r.err, "--sources"));
+    run_free(&r);
+    free(url);
+}
+END_TEST
+
+/* When connections cannot even be opened (no descriptor left here; no
+ * local port left, in a big run), a request fails before it leaves. The
+ * loop then pauses RETRY_PAUSE_MS (100 ms) instead of retrying at once:
+ * the run ends on time and records a bounded number of failures (40
+ * connections, at most one failure each per pause: a few hundred in a
+ * second), where a loop that retried at once spun until -d was over, or,
+ * timing its retries with the clock read before the burst, for ever. */
+START_TEST(connections_that_cannot_open_pause_the_loop)
+{
+    struct stall_server sv;
+    stall_server_start(&sv, 0, 0);
+    char *url = url_of(sv.port, "/");
+    struct started st;
+    struct run r;
+    double t0 = harness_now();
+    start_loadgen(&st, (const char *const[]){"--json", "--quiet", "-c", "40",
+                  "-d", "1", url, NULL}, 24);
+    finish_loadgen(&r, &st, 10000);
+    double took = harness_now() - t0;
+    stall_server_stop(&sv);
+    ck_assert_msg(r.status == 1, "exit %d after %.1f s:\n%s%s", r.status,
+                  took, r.out, r.err);
+    ck_assert_msg(took < 5, "took %.1f s", took);
+    double failed = json_num(r.out, "failed");
+    ck_assert_msg(failed > 0 && failed <= 40 * 15, "%.0f failed:\n%s",
+                  failed, r.out);
+    ck_assert(json_num(r.out, "ok") > 0); /* the connections it did open */
+    run_free(&r);
+    free(url);
+}
+END_TEST
+
 START_TEST(command_line)
 {
     struct run r;
@@ -576,6 +852,9 @@ START_TEST(command_line)
         {"http://a/", "http://b/", NULL},             /* two URLs */
         {"--engine", "fast", "http://127.0.0.1:1/", NULL},
         {"--engine", "raw", "https://127.0.0.1:1/", NULL}, /* plain only */
+        {"--procs", "0", "http://127.0.0.1:1/", NULL},
+        {"--rate", "0", "http://127.0.0.1:1/", NULL},
+        {"--sources", "251", "http://127.0.0.1:1/", NULL}, /* 127.0.0.252+ */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         run_loadgen(&r, bad[i], 0);
@@ -611,6 +890,9 @@ static Suite *loadgen_suite(void)
     tcase_add_test(tc, print_shows_each_response_like_a_tiny_curl);
     tcase_add_test(tc, duration_keepalive_off_and_progress);
     tcase_add_test(tc, sigint_stops_the_run_and_still_reports);
+    tcase_add_test(tc, open_loop_shows_a_stall_the_closed_loop_hides);
+    tcase_add_test(tc, procs_and_sources_spread_the_connections);
+    tcase_add_test(tc, connections_that_cannot_open_pause_the_loop);
     tcase_add_test(tc, command_line);
     suite_add_tcase(s, tc);
     return s;

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -365,10 +366,33 @@ static const char *worker_stage(int row)
     return row / 2 == 0 ? "05-epoll-callbacks" : "06-coroutines";
 }
 
+/* The start line: started under a soft descriptor limit of 512, the
+ * server raised it to the hard one, and says what that allows: this many
+ * clients in each worker (the limit less what it keeps), twice that in
+ * all. */
+static void expect_clients_line(const char *log)
+{
+    struct rlimit rl;
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    const char *line = strstr(log, "clients: up to ");
+    ck_assert_msg(line != NULL, "no clients line in:\n%s", log);
+    long each, all, fds, keep;
+    ck_assert_msg(sscanf(line, "clients: up to %ld at once in each of 2 "
+                               "workers, %ld in all (%ld descriptors a "
+                               "process, less %ld kept", &each, &all, &fds,
+                         &keep) == 4, "%.200s", line);
+    if (rl.rlim_max != RLIM_INFINITY)
+        ck_assert_int_eq(fds, (long)rl.rlim_max);
+    ck_assert_int_ge(keep, NET_FD_OWN);
+    ck_assert_int_eq(each, fds - keep);
+    ck_assert_int_eq(all, 2 * each);
+}
+
 /* Two worker processes; every connection is accepted by one of them (the
  * parent's "accepts per worker" adds up) and leaves no descriptor behind in
  * either. With SO_REUSEPORT the kernel spreads 20 connections over both
- * (all 20 on one: a chance of 2 in a million). */
+ * (all 20 on one: a chance of 2 in a million). The start line says how
+ * many clients that allows. */
 START_TEST(workers_exist_accept_and_count)
 {
     const char *stage = worker_stage(_i);
@@ -378,7 +402,21 @@ START_TEST(workers_exist_accept_and_count)
     const char *args[] = {"--workers", "2",
                           shared ? "--shared-listener" : NULL, NULL};
     struct proc s;
+    /* The harness raises its own limit at its first request: have that
+     * done (a refused one) before lowering it for the server. */
+    int port, closed = harness_listen(&port);
+    close(closed);
+    struct http_result refused;
+    http_request("GET", port, "/", NULL, &refused);
+    http_result_free(&refused);
+    struct rlimit saved, low;
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    low = saved;
+    if (low.rlim_cur > 512)
+        low.rlim_cur = 512;
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
     harness_stage_start(&s, stage, &(struct stage_opts){.args = args});
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &saved), 0);
     pid_t kids[MAX_KIDS];
     int n = expect_children(s.pid, 2, kids);
     int before[MAX_KIDS];
@@ -391,6 +429,7 @@ START_TEST(workers_exist_accept_and_count)
     ck_assert_int_eq(parse_counts(log, "accepts per worker:", c, MAX_KIDS),
                      2);
     ck_assert_int_eq(c[0] + c[1], 20);
+    expect_clients_line(log);
     if (!shared)
         ck_assert_msg(c[0] > 0 && c[1] > 0, "SO_REUSEPORT: %lu and %lu",
                       c[0], c[1]);

@@ -56,6 +56,8 @@ static void expect_get_root(int port, const char *stage)
     http_result_free(&r);
 }
 
+/* GET / names the stage; and the stage said at start how many clients it
+ * can hold at once, and why (one, a cap, FD_SETSIZE, its descriptors). */
 START_TEST(get_root_names_the_stage)
 {
     if (!row_selected(_i))
@@ -63,6 +65,11 @@ START_TEST(get_root_names_the_stage)
     struct proc s;
     harness_stage_start(&s, stages[_i].name, &(struct stage_opts){QUICK});
     expect_get_root(s.port, stages[_i].name);
+    static const char *const why[HARNESS_NUM_STAGES] = {
+        "clients: one at a time", "(--max-children)", "(--max-threads)",
+        "below FD_SETSIZE, 1024", "descriptors, less", "descriptors, less"};
+    const char *log = harness_read_log(&s);
+    ck_assert_msg(strstr(log, why[_i]), "no '%s' in:\n%s", why[_i], log);
     stop_stage(&s);
 }
 END_TEST

@@ -66,11 +66,12 @@ static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp,
     return fd_watch(w, s, events);
 }
 
-/* Every socket curl makes comes from here. A new socket may reuse the
- * number of one curl closed behind our back (its connection cache closes
- * some without telling the easy handle's close callback): whatever the
- * table says about that number is stale, and the kernel dropped the old
- * socket from epoll when it was closed. */
+/* Every socket curl makes comes from here (and, with --sources, is bound
+ * to its source address before curl connects it). A new socket may reuse
+ * the number of one curl closed behind our back (its connection cache
+ * closes some without telling the easy handle's close callback): whatever
+ * the table says about that number is stale, and the kernel dropped the
+ * old socket from epoll when it was closed. */
 static curl_socket_t on_curl_open(void *userp, curlsocktype purpose,
                                   struct curl_sockaddr *a)
 {
@@ -78,11 +79,23 @@ static curl_socket_t on_curl_open(void *userp, curlsocktype purpose,
     struct worker *w = userp;
     curl_socket_t s = socket(a->family, a->socktype | SOCK_CLOEXEC,
                              a->protocol);
-    if (s >= 0 && (size_t)s < w->fd_cap) {
+    uint32_t src = source_addr(w->sh->opt, w->next_source);
+    if (s >= 0 && src) { /* --sources: each new socket from the next one */
+        w->next_source += w->sh->live->nloops;
+        if (raw_bind_source(s, src) < 0) {
+            close(s);
+            s = -1;
+        }
+    }
+    if (s < 0) { /* the request fails before it leaves: pause (worker.c) */
+        w->pause_until = now_s() + RETRY_PAUSE_MS / 1000.0;
+        return CURL_SOCKET_BAD;
+    }
+    if ((size_t)s < w->fd_cap) {
         w->fd_reg[s] = FD_UNWATCHED;
         w->fd_want[s] = 0;
     }
-    return s < 0 ? CURL_SOCKET_BAD : s;
+    return s;
 }
 
 static int on_curl_close(void *userp, curl_socket_t s)

@@ -11,13 +11,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* --engine raw: a connection per slot, opened by its first request. */
-bool setup_raw(struct worker *w, struct slot *sl)
+/* --engine raw: a connection per slot, opened by its first request (from
+ * source address source, 0 for the kernel's choice). */
+bool setup_raw(struct worker *w, struct slot *sl, uint32_t source)
 {
     sl->raw = malloc(sizeof *sl->raw);
     if (!sl->raw)
         return false;
     raw_conn_init(sl->raw);
+    sl->raw->source = source;
     if (w->sh->opt->print) {
         sl->body = malloc(PRINT_BODY_MAX);
         if (!sl->body)

@@ -3,13 +3,17 @@
  * Each file below uses only the ones under it (and this header):
  *
  * main.c        start the workers, supervise them, merge, report
+ * procs.c       --procs: the workers in several processes, their records
+ *               brought back
  * report.c      the summary (text, --json) and the --timeline picture
- * worker.c      one event loop per thread: slots, records, the epoll loop
+ * worker.c      one event loop per thread: slots, records, the epoll loop,
+ *               the schedule (a closed loop, or --rate's open loop)
  * engine_curl.c the curl engine: libcurl's multi socket API on that loop
  * engine_raw.c  the raw engine: rawhttp.c on the same loop
  * stall.c       --stall: half-sent requests held open (slowloris)
  * record.c      a request's record: taken, written, its slot freed
- * resolve.c     the URL's address, for the connections loadgen opens
+ * resolve.c     the URL's address, for the connections loadgen opens,
+ *               and --sources' check that it is a loopback one
  * probe.c       --watch-pid: the server's memory and CPU from /proc
  * opts.c        the command line
  * rawhttp.c     the raw engine's HTTP/1.1 client (rawhttp.h) */
@@ -26,13 +30,23 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <sys/epoll.h>
 #include <sys/types.h>
 #include <time.h>
 
 #define DEFAULT_CONCURRENCY 10
 #define DEFAULT_TIMEOUT_MS 30000
-#define MAX_THREADS 64
+#define MAX_THREADS 64       /* -t, per process */
+#define MAX_PROCS 64         /* --procs */
+#define MAX_SOURCES 250      /* --sources: 127.0.0.2 .. 127.0.0.251 */
+#define MAX_RATE 10000000    /* --rate, requests per second */
+#define RETRY_PAUSE_MS 100   /* after a request that failed before it left
+                                (no descriptor, no local port), the loop
+                                starts nothing for this long: it never
+                                spins on a failure (the servers pause so on
+                                EMFILE too) */
 #define TIMELINE_MAX_ROWS 40
 #define TIMELINE_DEFAULT_WIDTH 60
 #define TIMELINE_MAX_WIDTH 120
@@ -56,7 +70,12 @@ struct options {
     long concurrency;
     long total;             /* -n; 0 with -d */
     double duration_s;      /* -d; 0 with -n */
-    long threads;           /* -t */
+    long threads;           /* -t: event loops per process */
+    long procs;             /* --procs: processes, each with -t loops */
+    long sources;           /* --sources N: loopback source addresses, 0 =
+                               the kernel's choice (127.0.0.1) */
+    double rate;            /* --rate: requests/s in all (open loop); 0 =
+                               closed loop, each connection at once again */
     enum engine engine;     /* --engine */
     bool keepalive;
     long timeout_ms;
@@ -81,7 +100,11 @@ enum outcome {
 };
 
 struct record {
-    double start, end; /* seconds on CLOCK_MONOTONIC */
+    double start;      /* seconds on CLOCK_MONOTONIC: when the request was
+                          meant to leave (--rate's schedule), else when it
+                          left; latency is end - start */
+    double sent;       /* when it really left (a free connection took it) */
+    double end;
     int status;        /* HTTP status, 0 when no answer came */
     unsigned char outcome;
 };
@@ -95,20 +118,39 @@ struct slot {
     size_t body_len;
 };
 
-/* What the workers share, set before they start. */
+/* A worker loop's progress, for the supervisor's progress line and for
+ * knowing when the run is over. */
+struct loop_counters {
+    atomic_size_t finished, active;
+    atomic_bool done;
+};
+
+/* What changes while the run goes on and every loop of every process
+ * must see: in memory mapped shared before any fork (--procs), so a flag
+ * or a counter set in one process is read in all of them. */
+struct live {
+    atomic_bool stop;             /* Ctrl-C came: every loop winds up */
+    size_t nloops;                /* procs x threads */
+    struct loop_counters loops[]; /* one per loop, numbered across the
+                                     processes */
+};
+
+/* What the workers share, set before they start (and copied into each
+ * process by fork: read-only from then on). */
 struct shared {
     const struct options *opt;
     struct curl_slist *headers; /* read-only once the run starts */
     struct raw_request raw_rq;  /* --engine raw: the request, built once */
-    double t_stop;              /* -d: no new request after this */
-    atomic_long issued;         /* -n: requests handed out so far */
-    int stop_fd;                /* eventfd, readable once Ctrl-C came */
-    atomic_bool stop;
+    int stop_fd;                /* eventfd, readable once Ctrl-C came (one
+                                   file, shared by every process) */
+    struct live *live;          /* the shared mapping */
 };
 
 /* One event loop on one thread, with its share of the connections. */
 struct worker {
     struct shared *sh;
+    struct loop_counters *ctr; /* its own, in sh->live */
+    size_t index;           /* its number among all the loops of the run */
     pthread_t tid;
     bool started;
     CURLM *multi;
@@ -127,11 +169,16 @@ struct worker {
     char (*errbufs)[CURL_ERROR_SIZE];
     struct record *recs;
     size_t nrecs, cap;
+    size_t quota;           /* -n: this loop's share of the requests */
+    size_t issued;          /* requests it started */
     bool issuing;           /* false once -n is reached or -d is over */
+    double t_stop;          /* -d: no request is meant to start after it */
+    double rate;            /* --rate: this loop's share, requests/s */
+    double next_at;         /* --rate: when the next request is due */
+    double pause_until;     /* RETRY_PAUSE_MS after a request failed at
+                               once: start nothing before this */
+    size_t next_source;     /* --sources with curl: the next socket's */
     char first_error[CURL_ERROR_SIZE + 64];
-
-    atomic_size_t finished, active; /* read by the progress line */
-    atomic_bool done;
 };
 
 enum stall_state {
@@ -152,7 +199,12 @@ struct server_watch {
 struct loadgen {
     struct options opt;
     struct shared sh;
-    struct worker *workers;
+    struct worker *workers; /* this process's -t loops */
+    pid_t *kids;            /* --procs: the processes, 0 once reaped */
+    int *kid_fds;           /* --procs: where each writes its records */
+    int go_fds[2];          /* --procs: a pipe; they exit at its end */
+    long kids_left;         /* --procs: not reaped yet */
+    bool kid_failed;        /* --procs: one did not end with status 0 */
     struct record *recs;    /* every worker's records, merged */
     size_t nrecs;
     char first_error[CURL_ERROR_SIZE + 64];
@@ -164,6 +216,16 @@ struct loadgen {
 };
 
 #define FD_UNWATCHED UINT32_MAX
+
+/* --sources: the source address of connection k, 127.0.0.2 and up (network
+ * byte order), or 0 without --sources. Only the loopback range: a source
+ * address elsewhere would be a real interface's. */
+static inline uint32_t source_addr(const struct options *o, size_t k)
+{
+    if (!o->sources)
+        return 0;
+    return htonl(INADDR_LOOPBACK + 1 + (uint32_t)(k % (size_t)o->sources));
+}
 
 static inline double now_s(void)
 {
@@ -186,12 +248,44 @@ void parse_options(struct options *o, int argc, char **argv);
 /* The request's method: --method, else POST with a body, else GET. */
 const char *method_name(const struct options *o);
 
+/* ---- main.c ----------------------------------------------------------- */
+
+/* Stops every loop of the run, in every process: they watch the stop
+ * eventfd (one file, inherited by each) and read live->stop. */
+void loadgen_stop(struct loadgen *lg);
+
+/* Starts this process's -t loops, numbered from first_loop among all the
+ * run's loops. False when one could not start (the others are stopped:
+ * join them still). */
+bool workers_start(struct loadgen *lg, CURLU *url, size_t first_loop);
+
+/* Waits for this process's loops to end. */
+void workers_join(struct loadgen *lg);
+
+/* This process's loops' records, in one array (lg->recs). */
+bool workers_merge(struct loadgen *lg);
+
+/* ---- procs.c ---------------------------------------------------------- */
+
+/* --procs: forks the processes, each running its -t loops. False when
+ * none could be started (those that were are stopped). */
+bool procs_start(struct loadgen *lg, CURLU *url);
+
+/* Reaps the processes that have ended. With wait, first tells them to go
+ * (they wait, connections open, once their loops are done) and waits for
+ * all. True once all have been reaped. */
+bool procs_reap(struct loadgen *lg, bool wait);
+
+/* Every process's records, in one array (lg->recs). */
+bool procs_merge(struct loadgen *lg);
+
 /* ---- worker.c --------------------------------------------------------- */
 
-/* Sets up w for nslots connections (its share of -c). False on failure;
+/* Sets up w, loop number index of the run, for its share of -c
+ * (connections) and of -n (requests; -d: 0). False on failure;
  * worker_free then releases what was made. */
-bool worker_init(struct worker *w, struct shared *sh, size_t nslots,
-                 CURLU *url);
+bool worker_init(struct worker *w, struct shared *sh, size_t index,
+                 size_t nslots, size_t quota, CURLU *url);
 void worker_free(struct worker *w);
 
 /* The thread body: the worker's event loop until its share is done or the
@@ -230,8 +324,9 @@ void curl_dispatch(struct worker *w, const struct epoll_event *ev);
  * 2 for a URL this engine cannot use, 3 for other failures. */
 int raw_setup(struct loadgen *lg, CURLU *url);
 
-/* A slot's connection, opened by its first request. */
-bool setup_raw(struct worker *w, struct slot *sl);
+/* A slot's connection, opened by its first request, from source address
+ * source (network order; 0: the kernel's choice). */
+bool setup_raw(struct worker *w, struct slot *sl, uint32_t source);
 
 /* Records what a request came to, unless it is still pending. */
 void raw_settle(struct worker *w, struct slot *sl, double now,
@@ -247,6 +342,10 @@ void raw_dispatch(struct worker *w, const struct epoll_event *ev);
 
 /* The URL's host and port as addresses, or NULL (said on stderr). */
 struct addrinfo *resolve_url(CURLU *u);
+
+/* --sources: is the URL's host an IPv4 loopback address (127.x.x.x)? The
+ * sources reach no other. Says why not on stderr. */
+bool url_is_ipv4_loopback(CURLU *u);
 
 /* ---- stall.c ---------------------------------------------------------- */
 
@@ -272,6 +371,9 @@ struct summary {
     size_t finished, ok, failed;
     double wall, rps;
     double min, mean, p50, p90, p99, max; /* ms, over 2xx */
+    double lag_p99, lag_max; /* ms: sent after it was due (--rate) */
+    size_t max_in_flight;    /* most requests sent and not yet ended at
+                                one moment */
     size_t status_count[600];
 };
 

@@ -15,7 +15,16 @@
  * the connections, its own multi handle, epoll set and records, and shares
  * nothing with the others but a request counter and a stop signal. The
  * main thread only supervises: Ctrl-C, the progress line, --stall's
- * connections and --watch-pid's samples.
+ * connections and --watch-pid's samples. --procs N runs the loops in N
+ * processes instead (procs.c): one process may hold only so many
+ * descriptors, and 100,000 clients need more than one process has.
+ *
+ * Two schedules (worker.c). By default a closed loop, like wrk and ab: a
+ * connection sends its next request when the last one is answered, so a
+ * server that stalls holds the client back too. --rate R is an open loop,
+ * like wrk2: requests are due at fixed times and each is timed from when
+ * it was due, so a stall shows in the latency of every request that was
+ * due during it ("coordinated omission" is what the closed loop hides).
  *
  * Two engines. libcurl costs about twice wrk's CPU per request (measured
  * on loopback: ~13.5 us against ~7.4 us, the extra all in user space:
@@ -57,6 +66,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -79,6 +89,25 @@ static void raise_fd_limit(long need)
                 need, (unsigned long long)rl.rlim_cur);
 }
 
+/* The shared mapping's size: struct live and a counter block per loop. */
+static size_t live_size(const struct options *o)
+{
+    return sizeof(struct live) +
+           (size_t)(o->procs * o->threads) * sizeof(struct loop_counters);
+}
+
+/* Memory every process of the run sees (struct live), mapped before any
+ * fork; zeroed, as mmap gives it. */
+static struct live *live_map(const struct options *o)
+{
+    struct live *lv = mmap(NULL, live_size(o), PROT_READ | PROT_WRITE,
+                           MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (lv == MAP_FAILED)
+        return NULL;
+    lv->nloops = (size_t)(o->procs * o->threads);
+    return lv;
+}
+
 /* ---- the main thread: start, supervise, merge ------------------------- */
 
 static void progress(struct loadgen *lg, double t0, double now, double *last,
@@ -97,10 +126,11 @@ static void progress(struct loadgen *lg, double t0, double now, double *last,
     if (el < PROGRESS_AFTER_S || now - *last < 1.0)
         return;
     size_t done = 0, active = 0;
-    for (long i = 0; i < o->threads; i++) {
-        done += atomic_load_explicit(&lg->workers[i].finished,
+    const struct live *lv = lg->sh.live;
+    for (size_t i = 0; i < lv->nloops; i++) {
+        done += atomic_load_explicit(&lv->loops[i].finished,
                                      memory_order_relaxed);
-        active += atomic_load_explicit(&lg->workers[i].active,
+        active += atomic_load_explicit(&lv->loops[i].active,
                                        memory_order_relaxed);
     }
     double rate = *last ? (double)(done - *last_done) / (now - *last)
@@ -119,29 +149,40 @@ static void progress(struct loadgen *lg, double t0, double now, double *last,
     *last_done = done;
 }
 
+void loadgen_stop(struct loadgen *lg)
+{
+    atomic_store(&lg->sh.live->stop, true);
+    uint64_t one = 1;
+    if (write(lg->sh.stop_fd, &one, sizeof one) < 0)
+        perror("loadgen: eventfd");
+}
+
+/* Has every loop of the run ended (or, with --procs, a process died)? */
+static bool all_done(struct loadgen *lg)
+{
+    if (lg->opt.procs > 1 && (procs_reap(lg, false) || lg->kid_failed))
+        return true;
+    for (size_t i = 0; i < lg->sh.live->nloops; i++)
+        if (!atomic_load(&lg->sh.live->loops[i].done))
+            return false;
+    return true;
+}
+
 /* Waits for the workers, sampling the server every 50 ms and drawing the
  * progress line every second. SIGINT/SIGTERM are blocked in every thread
- * and taken here with sigtimedwait: the first one stops the run (the
- * workers' epoll sets hold the stop eventfd), a second one kills. */
+ * (and process) and taken here with sigtimedwait: the first one stops the
+ * run, a second one kills (the processes of --procs die with this one). */
 static void supervise(struct loadgen *lg, const sigset_t *sigs)
 {
     double t0 = now_s(), last = 0, next_sample = t0;
     size_t last_done = 0;
-    for (;;) {
-        bool all_done = true;
-        for (long i = 0; i < lg->opt.threads; i++)
-            all_done &= atomic_load(&lg->workers[i].done);
-        if (all_done)
-            break;
+    while (!all_done(lg)) {
         struct timespec ts = {0, SAMPLE_EVERY_MS * 1000000L};
         int sig = sigtimedwait(sigs, NULL, &ts);
         if (sig > 0 && !lg->interrupted) {
             stop_signal = sig;
             lg->interrupted = true;
-            atomic_store(&lg->sh.stop, true);
-            uint64_t one = 1;
-            if (write(lg->sh.stop_fd, &one, sizeof one) < 0)
-                perror("loadgen: eventfd");
+            loadgen_stop(lg);
             signal(SIGINT, SIG_DFL); /* a second Ctrl-C ends it at once */
             signal(SIGTERM, SIG_DFL);
             pthread_sigmask(SIG_UNBLOCK, sigs, NULL);
@@ -156,8 +197,8 @@ static void supervise(struct loadgen *lg, const sigset_t *sigs)
     progress(lg, t0, now_s(), &last, &last_done, true);
 }
 
-/* Every worker's finished records in one array, for the summary. */
-static bool merge_records(struct loadgen *lg)
+/* This process's loops' records in one array, for the summary. */
+bool workers_merge(struct loadgen *lg)
 {
     size_t n = 0;
     for (long i = 0; i < lg->opt.threads; i++)
@@ -175,32 +216,32 @@ static bool merge_records(struct loadgen *lg)
     return true;
 }
 
-/* ---- main ------------------------------------------------------------- */
-
-static bool start_workers(struct loadgen *lg, CURLU *url)
+/* This process's -t loops, numbered from first_loop: each gets its share
+ * of -c and of -n, counted over every loop of every process (n >= c, so
+ * no loop has fewer requests than connections). */
+bool workers_start(struct loadgen *lg, CURLU *url, size_t first_loop)
 {
-    const struct options *o = &lg->opt;
-    size_t t = (size_t)o->threads, c = (size_t)o->concurrency;
+    size_t t = (size_t)lg->opt.threads, c = (size_t)lg->opt.concurrency;
+    size_t n = (size_t)lg->opt.total, all = lg->sh.live->nloops;
     lg->workers = calloc(t, sizeof *lg->workers);
     if (!lg->workers)
         return false;
     for (size_t i = 0; i < t; i++)
         lg->workers[i].ep = -1;
-    for (size_t i = 0; i < t; i++)
-        if (!worker_init(&lg->workers[i], &lg->sh, c / t + (i < c % t), url))
+    for (size_t i = 0; i < t; i++) {
+        size_t k = first_loop + i;
+        if (!worker_init(&lg->workers[i], &lg->sh, k, c / all + (k < c % all),
+                         n / all + (k < n % all), url))
             return false;
-    lg->sh.t_stop = now_s() + o->duration_s;
+    }
     for (size_t i = 0; i < t; i++) {
         int rc = pthread_create(&lg->workers[i].tid, NULL, worker_run,
                                 &lg->workers[i]);
         if (rc != 0) {
             fprintf(stderr, "loadgen: pthread_create: %s\n", strerror(rc));
-            atomic_store(&lg->sh.stop, true); /* the started ones wind up */
-            uint64_t one = 1;
-            if (write(lg->sh.stop_fd, &one, sizeof one) < 0)
-                perror("loadgen: eventfd");
+            loadgen_stop(lg); /* the started ones wind up */
             for (size_t k = i; k < t; k++)
-                atomic_store(&lg->workers[k].done, true);
+                atomic_store(&lg->workers[k].ctr->done, true);
             return false;
         }
         lg->workers[i].started = true;
@@ -208,13 +249,22 @@ static bool start_workers(struct loadgen *lg, CURLU *url)
     return true;
 }
 
+void workers_join(struct loadgen *lg)
+{
+    for (long i = 0; lg->workers && i < lg->opt.threads; i++)
+        if (lg->workers[i].started) {
+            pthread_join(lg->workers[i].tid, NULL);
+            lg->workers[i].started = false;
+        }
+}
+
+/* ---- main ------------------------------------------------------------- */
+
 static void loadgen_free(struct loadgen *lg)
 {
-    for (long i = 0; lg->workers && i < lg->opt.threads; i++) {
-        if (lg->workers[i].started)
-            pthread_join(lg->workers[i].tid, NULL);
+    workers_join(lg);
+    for (long i = 0; lg->workers && i < lg->opt.threads; i++)
         worker_free(&lg->workers[i]);
-    }
     for (size_t i = 0; lg->stall_fds && i < (size_t)lg->opt.stall; i++)
         if (lg->stall_fds[i] >= 0)
             close(lg->stall_fds[i]);
@@ -222,7 +272,17 @@ static void loadgen_free(struct loadgen *lg)
     raw_request_free(&lg->sh.raw_rq);
     if (lg->sh.stop_fd >= 0)
         close(lg->sh.stop_fd);
+    if (lg->sh.live)
+        munmap(lg->sh.live, live_size(&lg->opt));
     free(lg->workers);
+    for (long i = 0; lg->kid_fds && i < lg->opt.procs; i++)
+        if (lg->kid_fds[i] >= 0)
+            close(lg->kid_fds[i]);
+    for (int i = 0; i < 2; i++)
+        if (lg->go_fds[i] >= 0)
+            close(lg->go_fds[i]);
+    free(lg->kids);
+    free(lg->kid_fds);
     free(lg->recs);
     free(lg->stall_fds);
     free(lg->stall_states);
@@ -245,10 +305,12 @@ static bool make_headers(struct loadgen *lg)
 
 int main(int argc, char **argv)
 {
-    struct loadgen lg = {.sh.stop_fd = -1};
+    struct loadgen lg = {.sh.stop_fd = -1, .go_fds = {-1, -1}};
     parse_options(&lg.opt, argc, argv);
     lg.sh.opt = &lg.opt;
-    raise_fd_limit(lg.opt.concurrency + lg.opt.stall);
+    /* Each process holds its share of the connections. */
+    raise_fd_limit((lg.opt.concurrency + lg.opt.procs - 1) / lg.opt.procs +
+                   lg.opt.stall);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "loadgen: curl_global_init failed\n");
         return 3;
@@ -270,9 +332,12 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
-    int rc = 3;
+    int rc = 2;
     struct summary s;
+    if (lg.opt.sources && !url_is_ipv4_loopback(url))
+        goto out;
     lg.sh.stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    lg.sh.live = live_map(&lg.opt);
     if (lg.opt.engine == ENGINE_RAW && (rc = raw_setup(&lg, url)) != 0) {
         if (rc == 3)
             fprintf(stderr, "loadgen: cannot set up --engine raw for %s\n",
@@ -280,28 +345,34 @@ int main(int argc, char **argv)
         goto out;
     }
     rc = 3;
-    if (lg.sh.stop_fd < 0 || !make_headers(&lg) || !stalls_open(&lg, url)) {
+    if (lg.sh.stop_fd < 0 || !lg.sh.live || !make_headers(&lg) ||
+        !stalls_open(&lg, url)) {
         fprintf(stderr, "loadgen: setup failed (%s)\n",
                 errno ? strerror(errno) : "out of memory");
         goto out;
     }
     watch_begin(&lg);
-    bool started = start_workers(&lg, url);
+    bool started = lg.opt.procs > 1 ? procs_start(&lg, url)
+                                    : workers_start(&lg, url, 0);
     if (started)
         supervise(&lg, &sigs);
-    for (long i = 0; lg.workers && i < lg.opt.threads; i++)
-        if (lg.workers[i].started) {
-            pthread_join(lg.workers[i].tid, NULL);
-            lg.workers[i].started = false;
-        }
+    workers_join(&lg);
+    /* The server's last sample, while every connection is still open: its
+     * memory with all the clients, not what closing them costs. */
+    if (started)
+        watch_end(&lg);
+    if (lg.opt.procs > 1)
+        procs_reap(&lg, true); /* they close their connections now */
     if (!started) {
         fprintf(stderr, "loadgen: setup failed (%s)\n",
                 errno ? strerror(errno) : "out of memory");
         goto out;
     }
-    watch_end(&lg);
+    if (lg.kid_failed)
+        goto out; /* procs_reap said which */
     stalls_check(&lg);
-    if (!merge_records(&lg) || !summarize(&lg, &s)) {
+    if (!(lg.opt.procs > 1 ? procs_merge(&lg) : workers_merge(&lg)) ||
+        !summarize(&lg, &s)) {
         fprintf(stderr, "loadgen: out of memory\n");
         goto out;
     }

@@ -26,7 +26,20 @@ static void usage(FILE *out)
         "  -c, --concurrency N  requests in flight at once (default %d)\n"
         "  -n, --requests N     total requests (default: one round of -c)\n"
         "  -d, --duration S     keep firing for S seconds instead of -n\n"
-        "  -t, --threads N      N event loops (threads) share -c (default 1)\n"
+        "  -t, --threads N      N event loops (threads) share -c (default 1;\n"
+        "                       with --procs, in each process)\n"
+        "      --procs N        N processes share -c, each with -t loops: one\n"
+        "                       process holds only so many descriptors (the\n"
+        "                       hard RLIMIT_NOFILE), a connection each\n"
+        "      --sources N      open the connections from N loopback source\n"
+        "                       addresses, 127.0.0.2 and up (the URL must be\n"
+        "                       127.x.x.x): one source address reaches one\n"
+        "                       server port through about 28,000 local ports\n"
+        "      --rate R         open loop: R requests a second in all, on a\n"
+        "                       fixed schedule whatever the server does, each\n"
+        "                       timed from when it was due (as wrk2 does; see\n"
+        "                       coordinated omission); a request due while\n"
+        "                       every connection is busy waits for one\n"
         "      --engine E       curl (default): libcurl's multi interface;\n"
         "                       raw: a lean built-in HTTP/1.1 client (plain\n"
         "                       http, Content-Length answers) that spends\n"
@@ -131,12 +144,15 @@ void parse_options(struct options *o, int argc, char **argv)
 {
     enum { O_URL = 256, O_ENGINE, O_METHOD, O_BODY, O_BILLS, O_KA, O_NO_KA,
            O_TIMEOUT, O_TIMELINE, O_TRACE, O_WIDTH, O_SPAN, O_JSON, O_PRINT, O_STALL,
-           O_WATCH, O_QUIET, O_VERSION };
+           O_WATCH, O_QUIET, O_VERSION, O_PROCS, O_SOURCES, O_RATE };
     static const struct option longs[] = {
         {"concurrency", required_argument, NULL, 'c'},
         {"requests", required_argument, NULL, 'n'},
         {"duration", required_argument, NULL, 'd'},
         {"threads", required_argument, NULL, 't'},
+        {"procs", required_argument, NULL, O_PROCS},
+        {"sources", required_argument, NULL, O_SOURCES},
+        {"rate", required_argument, NULL, O_RATE},
         {"url", required_argument, NULL, O_URL},
         {"engine", required_argument, NULL, O_ENGINE},
         {"method", required_argument, NULL, O_METHOD},
@@ -162,6 +178,7 @@ void parse_options(struct options *o, int argc, char **argv)
     };
     *o = (struct options){.concurrency = DEFAULT_CONCURRENCY,
                           .threads = 1,
+                          .procs = 1,
                           .keepalive = true,
                           .timeout_ms = DEFAULT_TIMEOUT_MS};
     bool have_c = false;
@@ -182,6 +199,15 @@ void parse_options(struct options *o, int argc, char **argv)
             break;
         case 't':
             o->threads = number_arg("-t", optarg, 1, MAX_THREADS);
+            break;
+        case O_PROCS:
+            o->procs = number_arg("--procs", optarg, 1, MAX_PROCS);
+            break;
+        case O_SOURCES:
+            o->sources = number_arg("--sources", optarg, 1, MAX_SOURCES);
+            break;
+        case O_RATE:
+            o->rate = (double)number_arg("--rate", optarg, 1, MAX_RATE);
             break;
         case O_URL: o->url = optarg; break;
         case O_ENGINE:
@@ -252,8 +278,11 @@ void parse_options(struct options *o, int argc, char **argv)
                     o->concurrency, o->total, o->total);
         o->concurrency = o->total;
     }
-    if (o->threads > o->concurrency)
-        o->threads = o->concurrency; /* every thread needs a connection */
+    /* every loop needs a connection */
+    if (o->procs > o->concurrency)
+        o->procs = o->concurrency;
+    if (o->threads * o->procs > o->concurrency)
+        o->threads = o->concurrency / o->procs;
     if (o->trace && trace_open(o->trace, "loadgen") < 0) {
         fprintf(stderr, "loadgen: --trace %s: %s\n", o->trace,
                 strerror(errno));

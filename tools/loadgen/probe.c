@@ -10,7 +10,7 @@
 
 /* utime+stime+cutime+cstime in clock ticks (fields 14-17 of stat; the
  * children's part grows as the server reaps them), or -1. */
-static long long proc_cpu_ticks(pid_t pid)
+static long long proc_cpu_ticks_one(pid_t pid)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
@@ -31,6 +31,35 @@ static long long proc_cpu_ticks(pid_t pid)
                &v[0], &v[1], &v[2], &v[3]) != 4)
         return -1;
     return v[0] + v[1] + v[2] + v[3];
+}
+
+/* The children of pid's main thread (the one that forks: 02's per
+ * connection, 05 and 06's --workers), from /proc, or NULL. */
+static FILE *children_of(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)pid,
+             (int)pid);
+    return fopen(path, "re");
+}
+
+/* The server's CPU time: its own and its reaped children's (stat), and
+ * its live children's, such as --workers' processes, which are reaped
+ * only when the server stops. -1 if it is gone. */
+static long long proc_cpu_ticks(pid_t pid)
+{
+    long long sum = proc_cpu_ticks_one(pid);
+    FILE *f = sum < 0 ? NULL : children_of(pid);
+    if (f) {
+        int child;
+        while (fscanf(f, "%d", &child) == 1) {
+            long long c = proc_cpu_ticks_one(child);
+            if (c > 0) /* a child reaped meanwhile counts in cutime */
+                sum += c;
+        }
+        fclose(f);
+    }
+    return sum;
 }
 
 /* VmRSS (kB) and Threads of one process; false if it is gone. */
@@ -68,10 +97,7 @@ void watch_sample(struct server_watch *w)
     sum_rss += rss;
     sum_thr += thr;
     procs++;
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)w->pid,
-             (int)w->pid);
-    FILE *f = fopen(path, "re");
+    FILE *f = children_of(w->pid);
     if (f) {
         int child;
         while (fscanf(f, "%d", &child) == 1)

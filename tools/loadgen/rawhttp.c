@@ -168,6 +168,16 @@ static enum raw_result fail(struct raw_conn *c, const char *why)
     return RAW_ERROR;
 }
 
+int raw_bind_source(int fd, uint32_t addr)
+{
+    int one = 1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = addr};
+    if (setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one,
+                   sizeof one) < 0)
+        return -1;
+    return bind(fd, (const struct sockaddr *)&a, sizeof a);
+}
+
 static enum raw_result open_conn(struct raw_conn *c,
                                  const struct raw_request *rq, int ep,
                                  uint64_t tag)
@@ -178,6 +188,8 @@ static enum raw_result open_conn(struct raw_conn *c,
         return fail(c, errno == EMFILE || errno == ENFILE
                            ? "no file descriptor left for a connection"
                            : "cannot open a socket");
+    if (c->source && raw_bind_source(c->fd, c->source) < 0)
+        return fail(c, "cannot bind the connection to its source address");
     int one = 1; /* a request goes out in one send(): no Nagle delay */
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->connecting = false;

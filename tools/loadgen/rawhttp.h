@@ -45,6 +45,9 @@ struct raw_request {
 /* One client connection and the request on it. */
 struct raw_conn {
     int fd;             /* -1: none open */
+    uint32_t source;    /* IPv4 source address (network order) its
+                           connections are opened from; 0: the kernel's
+                           choice (raw_conn_init) */
     bool connecting;
     bool peer_closed;   /* epoll saw the server's FIN on this connection */
     bool retried;       /* this request already moved to a new connection */
@@ -79,6 +82,13 @@ bool raw_request_build(struct raw_request *rq, const char *method,
 void raw_request_free(struct raw_request *rq);
 
 void raw_conn_init(struct raw_conn *c);
+
+/* Binds a new, unconnected IPv4 socket to source address addr (network
+ * order) and lets connect() choose the port (IP_BIND_ADDRESS_NO_PORT): a
+ * port is then unique per destination, not per source address, so each
+ * source address gives a server the whole ephemeral port range. 0, or -1
+ * with errno. */
+int raw_bind_source(int fd, uint32_t addr);
 
 /* Starts rq on c: opens a connection when c has none (registering it with
  * epoll set ep, edge-triggered, with tag as its data) and sends what it

@@ -85,6 +85,6 @@ void finish(struct worker *w, struct slot *sl, double now,
         print_response(w, sl);
     sl->busy = false;
     w->free_slots[w->nfree++] = (size_t)(sl - w->slots);
-    atomic_fetch_sub_explicit(&w->active, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&w->finished, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&w->ctr->active, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->ctr->finished, 1, memory_order_relaxed);
 }

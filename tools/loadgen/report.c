@@ -32,12 +32,55 @@ static double percentile(const double *v, size_t n, double q)
     return v[rank ? rank - 1 : 0];
 }
 
+/* The most requests in flight at one moment: sent, and not yet ended
+ * (answered or failed). */
+static bool max_in_flight(const struct loadgen *lg, size_t *out)
+{
+    size_t n = 0;
+    double *sent = malloc((lg->nrecs ? lg->nrecs : 1) * sizeof *sent);
+    double *end = malloc((lg->nrecs ? lg->nrecs : 1) * sizeof *end);
+    if (!sent || !end) {
+        free(sent);
+        free(end);
+        return false;
+    }
+    for (size_t i = 0; i < lg->nrecs; i++)
+        if (lg->recs[i].outcome < OUT_KINDS) {
+            sent[n] = lg->recs[i].sent;
+            end[n++] = lg->recs[i].end;
+        }
+    qsort(sent, n, sizeof *sent, cmp_double);
+    qsort(end, n, sizeof *end, cmp_double);
+    /* Walk the sends in time order; before each, count the ends that came
+     * by then (j of them): i + 1 - j are in flight just after it. */
+    size_t most = 0;
+    for (size_t i = 0, j = 0; i < n; i++) {
+        while (j < i && end[j] <= sent[i])
+            j++;
+        if (i + 1 - j > most)
+            most = i + 1 - j;
+    }
+    free(sent);
+    free(end);
+    *out = most;
+    return true;
+}
+
 bool summarize(const struct loadgen *lg, struct summary *s)
 {
     memset(s, 0, sizeof *s);
-    double *lat = malloc((lg->nrecs ? lg->nrecs : 1) * sizeof *lat);
-    if (!lat)
+    size_t n = lg->nrecs ? lg->nrecs : 1;
+    double *lat = malloc(n * sizeof *lat), *lag = malloc(n * sizeof *lag);
+    if (!lat || !lag) {
+        free(lat);
+        free(lag);
         return false;
+    }
+    if (!max_in_flight(lg, &s->max_in_flight)) {
+        free(lat);
+        free(lag);
+        return false;
+    }
     double first = 0, last = 0;
     for (size_t i = 0; i < lg->nrecs; i++) {
         const struct record *r = &lg->recs[i];
@@ -50,14 +93,17 @@ bool summarize(const struct loadgen *lg, struct summary *s)
             first = r->start;
         if (r->end > last)
             last = r->end;
-        if (r->outcome == OUT_OK)
+        if (r->outcome == OUT_OK) {
+            lag[s->ok] = (r->sent - r->start) * 1e3;
             lat[s->ok++] = (r->end - r->start) * 1e3;
+        }
     }
     s->failed = s->finished - s->ok;
     s->wall = s->finished ? last - first : 0;
     s->rps = s->wall > 0 ? (double)s->ok / s->wall : 0;
     if (s->ok) {
         qsort(lat, s->ok, sizeof *lat, cmp_double);
+        qsort(lag, s->ok, sizeof *lag, cmp_double);
         double sum = 0;
         for (size_t i = 0; i < s->ok; i++)
             sum += lat[i];
@@ -67,8 +113,11 @@ bool summarize(const struct loadgen *lg, struct summary *s)
         s->p50 = percentile(lat, s->ok, 0.50);
         s->p90 = percentile(lat, s->ok, 0.90);
         s->p99 = percentile(lat, s->ok, 0.99);
+        s->lag_p99 = percentile(lag, s->ok, 0.99);
+        s->lag_max = lag[s->ok - 1];
     }
     free(lat);
+    free(lag);
     return true;
 }
 
@@ -87,13 +136,19 @@ static void json_string(FILE *out, const char *s)
     fputc('"', out);
 }
 
+/* loadgen's CPU time: this process's and, with --procs, its reaped
+ * processes'. */
 static double client_cpu_s(void)
 {
+    double s = 0;
     struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0)
-        return 0;
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    for (int i = 0; i < 2; i++)
+        if (getrusage(i ? RUSAGE_CHILDREN : RUSAGE_SELF, &ru) == 0)
+            s += (double)ru.ru_utime.tv_sec +
+                 (double)ru.ru_utime.tv_usec / 1e6 +
+                 (double)ru.ru_stime.tv_sec +
+                 (double)ru.ru_stime.tv_usec / 1e6;
+    return s;
 }
 
 static double watch_cpu_s(const struct server_watch *w)
@@ -114,6 +169,9 @@ void print_json(const struct loadgen *lg, const struct summary *s)
     fprintf(out, ",\n  \"engine\": \"%s\",\n", engine_names[o->engine]);
     fprintf(out, "  \"concurrency\": %ld,\n", o->concurrency);
     fprintf(out, "  \"threads\": %ld,\n", o->threads);
+    fprintf(out, "  \"procs\": %ld,\n", o->procs);
+    fprintf(out, "  \"sources\": %ld,\n", o->sources);
+    fprintf(out, "  \"rate\": %.0f,\n", o->rate);
     fprintf(out, "  \"keepalive\": %s,\n", o->keepalive ? "true" : "false");
     fprintf(out, "  \"requests\": %zu,\n", s->finished);
     fprintf(out, "  \"ok\": %zu,\n  \"failed\": %zu,\n", s->ok, s->failed);
@@ -135,6 +193,9 @@ void print_json(const struct loadgen *lg, const struct summary *s)
                  "  \"p50_ms\": %.3f,\n  \"p90_ms\": %.3f,\n"
                  "  \"p99_ms\": %.3f,\n  \"max_ms\": %.3f,\n",
             s->min, s->mean, s->p50, s->p90, s->p99, s->max);
+    fprintf(out, "  \"max_in_flight\": %zu,\n", s->max_in_flight);
+    fprintf(out, "  \"send_lag_p99_ms\": %.3f,\n"
+                 "  \"send_lag_max_ms\": %.3f,\n", s->lag_p99, s->lag_max);
     fprintf(out, "  \"interrupted\": %s,\n",
             lg->interrupted ? "true" : "false");
     fprintf(out, "  \"client_cpu_s\": %.3f,\n", client_cpu_s());
@@ -208,10 +269,17 @@ void print_text(const struct loadgen *lg, const struct summary *s)
     FILE *out = stdout;
     fprintf(out, "%s %s  concurrency %ld, keep-alive %s", method_name(o),
             o->url, o->concurrency, o->keepalive ? "on" : "off");
+    if (o->procs > 1)
+        fprintf(out, ", %ld processes", o->procs);
     if (o->threads > 1)
-        fprintf(out, ", %ld threads", o->threads);
+        fprintf(out, ", %ld threads%s", o->threads,
+                o->procs > 1 ? " each" : "");
+    if (o->sources)
+        fprintf(out, ", %ld source addresses", o->sources);
     if (o->engine != ENGINE_CURL)
         fprintf(out, ", engine %s", engine_names[o->engine]);
+    if (o->rate > 0)
+        fprintf(out, ", open loop at %.0f requests/s", o->rate);
     fputc('\n', out);
     fprintf(out, "  requests  %zu in %.3f s: %zu ok (2xx), %zu failed, "
                  "%.1f requests/s%s\n",
@@ -224,7 +292,14 @@ void print_text(const struct loadgen *lg, const struct summary *s)
         print_ms(out, "p90", s->p90);
         print_ms(out, "p99", s->p99);
         print_ms(out, "max", s->max);
-        fprintf(out, " ms\n");
+        fprintf(out, " ms%s\n", o->rate > 0 ? ", from when each was due" : "");
+        if (o->rate > 0) { /* the part of it spent waiting for a connection */
+            fprintf(out, "  sent late");
+            print_ms(out, "p99", s->lag_p99);
+            print_ms(out, "max", s->lag_max);
+            fprintf(out, " ms (after it was due: no connection was free, or the\n"
+                         "            client itself was late)\n");
+        }
     }
     print_failures(out, s);
     if (lg->first_error[0])

@@ -1,6 +1,6 @@
 /* resolve: the URL's host and port as socket addresses, for the
- * connections loadgen opens itself (--engine raw's, --stall's); curl
- * resolves its own. */
+ * connections loadgen opens itself (--engine raw's, --stall's; curl
+ * resolves its own), and the check --sources needs. */
 #include "loadgen.h"
 
 #include <netdb.h>
@@ -31,4 +31,20 @@ struct addrinfo *resolve_url(CURLU *u)
     curl_free(host);
     curl_free(port);
     return ai;
+}
+
+bool url_is_ipv4_loopback(CURLU *u)
+{
+    struct addrinfo *ai = resolve_url(u);
+    if (!ai)
+        return false;
+    bool ok = ai->ai_family == AF_INET &&
+              (ntohl(((const struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr)
+               >> 24) == 127;
+    freeaddrinfo(ai);
+    if (!ok)
+        fprintf(stderr, "loadgen: --sources opens connections from "
+                        "127.0.0.2 and up, which reach only an IPv4 loopback "
+                        "address: give the URL as http://127.0.0.1:PORT/\n");
+    return ok;
 }

@@ -1,6 +1,9 @@
 /* worker: one event loop on one thread, with its share of the
  * connections (slots), its records and its epoll set; the engines
- * (engine_curl.c, engine_raw.c) plug into it. */
+ * (engine_curl.c, engine_raw.c) plug into it. It also keeps the schedule:
+ * a closed loop (a free connection sends its next request at once) or,
+ * with --rate, an open loop (requests are due at fixed times, whatever
+ * the server does). */
 #include "loadgen.h"
 
 #include <errno.h>
@@ -10,13 +13,17 @@
 #include <string.h>
 #include <unistd.h>
 
-bool worker_init(struct worker *w, struct shared *sh, size_t nslots,
-                 CURLU *url)
+bool worker_init(struct worker *w, struct shared *sh, size_t index,
+                 size_t nslots, size_t quota, CURLU *url)
 {
     const struct options *o = sh->opt;
     w->sh = sh;
+    w->ctr = &sh->live->loops[index];
+    w->index = index;
     w->nslots = nslots;
+    w->quota = quota;
     w->timer_at = -1;
+    w->next_source = index;
     w->ep = epoll_create1(EPOLL_CLOEXEC);
     if (w->ep < 0)
         return false;
@@ -29,14 +36,15 @@ bool worker_init(struct worker *w, struct shared *sh, size_t nslots,
 
     w->slots = calloc(nslots, sizeof *w->slots);
     w->free_slots = calloc(nslots, sizeof *w->free_slots);
-    w->cap = o->total ? (size_t)o->total / (size_t)o->threads + nslots : 1024;
+    w->cap = o->total ? quota : 1024;
     w->recs = malloc(w->cap * sizeof *w->recs);
     if (!w->slots || !w->free_slots || !w->recs)
         return false;
     for (size_t i = 0; i < nslots; i++) {
         w->free_slots[w->nfree++] = nslots - 1 - i; /* slot 0 on top */
         if (!(o->engine == ENGINE_RAW
-                  ? setup_raw(w, &w->slots[i])
+                  ? setup_raw(w, &w->slots[i],
+                              source_addr(o, i * sh->live->nloops + index))
                   : setup_easy(w, &w->slots[i], w->errbufs[i])))
             return false;
     }
@@ -72,21 +80,21 @@ void worker_free(struct worker *w)
 
 /* ---- a worker's loop -------------------------------------------------- */
 
-/* May one more request start? -n counts across all workers. */
-static bool want_more(struct worker *w, double now)
+/* May one more request start, meant for time at? -n is split between the
+ * loops as -c is, so with -n equal to -c each connection sends exactly one
+ * request: all of them are new clients. */
+static bool want_more(struct worker *w, double at)
 {
-    const struct options *o = w->sh->opt;
-    if (atomic_load_explicit(&w->sh->stop, memory_order_relaxed))
+    if (atomic_load_explicit(&w->sh->live->stop, memory_order_relaxed))
         return false;
-    if (o->total)
-        return atomic_fetch_add_explicit(&w->sh->issued, 1,
-                                         memory_order_relaxed) < o->total;
-    return now < w->sh->t_stop;
+    if (w->sh->opt->total)
+        return w->issued < w->quota;
+    return at < w->t_stop;
 }
 
 /* Starts a request on the free slot on top of the stack. With the raw
- * engine it may end at once (refused, say): finish() then puts the slot
- * back, so it is taken before the request starts. */
+ * engine it may end at once (no descriptor, say): finish() then puts the
+ * slot back, so it is taken before the request starts. */
 static bool start_request(struct worker *w, struct slot *sl, double now)
 {
     bool raw = w->sh->opt->engine == ENGINE_RAW;
@@ -100,7 +108,7 @@ static bool start_request(struct worker *w, struct slot *sl, double now)
     }
     sl->busy = true;
     w->nfree--;
-    atomic_fetch_add_explicit(&w->active, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->ctr->active, 1, memory_order_relaxed);
     if (raw)
         raw_settle(w, sl, now,
                    raw_start(sl->raw, &w->sh->raw_rq, w->ep,
@@ -108,11 +116,34 @@ static bool start_request(struct worker *w, struct slot *sl, double now)
     return true;
 }
 
-/* Starts transfers on free slots while the run wants more. */
-static void issue_requests(struct worker *w, double now)
+/* Starts requests on free slots while the run wants more, each as soon as
+ * a connection is free: the raw engine sends it before it opens the next
+ * connection, so a burst of new clients starts sending at once.
+ *
+ * Closed loop (no --rate): every free slot starts its next request now.
+ * Open loop (--rate): only the requests that are due, each recorded as
+ * starting when it was due. If the server stalls, every connection is
+ * busy and the due requests wait for one; that wait counts in their
+ * latency, as it would for clients arriving at that rate (wrk2 measures
+ * so). A closed loop instead sends nothing while it waits, so the requests
+ * such clients would have sent during the stall are never sent, and never
+ * counted as slow: "coordinated omission".
+ *
+ * A request can end here at once, before it left (no descriptor or local
+ * port for its connection; curl's engine finds out in on_curl_open).
+ * Then nothing more starts for RETRY_PAUSE_MS: retrying at once would
+ * fail at once again, and a run whose every connect fails would spin, a
+ * record per failure. */
+static void issue_requests(struct worker *w)
 {
+    double now = now_s();
+    if (now < w->pause_until)
+        return;
     while (w->issuing && w->nfree) {
-        if (!want_more(w, now)) {
+        double at = w->rate > 0 ? w->next_at : now;
+        if (at > now)
+            return; /* not due yet: wait_s wakes the loop then */
+        if (!want_more(w, at)) {
             w->issuing = false;
             return;
         }
@@ -123,7 +154,8 @@ static void issue_requests(struct worker *w, double now)
             w->issuing = false;
             return;
         }
-        w->recs[idx] = (struct record){.start = now};
+        w->recs[idx] = (struct record){.start = at, .sent = now};
+        w->issued++;
         sl->rec = idx;
         sl->body_len = 0;
         if (!start_request(w, sl, now)) {
@@ -131,6 +163,13 @@ static void issue_requests(struct worker *w, double now)
             w->issuing = false;
             return;
         }
+        if (w->rate > 0)
+            w->next_at += 1 / w->rate; /* this loop's share of the rate */
+        if (!sl->busy) { /* it failed before it left */
+            w->pause_until = now + RETRY_PAUSE_MS / 1000.0;
+            return;
+        }
+        now = now_s(); /* the next one's start is its own */
     }
 }
 
@@ -140,16 +179,14 @@ static void issue_requests(struct worker *w, double now)
 static void step(struct worker *w)
 {
     if (w->sh->opt->engine == ENGINE_RAW) {
-        double now = now_s();
-        raw_timeouts(w, now);
-        issue_requests(w, now);
+        raw_timeouts(w, now_s());
+        issue_requests(w);
         return;
     }
     for (;;) {
-        double now = now_s();
-        collect_done(w, now);
-        issue_requests(w, now);
-        if (w->timer_at < 0 || now < w->timer_at)
+        collect_done(w, now_s());
+        issue_requests(w);
+        if (w->timer_at < 0 || now_s() < w->timer_at)
             return;
         /* The timeout may finish transfers (a fast server's answer is read
          * in the same call): collect them before waiting again. */
@@ -159,16 +196,43 @@ static void step(struct worker *w)
     }
 }
 
-static int epoll_timeout_ms(const struct worker *w, double now)
+/* How long the loop may wait for events: until curl's timer or the raw
+ * engine's timeout scan, the end of -d, the next due request (--rate) or
+ * the end of a pause, at most a second. In seconds. */
+static double wait_s(const struct worker *w, double now)
 {
-    double until = 1.0;
-    if (w->timer_at >= 0 && w->timer_at - now < until)
-        until = w->timer_at - now;
-    if (w->issuing && w->sh->opt->duration_s > 0 && w->sh->t_stop - now < until)
-        until = w->sh->t_stop - now;
-    if (until <= 0)
-        return 0;
-    return (int)ceil(until * 1000);
+    double until = now + 1.0;
+    if (w->timer_at >= 0 && w->timer_at < until)
+        until = w->timer_at;
+    if (w->issuing && w->sh->opt->duration_s > 0 && w->t_stop < until)
+        until = w->t_stop;
+    if (w->issuing && w->nfree) {
+        double next = w->rate > 0 ? w->next_at : now;
+        if (w->pause_until > next)
+            next = w->pause_until;
+        if (next < until)
+            until = next;
+    }
+    return until > now ? until - now : 0;
+}
+
+/* epoll_wait with a timeout to the microsecond (epoll_pwait2, Linux 5.11):
+ * at --rate 20000 requests are 50 us apart, and waking up to a millisecond
+ * late would be counted in their latency. Where the kernel lacks it,
+ * epoll_wait, rounded up to the millisecond. */
+static int wait_events(struct worker *w, struct epoll_event *evs, int max,
+                       double seconds)
+{
+    static atomic_bool no_pwait2;
+    if (!atomic_load_explicit(&no_pwait2, memory_order_relaxed)) {
+        struct timespec ts = {.tv_sec = (time_t)seconds};
+        ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
+        int n = epoll_pwait2(w->ep, evs, max, &ts, NULL);
+        if (n >= 0 || errno != ENOSYS)
+            return n;
+        atomic_store(&no_pwait2, true);
+    }
+    return epoll_wait(w->ep, evs, max, (int)ceil(seconds * 1000));
 }
 
 /* Hands an event to the engine that owns its descriptor. */
@@ -176,7 +240,7 @@ static void dispatch(struct worker *w, const struct epoll_event *ev)
 {
     uint64_t kind = ev->data.u64 >> 32;
     if (kind == TAG_STOP)
-        return; /* the loop sees sh->stop */
+        return; /* the loop sees sh->live->stop */
     if (kind == TAG_RAW)
         raw_dispatch(w, ev);
     else
@@ -195,7 +259,7 @@ static void abandon_in_flight(struct worker *w)
         else
             curl_multi_remove_handle(w->multi, sl->easy);
         sl->busy = false;
-        atomic_fetch_sub_explicit(&w->active, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&w->ctr->active, 1, memory_order_relaxed);
         w->recs[sl->rec].outcome = OUT_KINDS; /* marker: not finished */
     }
 }
@@ -203,15 +267,24 @@ static void abandon_in_flight(struct worker *w)
 void *worker_run(void *arg)
 {
     struct worker *w = arg;
+    const struct options *o = w->sh->opt;
     struct epoll_event evs[EPOLL_BATCH];
+    /* The schedule starts now: -d's end, and --rate's first request, this
+     * loop's share of the rate offset by its number so the loops take
+     * turns. */
+    double t0 = now_s();
+    w->t_stop = t0 + o->duration_s;
+    if (o->rate > 0) {
+        w->rate = o->rate / (double)w->sh->live->nloops;
+        w->next_at = t0 + (double)w->index / o->rate;
+    }
     w->issuing = true;
-    while (!atomic_load_explicit(&w->sh->stop, memory_order_relaxed)) {
+    while (!atomic_load_explicit(&w->sh->live->stop, memory_order_relaxed)) {
         step(w);
-        if (!w->issuing && atomic_load_explicit(&w->active,
+        if (!w->issuing && atomic_load_explicit(&w->ctr->active,
                                                 memory_order_relaxed) == 0)
             break;
-        int n = epoll_wait(w->ep, evs, EPOLL_BATCH,
-                           epoll_timeout_ms(w, now_s()));
+        int n = wait_events(w, evs, EPOLL_BATCH, wait_s(w, now_s()));
         if (n < 0 && errno != EINTR) {
             fprintf(stderr, "loadgen: epoll_wait: %s\n", strerror(errno));
             break;
@@ -221,8 +294,8 @@ void *worker_run(void *arg)
             step(w);
         }
     }
-    if (atomic_load(&w->sh->stop))
+    if (atomic_load(&w->sh->live->stop))
         abandon_in_flight(w);
-    atomic_store(&w->done, true);
+    atomic_store(&w->ctr->done, true);
     return NULL;
 }
