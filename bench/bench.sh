@@ -30,7 +30,9 @@
 #                   stall of 06 measured by a closed and an open loop
 #                   (bench/latency.sh)
 #   switch          06's --switch setjmp against --switch swapcontext: ns a
-#                   switch (examples/switch_cost) and GET / req/s
+#                   switch (examples/switch_cost) and GET / req/s; then a
+#                   resume's cost against the bytes --stack shared copies
+#                   (examples/stack_cost)
 #   cost            CPU us, system calls and context switches per request,
 #                   keep-alive and a new connection each (bench/cost.sh)
 #
@@ -612,6 +614,21 @@ if scenario switch; then
         stop_stage
         row "$sw|${ns:--}|$(num %.0f "$(jget "$g" rps)")|$(ms "$(jget "$g" p99_ms)")|$(failures "$g")"
     done
+    say ""
+    # The shared stack's price (06 --stack shared): a resume copies the
+    # parked frames back in, so it grows with the bytes saved.
+    say "ns per resume against the bytes a parked coroutine saved, from build/examples/stack_cost (100 coroutines taking turns through the scheduler, setjmp; medians of 5 rounds, min-max): a stack each against 06's --stack shared, which copies those bytes out and back in."
+    say ""
+    table_start "frames beyond the minimum (bytes)|copied (bytes)|stack each (ns per resume)|shared stack (ns per resume)"
+    st=$B/examples/stack_cost
+    if [ -x "$st" ] && "$st" setjmp >"$TMP/stack.txt" 2>/dev/null; then
+        awk '$1 ~ /^[0-9]+$/ && NF >= 6 { printf "%s|%s|%s %s|%s %s\n", $1, $2, $3, $4, $5, $6 }' \
+            "$TMP/stack.txt" | while IFS= read -r r; do row "$r"; done
+        say ""
+        say "$(grep '^a parked coroutine' "$TMP/stack.txt")"
+    else
+        row "-|-|-|$st did not run"
+    fi
     say ""
 fi
 

@@ -28,7 +28,7 @@
 #   BENCH_SCALE_SIZES="1000 10000 100000"  the sizes (quick: 1000 5000)
 #   BENCH_SCALE_EXTRA="06-coroutines --stack shared"  more rows, each a
 #                     stage and its arguments; several are separated by
-#                     commas
+#                     commas (that one is the default; empty: none)
 #
 # make scale runs it alone, short (20,000 clients: two workers), and fails
 # unless every request was answered (the CI form of the 100,000 run).
@@ -102,9 +102,10 @@ bench_scale() {
     done
     local IFS_SAVE=$IFS
     IFS=,
-    for spec in ${BENCH_SCALE_EXTRA:-}; do
+    for spec in ${BENCH_SCALE_EXTRA-06-coroutines --stack shared}; do
         spec=${spec# }
-        [ -n "$spec" ] && [ -x "$B/${spec%% *}" ] && rows+=("$spec")
+        [ -n "$spec" ] && selected "${spec%% *}" "${BENCH_STAGES:-}" &&
+            [ -x "$B/${spec%% *}" ] && rows+=("$spec")
     done
     IFS=$IFS_SAVE
     note "bytes per client: ${rows[*]:-no stage} with $sizes clients, $ROUNDS round(s)"
