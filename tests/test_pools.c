@@ -212,7 +212,11 @@ static char *stop_with_request_in_flight(struct proc *s, const pid_t *kids,
                                          int nkids)
 {
     int fd = send_sync(s->port, true); /* the stop must close it */
-    harness_sleep_ms(100); /* the 300 ms bill is under way */
+    /* Stop once the request is in hand (every stage logs its line when it
+     * has read it), not after a fixed pause: on a loaded machine 100 ms
+     * could pass with the connection still in the listen queue, which a
+     * stop rightly closes unanswered. The 300 ms bill is then under way. */
+    expect_log_lines(s, "POST /api/exchange_sync", 1);
     kill(s->pid, SIGTERM);
     char *buf = harness_read_to_end(fd, 5000, NULL, NULL);
     close(fd);
