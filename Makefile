@@ -125,6 +125,16 @@ PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell $(PKG_CONFIG) --libs libcjson libcurl 2>/dev/null)
 CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 
+# liburing, for the io_uring backend of common/loop (05 and 06 --backend
+# uring): linked when pkg-config finds it (tools/deps.sh installs
+# liburing-dev); without it, or with LIBURING=no, that backend is compiled
+# out and --backend uring says so and runs on epoll.
+LIBURING ?= $(shell $(PKG_CONFIG) --exists liburing 2>/dev/null && echo yes)
+ifeq ($(LIBURING),yes)
+  PKG_CFLAGS += $(shell $(PKG_CONFIG) --cflags liburing 2>/dev/null) -DHAVE_LIBURING
+  PKG_LIBS   += $(shell $(PKG_CONFIG) --libs liburing 2>/dev/null)
+endif
+
 CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror \
            -Icommon $(PKG_CFLAGS) $(SANFLAGS) -MMD -MP $(EXTRA_CFLAGS)
 # One frame larger than a page could step over the guard page below a
@@ -155,7 +165,7 @@ endif
 ifeq ($(HAVE_EPOLL),no)
   STAGE_BINS := $(filter $(B)/01-% $(B)/02-% $(B)/03-%,$(STAGE_BINS))
   TOOL_BINS  :=
-  COMMON_OBJ := $(filter-out $(B)/obj/common/loop.o,$(COMMON_OBJ))
+  COMMON_OBJ := $(filter-out $(B)/obj/common/loop%.o,$(COMMON_OBJ))
   ifneq ($(filter-out all run clean help deps,$(or $(MAKECMDGOALS),all)),)
     $(error make $(filter-out all run clean help deps,$(MAKECMDGOALS)): needs epoll, which this system lacks; $(CONTAINER_HINT))
   endif
