@@ -375,11 +375,14 @@ static void ur_stream_sync(struct loop *loop, int fd, struct loop_slot *s)
     u->recv_cancelled = false;
 }
 
-/* Feeds s's waiting receive from what it holds, if anything. */
+/* Feeds s's waiting receive from what it holds, if anything. A receive
+ * already fed (by ur_recv, its result waiting for delivery) is not fed
+ * twice: that would write over the bytes it was given. */
 static void ur_feed(struct loop *loop, int fd, struct loop_slot *s)
 {
     struct loop_uring_slot *u = &s->be.ur;
-    if (s->recv.fn == NULL || (u->pend_count == 0 && !u->ended))
+    if (s->recv.fn == NULL || s->recv.ready ||
+        (u->pend_count == 0 && !u->ended))
         return;
     ssize_t n = ur_take(st_of(loop), u, &s->recv);
     loop_complete(loop, fd, false, n);

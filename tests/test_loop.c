@@ -1119,6 +1119,68 @@ START_TEST(a_watched_fd_is_not_streamed_and_back)
 }
 END_TEST
 
+/* Every byte arrives once and in order while receives chain (each
+ * callback asks for the next) and more bytes keep coming: a receive
+ * answered at once from what the loop holds must not be answered again
+ * when more arrives before its callback runs. */
+#define CHAIN_BYTES (256 * 1024)
+
+struct chain_recv {
+    int fd;
+    char *got;
+    size_t have;
+    bool failed;
+};
+
+static void on_chain_recv(struct loop *loop, int fd, ssize_t n, void *arg)
+{
+    (void)fd;
+    struct chain_recv *c = arg;
+    if (n <= 0) {
+        c->failed = true;
+        return;
+    }
+    c->have += (size_t)n;
+    size_t want = CHAIN_BYTES - c->have < 700 ? CHAIN_BYTES - c->have : 700;
+    if (want > 0)
+        ck_assert_int_eq(loop_recv(loop, c->fd, c->got + c->have, want,
+                                   on_chain_recv, c), 0);
+}
+
+START_TEST(bytes_come_once_and_in_order_while_receives_chain)
+{
+    struct loop *loop = new_loop(_i);
+    if (loop == NULL)
+        return;
+    int sv[2];
+    make_pair(sv);
+    char *data = malloc(CHAIN_BYTES);
+    struct chain_recv c = {.fd = sv[0], .got = calloc(1, CHAIN_BYTES)};
+    for (int k = 0; k < CHAIN_BYTES; k++)
+        data[k] = (char)(k % 251);
+    ck_assert_int_eq(loop_recv(loop, sv[0], c.got, 700, on_chain_recv, &c), 0);
+    size_t sent = 0;
+    uint64_t deadline = timer_now_ms() + 10000;
+    while (c.have < CHAIN_BYTES && !c.failed && timer_now_ms() < deadline) {
+        size_t chunk = CHAIN_BYTES - sent < 3000 ? CHAIN_BYTES - sent : 3000;
+        ssize_t n = chunk ? write(sv[1], data + sent, chunk) : 0;
+        if (n > 0)
+            sent += (size_t)n;
+        ck_assert_int_eq(loop_run_once(loop, sent < CHAIN_BYTES ? 0 : 10), 0);
+    }
+    ck_assert(!c.failed);
+    ck_assert_uint_eq(c.have, CHAIN_BYTES);
+    ck_assert_msg(memcmp(c.got, data, CHAIN_BYTES) == 0,
+                  "bytes lost, doubled or out of order");
+    free(data);
+    free(c.got);
+    loop_unwatch(loop, sv[0]);
+    close(sv[0]);
+    close(sv[1]);
+    loop_free(loop);
+}
+END_TEST
+
 /* One connection whose owner does not read cannot take every receive
  * buffer: it holds a few (LOOP_URING_PENDING_MAX), then the kernel keeps
  * the rest in its socket, and another connection is still served. Every
@@ -1278,6 +1340,7 @@ int main(void)
     tcase_add_loop_test(tc, queued_send_of_a_closed_fd_never_reaches_its_new_owner, 0, NUM_BACKENDS);
     tcase_add_loop_test(tc, accept_hands_over_each_client, 0, NUM_BACKENDS);
     tcase_add_loop_test(tc, a_watched_fd_is_not_streamed_and_back, 0, NUM_BACKENDS);
+    tcase_add_loop_test(tc, bytes_come_once_and_in_order_while_receives_chain, 0, NUM_BACKENDS);
     tcase_add_loop_test(tc, an_unread_connection_cannot_starve_the_others, 0, NUM_BACKENDS);
     tcase_add_loop_test(tc, instant_completions_do_not_starve_the_watched, 0, NUM_BACKENDS);
     suite_add_tcase(s, tc);
