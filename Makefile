@@ -3,6 +3,12 @@
 #   make                 build everything into build/
 #   make test            unit + integration tests (Check + libcurl)
 #   make test SAN=1      the same under AddressSanitizer + UBSan (build/asan)
+#   make test-uring      05 and 06 on io_uring (--backend uring) through
+#                        the integration tests that start them (test_stages,
+#                        test_attack, test_select_epoll, test_coroutines:
+#                        TEST_URING), STAGE_BACKEND=uring; .ci/run runs it
+#                        (SAN=1 too). make test runs the loop's and the
+#                        scheduler's own tests on both backends already
 #   make test SAN=thread ThreadSanitizer over the threaded parts (build/tsan):
 #                        only 03-threads and 06-coroutines (its worker pool)
 #                        are built, and only the tests that drive threads run
@@ -254,6 +260,20 @@ endif
 test: $(TEST_NEEDS) $(TEST_RUN)
 	@$(TEST_ENV) STAGE_BIN_DIR=$(B) ./tests/run_tests.sh $(TEST_JOBS) $(TEST_RUN) && \
 	echo "make test: all passed ($(B))"
+
+# The same integration tests once more with 05 and 06 on io_uring: a
+# target of its own, as their run takes about 40 s, more than make test's
+# budget allows (make test keeps test_loop's and test_coro's io_uring rows
+# and test_backends, the refusal and fallback, for that). Without io_uring
+# (no liburing, a kernel that refuses it) the stages fall back to epoll
+# and say so, and these run on epoll again.
+TEST_URING ?= test_stages test_attack test_select_epoll test_coroutines
+.PHONY: test-uring
+test-uring: $(TEST_NEEDS) $(addprefix $(B)/tests/,$(TEST_URING))
+	@STAGE_BACKEND=uring STAGES=05-epoll-callbacks,06-coroutines \
+	    STAGE_BIN_DIR=$(B) ./tests/run_tests.sh $(TEST_JOBS) \
+	    $(addprefix $(B)/tests/,$(TEST_URING)) && \
+	echo "make test-uring: all passed ($(B))"
 
 # Cross builds: every stage, tool, example and test program for ARCH into
 # build/ARCH/ (make cross ARCH=arm64); make test-cross ARCH=arm64 runs the

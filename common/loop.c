@@ -55,7 +55,7 @@ static const char *loop_refusal(int err)
         return "the kernel refused it (a seccomp filter, as containers "
                "set, or the sysctl kernel.io_uring_disabled)";
     case ENOSYS:
-        return "this kernel has no io_uring";
+        return "this kernel was built without it";
     case EINVAL:
         return "this kernel's io_uring lacks what the backend needs "
                "(Linux 5.19)";
