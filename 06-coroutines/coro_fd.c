@@ -174,6 +174,11 @@ ssize_t co_write(int fd, const void *buf, size_t n, int timeout_ms)
 
 /* ---- completion: the loop moves the bytes ---------------------------- */
 
+const char *co_sched_backend(void)
+{
+    return sched ? loop_backend_name(sched->loop) : NULL;
+}
+
 /* Done callback of co_recv and co_send: the operation is over, and result
  * is what its system call would have said. arg says which direction. */
 static void co_on_done(struct loop *loop, int fd, ssize_t result, void *arg)

@@ -18,8 +18,8 @@ int co_sched_init(const struct co_options *opts)
     if (sched)
         return -EBUSY;
     struct co_sched *s = calloc(1, sizeof *s);
-    const char *backend = opts && opts->backend ? opts->backend : "epoll";
-    if (!s || !(s->loop = loop_open(backend))) {
+    if (!s || !(s->loop = loop_open(opts && opts->backend ? opts->backend
+                                                          : "epoll"))) {
         int err = errno; /* ENOMEM, EINVAL, or what epoll_create1 said */
         free(s);
         return -err;
@@ -36,11 +36,6 @@ int co_sched_init(const struct co_options *opts)
     san_signals_hold(&s->san, s->loop);
     sched = s;
     return 0;
-}
-
-const char *co_sched_backend(void)
-{
-    return sched ? loop_backend_name(sched->loop) : NULL;
 }
 
 void co_at_free(struct co_cleanup *cl)
