@@ -207,6 +207,14 @@ static void ep_stream(struct loop *loop, int fd, uint32_t gen,
                       unsigned ready)
 {
     struct loop_slot *s = &loop->slots[fd];
+    /* Reported, and nobody waited for it: a kept-alive client that sent
+     * while its bills wait, a hang-up, room nobody needs. Level
+     * triggering would report it on every turn: it is trimmed below.
+     * (What someone did wait for stays: its owner usually asks again at
+     * once, as a kept-alive connection reads its next request.) */
+    unsigned unwanted = ready & s->be.ep.events &
+                        ~((s->recv.fn ? LOOP_READABLE : 0u) |
+                          (s->send.fn ? LOOP_WRITABLE : 0u));
     if ((ready & LOOP_READABLE) && s->recv.fn != NULL) {
         ssize_t n = 1; /* a wait without a buffer: something is there */
         while (s->recv.len > 0 &&
@@ -227,14 +235,10 @@ static void ep_stream(struct loop *loop, int fd, uint32_t gen,
             return;
         s = &loop->slots[fd];
     }
-    /* Reported, and nobody waits for it: a kept-alive client that sent
-     * while its bills wait, a hang-up, room nobody needs. Level
-     * triggering would report it on every turn: trim it. */
-    unsigned wanted = (s->recv.fn ? LOOP_READABLE : 0u) |
-                      (s->send.fn ? LOOP_WRITABLE : 0u);
-    unsigned extra = s->be.ep.events & ready & ~wanted;
-    if (extra != 0)
-        ep_sync(loop, fd, s, s->be.ep.events & ~extra);
+    unwanted &= ~((s->recv.fn ? LOOP_READABLE : 0u) |
+                  (s->send.fn ? LOOP_WRITABLE : 0u)); /* asked meanwhile */
+    if (unwanted != 0)
+        ep_sync(loop, fd, s, s->be.ep.events & ~unwanted);
 }
 
 /* A listener is readable: accept a batch (net.h, NET_ACCEPT_BATCH), then
