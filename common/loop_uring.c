@@ -878,6 +878,9 @@ static int ur_open(struct loop *loop)
         return rc;
     }
     st->multishot_recv = !loop_uring_no_multishot;
+    /* The ring's own fd registered (Linux 5.18): each io_uring_enter then
+     * skips looking it up. Without it, the same, a little slower. */
+    io_uring_register_ring_fd(&st->ring);
     loop->state = st;
     return 0;
 }
