@@ -262,7 +262,7 @@ test: $(TEST_NEEDS) $(TEST_RUN)
 	echo "make test: all passed ($(B))"
 
 # The same integration tests once more with 05 and 06 on io_uring: a
-# target of its own, as their run takes about 40 s, more than make test's
+# target of its own, as their run takes about 30 s, more than make test's
 # budget allows (make test keeps test_loop's and test_coro's io_uring rows
 # and test_backends, the refusal and fallback, for that). Without io_uring
 # (no liburing, a kernel that refuses it) the stages fall back to epoll

@@ -353,7 +353,9 @@ static enum evconn_want conn_got(struct evconn *c, ssize_t n)
 
 char *evconn_recv_buffer(struct evconn *c, size_t *len)
 {
-    static char sink[4096]; /* a lingering close's bytes, dropped */
+    /* A lingering close's bytes are only counted, never read: every
+     * lingering connection may share one sink. */
+    static char sink[4096];
     if (c->want == EVCONN_LINGER) {
         *len = sizeof sink;
         return sink;

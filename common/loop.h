@@ -160,7 +160,7 @@ struct loop *loop_new_backend(enum loop_backend backend);
 /* The loop a server asked for by name ("epoll" or "uring", from
  * --backend): that backend, or, when io_uring cannot be had, epoll after
  * one line on stderr saying why. NULL with errno only if epoll fails too,
- * or for an unknown name (EINVAL). */
+ * memory runs out (ENOMEM), or for an unknown name (EINVAL). */
 struct loop *loop_open(const char *backend);
 
 /* "epoll" or "uring": what the loop runs on. */

@@ -57,7 +57,7 @@
  * requests that are still in the queue into no-ops (they are ours until
  * submitted), and cancels only the ones the kernel already has.
  *
- * What it costs: the rings (about 100 KiB here) and the buffers (2 MiB)
+ * What it costs: the rings (about 80 KiB here) and the buffers (2 MiB)
  * are memory the kernel pins or keeps mapped for the loop's life; a
  * container's seccomp profile or kernel.io_uring_disabled may refuse
  * io_uring altogether (loop_open then falls back to epoll); and every
