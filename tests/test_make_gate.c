@@ -24,13 +24,16 @@ struct dry_run {
     bool loop_compiled; /* common/loop.c (epoll) was compiled */
 };
 
-/* make -s -n -B ARGS in the repository, as a make of its own. */
+/* make -s -n -B ARGS in the repository, as a make of its own, of the
+ * plain build: `make test SAN=1` exports SAN to its tests, and a dry run
+ * under it would link into build/asan/. */
 static void dry_run(const char *args, struct dry_run *r)
 {
     memset(r, 0, sizeof *r);
     char cmd[256];
     snprintf(cmd, sizeof cmd,
-             "env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS make -s -n -B %s 2>&1",
+             "env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS -u SAN make -s -n -B "
+             "%s 2>&1",
              args);
     FILE *p = popen(cmd, "r");
     ck_assert_msg(p != NULL, "cannot run %s", cmd);
