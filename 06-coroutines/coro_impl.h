@@ -84,9 +84,11 @@ struct co {
     struct san_fiber san;
 };
 
-/* Who waits on an fd: at most one coroutine per direction. */
+/* Who waits on an fd: at most one coroutine per direction (a reader also
+ * for co_recv and co_accept, a writer for co_send). */
 struct co_fd {
     struct co *reader, *writer;
+    void (*take)(int client); /* co_accept: where each client goes */
 };
 
 /* A part of the scheduler that starts on first use (worker threads, an

@@ -26,6 +26,9 @@
 #                   switch (examples/switch_cost) and GET / req/s
 #   cost            CPU us, system calls and context switches per request,
 #                   keep-alive and a new connection each (bench/cost.sh)
+#   uring           readiness against completion: 05 and 06 on epoll and
+#                   on io_uring beside nginx, system calls and CPU per
+#                   keep-alive request, 5 interleaved rounds (bench/uring.sh)
 #
 # Usage: bench/bench.sh [BUILD_DIR]          (make bench passes build/)
 # Environment: BENCH_QUICK=1 (about 2 minutes), BENCH_CONC=N (scenario 3),
@@ -34,7 +37,7 @@
 # BENCH_THREADS=N (loadgen threads for throughput, default 1),
 # BENCH_ENGINE=curl|raw (loadgen's engine for throughput, default raw),
 # BENCH_MANY=N (the anchors' many-clients row, default 10000; quick 2000);
-# BENCH_SCENARIOS takes the names anchors, cost and switch too.
+# BENCH_SCENARIOS takes the names anchors, cost, uring and switch too.
 # Every process it starts is stopped again, also on Ctrl-C.
 set -u
 
@@ -530,6 +533,13 @@ fi
 . "$BENCH_DIR/cost.sh"
 if scenario anchors; then bench_anchors; fi
 if scenario cost; then bench_cost; fi
+
+# ---- readiness against completion (issue 26) -------------------------------
+# Its own file, sourced: "uring" (05 and 06 on epoll and on io_uring beside
+# nginx: system calls and CPU per keep-alive request, interleaved rounds).
+# shellcheck source=bench/uring.sh
+. "$BENCH_DIR/uring.sh"
+if scenario uring; then bench_uring; fi
 
 # ---- the switch (issue 14, item 5) ----------------------------------------
 # 06's two ways to switch coroutines, side by side: the bare switch timed by
