@@ -293,7 +293,9 @@ ssize_t co_write(int fd, const void *buf, size_t n, int timeout_ms);
  * the thread serves others, and the turn's receives, sends and accepts
  * cost one system call together. The buffer is touched only while the
  * caller is parked in the call (a timeout or cancel withdraws the
- * operation), so it may live on the coroutine's stack. An fd used this
+ * operation), so it may live on the coroutine's stack; with a shared
+ * stack such a buffer goes through a copy in the heap, since the loop
+ * touches it while the caller's frames are copied out. An fd used this
  * way is not also waited on with co_wait_readable/co_read (-EBUSY) until
  * it is closed with co_close. */
 

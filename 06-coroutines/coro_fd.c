@@ -239,22 +239,46 @@ static int co_park_on(struct co *c, int fd, bool writing, int timeout_ms)
     return rc;
 }
 
+/* True if p is on the shared stack (coro.h, "Stacks"). The loop touches
+ * a receive's or a send's buffer while its coroutine is parked, and a
+ * parked coroutine's locals are not at their addresses then: another
+ * coroutine's frames are. Such a buffer goes through the heap instead:
+ * one malloc and one memcpy, only for a buffer on a shared stack. */
+static bool co_on_shared_stack(const void *p)
+{
+    const char *q = p;
+    return sched->shared && q >= sched->run_stack &&
+           q < sched->run_stack + sched->stack_size;
+}
+
 ssize_t co_recv(int fd, void *buf, size_t n, int timeout_ms)
 {
     int rc;
     struct co *c = co_io_begin(fd, false, &rc);
     if (!c)
         return rc;
-    if (loop_recv(sched->loop, fd, buf, n < INT_MAX ? n : INT_MAX, co_on_done,
-                  NULL) < 0)
+    if (n > INT_MAX)
+        n = INT_MAX;
+    char *heap = NULL;
+    if (n > 0 && co_on_shared_stack(buf) && !(heap = malloc(n)))
+        return -ENOMEM;
+    if (loop_recv(sched->loop, fd, heap ? heap : buf, n, co_on_done,
+                  NULL) < 0) {
+        free(heap);
         return -errno;
-    return co_park_on(c, fd, false, timeout_ms);
+    }
+    rc = co_park_on(c, fd, false, timeout_ms);
+    if (heap && rc > 0) /* c runs again: its buffer is back in place */
+        memcpy(buf, heap, (size_t)rc);
+    free(heap); /* the loop is done with it: a wait ended otherwise
+                   withdrew the receive (co_recv_undo) */
+    return rc;
 }
 
-ssize_t co_send(int fd, const void *buf, size_t n, int timeout_ms)
+/* co_send's loop, on a buffer the loop may read while c is parked. */
+static ssize_t co_send_all(int fd, const char *p, size_t n, int timeout_ms)
 {
     uint64_t deadline = timer_deadline_in(timeout_ms);
-    const char *p = buf;
     size_t left = n;
     while (left > 0) {
         int rc;
@@ -271,6 +295,19 @@ ssize_t co_send(int fd, const void *buf, size_t n, int timeout_ms)
         left -= (size_t)rc;
     }
     return (ssize_t)n;
+}
+
+ssize_t co_send(int fd, const void *buf, size_t n, int timeout_ms)
+{
+    if (n == 0 || !sched || !co_on_shared_stack(buf))
+        return co_send_all(fd, buf, n, timeout_ms);
+    char *heap = malloc(n);
+    if (!heap)
+        return -ENOMEM;
+    memcpy(heap, buf, n);
+    ssize_t rc = co_send_all(fd, heap, n, timeout_ms);
+    free(heap); /* withdrawn if the wait ended otherwise (co_send_undo) */
+    return rc;
 }
 
 /* Done callback of co_accept: a client for take, or the failure that

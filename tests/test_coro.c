@@ -1033,6 +1033,58 @@ START_TEST(a_timed_out_recv_leaves_its_buffer_and_the_bytes)
 }
 END_TEST
 
+/* A receive and a send whose buffers are on the caller's stack, while
+ * another coroutine runs there in between (with a shared stack it does:
+ * the receiver's frames are copied out, and the loop moves the bytes
+ * while they are). The bytes must reach the receiver's buffer, not
+ * whatever lies at its address meanwhile, and the other's frames must
+ * stay as they were. With separate stacks this holds trivially. */
+static void *stack_buf_receiver(void *arg)
+{
+    (void)arg;
+    char buf[64];
+    memset(buf, 'x', sizeof buf);
+    ck_assert_int_eq(co_recv(pair[1], buf, sizeof buf, 5000), 5);
+    ck_assert_msg(memcmp(buf, "hello", 5) == 0,
+                  "the bytes did not reach the parked receiver's buffer");
+    char reply[] = "world"; /* sent from this stack while it parks */
+    ck_assert_int_eq(co_send(pair[1], reply, 5, 5000), 5);
+    return NULL;
+}
+
+static void *stack_buf_neighbour(void *arg)
+{
+    (void)arg;
+    char mine[512];
+    memset(mine, 'n', sizeof mine);
+    ck_assert_int_eq(co_sleep(20), 0); /* the receiver is parked by now */
+    ck_assert_int_eq(write(pair[0], "hello", 5), 5);
+    ck_assert_int_eq(co_sleep(50), 0); /* parked on the stack meanwhile */
+    for (size_t i = 0; i < sizeof mine; i++)
+        ck_assert_msg(mine[i] == 'n', "the loop wrote into a neighbour's "
+                      "frames at byte %zu", i);
+    char got[8] = {0};
+    ck_assert_int_eq(co_read(pair[0], got, 5, 5000), 5);
+    ck_assert_str_eq(got, "world");
+    return NULL;
+}
+
+START_TEST(recv_and_send_with_buffers_on_the_stack)
+{
+    init_sched();
+    ck_assert_int_eq(
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, pair), 0);
+    struct co *r = co_spawn(stack_buf_receiver, NULL);
+    struct co *n = co_spawn(stack_buf_neighbour, NULL);
+    ck_assert_int_eq(co_sched_run(), 0);
+    ck_assert_int_eq(co_join(r, -1, NULL), 0);
+    ck_assert_int_eq(co_join(n, -1, NULL), 0);
+    co_sched_free();
+    close(pair[0]);
+    close(pair[1]);
+}
+END_TEST
+
 static char *parked_buf;
 
 static void *parked_receiver(void *arg)
@@ -1690,6 +1742,7 @@ static Suite *coro_suite(const char *name)
     tcase_add_test(basics, co_close_wakes_a_parked_waiter);
     tcase_add_test(basics, recv_and_send_move_a_stream_intact);
     tcase_add_test(basics, a_timed_out_recv_leaves_its_buffer_and_the_bytes);
+    tcase_add_test(basics, recv_and_send_with_buffers_on_the_stack);
     tcase_add_test(basics, co_close_ends_a_parked_recv_and_nothing_lands_after);
     tcase_add_test(basics, accept_hands_each_client_to_take);
     tcase_add_test(basics, a_timed_out_join_is_not_woken_again_by_its_target);
