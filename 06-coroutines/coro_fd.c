@@ -230,7 +230,9 @@ static int co_park_on(struct co *c, int fd, bool writing, int timeout_ms)
     *me = c;
     struct co_wait w = {.undo = writing ? co_send_undo : co_recv_undo,
                         .arg = (void *)(intptr_t)fd,
-                        .timer_result = -ETIMEDOUT};
+                        .timer_result = -ETIMEDOUT,
+                        .why = writing ? "send fd" : "recv fd",
+                        .detail = fd};
     int rc = co_park(c, &w, timeout_ms);
     f = &sched->fds[fd]; /* the table may have moved meanwhile */
     me = writing ? &f->writer : &f->reader;
@@ -357,7 +359,8 @@ int co_accept(int fd, void (*take)(int client), int timeout_ms)
     }
     sched->fds[fd].reader = c;
     struct co_wait w = {.undo = co_accept_undo, .arg = (void *)(intptr_t)fd,
-                        .timer_result = -ETIMEDOUT};
+                        .timer_result = -ETIMEDOUT, .why = "accept fd",
+                        .detail = fd};
     rc = co_park(c, &w, timeout_ms);
     if (sched->fds[fd].reader == c)
         sched->fds[fd].reader = NULL;
