@@ -253,6 +253,16 @@ static bool co_on_shared_stack(const void *p)
            q < sched->run_stack + sched->stack_size;
 }
 
+/* co_recv's receive into buf, which the loop fills while c is parked. */
+__attribute__((noinline)) static ssize_t co_recv_into(struct co *c, int fd,
+                                                      void *buf, size_t n,
+                                                      int timeout_ms)
+{
+    if (loop_recv(sched->loop, fd, buf, n, co_on_done, NULL) < 0)
+        return -errno;
+    return co_park_on(c, fd, false, timeout_ms);
+}
+
 ssize_t co_recv(int fd, void *buf, size_t n, int timeout_ms)
 {
     int rc;
@@ -261,20 +271,17 @@ ssize_t co_recv(int fd, void *buf, size_t n, int timeout_ms)
         return rc;
     if (n > INT_MAX)
         n = INT_MAX;
-    char *heap = NULL;
-    if (n > 0 && co_on_shared_stack(buf) && !(heap = malloc(n)))
+    if (n == 0 || !co_on_shared_stack(buf))
+        return co_recv_into(c, fd, buf, n, timeout_ms);
+    char *heap = malloc(n);
+    if (!heap)
         return -ENOMEM;
-    if (loop_recv(sched->loop, fd, heap ? heap : buf, n, co_on_done,
-                  NULL) < 0) {
-        free(heap);
-        return -errno;
-    }
-    rc = co_park_on(c, fd, false, timeout_ms);
-    if (heap && rc > 0) /* c runs again: its buffer is back in place */
-        memcpy(buf, heap, (size_t)rc);
+    ssize_t got = co_recv_into(c, fd, heap, n, timeout_ms);
+    if (got > 0) /* c runs again: its buffer is back in place */
+        memcpy(buf, heap, (size_t)got);
     free(heap); /* the loop is done with it: a wait ended otherwise
                    withdrew the receive (co_recv_undo) */
-    return rc;
+    return got;
 }
 
 /* co_send's loop, on a buffer the loop may read while c is parked. */

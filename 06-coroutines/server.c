@@ -453,8 +453,8 @@ static struct http_parser *new_parser_at_first_byte(struct conn *c)
 
 /* A request the parser rejected, or that missed its deadline: its status
  * with "Connection: close" (the stream cannot be resynchronised), then
- * conn_io's lingering close. */
-static void refuse(struct conn *c)
+ * conn_io's lingering close. Never inlined, as handle_request below. */
+__attribute__((noinline)) static void refuse(struct conn *c)
 {
     const struct http_parser *p = c->parser;
     log_info("bad request from %s: %d %s", c->peer, p->error_status,
@@ -491,8 +491,11 @@ route_request(const struct http_request *req, struct sync_request **sync,
 
 /* Routes the request parsed in c->parser and answers it; the request is
  * consumed on return. Returns false if the connection cannot go on (the
- * client left, or the server gave up on the request). */
-static bool handle_request(struct conn *c)
+ * client left, or the server gave up on the request). Never inlined: its
+ * locals (the reply) would stay in serve_connection's frame while the
+ * connection waits for its next request, and with --stack shared those
+ * bytes are copied at every switch. */
+__attribute__((noinline)) static bool handle_request(struct conn *c)
 {
     const struct http_request *req = &c->parser->req;
     struct endpoint_reply reply = {0};
