@@ -282,22 +282,25 @@ test: $(TEST_NEEDS) $(TEST_RUN)
 	echo "make test: all passed ($(B))"
 
 # 06's endpoint table (test_stages) again with one shared stack, under both
-# switches (make test runs test_coro and test_coroutines in every mode; this
-# is the slower whole-endpoint pass, about 12 s, which .ci/run adds).
+# switches, and on io_uring, whose loop moves a parked coroutine's bytes
+# (make test runs test_coro and test_coroutines in every mode; this is the
+# slower whole-endpoint pass, about 20 s, which .ci/run adds).
 test-shared-stack: $(B)/06-coroutines $(B)/main-service $(B)/tests/test_stages
-	@for sw in setjmp swapcontext; do \
-	    echo "== test_stages, 06-coroutines --stack shared --switch $$sw"; \
-	    STAGES=06-coroutines HARNESS_STAGE_ARGS="--stack shared --switch $$sw" \
+	@for way in "setjmp epoll" "swapcontext epoll" "setjmp uring"; do \
+	    set -- $$way; \
+	    echo "== test_stages, 06-coroutines --stack shared --switch $$1 --backend $$2"; \
+	    STAGES=06-coroutines STAGE_BACKEND=$$2 \
+	        HARNESS_STAGE_ARGS="--stack shared --switch $$1" \
 	        STAGE_BIN_DIR=$(B) $(B)/tests/test_stages || exit 1; \
 	done
 
 # The same integration tests once more with 05 and 06 on io_uring: a
-# target of its own, as their run takes about 30 s, more than make test's
+# target of its own, as their run takes about 35 s, more than make test's
 # budget allows (make test keeps test_loop's and test_coro's io_uring rows
 # and test_backends, the refusal and fallback, for that). Without io_uring
 # (no liburing, a kernel that refuses it) the stages fall back to epoll
 # and say so, and these run on epoll again.
-TEST_URING ?= test_stages test_attack test_select_epoll test_coroutines
+TEST_URING ?= test_stages test_attack test_select_epoll test_coroutines test_trace
 .PHONY: test-uring
 test-uring: $(TEST_NEEDS) $(addprefix $(B)/tests/,$(TEST_URING))
 	@STAGE_BACKEND=uring STAGES=05-epoll-callbacks,06-coroutines \
