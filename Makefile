@@ -17,7 +17,8 @@
 #                        test_trace, test_outbox, test_deliver), with
 #                        STAGES=03-threads,06-coroutines
 #   make test-shared-stack  06's endpoint tests (test_stages) with
-#                        --stack shared, both switches (SAN=1 too)
+#                        --stack shared, both switches, and setjmp on
+#                        io_uring (SAN=1 too)
 #   make valgrind        memcheck spot check: one stage (VG_STAGE, default
 #                        03-threads) run under valgrind, fails on any error
 #                        or definite leak (tests/valgrind.sh)
