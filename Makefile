@@ -3,6 +3,12 @@
 #   make                 build everything into build/
 #   make test            unit + integration tests (Check + libcurl)
 #   make test SAN=1      the same under AddressSanitizer + UBSan (build/asan)
+#   make test-uring      05 and 06 on io_uring (--backend uring) through
+#                        the integration tests that start them (test_stages,
+#                        test_attack, test_select_epoll, test_coroutines:
+#                        TEST_URING), STAGE_BACKEND=uring; .ci/run runs it
+#                        (SAN=1 too). make test runs the loop's and the
+#                        scheduler's own tests on both backends already
 #   make test SAN=thread ThreadSanitizer over the threaded parts (build/tsan):
 #                        only 03-threads and 06-coroutines (its worker pool)
 #                        are built, and only the tests that drive threads run
@@ -11,7 +17,8 @@
 #                        test_trace, test_outbox, test_deliver), with
 #                        STAGES=03-threads,06-coroutines
 #   make test-shared-stack  06's endpoint tests (test_stages) with
-#                        --stack shared, both switches (SAN=1 too)
+#                        --stack shared, both switches, and setjmp on
+#                        io_uring (SAN=1 too)
 #   make valgrind        memcheck spot check: one stage (VG_STAGE, default
 #                        03-threads) run under valgrind, fails on any error
 #                        or definite leak (tests/valgrind.sh)
@@ -144,6 +151,16 @@ PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell $(PKG_CONFIG) --libs libcjson libcurl 2>/dev/null)
 CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 
+# liburing, for the io_uring backend of common/loop (05 and 06 --backend
+# uring): linked when pkg-config finds it (tools/deps.sh installs
+# liburing-dev); without it, or with LIBURING=no, that backend is compiled
+# out and --backend uring says so and runs on epoll.
+LIBURING ?= $(shell $(PKG_CONFIG) --exists liburing 2>/dev/null && echo yes)
+ifeq ($(LIBURING),yes)
+  PKG_CFLAGS += $(shell $(PKG_CONFIG) --cflags liburing 2>/dev/null) -DHAVE_LIBURING
+  PKG_LIBS   += $(shell $(PKG_CONFIG) --libs liburing 2>/dev/null)
+endif
+
 CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror \
            -Icommon $(PKG_CFLAGS) $(SANFLAGS) -MMD -MP $(EXTRA_CFLAGS)
 # One frame larger than a page could step over the guard page below a
@@ -178,7 +195,7 @@ endif
 ifeq ($(HAVE_EPOLL),no)
   STAGE_BINS := $(filter $(B)/01-% $(B)/02-% $(B)/03-%,$(STAGE_BINS))
   TOOL_BINS  :=
-  COMMON_OBJ := $(filter-out $(B)/obj/common/loop.o,$(COMMON_OBJ))
+  COMMON_OBJ := $(filter-out $(B)/obj/common/loop%.o,$(COMMON_OBJ))
   ifneq ($(filter-out all run clean help deps,$(or $(MAKECMDGOALS),all)),)
     $(error make $(filter-out all run clean help deps,$(MAKECMDGOALS)): needs epoll, which this system lacks; $(CONTAINER_HINT))
   endif
@@ -270,14 +287,31 @@ test: $(TEST_NEEDS) $(TEST_RUN)
 	echo "make test: all passed ($(B))"
 
 # 06's endpoint table (test_stages) again with one shared stack, under both
-# switches (make test runs test_coro and test_coroutines in every mode; this
-# is the slower whole-endpoint pass, about 12 s, which .ci/run adds).
+# switches, and on io_uring, whose loop moves a parked coroutine's bytes
+# (make test runs test_coro and test_coroutines in every mode; this is the
+# slower whole-endpoint pass, about 20 s, which .ci/run adds).
 test-shared-stack: $(B)/06-coroutines $(B)/main-service $(B)/tests/test_stages
-	@for sw in setjmp swapcontext; do \
-	    echo "== test_stages, 06-coroutines --stack shared --switch $$sw"; \
-	    STAGES=06-coroutines HARNESS_STAGE_ARGS="--stack shared --switch $$sw" \
+	@for way in "setjmp epoll" "swapcontext epoll" "setjmp uring"; do \
+	    set -- $$way; \
+	    echo "== test_stages, 06-coroutines --stack shared --switch $$1 --backend $$2"; \
+	    STAGES=06-coroutines STAGE_BACKEND=$$2 \
+	        HARNESS_STAGE_ARGS="--stack shared --switch $$1" \
 	        STAGE_BIN_DIR=$(B) $(B)/tests/test_stages || exit 1; \
 	done
+
+# The same integration tests once more with 05 and 06 on io_uring: a
+# target of its own, as their run takes about 35 s, more than make test's
+# budget allows (make test keeps test_loop's and test_coro's io_uring rows
+# and test_backends, the refusal and fallback, for that). Without io_uring
+# (no liburing, a kernel that refuses it) the stages fall back to epoll
+# and say so, and these run on epoll again.
+TEST_URING ?= test_stages test_attack test_select_epoll test_coroutines test_trace
+.PHONY: test-uring
+test-uring: $(TEST_NEEDS) $(addprefix $(B)/tests/,$(TEST_URING))
+	@STAGE_BACKEND=uring STAGES=05-epoll-callbacks,06-coroutines \
+	    STAGE_BIN_DIR=$(B) ./tests/run_tests.sh $(TEST_JOBS) \
+	    $(addprefix $(B)/tests/,$(TEST_URING)) && \
+	echo "make test-uring: all passed ($(B))"
 
 # Cross builds: every stage, tool, example and test program for ARCH into
 # build/ARCH/ (make cross ARCH=arm64); make test-cross ARCH=arm64 runs the

@@ -3,25 +3,25 @@
  *
  * The model. Still one thread and non-blocking sockets, but nobody builds
  * fd_sets any more. loop.h is a small event loop over epoll: you tell it
- * once "when this fd is readable, call this function with this pointer",
- * or "in 2000 ms, call that one", and it calls you back. The server is a
- * chain of such callbacks, one per thing a connection can wait for:
+ * once "read this socket into this buffer, then call this function with
+ * this pointer", or "in 2000 ms, call that one", and it calls you back.
+ * The server is a chain of callbacks, one per thing a connection can wait
+ * for:
  *
- *   on_accept      the listener is readable: accept, watch the new socket
- *   on_readable    request bytes arrived: parse; maybe route
- *   on_input_while_waiting  bytes (or a hang-up) while the bills wait:
- *                  pause the socket until the answer
+ *   on_accept      a client was accepted: a connection for it
+ *   on_received    request bytes arrived (or, closing politely, bytes the
+ *                  client still sends, dropped): parse; maybe route
  *   on_bill_done   a bill's timer fired: next bill, or the answer
- *   on_writable    the socket has room: send; then read again or close
- *   on_lingering   closing politely: drop what the client still sends
+ *   on_sent        (part of) the answer went: the rest, or read again,
+ *                  or close
  *   on_timeout     a deadline passed: a 408 for a late head or body, or close
  *
  * What a connection does in each of them is not in this file: the steps
- * are common/evconn.c, the very functions 04-select runs. Each callback
- * finds its connection again (arg), runs one step, and hands the step's
- * answer (EVCONN_READ, _BILL, _WRITE, _LINGER, _CLOSE) to conn_apply, which
- * registers the callback that answer calls for: loop_watch with
- * on_readable, on_writable or on_lingering, a timer for on_bill_done or
+ * are common/evconn.c, the ones 04-select runs, minus the system call.
+ * Each callback finds its connection again (arg), runs one step, and
+ * hands the step's answer (EVCONN_READ, _BILL, _WRITE, _LINGER, _CLOSE)
+ * to conn_apply, which registers what that answer calls for: loop_recv
+ * with on_received, loop_send with on_sent, a timer for on_bill_done or
  * on_timeout, or conn_close. Put this file beside 04-select/server.c: the
  * steps and their answers are the same, and what changed is the loop.
  * 04's serve_one_turn, which rebuilt the sets and matched select()'s
@@ -33,6 +33,13 @@
  * descriptors, so a turn costs O(ready), not O(watched), and there is no
  * FD_SETSIZE: waiting on 10000 mostly idle connections costs about what
  * waiting on 10 does.
+ *
+ * "Read this into that buffer and call me back" is a completion, where
+ * 04's select() reports readiness ("you may read"): on epoll the loop
+ * waits for readable and makes the recv just before calling back, so the
+ * system calls are 04's; with --backend uring the kernel itself receives
+ * and sends for the whole turn in one io_uring_enter (common/loop.h,
+ * "Readiness and completion"). This file is the same for both.
  *
  * The async route is callbacks all the way down: the bills are loop timers;
  * the PUT goes through libcurl's multi *socket* API, where curl tells us
@@ -79,24 +86,23 @@
  * What to notice in the log: the same pid on every line and no thread id;
  * 2000 sync requests answered together one delay after they arrived; "GET
  * /" served while a callback PUT waits on a silent main service; at exit,
- * how many stale epoll events were dropped (see loop.h) when a closed
+ * how many stale events were dropped (see loop.h) when a closed
  * socket's number was reused within one batch.
  *
  * Simplifications, on purpose (as in 04):
- * - While its bills wait, a connection's socket stays watched until the
- *   client sends something (a pipelined request, or its hang-up), then is
- *   paused (on_input_while_waiting): a client that hangs up meanwhile is
- *   noticed when the answer is written. Pausing only then, and not at the
- *   start of every wait, spares an epoll_ctl DEL and an ADD per sync
- *   request: clients almost never send during the wait.
+ * - While its bills wait, a connection asks for no bytes: a client that
+ *   hangs up meanwhile is noticed when the answer is written. (What a
+ *   client sends meanwhile waits for the next receive: on epoll in the
+ *   socket, on io_uring in a few of the loop's buffers.)
  *
- * An answer is written at once, by the step that made it (evconn.c,
- * conn_flush), and the socket is watched for writable only when its buffer
- * is full: a keep-alive request stays "readable" from one request to the
- * next, and loop_watch with unchanged events makes no system call. So a
- * request costs a read and a write (and a share of one epoll_wait), where
- * watching writable first cost two epoll_ctl more (strace -c -f: 4.0 system
- * calls per keep-alive GET / before, 2.0 after). */
+ * An answer is sent at once: loop_send on epoll tries the send right away
+ * and watches for writable only when the socket's buffer is full, and a
+ * kept-alive socket stays registered for readable from one request to the
+ * next, so loop_recv makes no system call either. A request costs a read
+ * and a write (and a share of one epoll_wait), where watching writable
+ * first cost two epoll_ctl more (strace -c -f: 4.0 system calls per
+ * keep-alive GET / before, 2.0 after). On io_uring the reads and writes
+ * of a whole turn share one io_uring_enter (bench/uring.sh counts them). */
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdbool.h>
@@ -163,13 +169,10 @@ static CURLM *multi;           /* its multi handle: every PUT in flight */
 static struct loop_timer drain;
 
 /* The callbacks, in the order a request meets them. */
-static void on_accept(struct loop *l, int fd, unsigned events, void *arg);
-static void on_readable(struct loop *l, int fd, unsigned events, void *arg);
-static void on_input_while_waiting(struct loop *l, int fd, unsigned events,
-                                   void *arg);
+static void on_accept(struct loop *l, int fd, ssize_t client, void *arg);
+static void on_received(struct loop *l, int fd, ssize_t n, void *arg);
 static void on_bill_done(struct loop *l, void *arg);
-static void on_writable(struct loop *l, int fd, unsigned events, void *arg);
-static void on_lingering(struct loop *l, int fd, unsigned events, void *arg);
+static void on_sent(struct loop *l, int fd, ssize_t n, void *arg);
 static void on_timeout(struct loop *l, void *arg);
 static void on_outbox_flushed(struct loop *l, int fd, unsigned events,
                               void *arg);
@@ -199,7 +202,8 @@ static void conn_close(struct evconn *ev)
     /* Everything the loop holds for c must go before c does: a forgotten
      * timer or registration would call back into freed memory. The close
      * (in evconn_release) takes the socket out of epoll by itself, so the
-     * loop only forgets it: no epoll_ctl DEL. */
+     * loop only forgets it: no epoll_ctl DEL (io_uring's requests for it
+     * are cancelled with the next submission). */
     int fd = c->ev.fd;
     loop_timer_cancel(loop, &c->timeout);
     loop_timer_cancel(loop, &c->bill_timer);
@@ -210,47 +214,45 @@ static void conn_close(struct evconn *ev)
 }
 
 /* "What next": the table of evconn.h, for this loop. A want becomes the
- * events to watch, the callback the loop calls when they come, and the
- * timer that calls back at evconn_deadline. It is the last thing every
- * connection callback does; on failure it closes the connection, so the
- * caller must not touch c after it. A bill wait stops the idle timeout
- * (the wait is ours, not the client's) and leaves the socket watched for
- * readable with a callback that pauses it if anything comes (level
- * triggering would report a pipelined request over and over); a wait for
- * the outbox's flush does the same, its timeout kept as a bound. */
+ * I/O the loop does for the connection (a receive into the buffer the
+ * step names, or a send of the answer), the callback it calls when that
+ * is done, and the timer that calls back at evconn_deadline. It is the
+ * last thing every connection callback does; on failure it closes the
+ * connection, so the caller must not touch c after it. A receive still
+ * asked for is withdrawn first (no system call), so the loop never
+ * writes into a buffer the step has moved on from; a bill wait stops the
+ * idle timeout too (the wait is ours, not the client's); a wait for the
+ * outbox's flush asks for nothing either, its timeout kept as a bound. */
 static void conn_apply(struct conn *c, enum evconn_want want)
 {
-    unsigned events = 0;
-    loop_io_fn ready = on_readable;
+    int fd = c->ev.fd;
     struct loop_timer *timer = &c->timeout;
+    int rc = 0;
+    size_t len;
+    loop_recv_cancel(loop, fd);
     switch (want) {
     case EVCONN_READ:
-        events = LOOP_READABLE;
+    case EVCONN_LINGER: {
+        char *buf = evconn_recv_buffer(&c->ev, &len);
+        rc = buf ? loop_recv(loop, fd, buf, len, on_received, c) : -1;
         break;
-    case EVCONN_WRITE:
-        events = LOOP_WRITABLE;
-        ready = on_writable;
+    }
+    case EVCONN_WRITE: {
+        const char *data = evconn_send_data(&c->ev, &len);
+        rc = loop_send(loop, fd, data, len, on_sent, c);
         break;
-    case EVCONN_LINGER:
-        events = LOOP_READABLE;
-        ready = on_lingering;
-        break;
+    }
     case EVCONN_BILL:
-        events = LOOP_READABLE; /* as it was: no system call */
-        ready = on_input_while_waiting;
         loop_timer_cancel(loop, &c->timeout);
         timer = &c->bill_timer;
         break;
     case EVCONN_DURABLE: /* on_outbox_flushed wakes it, or the timeout */
-        events = LOOP_READABLE;
-        ready = on_input_while_waiting;
         break;
     case EVCONN_CLOSE:
         conn_close(&c->ev);
         return;
     }
-    if (loop_watch(loop, c->ev.fd, events, ready, c) < 0 ||
-        loop_timer_arm_at(loop, timer, evconn_deadline(&c->ev)) < 0) {
+    if (rc < 0 || loop_timer_arm_at(loop, timer, evconn_deadline(&c->ev)) < 0) {
         log_warn("%s: cannot wait: %s", c->ev.peer, strerror(errno));
         conn_close(&c->ev);
     }
@@ -259,25 +261,14 @@ static void conn_apply(struct conn *c, enum evconn_want want)
 /* In each connection callback, arg is the connection, handed back by the
  * loop: the only way a callback can find its state. */
 
-/* I/O callback: request bytes arrived. */
-static void on_readable(struct loop *l, int fd, unsigned events, void *arg)
+/* Done callback: the loop received n bytes into the step's buffer (0: the
+ * client closed). */
+static void on_received(struct loop *l, int fd, ssize_t n, void *arg)
 {
     (void)l;
     (void)fd;
-    (void)events;
     struct conn *c = arg;
-    conn_apply(c, evconn_on_readable(&c->ev));
-}
-
-/* I/O callback: the client sent more (or hung up) while its bills wait.
- * Not read now (it is the next request, or the end): the socket is paused
- * until the answer, when conn_apply watches it again. */
-static void on_input_while_waiting(struct loop *l, int fd, unsigned events,
-                                   void *arg)
-{
-    (void)events;
-    if (loop_watch(l, fd, 0, on_input_while_waiting, arg) < 0)
-        log_warn("cannot pause a waiting connection: %s", strerror(errno));
+    conn_apply(c, evconn_on_received(&c->ev, n));
 }
 
 /* Timer callback: the wait for the sync route's current bill is over. */
@@ -288,24 +279,13 @@ static void on_bill_done(struct loop *l, void *arg)
     conn_apply(c, evconn_on_bill_due(&c->ev));
 }
 
-/* I/O callback: the socket has room for the answer. */
-static void on_writable(struct loop *l, int fd, unsigned events, void *arg)
+/* Done callback: n bytes of the answer went. */
+static void on_sent(struct loop *l, int fd, ssize_t n, void *arg)
 {
     (void)l;
     (void)fd;
-    (void)events;
     struct conn *c = arg;
-    conn_apply(c, evconn_on_writable(&c->ev));
-}
-
-/* I/O callback: answered and closing; the client still sends. */
-static void on_lingering(struct loop *l, int fd, unsigned events, void *arg)
-{
-    (void)l;
-    (void)fd;
-    (void)events;
-    struct conn *c = arg;
-    conn_apply(c, evconn_on_lingering(&c->ev));
+    conn_apply(c, evconn_on_sent(&c->ev, n));
 }
 
 /* I/O callback: the outbox's flush thread has flushed (--outbox-sync):
@@ -349,18 +329,20 @@ static void conn_open(int fd)
 static int listen_fd = -1;
 static struct loop_timer accept_resume; /* the pause after EMFILE */
 
-/* A new client from net_accept_batch: epoll takes any descriptor. */
-static void conn_take(int fd)
+/* Done callback: the loop accepted a client (a batch of accept4 on epoll,
+ * a multishot accept on io_uring), or accept() failed: then the loop has
+ * stopped accepting, and we start again in NET_ACCEPT_PAUSE_MS. */
+static void on_accept(struct loop *l, int fd, ssize_t client, void *arg)
 {
-    conn_open(fd);
-}
-
-/* accept() failed (logged): stop watching the listener for
- * NET_ACCEPT_PAUSE_MS. */
-static void accept_pause(void)
-{
-    if (loop_watch(loop, listen_fd, 0, on_accept, NULL) < 0 ||
-        loop_timer_arm(loop, &accept_resume, NET_ACCEPT_PAUSE_MS) < 0)
+    (void)fd;
+    (void)arg;
+    if (client >= 0) {
+        conn_open((int)client);
+        return;
+    }
+    log_warn("accept: %s; not accepting for %d ms", strerror((int)-client),
+             NET_ACCEPT_PAUSE_MS);
+    if (loop_timer_arm(l, &accept_resume, NET_ACCEPT_PAUSE_MS) < 0)
         log_warn("cannot pause accepting: %s", strerror(errno));
 }
 
@@ -368,21 +350,10 @@ static void accept_pause(void)
 static void accept_resumed(struct loop *l, void *arg)
 {
     (void)arg;
-    if (loop_watch(l, listen_fd, LOOP_READABLE, on_accept, NULL) < 0)
-        log_warn("cannot watch the listener again: %s", strerror(errno));
+    if (loop_accept(l, listen_fd, on_accept, NULL) < 0)
+        log_warn("cannot accept again: %s", strerror(errno));
     else
         log_info("accepting again");
-}
-
-/* I/O callback: the listener is readable: accept a batch (net.h). */
-static void on_accept(struct loop *l, int fd, unsigned events, void *arg)
-{
-    (void)l;
-    (void)fd;
-    (void)events;
-    (void)arg;
-    if (net_accept_batch(listen_fd, conn_take) != 0)
-        accept_pause();
 }
 
 /* ------------------------------------------------------------------ */
@@ -568,14 +539,15 @@ static const struct evconn_ops ops = {
 static int serve(int lfd)
 {
     listen_fd = lfd;
-    loop = loop_new();
+    loop = loop_open(cfg.backend); /* epoll, unless --backend uring */
     if (loop == NULL || !curl_setup()) {
         log_warn("cannot set up the event loop or curl: %s", strerror(errno));
         return 1;
     }
+    log_info("event loop on %s", loop_backend_name(loop));
     loop_timer_init(&accept_resume, accept_resumed, NULL);
     loop_timer_init(&drain, drain_over, NULL);
-    if (loop_watch(loop, listen_fd, LOOP_READABLE, on_accept, NULL) < 0 ||
+    if (loop_accept(loop, listen_fd, on_accept, NULL) < 0 ||
         loop_watch(loop, shutdown_fd(), LOOP_READABLE, begin_stop, NULL) < 0) {
         log_warn("cannot watch the listener: %s", strerror(errno));
         return 1;
@@ -592,7 +564,7 @@ static int serve(int lfd)
 
     int rc = 0;
     if (loop_run(loop) < 0) {
-        log_warn("epoll_wait: %s", strerror(errno));
+        log_warn("waiting for events: %s", strerror(errno));
         rc = 1;
     }
     jobcap_report(&srv.budget, outbox_fate());
@@ -602,7 +574,7 @@ static int serve(int lfd)
         close(listen_fd);
     outbox_syncer_stop();
     curl_loop_free(curl); /* may still call back into the loop */
-    log_info("stopped; %lu stale epoll events were dropped",
+    log_info("stopped; %lu stale events were dropped",
              loop_stale_events(loop));
     loop_free(loop);
     return rc;
@@ -610,7 +582,8 @@ static int serve(int lfd)
 
 int main(int argc, char **argv)
 {
-    if (stage_begin(&cfg, argc, argv, STAGE, 8005, CONFIG_WORKERS,
+    if (stage_begin(&cfg, argc, argv, STAGE, 8005,
+                    CONFIG_WORKERS | CONFIG_BACKEND,
                     "Stage 05: one thread, an epoll event loop and a chain "
                     "of callbacks.") < 0)
         return 1;
@@ -618,7 +591,8 @@ int main(int argc, char **argv)
     evconn_server_init(&srv, &cfg, STAGE, &ops,
                        workers_share(&cfg, cfg.max_jobs),
                        workers_share(&cfg, cfg.max_bills));
-    log_info("one thread; an epoll loop calls back whoever is ready");
+    srv.loop_does_io = true; /* loop_recv and loop_send, not the steps */
+    log_info("one thread; an event loop calls back whoever is ready");
     /* A client is a descriptor, and there is no FD_SETSIZE here: the
      * descriptor limit (raised to the hard one) is the clients' limit. */
     net_log_loop_clients(workers_share(&cfg, cfg.max_jobs), cfg.workers);

@@ -1,5 +1,5 @@
 /* coro: a small coroutine scheduler on ucontext and common/loop (05's
- * event loop: epoll and a timer heap).
+ * event loop: epoll or io_uring, and a timer heap).
  *
  * This is asyncio's event loop written out in C, so a student can see that
  * nothing in `async`/`await` is magic. The vocabulary maps one to one:
@@ -20,6 +20,9 @@
  *   await asyncio.sleep(0)               co_yield()
  *   await reader.read(n)                 co_read(fd, buf, n, timeout_ms)
  *   writer.write(b); await drain()       co_write(fd, buf, n, timeout_ms)
+ *   await loop.sock_recv(sock, n)        co_recv(fd, buf, n, timeout_ms)
+ *   await loop.sock_sendall(sock, b)     co_send(fd, buf, n, timeout_ms)
+ *   await loop.sock_accept(sock)         co_accept(fd, take, timeout_ms)
  *   loop.add_reader (a Future on an fd)  co_wait_readable(fd, timeout_ms)
  *   await loop.run_in_executor(None, f)  co_run_blocking(f, arg, &result)
  *   await client.put(...)  (aiohttp)     co_curl_perform(easy)
@@ -31,9 +34,10 @@
  * scheduler, which runs the next ready coroutine. A wait registers a
  * callback on the event loop whose only job is to mark the coroutine ready
  * again (asyncio's Task is such a callback on its loop). When nothing is
- * ready the scheduler turns the loop: it sleeps in epoll_wait until a
- * descriptor is ready or the earliest deadline is due, the callbacks mark
- * their coroutines ready, and the scheduler runs them. The code of a
+ * ready the scheduler turns the loop: it sleeps in epoll_wait (or
+ * io_uring_enter, --backend uring) until a descriptor is ready or the
+ * earliest deadline is due, the callbacks mark their coroutines ready,
+ * and the scheduler runs them. The code of a
  * coroutine reads like blocking code; only its waits are different.
  *
  * Everything runs on one thread, the one that calls co_sched_run: a
@@ -70,7 +74,8 @@
  *    (coro_stack.c). With a shared stack (below) the region is the
  *    scheduler's, and a coroutine owns only the copy of its frames.
  *  - Descriptors belong to the caller. The scheduler owns only its loop's
- *    epoll fd, an eventfd for the worker pool and, through libcurl, the
+ *    epoll fd (or io_uring ring), an eventfd for the worker pool and,
+ *    through libcurl, the
  *    sockets of HTTP transfers.
  *
  * Switching. A coroutine is built with getcontext/makecontext (POSIX until
@@ -162,6 +167,10 @@ struct co_options {
                           use); 0 = CO_DEFAULT_WORKERS */
     enum co_switch switch_kind; /* 0 = CO_SWITCH_SETJMP */
     enum co_stack stack_kind;   /* 0 = CO_STACK_SEPARATE */
+    const char *backend; /* the loop's kernel interface, "epoll" or
+                            "uring" (common/loop.h, loop_open: epoll,
+                            said on stderr, if io_uring is refused);
+                            NULL = "epoll" */
 };
 
 /* A coroutine, as its creator holds it: asyncio's Task. Opaque. */
@@ -180,11 +189,16 @@ typedef void *(*co_fn)(void *arg);
  * co_sched_free; the loop takes them while it waits (coro_san.h). */
 int co_sched_init(const struct co_options *opts);
 
-/* The loop: runs ready coroutines, sleeps in epoll_wait until the next
+/* "epoll" or "uring": what the scheduler's loop runs on (its backend, or
+ * epoll after io_uring was refused); NULL without a scheduler. */
+const char *co_sched_backend(void);
+
+/* The loop: runs ready coroutines, sleeps in the kernel until the next
  * descriptor event or deadline, wakes whoever waited for it, and repeats
  * until every coroutine has returned (asyncio.run). Returns 0 then;
  * -EDEADLK if coroutines remain but nothing could ever wake them (say, two
- * coroutines joining each other); another negative errno if epoll failed.
+ * coroutines joining each other); another negative errno if the loop's
+ * wait failed.
  * Coroutines left over stay suspended until co_sched_free. */
 int co_sched_run(void);
 
@@ -270,6 +284,40 @@ ssize_t co_read(int fd, void *buf, size_t n, int timeout_ms);
  * -EPIPE, never SIGPIPE. timeout_ms bounds the whole call. Returns n, or a
  * negative errno; after an error part of the data may have been sent. */
 ssize_t co_write(int fd, const void *buf, size_t n, int timeout_ms);
+
+/* Completion: the loop moves the bytes (common/loop.h, "Readiness and
+ * completion"), for stream sockets. Where co_read is read(2) and a park
+ * when it would block, co_recv hands the receive itself to the loop and
+ * parks until it is done: on epoll the loop waits for readable and reads
+ * just before waking the coroutine; on io_uring the kernel receives while
+ * the thread serves others, and the turn's receives, sends and accepts
+ * cost one system call together. The buffer is touched only while the
+ * caller is parked in the call (a timeout or cancel withdraws the
+ * operation), so it may live on the coroutine's stack; with a shared
+ * stack such a buffer goes through a copy in the heap, since the loop
+ * touches it while the caller's frames are copied out. An fd used this
+ * way is not also waited on with co_wait_readable/co_read (-EBUSY) until
+ * it is closed with co_close. */
+
+/* Receives up to n bytes (at least one) into buf, parking until some
+ * arrive. The count (> 0), 0 when the peer closed, or a negative errno
+ * (-ETIMEDOUT, -ECANCELED, -EBADF after co_close, -ECONNRESET...). n 0
+ * only waits until something is there (bytes, or the end the next
+ * co_recv reports) and returns 1, taking nothing. */
+ssize_t co_recv(int fd, void *buf, size_t n, int timeout_ms);
+
+/* Sends all n bytes, parking until the loop has sent each part;
+ * timeout_ms bounds the whole call. n, or a negative errno (-EPIPE for a
+ * vanished peer, never SIGPIPE); after an error part of it may have gone. */
+ssize_t co_send(int fd, const void *buf, size_t n, int timeout_ms);
+
+/* Parks the caller while the loop accepts clients on a non-blocking
+ * listening socket, handing each to take(client) as it comes (from the
+ * loop: take must not wait; 06 spawns a coroutine there). Returns only
+ * when accepting failed (-EMFILE...: the loop has stopped accepting; call
+ * again to go on), or with -ETIMEDOUT, -ECANCELED or -EBADF, which stop
+ * accepting too. */
+int co_accept(int fd, void (*take)(int client), int timeout_ms);
 
 /* Closes an fd that coroutines may be waiting on. Their waits return
  * -EBADF, and so does a wait whose "ready" event was already fetched but

@@ -1,15 +1,26 @@
 /* coro_fd: waiting on descriptors (coro.h, "waiting"): co_wait_readable,
- * co_wait_writable, co_read, co_write, co_close. The scheduler's core
- * (coro.c) knows how to park a coroutine; this file knows which fd it waits
- * for, as libtask keeps fd.c beside task.c.
+ * co_wait_writable, co_read, co_write (readiness), co_recv, co_send,
+ * co_accept (completion), co_close. The scheduler's core (coro.c) knows
+ * how to park a coroutine; this file knows which fd it waits for, as
+ * libtask keeps fd.c beside task.c.
  *
- * co_on_fd is the loop callback of every fd a coroutine waits on: it
- * resumes the waiter. After a wake the registration is kept, so the usual
- * next wait (a keep-alive connection reading its next request) costs no
- * system call; a registration that reports an fd nobody waits on is paused
- * then (level triggering would report it on every turn). The cost of
- * keeping it: an fd must be closed with co_close, which tells the loop. */
+ * Readiness: co_on_fd is the loop callback of every fd a coroutine waits
+ * on with loop_watch: it resumes the waiter, which then makes its own
+ * read or write. After a wake the registration is kept, so the usual next
+ * wait costs no system call; a registration that reports an fd nobody
+ * waits on is paused then (level triggering would report it on every
+ * turn). The cost of keeping it: an fd must be closed with co_close,
+ * which tells the loop.
+ *
+ * Completion: co_recv, co_send and co_accept hand the operation itself to
+ * the loop (loop_recv, loop_send, loop_accept) and park until co_on_done
+ * says how it went; the coroutine wakes with the bytes already in its
+ * buffer. The wait's undo withdraws the operation, so a timeout or a
+ * cancel leaves nothing behind that could write into the coroutine's
+ * buffer later (common/loop.h, "Whose memory"). */
 #include <errno.h>
+#include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -161,6 +172,206 @@ ssize_t co_write(int fd, const void *buf, size_t n, int timeout_ms)
             return rc;
     }
     return (ssize_t)n;
+}
+
+/* ---- completion: the loop moves the bytes ---------------------------- */
+
+const char *co_sched_backend(void)
+{
+    return sched ? loop_backend_name(sched->loop) : NULL;
+}
+
+/* Done callback of co_recv and co_send: the operation is over, and result
+ * is what its system call would have said. arg says which direction. */
+static void co_on_done(struct loop *loop, int fd, ssize_t result, void *arg)
+{
+    (void)loop;
+    struct co_fd *f = &sched->fds[fd];
+    struct co *c = arg ? f->writer : f->reader;
+    if (co_fd_waiting(c))
+        co_wait_end(c, (int)result); /* at most INT_MAX: see co_park_on */
+}
+
+static void co_recv_undo(struct co *c, void *arg)
+{
+    (void)c;
+    loop_recv_cancel(sched->loop, (int)(intptr_t)arg);
+}
+
+static void co_send_undo(struct co *c, void *arg)
+{
+    (void)c;
+    loop_send_cancel(sched->loop, (int)(intptr_t)arg);
+}
+
+/* The checks every completion wait begins with: the running coroutine,
+ * or NULL and *rc. */
+static struct co *co_io_begin(int fd, bool writing, int *rc)
+{
+    struct co *c = co_running();
+    struct co_fd *f = NULL;
+    *rc = !c                  ? -EPERM
+          : co_take_cancel(c) ? -ECANCELED
+          : fd < 0            ? -EBADF
+          : !(f = co_fd_slot(fd)) ? -ENOMEM
+          : (writing ? f->writer : f->reader) ? -EBUSY
+                                              : 0;
+    return *rc == 0 ? c : NULL;
+}
+
+/* Parks c until the loop's operation on fd (started by the caller) is
+ * done, timeout_ms passes or c is cancelled; the undo withdraws the
+ * operation in the last two cases. Its result, or -ETIMEDOUT,
+ * -ECANCELED, -EBADF (co_close). */
+static int co_park_on(struct co *c, int fd, bool writing, int timeout_ms)
+{
+    struct co_fd *f = &sched->fds[fd];
+    struct co **me = writing ? &f->writer : &f->reader;
+    *me = c;
+    struct co_wait w = {.undo = writing ? co_send_undo : co_recv_undo,
+                        .arg = (void *)(intptr_t)fd,
+                        .timer_result = -ETIMEDOUT,
+                        .why = writing ? "send fd" : "recv fd",
+                        .detail = fd};
+    int rc = co_park(c, &w, timeout_ms);
+    f = &sched->fds[fd]; /* the table may have moved meanwhile */
+    me = writing ? &f->writer : &f->reader;
+    if (*me == c)
+        *me = NULL;
+    return rc;
+}
+
+/* True if p is on the shared stack (coro.h, "Stacks"). The loop touches
+ * a receive's or a send's buffer while its coroutine is parked, and a
+ * parked coroutine's locals are not at their addresses then: another
+ * coroutine's frames are. Such a buffer goes through the heap instead:
+ * one malloc and one memcpy, only for a buffer on a shared stack. */
+static bool co_on_shared_stack(const void *p)
+{
+    const char *q = p;
+    return sched->shared && q >= sched->run_stack &&
+           q < sched->run_stack + sched->stack_size;
+}
+
+/* co_recv's receive into buf, which the loop fills while c is parked. */
+__attribute__((noinline)) static ssize_t co_recv_into(struct co *c, int fd,
+                                                      void *buf, size_t n,
+                                                      int timeout_ms)
+{
+    if (loop_recv(sched->loop, fd, buf, n, co_on_done, NULL) < 0)
+        return -errno;
+    return co_park_on(c, fd, false, timeout_ms);
+}
+
+ssize_t co_recv(int fd, void *buf, size_t n, int timeout_ms)
+{
+    int rc;
+    struct co *c = co_io_begin(fd, false, &rc);
+    if (!c)
+        return rc;
+    if (n > INT_MAX)
+        n = INT_MAX;
+    if (n == 0 || !co_on_shared_stack(buf))
+        return co_recv_into(c, fd, buf, n, timeout_ms);
+    char *heap = malloc(n);
+    if (!heap)
+        return -ENOMEM;
+    ssize_t got = co_recv_into(c, fd, heap, n, timeout_ms);
+    if (got > 0) /* c runs again: its buffer is back in place */
+        memcpy(buf, heap, (size_t)got);
+    free(heap); /* the loop is done with it: a wait ended otherwise
+                   withdrew the receive (co_recv_undo) */
+    return got;
+}
+
+/* co_send's loop, on a buffer the loop may read while c is parked. */
+static ssize_t co_send_all(int fd, const char *p, size_t n, int timeout_ms)
+{
+    uint64_t deadline = timer_deadline_in(timeout_ms);
+    size_t left = n;
+    while (left > 0) {
+        int rc;
+        struct co *c = co_io_begin(fd, true, &rc);
+        if (!c)
+            return rc;
+        if (loop_send(sched->loop, fd, p, left < INT_MAX ? left : INT_MAX,
+                      co_on_done, (void *)1) < 0)
+            return -errno;
+        rc = co_park_on(c, fd, true, timer_ms_left(deadline, timer_now_ms()));
+        if (rc < 0)
+            return rc;
+        p += rc;
+        left -= (size_t)rc;
+    }
+    return (ssize_t)n;
+}
+
+ssize_t co_send(int fd, const void *buf, size_t n, int timeout_ms)
+{
+    if (n == 0 || !sched || !co_on_shared_stack(buf))
+        return co_send_all(fd, buf, n, timeout_ms);
+    char *heap = malloc(n);
+    if (!heap)
+        return -ENOMEM;
+    memcpy(heap, buf, n);
+    ssize_t rc = co_send_all(fd, heap, n, timeout_ms);
+    free(heap); /* withdrawn if the wait ended otherwise (co_send_undo) */
+    return rc;
+}
+
+/* Done callback of co_accept: a client for take, or the failure that
+ * ended accepting, which ends the acceptor's wait. */
+static void co_on_accept(struct loop *loop, int fd, ssize_t client,
+                         void *arg)
+{
+    (void)loop;
+    (void)arg;
+    struct co_fd *f = &sched->fds[fd];
+    if (client >= 0) {
+        if (f->take)
+            f->take((int)client);
+        else
+            close((int)client); /* not ours to serve */
+        return;
+    }
+    f->take = NULL; /* the loop stopped accepting by itself */
+    if (co_fd_waiting(f->reader))
+        co_wait_end(f->reader, (int)client);
+}
+
+/* The acceptor's wait ended another way (cancelled, timed out): stop
+ * accepting, or a client would come with nobody to take it. */
+static void co_accept_undo(struct co *c, void *arg)
+{
+    (void)c;
+    int fd = (int)(intptr_t)arg;
+    if (sched->fds[fd].take != NULL) {
+        sched->fds[fd].take = NULL;
+        loop_unwatch(sched->loop, fd);
+    }
+}
+
+int co_accept(int fd, void (*take)(int client), int timeout_ms)
+{
+    int rc;
+    struct co *c = co_io_begin(fd, false, &rc);
+    if (!c)
+        return rc;
+    if (!take)
+        return -EINVAL;
+    sched->fds[fd].take = take;
+    if (loop_accept(sched->loop, fd, co_on_accept, NULL) < 0) {
+        sched->fds[fd].take = NULL;
+        return -errno;
+    }
+    sched->fds[fd].reader = c;
+    struct co_wait w = {.undo = co_accept_undo, .arg = (void *)(intptr_t)fd,
+                        .timer_result = -ETIMEDOUT, .why = "accept fd",
+                        .detail = fd};
+    rc = co_park(c, &w, timeout_ms);
+    if (sched->fds[fd].reader == c)
+        sched->fds[fd].reader = NULL;
+    return rc;
 }
 
 /* The fd of c's wait is gone. If the loop already woke c (it sits in the

@@ -49,7 +49,6 @@ struct co_wait {
 
 struct co {
     long id;
-    enum co_state state;
     co_fn fn;
     void *arg, *result;
     union {                    /* at the top of its stack (coro_switch.c) */
@@ -57,7 +56,6 @@ struct co {
                                   registers while not running */
         jmp_buf *jb;           /* setjmp: its registers while not running */
     };
-    bool started;              /* entered once (its context is built then) */
     char *map;                 /* the whole mapping (guard page + stack) */
     char *stack;               /* the usable part, just above the guard
                                   (the one shared stack, if shared) */
@@ -73,20 +71,28 @@ struct co {
                                   copy below */
     struct co_wait wait_copy;
     uint64_t parked_ms;        /* since when (timer_now_ms): the task list */
-    int wake_result;           /* what the wait returns: set by the waker */
     struct loop_timer timer;   /* the wait's deadline, when it has one */
-    bool wakeable;             /* counted in sched->wakeable */
 
     struct co *join_waiter;    /* the coroutine parked in co_join on us */
+    struct san_fiber san;
+
+    /* The small fields last, side by side, so the compiler pads once: a
+     * parked coroutine's whole cost is this block and its saved frames
+     * (coro.h, "Stacks"), 256 bytes here where holes made it 280. */
+    enum co_state state;
+    int wake_result;           /* what the wait returns: set by the waker */
+    bool started;              /* entered once (its context is built then) */
+    bool wakeable;             /* counted in sched->wakeable */
     bool claimed;              /* co_join has started on this handle */
     bool detached;
     bool cancel_pending;       /* co_cancel happened; the next wait says so */
-    struct san_fiber san;
 };
 
-/* Who waits on an fd: at most one coroutine per direction. */
+/* Who waits on an fd: at most one coroutine per direction (a reader also
+ * for co_recv and co_accept, a writer for co_send). */
 struct co_fd {
     struct co *reader, *writer;
+    void (*take)(int client); /* co_accept: where each client goes */
 };
 
 /* A part of the scheduler that starts on first use (worker threads, an

@@ -18,8 +18,9 @@ int co_sched_init(const struct co_options *opts)
     if (sched)
         return -EBUSY;
     struct co_sched *s = calloc(1, sizeof *s);
-    if (!s || !(s->loop = loop_new())) {
-        int err = errno; /* ENOMEM, or what epoll_create1 said */
+    if (!s || !(s->loop = loop_open(opts && opts->backend ? opts->backend
+                                                          : "epoll"))) {
+        int err = errno; /* ENOMEM, EINVAL, or what epoll_create1 said */
         free(s);
         return -err;
     }

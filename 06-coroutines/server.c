@@ -5,13 +5,17 @@
  * loop for keep-alive), and the bills are again waited one after another
  * in a plain for loop. What changed is only how the code waits. A request
  * is even read, and a refused one closed, by the very code 01-03 run
- * (common/conn_io.h), handed another wait: park_on_fd instead of poll().
- * It, co_write and co_sleep (coro.h) do not block the thread; they park
- * this coroutine and let the scheduler run another one until the socket
- * is ready or the deadline is due. So one thread serves thousands of
- * clients the way 04 and 05 do, without a state machine or a callback in
- * sight: the "state" of each connection is simply where its coroutine
- * stands in its own code, kept on its own stack.
+ * (common/conn_io.h), handed another way to move bytes: park_recv and
+ * park_send instead of poll() and recv. They, co_send and co_sleep
+ * (coro.h) do not block the thread; they park this coroutine and let the
+ * scheduler run another one until the loop has received or sent for it,
+ * or the deadline is due. With --backend uring the kernel does those
+ * receives and sends itself, the whole turn's in one system call
+ * (common/loop.h, "Readiness and completion"); this file does not
+ * change. So one thread serves thousands of clients the way 04 and 05
+ * do, without a state machine or a callback in sight: the "state" of each
+ * connection is simply where its coroutine stands in its own code, kept
+ * on its own stack.
  *
  * The async route is asyncio's create_task + gather + await: the handler
  * answers {"status":"ok"} and spawns a background coroutine, which spawns
@@ -68,7 +72,6 @@
  *   limit (raised to the hard limit at start; EMFILE makes the acceptor
  *   back off for NET_ACCEPT_PAUSE_MS, as in 04 and 05). */
 #include <errno.h>
-#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -114,7 +117,7 @@ static struct task_list jobs = TASK_LIST_INIT(jobs);
 static struct task_list idle_waits = TASK_LIST_INIT(idle_waits);
 
 /* How a connection is read and a refused one closed: conn_io's limits,
- * with park_on_fd as the wait (set in main). */
+ * with park_recv and park_send moving the bytes (set in main). */
 static struct conn_io_limits limits;
 
 struct conn {
@@ -366,18 +369,19 @@ static void replay_outbox(void)
 
 /* ---- how a connection waits ------------------------------------------ */
 
-/* conn_io's wait, the one line where 06 differs from 01-03 (conn_io.h):
- * instead of blocking the thread in poll(), the coroutine parks until the
- * loop sees fd ready, and the thread serves others meanwhile. An idle wait
+/* conn_io's receive, the one place where 06 differs from 01-03
+ * (conn_io.h): instead of blocking the thread in poll() and then calling
+ * recv, the coroutine hands the receive to the loop and parks until it is
+ * done (co_recv), and the thread serves others meanwhile. An idle wait
  * (between requests) is where a stop must find a connection, as the
  * shutdown pipe in 01-03's poll() finds theirs: it stays in idle_waits
  * while it waits, and a stop cancels everyone there. Each wait puts itself
  * in and takes itself out: nobody else keeps track. */
-static int park_on_fd(int fd, short events, int timeout_ms, bool idle)
+static ssize_t park_recv(int fd, void *buf, size_t len, int timeout_ms,
+                         bool idle)
 {
     if (!idle)
-        return events & POLLOUT ? co_wait_writable(fd, timeout_ms)
-                                : co_wait_readable(fd, timeout_ms);
+        return co_recv(fd, buf, len, timeout_ms);
     if (stopping)
         return -ECANCELED; /* 01-03 find the pipe readable: the same */
     /* In the heap, not on this stack: the other connections' waits link to
@@ -388,10 +392,16 @@ static int park_on_fd(int fd, short events, int timeout_ms, bool idle)
         return -ENOMEM;
     me->co = co_self();
     task_add(&idle_waits, me);
-    int rc = co_wait_readable(fd, timeout_ms);
+    ssize_t rc = co_recv(fd, buf, len, timeout_ms);
     task_remove(&idle_waits, me);
     free(me);
     return rc;
+}
+
+/* conn_io's send: the loop sends, the coroutine parks meanwhile. */
+static ssize_t park_send(int fd, const void *buf, size_t len, int timeout_ms)
+{
+    return co_send(fd, buf, len, timeout_ms);
 }
 
 /* ---- one connection --------------------------------------------------- */
@@ -403,7 +413,7 @@ static bool send_reply(struct conn *c, const struct endpoint_reply *reply)
     c->keep_alive = c->keep_alive && !stopping;
     size_t len;
     char *text = deep_endpoint_reply_render(reply, c->keep_alive, &len);
-    ssize_t rc = text ? co_write(c->fd, text, len, cfg.idle_timeout_ms)
+    ssize_t rc = text ? co_send(c->fd, text, len, cfg.idle_timeout_ms)
                       : -ENOMEM;
     if (rc < 0)
         log_info("could not answer %s: %s", c->peer, strerror((int)-rc));
@@ -443,8 +453,8 @@ static struct http_parser *new_parser_at_first_byte(struct conn *c)
 
 /* A request the parser rejected, or that missed its deadline: its status
  * with "Connection: close" (the stream cannot be resynchronised), then
- * conn_io's lingering close. */
-static void refuse(struct conn *c)
+ * conn_io's lingering close. Never inlined, as handle_request below. */
+__attribute__((noinline)) static void refuse(struct conn *c)
 {
     const struct http_parser *p = c->parser;
     log_info("bad request from %s: %d %s", c->peer, p->error_status,
@@ -481,8 +491,11 @@ route_request(const struct http_request *req, struct sync_request **sync,
 
 /* Routes the request parsed in c->parser and answers it; the request is
  * consumed on return. Returns false if the connection cannot go on (the
- * client left, or the server gave up on the request). */
-static bool handle_request(struct conn *c)
+ * client left, or the server gave up on the request). Never inlined: its
+ * locals (the reply) would stay in serve_connection's frame while the
+ * connection waits for its next request, and with --stack shared those
+ * bytes are copied at every switch. */
+__attribute__((noinline)) static bool handle_request(struct conn *c)
 {
     const struct http_request *req = &c->parser->req;
     struct endpoint_reply reply = {0};
@@ -570,18 +583,18 @@ static void start_connection(int fd)
 
 /* ---- accepting and stopping ----------------------------------------- */
 
-/* The acceptor is a coroutine like the others: it parks until the
- * listening socket is readable, accepts a batch (net.h), spawning a
- * coroutine per connection, and pauses with co_sleep when accept() fails
- * (out of descriptors): 04 and 05's policy, with 06's way of waiting. A
- * stop cancels it. */
+/* The acceptor is a coroutine like the others: it parks while the loop
+ * accepts (co_accept), which hands each client to start_connection, and
+ * pauses with co_sleep when accept() fails (out of descriptors): 04 and
+ * 05's policy, with 06's way of waiting. A stop cancels it. */
 static void *accept_loop(void *arg)
 {
     (void)arg;
     int rc;
-    while ((rc = co_wait_readable(listen_fd, -1)) == 0) {
-        if (net_accept_batch(listen_fd, start_connection) == 0)
-            continue;
+    while ((rc = co_accept(listen_fd, start_connection, -1)) != -ECANCELED &&
+           rc != -EBADF) {
+        log_warn("accept: %s; not accepting for %d ms", strerror(-rc),
+                 NET_ACCEPT_PAUSE_MS);
         if ((rc = co_sleep(NET_ACCEPT_PAUSE_MS)) < 0)
             break;
         log_info("accepting again");
@@ -682,13 +695,15 @@ static int serve(int lfd)
         .switch_kind = strcmp(cfg.coro_switch, "swapcontext") == 0
                            ? CO_SWITCH_SWAPCONTEXT : CO_SWITCH_SETJMP,
         .stack_kind = strcmp(cfg.coro_stack, "shared") == 0
-                          ? CO_STACK_SHARED : CO_STACK_SEPARATE};
+                          ? CO_STACK_SHARED : CO_STACK_SEPARATE,
+        .backend = cfg.backend};
     int rc = co_sched_init(&opts);
     if (rc < 0) {
         fprintf(stderr, "co_sched_init: %s\n", strerror(-rc));
         return 1;
     }
     log_set_coroutine_id_fn(co_current_id);
+    log_info("event loop on %s", co_sched_backend());
     if (tasklist_init() < 0 || !(lister = co_spawn(list_tasks, NULL)))
         log_warn("no task list on SIGQUIT: %s", strerror(errno));
     struct co *acceptor = co_spawn(accept_loop, NULL);
@@ -712,13 +727,14 @@ static int serve(int lfd)
 int main(int argc, char **argv)
 {
     if (stage_begin(&cfg, argc, argv, STAGE, 8006,
-                    CONFIG_CORO | CONFIG_WORKERS,
+                    CONFIG_CORO | CONFIG_WORKERS | CONFIG_BACKEND,
                     "Stage 06: one thread, a coroutine per connection "
                     "(ucontext scheduler over epoll).") < 0)
         return 1;
     trace_set_coro_source(co_current_id);
     limits = conn_io_limits_of(&cfg);
-    limits.wait = park_on_fd; /* the one difference from 01-03 */
+    limits.recv = park_recv; /* the one difference from 01-03 */
+    limits.send = park_send;
     if (jobcap_init(&jobcap, workers_share(&cfg, cfg.max_jobs), /* each */
                     workers_share(&cfg, cfg.max_bills)) < 0) {  /* its own */
         perror("jobcap");

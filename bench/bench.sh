@@ -35,6 +35,9 @@
 #                   (examples/stack_cost)
 #   cost            CPU us, system calls and context switches per request,
 #                   keep-alive and a new connection each (bench/cost.sh)
+#   uring           readiness against completion: 05 and 06 on epoll and
+#                   on io_uring beside nginx, system calls and CPU per
+#                   keep-alive request, 5 interleaved rounds (bench/uring.sh)
 #
 # Usage: bench/bench.sh [BUILD_DIR]          (make bench passes build/)
 # Environment: BENCH_QUICK=1 (about 3 minutes), BENCH_CONC=N (scenario 3),
@@ -45,7 +48,7 @@
 # BENCH_ROUNDS=N (interleaved rounds of the anchors, bytes and latency
 # tables, default 5; quick 2), BENCH_SCALE_SIZES and BENCH_SCALE_EXTRA
 # (bench/scale.sh); BENCH_SCENARIOS takes the names anchors, bytes,
-# latency, cost and switch too. Exits 1 when a bytes row did not answer
+# latency, cost, uring and switch too. Exits 1 when a bytes row did not answer
 # every client. Every process it starts is stopped again, also on Ctrl-C.
 set -u
 
@@ -584,6 +587,13 @@ if scenario anchors; then bench_anchors; fi
 if scenario bytes; then bench_scale; fi
 if scenario latency; then bench_latency; fi
 if scenario cost; then bench_cost; fi
+
+# ---- readiness against completion -----------------------------------------
+# Its own file, sourced: "uring" (05 and 06 on epoll and on io_uring beside
+# nginx: system calls and CPU per keep-alive request, interleaved rounds).
+# shellcheck source=bench/uring.sh
+. "$BENCH_DIR/uring.sh"
+if scenario uring; then bench_uring; fi
 
 # ---- the switch ------------------------------------------------------------
 # 06's two ways to switch coroutines, side by side: the bare switch timed by

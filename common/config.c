@@ -19,7 +19,7 @@ enum { OPT_PORT = 256, OPT_HOST, OPT_DELAY, OPT_JITTER, OPT_IDLE, OPT_MAIN,
        OPT_MAX_JOBS, OPT_MAX_BILLS, OPT_CALLBACK_DEADLINE, OPT_MAX_CHILDREN, OPT_MAX_THREADS,
        OPT_BLOCKING_BUG, OPT_CPU_MS, OPT_OFFLOAD, OPT_STACK_KB, OPT_SWITCH,
        OPT_STACK, OPT_PREFORK, OPT_ACCEPT_LOCK, OPT_POOL, OPT_QUEUE, OPT_WORKERS,
-       OPT_SHARED_LISTENER, OPT_DRAIN, OPT_OUTBOX, OPT_OUTBOX_SYNC };
+       OPT_SHARED_LISTENER, OPT_DRAIN, OPT_OUTBOX, OPT_OUTBOX_SYNC, OPT_BACKEND };
 
 static void config_usage(FILE *out, const struct config *cfg, int default_port,
                          unsigned extras, const char *description)
@@ -112,6 +112,13 @@ static void config_usage(FILE *out, const struct config *cfg, int default_port,
             "                      between them (default 1)\n"
             "  --shared-listener   workers: one listener in every worker's\n"
             "                      epoll, with EPOLLEXCLUSIVE (default off)\n");
+    if (extras & CONFIG_BACKEND)
+        fprintf(out,
+            "  --backend NAME      the event loop's kernel interface: epoll\n"
+            "                      (readiness) or uring (io_uring: completion,\n"
+            "                      the turn's I/O in one system call; when\n"
+            "                      the kernel refuses it, epoll, said on\n"
+            "                      stderr) (default epoll)\n");
     fprintf(out,
         "\nenvironment:\n"
         "  SECRET_TOKEN        token sent with callbacks (default "
@@ -164,6 +171,7 @@ void config_parse(struct config *cfg, int argc, char **argv,
         .max_children = 256, .max_threads = 1024, .stack_kb = 64,
         .queue = 64, .workers = 1, .coro_switch = "setjmp",
         .coro_stack = "separate",
+        .backend = "epoll",
     };
     cfg->token_is_default = strcmp(cfg->token, DEFAULT_TOKEN) == 0;
 
@@ -199,6 +207,7 @@ void config_parse(struct config *cfg, int argc, char **argv,
         {"shared-listener", no_argument, 0, OPT_SHARED_LISTENER},
         {"switch", required_argument, 0, OPT_SWITCH},
         {"stack", required_argument, 0, OPT_STACK},
+        {"backend", required_argument, 0, OPT_BACKEND},
         {0, 0, 0, 0},
     };
     /* Keep only the options this stage takes, so --help and getopt agree. */
@@ -214,7 +223,8 @@ void config_parse(struct config *cfg, int argc, char **argv,
              !(extras & CONFIG_PREFORK)) ||
             ((v == OPT_POOL || v == OPT_QUEUE) && !(extras & CONFIG_POOL)) ||
             ((v == OPT_WORKERS || v == OPT_SHARED_LISTENER) &&
-             !(extras & CONFIG_WORKERS)))
+             !(extras & CONFIG_WORKERS)) ||
+            (v == OPT_BACKEND && !(extras & CONFIG_BACKEND)))
             continue;
         opts[n++] = all[i];
     }
@@ -268,6 +278,14 @@ void config_parse(struct config *cfg, int argc, char **argv,
                 exit(2);
             }
             cfg->coro_stack = optarg;
+            break;
+        case OPT_BACKEND:
+            if (strcmp(optarg, "epoll") != 0 && strcmp(optarg, "uring") != 0) {
+                fprintf(stderr, "%s: --backend wants epoll or uring, got "
+                                "'%s'\n", stage, optarg);
+                exit(2);
+            }
+            cfg->backend = optarg;
             break;
         case OPT_HELP:
             config_usage(stdout, cfg, default_port, extras, description);

@@ -17,6 +17,7 @@ enum config_extra {
     CONFIG_PREFORK = 1 << 3,      /* 02: --prefork --accept-lock */
     CONFIG_POOL = 1 << 4,         /* 03: --pool --queue */
     CONFIG_WORKERS = 1 << 5,      /* 05, 06: --workers --shared-listener */
+    CONFIG_BACKEND = 1 << 6,      /* 05, 06: --backend */
 };
 
 struct config {
@@ -87,6 +88,9 @@ struct config {
     const char *coro_stack;   /* 06 --stack: "separate" (default: a stack
                                  per coroutine) or "shared" (one stack,
                                  parked coroutines' frames copied out) */
+    const char *backend;      /* 05, 06 --backend: the event loop's kernel
+                                 interface, "epoll" (default) or "uring"
+                                 (common/loop.h, loop_open) */
 };
 
 /* Fills cfg from defaults, the environment, then argv. Exits on --help or

@@ -32,11 +32,15 @@ struct conn_io_limits conn_io_limits_of(const struct config *cfg)
         .idle_timeout_ms = cfg->idle_timeout_ms,
         .header_timeout_ms = cfg->header_timeout_ms,
         .body_timeout_ms = cfg->body_timeout_ms,
-        .wait = conn_io_wait_poll,
+        .recv = conn_io_recv_poll,
+        .send = conn_io_send_poll,
     };
 }
 
-int conn_io_wait_poll(int fd, short events, int timeout_ms, bool idle)
+/* poll() on fd for events, on the now pipe and, when idle, on the stop
+ * pipe, never past the drain deadline (shutdown.h): 0 when fd is ready,
+ * -ETIMEDOUT, -ECANCELED (a stop: idle, or the drain is over), -EINTR. */
+static int poll_fd(int fd, short events, int timeout_ms, bool idle)
 {
     struct pollfd fds[3] = {{.fd = fd, .events = events},
                             {.fd = shutdown_now_fd(), .events = POLLIN},
@@ -44,7 +48,7 @@ int conn_io_wait_poll(int fd, short events, int timeout_ms, bool idle)
     /* Busy or idle, a wait ends with the stop's drain (shutdown.h). */
     int n = poll(fds, idle ? 3 : 2, shutdown_cut_timeout(timeout_ms));
     if (n < 0)
-        return errno == EINTR ? 0 : -errno; /* a signal: try, wait again */
+        return -errno; /* -EINTR: the caller tries again */
     if (fds[1].revents || shutdown_drain_over())
         return -ECANCELED;
     if (n == 0)
@@ -52,41 +56,78 @@ int conn_io_wait_poll(int fd, short events, int timeout_ms, bool idle)
     return fds[0].revents ? 0 : -ECANCELED; /* else the stop: idle */
 }
 
-/* Waits with lim's wait function until fd is ready for events, deadline
- * passes (-ETIMEDOUT only then: an early return just waits again), or,
- * when idle, a stop is asked. The wait's result otherwise. */
-static int wait_until(const struct conn_io_limits *lim, int fd, short events,
-                      uint64_t deadline, bool idle)
+ssize_t conn_io_recv_poll(int fd, void *buf, size_t len, int timeout_ms,
+                          bool idle)
 {
-    conn_io_wait_fn *wait = lim && lim->wait ? lim->wait : conn_io_wait_poll;
+    /* Between requests, wait first: a kept-alive client sends only after
+     * our answer, so a read first would mostly find nothing. */
+    for (bool wait = idle || len == 0;;) {
+        if (wait) {
+            int rc = poll_fd(fd, POLLIN, timeout_ms, idle);
+            if (rc < 0)
+                return rc;
+            if (len == 0)
+                return 1;
+        }
+        ssize_t n = recv(fd, buf, len, MSG_DONTWAIT);
+        if (n >= 0)
+            return n;
+        if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        wait = errno != EINTR;
+    }
+}
+
+ssize_t conn_io_send_poll(int fd, const void *buf, size_t len,
+                          int timeout_ms)
+{
     for (;;) {
-        int rc = wait(fd, events, timer_ms_left(deadline, timer_now_ms()),
-                      idle);
-        if (rc != -ETIMEDOUT || timer_now_ms() >= deadline)
+        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n >= 0)
+            return n;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        int rc = poll_fd(fd, POLLOUT, timeout_ms, false);
+        if (rc < 0)
             return rc;
     }
 }
 
-/* Sends all len bytes before deadline, however slowly the client reads:
- * non-blocking sends, lim's wait for room in between. 0, or -1 with errno
- * (ETIMEDOUT when the deadline passed). */
+/* One receive with lim's function, waiting until deadline at most
+ * (-ETIMEDOUT only then: an early return or a signal just waits again
+ * for what is left); when idle, a stop ends it. Its result otherwise. */
+static ssize_t recv_by(const struct conn_io_limits *lim, int fd, void *buf,
+                       size_t len, uint64_t deadline, bool idle)
+{
+    conn_io_recv_fn *recv_fn = lim && lim->recv ? lim->recv
+                                                : conn_io_recv_poll;
+    for (;;) {
+        ssize_t rc = recv_fn(fd, buf, len,
+                             timer_ms_left(deadline, timer_now_ms()), idle);
+        if ((rc != -ETIMEDOUT && rc != -EINTR) || timer_now_ms() >= deadline)
+            return rc;
+    }
+}
+
+/* Sends all len bytes before deadline, however slowly the client reads,
+ * with lim's function. 0, or -1 with errno (ETIMEDOUT when the deadline
+ * passed). */
 static int write_all_by(const struct conn_io_limits *lim, int fd,
                         const char *buf, size_t len, uint64_t deadline)
 {
+    conn_io_send_fn *send_fn = lim && lim->send ? lim->send
+                                                : conn_io_send_poll;
     while (len > 0) {
-        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = send_fn(fd, buf, len,
+                            timer_ms_left(deadline, timer_now_ms()));
         if (n > 0) {
             buf += n;
             len -= (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-            return -1;
-        int rc = wait_until(lim, fd, POLLOUT, deadline, false);
-        if (rc < 0) {
-            errno = -rc;
+        } else if ((n != -ETIMEDOUT && n != -EINTR) ||
+                   timer_now_ms() >= deadline) {
+            errno = n < 0 ? (int)-n : EIO;
             return -1;
         }
     }
@@ -143,32 +184,25 @@ static void wait_over(int rc, bool idle, const struct conn_io_limits *lim)
 
 bool conn_io_wait_request(int fd, const struct conn_io_limits *lim)
 {
-    int rc = wait_until(lim, fd, POLLIN,
-                        timer_deadline_in(lim->idle_timeout_ms), true);
+    ssize_t rc = recv_by(lim, fd, NULL, 0,
+                         timer_deadline_in(lim->idle_timeout_ms), true);
     if (rc < 0)
-        wait_over(rc, true, lim);
-    return rc == 0;
+        wait_over((int)rc, true, lim);
+    return rc > 0;
 }
 
 /* One read into space, waiting for bytes (until deadline) when there are
- * none; idle says the connection is between requests, and then it waits
- * before it reads. > 0 bytes read; 0 when the client closed or the read
- * failed (a reset); or the wait's negative errno. */
+ * none; idle says the connection is between requests. > 0 bytes read; 0
+ * when the client closed or the read failed (a reset); or the wait's
+ * negative errno. */
 static ssize_t read_some(const struct conn_io_limits *lim, int fd,
                          char *space, size_t avail, uint64_t deadline,
                          bool idle)
 {
-    for (bool wait = idle;;) {
-        int rc = wait ? wait_until(lim, fd, POLLIN, deadline, idle) : 0;
-        if (rc < 0)
-            return rc;
-        ssize_t n = recv(fd, space, avail, MSG_DONTWAIT);
-        if (n >= 0)
-            return n;
-        if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
-            return 0;
-        wait = errno != EINTR;
-    }
+    ssize_t n = recv_by(lim, fd, space, avail, deadline, idle);
+    if (n < 0 && n != -ETIMEDOUT && n != -ECANCELED)
+        return 0; /* a reset: the connection is over, as at its close */
+    return n;
 }
 
 /* The wait for a request's bytes ended in rc < 0. A request under way that
@@ -268,16 +302,19 @@ void conn_io_linger(int fd, const struct conn_io_limits *lim)
     if (!net_linger_begin(fd))
         return;
     uint64_t deadline = timer_deadline_in(NET_LINGER_MS);
+    char sink[4096];
     size_t dropped = 0;
-    while (net_linger_drop(fd, &dropped) &&
-           wait_until(lim, fd, POLLIN, deadline, false) == 0)
-        ;
+    ssize_t n;
+    while (dropped < NET_LINGER_MAX_BYTES &&
+           (n = recv_by(lim, fd, sink, sizeof sink, deadline, false)) > 0)
+        dropped += (size_t)n;
 }
 
 void conn_io_linger_if_unread(int fd, const struct conn_io_limits *lim)
 {
-    char byte;
-    if (recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0)
+    conn_io_recv_fn *recv_fn = lim && lim->recv ? lim->recv
+                                                : conn_io_recv_poll;
+    if (recv_fn(fd, NULL, 0, 0, false) > 0) /* just a look */
         conn_io_linger(fd, lim);
 }
 

@@ -5,14 +5,20 @@
  * coroutine per connection.
  *
  * How a request is read under its deadlines, and how a connection that
- * ends after an error is closed, is the same everywhere: only the wait
- * changes. Every wait on the client in here goes through one function,
- * lim->wait (struct conn_io_limits): in 01-03 conn_io_wait_poll, poll() on
- * the time left, which blocks the calling thread; in 06 a function that
- * parks the coroutine until the loop sees the socket ready, and lets the
- * thread serve others meanwhile (06-coroutines/server.c, park_on_fd). So
- * each stage file shows only its model: 01's accept-serve-close loop, 02's
- * fork and reaping, 03's threads, 06's coroutines.
+ * ends after an error is closed, is the same everywhere: only the waiting
+ * changes. Every byte moved to or from the client in here goes through
+ * two functions, lim->recv and lim->send (struct conn_io_limits), which
+ * wait as the model waits: in 01-03 conn_io_recv_poll and
+ * conn_io_send_poll, poll() on the time left, which blocks the calling
+ * thread, then the system call; in 06 functions that park the coroutine
+ * while the loop receives or sends for it, and let the thread serve
+ * others meanwhile (06-coroutines/server.c, park_recv and park_send, on
+ * co_recv and co_send). A pair of "do it, waiting at most this long"
+ * functions, rather than a "wait until ready" one, is what lets the same
+ * code run on a completion loop (io_uring), where waiting and moving the
+ * bytes are one operation. So each stage file shows only its model: 01's
+ * accept-serve-close loop, 02's fork and reaping, 03's threads, 06's
+ * coroutines.
  *
  * Every wait on the client has a deadline that never moves (deadlines.h):
  * the wait gets the time left on CLOCK_MONOTONIC, so a client trickling
@@ -26,12 +32,14 @@
  * the acceptor, the answer (conn_io_send_reply: poll, under the socket's
  * write timeout), the bills (a sleep) and the callback. Every one of
  * those waits also ends when the stop's drain does (shutdown.h). 06 renders its
- * answers on the loop's stack and writes them with co_write, waits its
+ * answers on the loop's stack and sends them with co_send, waits its
  * bills with co_sleep and awaits its callback with curl (server.c). */
 #ifndef COMMON_CONN_IO_H
 #define COMMON_CONN_IO_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
 
 #include "config.h"
 #include "endpoint.h"
@@ -39,23 +47,34 @@
 #include "http.h"
 #include "jobcap.h"
 
-/* How a connection waits until fd is ready for events (POLLIN or
- * POLLOUT), at most timeout_ms (timer_ms_left: 0 means "only if ready
- * now", -1 no limit). idle is true between requests, where a stop ends
- * the wait. Returns 0 when fd is ready, or may be: waking early is
- * harmless, since the caller tries its call and waits again for what is
- * left; -ETIMEDOUT; -ECANCELED when the server stops (an idle wait at
- * once; any wait once the stop's drain is over, shutdown.h); another
- * negative errno if the wait itself failed. */
-typedef int conn_io_wait_fn(int fd, short events, int timeout_ms, bool idle);
+/* How a connection receives: waits until bytes (or the end) are there,
+ * at most timeout_ms (timer_ms_left: 0 means "only if there now", -1 no
+ * limit), then moves up to len of them into buf. idle is true between
+ * requests, where a stop ends the wait. Returns the count (> 0); 0 when
+ * the client closed; len 0 only waits, and returns 1 when something (bytes
+ * or the end) is there; or a negative errno: -ETIMEDOUT; -ECANCELED when
+ * the server stops (an idle wait at once; any wait once the stop's drain
+ * is over, shutdown.h); -EINTR, a signal (the caller tries again with the time
+ * left); another if the receive or the wait failed (a reset). */
+typedef ssize_t conn_io_recv_fn(int fd, void *buf, size_t len, int timeout_ms,
+                                bool idle);
 
-/* The blocking stages' wait (01-03, the main service): poll() on fd, the
- * now pipe and, when idle, the stop pipe, never past the drain deadline
- * (shutdown.h). Only the calling thread waits: the whole server in 01,
- * one child in 02, one thread in 03. */
-int conn_io_wait_poll(int fd, short events, int timeout_ms, bool idle);
+/* How a connection sends: waits until fd takes some of buf (at most
+ * timeout_ms), then sends what fits. The count (> 0), or a negative errno
+ * (-ETIMEDOUT, -EINTR as above, -EPIPE...); never SIGPIPE. */
+typedef ssize_t conn_io_send_fn(int fd, const void *buf, size_t len,
+                                int timeout_ms);
 
-/* A connection's limits and the wait they are kept with, in milliseconds.
+/* The blocking stages' receive and send (01-03, the main service): poll()
+ * on fd, the now pipe and, when idle, the stop pipe, never past the drain
+ * deadline (shutdown.h), then recv or send. Only the calling thread waits: the whole server in 01, one child in 02, one
+ * thread in 03. */
+ssize_t conn_io_recv_poll(int fd, void *buf, size_t len, int timeout_ms,
+                          bool idle);
+ssize_t conn_io_send_poll(int fd, const void *buf, size_t len,
+                          int timeout_ms);
+
+/* A connection's limits and the I/O they are kept with, in milliseconds.
  * The three deadlines of reading a request are deadlines.h's. */
 struct conn_io_limits {
     int idle_timeout_ms;   /* no byte of a request yet (a new or kept-alive
@@ -65,12 +84,13 @@ struct conn_io_limits {
                               the end of its head: past it, 408 */
     int body_timeout_ms;   /* from the end of the head to the end of the
                               body: past it, 408 */
-    conn_io_wait_fn *wait; /* every wait on the client; NULL:
-                              conn_io_wait_poll */
+    conn_io_recv_fn *recv; /* every byte from the client; NULL:
+                              conn_io_recv_poll */
+    conn_io_send_fn *send; /* every byte to it; NULL: conn_io_send_poll */
 };
 
 /* The three limits as cfg's options set them, waited with
- * conn_io_wait_poll. */
+ * conn_io_recv_poll and conn_io_send_poll. */
 struct conn_io_limits conn_io_limits_of(const struct config *cfg);
 
 /* ---- The acceptor ---- */
@@ -128,16 +148,16 @@ bool conn_io_send_reply(int fd, const struct endpoint_reply *reply,
  * True if the answer was written. */
 bool conn_io_reject(int fd, const struct http_parser *p);
 
-/* The lingering close (net.h), waited with lim->wait: half-closes fd, then
- * drops what the client still sends until it closes too,
+/* The lingering close (net.h), received with lim->recv: half-closes fd,
+ * then drops what the client still sends until it closes too,
  * NET_LINGER_MAX_BYTES have gone, or NET_LINGER_MS pass. After an error
  * answer, always. The caller closes fd. */
 void conn_io_linger(int fd, const struct conn_io_limits *lim);
 
 /* The same lingering close after the connection's last answer, but only
- * if the client sent bytes that were never read (a pipelined request);
- * otherwise nothing: a client done with the connection is not kept
- * waiting. */
+ * if something the client sent was never read (a pipelined request, or
+ * its close: then the linger ends at once); otherwise nothing: a client
+ * done with the connection is not kept waiting. */
 void conn_io_linger_if_unread(int fd, const struct conn_io_limits *lim);
 
 /* A handler for conn_io_serve: answers one parsed request (conn_io_answer)

@@ -416,22 +416,12 @@ static enum evconn_want conn_next_request(struct evconn *c)
     return conn_handle_request(c);
 }
 
-/* One read, straight into the parser's buffer, then parse. */
-static enum evconn_want conn_read(struct evconn *c)
+/* n bytes came into the parser's free space (0: the client closed; < 0:
+ * -errno): keep them, then parse. */
+static enum evconn_want conn_got(struct evconn *c, ssize_t n)
 {
-    size_t avail;
-    char *space = http_parser_space(&c->parser, &avail);
-    if (space == NULL || avail == 0) {
-        /* A full buffer always holds a whole request or an error, and it
-         * was parsed before we came back to reading: only ENOMEM is left. */
-        log_warn("no room to read from %s; closing", c->peer);
-        return EVCONN_CLOSE;
-    }
-    ssize_t n = net_read_some(c->fd, space, avail);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-        return EVCONN_READ; /* nothing after all: wait again */
     if (n < 0) {
-        log_info("%s: read: %s", c->peer, strerror(errno));
+        log_info("%s: read: %s", c->peer, strerror((int)-n));
         return EVCONN_CLOSE;
     }
     if (n == 0) {
@@ -441,6 +431,38 @@ static enum evconn_want conn_read(struct evconn *c)
     }
     http_parser_commit(&c->parser, (size_t)n);
     return conn_next_request(c);
+}
+
+char *evconn_recv_buffer(struct evconn *c, size_t *len)
+{
+    /* A lingering close's bytes are only counted, never read: every
+     * lingering connection may share one sink. */
+    static char sink[4096];
+    if (c->want == EVCONN_LINGER) {
+        *len = sizeof sink;
+        return sink;
+    }
+    char *space = http_parser_space(&c->parser, len);
+    if (space == NULL || *len == 0) {
+        /* A full buffer always holds a whole request or an error, and it
+         * was parsed before we came back to reading: only ENOMEM is left. */
+        log_warn("no room to read from %s; closing", c->peer);
+        return NULL;
+    }
+    return space;
+}
+
+/* One read, straight into the parser's buffer, then parse. */
+static enum evconn_want conn_read(struct evconn *c)
+{
+    size_t avail;
+    char *space = evconn_recv_buffer(c, &avail);
+    if (space == NULL)
+        return EVCONN_CLOSE;
+    ssize_t n = net_read_some(c->fd, space, avail);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return EVCONN_READ; /* nothing after all: wait again */
+    return conn_got(c, n < 0 ? -errno : n);
 }
 
 enum evconn_want evconn_on_readable(struct evconn *c)
@@ -471,19 +493,25 @@ enum evconn_want evconn_on_lingering(struct evconn *c)
                                                           : EVCONN_CLOSE;
 }
 
-/* Send what fits. Where to go after the last byte depends on what was
- * written, so whoever queued it left the answer in c (out_interim,
- * close_after_write). */
-static enum evconn_want conn_write(struct evconn *c)
+/* n bytes of what the client still sends were dropped (0: it closed too;
+ * < 0: it failed): net_linger_drop's verdict, for a loop that reads. */
+static enum evconn_want conn_lingered(struct evconn *c, ssize_t n)
+{
+    if (n <= 0)
+        return EVCONN_CLOSE;
+    c->lingered += (size_t)n;
+    return c->lingered < NET_LINGER_MAX_BYTES ? EVCONN_LINGER : EVCONN_CLOSE;
+}
+
+/* n bytes of the answer went (< 0: -errno). Where to go after the last
+ * byte depends on what was written, so whoever queued it left the answer
+ * in c (out_interim, close_after_write). */
+static enum evconn_want conn_wrote(struct evconn *c, ssize_t n)
 {
     c->out_fresh = false;
-    ssize_t n = net_write_some(c->fd, c->out + c->out_sent,
-                               c->out_len - c->out_sent);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-        return EVCONN_WRITE;
     if (n < 0) {
         log_info("%s left before its answer was written: %s", c->peer,
-                 strerror(errno));
+                 strerror((int)-n));
         return EVCONN_CLOSE;
     }
     c->out_sent += (size_t)n;
@@ -506,6 +534,18 @@ static enum evconn_want conn_write(struct evconn *c)
     return conn_next_request(c);
 }
 
+/* Send what fits. */
+static enum evconn_want conn_write(struct evconn *c)
+{
+    ssize_t n = net_write_some(c->fd, c->out + c->out_sent,
+                               c->out_len - c->out_sent);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        c->out_fresh = false;
+        return EVCONN_WRITE;
+    }
+    return conn_wrote(c, n < 0 ? -errno : n);
+}
+
 /* An answer is written by the step that made it, not on the loop's next
  * turn: the socket's buffer almost always has room, so waiting to hear
  * "writable" would cost a turn and, in 05, two epoll_ctl per keep-alive
@@ -515,6 +555,8 @@ static enum evconn_want conn_write(struct evconn *c)
  * rest wait a turn, so one client cannot keep the loop to itself. */
 static enum evconn_want conn_flush(struct evconn *c, enum evconn_want want)
 {
+    if (c->srv->loop_does_io)
+        return want; /* its loop_send writes at once (on epoll) instead */
     for (int i = 0; want == EVCONN_WRITE && c->out_fresh &&
                     i < EVCONN_WRITE_BURST; i++)
         want = conn_write(c);
@@ -524,6 +566,27 @@ static enum evconn_want conn_flush(struct evconn *c, enum evconn_want want)
 enum evconn_want evconn_on_writable(struct evconn *c)
 {
     return c->want = conn_flush(c, conn_write(c));
+}
+
+/* ------------------------------------------------------------------ */
+/* The steps of a loop that moves the bytes (05)                       */
+
+enum evconn_want evconn_on_received(struct evconn *c, ssize_t n)
+{
+    if (c->want == EVCONN_LINGER)
+        return c->want = conn_lingered(c, n);
+    return c->want = conn_got(c, n);
+}
+
+const char *evconn_send_data(const struct evconn *c, size_t *len)
+{
+    *len = c->out_len - c->out_sent;
+    return c->out + c->out_sent;
+}
+
+enum evconn_want evconn_on_sent(struct evconn *c, ssize_t n)
+{
+    return c->want = conn_wrote(c, n);
 }
 
 /* ------------------------------------------------------------------ */

@@ -46,10 +46,21 @@
  *
  * Each stage has one function that applies a want (conn_apply): 04 notes
  * which set the socket goes in and moves the connection's deadline in its
- * heap; 05 calls loop_watch with the callback for that want and arms a loop
+ * heap; 05 asks its loop to receive or send for that want and arms a loop
  * timer. evconn_deadline says when the wait ends, so the timeouts (idle,
  * slowloris, stalled reader, linger) are decided here too, and both loops
  * only arm what they are told.
+ *
+ * Readiness or completion (common/loop.h says more). 04 hears "the socket
+ * is readable" and lets a step make the read: evconn_on_readable,
+ * evconn_on_writable, evconn_on_lingering. 05's loop makes the reads and
+ * writes itself, on epoll or io_uring, and hands a step what came of
+ * them: evconn_on_received and evconn_on_sent, with the buffers
+ * evconn_recv_buffer and evconn_send_data name. Both kinds of step share
+ * everything after the system call, so the two stages still run the same
+ * connection logic. A server whose loop does the I/O sets
+ * srv->loop_does_io, and its steps never write by themselves: an answer
+ * waits as EVCONN_WRITE for the loop's send.
  *
  * An async job's steps are in evjob: a job outlives its connection. The one
  * thing a connection's step cannot do by itself is start such a job (arming
@@ -75,6 +86,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "config.h"
 #include "deadlines.h"
@@ -120,6 +132,8 @@ struct evconn_server {
     const struct evconn_ops *ops; /* the loop's part */
     struct jobcap budget;     /* async jobs and bills promised, not done */
     bool stopping;            /* answers say "Connection: close" from now */
+    bool loop_does_io;        /* the loop reads and writes (05): the
+                                 steps never write an answer themselves */
     unsigned jitter_seed;     /* rand_r's state for the bills' jitter */
     struct list conns;        /* every open connection (evconn.link), newest
                                  first */
@@ -241,6 +255,27 @@ enum evconn_want evconn_on_writable(struct evconn *c);
  * client still sends (net_linger_drop); EVCONN_CLOSE once it closes too or
  * sends too much. */
 enum evconn_want evconn_on_lingering(struct evconn *c);
+
+/* The steps of a loop that makes the reads and writes itself (05: its
+ * loop_recv and loop_send on epoll or io_uring). */
+
+/* Where the bytes c waits for go while it wants EVCONN_READ (the
+ * parser's free space) or EVCONN_LINGER (a scratch buffer: those bytes are
+ * dropped), and *len how many fit. NULL (logged) when there is no room:
+ * close c. */
+char *evconn_recv_buffer(struct evconn *c, size_t *len);
+
+/* The loop received n bytes into evconn_recv_buffer (0: the client
+ * closed; < 0: -errno) while c wanted EVCONN_READ or EVCONN_LINGER: parse
+ * and answer what is complete, or count what the lingering close drops. */
+enum evconn_want evconn_on_received(struct evconn *c, ssize_t n);
+
+/* What to send while c wants EVCONN_WRITE: *len bytes at the result. */
+const char *evconn_send_data(const struct evconn *c, size_t *len);
+
+/* The loop sent n bytes of evconn_send_data (< 0: -errno): the rest, the
+ * next pipelined request, a new wait, or the lingering close. */
+enum evconn_want evconn_on_sent(struct evconn *c, ssize_t n);
 
 /* The sync bill c waited for (EVCONN_BILL) is due: compute it, then wait
  * for the next one or answer. */

@@ -235,13 +235,19 @@ int net_set_timeouts(int fd, int ms)
     return setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
 
+void net_count_accept(int fd)
+{
+    accepted++;
+    TRACE(TRACE_ACCEPT, NULL, fd);
+}
+
 int net_accept(int listen_fd, bool nonblocking)
 {
     int flags = SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0);
     for (;;) {
         int fd = accept4(listen_fd, NULL, NULL, flags);
         if (fd >= 0) {
-            TRACE(TRACE_ACCEPT, NULL, fd);
+            net_count_accept(fd);
             return fd;
         }
         /* A client that gave up before we accepted it is not our error. */
@@ -256,7 +262,6 @@ int net_accept_batch(int listen_fd, void (*take)(int fd))
     for (int i = 0; i < NET_ACCEPT_BATCH; i++) {
         int fd = net_accept(listen_fd, true);
         if (fd >= 0) {
-            accepted++;
             take(fd);
             continue;
         }

@@ -41,9 +41,15 @@ int net_listen_announce(const struct config *cfg);
  * open). */
 int net_listen_announce_reuseport(const struct config *cfg, int *fds, int n);
 
-/* Connections this process accepted through net_accept_batch, for the
- * "accepts per worker" lines (each worker is a process: one count each). */
+/* Connections this process accepted (net_accept, net_count_accept), for
+ * the "accepts per worker" lines (each worker is a process: one count
+ * each). */
 unsigned long net_accepted(void);
+
+/* What net_accept does with each client the kernel hands over (the
+ * trace's accept event, net_accepted's count), for a client accepted
+ * another way: io_uring's multishot accept (common/loop_uring.c). */
+void net_count_accept(int fd);
 
 /* Binds and listens on host:port with SO_REUSEADDR (port 0 = any free
  * port). Returns the fd and stores the real port in *bound_port, or returns

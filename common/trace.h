@@ -31,7 +31,8 @@
  *                  answered it
  *   first_byte I   loadgen: the response's first byte
  * The scheduler (04, 05, 06):
- *   blocked   B/E  the loop thread sleeps in select/epoll_wait; id the
+ *   blocked   B/E  the loop thread sleeps in select, epoll_wait or
+ *                  io_uring_enter (--backend uring); id the
  *                  loop; label "timeout N" (ms) or "no timeout" on B,
  *                  "events N" (how many it reported) on E. Between an E and the
  *                  next B the thread dispatches.

@@ -18,6 +18,7 @@
 #include <strings.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -47,8 +48,9 @@ const struct stage_traits harness_stages[HARNESS_NUM_STAGES] = {
     {"03-threads", .overlaps = true, .keep_alive = true, .exhausts = true},
     {"04-select", .overlaps = true, .keep_alive = true, .exhausts = true},
     {"05-epoll-callbacks", .overlaps = true, .keep_alive = true,
-     .exhausts = true},
-    {"06-coroutines", .overlaps = true, .keep_alive = true, .exhausts = true},
+     .exhausts = true, .backends = true},
+    {"06-coroutines", .overlaps = true, .keep_alive = true, .exhausts = true,
+     .backends = true},
 };
 
 bool harness_stage_selected(const char *name)
@@ -166,6 +168,13 @@ int harness_wait_listening(int fd, pid_t pid)
 void proc_start(struct proc *p, const char *name, const char *const *args,
                 const char *const *env)
 {
+    proc_start_limited(p, name, args, env, 0);
+}
+
+void proc_start_limited(struct proc *p, const char *name,
+                        const char *const *args, const char *const *env,
+                        int max_fds)
+{
     harness_curl_init();
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "%s", name);
@@ -204,6 +213,9 @@ void proc_start(struct proc *p, const char *name, const char *const *args,
         setpgid(0, 0); /* signals to the test's group do not reach it */
         for (int i = 0; env && env[i]; i++)
             putenv((char *)env[i]);
+        struct rlimit few = {(rlim_t)max_fds, (rlim_t)max_fds};
+        if (max_fds > 0 && setrlimit(RLIMIT_NOFILE, &few) < 0)
+            _exit(127);
         signal(SIGPIPE, SIG_DFL);
         execv(bin, argv);
         _exit(127);
@@ -235,6 +247,14 @@ void harness_stage_start(struct proc *p, const char *name,
     snprintf(deadline, sizeof deadline, "%d", o->callback_deadline_ms);
     const char *args[60];
     int n = 0;
+    const char *backend = getenv("STAGE_BACKEND");
+    for (int k = 0; backend && *backend && k < HARNESS_NUM_STAGES; k++) {
+        if (harness_stages[k].backends &&
+            strcmp(harness_stages[k].name, name) == 0) {
+            args[n++] = "--backend";
+            args[n++] = backend;
+        }
+    }
     if (o->delay_ms) {
         args[n++] = "--delay-ms";
         args[n++] = delay;
@@ -264,7 +284,7 @@ void harness_stage_start(struct proc *p, const char *name,
         args[n++] = o->args[k];
     }
     args[n] = NULL;
-    proc_start(p, name, args, env);
+    proc_start_limited(p, name, args, env, o->max_fds);
 }
 
 int proc_stop(struct proc *p, int timeout_ms)

@@ -39,6 +39,10 @@ struct stage_traits {
      * connection (the rest wait in the backlog, which costs no descriptor);
      * 02's parent closes its copy of each socket right after fork. */
     bool exhausts;
+    /* Takes --backend (an event loop on epoll or io_uring): with
+     * STAGE_BACKEND=uring in the environment, harness_stage_start runs it
+     * on io_uring (make test-uring). */
+    bool backends;
 };
 
 #define HARNESS_NUM_STAGES 6
@@ -97,6 +101,15 @@ void harness_appendf(char **buf, const char *fmt, ...)
 void proc_start(struct proc *p, const char *name, const char *const *args,
                 const char *const *env);
 
+/* proc_start, with RLIMIT_NOFILE (soft and hard) set to max_fds in the
+ * started program before it runs (0: inherited). A limit set from outside
+ * once a server runs (prlimit) would not reach an io_uring multishot
+ * accept it had already submitted: the kernel copies the limit into the
+ * request when it is submitted. */
+void proc_start_limited(struct proc *p, const char *name,
+                        const char *const *args, const char *const *env,
+                        int max_fds);
+
 /* How a test starts a stage (harness_stage_start). A field left 0 or NULL
  * adds no option, so the stage's own default holds. */
 struct stage_opts {
@@ -107,6 +120,9 @@ struct stage_opts {
     int callback_deadline_ms; /* --callback-deadline-ms */
     const char *const *args;  /* then these, NULL-ended; an option given
                                  twice takes its last value */
+    int max_fds;              /* > 0: the stage starts with at most this
+                                 many descriptors (RLIMIT_NOFILE, soft and
+                                 hard, as a low `ulimit -n` in its shell) */
 };
 
 /* The token every stage started by harness_stage_start checks callbacks
@@ -114,8 +130,10 @@ struct stage_opts {
 #define HARNESS_TOKEN "test-token"
 
 /* Starts stage `name` (its folder: "03-threads") as proc_start does, with
- * SECRET_TOKEN=HARNESS_TOKEN and the options of o (NULL: none). The words
- * of $HARNESS_STAGE_ARGS, if set, come before o's args: the same tests
+ * SECRET_TOKEN=HARNESS_TOKEN and the options of o (NULL: none); a stage
+ * that takes --backend gets --backend $STAGE_BACKEND first when that is
+ * set (o's args may still say otherwise). The words of
+ * $HARNESS_STAGE_ARGS, if set, come before o's args too: the same tests
  * against another mode of a stage (STAGES=06-coroutines
  * HARNESS_STAGE_ARGS='--stack shared'). Fails the test if it does not
  * start. */

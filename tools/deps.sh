@@ -8,7 +8,9 @@
 # Usage: tools/deps.sh [GROUP...]
 #   (none)         what make, make demo and make test need: the compiler,
 #                  make, pkg-config, cJSON, libcurl, Check, and git, curl
-#                  and python3 for the tests of the documents and exercises
+#                  and python3 for the tests of the documents and exercises;
+#                  and liburing, tried (without it the io_uring backend of
+#                  05 and 06 is compiled out: --backend uring runs on epoll)
 #   --optional     those, and make bench's: wrk, gnuplot, the anchors
 #                  (nginx, FastAPI on uvicorn, httpx for its callbacks in
 #                  bench/crash.sh and the traced demo), a system call counter
@@ -27,8 +29,8 @@ set -u
 # group     package               installed when (any one of them holds)
 # A check is cmd:NAME (a command), pc:MODULE (pkg-config), py:MODULE
 # (Debian's python3 imports it), file:PATH or deb:PACKAGE (dpkg says so).
-# Group ci-try is tried and may fail; "lib" rows are the libraries the
-# build links, installed for ARCH too by --cross.
+# Groups lib-try and ci-try are tried and may fail; "lib" rows are the
+# libraries the build links, installed for ARCH too by --cross.
 PACKAGES='
 base        make                  cmd:make
 base        gcc                   cmd:cc
@@ -36,6 +38,7 @@ base        pkg-config            cmd:pkg-config
 lib         libcjson-dev          pc:libcjson
 lib         libcurl4-openssl-dev  pc:libcurl
 lib         check                 pc:check
+lib-try     liburing-dev          pc:liburing
 base        git                   cmd:git
 base        curl                  cmd:curl
 base        python3               cmd:python3
@@ -75,7 +78,7 @@ cross_qemu() {
     esac
 }
 
-groups="base lib"
+groups="base lib lib-try"
 cross=""
 list_only=""
 while [ $# -gt 0 ]; do

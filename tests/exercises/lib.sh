@@ -98,18 +98,26 @@ ex_children() {
 # not make (sleep, usleep, nanosleep, clock_nanosleep) and prints
 # "blocking sleeps: N" to standard error at exit. A coroutine's wait that
 # blocks the thread looks the same in a program's output as one that
-# parks: only the count tells them apart.
+# parks: only the count tells them apart. It also prints "pipe waits: N",
+# the polls of one pipe with a timeout: a blocking stage's sleep that a
+# stop may cut short (common/shutdown.h, shutdown_sleep_ms) is one.
 ex_sleep_counter() {
     cat >"$EX_DIR/sleeps.c" <<'C'
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-static atomic_long calls;
-static void report(void) { fprintf(stderr, "blocking sleeps: %ld\n", atomic_load(&calls)); }
+static atomic_long calls, pipe_waits;
+static void report(void)
+{
+    fprintf(stderr, "blocking sleeps: %ld\npipe waits: %ld\n", atomic_load(&calls),
+            atomic_load(&pipe_waits));
+}
 __attribute__((constructor)) static void start(void) { atexit(report); }
 #define REAL(name) ((__typeof__(&name))dlsym(RTLD_NEXT, #name))
 unsigned sleep(unsigned s) { calls++; return REAL(sleep)(s); }
@@ -117,6 +125,13 @@ int usleep(useconds_t us) { calls++; return REAL(usleep)(us); }
 int nanosleep(const struct timespec *t, struct timespec *left) { calls++; return REAL(nanosleep)(t, left); }
 int clock_nanosleep(clockid_t c, int f, const struct timespec *t, struct timespec *left)
 { calls++; return REAL(clock_nanosleep)(c, f, t, left); }
+int poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+    struct stat st;
+    if (n == 1 && timeout > 0 && fstat(fds[0].fd, &st) == 0 && S_ISFIFO(st.st_mode))
+        pipe_waits++;
+    return REAL(poll)(fds, n, timeout);
+}
 C
     ${CC:-cc} -shared -fPIC -O2 "$EX_DIR/sleeps.c" -o "$EX_DIR/sleeps.so" -ldl 2>"$EX_DIR/sleeps.log" ||
         ex_fail "could not build the sleep counter: $(head -3 "$EX_DIR/sleeps.log")"
