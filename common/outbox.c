@@ -313,21 +313,50 @@ static int lock_or_wait(int fd)
     }
 }
 
+/* True if fd is still the file named path. */
+static bool is_named(int fd, const char *path)
+{
+    struct stat held, named;
+    return fstat(fd, &held) == 0 && stat(path, &named) == 0 &&
+           held.st_dev == named.st_dev && held.st_ino == named.st_ino;
+}
+
+/* path opened and locked: the file that has the name once the lock is
+ * ours. A server that held the lock compacts by renaming a new file over
+ * the name and only then closes the old one, so a second server that was
+ * waiting on the old file may get its lock with the name already moved
+ * on: it must open the name again, or two servers would own one outbox.
+ * The descriptor, or -1 with errno (EWOULDBLOCK: another server has it). */
+static int open_locked(const char *path)
+{
+    for (int tries = 0; tries < 4; tries++) { /* each waits LOCK_WAIT_MS */
+        int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return -1;
+        if (lock_or_wait(fd) < 0) {
+            int err = errno;
+            close(fd);
+            errno = err;
+            return -1;
+        }
+        if (is_named(fd, path))
+            return fd;
+        close(fd); /* the name is a newer file now: wait on that one */
+    }
+    errno = EWOULDBLOCK; /* renamed under us again and again: in use */
+    return -1;
+}
+
 int outbox_open(const char *path, bool sync)
 {
     if (path == NULL)
         return 0;
     ob.path = path;
     ob.sync = sync;
-    int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int fd = open_locked(path);
     if (fd < 0) {
-        fprintf(stderr, "--outbox %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    if (lock_or_wait(fd) < 0) {
         fprintf(stderr, "--outbox %s: %s\n", path, errno == EWOULDBLOCK
                 ? "another server is using it" : strerror(errno));
-        close(fd);
         return -1;
     }
     size_t len = 0;
@@ -510,6 +539,9 @@ int outbox_syncer_start(void)
     int err = pthread_create(&ob.syncer, NULL, syncer_main, NULL);
     if (err) {
         log_warn("outbox: the sync thread: %s", strerror(err));
+        close(ob.wake[0]);
+        close(ob.wake[1]);
+        ob.wake[0] = ob.wake[1] = -1;
         return -1;
     }
     ob.syncer_running = true;

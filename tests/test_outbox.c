@@ -9,11 +9,13 @@
  * Check runs each test in a process of its own, so each opens its own. */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -268,6 +270,40 @@ START_TEST(the_sync_thread_flushes_and_wakes_the_loop)
 END_TEST
 
 /* A file that cannot be made is said at start, not at the first job. */
+/* Two servers starting at once on one file: the second opens the file
+ * while the first holds it, and waits for its lock. The first compacts:
+ * a new file, locked, renamed over the name, and only then the old one
+ * closed. The lock the second then gets is on a file that has no name any
+ * more; it must look again, find the new file held, and be refused (with
+ * the old file's lock it would own a stale copy and both would replay). */
+START_TEST(a_server_waiting_on_a_replaced_file_is_refused)
+{
+    write_file(JOB("a"));
+    int old = open(path, O_RDWR);
+    ck_assert_int_ge(old, 0);
+    ck_assert_int_eq(flock(old, LOCK_EX), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) { /* not the parent's copy of old: a lock goes with it */
+        close(old);
+        _exit(outbox_open(path, false) == 0 ? 3 : 0);
+    }
+    harness_sleep_ms(150); /* the second server is waiting on old */
+    char tmp[300];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fresh = open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    ck_assert_int_ge(fresh, 0);
+    ck_assert_int_eq(flock(fresh, LOCK_EX), 0);
+    ck_assert_int_eq(rename(tmp, path), 0);
+    close(old);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    close(fresh);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "the second server took the replaced file's lock");
+}
+END_TEST
+
 START_TEST(an_unusable_path_fails_at_start)
 {
     char bad[300];
@@ -289,6 +325,7 @@ int main(void)
     tcase_add_test(tc, sync_says_synced_from_any_thread);
     tcase_add_test(tc, without_sync_says_written);
     tcase_add_test(tc, the_sync_thread_flushes_and_wakes_the_loop);
+    tcase_add_test(tc, a_server_waiting_on_a_replaced_file_is_refused);
     tcase_add_test(tc, an_unusable_path_fails_at_start);
     suite_add_tcase(s, tc);
     return harness_run(s);
