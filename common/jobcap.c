@@ -74,18 +74,24 @@ static bool take(atomic_long *counter, long n, long max)
 }
 
 /* A free slot for a job already counted in cap->jobs: there is one, since
- * every counted job holds at most one of the max_jobs slots. The search
- * starts where the last one ended, so it is short while few are held. */
+ * every counted job holds at most one of the max_jobs slots and a slot is
+ * freed before its job's count is given back (slot_release). The search
+ * starts where the last one ended, so it is short while few are held; it
+ * gives up after two rounds (-1), which only a broken count could cause
+ * (a process killed between the two steps of a release), rather than
+ * spin. */
 static int claim_slot(struct jobcap *cap)
 {
+    unsigned long n = (unsigned long)cap->max_jobs;
     unsigned long i = atomic_fetch_add(&cap->next_slot, 1);
-    for (;; i++) {
-        struct jobcap_slot *s = &cap->slots[i % (unsigned long)cap->max_jobs];
+    for (unsigned long tried = 0; tried < 2 * n; tried++, i++) {
+        struct jobcap_slot *s = &cap->slots[i % n];
         int free_state = SLOT_FREE;
         if (atomic_compare_exchange_strong(&s->state, &free_state,
                                            SLOT_TAKEN))
-            return (int)(i % (unsigned long)cap->max_jobs);
+            return (int)(i % n);
     }
+    return -1;
 }
 
 bool jobcap_take(struct jobcap *cap, struct exchange_request *job,
@@ -105,6 +111,13 @@ bool jobcap_take(struct jobcap *cap, struct exchange_request *job,
         return false;
     }
     int i = claim_slot(cap);
+    if (i < 0) {
+        atomic_fetch_sub(&cap->bills, (long)job->num_bills);
+        atomic_fetch_sub(&cap->jobs, 1);
+        if (why)
+            *why = "no free job slot (--max-jobs)";
+        return false;
+    }
     struct jobcap_slot *s = &cap->slots[i];
     atomic_store(&s->bills, (long)job->num_bills);
     s->owner = getpid();
@@ -133,12 +146,17 @@ void jobcap_bills_done(struct jobcap *cap, const struct exchange_request *job,
     atomic_fetch_sub(&cap->bills, (long)n);
 }
 
-/* Gives a held slot back with whatever it still reserves. */
+/* Gives a held slot back with whatever it still reserves: the slot first,
+ * then the job's place in the count. The other order would let a new job
+ * be counted while every slot still looked held; and a process killed
+ * between the two steps (02's children share the budget) would leave a
+ * held slot that jobcap_reclaim releases a second time, one place too
+ * many. This order leaves at worst one place taken until the restart. */
 static void slot_release(struct jobcap *cap, struct jobcap_slot *s)
 {
     atomic_fetch_sub(&cap->bills, atomic_exchange(&s->bills, 0));
-    long left = atomic_fetch_sub(&cap->jobs, 1) - 1;
     atomic_store(&s->state, SLOT_FREE);
+    long left = atomic_fetch_sub(&cap->jobs, 1) - 1;
     TRACE(TRACE_COUNT_JOBS, NULL, left);
 }
 

@@ -92,6 +92,29 @@ static void *racer(void *arg)
 
 /* Threads racing for the last places never take more than the cap, nor
  * one slot twice (03). */
+/* A count that lost a place (a 02 child killed in the middle of giving
+ * its job back) must not hang the next take in a search for a free slot
+ * that is not there: it is refused, with the limit named, and the budget
+ * is left as it was. */
+START_TEST(a_broken_count_refuses_instead_of_spinning)
+{
+    struct jobcap cap;
+    ck_assert_int_eq(jobcap_init(&cap, 2, 10), 0);
+    const char *why = NULL;
+    struct exchange_request a = job_of("a", 1), b = job_of("b", 1),
+                            c = job_of("c", 1);
+    ck_assert(jobcap_take(&cap, &a, &why));
+    ck_assert(jobcap_take(&cap, &b, &why));
+    atomic_fetch_sub(&cap.jobs, 1); /* both slots held, one place counted */
+    ck_assert(!jobcap_take(&cap, &c, &why));
+    ck_assert_ptr_nonnull(strstr(why, "--max-jobs"));
+    ck_assert_int_eq(c.slot, -1);
+    ck_assert_int_eq(jobcap_jobs(&cap), 1);
+    ck_assert_int_eq(jobcap_bills(&cap), 2);
+    jobcap_free(&cap);
+}
+END_TEST
+
 START_TEST(threads_never_exceed_the_cap)
 {
     ck_assert_int_eq(jobcap_init(&shared_cap, 3, 1000), 0);
@@ -245,6 +268,7 @@ int main(void)
     Suite *s = suite_create("jobcap");
     TCase *tc = tcase_create("budget");
     tcase_add_test(tc, caps_jobs_then_bills);
+    tcase_add_test(tc, a_broken_count_refuses_instead_of_spinning);
     tcase_add_test(tc, threads_never_exceed_the_cap);
     tcase_add_test(tc, shared_budget_spans_processes);
     tcase_add_test(tc, report_and_reclaim_name_the_jobs_held);
