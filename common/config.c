@@ -154,6 +154,18 @@ static int config_int(const char *stage, const char *opt, const char *s,
     return (int)v;
 }
 
+/* s if it is one of the two words a or b, or exits with a message. */
+static const char *config_choice(const char *stage, const char *opt,
+                                 const char *s, const char *a, const char *b)
+{
+    if (strcmp(s, a) != 0 && strcmp(s, b) != 0) {
+        fprintf(stderr, "%s: --%s wants %s or %s, got '%s'\n", stage, opt, a,
+                b, s);
+        exit(2);
+    }
+    return s;
+}
+
 void config_parse(struct config *cfg, int argc, char **argv,
                   const char *stage, int default_port, unsigned extras,
                   const char *description)
@@ -261,32 +273,9 @@ void config_parse(struct config *cfg, int argc, char **argv,
         case OPT_QUEUE: cfg->queue = config_int(stage, "queue", optarg, 1, 1000000); break;
         case OPT_WORKERS: cfg->workers = config_int(stage, "workers", optarg, 1, 256); break;
         case OPT_SHARED_LISTENER: cfg->shared_listener = true; break;
-        case OPT_SWITCH:
-            if (strcmp(optarg, "setjmp") != 0 &&
-                strcmp(optarg, "swapcontext") != 0) {
-                fprintf(stderr, "%s: --switch wants setjmp or swapcontext, "
-                                "got '%s'\n", stage, optarg);
-                exit(2);
-            }
-            cfg->coro_switch = optarg;
-            break;
-        case OPT_STACK:
-            if (strcmp(optarg, "separate") != 0 &&
-                strcmp(optarg, "shared") != 0) {
-                fprintf(stderr, "%s: --stack wants separate or shared, "
-                                "got '%s'\n", stage, optarg);
-                exit(2);
-            }
-            cfg->coro_stack = optarg;
-            break;
-        case OPT_BACKEND:
-            if (strcmp(optarg, "epoll") != 0 && strcmp(optarg, "uring") != 0) {
-                fprintf(stderr, "%s: --backend wants epoll or uring, got "
-                                "'%s'\n", stage, optarg);
-                exit(2);
-            }
-            cfg->backend = optarg;
-            break;
+        case OPT_SWITCH: cfg->coro_switch = config_choice(stage, "switch", optarg, "setjmp", "swapcontext"); break;
+        case OPT_STACK: cfg->coro_stack = config_choice(stage, "stack", optarg, "separate", "shared"); break;
+        case OPT_BACKEND: cfg->backend = config_choice(stage, "backend", optarg, "epoll", "uring"); break;
         case OPT_HELP:
             config_usage(stdout, cfg, default_port, extras, description);
             exit(0);
