@@ -534,7 +534,10 @@ END_TEST
  * exchange_request left on the stack (2.5 KiB) would break. */
 START_TEST(a_parked_request_keeps_under_1_kib_with_a_shared_stack)
 {
-    static const char *const args[] = {"--delay-ms", "500", NULL};
+    /* A bill long enough that all N are parked at once even when sending
+     * them takes a while (ASan on a busy machine: with 500 ms the first
+     * was answered before the last arrived, 199 at the peak). */
+    static const char *const args[] = {"--delay-ms", "1500", NULL};
     struct proc s;
     harness_stage_start(&s, STAGE, &(struct stage_opts){.args = args});
     enum { N = 200 };
