@@ -220,6 +220,10 @@ struct evconn {
     bool out_fresh;             /* out was queued and not yet tried: the
                                    step that queued it writes it at once */
     bool close_after_write;
+    bool recv_idle;             /* evconn_recv_buffer gave no buffer: the
+                                   loop only says when bytes are there */
+    bool recv_woken;            /* ...and it said so: the next buffer is
+                                   real */
     size_t lingered;            /* bytes dropped while closing */
     struct evconn_sync *sync;   /* allocated on the first sync request */
     struct list link;           /* in srv->conns */
@@ -261,13 +265,17 @@ enum evconn_want evconn_on_lingering(struct evconn *c);
 
 /* Where the bytes c waits for go while it wants EVCONN_READ (the
  * parser's free space) or EVCONN_LINGER (a scratch buffer: those bytes are
- * dropped), and *len how many fit. NULL (logged) when there is no room:
- * close c. */
+ * dropped), and *len how many fit. *len is 0 while c is idle (no byte of
+ * a request buffered): it holds no buffer then, and the loop's wait ends
+ * when bytes are there, for evconn_on_received to ask again. NULL
+ * (logged) when there is no room: close c. */
 char *evconn_recv_buffer(struct evconn *c, size_t *len);
 
 /* The loop received n bytes into evconn_recv_buffer (0: the client
  * closed; < 0: -errno) while c wanted EVCONN_READ or EVCONN_LINGER: parse
- * and answer what is complete, or count what the lingering close drops. */
+ * and answer what is complete, or count what the lingering close drops.
+ * After a wait with *len 0, n > 0 only says bytes are there: EVCONN_READ,
+ * and the next evconn_recv_buffer gives room for them. */
 enum evconn_want evconn_on_received(struct evconn *c, ssize_t n);
 
 /* What to send while c wants EVCONN_WRITE: *len bytes at the result. */

@@ -213,7 +213,9 @@ void loop_forget_closed(struct loop *loop, int fd);
 /* Receives the next bytes fd delivers into buf (at most len), then calls
  * fn(loop, fd, n, arg): n > 0 bytes, 0 when the peer closed, or -errno.
  * len 0 (buf may be NULL) only waits until something is there: fn gets 1
- * (bytes, or the end, which the next receive reports), or -errno. On
+ * (bytes, or the end, which the next receive reports), or -errno; if fn
+ * then asks for the bytes, they come in the same turn (an idle owner
+ * need hold no buffer, and a request still costs one wait). On
  * epoll: a wait for readable, then recv(2) just before fn. On io_uring: a
  * multishot receive stays armed and bytes may arrive before anyone asks;
  * the loop keeps at most LOOP_URING_PENDING_MAX buffers of them per fd

@@ -216,10 +216,11 @@ static void ep_stream(struct loop *loop, int fd, uint32_t gen,
     unsigned unwanted = ready & s->be.ep.events &
                         ~((s->recv.fn ? LOOP_READABLE : 0u) |
                           (s->send.fn ? LOOP_WRITABLE : 0u));
-    if ((ready & LOOP_READABLE) && s->recv.fn != NULL) {
+    while ((ready & LOOP_READABLE) && s->recv.fn != NULL) {
+        size_t len = s->recv.len;
         ssize_t n = 1; /* a wait without a buffer: something is there */
-        while (s->recv.len > 0 &&
-               (n = recv(fd, s->recv.buf, s->recv.len, MSG_DONTWAIT)) < 0 &&
+        while (len > 0 &&
+               (n = recv(fd, s->recv.buf, len, MSG_DONTWAIT)) < 0 &&
                errno == EINTR)
             ;
         if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
@@ -227,6 +228,10 @@ static void ep_stream(struct loop *loop, int fd, uint32_t gen,
         if (!loop_current(loop, fd, gen, false))
             return;
         s = &loop->slots[fd];
+        /* An owner that waited without a buffer usually asks for the
+         * bytes at once: read them now, not after another epoll_wait. */
+        if (len > 0 || s->recv.len == 0)
+            break;
     }
     if ((ready & LOOP_WRITABLE) && s->send.fn != NULL) {
         ssize_t n = ep_send_now(fd, &s->send);
