@@ -116,6 +116,8 @@ void evconn_server_drop(struct evconn_server *srv)
 void evconn_server_free(struct evconn_server *srv)
 {
     jobcap_free(&srv->budget);
+    while (srv->num_spare > 0)
+        free(srv->spare[--srv->num_spare].buf);
 }
 
 void evconn_server_replay(struct evconn_server *srv, int share, int shares)
@@ -152,6 +154,30 @@ uint64_t evconn_bill_deadline(struct evconn_server *srv)
     return timer_now_ms() + (uint64_t)ms;
 }
 
+/* A connection that will not read for a while gives its empty read
+ * buffer back: to the server's spares while there is room, else to
+ * malloc. */
+static void conn_give_back_buffer(struct evconn *c)
+{
+    struct evconn_server *srv = c->srv;
+    struct evconn_spare s;
+    if (srv->num_spare < EVCONN_SPARE_BUFFERS &&
+        (s.buf = http_parser_take_buffer(&c->parser, &s.cap)) != NULL)
+        srv->spare[srv->num_spare++] = s;
+    else
+        http_parser_trim(&c->parser);
+}
+
+/* A connection about to read, with no buffer, takes a spare if any. */
+static void conn_take_spare_buffer(struct evconn *c)
+{
+    struct evconn_server *srv = c->srv;
+    if (srv->num_spare > 0 &&
+        http_parser_give_buffer(&c->parser, srv->spare[srv->num_spare - 1].buf,
+                                srv->spare[srv->num_spare - 1].cap))
+        srv->num_spare--;
+}
+
 void evconn_init(struct evconn *c, struct evconn_server *srv, int fd)
 {
     memset(c, 0, sizeof *c);
@@ -176,6 +202,7 @@ void evconn_release(struct evconn *c)
     TRACE(TRACE_COUNT_CONNS, NULL, c->srv->num_conns);
     close(c->fd);
     log_info("closed %s", c->peer);
+    conn_give_back_buffer(c);
     http_parser_free(&c->parser);
     free(c->out);
     free(c->sync);
@@ -288,7 +315,7 @@ static enum evconn_want conn_start_bills(struct evconn *c,
     /* Nothing is read while the bills wait, so the read buffer goes back
      * unless a pipelined request is in it (10,000 waiting clients would
      * otherwise pin 40 MiB of empty buffers). */
-    http_parser_trim(&c->parser);
+    conn_give_back_buffer(c);
     return conn_wait_bill(c);
 }
 
@@ -430,7 +457,12 @@ static enum evconn_want conn_got(struct evconn *c, ssize_t n)
         return EVCONN_CLOSE;
     }
     http_parser_commit(&c->parser, (size_t)n);
-    return conn_next_request(c);
+    enum evconn_want want = conn_next_request(c);
+    /* All it read is answered: the buffer goes back now, not when the
+     * answer has gone, so the next connection served in this turn reads
+     * into the same one. */
+    conn_give_back_buffer(c);
+    return want;
 }
 
 /* A lingering close's bytes are only counted, never read: every
@@ -438,13 +470,15 @@ static enum evconn_want conn_got(struct evconn *c, ssize_t n)
 static char sink[4096];
 
 /* Where one read may put bytes now: the sink while lingering, else the
- * parser's free space (NULL, logged: no room, close). */
+ * parser's free space, in a spare buffer if it had none (NULL, logged: no
+ * room, close). */
 static char *recv_space(struct evconn *c, size_t *len)
 {
     if (c->want == EVCONN_LINGER) {
         *len = sizeof sink;
         return sink;
     }
+    conn_take_spare_buffer(c);
     char *space = http_parser_space(&c->parser, len);
     if (space == NULL || *len == 0) {
         /* A full buffer always holds a whole request or an error, and it
@@ -463,7 +497,7 @@ char *evconn_recv_buffer(struct evconn *c, size_t *len)
      * idle clients would otherwise pin 40 MiB of empty 4 KiB buffers. */
     if (c->want == EVCONN_READ && http_parser_empty(&c->parser) &&
         !c->recv_woken) {
-        http_parser_trim(&c->parser);
+        conn_give_back_buffer(c);
         c->recv_idle = true;
         *len = 0;
         return sink; /* never written: len is 0 */

@@ -102,6 +102,17 @@
 struct evconn;
 struct evjob;
 
+/* Read buffers an idle connection gave back, kept for the next one that
+ * reads: at most this many a server (64 KiB of 4 KiB buffers). Freeing
+ * each at once would make malloc shrink and regrow its heap every few
+ * requests (05 gives its buffer back after every answer). */
+#define EVCONN_SPARE_BUFFERS 16
+
+struct evconn_spare {
+    char *buf;
+    size_t cap;
+};
+
 /* What a loop supplies to the steps and to a stop: the three things they
  * cannot do by themselves, because each touches what only the loop holds
  * (timers, registrations, the stage's struct around evconn and evjob). */
@@ -142,6 +153,8 @@ struct evconn_server {
     size_t num_jobs;
     struct list durable;      /* connections in EVCONN_DURABLE, oldest
                                  first (evconn.durable_link) */
+    struct evconn_spare spare[EVCONN_SPARE_BUFFERS]; /* read buffers */
+    size_t num_spare;
 };
 
 /* Sets srv up for a stage: no connection or job yet, the async budget

@@ -623,14 +623,31 @@ void http_parser_consume(struct http_parser *p)
     }
 }
 
-void http_parser_trim(struct http_parser *p)
+char *http_parser_take_buffer(struct http_parser *p, size_t *cap)
 {
     if (p->len != 0 || p->buf == NULL || http_parser_done(p) ||
         p->error_status != 0)
-        return;
-    free(p->buf);
+        return NULL;
+    char *buf = p->buf;
+    *cap = p->cap;
     p->buf = NULL;
     p->cap = 0;
+    return buf;
+}
+
+void http_parser_trim(struct http_parser *p)
+{
+    size_t cap;
+    free(http_parser_take_buffer(p, &cap));
+}
+
+bool http_parser_give_buffer(struct http_parser *p, char *buf, size_t cap)
+{
+    if (p->buf != NULL)
+        return false;
+    p->buf = buf;
+    p->cap = cap;
+    return true;
 }
 
 const char *http_request_header(const struct http_request *req,

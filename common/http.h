@@ -99,6 +99,15 @@ void http_parser_consume(struct http_parser *p);
  * as one whose request waits. */
 void http_parser_trim(struct http_parser *p);
 
+/* The same, for a caller that keeps spare buffers: hands the buffer over
+ * (*cap: its size) instead of freeing it; NULL when the parser holds
+ * bytes, or no buffer. */
+char *http_parser_take_buffer(struct http_parser *p, size_t *cap);
+
+/* Gives a parser without a buffer one of cap bytes from malloc, which it
+ * will free. False (buf still the caller's) when it has one. */
+bool http_parser_give_buffer(struct http_parser *p, char *buf, size_t cap);
+
 /* True if no bytes of a next request have arrived (an idle keep-alive). */
 bool http_parser_empty(const struct http_parser *p);
 

@@ -882,7 +882,9 @@ END_TEST
 /* A kept-alive client may stay silent for minutes: 05's completion steps
  * hold no read buffer while no byte of a request is there (issue 26:
  * 10,000 answered clients would pin 40 MiB). The loop's "bytes are
- * there" brings one; a request that came half stays in its buffer. */
+ * there" brings one; a request that came half stays in its buffer. A
+ * buffer given back is kept for the next reader, a bounded few of them
+ * (freeing each would make malloc shrink and regrow its heap). */
 static ssize_t step_recv(struct evconn *c, int fd)
 {
     size_t len;
@@ -921,6 +923,10 @@ START_TEST(an_idle_connection_holds_no_read_buffer)
     harness_send_text(sv[1], "\r\n");
     ck_assert_int_eq(evconn_on_received(&c, step_recv(&c, sv[0])),
                      EVCONN_WRITE); /* here the loop sends */
+    /* All it read is answered: the buffer went back at once, kept for
+     * the next connection to read. */
+    ck_assert_ptr_null(c.parser.buf);
+    ck_assert_uint_eq(srv.num_spare, 1);
     const char *answer = evconn_send_data(&c, &len);
     ssize_t sent = send(sv[0], answer, len, MSG_DONTWAIT);
     ck_assert_int_eq(sent, (ssize_t)len);
@@ -934,9 +940,29 @@ START_TEST(an_idle_connection_holds_no_read_buffer)
     ck_assert_int_eq(evconn_on_received(&c, 1), EVCONN_READ);
     ck_assert_ptr_nonnull(evconn_recv_buffer(&c, &len));
     ck_assert_uint_gt(len, 0);
+    ck_assert_uint_eq(srv.num_spare, 0); /* the spare, not a new one */
     ck_assert_int_eq(evconn_on_received(&c, 0), EVCONN_CLOSE);
     evconn_release(&c);
+
+    /* The spares are bounded: more connections with a buffer than that
+     * close, and the rest of their buffers are freed (ASan: no leak). */
+    enum { N = EVCONN_SPARE_BUFFERS + 3 };
+    struct evconn many[N];
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(
+            socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+        close(sv[1]);
+        evconn_init(&many[i], &srv, sv[0]);
+        evconn_recv_buffer(&many[i], &len);
+        ck_assert_int_eq(evconn_on_received(&many[i], 1), EVCONN_READ);
+        ck_assert_ptr_nonnull(evconn_recv_buffer(&many[i], &len));
+        ck_assert_uint_gt(len, 0);
+    }
+    for (int i = 0; i < N; i++)
+        evconn_release(&many[i]);
+    ck_assert_uint_eq(srv.num_spare, EVCONN_SPARE_BUFFERS);
     evconn_server_free(&srv);
+    ck_assert_uint_eq(srv.num_spare, 0);
 }
 END_TEST
 
