@@ -49,7 +49,8 @@
 # tables, default 5; quick 2), BENCH_SCALE_SIZES and BENCH_SCALE_EXTRA
 # (bench/scale.sh); BENCH_SCENARIOS takes the names anchors, bytes,
 # latency, cost, uring and switch too. Exits 1 when a bytes row did not answer
-# every client. Every process it starts is stopped again, also on Ctrl-C.
+# every client, or when bench/ calls a name nothing defines. Every process
+# it starts is stopped again, also on Ctrl-C.
 set -u
 
 B=${1:-build}
@@ -99,6 +100,14 @@ case "$ROUNDS" in '' | 0 | *[!0-9]*) echo "bench: BENCH_ROUNDS must be a number 
 case "$TP_ENGINE" in curl | raw) ;; *) echo "bench: BENCH_ENGINE must be curl or raw" >&2; exit 2 ;; esac
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/bench.XXXXXX")
+# A name that is neither a command nor a function here is a bug in
+# bench/ (tools are looked for with command -v first): it would leave
+# empty cells that pass for a result. Say so, and fail at the end.
+command_not_found_handle() {
+    echo "bench: BUG: '$1' is not a command or a function of bench/" >&2
+    echo "$1" >>"$TMP/bugs"
+    return 127
+}
 PIDS=() CLIENTS=()
 cleanup() {
     local p
@@ -646,6 +655,10 @@ scenario done
 charts=
 command -v gnuplot >/dev/null 2>&1 && charts=" and PNG charts"
 say "Finished in $(($(date +%s) - START_S)) s. Tables in $REPORT; CSV files$charts beside it."
+if [ -s "$TMP/bugs" ]; then
+    note "BUG: bench/ called $(sort -u "$TMP/bugs" | tr '\n' ' ')which nothing defines: some cells are empty"
+    exit 1
+fi
 if [ -n "$SCALE_FAILED" ]; then
     note "a bytes-per-client row did not answer every client (see its row)"
     exit 1

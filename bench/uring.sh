@@ -25,7 +25,7 @@
 # and CPU per request at most 0.8x nginx's. Uses bench.sh's helpers (say,
 # note, row, table_start, csv_*, lg, jget, num, start_stage, stop_stage,
 # failures), cost.sh's cost_counter, cost_count and cost_cpu, and
-# anchors.sh's anchor_nginx, anchor_stop and anchor_median.
+# anchors.sh's anchor_nginx, anchor_stop and median.
 
 URING_GOAL_SYSCALLS=0.5
 URING_GOAL_CPU=0.8
@@ -35,7 +35,7 @@ URING_GOAL_CPU=0.8
 uring_range() {
     [ -s "$1" ] || { printf -- '-'; return; }
     local m lo hi
-    m=$(anchor_median "$1")
+    m=$(median "$1")
     lo=$(grep . "$1" | sort -g | head -1)
     hi=$(grep . "$1" | sort -g | tail -1)
     printf '%s (%s-%s)' "$(num "$2" "$m")" "$(num "$2" "$lo")" "$(num "$2" "$hi")"
@@ -118,7 +118,7 @@ bench_uring() {
     anchor_stop "$NGINX_PID"
 
     local ng
-    ng=$(anchor_median "$TMP/uring-cpu-nginx")
+    ng=$(median "$TMP/uring-cpu-nginx")
     table_start "server|model|req/s|CPU us/request|CPU vs nginx|syscalls/request"
     csv_start uring.csv "server,model,rps,cpu_us,cpu_us_min,cpu_us_max,syscalls,syscalls_min,syscalls_max"
     local name model
@@ -130,10 +130,10 @@ bench_uring() {
         *:uring) model="--backend uring (completion)" ;;
         esac
         local cpu ratio=-
-        cpu=$(anchor_median "$TMP/uring-cpu-$name")
+        cpu=$(median "$TMP/uring-cpu-$name")
         [ "$(num %.0f "$ng * 100")" != 0 ] && ratio="$(num %.2f "$cpu / $ng")x"
-        row "${name%%:*}|$model|$(num %.1fk "$(anchor_median "$TMP/uring-rps-$name") / 1000")|$(uring_range "$TMP/uring-cpu-$name" %.1f)|$ratio|$(uring_range "$TMP/uring-sys-$name" %.2f)"
-        csv_row uring.csv "${name%%:*},${name##*:},$(anchor_median "$TMP/uring-rps-$name"),$cpu,$(grep . "$TMP/uring-cpu-$name" | sort -g | head -1),$(grep . "$TMP/uring-cpu-$name" | sort -g | tail -1),$(anchor_median "$TMP/uring-sys-$name"),$(grep . "$TMP/uring-sys-$name" | sort -g | head -1),$(grep . "$TMP/uring-sys-$name" | sort -g | tail -1)"
+        row "${name%%:*}|$model|$(num %.1fk "$(median "$TMP/uring-rps-$name") / 1000")|$(uring_range "$TMP/uring-cpu-$name" %.1f)|$ratio|$(uring_range "$TMP/uring-sys-$name" %.2f)"
+        csv_row uring.csv "${name%%:*},${name##*:},$(median "$TMP/uring-rps-$name"),$cpu,$(grep . "$TMP/uring-cpu-$name" | sort -g | head -1),$(grep . "$TMP/uring-cpu-$name" | sort -g | tail -1),$(median "$TMP/uring-sys-$name"),$(grep . "$TMP/uring-sys-$name" | sort -g | head -1),$(grep . "$TMP/uring-sys-$name" | sort -g | tail -1)"
     done
     say ""
 }
