@@ -10,7 +10,9 @@
  *
  *   on_accept      a client was accepted: a connection for it
  *   on_received    request bytes arrived (or, closing politely, bytes the
- *                  client still sends, dropped): parse; maybe route
+ *                  client still sends, dropped): parse; maybe route. An
+ *                  idle connection waits with no buffer: then it only
+ *                  hears that bytes are there, and asks for them
  *   on_bill_done   a bill's timer fired: next bill, or the answer
  *   on_sent        (part of) the answer went: the rest, or read again,
  *                  or close
