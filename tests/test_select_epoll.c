@@ -790,6 +790,17 @@ static void step_server(struct evconn_server *srv, struct config *cfg)
     evconn_server_init(srv, cfg, "steps", NULL, 1, 1); /* no loop: no ops */
 }
 
+/* A step server and one connection to it: c on sv[0], its client sv[1]. */
+static void step_conn(struct evconn_server *srv, struct config *cfg,
+                      struct evconn *c, int sv[2])
+{
+    log_init("steps", true);
+    step_server(srv, cfg);
+    ck_assert_int_eq(
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    evconn_init(c, srv, sv[0]);
+}
+
 /* How many answers to GET / the peer can read now. */
 static int answers_waiting(int fd)
 {
@@ -808,15 +819,11 @@ static int answers_waiting(int fd)
 
 START_TEST(an_answer_is_written_by_the_step_that_made_it)
 {
-    log_init("steps", true);
     struct config cfg;
     struct evconn_server srv;
-    step_server(&srv, &cfg);
-    int sv[2];
-    ck_assert_int_eq(
-        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
     struct evconn c;
-    evconn_init(&c, &srv, sv[0]);
+    int sv[2];
+    step_conn(&srv, &cfg, &c, sv);
     const char *get = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
     harness_send_text(sv[1], get);
     ck_assert_int_eq(evconn_on_readable(&c), EVCONN_READ);
@@ -846,16 +853,12 @@ END_TEST
  * it keeps its bytes. */
 START_TEST(a_waiting_request_holds_no_read_buffer)
 {
-    log_init("steps", true);
     struct config cfg;
     struct evconn_server srv;
-    step_server(&srv, &cfg);
-    cfg.delay_ms = 60000;
-    int sv[2];
-    ck_assert_int_eq(
-        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
     struct evconn c;
-    evconn_init(&c, &srv, sv[0]);
+    int sv[2];
+    step_conn(&srv, &cfg, &c, sv);
+    cfg.delay_ms = 60000; /* read when the request is, not at the init */
     char *req = post_sync_text("");
     harness_send_text(sv[1], req);
     ck_assert_int_eq(evconn_on_readable(&c), EVCONN_BILL);
@@ -898,15 +901,11 @@ static ssize_t step_recv(struct evconn *c, int fd)
 
 START_TEST(an_idle_connection_holds_no_read_buffer)
 {
-    log_init("steps", true);
     struct config cfg;
     struct evconn_server srv;
-    step_server(&srv, &cfg);
-    int sv[2];
-    ck_assert_int_eq(
-        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
     struct evconn c;
-    evconn_init(&c, &srv, sv[0]);
+    int sv[2];
+    step_conn(&srv, &cfg, &c, sv);
     size_t len = 1;
     ck_assert_ptr_nonnull(evconn_recv_buffer(&c, &len));
     ck_assert_uint_eq(len, 0); /* accepted, silent: a wait, no buffer */
