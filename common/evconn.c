@@ -117,7 +117,7 @@ void evconn_server_free(struct evconn_server *srv)
 {
     jobcap_free(&srv->budget);
     while (srv->num_spare > 0)
-        free(srv->spare[--srv->num_spare].buf);
+        free(srv->spare[--srv->num_spare]);
 }
 
 void evconn_server_replay(struct evconn_server *srv, int share, int shares)
@@ -160,12 +160,11 @@ uint64_t evconn_bill_deadline(struct evconn_server *srv)
 static void conn_give_back_buffer(struct evconn *c)
 {
     struct evconn_server *srv = c->srv;
-    struct evconn_spare s;
-    if (srv->num_spare < EVCONN_SPARE_BUFFERS &&
-        (s.buf = http_parser_take_buffer(&c->parser, &s.cap)) != NULL)
-        srv->spare[srv->num_spare++] = s;
+    char *buf = http_parser_take_buffer(&c->parser);
+    if (buf != NULL && srv->num_spare < EVCONN_SPARE_BUFFERS)
+        srv->spare[srv->num_spare++] = buf;
     else
-        http_parser_trim(&c->parser);
+        free(buf);
 }
 
 /* A connection about to read, with no buffer, takes a spare if any. */
@@ -173,8 +172,7 @@ static void conn_take_spare_buffer(struct evconn *c)
 {
     struct evconn_server *srv = c->srv;
     if (srv->num_spare > 0 &&
-        http_parser_give_buffer(&c->parser, srv->spare[srv->num_spare - 1].buf,
-                                srv->spare[srv->num_spare - 1].cap))
+        http_parser_give_buffer(&c->parser, srv->spare[srv->num_spare - 1]))
         srv->num_spare--;
 }
 

@@ -103,15 +103,11 @@ struct evconn;
 struct evjob;
 
 /* Read buffers an idle connection gave back, kept for the next one that
- * reads: at most this many a server (64 KiB of 4 KiB buffers). Freeing
- * each at once would make malloc shrink and regrow its heap every few
- * requests (05 gives its buffer back after every answer). */
+ * reads: at most this many a server, each HTTP_PARSER_INITIAL_CAP (64 KiB
+ * in all: http.h). Freeing each at once would make malloc shrink and
+ * regrow its heap every few requests (05 gives its buffer back after
+ * every answer). */
 #define EVCONN_SPARE_BUFFERS 16
-
-struct evconn_spare {
-    char *buf;
-    size_t cap;
-};
 
 /* What a loop supplies to the steps and to a stop: the three things they
  * cannot do by themselves, because each touches what only the loop holds
@@ -153,7 +149,7 @@ struct evconn_server {
     size_t num_jobs;
     struct list durable;      /* connections in EVCONN_DURABLE, oldest
                                  first (evconn.durable_link) */
-    struct evconn_spare spare[EVCONN_SPARE_BUFFERS]; /* read buffers */
+    char *spare[EVCONN_SPARE_BUFFERS]; /* read buffers given back */
     size_t num_spare;
 };
 

@@ -42,9 +42,6 @@
 #include <string.h>
 #include <strings.h>
 
-/* First allocation: enough for any ordinary request; big ones double it. */
-#define HTTP_PARSER_INITIAL_CAP 4096
-
 /* RFC 9112 2.2: a server SHOULD ignore at least one empty line before the
  * request line (some clients send a CRLF after a POST body). A few are
  * tolerated; an endless stream of them is not a request. */
@@ -623,13 +620,12 @@ void http_parser_consume(struct http_parser *p)
     }
 }
 
-char *http_parser_take_buffer(struct http_parser *p, size_t *cap)
+char *http_parser_take_buffer(struct http_parser *p)
 {
     if (p->len != 0 || p->buf == NULL || http_parser_done(p) ||
         p->error_status != 0)
         return NULL;
     char *buf = p->buf;
-    *cap = p->cap;
     p->buf = NULL;
     p->cap = 0;
     return buf;
@@ -637,16 +633,15 @@ char *http_parser_take_buffer(struct http_parser *p, size_t *cap)
 
 void http_parser_trim(struct http_parser *p)
 {
-    size_t cap;
-    free(http_parser_take_buffer(p, &cap));
+    free(http_parser_take_buffer(p));
 }
 
-bool http_parser_give_buffer(struct http_parser *p, char *buf, size_t cap)
+bool http_parser_give_buffer(struct http_parser *p, char *buf)
 {
     if (p->buf != NULL)
         return false;
     p->buf = buf;
-    p->cap = cap;
+    p->cap = HTTP_PARSER_INITIAL_CAP;
     return true;
 }
 

@@ -63,6 +63,9 @@ struct http_parser {
     struct http_request req;
 };
 
+/* First allocation: enough for any ordinary request; big ones double it. */
+#define HTTP_PARSER_INITIAL_CAP 4096
+
 /* Most bytes a parser buffers: one maximal request. */
 #define HTTP_PARSER_MAX_BUFFER (HTTP_MAX_HEADER_BYTES + HTTP_MAX_BODY_BYTES)
 
@@ -100,13 +103,15 @@ void http_parser_consume(struct http_parser *p);
 void http_parser_trim(struct http_parser *p);
 
 /* The same, for a caller that keeps spare buffers: hands the buffer over
- * (*cap: its size) instead of freeing it; NULL when the parser holds
- * bytes, or no buffer. */
-char *http_parser_take_buffer(struct http_parser *p, size_t *cap);
+ * instead of freeing it; NULL when the parser holds bytes, or no buffer.
+ * It is HTTP_PARSER_INITIAL_CAP bytes: a buffer that grew for a big
+ * request is freed as soon as it is empty (http_parser_consume). */
+char *http_parser_take_buffer(struct http_parser *p);
 
-/* Gives a parser without a buffer one of cap bytes from malloc, which it
- * will free. False (buf still the caller's) when it has one. */
-bool http_parser_give_buffer(struct http_parser *p, char *buf, size_t cap);
+/* Gives a parser without a buffer one taken from another (malloc'd,
+ * HTTP_PARSER_INITIAL_CAP bytes), which it will free. False (buf still
+ * the caller's) when it has one. */
+bool http_parser_give_buffer(struct http_parser *p, char *buf);
 
 /* True if no bytes of a next request have arrived (an idle keep-alive). */
 bool http_parser_empty(const struct http_parser *p);

@@ -942,6 +942,28 @@ START_TEST(an_idle_connection_holds_no_read_buffer)
     ck_assert_uint_eq(srv.num_spare, 0); /* the spare, not a new one */
     ck_assert_int_eq(evconn_on_received(&c, 0), EVCONN_CLOSE);
     evconn_release(&c);
+    ck_assert_uint_eq(srv.num_spare, 1);
+
+    /* A head of 6 KiB grows the buffer past 4 KiB: answered, that buffer
+     * is freed, not kept (a spare is 4 KiB: 16 of them, 64 KiB). */
+    ck_assert_int_eq(
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    evconn_init(&c, &srv, sv[0]);
+    char big[7000];
+    int at = snprintf(big, sizeof big, "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: ");
+    memset(big + at, 'p', 6000);
+    snprintf(big + at + 6000, sizeof big - (size_t)at - 6000, "\r\n\r\n");
+    harness_send_text(sv[1], big);
+    evconn_recv_buffer(&c, &len);
+    ck_assert_int_eq(evconn_on_received(&c, 1), EVCONN_READ);
+    enum evconn_want want = EVCONN_READ;
+    while (want == EVCONN_READ)
+        want = evconn_on_received(&c, step_recv(&c, sv[0]));
+    ck_assert_int_eq(want, EVCONN_WRITE);
+    ck_assert_ptr_null(c.parser.buf);
+    ck_assert_uint_eq(srv.num_spare, 0); /* the 4 KiB spare was taken */
+    evconn_release(&c);
+    close(sv[1]);
 
     /* The spares are bounded: more connections with a buffer than that
      * close, and the rest of their buffers are freed (ASan: no leak). */
