@@ -28,6 +28,7 @@ test_doc_blocks                          qemu has no PR_SET_CHILD_SUBREAPER (prc
 test_solutions                           it builds patched copies of the tree and runs their programs from shell scripts: without binfmt_misc only the build's own programs, through their wrappers, run under qemu
 exclusive_listener_wakes_one_loop        (test_pools) /proc/self/task/N/syscall shows the host's number of the call qemu is blocked in, not arm64's
 many_sync_requests_one_thread_one_delay  (test_select_epoll) qemu runs a thread of its own in every process, so a one-thread server counts 2 in /proc/PID/status
+slow_requests_overlap_on_one_thread      (test_tiny) the same: a tiny one-thread server counts 2 threads under qemu
 two_thousand_sync_requests_take_about_one_delay  (test_coroutines) $SLOW
 offloaded_cpu_work_keeps_the_loop_responsive     (test_coroutines) $SLOW
 timeline_draws_a_wall_for_a_concurrent_server    (test_loadgen) $SLOW

@@ -172,8 +172,11 @@ int raw_bind_source(int fd, uint32_t addr)
 {
     int one = 1;
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = addr};
+    /* Unknown to Linux before 4.2 and to qemu-user (ENOPROTOOPT): then
+     * bind() picks the port now, and one address's ports are shared by
+     * all its destinations. It still works; fewer connections fit. */
     if (setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one,
-                   sizeof one) < 0)
+                   sizeof one) < 0 && errno != ENOPROTOOPT)
         return -1;
     return bind(fd, (const struct sockaddr *)&a, sizeof a);
 }

@@ -86,8 +86,9 @@ void raw_conn_init(struct raw_conn *c);
 /* Binds a new, unconnected IPv4 socket to source address addr (network
  * order) and lets connect() choose the port (IP_BIND_ADDRESS_NO_PORT): a
  * port is then unique per destination, not per source address, so each
- * source address gives a server the whole ephemeral port range. 0, or -1
- * with errno. */
+ * source address gives a server the whole ephemeral port range (where
+ * the option is unknown, bind() picks the port: fewer connections per
+ * address, as before Linux 4.2). 0, or -1 with errno. */
 int raw_bind_source(int fd, uint32_t addr);
 
 /* Starts rq on c: opens a connection when c has none (registering it with
