@@ -490,18 +490,14 @@ static char *recv_space(struct evconn *c, size_t *len)
 char *evconn_recv_buffer(struct evconn *c, size_t *len)
 {
     /* A kept-alive client may stay silent for minutes: with no byte of a
-     * next request buffered it waits without a buffer (len 0), and the
-     * loop's "something is there" (evconn_on_received) brings one. 10,000
-     * idle clients would otherwise pin 40 MiB of empty 4 KiB buffers. */
-    if (c->want == EVCONN_READ && http_parser_empty(&c->parser) &&
-        !c->recv_woken) {
-        conn_give_back_buffer(c);
-        c->recv_idle = true;
+     * next request there it has no buffer (conn_got gave it back), and it
+     * waits without one (len 0) until the loop says something is there
+     * (evconn_on_received). 10,000 idle clients would otherwise pin 40
+     * MiB of empty 4 KiB buffers. */
+    if (c->want == EVCONN_READ && c->parser.buf == NULL) {
         *len = 0;
         return sink; /* never written: len is 0 */
     }
-    c->recv_woken = false;
-    c->recv_idle = false;
     return recv_space(c, len);
 }
 
@@ -628,14 +624,13 @@ enum evconn_want evconn_on_received(struct evconn *c, ssize_t n)
 {
     if (c->want == EVCONN_LINGER)
         return c->want = conn_lingered(c, n);
-    if (c->recv_idle && n > 0) {
-        /* The wait without a buffer is over: bytes are there. Read them
-         * into a real buffer next (the loop does it in this same turn). */
-        c->recv_idle = false;
-        c->recv_woken = true;
-        return c->want = EVCONN_READ;
+    if (c->parser.buf == NULL && n > 0) {
+        /* The wait without a buffer is over: bytes are there. Take room
+         * for them, which the next evconn_recv_buffer gives (the loop reads
+         * in this same turn). */
+        size_t room;
+        return c->want = recv_space(c, &room) ? EVCONN_READ : EVCONN_CLOSE;
     }
-    c->recv_idle = false;
     return c->want = conn_got(c, n);
 }
 

@@ -229,10 +229,6 @@ struct evconn {
     bool out_fresh;             /* out was queued and not yet tried: the
                                    step that queued it writes it at once */
     bool close_after_write;
-    bool recv_idle;             /* evconn_recv_buffer gave no buffer: the
-                                   loop only says when bytes are there */
-    bool recv_woken;            /* ...and it said so: the next buffer is
-                                   real */
     size_t lingered;            /* bytes dropped while closing */
     struct evconn_sync *sync;   /* allocated on the first sync request */
     struct list link;           /* in srv->conns */
